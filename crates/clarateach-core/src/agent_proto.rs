@@ -1,0 +1,121 @@
+//! Messages between the control plane and an agent over the agent's outbound WebSocket
+//! (`GET /api/agents/connect`, `Authorization: Bearer <agent token>`). Every frame is one JSON
+//! text message tagged by `type`. See api/ws-protocol.md.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Limits, SeatState};
+
+/// Identifies one seat's workspace on an agent.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SeatKey {
+    pub workshop_id: String,
+    pub seat: u32,
+}
+
+/// What the control plane wants to exist on an agent.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeatSpec {
+    pub workshop_id: String,
+    pub seat: u32,
+    pub image: Option<String>,
+    pub limits: Limits,
+    /// Environment for the seat's shells (holds the decrypted api key, hence the Debug below).
+    pub env: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for SeatSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeatSpec")
+            .field("workshop_id", &self.workshop_id)
+            .field("seat", &self.seat)
+            .field("image", &self.image)
+            .field("limits", &self.limits)
+            .field("env", &self.env.keys().map(|k| (k, "<redacted>")).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl SeatSpec {
+    pub fn key(&self) -> SeatKey {
+        SeatKey { workshop_id: self.workshop_id.clone(), seat: self.seat }
+    }
+}
+
+/// A seat as an agent reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeatReport {
+    pub workshop_id: String,
+    pub seat: u32,
+    pub state: SeatState,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// Agent -> control plane.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AgentMessage {
+    /// First message after connecting.
+    Register {
+        agent_id: String,
+        hostname: String,
+        /// How many seats this agent can host.
+        capacity: u32,
+        /// Backends it can run, e.g. `["sandbox"]`.
+        backends: Vec<String>,
+        /// Base URL of the agent's data path (HTTP + WebSocket), reached by the gateway.
+        data_url: String,
+        /// Bearer secret the gateway presents on the data path; fresh per agent process.
+        data_token: String,
+        /// Workspaces that exist on the host right now.
+        seats: Vec<SeatReport>,
+    },
+    Heartbeat {
+        /// Seats currently hosted.
+        used: u32,
+    },
+    /// A seat changed state.
+    SeatStatus(SeatReport),
+}
+
+/// Control plane -> agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ControlMessage {
+    /// Answer to Register: the full desired state for this agent; the agent destroys workspaces
+    /// not listed (keeping volumes) and creates missing ones.
+    Registered { heartbeat_interval_ms: u64, desired: Vec<SeatSpec> },
+    CreateSeat(SeatSpec),
+    /// Destroy the workspace; delete its volume only when `delete_volume` (workshop deleted).
+    DestroySeat { workshop_id: String, seat: u32, delete_volume: bool },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seat_spec_debug_hides_env_values() {
+        let spec = SeatSpec {
+            workshop_id: "ws-abc123".into(),
+            seat: 1,
+            image: None,
+            limits: Limits::default(),
+            env: [("ANTHROPIC_API_KEY".to_string(), "sk-secret-value".to_string())].into(),
+        };
+        let shown = format!("{spec:?}");
+        assert!(!shown.contains("sk-secret-value"));
+        assert!(shown.contains("ANTHROPIC_API_KEY"));
+    }
+
+    #[test]
+    fn tagged_round_trip() {
+        let m = ControlMessage::DestroySeat { workshop_id: "ws-a".into(), seat: 2, delete_volume: false };
+        let s = serde_json::to_string(&m).expect("serialize");
+        assert!(s.contains("\"type\":\"destroy_seat\""));
+        assert_eq!(serde_json::from_str::<ControlMessage>(&s).expect("parse"), m);
+    }
+}

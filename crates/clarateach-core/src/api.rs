@@ -1,0 +1,385 @@
+//! Request and response bodies of the control-plane API and the workspace daemon, with the
+//! seed shapes (`Workshop`, `JoinRequest`, `TokenPayload`, `FileInfo`, ...).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Lifecycle of a workshop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkshopStatus {
+    Created,
+    Provisioning,
+    Running,
+    Stopping,
+    Stopped,
+    Failed,
+}
+
+impl WorkshopStatus {
+    pub const ALL: [WorkshopStatus; 6] = [
+        Self::Created,
+        Self::Provisioning,
+        Self::Running,
+        Self::Stopping,
+        Self::Stopped,
+        Self::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Provisioning => "provisioning",
+            Self::Running => "running",
+            Self::Stopping => "stopping",
+            Self::Stopped => "stopped",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// State of one seat's workspace as the control plane knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SeatState {
+    /// Not provisioned (workshop not started, or stopped).
+    Pending,
+    /// The agent is creating the workspace.
+    Creating,
+    /// Workspace daemon answers.
+    Ready,
+    /// The agent hosting it missed its heartbeats.
+    Lost,
+    /// Creation failed.
+    Failed,
+    /// Destroyed after stop.
+    Destroyed,
+}
+
+impl SeatState {
+    pub const ALL: [SeatState; 6] =
+        [Self::Pending, Self::Creating, Self::Ready, Self::Lost, Self::Failed, Self::Destroyed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Creating => "creating",
+            Self::Ready => "ready",
+            Self::Lost => "lost",
+            Self::Failed => "failed",
+            Self::Destroyed => "destroyed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// Resource limits of every seat of a workshop. Absent fields take the defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Memory limit in MiB (default 512, 64..=16384).
+    #[serde(default = "Limits::default_memory_mb")]
+    pub memory_mb: u32,
+    /// Maximum number of processes (default 256, 16..=4096).
+    #[serde(default = "Limits::default_pids")]
+    pub pids: u32,
+    /// CPU quota in thousandths of a CPU (default 1000 = one CPU, 100..=16000).
+    #[serde(default = "Limits::default_cpu_millis")]
+    pub cpu_millis: u32,
+    /// Whether seats may reach the network beyond loopback (default false).
+    #[serde(default)]
+    pub egress: bool,
+}
+
+impl Limits {
+    fn default_memory_mb() -> u32 {
+        512
+    }
+    fn default_pids() -> u32 {
+        256
+    }
+    fn default_cpu_millis() -> u32 {
+        1000
+    }
+
+    /// Returns a message naming the first out-of-range field.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(64..=16384).contains(&self.memory_mb) {
+            return Err("limits.memory_mb must be between 64 and 16384".into());
+        }
+        if !(16..=4096).contains(&self.pids) {
+            return Err("limits.pids must be between 16 and 4096".into());
+        }
+        if !(100..=16000).contains(&self.cpu_millis) {
+            return Err("limits.cpu_millis must be between 100 and 16000".into());
+        }
+        Ok(())
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            memory_mb: Self::default_memory_mb(),
+            pids: Self::default_pids(),
+            cpu_millis: Self::default_cpu_millis(),
+            egress: false,
+        }
+    }
+}
+
+/// A workshop as the API returns it. Never carries the api_key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Workshop {
+    /// `ws-xxxxxx`
+    pub id: String,
+    pub name: String,
+    /// Join code, e.g. `CLAUDE-XY9Z`.
+    pub code: String,
+    pub seats: u32,
+    pub status: WorkshopStatus,
+    pub created_at: DateTime<Utc>,
+    /// Where learners' traffic goes (the control plane's session gateway).
+    pub endpoint: Option<String>,
+    /// Guest image name, when not the default.
+    pub image: Option<String>,
+    pub limits: Limits,
+    /// Whether an api_key is stored (the key itself is never returned).
+    pub has_api_key: bool,
+    /// Seats whose workspace is ready.
+    pub seats_ready: u32,
+    /// Seats taken by a learner.
+    pub seats_joined: u32,
+}
+
+/// `POST /api/workshops`
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWorkshopRequest {
+    /// 1-100 characters.
+    pub name: String,
+    /// 1-200.
+    pub seats: u32,
+    /// Optional secret for learners' tools, at least 10 characters; injected into seats only.
+    #[serde(default)]
+    pub api_key: Option<String>,
+    #[serde(default)]
+    pub image: Option<String>,
+    #[serde(default)]
+    pub limits: Option<Limits>,
+}
+
+impl CreateWorkshopRequest {
+    /// Returns a message naming the first invalid field.
+    pub fn validate(&self) -> Result<(), String> {
+        let len = self.name.trim().chars().count();
+        if !(1..=100).contains(&len) {
+            return Err("name must be 1 to 100 characters".into());
+        }
+        if !(1..=200).contains(&self.seats) {
+            return Err("seats must be between 1 and 200".into());
+        }
+        if let Some(key) = &self.api_key {
+            if key.chars().count() < 10 {
+                return Err("api_key must be at least 10 characters".into());
+            }
+        }
+        if let Some(image) = &self.image {
+            let ok = !image.is_empty()
+                && image.len() <= 64
+                && image.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+            if !ok {
+                return Err("image must be 1-64 characters of letters, digits, '-', '_' or '.'".into());
+            }
+        }
+        if let Some(limits) = &self.limits {
+            limits.validate()?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WorkshopResponse {
+    pub workshop: Workshop,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ListWorkshopsResponse {
+    pub workshops: Vec<Workshop>,
+}
+
+/// One seat of a workshop, as the instructor sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Seat {
+    pub seat: u32,
+    pub state: SeatState,
+    /// Whether a learner holds this seat.
+    pub joined: bool,
+    /// Learner's display name, if given.
+    pub name: Option<String>,
+    /// Agent hosting the workspace.
+    pub agent_id: Option<String>,
+    pub joined_at: Option<DateTime<Utc>>,
+    /// Last terminal/file activity seen through the gateway.
+    pub last_activity_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ListSeatsResponse {
+    pub seats: Vec<Seat>,
+}
+
+/// `POST /api/join`
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JoinRequest {
+    /// Join code; case and spaces are forgiven.
+    pub code: String,
+    /// Reconnect code from an earlier join.
+    #[serde(default)]
+    pub odehash: Option<String>,
+    /// Display name shown to the instructor (up to 60 characters).
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JoinResponse {
+    /// Learner token (JWT, EdDSA).
+    pub token: String,
+    /// Base URL of the session gateway.
+    pub endpoint: String,
+    /// Reconnect code for this seat.
+    pub odehash: String,
+    pub seat: u32,
+    pub workshop_id: String,
+    pub workshop_name: String,
+}
+
+/// Claims of the learner token (seed 001's TokenPayload with the agent id instead of vm_ip).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenClaims {
+    pub workshop_id: String,
+    pub container_id: String,
+    pub seat: u32,
+    pub odehash: String,
+    pub agent_id: Option<String>,
+    /// Expiry, seconds since the epoch.
+    pub exp: u64,
+    /// Issued at, seconds since the epoch.
+    pub iat: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HealthResponse {
+    pub status: String,
+    pub version: String,
+}
+
+/// One entry of a directory listing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FileInfo {
+    pub name: String,
+    /// Path relative to the workspace root, starting with `/`.
+    pub path: String,
+    pub is_directory: bool,
+    pub size: u64,
+    pub modified_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ListFilesResponse {
+    pub files: Vec<FileInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ReadFileResponse {
+    pub content: String,
+    /// `utf-8` or `base64`.
+    pub encoding: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WriteFileRequest {
+    pub content: String,
+    /// `utf-8` (default) or `base64`.
+    #[serde(default)]
+    pub encoding: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RenameRequest {
+    pub from: String,
+    pub to: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MkdirRequest {
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SuccessResponse {
+    pub success: bool,
+}
+
+/// `POST /run`
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunRequest {
+    pub command: String,
+    /// Files staged in a fresh directory before the command runs: relative path -> content.
+    #[serde(default)]
+    pub files: BTreeMap<String, String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Default 30, at most 600.
+    #[serde(default)]
+    pub timeout_s: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RunResponse {
+    pub stdout: String,
+    pub stderr: String,
+    pub exit_code: Option<i32>,
+    pub timed_out: bool,
+    pub duration_ms: u64,
+    pub truncated: bool,
+}
+
+/// Control messages a terminal client sends as WebSocket text frames.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TerminalClientMessage {
+    Input { data: String },
+    Resize { cols: u16, rows: u16 },
+}
+
+/// Control messages the daemon sends as WebSocket text frames (output is binary frames unless
+/// the client asked for `?format=json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TerminalServerMessage {
+    Output { data: String },
+    Exit { code: i32 },
+    /// Sent to a viewer whose input was refused or who was dropped; `code` is machine-readable.
+    Error { code: String, message: String },
+    /// Sent on attach: the session name and whether it was just started.
+    Attached { session: String, new: bool, mode: String },
+    /// Sent to the other viewers when a `mode=takeover` viewer (the instructor) attaches/detaches.
+    Takeover { active: bool },
+}

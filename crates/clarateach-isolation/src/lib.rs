@@ -1,0 +1,138 @@
+//! Isolation backends: one `Backend` trait that the agent drives, and a factory that probes the
+//! host and says which backends it can run. `sandbox` (namespaces + cgroups, the default) and
+//! `microvm` (QEMU microvm / Firecracker) implement it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use clarateach_core::agent_proto::SeatKey;
+use clarateach_core::Limits;
+
+/// Which isolation a backend provides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BackendKind {
+    Sandbox,
+    Microvm,
+}
+
+impl BackendKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sandbox => "sandbox",
+            Self::Microvm => "microvm",
+        }
+    }
+}
+
+/// Everything a backend needs to build one seat's workspace.
+#[derive(Clone)]
+pub struct WorkspaceSpec {
+    pub key: SeatKey,
+    pub limits: Limits,
+    pub image: Option<String>,
+    /// Environment for the seat's shells (may hold the workshop's api key).
+    pub env: BTreeMap<String, String>,
+    /// Bearer token the workspace daemon inside requires; held by the agent only.
+    pub daemon_token: String,
+}
+
+impl std::fmt::Debug for WorkspaceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkspaceSpec")
+            .field("key", &self.key)
+            .field("limits", &self.limits)
+            .field("image", &self.image)
+            .field("env", &self.env.keys().collect::<Vec<_>>())
+            .field("daemon_token", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Where the workspace daemon of a seat listens, as seen from the agent's host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DaemonAddr {
+    Unix(PathBuf),
+    Tcp(SocketAddr),
+}
+
+/// Address plus the bearer token the daemon expects.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DaemonEndpoint {
+    pub addr: DaemonAddr,
+    pub token: String,
+}
+
+impl std::fmt::Debug for DaemonEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DaemonEndpoint").field("addr", &self.addr).field("token", &"<redacted>").finish()
+    }
+}
+
+/// What a backend knows about one seat's workspace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkspaceStatus {
+    /// No workspace (its volume may still exist).
+    Missing,
+    /// Created but not running.
+    Stopped,
+    /// Running; the daemon may or may not answer yet.
+    Running,
+}
+
+/// Errors from any backend; each variant names the action that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("creating the volume for {0:?} failed")]
+    CreateVolume(SeatKey, #[source] std::io::Error),
+    #[error("starting the workspace {0:?} failed: {1}")]
+    Start(SeatKey, String),
+    #[error("stopping the workspace {0:?} failed: {1}")]
+    Stop(SeatKey, String),
+    #[error("destroying the workspace {0:?} failed: {1}")]
+    Destroy(SeatKey, String),
+    #[error("workspace {0:?} is unknown")]
+    Unknown(SeatKey),
+    #[error("the daemon of {0:?} did not answer in time")]
+    DaemonTimeout(SeatKey),
+    #[error("backend unavailable: {0}")]
+    Unavailable(String),
+    #[error("io error during {action}")]
+    Io {
+        action: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// One isolation technology. All methods are idempotent: creating an existing workspace or
+/// destroying a missing one succeeds, so the agent's reconciler can retry freely.
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    fn kind(&self) -> BackendKind;
+
+    /// Prepares the seat (volume, config) without running anything.
+    async fn create(&self, spec: &WorkspaceSpec) -> Result<(), BackendError>;
+
+    /// Runs the workspace and waits until its daemon answers `/health`.
+    async fn start(&self, key: &SeatKey) -> Result<DaemonEndpoint, BackendError>;
+
+    /// Stops every process of the workspace, keeping it and its volume.
+    async fn stop(&self, key: &SeatKey) -> Result<(), BackendError>;
+
+    /// Stops and removes the workspace; removes the volume too when `delete_volume`.
+    async fn destroy(&self, key: &SeatKey, delete_volume: bool) -> Result<(), BackendError>;
+
+    async fn status(&self, key: &SeatKey) -> Result<WorkspaceStatus, BackendError>;
+
+    /// The daemon endpoint of a running workspace.
+    fn endpoint(&self, key: &SeatKey) -> Option<DaemonEndpoint>;
+
+    /// Workspaces found on the host (after an agent restart), running or not, with their status.
+    /// Running ones are re-adopted: `endpoint` answers for them afterwards.
+    async fn adopt(&self) -> Result<Vec<(SeatKey, WorkspaceStatus)>, BackendError>;
+
+    /// Directory holding the seat's `/workspace` files on the host (for export).
+    fn volume_dir(&self, key: &SeatKey) -> PathBuf;
+}

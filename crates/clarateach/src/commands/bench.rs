@@ -1,0 +1,11 @@
+//! `clarateach bench` (being built; see the issue that owns it).
+
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// Placeholder.
+    Todo,
+}
+
+pub async fn run(_cmd: Command) -> anyhow::Result<()> {
+    anyhow::bail!("not built yet")
+}

@@ -1,0 +1,91 @@
+//! The one `clarateach` binary: parses the command line and hands off to a library crate.
+//! Each subcommand lives in `commands/<verb>.rs`.
+
+#![forbid(unsafe_code)]
+
+mod commands;
+mod logging;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "clarateach", version, about = "Run live coding workshops: one isolated workspace per seat")]
+struct Cli {
+    /// Log output format.
+    #[arg(long, global = true, env = "CLARATEACH_LOG_FORMAT", default_value = "text")]
+    log_format: logging::LogFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Control plane + one local agent + web UI, with the embedded store.
+    Up(commands::up::Args),
+    /// Run the control plane (HTTP API, gateway, web UI).
+    Serve(commands::serve::Args),
+    /// Manage instructor accounts.
+    #[command(subcommand)]
+    Instructor(commands::instructor::Command),
+    /// Manage workshops against a running control plane.
+    Workshop(commands::workshop::Args),
+    /// Run a host agent, or issue agent tokens.
+    Agent(commands::agent::Args),
+    /// Run the in-workspace daemon (terminal, files, run).
+    WorkspaceServer(commands::workspace_server::Args),
+    /// Build guest images for the microVM backend.
+    #[command(subcommand)]
+    Image(commands::image::Command),
+    /// PID 1 inside a microVM guest.
+    #[command(hide = true)]
+    GuestInit(commands::guest_init::Args),
+    /// Benchmarks that print the figures recorded in BENCHMARKS.md.
+    #[command(subcommand)]
+    Bench(commands::bench::Command),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // guest-init runs as PID 1 in a tiny VM: keep it off the multi-threaded runtime and logging.
+    if let Command::GuestInit(args) = cli.command {
+        return report(commands::guest_init::run(args));
+    }
+    logging::init(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    report(runtime.block_on(async move {
+        match cli.command {
+            Command::Up(a) => commands::up::run(a).await,
+            Command::Serve(a) => commands::serve::run(a).await,
+            Command::Instructor(c) => commands::instructor::run(c).await,
+            Command::Workshop(a) => commands::workshop::run(a).await,
+            Command::Agent(a) => commands::agent::run(a).await,
+            Command::WorkspaceServer(a) => commands::workspace_server::run(a).await,
+            Command::Image(c) => commands::image::run(c).await,
+            Command::Bench(c) => commands::bench::run(c).await,
+            Command::GuestInit(_) => unreachable!("handled before the runtime starts"),
+        }
+    }))
+}
+
+/// Prints an error chain as one readable block (never a backtrace) and picks the exit code.
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
