@@ -1,6 +1,6 @@
 /// <reference types="vitest/config" />
-// Vite config: esbuild's automatic JSX runtime (no React plugin needed), Monaco split into its own
-// lazily loaded chunk, and Vitest for the pure state logic under src/lib.
+// Vite config: esbuild's automatic JSX runtime (no React plugin needed), vendor chunks for caching
+// (Monaco stays behind its dynamic import, in its own lazily loaded chunks), and Vitest.
 import { defineConfig } from 'vite';
 
 export default defineConfig({
@@ -13,7 +13,6 @@ export default defineConfig({
     rollupOptions: {
       output: {
         manualChunks(id) {
-          if (id.includes('node_modules/monaco-editor')) return 'monaco';
           if (id.includes('node_modules/@xterm')) return 'xterm';
           if (id.includes('node_modules/react')) return 'react';
           return undefined;

@@ -1,0 +1,159 @@
+// Thin fetch wrapper: JSON in and out, `{code, message}` errors turned into ApiError, bearer
+// auth, and the typed calls the pages use. Same origin as the page, so no CORS.
+
+import type {
+  CreateWorkshopRequest,
+  FileInfo,
+  JoinRequest,
+  JoinResponse,
+  ReadFileResponse,
+  Seat,
+  Workshop,
+} from './types';
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    /** Seconds from a Retry-After header, if any. */
+    readonly retryAfter: number | null = null,
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+
+  /** The token was refused: session over (workshop stopped) or instructor token wrong. */
+  get isUnauthorized(): boolean {
+    return this.status === 401;
+  }
+}
+
+interface RequestOptions {
+  method?: string;
+  token?: string | null;
+  body?: unknown;
+  signal?: AbortSignal;
+}
+
+async function send(path: string, opts: RequestOptions = {}): Promise<Response> {
+  const headers: Record<string, string> = { Accept: 'application/json' };
+  if (opts.token) headers.Authorization = `Bearer ${opts.token}`;
+  let body: string | undefined;
+  if (opts.body !== undefined) {
+    headers['Content-Type'] = 'application/json';
+    body = JSON.stringify(opts.body);
+  }
+  let res: Response;
+  try {
+    res = await fetch(path, { method: opts.method ?? 'GET', headers, body, signal: opts.signal });
+  } catch (err) {
+    if (err instanceof DOMException && err.name === 'AbortError') throw err;
+    throw new ApiError(0, 'network', 'Cannot reach the ClaraTeach server. Check your connection.');
+  }
+  if (!res.ok) throw await toError(res);
+  return res;
+}
+
+async function toError(res: Response): Promise<ApiError> {
+  let code = `http_${res.status}`;
+  let message = res.statusText || `Request failed (${res.status})`;
+  try {
+    const body = (await res.json()) as { code?: unknown; message?: unknown };
+    if (typeof body.code === 'string') code = body.code;
+    if (typeof body.message === 'string' && body.message) message = body.message;
+  } catch {
+    // Not JSON (proxy error page); keep the status text.
+  }
+  const ra = res.headers.get('Retry-After');
+  const retryAfter = ra !== null && /^\d+$/.test(ra.trim()) ? Number(ra.trim()) : null;
+  return new ApiError(res.status, code, message, retryAfter);
+}
+
+async function json<T>(path: string, opts?: RequestOptions): Promise<T> {
+  const res = await send(path, opts);
+  if (res.status === 204) return undefined as T;
+  const text = await res.text();
+  return (text ? JSON.parse(text) : undefined) as T;
+}
+
+/** Encodes a workspace path (`/src/a b.py`) for the URL, segment by segment. */
+export function encodeFilePath(path: string): string {
+  return path
+    .split('/')
+    .filter((s) => s.length > 0)
+    .map(encodeURIComponent)
+    .join('/');
+}
+
+export const api = {
+  join: (req: JoinRequest) => json<JoinResponse>('/api/join', { method: 'POST', body: req }),
+
+  // Learner seat traffic.
+  listFiles: (token: string, path: string, signal?: AbortSignal) =>
+    json<{ files: FileInfo[] }>(`/api/session/files?path=${encodeURIComponent(path)}`, { token, signal }).then(
+      (r) => r.files,
+    ),
+  readFile: (token: string, path: string) =>
+    json<ReadFileResponse>(`/api/session/files/${encodeFilePath(path)}`, { token }),
+  writeFile: (token: string, path: string, content: string) =>
+    json<unknown>(`/api/session/files/${encodeFilePath(path)}`, { method: 'PUT', token, body: { content } }),
+  deleteFile: (token: string, path: string) =>
+    json<unknown>(`/api/session/files/${encodeFilePath(path)}`, { method: 'DELETE', token }),
+  renameFile: (token: string, from: string, to: string) =>
+    json<unknown>('/api/session/files/rename', { method: 'POST', token, body: { from, to } }),
+  mkdir: (token: string, path: string) =>
+    json<unknown>('/api/session/files/mkdir', { method: 'POST', token, body: { path } }),
+
+  // Instructor.
+  listWorkshops: (token: string, signal?: AbortSignal) =>
+    json<{ workshops: Workshop[] }>('/api/workshops', { token, signal }).then((r) => r.workshops),
+  createWorkshop: (token: string, req: CreateWorkshopRequest) =>
+    json<{ workshop: Workshop }>('/api/workshops', { method: 'POST', token, body: req }).then((r) => r.workshop),
+  getWorkshop: (token: string, id: string, signal?: AbortSignal) =>
+    json<{ workshop: Workshop }>(`/api/workshops/${encodeURIComponent(id)}`, { token, signal }).then((r) => r.workshop),
+  startWorkshop: (token: string, id: string) =>
+    json<{ workshop: Workshop }>(`/api/workshops/${encodeURIComponent(id)}/start`, { method: 'POST', token }),
+  stopWorkshop: (token: string, id: string) =>
+    json<unknown>(`/api/workshops/${encodeURIComponent(id)}/stop`, { method: 'POST', token }),
+  deleteWorkshop: (token: string, id: string) =>
+    json<unknown>(`/api/workshops/${encodeURIComponent(id)}`, { method: 'DELETE', token }),
+  listSeats: (token: string, id: string, signal?: AbortSignal) =>
+    json<{ seats: Seat[] }>(`/api/workshops/${encodeURIComponent(id)}/seats`, { token, signal }).then((r) => r.seats),
+  /** Downloads the export archive as a Blob (the route needs the bearer header, so no plain link). */
+  exportWorkshop: async (token: string, id: string): Promise<Blob> => {
+    const res = await send(`/api/workshops/${encodeURIComponent(id)}/export`, { token });
+    return res.blob();
+  },
+};
+
+/** A human sentence for an error, with the join-specific wording learners need. */
+export function describeError(err: unknown, context: 'join' | 'rejoin' | 'general' = 'general'): string {
+  if (!(err instanceof ApiError)) return err instanceof Error ? err.message : 'Something went wrong.';
+  switch (err.code) {
+    case 'workshop_not_found':
+      return 'No workshop matches that code. Check the code with your instructor.';
+    case 'not_found':
+      return context === 'rejoin'
+        ? 'That reconnect code does not match a seat in this workshop.'
+        : context === 'join'
+          ? 'No workshop matches that code. Check the code with your instructor.'
+          : err.message;
+    case 'workshop_not_running':
+      return context === 'general'
+        ? err.message
+        : 'This workshop is not running. Wait for your instructor to start it, then try again.';
+    case 'workshop_full':
+      return 'This workshop is full: every seat is taken. Ask your instructor to add seats.';
+    case 'too_many_attempts':
+      return err.retryAfter !== null
+        ? `Too many attempts. Try again in ${err.retryAfter} second${err.retryAfter === 1 ? '' : 's'}.`
+        : 'Too many attempts. Wait a moment and try again.';
+    case 'no_capacity':
+      return 'No workspace capacity is available right now. Try again in a minute.';
+    case 'unauthorized':
+      return context === 'general' ? 'Your session is no longer valid.' : err.message;
+    default:
+      return err.message;
+  }
+}

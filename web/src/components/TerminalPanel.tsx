@@ -1,0 +1,133 @@
+// Terminal tabs: one named PTY session per tab (sessions outlive the page, so tabs are
+// remembered), the takeover notice while the instructor types, and per-tab connection status.
+
+import { useCallback, useState } from 'react';
+import { TerminalView } from '../terminal/TerminalView';
+import type { ConnectionStatus } from '../terminal/connection';
+import { isValidSessionName, type ServerControl } from '../lib/termProtocol';
+import { loadTerminalTabs, saveTerminalTabs } from '../lib/storage';
+import type { SeatSession } from '../workspace/seatSession';
+
+export interface TerminalPanelProps {
+  seat: SeatSession;
+  onStatus: (session: string, s: ConnectionStatus | null) => void;
+}
+
+export function TerminalPanel({ seat, onStatus }: TerminalPanelProps) {
+  const wsId = seat.session.workshop_id;
+  const [tabs, setTabs] = useState<string[]>(() => loadTerminalTabs(wsId).filter(isValidSessionName));
+  const [active, setActive] = useState(tabs[0] ?? 'main');
+  const [takeover, setTakeover] = useState<Set<string>>(() => new Set());
+  const [notice, setNotice] = useState<string | null>(null);
+
+  const update = (next: string[]) => {
+    setTabs(next);
+    saveTerminalTabs(wsId, next);
+  };
+
+  const add = () => {
+    let n = tabs.length + 1;
+    while (tabs.includes(`term-${n}`)) n++;
+    const name = `term-${n}`;
+    update([...tabs, name]);
+    setActive(name);
+  };
+
+  const close = (name: string) => {
+    if (tabs.length === 1) return;
+    const idx = tabs.indexOf(name);
+    const next = tabs.filter((t) => t !== name);
+    update(next);
+    onStatus(name, null);
+    if (active === name) setActive(next[Math.max(0, idx - 1)]);
+  };
+
+  const onControl = useCallback((session: string, m: ServerControl) => {
+    if (m.type === 'takeover') {
+      setTakeover((prev) => {
+        const next = new Set(prev);
+        if (m.active) next.add(session);
+        else next.delete(session);
+        return next;
+      });
+    } else if (m.type === 'notice') {
+      setNotice(m.message);
+    }
+  }, []);
+
+  return (
+    <section className="terminal-area" aria-label="Terminals" style={{ flex: 1 }}>
+      <div className="tabbar" role="tablist" aria-label="Terminal sessions">
+        {tabs.map((name, i) => (
+          <div
+            key={name}
+            role="tab"
+            aria-selected={name === active}
+            tabIndex={name === active ? 0 : -1}
+            onClick={() => setActive(name)}
+            onKeyDown={(e) => {
+              if (e.key === 'ArrowRight' || e.key === 'ArrowLeft') {
+                const next = tabs[(i + (e.key === 'ArrowRight' ? 1 : tabs.length - 1)) % tabs.length];
+                setActive(next);
+                (e.currentTarget.parentElement?.children[tabs.indexOf(next)] as HTMLElement | undefined)?.focus();
+                e.preventDefault();
+              }
+            }}
+          >
+            <span aria-hidden="true">⌘</span>
+            <span>{name}</span>
+            {takeover.has(name) && <span className="badge warn plain">instructor</span>}
+            {tabs.length > 1 && (
+              <button
+                type="button"
+                className="tab-close"
+                tabIndex={-1}
+                aria-label={`Close terminal ${name}`}
+                onClick={(e) => {
+                  e.stopPropagation();
+                  close(name);
+                }}
+              >
+                ×
+              </button>
+            )}
+          </div>
+        ))}
+        <button type="button" className="add" onClick={add} aria-label="New terminal" title="New terminal">
+          +
+        </button>
+      </div>
+      {takeover.size > 0 && (
+        <div className="takeover-banner" role="status" aria-live="assertive" data-testid="takeover-banner">
+          <span aria-hidden="true">⚠</span>
+          Your instructor is typing in your terminal
+          {takeover.size === 1 && tabs.length > 1 ? ` (${[...takeover][0]})` : ''}.
+        </div>
+      )}
+      {notice && (
+        <div className="alert info small" role="status" style={{ borderRadius: 0 }}>
+          {notice}{' '}
+          <button type="button" className="btn ghost small" onClick={() => setNotice(null)}>
+            Dismiss
+          </button>
+        </div>
+      )}
+      <div className="terminal-stack">
+        {tabs.map((name) => (
+          <div key={name} className="terminal-pane" hidden={name !== active} role="tabpanel" aria-label={`Terminal ${name}`}>
+            <TerminalView
+              label={`Terminal ${name}`}
+              url={() => seat.wsUrl('/api/session/terminal', { session: name, mode: 'interactive' })}
+              probe={() => seat.probe()}
+              interactive
+              sendResize
+              visible={name === active}
+              onStatus={(s) => onStatus(name, s)}
+              onControl={(m) => onControl(name, m)}
+            />
+          </div>
+        ))}
+      </div>
+    </section>
+  );
+}

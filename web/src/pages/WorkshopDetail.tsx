@@ -1,0 +1,267 @@
+// One workshop: live seat grid (polled every 2 s, unchanged seats never re-render) and the
+// shadow terminal of the selected seat: read-only by default, with an explicit take-over toggle.
+
+import { memo, useState } from 'react';
+import { ApiError, api, describeError } from '../api/client';
+import type { Seat, Workshop } from '../api/types';
+import { TopBar } from '../components/TopBar';
+import { ConfirmDialog } from '../components/ConfirmDialog';
+import { TerminalView } from '../terminal/TerminalView';
+import type { ConnectionStatus } from '../terminal/connection';
+import { isValidSessionName, terminalUrl } from '../lib/termProtocol';
+import { navigate } from '../lib/router';
+import { usePoll } from './usePoll';
+import { SeatProgress } from './WorkshopList';
+import { downloadExport, relativeTime, statusTone } from './workshopActions';
+
+function sameSeat(a: Seat, b: Seat): boolean {
+  return (
+    a.state === b.state && a.joined === b.joined && a.name === b.name && a.agent_id === b.agent_id &&
+    a.joined_at === b.joined_at && a.last_activity_at === b.last_activity_at
+  );
+}
+
+/** Keeps the previous object for every unchanged seat so memoized cards skip rendering. */
+export function mergeSeats(prev: Seat[], next: Seat[]): Seat[] {
+  const old = new Map(prev.map((s) => [s.seat, s]));
+  let changed = prev.length !== next.length;
+  const merged = next.map((s, i) => {
+    const o = old.get(s.seat);
+    const keep = o && sameSeat(o, s) ? o : s;
+    if (keep !== prev[i]) changed = true;
+    return keep;
+  });
+  return changed ? merged : prev;
+}
+
+export function WorkshopDetail({ token, id, signOut }: { token: string; id: string; signOut: (why?: string) => void }) {
+  const [workshop, setWorkshop] = useState<Workshop | null>(null);
+  const [seats, setSeats] = useState<Seat[]>([]);
+  const [error, setError] = useState<string | null>(null);
+  const [selected, setSelected] = useState<number | null>(null);
+  const [confirmStop, setConfirmStop] = useState(false);
+  const [busy, setBusy] = useState(false);
+  const [now, setNow] = useState(() => Date.now());
+
+  const handle = (err: unknown) => {
+    if (err instanceof ApiError && err.status === 401) signOut('Your instructor token is no longer accepted.');
+    else setError(describeError(err));
+  };
+
+  usePoll(
+    async (signal) => {
+      try {
+        const [w, s] = await Promise.all([api.getWorkshop(token, id, signal), api.listSeats(token, id, signal)]);
+        setWorkshop((prev) => (prev && JSON.stringify(prev) === JSON.stringify(w) ? prev : w));
+        setSeats((prev) => mergeSeats(prev, s));
+        setNow((n) => (Date.now() - n > 10_000 ? Date.now() : n));
+        setError(null);
+      } catch (err) {
+        if (!signal.aborted) handle(err);
+      }
+    },
+    2000,
+    [token, id],
+  );
+
+  async function act(fn: () => Promise<unknown>) {
+    setBusy(true);
+    try {
+      await fn();
+    } catch (err) {
+      handle(err);
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  const running = workshop?.status === 'running' || workshop?.status === 'provisioning';
+  return (
+    <div>
+      <TopBar home="/instructor">
+        <div className="meta">
+          <a href="/instructor" onClick={(e) => (e.preventDefault(), navigate('/instructor'))}>
+            Workshops
+          </a>
+          <span aria-hidden="true">/</span>
+          <strong>{workshop?.name ?? id}</strong>
+        </div>
+        <span className="spacer" />
+        <button type="button" className="btn ghost small" onClick={() => signOut()}>
+          Sign out
+        </button>
+      </TopBar>
+      <main className="page">
+        <div className="page-head">
+          <h1>{workshop?.name ?? 'Workshop'}</h1>
+          {workshop && <span className={`badge ${statusTone(workshop.status)}`}>{workshop.status}</span>}
+          {workshop && (
+            <span className="small muted">
+              Join code <span className="code-chip">{workshop.code}</span>
+            </span>
+          )}
+          <span className="spacer" />
+          {workshop && <SeatProgress w={workshop} />}
+          {workshop && !running && workshop.status !== 'stopping' && (
+            <button type="button" className="btn primary" disabled={busy} onClick={() => void act(() => api.startWorkshop(token, id))}>
+              Start
+            </button>
+          )}
+          {running && (
+            <button type="button" className="btn danger" disabled={busy} onClick={() => setConfirmStop(true)}>
+              Stop
+            </button>
+          )}
+          {workshop && (
+            <button type="button" className="btn" disabled={busy} onClick={() => void act(() => downloadExport(token, id, workshop.name))}>
+              Export
+            </button>
+          )}
+        </div>
+        {error && (
+          <div className="alert error" role="alert">
+            {error}
+          </div>
+        )}
+        {selected !== null && workshop && (
+          <ShadowTerminal
+            key={selected}
+            token={token}
+            workshop={workshop}
+            seat={seats.find((s) => s.seat === selected) ?? null}
+            seatNo={selected}
+            onClose={() => setSelected(null)}
+          />
+        )}
+        <section aria-label="Seats">
+          <div className="seat-grid" data-testid="seat-grid">
+            {seats.map((s) => (
+              <SeatCard key={s.seat} seat={s} now={now} selected={s.seat === selected} onSelect={setSelected} />
+            ))}
+          </div>
+          {seats.length === 0 && !error && <div className="empty">Loading seats…</div>}
+        </section>
+      </main>
+      <ConfirmDialog
+        open={confirmStop}
+        title="Stop this workshop?"
+        confirmLabel="Stop workshop"
+        danger
+        busy={busy}
+        onCancel={() => setConfirmStop(false)}
+        onConfirm={() => {
+          setConfirmStop(false);
+          void act(() => api.stopWorkshop(token, id));
+        }}
+      >
+        <p style={{ margin: 0 }}>
+          Every learner is disconnected and every workspace is destroyed, along with the api key. Export first if you
+          want their files.
+        </p>
+      </ConfirmDialog>
+    </div>
+  );
+}
+
+const SEAT_TONE: Record<Seat['state'], string> = {
+  pending: '', creating: 'warn', ready: 'ok', lost: 'danger', failed: 'danger', destroyed: '',
+};
+
+const SeatCard = memo(function SeatCard({ seat, now, selected, onSelect }: { seat: Seat; now: number; selected: boolean; onSelect: (n: number) => void }) {
+  return (
+    <button
+      type="button"
+      className="seat"
+      aria-pressed={selected}
+      data-seat={seat.seat}
+      data-state={seat.state}
+      onClick={() => onSelect(seat.seat)}
+      aria-label={`Seat ${seat.seat}: ${seat.joined ? `taken by ${seat.name ?? 'a learner'}` : 'free'}, ${seat.state}. Open terminal.`}
+    >
+      <div className="seat-top">
+        <span className="seat-no">Seat {seat.seat}</span>
+        <span className={`badge ${SEAT_TONE[seat.state]}`}>{seat.state}</span>
+      </div>
+      <div className="who">{seat.joined ? <strong>{seat.name ?? 'Anonymous learner'}</strong> : <span className="free">free</span>}</div>
+      <div className="activity">{seat.joined ? `Active ${relativeTime(seat.last_activity_at ?? seat.joined_at, now)}` : ' '}</div>
+    </button>
+  );
+});
+
+function ShadowTerminal({ token, workshop, seat, seatNo, onClose }: { token: string; workshop: Workshop; seat: Seat | null; seatNo: number; onClose: () => void }) {
+  const [session, setSession] = useState('main');
+  const [draft, setDraft] = useState('main');
+  const [takeover, setTakeover] = useState(false);
+  const [status, setStatus] = useState<ConnectionStatus>({ state: 'connecting' });
+  const [note, setNote] = useState<string | null>(null);
+  const mode = takeover ? 'takeover' : 'watch';
+
+  return (
+    <section className="card shadow-panel" aria-label={`Seat ${seatNo} terminal`} data-testid="shadow-panel">
+      <div className="panel-bar">
+        <strong>Seat {seatNo}</strong>
+        <span className="muted">{seat?.joined ? (seat.name ?? 'Anonymous learner') : 'free seat'}</span>
+        <form
+          className="row"
+          onSubmit={(e) => {
+            e.preventDefault();
+            if (isValidSessionName(draft)) setSession(draft);
+          }}
+        >
+          <label className="small muted" htmlFor="shadow-session">
+            Session
+          </label>
+          <input id="shadow-session" className="input mono" style={{ width: 120, height: 30 }} value={draft} onChange={(e) => setDraft(e.target.value)} />
+          <button type="submit" className="btn small" disabled={!isValidSessionName(draft) || draft === session}>
+            Open
+          </button>
+        </form>
+        <span className={`badge ${status.state === 'open' ? 'ok' : status.state === 'ended' ? 'danger' : 'warn'}`} role="status">
+          {status.state === 'open' ? (takeover ? 'typing as instructor' : 'watching, read-only') : status.state === 'ended' ? status.reason : status.state}
+        </span>
+        <span className="spacer" style={{ flex: 1 }} />
+        <label className="switch">
+          <input type="checkbox" role="switch" checked={takeover} onChange={(e) => setTakeover(e.target.checked)} aria-describedby="takeover-hint" />
+          Take over
+        </label>
+        <span id="takeover-hint" className="sr-only">
+          Lets you type in the learner’s terminal; the learner sees a notice while it is on.
+        </span>
+        <button type="button" className="btn ghost small" onClick={onClose} aria-label="Close terminal">
+          Close
+        </button>
+      </div>
+      {note && (
+        <div className="alert warn small" role="status" style={{ borderRadius: 0 }}>
+          {note}
+        </div>
+      )}
+      <div className="terminal-stack">
+        <TerminalView
+          connectionKey={`${seatNo}:${session}:${mode}`}
+          label={`Seat ${seatNo} terminal ${session}`}
+          url={() => terminalUrl(location.href, { token, session, mode, workshopId: workshop.id, seat: seatNo })}
+          probe={async () => {
+            try {
+              const w = await api.getWorkshop(token, workshop.id);
+              return w.status === 'running' ? 'retry' : { ended: `Workshop is ${w.status}.` };
+            } catch (err) {
+              return err instanceof ApiError && (err.status === 401 || err.status === 404) ? { ended: err.message } : 'retry';
+            }
+          }}
+          interactive={takeover}
+          sendResize={false}
+          visible
+          onStatus={(s) => {
+            setStatus(s);
+            if (s.state === 'open') setNote(null);
+          }}
+          onControl={(m) => {
+            if (m.type === 'error' && m.code === 'read_only') setNote('Read-only: turn on “Take over” to type.');
+            else if (m.type === 'error' && m.code !== 'resync') setNote(m.message || m.code);
+          }}
+        />
+      </div>
+    </section>
+  );
+}

@@ -1,0 +1,207 @@
+// xterm.js bound to a TerminalConnection: fit addon, WebGL renderer with a canvas fallback (and
+// DOM as the last resort), theme following the page, and keyboard input only when allowed.
+
+import { useEffect, useRef } from 'react';
+import { Terminal, type ITheme } from '@xterm/xterm';
+import { FitAddon } from '@xterm/addon-fit';
+import { WebglAddon } from '@xterm/addon-webgl';
+import { CanvasAddon } from '@xterm/addon-canvas';
+import '@xterm/xterm/css/xterm.css';
+import { TerminalConnection, type ConnectionStatus } from './connection';
+import type { ServerControl } from '../lib/termProtocol';
+import { useTheme, type Theme } from '../lib/theme';
+
+const THEMES: Record<Theme, ITheme> = {
+  dark: {
+    background: '#0f1117', foreground: '#e6e6e6', cursor: '#a5b4fc', cursorAccent: '#0f1117',
+    selectionBackground: '#3b4261',
+    black: '#1b1e28', red: '#f7768e', green: '#9ece6a', yellow: '#e0af68', blue: '#7aa2f7',
+    magenta: '#bb9af7', cyan: '#7dcfff', white: '#c0caf5', brightBlack: '#565f89', brightRed: '#ff8ea3',
+    brightGreen: '#b9f27c', brightYellow: '#ffc777', brightBlue: '#8db0ff', brightMagenta: '#c7a9ff',
+    brightCyan: '#a4daff', brightWhite: '#ffffff',
+  },
+  light: {
+    background: '#fbfbfd', foreground: '#1f2330', cursor: '#4f46e5', cursorAccent: '#fbfbfd',
+    selectionBackground: '#c7d2fe',
+    black: '#1f2330', red: '#c4314b', green: '#2f7d32', yellow: '#8a6a00', blue: '#2e5fd8',
+    magenta: '#8e44ad', cyan: '#0f7b8a', white: '#6b7280', brightBlack: '#4b5563', brightRed: '#e0445f',
+    brightGreen: '#3a9a3e', brightYellow: '#a67f00', brightBlue: '#3b6fe8', brightMagenta: '#a15bc4',
+    brightCyan: '#148e9f', brightWhite: '#111827',
+  },
+};
+
+let markedInteractive = false;
+
+export interface TerminalViewProps {
+  /** Builds the WebSocket URL for each attempt. */
+  url: () => string;
+  probe: () => Promise<'retry' | { ended: string }>;
+  /** Whether keystrokes go to the shell (false: instructor watching). */
+  interactive: boolean;
+  /** Whether the PTY follows this view's size (the learner's own view only). */
+  sendResize: boolean;
+  /** Whether the tab is shown (hidden tabs stay connected but are not fitted). */
+  visible: boolean;
+  label: string;
+  onStatus?: (s: ConnectionStatus) => void;
+  onControl?: (m: ServerControl) => void;
+  /** Changes to this value tear down and rebuild the connection (e.g. watch -> takeover). */
+  connectionKey?: string;
+}
+
+export function TerminalView(props: TerminalViewProps) {
+  const host = useRef<HTMLDivElement>(null);
+  const term = useRef<Terminal | null>(null);
+  const fit = useRef<FitAddon | null>(null);
+  const latest = useRef(props);
+  latest.current = props;
+  const theme = useTheme();
+
+  useEffect(() => {
+    const el = host.current;
+    if (!el) return;
+    const t = new Terminal({
+      cursorBlink: true,
+      fontFamily: '"JetBrains Mono", "Fira Code", ui-monospace, SFMono-Regular, Menlo, Consolas, monospace',
+      fontSize: 14,
+      scrollback: 5000,
+      allowProposedApi: false,
+      theme: THEMES[document.documentElement.dataset.theme === 'dark' ? 'dark' : 'light'],
+      disableStdin: !latest.current.interactive,
+      screenReaderMode: false,
+    });
+    const f = new FitAddon();
+    t.loadAddon(f);
+    t.open(el);
+    t.textarea?.setAttribute('aria-label', latest.current.label);
+    loadRenderer(t);
+    term.current = t;
+    fit.current = f;
+
+    let exited = false;
+    const conn = new TerminalConnection(
+      { url: () => latest.current.url(), probe: () => latest.current.probe() },
+      {
+        onOutput: (bytes) => t.write(bytes),
+        onReplay: () => t.reset(),
+        onControl: (m) => {
+          if (m.type === 'exit') {
+            exited = true;
+            t.write(`\r\n\x1b[2m[shell exited with code ${m.code}; press any key for a new one]\x1b[0m\r\n`);
+          }
+          latest.current.onControl?.(m);
+        },
+        onStatus: (s) => {
+          if (s.state === 'open') {
+            exited = false;
+            if (!markedInteractive) {
+              markedInteractive = true;
+              performance.mark('terminal-interactive');
+            }
+          }
+          latest.current.onStatus?.(s);
+        },
+      },
+    );
+    const dataSub = t.onData((d) => {
+      if (!latest.current.interactive) return;
+      if (exited) {
+        exited = false;
+        conn.reconnectNow();
+        return;
+      }
+      conn.send(d);
+    });
+    const resizeSub = t.onResize(({ cols, rows }) => {
+      if (latest.current.sendResize) conn.resize(cols, rows);
+    });
+    const doFit = () => {
+      if (!latest.current.visible || el.clientWidth === 0 || el.clientHeight === 0) return;
+      try {
+        f.fit();
+      } catch {
+        // Not laid out yet.
+      }
+    };
+    doFit();
+    if (latest.current.sendResize) conn.resize(t.cols, t.rows);
+    conn.connect();
+    let raf = 0;
+    const ro = new ResizeObserver(() => {
+      cancelAnimationFrame(raf);
+      raf = requestAnimationFrame(doFit);
+    });
+    ro.observe(el);
+    return () => {
+      cancelAnimationFrame(raf);
+      ro.disconnect();
+      dataSub.dispose();
+      resizeSub.dispose();
+      conn.close();
+      t.dispose();
+      term.current = null;
+      fit.current = null;
+    };
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [props.connectionKey]);
+
+  useEffect(() => {
+    if (term.current) term.current.options.theme = THEMES[theme];
+  }, [theme]);
+
+  useEffect(() => {
+    if (term.current) term.current.options.disableStdin = !props.interactive;
+  }, [props.interactive]);
+
+  useEffect(() => {
+    if (!props.visible) return;
+    const id = requestAnimationFrame(() => {
+      try {
+        fit.current?.fit();
+      } catch {
+        // ignore
+      }
+      term.current?.focus();
+    });
+    return () => cancelAnimationFrame(id);
+  }, [props.visible]);
+
+  return <div className="terminal-host" ref={host} data-terminal={props.label} />;
+}
+
+/** WebGL when the browser gives us a context, else the canvas renderer, else xterm's DOM one. */
+function loadRenderer(t: Terminal): void {
+  const canvas = () => {
+    try {
+      t.loadAddon(new CanvasAddon());
+    } catch {
+      // DOM renderer stays.
+    }
+  };
+  if (!hasWebgl2()) {
+    canvas();
+    return;
+  }
+  try {
+    const webgl = new WebglAddon();
+    webgl.onContextLoss(() => {
+      webgl.dispose();
+      canvas();
+    });
+    t.loadAddon(webgl);
+  } catch {
+    canvas();
+  }
+}
+
+let webgl2: boolean | null = null;
+function hasWebgl2(): boolean {
+  if (webgl2 === null) {
+    try {
+      webgl2 = !!document.createElement('canvas').getContext('webgl2');
+    } catch {
+      webgl2 = false;
+    }
+  }
+  return webgl2;
+}

@@ -1,0 +1,163 @@
+// One terminal WebSocket with automatic reconnect. Framework-free so the same class serves the
+// learner's tabs and the instructor's shadow view; xterm is wired up in TerminalView.
+
+import { Backoff } from '../lib/backoff';
+import { decodeFrame, encodeInput, encodeResize, type ServerControl } from '../lib/termProtocol';
+
+export type ConnectionStatus =
+  | { state: 'connecting' }
+  | { state: 'open' }
+  | { state: 'reconnecting'; inMs: number; attempt: number }
+  | { state: 'exited'; code: number }
+  | { state: 'ended'; reason: string };
+
+export interface ConnectionHandlers {
+  /** Raw PTY bytes. */
+  onOutput(bytes: Uint8Array): void;
+  /** A scrollback replay follows: clear the screen. */
+  onReplay(): void;
+  onControl(msg: ServerControl): void;
+  onStatus(status: ConnectionStatus): void;
+}
+
+export interface ConnectionOptions {
+  /** Builds the URL for each attempt (tokens may have been refreshed). */
+  url: () => string;
+  /**
+   * Asked after a connection failed or dropped: `'ended'` stops reconnecting (token refused,
+   * workshop stopped), `'retry'` backs off and tries again.
+   */
+  probe: () => Promise<'retry' | { ended: string }>;
+  backoff?: Backoff;
+}
+
+export class TerminalConnection {
+  private ws: WebSocket | null = null;
+  private timer: ReturnType<typeof setTimeout> | null = null;
+  private closed = false;
+  private size: { cols: number; rows: number } | null = null;
+  private readonly backoff: Backoff;
+  private status: ConnectionStatus = { state: 'connecting' };
+
+  constructor(
+    private readonly opts: ConnectionOptions,
+    private readonly handlers: ConnectionHandlers,
+  ) {
+    this.backoff = opts.backoff ?? new Backoff();
+  }
+
+  get current(): ConnectionStatus {
+    return this.status;
+  }
+
+  private setStatus(s: ConnectionStatus): void {
+    this.status = s;
+    this.handlers.onStatus(s);
+  }
+
+  connect(): void {
+    if (this.closed) return;
+    this.clearTimer();
+    this.setStatus({ state: 'connecting' });
+    let ws: WebSocket;
+    try {
+      ws = new WebSocket(this.opts.url());
+    } catch {
+      void this.afterDrop();
+      return;
+    }
+    ws.binaryType = 'arraybuffer';
+    this.ws = ws;
+    let attached = false;
+    ws.onopen = () => {
+      if (this.size) ws.send(encodeResize(this.size.cols, this.size.rows));
+    };
+    ws.onmessage = (ev: MessageEvent<ArrayBuffer | string>) => {
+      const f = decodeFrame(ev.data);
+      if (f.kind === 'output') {
+        this.handlers.onOutput(f.bytes);
+        return;
+      }
+      if (f.kind !== 'control') return;
+      const msg = f.msg;
+      if (msg.type === 'attached') {
+        attached = true;
+        this.backoff.reset();
+        this.handlers.onReplay();
+        this.setStatus({ state: 'open' });
+      } else if (msg.type === 'error' && msg.code === 'resync') {
+        this.handlers.onReplay();
+      } else if (msg.type === 'exit') {
+        this.setStatus({ state: 'exited', code: msg.code });
+      }
+      this.handlers.onControl(msg);
+    };
+    ws.onclose = (ev) => {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      if (this.closed) return;
+      if (this.status.state === 'exited') return; // wait for the user to restart the shell
+      if (!attached && ev.code === 1008) {
+        this.setStatus({ state: 'ended', reason: ev.reason || 'Access refused.' });
+        return;
+      }
+      void this.afterDrop();
+    };
+  }
+
+  private async afterDrop(): Promise<void> {
+    if (this.closed) return;
+    let verdict: 'retry' | { ended: string } = 'retry';
+    try {
+      verdict = await this.opts.probe();
+    } catch {
+      verdict = 'retry';
+    }
+    if (this.closed) return;
+    if (verdict !== 'retry') {
+      this.setStatus({ state: 'ended', reason: verdict.ended });
+      return;
+    }
+    const attempt = this.backoff.attempts + 1;
+    const inMs = this.backoff.next();
+    this.setStatus({ state: 'reconnecting', inMs, attempt });
+    this.timer = setTimeout(() => this.connect(), inMs);
+  }
+
+  /** Reconnects now (the "retry now" button, or restarting an exited shell). */
+  reconnectNow(): void {
+    if (this.closed) return;
+    const ws = this.ws;
+    this.ws = null;
+    ws?.close();
+    this.backoff.reset();
+    this.connect();
+  }
+
+  send(data: string): boolean {
+    if (this.ws?.readyState !== WebSocket.OPEN) return false;
+    this.ws.send(encodeInput(data));
+    return true;
+  }
+
+  resize(cols: number, rows: number): void {
+    if (this.size && this.size.cols === cols && this.size.rows === rows) return;
+    this.size = { cols, rows };
+    if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(encodeResize(cols, rows));
+  }
+
+  close(): void {
+    this.closed = true;
+    this.clearTimer();
+    const ws = this.ws;
+    this.ws = null;
+    ws?.close(1000);
+  }
+
+  private clearTimer(): void {
+    if (this.timer !== null) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+  }
+}

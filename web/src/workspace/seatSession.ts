@@ -1,0 +1,95 @@
+// The learner's hold on their seat: the current token, a shared "is the session still valid?"
+// probe used by every connection after a drop, silent token renewal with the reconnect code, and
+// the "workshop ended" verdict once the seat is really gone.
+
+import { ApiError, api } from '../api/client';
+import { saveLearner, type LearnerSession } from '../lib/storage';
+
+export type ProbeVerdict = 'retry' | { ended: string };
+
+const ENDED_MESSAGE = 'Your instructor has stopped this workshop.';
+
+export class SeatSession {
+  private listeners = new Set<() => void>();
+  private probing: Promise<ProbeVerdict> | null = null;
+  private endedReason: string | null = null;
+
+  constructor(public session: LearnerSession) {}
+
+  get token(): string {
+    return this.session.token;
+  }
+
+  get ended(): string | null {
+    return this.endedReason;
+  }
+
+  subscribe(cb: () => void): () => void {
+    this.listeners.add(cb);
+    return () => this.listeners.delete(cb);
+  }
+
+  private emit(): void {
+    this.listeners.forEach((l) => l());
+  }
+
+  markEnded(reason: string = ENDED_MESSAGE): void {
+    if (this.endedReason !== null) return;
+    this.endedReason = reason;
+    this.emit();
+  }
+
+  /** One probe at a time, however many connections dropped together. */
+  probe(): Promise<ProbeVerdict> {
+    if (this.endedReason !== null) return Promise.resolve({ ended: this.endedReason });
+    if (!this.probing) {
+      this.probing = this.runProbe().finally(() => {
+        this.probing = null;
+      });
+    }
+    return this.probing;
+  }
+
+  private async runProbe(): Promise<ProbeVerdict> {
+    try {
+      await api.listFiles(this.token, '/');
+      return 'retry';
+    } catch (err) {
+      if (!(err instanceof ApiError) || !err.isUnauthorized) return 'retry';
+    }
+    // The token was refused: renew it with the reconnect code, or learn that the workshop is over.
+    try {
+      const res = await api.join({ code: this.session.code, odehash: this.session.odehash });
+      this.session = { ...this.session, token: res.token, seat: res.seat, workshop_name: res.workshop_name };
+      saveLearner(this.session);
+      return 'retry';
+    } catch (err) {
+      if (err instanceof ApiError && [401, 404, 409].includes(err.status) && err.code !== 'workshop_full') {
+        this.markEnded();
+        return { ended: ENDED_MESSAGE };
+      }
+      return 'retry';
+    }
+  }
+
+  /** Runs an API call with the current token; on 401 renews the token once or ends the session. */
+  async call<T>(fn: (token: string) => Promise<T>): Promise<T> {
+    try {
+      return await fn(this.token);
+    } catch (err) {
+      if (!(err instanceof ApiError) || !err.isUnauthorized) throw err;
+      const verdict = await this.probe();
+      if (verdict !== 'retry') throw err;
+      return fn(this.token);
+    }
+  }
+
+  /** WebSocket URL on this origin with the token as a query parameter. */
+  wsUrl(path: string, params: Record<string, string> = {}): string {
+    const url = new URL(path, location.href);
+    url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+    url.searchParams.set('token', this.token);
+    for (const [k, v] of Object.entries(params)) url.searchParams.set(k, v);
+    return url.toString();
+  }
+}
