@@ -1,8 +1,10 @@
-//! `clarateach guest_init` (being built; see the issue that owns it).
+//! `clarateach guest-init`: PID 1 inside a microVM guest (see `clarateach_image::guest`). Runs
+//! before any async runtime or logger exists; on success the VM powers off and it never returns.
 
 #[derive(clap::Args)]
 pub struct Args {}
 
 pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("not built yet")
+    clarateach_image::guest::run()?;
+    Ok(())
 }
