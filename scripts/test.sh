@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every test from a fresh Debian 12 machine: installs missing packages (apt, npm), then
+# format and lint checks, the Rust test suite (real servers, PTYs, sandboxes, QEMU under TCG) and
+# the web unit and end-to-end tests (Debian's Chromium driven by playwright-core).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
+scripts/deps.sh test
+
+echo "==> web dependencies"
+(cd web && npm ci --no-audit --no-fund)
+
+echo "==> cargo fmt / clippy"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+
+echo "==> rust tests"
+cargo build -p clarateach
+cargo test --workspace
+
+echo "==> web unit tests"
+(cd web && npm test)
+
+echo "==> web end-to-end tests (Chromium)"
+(cd web && CLARATEACH_BIN="$PWD/../target/debug/clarateach" npm run e2e)
+echo "==> all tests passed"
