@@ -1,1 +1,135 @@
-//! clarateach-store
+//! The control plane's source of truth: instructors, agent tokens, workshops and seats.
+//!
+//! Callers see only the [`Store`] trait (split by resource into [`AccountStore`],
+//! [`WorkshopStore`] and [`SeatStore`]) so the embedded SQLite store ([`SqliteStore`]) can be
+//! swapped for PostgreSQL when several control planes share one database. Schema changes are
+//! append-only files in `migrations/`, embedded into the binary.
+
+#![forbid(unsafe_code)]
+
+mod records;
+mod sqlite;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use clarateach_core::{SeatState, WorkshopStatus};
+
+pub use records::{InstructorRecord, NewWorkshop, SeatRecord, WorkshopRecord};
+pub use sqlite::SqliteStore;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the database at {path}")]
+    Open {
+        path: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot apply the database migrations")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+    /// A unique value (join code, reconnect code, token hash) is already taken.
+    #[error("a unique value is already taken")]
+    Conflict,
+    #[error("database query failed")]
+    Query(#[source] sqlx::Error),
+    #[error("the database holds a value this version cannot read: {0}")]
+    Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
+            _ => StoreError::Query(e),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Instructor accounts and agent tokens; only SHA-256 hashes of tokens are stored.
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    async fn create_instructor(&self, id: &str, name: &str, token_hash: &str) -> Result<()>;
+    async fn instructor_by_token_hash(&self, token_hash: &str) -> Result<Option<InstructorRecord>>;
+    async fn count_instructors(&self) -> Result<i64>;
+    async fn create_agent_token(&self, id: &str, token_hash: &str) -> Result<()>;
+    async fn agent_token_exists(&self, token_hash: &str) -> Result<bool>;
+}
+
+/// Workshops and their lifecycle status.
+#[async_trait]
+pub trait WorkshopStore: Send + Sync {
+    /// Inserts the workshop and its seats `1..=seats` (state pending) in one transaction.
+    /// `Conflict` when the join code or id is taken.
+    async fn insert_workshop(&self, new: &NewWorkshop) -> Result<()>;
+    async fn get_workshop(&self, id: &str) -> Result<Option<WorkshopRecord>>;
+    async fn list_workshops(&self, instructor_id: &str) -> Result<Vec<WorkshopRecord>>;
+    async fn workshop_by_code(&self, code: &str) -> Result<Option<WorkshopRecord>>;
+    /// Moves the workshop to `to` only if its status is one of `from`; true when it moved.
+    async fn transition(
+        &self,
+        id: &str,
+        from: &[WorkshopStatus],
+        to: WorkshopStatus,
+    ) -> Result<bool>;
+    /// provisioning -> running when every seat is ready; true when it moved.
+    async fn promote_if_all_ready(&self, id: &str) -> Result<bool>;
+    /// Forgets the encrypted api key.
+    async fn clear_api_key(&self, id: &str) -> Result<()>;
+    /// Deletes the workshop and its seats; true when it existed.
+    async fn delete_workshop(&self, id: &str) -> Result<bool>;
+    async fn count_workshops_by_status(&self) -> Result<Vec<(WorkshopStatus, i64)>>;
+}
+
+/// Seats: placement on agents, workspace state, learners.
+#[async_trait]
+pub trait SeatStore: Send + Sync {
+    async fn list_seats(&self, workshop_id: &str) -> Result<Vec<SeatRecord>>;
+    async fn get_seat(&self, workshop_id: &str, seat: u32) -> Result<Option<SeatRecord>>;
+    /// Atomically gives the lowest free seat to a new learner. `None` when every seat is taken;
+    /// `Conflict` when `odehash` is already used in this workshop (the caller retries).
+    async fn claim_seat(
+        &self,
+        workshop_id: &str,
+        odehash: &str,
+        name: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<Option<SeatRecord>>;
+    async fn seat_by_odehash(&self, workshop_id: &str, odehash: &str)
+        -> Result<Option<SeatRecord>>;
+    /// Records which agent hosts each seat and sets their state.
+    async fn place_seats(
+        &self,
+        workshop_id: &str,
+        placements: &[(u32, String)],
+        state: SeatState,
+    ) -> Result<()>;
+    /// Sets a seat's state, only if `agent_id` still hosts it; true when it changed.
+    async fn report_seat(
+        &self,
+        workshop_id: &str,
+        seat: u32,
+        agent_id: &str,
+        state: SeatState,
+    ) -> Result<bool>;
+    /// Sets the state of the listed seats (all seats when `seats` is `None`).
+    async fn set_seats_state(
+        &self,
+        workshop_id: &str,
+        seats: Option<&[u32]>,
+        state: SeatState,
+    ) -> Result<()>;
+    /// Marks the creating/ready seats an agent hosts in live workshops as lost; returns how many.
+    async fn mark_agent_seats_lost(&self, agent_id: &str) -> Result<u64>;
+    /// Seats an agent should host: its seats in provisioning or running workshops.
+    async fn seats_for_agent(&self, agent_id: &str) -> Result<Vec<(String, u32)>>;
+    async fn touch_activity(&self, workshop_id: &str, seat: u32, at: DateTime<Utc>) -> Result<()>;
+    async fn count_seats_by_state(&self) -> Result<Vec<(SeatState, i64)>>;
+}
+
+/// Everything the control plane needs from its database.
+pub trait Store: AccountStore + WorkshopStore + SeatStore {}
+
+impl<T: AccountStore + WorkshopStore + SeatStore> Store for T {}
