@@ -1,1 +1,149 @@
-//! clarateach-agent
+//! The host agent: owns the workspaces of the seats scheduled on this host. It adopts what it
+//! finds after a restart, keeps one outbound WebSocket to the control plane (register, heartbeat,
+//! commands, seat status), reconciles desired and actual workspaces in one state task, and serves
+//! the data path the gateway uses to reach each seat's workspace daemon.
+
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod connection;
+pub mod export;
+pub mod identity;
+mod reconcile;
+pub mod relay;
+pub mod state;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clarateach_isolation::{Backend, BackendError};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use connection::ControlPlaneLink;
+pub use state::{SeatView, StateHandle};
+
+/// How to run an agent.
+#[derive(Clone)]
+pub struct AgentConfig {
+    /// Base URL of the control plane, e.g. `http://127.0.0.1:8080`.
+    pub control_plane: String,
+    pub agent_token: String,
+    pub data_dir: PathBuf,
+    /// Where the local API and data path listen (`127.0.0.1:9090` by default; port 0 picks one).
+    pub listen: SocketAddr,
+    /// URL the gateway uses to reach the data path; defaults to `http://{listen}`.
+    pub data_url: Option<String>,
+    /// Seats this host may run.
+    pub capacity: u32,
+}
+
+impl std::fmt::Debug for AgentConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentConfig")
+            .field("control_plane", &self.control_plane)
+            .field("data_dir", &self.data_dir)
+            .field("listen", &self.listen)
+            .field("data_url", &self.data_url)
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("cannot load the agent's identity")]
+    Identity(#[from] identity::IdentityError),
+    #[error("cannot adopt the workspaces on this host")]
+    Adopt(#[source] BackendError),
+    #[error("cannot listen on {0}")]
+    Listen(SocketAddr, #[source] std::io::Error),
+}
+
+/// A running agent.
+pub struct Agent {
+    /// Address the local API and data path listen on.
+    pub local_addr: SocketAddr,
+    pub agent_id: String,
+    pub state: StateHandle,
+    shutdown: watch::Sender<bool>,
+    connection: JoinHandle<()>,
+    server: JoinHandle<()>,
+}
+
+impl Agent {
+    /// Adopts existing workspaces, starts the HTTP server and connects to the control plane.
+    pub async fn start(config: AgentConfig, backend: Arc<dyn Backend>) -> Result<Self, AgentError> {
+        let hostname = identity::hostname();
+        let agent_id = identity::load_or_create_agent_id(&config.data_dir, &hostname)?;
+        let tokens = identity::DaemonTokens::load(&config.data_dir)?;
+        let state = reconcile::spawn(Arc::clone(&backend), tokens)
+            .await
+            .map_err(AgentError::Adopt)?;
+
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| AgentError::Listen(config.listen, e))?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|e| AgentError::Listen(config.listen, e))?;
+        let data_token: Arc<str> = identity::random_token().into();
+        let (shutdown, shutdown_rx) = watch::channel(false);
+
+        let router = api::router(api::ApiState {
+            state: state.clone(),
+            backend: Arc::clone(&backend),
+            data_token: Arc::clone(&data_token),
+            agent_token: config.agent_token.clone().into(),
+        });
+        let mut server_stop = shutdown_rx.clone();
+        let server = tokio::spawn(async move {
+            let stop = async move {
+                let _ = server_stop.wait_for(|v| *v).await;
+            };
+            if let Err(e) = axum::serve(listener, router)
+                .with_graceful_shutdown(stop)
+                .await
+            {
+                tracing::error!(error = %e, "agent HTTP server failed");
+            }
+        });
+
+        let link = ControlPlaneLink {
+            control_plane: config.control_plane,
+            agent_token: config.agent_token,
+            agent_id: agent_id.clone(),
+            hostname,
+            capacity: config.capacity,
+            backends: vec![backend.kind().as_str().to_string()],
+            data_url: config
+                .data_url
+                .unwrap_or_else(|| format!("http://{local_addr}")),
+            data_token: data_token.to_string(),
+        };
+        tracing::info!(agent.id = %agent_id, listen = %local_addr, data_url = %link.data_url, "agent started");
+        let connection = tokio::spawn(connection::run(link, state.clone(), shutdown_rx));
+        Ok(Self {
+            local_addr,
+            agent_id,
+            state,
+            shutdown,
+            connection,
+            server,
+        })
+    }
+
+    /// Disconnects and stops serving. With `stop_workspaces` every workspace is stopped first
+    /// (no seat process left; volumes stay); otherwise they keep running for the next agent
+    /// process to re-adopt.
+    pub async fn shutdown(self, stop_workspaces: bool) {
+        let _ = self.shutdown.send(true);
+        let _ = self.connection.await;
+        if stop_workspaces {
+            self.state.shutdown().await;
+        }
+        let _ = self.server.await;
+    }
+}

@@ -1,0 +1,221 @@
+//! The agent's outbound WebSocket to the control plane (`/api/agents/connect`): registers with
+//! the seats it hosts, heartbeats, hands commands to the state task, forwards seat status, and
+//! reconnects with exponential backoff and jitter whenever the link drops.
+
+use std::time::Duration;
+
+use clarateach_core::agent_proto::{AgentMessage, ControlMessage};
+use futures::{SinkExt, StreamExt};
+use rand::Rng;
+use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::state::StateHandle;
+
+/// Who the agent is and how to reach the control plane.
+#[derive(Clone)]
+pub struct ControlPlaneLink {
+    /// Base URL of the control plane, `http://host:port` (or `ws://`).
+    pub control_plane: String,
+    pub agent_token: String,
+    pub agent_id: String,
+    pub hostname: String,
+    pub capacity: u32,
+    pub backends: Vec<String>,
+    pub data_url: String,
+    pub data_token: String,
+}
+
+impl std::fmt::Debug for ControlPlaneLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlPlaneLink")
+            .field("control_plane", &self.control_plane)
+            .field("agent_id", &self.agent_id)
+            .field("data_url", &self.data_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why one connection attempt ended.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    #[error("the control-plane URL {0:?} is not http(s):// or ws(s)://")]
+    Url(String),
+    #[error("connecting to the control plane failed")]
+    Connect(#[source] tokio_tungstenite::tungstenite::Error),
+    #[error("the control plane refused the agent token (HTTP {0})")]
+    Refused(u16),
+    #[error("the WebSocket to the control plane failed")]
+    Socket(#[source] tokio_tungstenite::tungstenite::Error),
+    #[error("the control plane sent a message that is not valid JSON")]
+    Decode(#[source] serde_json::Error),
+    #[error("the agent is shutting down")]
+    ShuttingDown,
+}
+
+/// `http://h:p/x` -> `ws://h:p/x/api/agents/connect`.
+pub fn connect_url(base: &str) -> Result<String, ConnectionError> {
+    let base = base.trim_end_matches('/');
+    let rest = if let Some(r) = base
+        .strip_prefix("http://")
+        .or_else(|| base.strip_prefix("ws://"))
+    {
+        format!("ws://{r}")
+    } else if let Some(r) = base
+        .strip_prefix("https://")
+        .or_else(|| base.strip_prefix("wss://"))
+    {
+        format!("wss://{r}")
+    } else {
+        return Err(ConnectionError::Url(base.to_string()));
+    };
+    Ok(format!("{rest}/api/agents/connect"))
+}
+
+/// Delay before the `attempt`-th reconnection: doubling from 200 ms up to 10 s, with the upper
+/// half randomised so a restarted control plane is not hit by every agent at once.
+pub fn backoff(attempt: u32) -> Duration {
+    let cap = 200u64.saturating_mul(1u64 << attempt.min(6)).min(10_000);
+    Duration::from_millis(rand::thread_rng().gen_range(cap / 2..=cap))
+}
+
+/// Keeps the agent connected until `shutdown` turns true.
+pub async fn run(link: ControlPlaneLink, state: StateHandle, mut shutdown: watch::Receiver<bool>) {
+    let mut attempt = 0u32;
+    loop {
+        let mut registered = false;
+        let result = connect_once(&link, &state, &mut shutdown, &mut registered).await;
+        state.disconnected().await;
+        if registered {
+            attempt = 0;
+        }
+        match result {
+            Err(ConnectionError::ShuttingDown) => return,
+            Ok(()) => tracing::warn!("control plane closed the connection"),
+            Err(e) => {
+                tracing::warn!(error = %crate::reconcile::error_chain(&e), "control-plane connection failed")
+            }
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        let delay = backoff(attempt);
+        attempt = attempt.saturating_add(1);
+        tracing::info!(
+            delay_ms = delay.as_millis() as u64,
+            "reconnecting to the control plane"
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn connect_once(
+    link: &ControlPlaneLink,
+    state: &StateHandle,
+    shutdown: &mut watch::Receiver<bool>,
+    registered: &mut bool,
+) -> Result<(), ConnectionError> {
+    let url = connect_url(&link.control_plane)?;
+    let mut request = url
+        .clone()
+        .into_client_request()
+        .map_err(ConnectionError::Connect)?;
+    let auth = format!("Bearer {}", link.agent_token)
+        .parse()
+        .map_err(|_| ConnectionError::Url(url))?;
+    request
+        .headers_mut()
+        .insert(http::header::AUTHORIZATION, auth);
+    let (ws, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .map_err(|e| match e {
+            tokio_tungstenite::tungstenite::Error::Http(resp) => {
+                ConnectionError::Refused(resp.status().as_u16())
+            }
+            e => ConnectionError::Connect(e),
+        })?;
+    let (mut sink, mut stream) = ws.split();
+    let (out_tx, mut out_rx) = mpsc::channel::<AgentMessage>(1024);
+    let seats = state
+        .connected(out_tx)
+        .await
+        .map_err(|_| ConnectionError::ShuttingDown)?;
+    let register = AgentMessage::Register {
+        agent_id: link.agent_id.clone(),
+        hostname: link.hostname.clone(),
+        capacity: link.capacity,
+        backends: link.backends.clone(),
+        data_url: link.data_url.clone(),
+        data_token: link.data_token.clone(),
+        seats,
+    };
+    send(&mut sink, &register).await?;
+    tracing::info!(agent.id = %link.agent_id, "connected to the control plane");
+    let mut heartbeat = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            frame = stream.next() => match frame {
+                Some(Ok(Message::Text(text))) => {
+                    let msg: ControlMessage = serde_json::from_str(text.as_str()).map_err(ConnectionError::Decode)?;
+                    if let ControlMessage::Registered { heartbeat_interval_ms, .. } = &msg {
+                        *registered = true;
+                        let every = Duration::from_millis((*heartbeat_interval_ms).clamp(100, 60_000));
+                        heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+                    }
+                    state.control(msg).await.map_err(|_| ConnectionError::ShuttingDown)?;
+                }
+                Some(Ok(Message::Close(_))) | None => return Ok(()),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(ConnectionError::Socket(e)),
+            },
+            Some(msg) = out_rx.recv() => send(&mut sink, &msg).await?,
+            _ = heartbeat.tick(), if *registered => {
+                send(&mut sink, &AgentMessage::Heartbeat { used: state.used() }).await?;
+            }
+            _ = shutdown.changed() => {
+                let _ = sink.send(Message::Close(None)).await;
+                return Err(ConnectionError::ShuttingDown);
+            }
+        }
+    }
+}
+
+async fn send<S>(sink: &mut S, msg: &AgentMessage) -> Result<(), ConnectionError>
+where
+    S: futures::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
+{
+    let text = serde_json::to_string(msg).map_err(ConnectionError::Decode)?;
+    sink.send(Message::text(text))
+        .await
+        .map_err(ConnectionError::Socket)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_and_backoff() {
+        assert_eq!(
+            connect_url("http://127.0.0.1:8080/").expect("url"),
+            "ws://127.0.0.1:8080/api/agents/connect"
+        );
+        assert_eq!(
+            connect_url("https://cp.example").expect("url"),
+            "wss://cp.example/api/agents/connect"
+        );
+        assert!(connect_url("ftp://x").is_err());
+        for attempt in 0..20 {
+            let d = backoff(attempt);
+            assert!(
+                d >= Duration::from_millis(100) && d <= Duration::from_secs(10),
+                "{d:?}"
+            );
+        }
+        assert!(backoff(0) <= Duration::from_millis(200));
+    }
+}

@@ -1,0 +1,293 @@
+//! The one task that owns workspace state. For every seat it keeps what the control plane wants
+//! (`Desired`) and what exists (`Phase`); whenever either changes it starts at most one backend
+//! operation per seat in its own task and learns the outcome as a message, so slow starts never
+//! block other seats and no lock is ever held across an `.await`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::AtomicU32;
+use std::sync::Arc;
+
+use clarateach_core::agent_proto::{AgentMessage, ControlMessage, SeatKey, SeatReport, SeatSpec};
+use clarateach_core::{Limits, SeatState};
+use clarateach_isolation::{Backend, DaemonEndpoint, WorkspaceStatus};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::identity::DaemonTokens;
+use crate::state::{Command, RouteTable, SeatView, StateError, StateHandle};
+
+mod ops;
+#[cfg(test)]
+mod tests;
+
+/// Result of one backend operation.
+pub(crate) enum Outcome {
+    Ready(DaemonEndpoint),
+    Failed(String),
+    Destroyed,
+}
+
+enum Desired {
+    /// No word from the control plane yet: leave the workspace as found.
+    Undecided,
+    Present(Box<SeatSpec>),
+    Absent {
+        delete_volume: bool,
+    },
+}
+
+enum Phase {
+    Missing,
+    Stopped,
+    Creating,
+    Ready(DaemonEndpoint),
+    Failed(String),
+    Destroying,
+}
+
+struct Seat {
+    desired: Desired,
+    phase: Phase,
+    /// Set when an operation failed; cleared by the next command about this seat, so a broken
+    /// workspace is not retried in a tight loop.
+    blocked: bool,
+    ready_waiters: Vec<oneshot::Sender<Result<SeatView, StateError>>>,
+    gone_waiters: Vec<oneshot::Sender<()>>,
+}
+
+impl Seat {
+    fn new(phase: Phase) -> Self {
+        Self {
+            desired: Desired::Undecided,
+            phase,
+            blocked: false,
+            ready_waiters: vec![],
+            gone_waiters: vec![],
+        }
+    }
+
+    fn busy(&self) -> bool {
+        matches!(self.phase, Phase::Creating | Phase::Destroying)
+    }
+
+    fn view(&self, key: &SeatKey) -> SeatView {
+        let (state, error) = match &self.phase {
+            Phase::Missing => ("missing", None),
+            Phase::Stopped => ("stopped", None),
+            Phase::Creating => ("creating", None),
+            Phase::Ready(_) => ("ready", None),
+            Phase::Failed(e) => ("failed", Some(e.clone())),
+            Phase::Destroying => ("destroying", None),
+        };
+        SeatView {
+            workshop_id: key.workshop_id.clone(),
+            seat_id: key.seat,
+            state: state.into(),
+            error,
+        }
+    }
+
+    /// What the control plane is told about this seat on (re)registration.
+    fn report(&self, key: &SeatKey) -> Option<SeatReport> {
+        let (state, error) = match &self.phase {
+            Phase::Missing | Phase::Destroying => return None,
+            Phase::Stopped => (SeatState::Pending, None),
+            Phase::Creating => (SeatState::Creating, None),
+            Phase::Ready(_) => (SeatState::Ready, None),
+            Phase::Failed(e) => (SeatState::Failed, Some(e.clone())),
+        };
+        Some(SeatReport {
+            workshop_id: key.workshop_id.clone(),
+            seat: key.seat,
+            state,
+            error,
+        })
+    }
+}
+
+/// Joins an error and its sources into one line, for status reports and logs.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}
+
+pub(crate) struct Reconciler {
+    backend: Arc<dyn Backend>,
+    tokens: DaemonTokens,
+    seats: BTreeMap<SeatKey, Seat>,
+    conn: Option<mpsc::Sender<AgentMessage>>,
+    routes: watch::Sender<RouteTable>,
+    used: Arc<AtomicU32>,
+    tx: mpsc::Sender<Command>,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+/// Adopts the workspaces the backend finds on the host and starts the state task.
+pub async fn spawn(
+    backend: Arc<dyn Backend>,
+    tokens: DaemonTokens,
+) -> Result<StateHandle, clarateach_isolation::BackendError> {
+    let mut seats = BTreeMap::new();
+    let mut table = HashMap::new();
+    for (key, status) in backend.adopt().await? {
+        let phase = match (status, backend.endpoint(&key), tokens.get(&key)) {
+            (WorkspaceStatus::Running, Some(ep), Some(token)) => {
+                let ep = DaemonEndpoint {
+                    addr: ep.addr,
+                    token: token.to_string(),
+                };
+                table.insert(key.clone(), ep.clone());
+                Phase::Ready(ep)
+            }
+            (WorkspaceStatus::Running, _, _) => {
+                // Its daemon token is lost: unreachable, so stop it; the volume stays.
+                tracing::warn!(workshop.id = %key.workshop_id, seat = key.seat, "adopted workspace has no token, stopping it");
+                backend.stop(&key).await?;
+                Phase::Stopped
+            }
+            (WorkspaceStatus::Stopped, _, _) => Phase::Stopped,
+            (WorkspaceStatus::Missing, _, _) => continue,
+        };
+        tracing::info!(workshop.id = %key.workshop_id, seat = key.seat, "adopted workspace");
+        seats.insert(key, Seat::new(phase));
+    }
+    let (tx, rx) = mpsc::channel(1024);
+    let (routes, routes_rx) = watch::channel(Arc::new(table));
+    let used = Arc::new(AtomicU32::new(0));
+    let mut task = Reconciler {
+        backend,
+        tokens,
+        seats,
+        conn: None,
+        routes,
+        used: used.clone(),
+        tx: tx.clone(),
+        shutdown: None,
+    };
+    task.publish();
+    tokio::spawn(task.run(rx));
+    Ok(StateHandle {
+        tx,
+        routes: routes_rx,
+        used,
+    })
+}
+
+impl Reconciler {
+    async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        while let Some(cmd) = rx.recv().await {
+            self.handle(cmd);
+            if self.shutdown.is_some() && !self.seats.values().any(Seat::busy) {
+                self.stop_all().await;
+                return;
+            }
+        }
+    }
+
+    fn handle(&mut self, cmd: Command) {
+        match cmd {
+            Command::Connected { tx, reply } => {
+                self.conn = Some(tx);
+                let _ = reply.send(self.seats.iter().filter_map(|(k, s)| s.report(k)).collect());
+            }
+            Command::Disconnected => self.conn = None,
+            Command::Control(msg) => self.control(msg),
+            Command::LocalCreate { key, reply } => {
+                let spec = SeatSpec {
+                    workshop_id: key.workshop_id.clone(),
+                    seat: key.seat,
+                    image: None,
+                    limits: Limits::default(),
+                    env: BTreeMap::new(),
+                };
+                let seat = self.want(spec);
+                match &seat.phase {
+                    Phase::Ready(_) => {
+                        let _ = reply.send(Ok(seat.view(&key)));
+                    }
+                    _ => seat.ready_waiters.push(reply),
+                }
+                self.drive(&key);
+            }
+            Command::LocalDestroy { key, reply } => {
+                let seat = self
+                    .seats
+                    .entry(key.clone())
+                    .or_insert_with(|| Seat::new(Phase::Missing));
+                seat.desired = Desired::Absent {
+                    delete_volume: false,
+                };
+                seat.blocked = false;
+                seat.gone_waiters.push(reply);
+                self.drive(&key);
+            }
+            Command::List { reply } => {
+                let _ = reply.send(self.seats.iter().map(|(k, s)| s.view(k)).collect());
+            }
+            Command::OpDone { key, outcome } => self.op_done(key, outcome),
+            Command::Shutdown { reply } => self.shutdown = Some(reply),
+        }
+    }
+
+    fn want(&mut self, spec: SeatSpec) -> &mut Seat {
+        let seat = self
+            .seats
+            .entry(spec.key())
+            .or_insert_with(|| Seat::new(Phase::Missing));
+        seat.desired = Desired::Present(Box::new(spec));
+        seat.blocked = false;
+        seat
+    }
+
+    fn control(&mut self, msg: ControlMessage) {
+        match msg {
+            ControlMessage::Registered { desired, .. } => {
+                let wanted: BTreeMap<SeatKey, SeatSpec> =
+                    desired.into_iter().map(|s| (s.key(), s)).collect();
+                for (key, seat) in self.seats.iter_mut() {
+                    if !wanted.contains_key(key) {
+                        seat.desired = Desired::Absent {
+                            delete_volume: false,
+                        };
+                        seat.blocked = false;
+                    }
+                }
+                for spec in wanted.into_values() {
+                    self.want(spec);
+                }
+                let keys: Vec<SeatKey> = self.seats.keys().cloned().collect();
+                keys.iter().for_each(|k| self.drive(k));
+            }
+            ControlMessage::CreateSeat(spec) => {
+                let key = spec.key();
+                let seat = self.want(spec);
+                if let Some(report) = seat.report(&key).filter(|r| r.state == SeatState::Ready) {
+                    self.send(AgentMessage::SeatStatus(report));
+                }
+                self.drive(&key);
+            }
+            ControlMessage::DestroySeat {
+                workshop_id,
+                seat,
+                delete_volume,
+            } => {
+                let key = SeatKey { workshop_id, seat };
+                let entry = self
+                    .seats
+                    .entry(key.clone())
+                    .or_insert_with(|| Seat::new(Phase::Missing));
+                entry.desired = Desired::Absent { delete_volume };
+                entry.blocked = false;
+                if matches!(entry.phase, Phase::Missing) && !delete_volume {
+                    self.report(&key, SeatState::Destroyed, None);
+                }
+                self.drive(&key);
+            }
+        }
+    }
+}

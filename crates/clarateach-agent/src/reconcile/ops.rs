@@ -1,0 +1,215 @@
+//! How the state task turns the gap between desired and actual into backend operations, and
+//! what it does with their outcomes: reports to the control plane, route-table updates, waiters.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use clarateach_core::agent_proto::{AgentMessage, SeatKey, SeatReport};
+use clarateach_core::SeatState;
+use clarateach_isolation::{DaemonEndpoint, WorkspaceSpec};
+
+use super::{error_chain, Desired, Outcome, Phase, Reconciler};
+use crate::state::{Command, StateError};
+
+impl Reconciler {
+    /// Starts the operation that brings `key` closer to its desired state, if any is needed.
+    pub(super) fn drive(&mut self, key: &SeatKey) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        let Some(seat) = self.seats.get_mut(key) else {
+            return;
+        };
+        if seat.busy() || seat.blocked {
+            return;
+        }
+        match (&seat.desired, &seat.phase) {
+            (Desired::Undecided, _) | (Desired::Present(_), Phase::Ready(_)) => {}
+            (Desired::Present(spec), _) => {
+                let spec = (**spec).clone();
+                self.launch_ensure(spec);
+            }
+            (
+                Desired::Absent {
+                    delete_volume: false,
+                },
+                Phase::Missing,
+            ) => {
+                if let Some(seat) = self.seats.remove(key) {
+                    seat.gone_waiters.into_iter().for_each(|w| {
+                        let _ = w.send(());
+                    });
+                }
+            }
+            (Desired::Absent { delete_volume }, _) => {
+                let delete_volume = *delete_volume;
+                self.launch_destroy(key.clone(), delete_volume);
+            }
+        }
+        self.publish();
+    }
+
+    fn launch_ensure(&mut self, spec: clarateach_core::agent_proto::SeatSpec) {
+        let key = spec.key();
+        let token = match self.tokens.get_or_create(&key) {
+            Ok(t) => t,
+            Err(e) => return self.op_done(key, Outcome::Failed(error_chain(&e))),
+        };
+        if let Some(seat) = self.seats.get_mut(&key) {
+            seat.phase = Phase::Creating;
+        }
+        self.report(&key, SeatState::Creating, None);
+        tracing::info!(workshop.id = %key.workshop_id, seat = key.seat, "creating workspace");
+        let (backend, tx) = (Arc::clone(&self.backend), self.tx.clone());
+        tokio::spawn(async move {
+            let ws = WorkspaceSpec {
+                key: key.clone(),
+                limits: spec.limits,
+                image: spec.image,
+                env: spec.env,
+                daemon_token: token.clone(),
+            };
+            let outcome = match backend.create(&ws).await {
+                Err(e) => Outcome::Failed(error_chain(&e)),
+                Ok(()) => match backend.start(&key).await {
+                    Ok(ep) => Outcome::Ready(DaemonEndpoint {
+                        addr: ep.addr,
+                        token,
+                    }),
+                    Err(e) => Outcome::Failed(error_chain(&e)),
+                },
+            };
+            let _ = tx.send(Command::OpDone { key, outcome }).await;
+        });
+    }
+
+    fn launch_destroy(&mut self, key: SeatKey, delete_volume: bool) {
+        if let Some(seat) = self.seats.get_mut(&key) {
+            seat.phase = Phase::Destroying;
+        }
+        tracing::info!(workshop.id = %key.workshop_id, seat = key.seat, delete_volume, "destroying workspace");
+        let (backend, tx) = (Arc::clone(&self.backend), self.tx.clone());
+        tokio::spawn(async move {
+            let outcome = match backend.destroy(&key, delete_volume).await {
+                Ok(()) => Outcome::Destroyed,
+                Err(e) => Outcome::Failed(error_chain(&e)),
+            };
+            let _ = tx.send(Command::OpDone { key, outcome }).await;
+        });
+    }
+
+    pub(super) fn op_done(&mut self, key: SeatKey, outcome: Outcome) {
+        let Some(seat) = self.seats.get_mut(&key) else {
+            return;
+        };
+        match outcome {
+            Outcome::Ready(ep) => {
+                tracing::info!(workshop.id = %key.workshop_id, seat = key.seat, "workspace ready");
+                seat.phase = Phase::Ready(ep);
+                let view = seat.view(&key);
+                seat.ready_waiters.drain(..).for_each(|w| {
+                    let _ = w.send(Ok(view.clone()));
+                });
+                self.report(&key, SeatState::Ready, None);
+            }
+            Outcome::Failed(error) => {
+                tracing::warn!(workshop.id = %key.workshop_id, seat = key.seat, %error, "workspace operation failed");
+                seat.phase = Phase::Failed(error.clone());
+                seat.blocked = true;
+                seat.ready_waiters.drain(..).for_each(|w| {
+                    let _ = w.send(Err(StateError::CreateFailed(error.clone())));
+                });
+                self.report(&key, SeatState::Failed, Some(error));
+            }
+            Outcome::Destroyed => {
+                seat.phase = Phase::Missing;
+                if let Desired::Absent { delete_volume } = &mut seat.desired {
+                    *delete_volume = false;
+                }
+                if let Err(e) = self.tokens.remove(&key) {
+                    tracing::warn!(error = %error_chain(&e), "cannot forget a daemon token");
+                }
+                self.report(&key, SeatState::Destroyed, None);
+            }
+        }
+        self.drive(&key);
+        self.publish();
+    }
+
+    /// Publishes the route table and the used count from the current phases.
+    pub(super) fn publish(&mut self) {
+        let table: std::collections::HashMap<SeatKey, DaemonEndpoint> = self
+            .seats
+            .iter()
+            .filter_map(|(k, s)| match &s.phase {
+                Phase::Ready(ep) => Some((k.clone(), ep.clone())),
+                _ => None,
+            })
+            .collect();
+        let used = self
+            .seats
+            .values()
+            .filter(|s| matches!(s.phase, Phase::Creating | Phase::Ready(_)))
+            .count();
+        self.used
+            .store(u32::try_from(used).unwrap_or(u32::MAX), Ordering::Relaxed);
+        self.routes.send_if_modified(|cur| {
+            if **cur == table {
+                false
+            } else {
+                *cur = Arc::new(table);
+                true
+            }
+        });
+    }
+
+    pub(super) fn report(&mut self, key: &SeatKey, state: SeatState, error: Option<String>) {
+        let report = SeatReport {
+            workshop_id: key.workshop_id.clone(),
+            seat: key.seat,
+            state,
+            error,
+        };
+        self.send(AgentMessage::SeatStatus(report));
+    }
+
+    pub(super) fn send(&mut self, msg: AgentMessage) {
+        if let Some(conn) = &self.conn {
+            // A full or closed channel means the connection is going away; the next
+            // registration carries the whole state again.
+            if conn.try_send(msg).is_err() {
+                tracing::debug!("status report dropped, connection busy or closed");
+            }
+        }
+    }
+
+    /// On shutdown: stops every workspace (no process left, volumes and config kept).
+    pub(super) async fn stop_all(&mut self) {
+        let keys: Vec<SeatKey> = self
+            .seats
+            .iter()
+            .filter(|(_, s)| !matches!(s.phase, Phase::Missing))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let backend = Arc::clone(&self.backend);
+        let stops = keys.iter().map(|k| {
+            let backend = Arc::clone(&backend);
+            async move {
+                if let Err(e) = backend.stop(k).await {
+                    tracing::warn!(workshop.id = %k.workshop_id, seat = k.seat, error = %error_chain(&e), "stop failed");
+                }
+            }
+        });
+        futures::future::join_all(stops).await;
+        for seat in self.seats.values_mut() {
+            if !matches!(seat.phase, Phase::Missing) {
+                seat.phase = Phase::Stopped;
+            }
+        }
+        self.publish();
+        if let Some(reply) = self.shutdown.take() {
+            let _ = reply.send(());
+        }
+        tracing::info!(stopped = keys.len(), "all workspaces stopped");
+    }
+}
