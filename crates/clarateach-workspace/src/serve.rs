@@ -1,0 +1,201 @@
+//! The HTTP surface: routes, bearer-token auth, listeners (TCP and Unix socket) and shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use clarateach_core::HealthResponse;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::ApiError;
+use crate::{files, run, terminal, watch, AppState, Config};
+
+/// Where the daemon listens: `127.0.0.1:7681` or `unix:/run/clarateach.sock`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listen {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl FromStr for Listen {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.strip_prefix("unix:") {
+            Some(p) if !p.is_empty() => Ok(Listen::Unix(PathBuf::from(p))),
+            Some(_) => Err("unix: needs a socket path".into()),
+            None => s.parse().map(Listen::Tcp).map_err(|e| format!("{s:?} is not ADDR:PORT or unix:/path ({e})")),
+        }
+    }
+}
+
+/// Why the daemon could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot open the workspace root {0}")]
+    Root(PathBuf, #[source] std::io::Error),
+    #[error("cannot listen on {0:?}")]
+    Bind(Listen, #[source] std::io::Error),
+    #[error("no --listen address given")]
+    NoListener,
+    #[error("the token must not be empty")]
+    EmptyToken,
+    #[error("server failed")]
+    Serve(#[source] std::io::Error),
+}
+
+/// All routes. `/health` is open; everything else needs `Authorization: Bearer <token>`.
+pub fn router(state: AppState) -> Router {
+    let body_limit = (state.max_file_bytes as usize).saturating_mul(4) / 3 + (1 << 20);
+    let protected = Router::new()
+        .route("/terminal", get(terminal::handler))
+        .route("/files", get(files::list))
+        .route("/files/watch", get(watch::handler).put(put_watch).delete(delete_watch))
+        .route("/files/{*path}", get(files::read).put(files::write).delete(files::delete))
+        .route("/files-rename", post(files::rename))
+        .route("/files-mkdir", post(files::mkdir))
+        .route("/run", post(run::handler))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/health", get(health))
+        .merge(protected)
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+// `/files/watch` is also a file path: PUT and DELETE of a file named `watch` land here.
+async fn put_watch(
+    state: State<AppState>,
+    headers: axum::http::HeaderMap,
+    body: Result<bytes::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<clarateach_core::SuccessResponse>, ApiError> {
+    files::write(state, axum::extract::Path("watch".into()), headers, body).await
+}
+async fn delete_watch(state: State<AppState>) -> Result<Json<clarateach_core::SuccessResponse>, ApiError> {
+    files::delete(state, axum::extract::Path("watch".into())).await
+}
+
+async fn health() -> Json<HealthResponse> {
+    Json(HealthResponse { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() })
+}
+
+async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(t) if constant_time_eq(t.as_bytes(), state.token.as_bytes()) => next.run(req).await,
+        _ => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong bearer token").into_response(),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+enum Bound {
+    Tcp(tokio::net::TcpListener),
+    Unix(tokio::net::UnixListener, PathBuf),
+}
+
+/// A daemon with its sockets bound, ready to [`Server::run`].
+pub struct Server {
+    state: AppState,
+    listeners: Vec<Bound>,
+}
+
+impl Server {
+    pub async fn bind(cfg: &Config) -> Result<Self, Error> {
+        if cfg.listen.is_empty() {
+            return Err(Error::NoListener);
+        }
+        if cfg.token.is_empty() {
+            return Err(Error::EmptyToken);
+        }
+        let state = AppState::new(cfg, CancellationToken::new())?;
+        let mut listeners = Vec::new();
+        for l in &cfg.listen {
+            let bind_err = |e| Error::Bind(l.clone(), e);
+            listeners.push(match l {
+                Listen::Tcp(addr) => Bound::Tcp(tokio::net::TcpListener::bind(addr).await.map_err(bind_err)?),
+                Listen::Unix(path) => {
+                    remove_stale_socket(path);
+                    Bound::Unix(tokio::net::UnixListener::bind(path).map_err(bind_err)?, path.clone())
+                }
+            });
+        }
+        Ok(Self { state, listeners })
+    }
+
+    /// The bound TCP addresses (port 0 resolved).
+    pub fn tcp_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| match l {
+                Bound::Tcp(t) => t.local_addr().ok(),
+                Bound::Unix(..) => None,
+            })
+            .collect()
+    }
+
+    /// Serves until `shutdown` completes, then closes WebSockets and hangs up every shell.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
+        let app = router(self.state.clone());
+        let cancel = self.state.cancel.clone();
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut sockets = Vec::new();
+        for l in self.listeners {
+            let (app, stop) = (app.clone(), cancel.clone().cancelled_owned());
+            match l {
+                Bound::Tcp(t) => {
+                    tracing::info!(addr = ?t.local_addr().ok(), "listening");
+                    tasks.spawn(async move { axum::serve(t, app).with_graceful_shutdown(stop).await });
+                }
+                Bound::Unix(u, path) => {
+                    tracing::info!(path = %path.display(), "listening");
+                    sockets.push(path);
+                    tasks.spawn(async move { axum::serve(u, app).with_graceful_shutdown(stop).await });
+                }
+            }
+        }
+        let stopper = cancel.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            stopper.cancel();
+        });
+        let mut result = Ok(());
+        while let Some(r) = tasks.join_next().await {
+            if let Ok(Err(e)) = r {
+                cancel.cancel();
+                result = Err(Error::Serve(e));
+            }
+        }
+        self.state.sessions.shutdown();
+        for p in sockets {
+            let _ = std::fs::remove_file(p);
+        }
+        result
+    }
+}
+
+/// Binds every `cfg.listen` address and serves until `shutdown` completes.
+pub async fn serve(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
+    Server::bind(&cfg).await?.run(shutdown).await
+}
+
+/// A socket file left by an earlier run would make bind fail; anything else is left alone.
+fn remove_stale_socket(path: &std::path::Path) {
+    use std::os::unix::fs::FileTypeExt;
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+        let _ = std::fs::remove_file(path);
+    }
+}
