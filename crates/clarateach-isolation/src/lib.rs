@@ -10,6 +10,10 @@ use async_trait::async_trait;
 use clarateach_core::agent_proto::SeatKey;
 use clarateach_core::Limits;
 
+pub mod cgroups;
+pub mod factory;
+pub mod sandbox;
+
 /// Which isolation a backend provides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BackendKind {

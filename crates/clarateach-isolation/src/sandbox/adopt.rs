@@ -1,0 +1,85 @@
+//! Re-adoption after an agent restart (even `kill -9`): sandboxes do not die with the agent, so
+//! the state files tell which seats exist; a seat whose bwrap is the same process as recorded and
+//! whose daemon answers is running again, anything else is cleaned up and reported stopped, and a
+//! volume with no state at all is reported missing (its files wait for the seat to be recreated).
+
+use std::collections::BTreeSet;
+
+use clarateach_core::agent_proto::SeatKey;
+
+use super::record::SeatRecord;
+use super::{spawn, SandboxBackend, Seat};
+use crate::{Backend, BackendError, WorkspaceStatus};
+
+fn subdirs(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut out: Vec<_> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    out.sort();
+    out
+}
+
+/// `seat-07` -> 7.
+fn parse_seat(name: &str) -> Option<u32> {
+    name.strip_prefix("seat-")?.parse().ok()
+}
+
+pub(super) async fn adopt(b: &SandboxBackend) -> Result<Vec<(SeatKey, WorkspaceStatus)>, BackendError> {
+    let mut out = Vec::new();
+    for ws in subdirs(&b.cfg.data_dir.join("sandboxes")) {
+        for file in subdirs(&ws).into_iter().filter(|f| f.extension().is_some_and(|e| e == "json")) {
+            let mut rec = match SeatRecord::load(&file) {
+                Ok(rec) => rec,
+                Err(e) => {
+                    tracing::warn!(file = %file.display(), error = %e, "unreadable seat state skipped");
+                    continue;
+                }
+            };
+            let key = rec.key.clone();
+            if b.endpoint(&key).is_some() {
+                out.push((key, WorkspaceStatus::Running));
+                continue;
+            }
+            let alive = rec.process_alive() && spawn::health(&rec.socket, &rec.daemon_token).await;
+            if alive {
+                tracing::info!(workshop.id = %key.workshop_id, seat = key.seat, pid = rec.pid, "seat re-adopted");
+                b.lock().insert(key.clone(), Seat { record: rec, child: None, running: true });
+                out.push((key, WorkspaceStatus::Running));
+                continue;
+            }
+            // Half-dead (daemon gone, a shell left over) or stale: clear it out.
+            if let Err(e) = b.empty_cgroup(rec.cgroup.clone()).await {
+                tracing::warn!(workshop.id = %key.workshop_id, seat = key.seat, error = %e, "leftover processes");
+            }
+            let _ = std::fs::remove_file(&rec.socket);
+            rec.pid = None;
+            rec.start_time = None;
+            if let Err(e) = rec.save(&file) {
+                tracing::warn!(file = %file.display(), error = %e, "saving seat state failed");
+            }
+            b.lock().insert(key.clone(), Seat { record: rec, child: None, running: false });
+            out.push((key, WorkspaceStatus::Stopped));
+        }
+    }
+    let known: BTreeSet<SeatKey> = out.iter().map(|(k, _)| k.clone()).collect();
+    for ws in subdirs(&b.cfg.data_dir.join("volumes")) {
+        let Some(workshop_id) = ws.file_name().and_then(|n| n.to_str()).map(str::to_string) else { continue };
+        for seat_dir in subdirs(&ws) {
+            let Some(seat) = seat_dir.file_name().and_then(|n| n.to_str()).and_then(parse_seat) else { continue };
+            let key = SeatKey { workshop_id: workshop_id.clone(), seat };
+            if !known.contains(&key) {
+                out.push((key, WorkspaceStatus::Missing));
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn seat_names_parse() {
+        assert_eq!(super::parse_seat("seat-07"), Some(7));
+        assert_eq!(super::parse_seat("seat-123"), Some(123));
+        assert_eq!(super::parse_seat("other"), None);
+    }
+}

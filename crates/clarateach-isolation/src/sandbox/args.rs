@@ -1,0 +1,200 @@
+//! The bubblewrap command line of a seat, built as a pure function of its inputs so every flag is
+//! unit-tested. Secrets never appear here: the environment reaches the sandbox through the
+//! environment of the bwrap process itself, which only root and the learner uid can read.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use super::paths::LEARNER_ID;
+
+/// Where the daemon binary appears inside the sandbox (on bwrap's tmpfs root, so it works with
+/// the host's directories and with an image rootfs alike).
+pub const DAEMON_PATH: &str = "/run/clarateach-bin/clarateach";
+/// Where the seat's run dir (holding the daemon socket) appears inside.
+pub const RUN_DIR: &str = "/run/clarateach";
+/// Host directories that make up the read-only root when no image rootfs is given.
+pub const HOST_DIRS: &[&str] = &["usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc"];
+/// Top-level entries of an image rootfs that the sandbox provides itself.
+const OWN_DIRS: &[&str] = &["dev", "proc", "sys", "tmp", "run", "home", "workspace", "root"];
+
+/// One top-level entry of the read-only root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RootEntry {
+    /// `--ro-bind source /name`
+    Dir { source: PathBuf, name: String },
+    /// `--symlink target /name` (merged-/usr hosts: `/bin -> usr/bin`).
+    Symlink { target: PathBuf, name: String },
+}
+
+/// Reads the top-level entries of `root` that make up the sandbox's root: the `HOST_DIRS` of the
+/// host when `root` is `/`, else every directory of the image except those the sandbox provides.
+pub fn root_entries(root: &Path) -> std::io::Result<Vec<RootEntry>> {
+    let names: Vec<String> = if root == Path::new("/") {
+        HOST_DIRS.iter().map(|s| s.to_string()).collect()
+    } else {
+        let mut names: Vec<String> = std::fs::read_dir(root)?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !OWN_DIRS.contains(&n.as_str()))
+            .collect();
+        names.sort();
+        names
+    };
+    let mut out = Vec::new();
+    for name in names {
+        let source = root.join(&name);
+        match std::fs::symlink_metadata(&source) {
+            Ok(m) if m.file_type().is_symlink() => {
+                out.push(RootEntry::Symlink { target: std::fs::read_link(&source)?, name });
+            }
+            Ok(m) if m.is_dir() => out.push(RootEntry::Dir { source, name }),
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// Everything that varies between seats.
+#[derive(Debug, Clone)]
+pub struct ArgsInput<'a> {
+    pub hostname: &'a str,
+    pub root: &'a [RootEntry],
+    pub etc_dir: &'a Path,
+    pub daemon_binary: &'a Path,
+    pub volume: &'a Path,
+    pub home: &'a Path,
+    pub run: &'a Path,
+    pub egress: bool,
+}
+
+/// Builds bwrap's arguments. bwrap runs as the unprivileged host uid of the learner, so it makes
+/// a user namespace where that uid appears as `LEARNER_ID`; with `--cap-drop ALL` nothing inside
+/// holds a capability even in its own namespace.
+pub fn build(input: &ArgsInput<'_>) -> Vec<OsString> {
+    let mut a: Vec<OsString> = Vec::with_capacity(64);
+    let mut push = |items: &[&dyn AsRefOs]| a.extend(items.iter().map(|i| i.os()));
+    let id = LEARNER_ID.to_string();
+    push(&[&"--unshare-user", &"--uid", &id, &"--gid", &id]);
+    push(&[&"--unshare-pid", &"--unshare-ipc", &"--unshare-uts", &"--unshare-cgroup-try"]);
+    if !input.egress {
+        push(&[&"--unshare-net"]);
+    }
+    push(&[&"--hostname", &input.hostname, &"--new-session", &"--cap-drop", &"ALL"]);
+    for entry in input.root {
+        match entry {
+            RootEntry::Dir { source, name } => push(&[&"--ro-bind", source, &format!("/{name}")]),
+            RootEntry::Symlink { target, name } => push(&[&"--symlink", target, &format!("/{name}")]),
+        }
+    }
+    push(&[&"--ro-bind", &input.etc_dir.join("passwd"), &"/etc/passwd"]);
+    push(&[&"--ro-bind", &input.etc_dir.join("group"), &"/etc/group"]);
+    push(&[&"--ro-bind", &input.daemon_binary, &DAEMON_PATH]);
+    push(&[&"--bind", &input.volume, &"/workspace"]);
+    push(&[&"--bind", &input.home, &"/home/learner"]);
+    push(&[&"--bind", &input.run, &RUN_DIR]);
+    push(&[&"--tmpfs", &"/tmp", &"--dev", &"/dev", &"--proc", &"/proc", &"--chdir", &"/workspace"]);
+    let listen = format!("unix:{RUN_DIR}/daemon.sock");
+    push(&[&"--", &DAEMON_PATH, &"workspace-server", &"--listen", &listen, &"--root", &"/workspace"]);
+    a
+}
+
+/// Lets strings and paths sit in one argument list.
+trait AsRefOs {
+    fn os(&self) -> OsString;
+}
+impl AsRefOs for &str {
+    fn os(&self) -> OsString {
+        OsString::from(*self)
+    }
+}
+impl AsRefOs for String {
+    fn os(&self) -> OsString {
+        OsString::from(self)
+    }
+}
+impl AsRefOs for PathBuf {
+    fn os(&self) -> OsString {
+        self.as_os_str().to_owned()
+    }
+}
+impl AsRefOs for &Path {
+    fn os(&self) -> OsString {
+        self.as_os_str().to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn joined(args: &[OsString]) -> String {
+        args.iter().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ")
+    }
+
+    fn input<'a>(root: &'a [RootEntry], egress: bool) -> ArgsInput<'a> {
+        ArgsInput {
+            hostname: "seat-07",
+            root,
+            etc_dir: Path::new("/d/sandbox-etc"),
+            daemon_binary: Path::new("/opt/ct/clarateach"),
+            volume: Path::new("/d/volumes/ws-a/seat-07"),
+            home: Path::new("/d/homes/ws-a/seat-07"),
+            run: Path::new("/d/run/ws-a/seat-07"),
+            egress,
+        }
+    }
+
+    #[test]
+    fn isolates_everything_and_runs_the_daemon() {
+        let root = [
+            RootEntry::Dir { source: "/usr".into(), name: "usr".into() },
+            RootEntry::Symlink { target: "usr/bin".into(), name: "bin".into() },
+        ];
+        let s = joined(&build(&input(&root, false)));
+        for flag in ["--unshare-user --uid 1000 --gid 1000", "--unshare-pid", "--unshare-ipc", "--unshare-uts"] {
+            assert!(s.contains(flag), "{flag} missing in {s}");
+        }
+        assert!(s.contains("--unshare-cgroup-try --unshare-net --hostname seat-07 --new-session --cap-drop ALL"));
+        assert!(s.contains("--ro-bind /usr /usr --symlink usr/bin /bin"));
+        assert!(s.contains("--ro-bind /d/sandbox-etc/passwd /etc/passwd"));
+        assert!(s.contains("--bind /d/volumes/ws-a/seat-07 /workspace"));
+        assert!(s.contains("--bind /d/homes/ws-a/seat-07 /home/learner"));
+        assert!(s.contains("--bind /d/run/ws-a/seat-07 /run/clarateach"));
+        assert!(s.contains("--tmpfs /tmp --dev /dev --proc /proc --chdir /workspace"));
+        assert!(!s.contains("--die-with-parent"), "seats must outlive the agent");
+        assert!(s.ends_with(
+            "-- /run/clarateach-bin/clarateach workspace-server --listen unix:/run/clarateach/daemon.sock --root /workspace"
+        ));
+    }
+
+    #[test]
+    fn egress_keeps_the_host_network() {
+        assert!(!joined(&build(&input(&[], true))).contains("--unshare-net"));
+    }
+
+    #[test]
+    fn image_rootfs_skips_the_dirs_the_sandbox_provides() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for d in ["usr", "etc", "proc", "tmp", "home", "opt"] {
+            std::fs::create_dir(dir.path().join(d)).expect("mkdir");
+        }
+        std::os::unix::fs::symlink("usr/lib", dir.path().join("lib")).expect("symlink");
+        std::fs::write(dir.path().join("file"), "").expect("write");
+        let names: Vec<String> = root_entries(dir.path())
+            .expect("entries")
+            .into_iter()
+            .map(|e| match e {
+                RootEntry::Dir { name, .. } => name,
+                RootEntry::Symlink { target, name } => format!("{name}->{}", target.display()),
+            })
+            .collect();
+        assert_eq!(names, ["etc", "lib->usr/lib", "opt", "usr"]);
+    }
+
+    #[test]
+    fn host_root_uses_the_system_dirs_only() {
+        let entries = root_entries(Path::new("/")).expect("entries");
+        assert!(entries.iter().any(|e| matches!(e, RootEntry::Dir { name, .. } if name == "usr")));
+        assert!(entries.iter().all(|e| !matches!(e, RootEntry::Dir { name, .. } if name == "root" || name == "home")));
+    }
+}

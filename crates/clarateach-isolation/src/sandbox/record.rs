@@ -1,0 +1,139 @@
+//! The per-seat state file that lets a restarted agent find its sandboxes again. It holds the
+//! spec (environment and daemon token included, so a stopped seat can be started again without
+//! the control plane), hence mode 0600 in a root-only directory; and the pid of the sandbox with
+//! its start time, so a recycled pid is never mistaken for the seat.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use clarateach_core::agent_proto::SeatKey;
+use clarateach_core::Limits;
+use serde::{Deserialize, Serialize};
+
+use crate::WorkspaceSpec;
+
+/// What the agent remembers about one seat's sandbox.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct SeatRecord {
+    pub key: SeatKey,
+    pub limits: Limits,
+    pub image: Option<String>,
+    pub env: BTreeMap<String, String>,
+    pub daemon_token: String,
+    /// Host pid of the outer bwrap process while running.
+    pub pid: Option<i32>,
+    /// Its start time in clock ticks since boot (`/proc/<pid>/stat` field 22).
+    pub start_time: Option<u64>,
+    pub socket: PathBuf,
+    /// Relative cgroup name, e.g. `clarateach/ws-abc123/seat-01`.
+    pub cgroup: String,
+}
+
+impl std::fmt::Debug for SeatRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeatRecord")
+            .field("key", &self.key)
+            .field("pid", &self.pid)
+            .field("socket", &self.socket)
+            .field("cgroup", &self.cgroup)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SeatRecord {
+    pub fn from_spec(spec: &WorkspaceSpec, socket: PathBuf, cgroup: String) -> Self {
+        Self {
+            key: spec.key.clone(),
+            limits: spec.limits.clone(),
+            image: spec.image.clone(),
+            env: spec.env.clone(),
+            daemon_token: spec.daemon_token.clone(),
+            pid: None,
+            start_time: None,
+            socket,
+            cgroup,
+        }
+    }
+
+    /// Writes the record atomically with mode 0600.
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        let tmp = path.with_extension("json.tmp");
+        let bytes = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        let mut file =
+            std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        file.write_all(&bytes)?;
+        file.sync_data()?;
+        std::fs::rename(&tmp, path)
+    }
+
+    pub fn load(path: &Path) -> std::io::Result<Self> {
+        let bytes = std::fs::read(path)?;
+        serde_json::from_slice(&bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    }
+
+    /// True when the recorded process still runs (not a zombie) and is the same process.
+    pub fn process_alive(&self) -> bool {
+        match (self.pid, self.start_time) {
+            (Some(pid), Some(start)) => start_time(pid) == Some(start),
+            _ => false,
+        }
+    }
+}
+
+/// Start time of a live (non-zombie) process, from `/proc/<pid>/stat`.
+pub fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_start_time(&stat)
+}
+
+/// Field 22 of a stat line; the command name (field 2) may hold spaces and parentheses, so the
+/// fields are counted from the last `)`.
+fn parse_start_time(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?;
+    if state == "Z" || state == "X" {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn parses_start_time_past_odd_command_names() {
+        let line = "42 (a) b (c)) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
+        assert_eq!(parse_start_time(line), Some(987654));
+        let zombie = "42 (sh) Z 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 0 0";
+        assert_eq!(parse_start_time(zombie), None);
+        assert!(start_time(std::process::id() as i32).is_some());
+    }
+
+    #[test]
+    fn saves_private_and_round_trips() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("seat-01.json");
+        let spec = WorkspaceSpec {
+            key: SeatKey { workshop_id: "ws-a".into(), seat: 1 },
+            limits: Limits::default(),
+            image: None,
+            env: [("ANTHROPIC_API_KEY".to_string(), "sk-1".to_string())].into(),
+            daemon_token: "tok".into(),
+        };
+        let mut rec = SeatRecord::from_spec(&spec, "/s".into(), "ct/ws-a/seat-01".into());
+        rec.pid = Some(std::process::id() as i32);
+        rec.start_time = start_time(std::process::id() as i32);
+        rec.save(&path).expect("save");
+        let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let back = SeatRecord::load(&path).expect("load");
+        assert_eq!(back.env["ANTHROPIC_API_KEY"], "sk-1");
+        assert!(back.process_alive());
+        assert!(!format!("{back:?}").contains("sk-1"));
+    }
+}

@@ -1,0 +1,112 @@
+//! Starting bubblewrap inside the seat's cgroup as the learner's host uid, and waiting for the
+//! daemon to answer `/health` on its Unix socket.
+//!
+//! The child joins the cgroup between fork and exec (writing `0` to `cgroup.procs` files the
+//! parent opened), so not one instruction of the sandbox runs outside its limits. It also starts
+//! a new session, so a Ctrl-C or hangup aimed at the agent never reaches a seat, and seats
+//! outlive an agent that is killed.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+use tokio::process::{Child, Command};
+
+/// How bwrap is started.
+pub struct Launch<'a> {
+    pub bwrap: &'a Path,
+    pub args: Vec<std::ffi::OsString>,
+    pub env: &'a BTreeMap<String, String>,
+    pub cgroup_procs: Vec<File>,
+    pub uid: u32,
+    pub gid: u32,
+    pub log: File,
+}
+
+/// Spawns bwrap. The environment (which may hold the api key) is passed as the process's
+/// environment, never as arguments.
+#[allow(unsafe_code)]
+pub fn spawn(launch: Launch<'_>) -> io::Result<Child> {
+    let fds: Vec<i32> = launch.cgroup_procs.iter().map(|f| f.as_raw_fd()).collect();
+    let (uid, gid) = (launch.uid, launch.gid);
+    let mut cmd = Command::new(launch.bwrap);
+    cmd.args(&launch.args)
+        .env_clear()
+        .envs(launch.env)
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(launch.log.try_clone()?)
+        .stderr(launch.log)
+        .kill_on_drop(false);
+    // SAFETY: the closure runs in the forked child before exec and calls only async-signal-safe
+    // functions (write, setsid, setgroups, setgid, setuid) on values copied in beforehand; it
+    // allocates nothing. The fds stay open in the parent (`launch.cgroup_procs`) until spawn
+    // returns.
+    unsafe {
+        cmd.pre_exec(move || {
+            for &fd in &fds {
+                if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            if libc::setsid() < 0
+                || libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setgid(gid) != 0
+                || libc::setuid(uid) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn();
+    drop(launch.cgroup_procs);
+    child
+}
+
+/// Why a sandbox never became ready.
+#[derive(Debug)]
+pub enum NotReady {
+    /// bwrap exited; its status.
+    Exited(std::process::ExitStatus),
+    Timeout,
+}
+
+/// Waits until the daemon answers `GET /health` with 200, polling every millisecond (a seat is
+/// usually ready in a few), and fails fast if bwrap exits.
+pub async fn wait_ready(socket: &Path, token: &str, child: &mut Child, timeout: Duration) -> Result<(), NotReady> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if socket.exists() && health(socket, token).await {
+            return Ok(());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(NotReady::Exited(status));
+        }
+        if Instant::now() >= deadline {
+            return Err(NotReady::Timeout);
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// One health probe: true when the daemon answers 200.
+pub async fn health(socket: &Path, token: &str) -> bool {
+    let probe = async {
+        let mut stream = UnixStream::connect(socket).await?;
+        let req = format!(
+            "GET /health HTTP/1.1\r\nHost: workspace\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(req.as_bytes()).await?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await?;
+        io::Result::Ok(head.starts_with(b"HTTP/1.") && &head[8..12] == b" 200")
+    };
+    matches!(tokio::time::timeout(Duration::from_secs(2), probe).await, Ok(Ok(true)))
+}
