@@ -1,1 +1,167 @@
-//! clarateach-server
+//! The ClaraTeach control plane: workshops, seats, learner joins and tokens, instructor auth,
+//! scheduling seats onto agents, metrics and the OpenAPI document, over an embedded store.
+//!
+//! `clarateach serve` and `clarateach up` open a [`Server`] on a data dir and serve it:
+//!
+//! ```no_run
+//! # async fn f() -> Result<(), clarateach_server::ServerError> {
+//! let server = clarateach_server::Server::open(clarateach_server::ServerConfig::new("/tmp/ct")).await?;
+//! if let Some(token) = server.first_instructor_token() { println!("instructor token: {token}"); }
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await.map_err(clarateach_server::ServerError::Bind)?;
+//! server.serve(listener, std::future::pending()).await
+//! # }
+//! ```
+
+#![forbid(unsafe_code)]
+
+pub mod accounts;
+pub mod auth;
+mod config;
+pub mod error;
+pub mod extract;
+mod files;
+pub mod gateway;
+pub mod handlers;
+pub mod keys;
+pub mod lifecycle;
+pub mod metrics;
+pub mod openapi;
+mod router;
+pub mod scheduler;
+pub mod secrets;
+mod state;
+pub mod testing;
+pub mod throttle;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use clarateach_store::{SqliteStore, Store, StoreError};
+use tokio::sync::watch;
+
+pub use accounts::{create_instructor, issue_agent_token, AccountError, INSTRUCTOR_TOKEN_FILE};
+pub use auth::{Instructor, Learner};
+pub use config::ServerConfig;
+pub use error::ApiError;
+pub use scheduler::{AgentScheduler, Provisioner, RegistryHandle, SeatRoute};
+pub use state::AppState;
+
+/// File name of the SQLite store inside the data dir.
+pub const DB_FILE: &str = "clarateach.db";
+
+/// Why the server could not open or serve.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot prepare the data dir")]
+    DataDir(#[source] files::FileError),
+    #[error("cannot open the store")]
+    Store(#[from] StoreError),
+    #[error("cannot load the token signing key")]
+    Keys(#[from] keys::KeyError),
+    #[error("cannot load the secret encryption key")]
+    Secrets(#[from] secrets::SecretError),
+    #[error("cannot create the first instructor")]
+    Accounts(#[from] AccountError),
+    #[error("cannot bind the listen address")]
+    Bind(#[source] std::io::Error),
+    #[error("the HTTP server failed")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Opens the store in `data_dir` (the same one `Server::open` uses), for CLI commands that
+/// work on the data dir directly (`instructor add`, `agent token`).
+pub async fn open_store(data_dir: &Path) -> Result<Arc<dyn Store>, ServerError> {
+    files::ensure_dir(data_dir).map_err(ServerError::DataDir)?;
+    Ok(Arc::new(SqliteStore::open(&data_dir.join(DB_FILE)).await?))
+}
+
+/// An opened control plane, ready to serve.
+pub struct Server {
+    state: AppState,
+    web: Option<axum::Router>,
+    first_token: Option<String>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Server {
+    /// Opens the data dir: store (migrated), signing key, secret key, and on first start the
+    /// `admin` instructor whose token is written to `DATA_DIR/instructor.token`.
+    pub async fn open(config: ServerConfig) -> Result<Self, ServerError> {
+        Self::open_with(config, |store, registry| {
+            Arc::new(AgentScheduler::new(store, registry))
+        })
+        .await
+    }
+
+    /// Like [`Server::open`] with another [`Provisioner`] (unit tests use a fake here).
+    pub async fn open_with(
+        mut config: ServerConfig,
+        provisioner: impl FnOnce(Arc<dyn Store>, RegistryHandle) -> Arc<dyn Provisioner>,
+    ) -> Result<Self, ServerError> {
+        let dir = config.data_dir.clone();
+        let store = open_store(&dir).await?;
+        let keys = keys::SigningKeys::load_or_create(&dir.join("jwt.key"))?;
+        let secrets = secrets::SecretBox::load_or_create(&dir.join("secret.key"))?;
+        let first_token = accounts::ensure_first_instructor(store.as_ref(), &dir).await?;
+        let registry = RegistryHandle::spawn();
+        let provisioner = provisioner(store.clone(), registry.clone());
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let web = config.web.take();
+        let state = AppState::new(state::Parts {
+            config,
+            store,
+            keys,
+            secrets,
+            registry,
+            provisioner,
+            shutdown: shutdown_rx,
+        });
+        Ok(Self {
+            state,
+            web,
+            first_token,
+            shutdown,
+        })
+    }
+
+    /// The first instructor's token, only when this open created it.
+    pub fn first_instructor_token(&self) -> Option<&str> {
+        self.first_token.as_deref()
+    }
+
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    /// The full router (API, gateway, metrics, web UI fallback). Serve it with
+    /// `into_make_service_with_connect_info::<SocketAddr>()` so join throttling sees addresses.
+    pub fn router(&self) -> axum::Router {
+        router::build(self.state.clone(), self.web.clone())
+    }
+
+    /// Serves until `shutdown` completes, then ends agent sessions and returns.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let app = self
+            .router()
+            .into_make_service_with_connect_info::<SocketAddr>();
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, "control plane listening");
+        }
+        let signal = self.shutdown.clone();
+        let result = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                let _ = signal.send(true);
+            })
+            .await
+            .map_err(ServerError::Serve);
+        let _ = self.shutdown.send(true);
+        result
+    }
+}

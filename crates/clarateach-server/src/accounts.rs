@@ -1,0 +1,99 @@
+//! Instructor accounts and agent tokens. Tokens are random, shown once, and stored only as
+//! SHA-256 hashes, so a copy of the database does not let anyone in.
+
+use std::path::Path;
+
+use clarateach_store::{Store, StoreError};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::files::{write_secret_file, FileError};
+
+/// Name of the file holding the first instructor's token.
+pub const INSTRUCTOR_TOKEN_FILE: &str = "instructor.token";
+
+/// Why an account could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("cannot store the account")]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error("the name must be 1 to 100 characters")]
+    InvalidName,
+}
+
+/// A fresh random token with a prefix saying what it is for (`cti_` instructor, `cta_` agent).
+pub fn new_token(prefix: &str) -> String {
+    let mut bytes = [0u8; 24];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{prefix}{hex}")
+}
+
+/// Hex SHA-256 of a token, the only form the store keeps.
+pub fn hash_token(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn new_id(prefix: &str) -> String {
+    format!(
+        "{prefix}{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+/// Creates an instructor and returns their token (shown once, never stored).
+pub async fn create_instructor(store: &dyn Store, name: &str) -> Result<String, AccountError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(AccountError::InvalidName);
+    }
+    let token = new_token("cti_");
+    store
+        .create_instructor(&new_id("in-"), name, &hash_token(&token))
+        .await?;
+    Ok(token)
+}
+
+/// Issues a token an agent presents on `GET /api/agents/connect`.
+pub async fn issue_agent_token(store: &dyn Store) -> Result<String, AccountError> {
+    let token = new_token("cta_");
+    store
+        .create_agent_token(&new_id("at-"), &hash_token(&token))
+        .await?;
+    Ok(token)
+}
+
+/// On first start (no instructor yet): creates the `admin` instructor, writes its token to
+/// `DATA_DIR/instructor.token` (0600) and returns it.
+pub async fn ensure_first_instructor(
+    store: &dyn Store,
+    data_dir: &Path,
+) -> Result<Option<String>, AccountError> {
+    if store.count_instructors().await? > 0 {
+        return Ok(None);
+    }
+    let token = create_instructor(store, "admin").await?;
+    let path = data_dir.join(INSTRUCTOR_TOKEN_FILE);
+    let _ = std::fs::remove_file(&path); // a stale file from a wiped database
+    write_secret_file(&path, format!("{token}\n").as_bytes())?;
+    Ok(Some(token))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_random_and_hashes_stable() {
+        let a = new_token("cti_");
+        assert!(a.starts_with("cti_") && a.len() == 52);
+        assert_ne!(a, new_token("cti_"));
+        assert_eq!(hash_token("x"), hash_token("x"));
+        assert_eq!(hash_token("x").len(), 64);
+    }
+}

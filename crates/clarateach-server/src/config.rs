@@ -1,0 +1,60 @@
+//! `ServerConfig`: everything `serve` and `up` can set, with the defaults in code.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Control-plane settings.
+#[derive(Clone)]
+pub struct ServerConfig {
+    /// Address `clarateach serve` binds (callers of [`crate::Server::serve`] bind themselves).
+    pub listen: SocketAddr,
+    /// Holds the store, keys and secrets.
+    pub data_dir: PathBuf,
+    /// Public base URL (e.g. `https://teach.example.org`); derived from the Host header if unset.
+    pub public_url: Option<String>,
+    /// Agents heartbeat this often; three missed intervals make an agent lost.
+    pub heartbeat_interval: Duration,
+    /// How long stop waits for agents to report seats destroyed.
+    pub stop_timeout: Duration,
+    /// Failed joins per client address per minute before 429.
+    pub join_failures_per_minute: u32,
+    /// Learner token lifetime.
+    pub token_ttl: Duration,
+    /// Largest accepted request body.
+    pub body_limit: usize,
+    /// The web UI, served for every path the API does not match.
+    pub web: Option<axum::Router>,
+}
+
+impl ServerConfig {
+    /// Defaults for a data dir: listen on 127.0.0.1:8080, 2 s heartbeats, 10 s stop timeout,
+    /// 10 failed joins a minute, 24 h tokens, 1 MiB bodies.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: data_dir.into(),
+            public_url: None,
+            heartbeat_interval: Duration::from_secs(2),
+            stop_timeout: Duration::from_secs(10),
+            join_failures_per_minute: 10,
+            token_ttl: Duration::from_secs(24 * 3600),
+            body_limit: 1024 * 1024,
+            web: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("public_url", &self.public_url)
+            .field("heartbeat_interval", &self.heartbeat_interval)
+            .field("stop_timeout", &self.stop_timeout)
+            .field("join_failures_per_minute", &self.join_failures_per_minute)
+            .field("web", &self.web.is_some())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,237 @@
+//! Forwards one authorised request to the data path of the agent hosting the seat
+//! (`{data_url}/seats/{workshop_id}/{seat}/{rest}`, `Authorization: Bearer <data token>`).
+//! Plain HTTP goes through a pooled client with streamed bodies; a WebSocket upgrade gets its own
+//! connection and, after `101`, the two upgraded sockets are spliced byte for byte, so terminal
+//! frames are never parsed, buffered whole or re-framed on the way.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use axum::http::{StatusCode, Uri};
+use axum::response::Response;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::access::SeatAccess;
+use crate::error::ApiError;
+use crate::scheduler::SeatRoute;
+use crate::state::AppState;
+
+type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Body>;
+
+pub(super) fn client() -> &'static HttpClient {
+    static CLIENT: OnceLock<HttpClient> = OnceLock::new();
+    CLIENT.get_or_init(|| {
+        let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(connector)
+    })
+}
+
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::AUTHORIZATION,
+];
+
+fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONNECTION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        })
+        && headers.contains_key(header::UPGRADE)
+}
+
+fn copy_headers(from: &HeaderMap, to: &mut HeaderMap, upgrade: bool) {
+    for (name, value) in from {
+        if !HOP_BY_HOP.contains(name)
+            && name != header::HOST
+            && name != "keep-alive"
+            && name != header::COOKIE
+        {
+            to.append(name.clone(), value.clone());
+        }
+    }
+    if upgrade {
+        to.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        if let Some(u) = from.get(header::UPGRADE) {
+            to.insert(header::UPGRADE, u.clone());
+        }
+    }
+}
+
+/// The query the daemon sees: the caller's, minus credentials and seat selectors, with the
+/// mode the gateway decided for terminals. Kept as raw pairs so nothing is re-encoded.
+pub(super) fn daemon_query(raw: Option<&str>, access: &SeatAccess, terminal: bool) -> String {
+    let mut pairs: Vec<String> = raw
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .filter(|p| {
+            let key = p.split('=').next().unwrap_or("");
+            !matches!(key, "token" | "workshop_id" | "seat" | "mode")
+        })
+        .map(str::to_string)
+        .collect();
+    if terminal {
+        pairs.push(format!("mode={}", access.mode.as_str()));
+    }
+    if pairs.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", pairs.join("&"))
+    }
+}
+
+fn unreachable(e: &dyn std::fmt::Display, access: &SeatAccess) -> ApiError {
+    tracing::warn!(workshop.id = %access.workshop_id, seat = access.seat, error = %e, "agent data path failed");
+    ApiError::new(
+        StatusCode::BAD_GATEWAY,
+        "workspace_unreachable",
+        "The seat's workspace did not answer.",
+    )
+}
+
+/// Sends `req` to `rest` (e.g. `terminal`, `files/a.py`) on the seat's daemon through its agent.
+pub(super) async fn forward(
+    state: &AppState,
+    access: &SeatAccess,
+    rest: &str,
+    mut req: Request,
+) -> Result<Response, ApiError> {
+    let route = state.seat_route(&access.workshop_id, access.seat).await?;
+    super::export::remember(&route);
+    if access.role == super::access::Role::Learner {
+        state.touch_activity(&access.workshop_id, access.seat).await;
+    }
+    let query = daemon_query(req.uri().query(), access, rest == "terminal");
+    let uri: Uri = format!(
+        "{}/seats/{}/{}/{rest}{query}",
+        route.data_url.trim_end_matches('/'),
+        access.workshop_id,
+        access.seat
+    )
+    .parse()
+    .map_err(|_| ApiError::invalid_request("The request path is not valid."))?;
+    let upgrade = is_upgrade(req.headers());
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let (parts, body) = req.into_parts();
+    let mut out = axum::http::Request::builder()
+        .method(parts.method)
+        .uri(uri.clone());
+    if let Some(h) = out.headers_mut() {
+        copy_headers(&parts.headers, h, upgrade);
+        let bearer = HeaderValue::try_from(format!("Bearer {}", route.data_token))
+            .map_err(|e| unreachable(&e, access))?;
+        h.insert(header::AUTHORIZATION, bearer);
+    }
+    let out = out.body(body).map_err(|e| unreachable(&e, access))?;
+
+    let Some(client_upgrade) = client_upgrade else {
+        let resp = client()
+            .request(out)
+            .await
+            .map_err(|e| unreachable(&e, access))?;
+        let (mut parts, body) = resp.into_parts();
+        let headers = std::mem::take(&mut parts.headers);
+        copy_headers(&headers, &mut parts.headers, false);
+        return Ok(Response::from_parts(parts, Body::new(body)));
+    };
+    let mut resp = send_upgrade(&route, &uri, out)
+        .await
+        .map_err(|e| unreachable(&e, access))?;
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        return Ok(resp.map(Body::new));
+    }
+    let agent_upgrade = hyper::upgrade::on(&mut resp);
+    let (state, access) = (state.clone(), access.clone());
+    tokio::spawn(async move {
+        match tokio::try_join!(client_upgrade, agent_upgrade) {
+            Ok((client, agent)) => {
+                splice(&state, &access, TokioIo::new(client), TokioIo::new(agent)).await
+            }
+            Err(e) => tracing::debug!(error = %e, "gateway upgrade failed"),
+        }
+    });
+    let (parts, _) = resp.into_parts();
+    Ok(Response::from_parts(parts, Body::empty()))
+}
+
+async fn send_upgrade(
+    route: &SeatRoute,
+    uri: &Uri,
+    req: axum::http::Request<Body>,
+) -> Result<axum::http::Response<hyper::body::Incoming>, Box<dyn std::error::Error + Send + Sync>> {
+    if uri.scheme_str() != Some("http") {
+        return Err(format!("unsupported data path scheme in {}", route.data_url).into());
+    }
+    let authority = uri
+        .authority()
+        .ok_or("data path URL without a host")?
+        .as_str();
+    let stream = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::net::TcpStream::connect(authority),
+    )
+    .await??;
+    stream.set_nodelay(true)?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(error = %e, "agent connection ended");
+        }
+    });
+    Ok(sender.send_request(req).await?)
+}
+
+/// Copies both directions until either side closes; browser -> workspace traffic from a
+/// learner counts as seat activity.
+async fn splice<C, A>(state: &AppState, access: &SeatAccess, client: C, agent: A)
+where
+    C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let (mut client_rd, mut client_wr) = tokio::io::split(client);
+    let (mut agent_rd, mut agent_wr) = tokio::io::split(agent);
+    let down = async {
+        let _ = tokio::io::copy(&mut agent_rd, &mut client_wr).await;
+        let _ = client_wr.shutdown().await;
+    };
+    let up = async {
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut last_touch: Option<Instant> = None;
+        loop {
+            let n = match client_rd.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if agent_wr.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+            if access.role == super::access::Role::Learner
+                && last_touch.is_none_or(|t| t.elapsed() > Duration::from_secs(5))
+            {
+                last_touch = Some(Instant::now());
+                let (state, ws, seat) = (state.clone(), access.workshop_id.clone(), access.seat);
+                tokio::spawn(async move { state.touch_activity(&ws, seat).await });
+            }
+        }
+        let _ = agent_wr.shutdown().await;
+    };
+    tokio::join!(down, up);
+}

@@ -1,0 +1,156 @@
+//! `POST /api/join`: a learner trades a join code (and optionally a reconnect code) for a
+//! seat and a token. Failed guesses (unknown code or reconnect code) count against the client
+//! address; past the budget every join from it is 429 for the rest of the minute.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::Utc;
+use clarateach_core::{ids, ErrorBody, JoinRequest, JoinResponse, TokenClaims, WorkshopStatus};
+use clarateach_store::{SeatRecord, StoreError, WorkshopRecord};
+
+use super::BaseUrl;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ClientIp};
+use crate::keys::expiry;
+use crate::state::AppState;
+
+/// Join a running workshop.
+#[utoipa::path(post, path = "/api/join", tag = "learners", request_body = JoinRequest,
+    responses(
+        (status = 200, body = JoinResponse),
+        (status = 400, body = ErrorBody),
+        (status = 404, description = "`workshop_not_found` or `not_found` (unknown reconnect code)", body = ErrorBody),
+        (status = 409, description = "`workshop_full` or `workshop_not_running`", body = ErrorBody),
+        (status = 422, body = ErrorBody),
+        (status = 429, description = "`too_many_attempts`, with Retry-After", body = ErrorBody),
+    ))]
+pub async fn join(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    BaseUrl(base): BaseUrl,
+    ApiJson(req): ApiJson<JoinRequest>,
+) -> Result<Json<JoinResponse>, ApiError> {
+    if let Err(secs) = state.throttle().check(ip) {
+        state.metrics().observe_join("too_many_attempts");
+        return Err(ApiError::too_many_attempts(secs));
+    }
+    let result = join_seat(&state, &base, req).await;
+    match &result {
+        Ok(_) => state.metrics().observe_join("accepted"),
+        Err(e) => {
+            state.metrics().observe_join(e.code);
+            if e.status == StatusCode::NOT_FOUND {
+                state.throttle().fail(ip);
+            }
+        }
+    }
+    result.map(Json)
+}
+
+async fn join_seat(
+    state: &AppState,
+    base: &str,
+    req: JoinRequest,
+) -> Result<JoinResponse, ApiError> {
+    if req.code.trim().is_empty() || req.code.chars().count() > 40 {
+        return Err(ApiError::validation("code must be 1 to 40 characters"));
+    }
+    let name = req.name.as_deref().map(str::trim).filter(|n| !n.is_empty());
+    if name.is_some_and(|n| n.chars().count() > 60) {
+        return Err(ApiError::validation("name must be at most 60 characters"));
+    }
+    let code = ids::normalize_code(&req.code);
+    let workshop = state
+        .store()
+        .workshop_by_code(&code)
+        .await?
+        .ok_or_else(ApiError::workshop_not_found)?;
+    if workshop.status != WorkshopStatus::Running {
+        return Err(ApiError::conflict(
+            "workshop_not_running",
+            "The workshop is not running; ask your instructor.",
+        ));
+    }
+    let seat = match req
+        .odehash
+        .as_deref()
+        .map(ids::normalize_odehash)
+        .filter(|o| !o.is_empty())
+    {
+        Some(odehash) => {
+            let found = if ids::is_valid_odehash(&odehash) {
+                state
+                    .store()
+                    .seat_by_odehash(&workshop.id, &odehash)
+                    .await?
+            } else {
+                None
+            };
+            found.ok_or_else(|| {
+                ApiError::not_found("No seat with that reconnect code in this workshop.")
+            })?
+        }
+        None => claim(state, &workshop, name).await?,
+    };
+    token_for(state, base, &workshop, seat)
+}
+
+async fn claim(
+    state: &AppState,
+    w: &WorkshopRecord,
+    name: Option<&str>,
+) -> Result<SeatRecord, ApiError> {
+    for _ in 0..5 {
+        match state
+            .store()
+            .claim_seat(&w.id, &ids::odehash(), name, Utc::now())
+            .await
+        {
+            Ok(Some(seat)) => {
+                tracing::info!(workshop.id = %w.id, seat = seat.seat, "learner joined");
+                return Ok(seat);
+            }
+            Ok(None) => {
+                return Err(ApiError::conflict(
+                    "workshop_full",
+                    "Every seat of this workshop is taken.",
+                ))
+            }
+            Err(StoreError::Conflict) => continue, // reconnect code already used in this workshop
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::internal(&StoreError::Conflict))
+}
+
+fn token_for(
+    state: &AppState,
+    base: &str,
+    w: &WorkshopRecord,
+    seat: SeatRecord,
+) -> Result<JoinResponse, ApiError> {
+    let odehash = seat.odehash.unwrap_or_default();
+    let (iat, exp) = expiry(state.config().token_ttl);
+    let claims = TokenClaims {
+        workshop_id: w.id.clone(),
+        container_id: ids::container_id(&w.id, seat.seat),
+        seat: seat.seat,
+        odehash: odehash.clone(),
+        agent_id: seat.agent_id,
+        exp,
+        iat,
+    };
+    let token = state
+        .keys()
+        .sign(&claims)
+        .map_err(|e| ApiError::internal(&e))?;
+    Ok(JoinResponse {
+        token,
+        endpoint: format!("{base}/api/session"),
+        odehash,
+        seat: seat.seat,
+        workshop_id: w.id.clone(),
+        workshop_name: w.name.clone(),
+    })
+}

@@ -1,0 +1,185 @@
+//! Instructor routes for workshops: create, list, get, start, stop, delete. An instructor only
+//! ever sees their own workshops; another instructor's is 404.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::Utc;
+use clarateach_core::{
+    ids, CreateWorkshopRequest, ErrorBody, ListWorkshopsResponse, WorkshopResponse, WorkshopStatus,
+};
+use clarateach_store::{NewWorkshop, StoreError};
+
+use super::BaseUrl;
+use crate::auth::Instructor;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiPath};
+use crate::lifecycle::{self, to_api};
+use crate::secrets::ApiKey;
+use crate::state::AppState;
+
+/// Tries before giving up on finding a free id and join code (1M codes: collisions are rare).
+const INSERT_TRIES: usize = 8;
+
+/// Create a workshop (status `created`).
+#[utoipa::path(post, path = "/api/workshops", tag = "workshops", request_body = CreateWorkshopRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, body = WorkshopResponse),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 413, body = ErrorBody),
+        (status = 422, description = "A field is missing, of the wrong type or out of range", body = ErrorBody),
+    ))]
+pub async fn create(
+    State(state): State<AppState>,
+    instructor: Instructor,
+    BaseUrl(base): BaseUrl,
+    ApiJson(req): ApiJson<CreateWorkshopRequest>,
+) -> Result<(StatusCode, Json<WorkshopResponse>), ApiError> {
+    req.validate().map_err(ApiError::validation)?;
+    let api_key = req.api_key.map(ApiKey::new);
+    for _ in 0..INSERT_TRIES {
+        let id = ids::workshop_id();
+        let api_key_enc = match &api_key {
+            Some(k) => Some(
+                state
+                    .secrets()
+                    .seal(&id, k)
+                    .map_err(|e| ApiError::internal(&e))?,
+            ),
+            None => None,
+        };
+        let new = NewWorkshop {
+            id: id.clone(),
+            instructor_id: instructor.id.clone(),
+            name: req.name.trim().to_string(),
+            code: ids::join_code(),
+            seats: req.seats,
+            created_at: Utc::now(),
+            image: req.image.clone(),
+            limits: req.limits.clone().unwrap_or_default(),
+            api_key_enc,
+        };
+        match state.store().insert_workshop(&new).await {
+            Ok(()) => {
+                tracing::info!(workshop.id = %id, seats = new.seats, instructor.id = %instructor.id, "workshop created");
+                let w = instructor.workshop(&state, &id).await?;
+                return Ok((
+                    StatusCode::CREATED,
+                    Json(WorkshopResponse {
+                        workshop: to_api(w, &base),
+                    }),
+                ));
+            }
+            Err(StoreError::Conflict) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::internal(&StoreError::Conflict))
+}
+
+/// The instructor's workshops, oldest first.
+#[utoipa::path(get, path = "/api/workshops", tag = "workshops", security(("bearer" = [])),
+    responses((status = 200, body = ListWorkshopsResponse), (status = 401, body = ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    instructor: Instructor,
+    BaseUrl(base): BaseUrl,
+) -> Result<Json<ListWorkshopsResponse>, ApiError> {
+    let workshops = state.store().list_workshops(&instructor.id).await?;
+    Ok(Json(ListWorkshopsResponse {
+        workshops: workshops.into_iter().map(|w| to_api(w, &base)).collect(),
+    }))
+}
+
+/// One workshop.
+#[utoipa::path(get, path = "/api/workshops/{id}", tag = "workshops", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Workshop id")),
+    responses((status = 200, body = WorkshopResponse), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get(
+    State(state): State<AppState>,
+    instructor: Instructor,
+    BaseUrl(base): BaseUrl,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<WorkshopResponse>, ApiError> {
+    let w = instructor.workshop(&state, &id).await?;
+    Ok(Json(WorkshopResponse {
+        workshop: to_api(w, &base),
+    }))
+}
+
+/// Start: seats are placed on agents (`provisioning`), `running` once every seat is ready.
+#[utoipa::path(post, path = "/api/workshops/{id}/start", tag = "workshops", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Workshop id")),
+    responses(
+        (status = 202, description = "Provisioning (or already provisioning/running)", body = WorkshopResponse),
+        (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "`workshop_stopping`", body = ErrorBody),
+        (status = 503, description = "`no_capacity`: no agent with enough free seats; the workshop stays as it was", body = ErrorBody),
+    ))]
+pub async fn start(
+    State(state): State<AppState>,
+    instructor: Instructor,
+    BaseUrl(base): BaseUrl,
+    ApiPath(id): ApiPath<String>,
+) -> Result<(StatusCode, Json<WorkshopResponse>), ApiError> {
+    let w = instructor.workshop(&state, &id).await?;
+    let w = lifecycle::start(&state, w).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(WorkshopResponse {
+            workshop: to_api(w, &base),
+        }),
+    ))
+}
+
+/// Stop: every workspace is destroyed (volumes kept) and the api key deleted.
+#[utoipa::path(post, path = "/api/workshops/{id}/stop", tag = "workshops", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Workshop id")),
+    responses(
+        (status = 200, description = "Stopped", body = WorkshopResponse),
+        (status = 202, description = "Still `stopping`: agents are destroying workspaces", body = WorkshopResponse),
+        (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ))]
+pub async fn stop(
+    State(state): State<AppState>,
+    instructor: Instructor,
+    BaseUrl(base): BaseUrl,
+    ApiPath(id): ApiPath<String>,
+) -> Result<(StatusCode, Json<WorkshopResponse>), ApiError> {
+    let w = instructor.workshop(&state, &id).await?;
+    let w = lifecycle::stop(&state, w).await?;
+    let status = if w.status == WorkshopStatus::Stopped {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok((
+        status,
+        Json(WorkshopResponse {
+            workshop: to_api(w, &base),
+        }),
+    ))
+}
+
+/// Delete a workshop that is not running, with its seat volumes.
+#[utoipa::path(delete, path = "/api/workshops/{id}", tag = "workshops", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Workshop id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "`workshop_running`: stop it first", body = ErrorBody),
+    ))]
+pub async fn delete(
+    State(state): State<AppState>,
+    instructor: Instructor,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    let w = instructor.workshop(&state, &id).await?;
+    lifecycle::delete(&state, w).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

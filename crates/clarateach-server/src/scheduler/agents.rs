@@ -1,0 +1,94 @@
+//! The real [`Provisioner`]: seats go to connected agents by free capacity, and the store
+//! records which agent hosts each seat (the truth a restarted control plane rebuilds from).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use clarateach_core::agent_proto::{ControlMessage, SeatSpec};
+use clarateach_core::SeatState;
+use clarateach_store::Store;
+
+use super::registry::{AgentInfo, RegistryHandle};
+use super::{ProvisionError, Provisioner, Release, SeatRoute};
+
+/// Places seats on the agents of a [`RegistryHandle`].
+#[derive(Clone)]
+pub struct AgentScheduler {
+    store: Arc<dyn Store>,
+    registry: RegistryHandle,
+}
+
+impl AgentScheduler {
+    pub fn new(store: Arc<dyn Store>, registry: RegistryHandle) -> Self {
+        Self { store, registry }
+    }
+}
+
+#[async_trait]
+impl Provisioner for AgentScheduler {
+    async fn place(&self, workshop_id: &str, specs: Vec<SeatSpec>) -> Result<(), ProvisionError> {
+        let seats: Vec<u32> = specs.iter().map(|s| s.seat).collect();
+        let placements = self.registry.reserve(workshop_id, seats).await?;
+        // Record first, then tell the agents: a fast `ready` report must find the seat placed.
+        if let Err(e) = self
+            .store
+            .place_seats(workshop_id, &placements, SeatState::Creating)
+            .await
+        {
+            self.registry.forget(workshop_id).await;
+            return Err(e.into());
+        }
+        for spec in specs {
+            let Some((_, agent_id)) = placements.iter().find(|(seat, _)| *seat == spec.seat) else {
+                continue;
+            };
+            let seat = spec.seat;
+            if !self
+                .registry
+                .send(agent_id, ControlMessage::CreateSeat(spec))
+                .await?
+            {
+                // The agent left between reserve and send: its session marks the seat lost.
+                tracing::warn!(workshop.id = workshop_id, seat, agent.id = %agent_id, "agent gone before create_seat");
+            }
+        }
+        Ok(())
+    }
+
+    async fn release(
+        &self,
+        workshop_id: &str,
+        delete_volumes: bool,
+    ) -> Result<Release, ProvisionError> {
+        let seats = self.store.list_seats(workshop_id).await?;
+        let mut out = Release::default();
+        for seat in seats {
+            let sent = match &seat.agent_id {
+                Some(agent_id) => {
+                    let msg = ControlMessage::DestroySeat {
+                        workshop_id: workshop_id.to_string(),
+                        seat: seat.seat,
+                        delete_volume: delete_volumes,
+                    };
+                    self.registry.send(agent_id, msg).await?
+                }
+                None => false,
+            };
+            if sent {
+                out.sent.push(seat.seat);
+            } else {
+                out.unreachable.push(seat.seat);
+            }
+        }
+        self.registry.forget(workshop_id).await;
+        Ok(out)
+    }
+
+    async fn seat_route(&self, workshop_id: &str, seat: u32) -> Option<SeatRoute> {
+        self.registry.route(workshop_id, seat).await
+    }
+
+    async fn agents(&self) -> Vec<AgentInfo> {
+        self.registry.list().await
+    }
+}

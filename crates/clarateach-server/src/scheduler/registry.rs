@@ -1,0 +1,389 @@
+//! The registry of connected agents, owned by one task. Handlers and agent sessions send it
+//! commands over a channel and await the reply; nothing holds a lock across `.await`.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Instant;
+
+use clarateach_core::agent_proto::{ControlMessage, SeatKey};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{ProvisionError, SeatRoute};
+
+/// What an agent said about itself in `register`, plus the channel to its session.
+#[derive(Debug, Clone)]
+pub struct AgentConn {
+    pub agent_id: String,
+    pub hostname: String,
+    pub capacity: u32,
+    pub data_url: String,
+    pub data_token: String,
+    pub tx: mpsc::UnboundedSender<ControlMessage>,
+}
+
+/// A connected agent as reported to callers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentInfo {
+    pub agent_id: String,
+    pub hostname: String,
+    pub capacity: u32,
+    /// Seats placed on it by the control plane.
+    pub placed: u32,
+    /// Seats it reported hosting in its last heartbeat.
+    pub used: u32,
+}
+
+struct Entry {
+    conn: AgentConn,
+    conn_id: u64,
+    used: u32,
+    last_seen: Instant,
+    placed: BTreeSet<SeatKey>,
+}
+
+enum Command {
+    Register {
+        conn: AgentConn,
+        seats: Vec<SeatKey>,
+        reply: oneshot::Sender<u64>,
+    },
+    Unregister {
+        agent_id: String,
+        conn_id: u64,
+        reply: oneshot::Sender<bool>,
+    },
+    Heartbeat {
+        agent_id: String,
+        conn_id: u64,
+        used: u32,
+    },
+    Reserve {
+        workshop_id: String,
+        seats: Vec<u32>,
+        reply: oneshot::Sender<Result<Vec<(u32, String)>, ProvisionError>>,
+    },
+    Send {
+        agent_id: String,
+        msg: ControlMessage,
+        reply: oneshot::Sender<bool>,
+    },
+    Forget {
+        workshop_id: String,
+    },
+    Route {
+        key: SeatKey,
+        reply: oneshot::Sender<Option<SeatRoute>>,
+    },
+    List {
+        reply: oneshot::Sender<Vec<AgentInfo>>,
+    },
+}
+
+/// Cheap, cloneable handle to the registry task.
+#[derive(Clone, Debug)]
+pub struct RegistryHandle {
+    tx: mpsc::Sender<Command>,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("registry::Command")
+    }
+}
+
+impl RegistryHandle {
+    /// Starts the owning task; it ends when every handle is dropped.
+    pub fn spawn() -> Self {
+        let (tx, rx) = mpsc::channel(1024);
+        tokio::spawn(run(rx));
+        Self { tx }
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, ProvisionError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| ProvisionError::Closed)?;
+        rx.await.map_err(|_| ProvisionError::Closed)
+    }
+
+    /// Adds (or replaces) an agent, with the seats the store says it hosts; returns a
+    /// connection id for `unregister`.
+    pub async fn register(
+        &self,
+        conn: AgentConn,
+        seats: Vec<SeatKey>,
+    ) -> Result<u64, ProvisionError> {
+        self.ask(|reply| Command::Register { conn, seats, reply })
+            .await
+    }
+
+    /// Removes the agent if `conn_id` is still its current connection; true when removed.
+    pub async fn unregister(&self, agent_id: &str, conn_id: u64) -> Result<bool, ProvisionError> {
+        self.ask(|reply| Command::Unregister {
+            agent_id: agent_id.to_string(),
+            conn_id,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn heartbeat(&self, agent_id: &str, conn_id: u64, used: u32) {
+        let _ = self
+            .tx
+            .send(Command::Heartbeat {
+                agent_id: agent_id.to_string(),
+                conn_id,
+                used,
+            })
+            .await;
+    }
+
+    /// Picks an agent for every seat (most free capacity first), all or nothing.
+    pub async fn reserve(
+        &self,
+        workshop_id: &str,
+        seats: Vec<u32>,
+    ) -> Result<Vec<(u32, String)>, ProvisionError> {
+        self.ask(|reply| Command::Reserve {
+            workshop_id: workshop_id.to_string(),
+            seats,
+            reply,
+        })
+        .await?
+    }
+
+    /// Sends a message to a connected agent; false when it is not connected.
+    pub async fn send(&self, agent_id: &str, msg: ControlMessage) -> Result<bool, ProvisionError> {
+        self.ask(|reply| Command::Send {
+            agent_id: agent_id.to_string(),
+            msg,
+            reply,
+        })
+        .await
+    }
+
+    /// Drops every placement of a workshop.
+    pub async fn forget(&self, workshop_id: &str) {
+        let _ = self
+            .tx
+            .send(Command::Forget {
+                workshop_id: workshop_id.to_string(),
+            })
+            .await;
+    }
+
+    pub async fn route(&self, workshop_id: &str, seat: u32) -> Option<SeatRoute> {
+        let key = SeatKey {
+            workshop_id: workshop_id.to_string(),
+            seat,
+        };
+        self.ask(|reply| Command::Route { key, reply })
+            .await
+            .ok()
+            .flatten()
+    }
+
+    pub async fn list(&self) -> Vec<AgentInfo> {
+        self.ask(|reply| Command::List { reply })
+            .await
+            .unwrap_or_default()
+    }
+}
+
+async fn run(mut rx: mpsc::Receiver<Command>) {
+    let mut agents: HashMap<String, Entry> = HashMap::new();
+    let mut next_conn: u64 = 1;
+    while let Some(cmd) = rx.recv().await {
+        match cmd {
+            Command::Register { conn, seats, reply } => {
+                let conn_id = next_conn;
+                next_conn += 1;
+                // A re-registering agent replaces its old session (whose channel then closes).
+                let entry = Entry {
+                    conn,
+                    conn_id,
+                    used: 0,
+                    last_seen: Instant::now(),
+                    placed: seats.into_iter().collect(),
+                };
+                agents.insert(entry.conn.agent_id.clone(), entry);
+                let _ = reply.send(conn_id);
+            }
+            Command::Unregister {
+                agent_id,
+                conn_id,
+                reply,
+            } => {
+                let current = agents.get(&agent_id).is_some_and(|e| e.conn_id == conn_id);
+                if current {
+                    agents.remove(&agent_id);
+                }
+                let _ = reply.send(current);
+            }
+            Command::Heartbeat {
+                agent_id,
+                conn_id,
+                used,
+            } => {
+                if let Some(e) = agents.get_mut(&agent_id).filter(|e| e.conn_id == conn_id) {
+                    e.used = used;
+                    e.last_seen = Instant::now();
+                }
+            }
+            Command::Reserve {
+                workshop_id,
+                seats,
+                reply,
+            } => {
+                let _ = reply.send(reserve(&mut agents, &workshop_id, &seats));
+            }
+            Command::Send {
+                agent_id,
+                msg,
+                reply,
+            } => {
+                let sent = agents
+                    .get(&agent_id)
+                    .is_some_and(|e| e.conn.tx.send(msg).is_ok());
+                let _ = reply.send(sent);
+            }
+            Command::Forget { workshop_id } => {
+                for e in agents.values_mut() {
+                    e.placed.retain(|k| k.workshop_id != workshop_id);
+                }
+            }
+            Command::Route { key, reply } => {
+                let route = agents
+                    .values()
+                    .find(|e| e.placed.contains(&key))
+                    .map(|e| SeatRoute {
+                        agent_id: e.conn.agent_id.clone(),
+                        data_url: e.conn.data_url.clone(),
+                        data_token: e.conn.data_token.clone(),
+                    });
+                let _ = reply.send(route);
+            }
+            Command::List { reply } => {
+                let mut list: Vec<AgentInfo> = agents
+                    .values()
+                    .map(|e| AgentInfo {
+                        agent_id: e.conn.agent_id.clone(),
+                        hostname: e.conn.hostname.clone(),
+                        capacity: e.conn.capacity,
+                        placed: e.placed.len() as u32,
+                        used: e.used,
+                    })
+                    .collect();
+                list.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
+                let _ = reply.send(list);
+            }
+        }
+    }
+}
+
+fn reserve(
+    agents: &mut HashMap<String, Entry>,
+    workshop_id: &str,
+    seats: &[u32],
+) -> Result<Vec<(u32, String)>, ProvisionError> {
+    // Earlier placements of these seats (a restart after failure) are replaced.
+    for e in agents.values_mut() {
+        e.placed
+            .retain(|k| !(k.workshop_id == workshop_id && seats.contains(&k.seat)));
+    }
+    let mut free: Vec<(String, u32)> = agents
+        .values()
+        .map(|e| {
+            (
+                e.conn.agent_id.clone(),
+                e.conn.capacity.saturating_sub(e.placed.len() as u32),
+            )
+        })
+        .collect();
+    let total: u32 = free.iter().map(|(_, f)| *f).sum();
+    let needed = seats.len() as u32;
+    if total < needed {
+        return Err(ProvisionError::NoCapacity {
+            needed,
+            free: total,
+            agents: agents.len(),
+        });
+    }
+    let mut out = Vec::with_capacity(seats.len());
+    for &seat in seats {
+        // Spread: the agent with the most free slots (ties by id, for determinism).
+        free.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let Some(best) = free.first_mut() else { break };
+        best.1 -= 1;
+        out.push((seat, best.0.clone()));
+        if let Some(e) = agents.get_mut(&best.0) {
+            e.placed.insert(SeatKey {
+                workshop_id: workshop_id.to_string(),
+                seat,
+            });
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(id: &str, capacity: u32) -> (AgentConn, mpsc::UnboundedReceiver<ControlMessage>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let c = AgentConn {
+            agent_id: id.into(),
+            hostname: "h".into(),
+            capacity,
+            data_url: format!("http://{id}"),
+            data_token: "t".into(),
+            tx,
+        };
+        (c, rx)
+    }
+
+    #[tokio::test]
+    async fn reserves_by_free_capacity_all_or_nothing() {
+        let r = RegistryHandle::spawn();
+        assert!(matches!(
+            r.reserve("ws-a", vec![1]).await,
+            Err(ProvisionError::NoCapacity { agents: 0, .. })
+        ));
+        let (a, _ra) = conn("a", 3);
+        let (b, mut rb) = conn("b", 1);
+        let ida = r.register(a, vec![]).await.expect("reg");
+        r.register(b, vec![]).await.expect("reg");
+        assert!(matches!(
+            r.reserve("ws-a", vec![1, 2, 3, 4, 5]).await,
+            Err(ProvisionError::NoCapacity { free: 4, .. })
+        ));
+        let placed = r.reserve("ws-a", vec![1, 2, 3, 4]).await.expect("fits");
+        let on_a = placed.iter().filter(|(_, ag)| ag == "a").count();
+        assert_eq!((placed.len(), on_a), (4, 3));
+        assert_eq!(
+            r.route("ws-a", 1).await.map(|x| x.agent_id),
+            Some("a".into())
+        );
+        assert!(matches!(
+            r.reserve("ws-b", vec![1]).await,
+            Err(ProvisionError::NoCapacity { .. })
+        ));
+        let msg = ControlMessage::DestroySeat {
+            workshop_id: "ws-a".into(),
+            seat: 2,
+            delete_volume: false,
+        };
+        assert!(r.send("b", msg.clone()).await.expect("send"));
+        assert_eq!(rb.recv().await, Some(msg));
+        r.forget("ws-a").await;
+        assert!(r.route("ws-a", 1).await.is_none());
+        assert!(!r.unregister("a", ida + 100).await.expect("stale conn"));
+        assert!(r.unregister("a", ida).await.expect("current conn"));
+        assert_eq!(r.list().await.len(), 1);
+    }
+}

@@ -1,0 +1,153 @@
+//! `AppState`: what every handler, extractor and agent session shares. Cheap to clone.
+//! Also the calls the gateway makes: [`AppState::seat_route`] and [`AppState::touch_activity`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clarateach_store::Store;
+use tokio::sync::watch;
+
+use crate::config::ServerConfig;
+use crate::error::ApiError;
+use crate::keys::SigningKeys;
+use crate::metrics::Metrics;
+use crate::scheduler::{Provisioner, RegistryHandle, SeatRoute};
+use crate::secrets::SecretBox;
+use crate::throttle::Throttle;
+
+/// Activity timestamps are written at most this often per seat.
+const ACTIVITY_WRITE_EVERY: Duration = Duration::from_secs(5);
+
+struct Inner {
+    config: ServerConfig,
+    store: Arc<dyn Store>,
+    keys: SigningKeys,
+    secrets: SecretBox,
+    registry: RegistryHandle,
+    provisioner: Arc<dyn Provisioner>,
+    metrics: Metrics,
+    throttle: Throttle,
+    activity: Mutex<HashMap<(String, u32), Instant>>,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// Shared server state.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("data_dir", &self.inner.config.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The parts an [`AppState`] is built from.
+pub(crate) struct Parts {
+    pub config: ServerConfig,
+    pub store: Arc<dyn Store>,
+    pub keys: SigningKeys,
+    pub secrets: SecretBox,
+    pub registry: RegistryHandle,
+    pub provisioner: Arc<dyn Provisioner>,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl AppState {
+    pub(crate) fn new(p: Parts) -> Self {
+        let throttle = Throttle::new(p.config.join_failures_per_minute);
+        Self {
+            inner: Arc::new(Inner {
+                config: p.config,
+                store: p.store,
+                keys: p.keys,
+                secrets: p.secrets,
+                registry: p.registry,
+                provisioner: p.provisioner,
+                metrics: Metrics::default(),
+                throttle,
+                activity: Mutex::new(HashMap::new()),
+                shutdown: p.shutdown,
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &ServerConfig {
+        &self.inner.config
+    }
+    pub fn store(&self) -> &dyn Store {
+        self.inner.store.as_ref()
+    }
+    pub fn store_arc(&self) -> Arc<dyn Store> {
+        self.inner.store.clone()
+    }
+    pub fn keys(&self) -> &SigningKeys {
+        &self.inner.keys
+    }
+    pub fn secrets(&self) -> &SecretBox {
+        &self.inner.secrets
+    }
+    pub fn registry(&self) -> &RegistryHandle {
+        &self.inner.registry
+    }
+    pub fn provisioner(&self) -> &dyn Provisioner {
+        self.inner.provisioner.as_ref()
+    }
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+    pub fn throttle(&self) -> &Throttle {
+        &self.inner.throttle
+    }
+    /// Changes to `true` when the server shuts down; long-lived sessions end on it.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.inner.shutdown.clone()
+    }
+
+    /// Where to send a seat's traffic: the data path of the agent hosting it.
+    /// 503 `seat_unavailable` when no connected agent hosts the seat.
+    pub async fn seat_route(&self, workshop_id: &str, seat: u32) -> Result<SeatRoute, ApiError> {
+        self.provisioner()
+            .seat_route(workshop_id, seat)
+            .await
+            .ok_or_else(|| {
+                ApiError::new(
+                    http::StatusCode::SERVICE_UNAVAILABLE,
+                    "seat_unavailable",
+                    "The workspace of this seat is not reachable right now.",
+                )
+            })
+    }
+
+    /// Records learner activity on a seat (shown as `last_activity_at`). Cheap to call on every
+    /// frame: the store is written at most every few seconds per seat.
+    pub async fn touch_activity(&self, workshop_id: &str, seat: u32) {
+        let now = Instant::now();
+        {
+            let mut map = self
+                .inner
+                .activity
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let key = (workshop_id.to_string(), seat);
+            if map
+                .get(&key)
+                .is_some_and(|t| now.duration_since(*t) < ACTIVITY_WRITE_EVERY)
+            {
+                return;
+            }
+            map.insert(key, now);
+        }
+        if let Err(e) = self
+            .store()
+            .touch_activity(workshop_id, seat, chrono::Utc::now())
+            .await
+        {
+            tracing::warn!(workshop.id = workshop_id, seat, error = %e, "cannot record seat activity");
+        }
+    }
+}

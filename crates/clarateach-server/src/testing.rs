@@ -1,0 +1,153 @@
+//! `ProtocolAgent`: a minimal agent that speaks the real control-plane protocol over a real
+//! WebSocket (`/api/agents/connect`) and reports every seat it is asked for as ready, without
+//! creating any workspace. It exists for this crate's join/reconnect/throttling/lifecycle
+//! tests and for `clarateach bench join`, where workspaces are irrelevant. Full-stack tests
+//! with the real agent live in the agent crate.
+
+use std::time::Duration;
+
+use clarateach_core::agent_proto::{AgentMessage, ControlMessage, SeatReport};
+use clarateach_core::SeatState;
+use futures::{SinkExt, StreamExt};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+/// Why the protocol agent could not connect.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolAgentError {
+    #[error("cannot build the connect request")]
+    Request(#[source] tokio_tungstenite::tungstenite::Error),
+    #[error("cannot connect to the control plane")]
+    Connect(#[source] tokio_tungstenite::tungstenite::Error),
+}
+
+/// How the protocol agent behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Heartbeats and reports.
+    Normal,
+    /// Keeps the socket open but sends nothing (to test heartbeat loss).
+    Silent,
+}
+
+/// A running protocol agent; dropping it disconnects.
+pub struct ProtocolAgent {
+    mode: watch::Sender<Mode>,
+    task: JoinHandle<()>,
+}
+
+impl ProtocolAgent {
+    /// Connects to `base` (e.g. `http://127.0.0.1:8080`) and registers as `agent_id`.
+    pub async fn connect(
+        base: &str,
+        token: &str,
+        agent_id: &str,
+        capacity: u32,
+    ) -> Result<Self, ProtocolAgentError> {
+        let url = format!("{}/api/agents/connect", base.replacen("http", "ws", 1));
+        let mut req = url
+            .into_client_request()
+            .map_err(ProtocolAgentError::Request)?;
+        if let Ok(v) = format!("Bearer {token}").parse() {
+            req.headers_mut().insert("authorization", v);
+        }
+        let (ws, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .map_err(ProtocolAgentError::Connect)?;
+        let (mode, mode_rx) = watch::channel(Mode::Normal);
+        let register = AgentMessage::Register {
+            agent_id: agent_id.to_string(),
+            hostname: "protocol-agent".into(),
+            capacity,
+            backends: vec!["none".into()],
+            data_url: format!("http://127.0.0.1:9/{agent_id}"),
+            data_token: format!("data-{agent_id}"),
+            seats: vec![],
+        };
+        let task = tokio::spawn(run(ws, register, mode_rx));
+        Ok(Self { mode, task })
+    }
+
+    pub fn set_mode(&self, mode: Mode) {
+        let _ = self.mode.send(mode);
+    }
+
+    /// Closes the connection abruptly.
+    pub fn disconnect(self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for ProtocolAgent {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn text(msg: &AgentMessage) -> Message {
+    Message::Text(serde_json::to_string(msg).unwrap_or_default().into())
+}
+
+fn report(workshop_id: String, seat: u32, state: SeatState) -> AgentMessage {
+    AgentMessage::SeatStatus(SeatReport {
+        workshop_id,
+        seat,
+        state,
+        error: None,
+    })
+}
+
+async fn run<S>(
+    ws: tokio_tungstenite::WebSocketStream<S>,
+    register: AgentMessage,
+    mode: watch::Receiver<Mode>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let (mut sink, mut stream) = ws.split();
+    if sink.send(text(&register)).await.is_err() {
+        return;
+    }
+    let mut hosted: u32 = 0;
+    let mut beat = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            frame = stream.next() => {
+                let Some(Ok(Message::Text(t))) = frame else {
+                    if matches!(frame, Some(Ok(_))) { continue } else { return }
+                };
+                if *mode.borrow() == Mode::Silent {
+                    continue;
+                }
+                let Ok(msg) = serde_json::from_str::<ControlMessage>(t.as_str()) else { continue };
+                let replies = match msg {
+                    ControlMessage::Registered { heartbeat_interval_ms, desired } => {
+                        beat = tokio::time::interval(Duration::from_millis(heartbeat_interval_ms.max(10)));
+                        hosted = desired.len() as u32;
+                        desired.into_iter().map(|s| report(s.workshop_id, s.seat, SeatState::Ready)).collect()
+                    }
+                    ControlMessage::CreateSeat(spec) => {
+                        hosted += 1;
+                        vec![report(spec.workshop_id.clone(), spec.seat, SeatState::Creating), report(spec.workshop_id, spec.seat, SeatState::Ready)]
+                    }
+                    ControlMessage::DestroySeat { workshop_id, seat, .. } => {
+                        hosted = hosted.saturating_sub(1);
+                        vec![report(workshop_id, seat, SeatState::Destroyed)]
+                    }
+                };
+                for r in replies {
+                    if sink.send(text(&r)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            _ = beat.tick() => {
+                if *mode.borrow() == Mode::Normal && sink.send(text(&AgentMessage::Heartbeat { used: hosted })).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
