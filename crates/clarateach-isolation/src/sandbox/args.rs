@@ -92,7 +92,10 @@ pub fn build(input: &ArgsInput<'_>) -> Vec<OsString> {
     push(&[&"--bind", &input.volume, &"/workspace"]);
     push(&[&"--bind", &input.home, &"/home/learner"]);
     push(&[&"--bind", &input.run, &RUN_DIR]);
-    push(&[&"--tmpfs", &"/tmp", &"--dev", &"/dev", &"--proc", &"/proc", &"--chdir", &"/workspace"]);
+    push(&[&"--tmpfs", &"/tmp", &"--dev", &"/dev", &"--tmpfs", &"/dev/shm", &"--proc", &"/proc"]);
+    // bwrap's root and /dev are writable tmpfs; the learner may write only to the mounts above
+    // (the remount does not recurse into them).
+    push(&[&"--remount-ro", &"/dev", &"--remount-ro", &"/", &"--chdir", &"/workspace"]);
     let listen = format!("unix:{RUN_DIR}/daemon.sock");
     push(&[&"--", &DAEMON_PATH, &"workspace-server", &"--listen", &listen, &"--root", &"/workspace"]);
     a
@@ -160,7 +163,8 @@ mod tests {
         assert!(s.contains("--bind /d/volumes/ws-a/seat-07 /workspace"));
         assert!(s.contains("--bind /d/homes/ws-a/seat-07 /home/learner"));
         assert!(s.contains("--bind /d/run/ws-a/seat-07 /run/clarateach"));
-        assert!(s.contains("--tmpfs /tmp --dev /dev --proc /proc --chdir /workspace"));
+        assert!(s.contains("--tmpfs /tmp --dev /dev --tmpfs /dev/shm --proc /proc"));
+        assert!(s.contains("--remount-ro /dev --remount-ro / --chdir /workspace"));
         assert!(!s.contains("--die-with-parent"), "seats must outlive the agent");
         assert!(s.ends_with(
             "-- /run/clarateach-bin/clarateach workspace-server --listen unix:/run/clarateach/daemon.sock --root /workspace"
