@@ -101,9 +101,9 @@ export const api = {
   deleteFile: (token: string, path: string) =>
     json<unknown>(`/api/session/files/${encodeFilePath(path)}`, { method: 'DELETE', token }),
   renameFile: (token: string, from: string, to: string) =>
-    json<unknown>('/api/session/files/rename', { method: 'POST', token, body: { from, to } }),
+    json<unknown>('/api/session/files-rename', { method: 'POST', token, body: { from, to } }),
   mkdir: (token: string, path: string) =>
-    json<unknown>('/api/session/files/mkdir', { method: 'POST', token, body: { path } }),
+    json<unknown>('/api/session/files-mkdir', { method: 'POST', token, body: { path } }),
 
   // Instructor.
   listWorkshops: (token: string, signal?: AbortSignal) =>

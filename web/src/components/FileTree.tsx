@@ -6,6 +6,7 @@ import type { FileInfo } from '../api/types';
 import { describeError } from '../api/client';
 import { joinPath, parentOf, type FileTreeState } from '../workspace/useFileTree';
 import { ConfirmDialog } from './ConfirmDialog';
+import { Icon } from './Icon';
 
 interface Row {
   info: FileInfo;
@@ -21,9 +22,8 @@ export interface FileTreeProps {
   onDeleted: (path: string) => void;
 }
 
-function icon(info: FileInfo, open: boolean): string {
-  if (info.is_directory) return open ? '📂' : '📁';
-  return '📄';
+function icon(info: FileInfo, open: boolean) {
+  return <Icon name={info.is_directory ? (open ? 'folderOpen' : 'folder') : 'file'} size={15} />;
 }
 
 function validName(name: string): string | null {
@@ -211,7 +211,7 @@ export function FileTree({ tree, onOpen, onRenamed, onDeleted }: FileTreeProps) 
           title={info.path}
         >
           <span className="twisty" aria-hidden="true">
-            {info.is_directory ? (open ? '▾' : '▸') : ''}
+            {info.is_directory && <Icon name={open ? 'chevronDown' : 'chevronRight'} size={12} />}
           </span>
           <span className="icon" aria-hidden="true">
             {icon(info, open)}
@@ -231,10 +231,10 @@ export function FileTree({ tree, onOpen, onRenamed, onDeleted }: FileTreeProps) 
         <span>Files</span>
         <span className="spacer" />
         <button type="button" className="btn ghost icon" onClick={() => startNew('new-file')} aria-label="New file" title="New file">
-          <span aria-hidden="true">＋</span>
+          <Icon name="filePlus" />
         </button>
         <button type="button" className="btn ghost icon" onClick={() => startNew('new-dir')} aria-label="New folder" title="New folder">
-          <span aria-hidden="true">🗀</span>
+          <Icon name="folderPlus" />
         </button>
         <button
           type="button"
@@ -244,7 +244,7 @@ export function FileTree({ tree, onOpen, onRenamed, onDeleted }: FileTreeProps) 
           aria-label="Rename selected"
           title="Rename (F2)"
         >
-          <span aria-hidden="true">✎</span>
+          <Icon name="pencil" />
         </button>
         <button
           type="button"
@@ -254,10 +254,10 @@ export function FileTree({ tree, onOpen, onRenamed, onDeleted }: FileTreeProps) 
           aria-label="Delete selected"
           title="Delete (Del)"
         >
-          <span aria-hidden="true">🗑</span>
+          <Icon name="trash" />
         </button>
         <button type="button" className="btn ghost icon" onClick={() => tree.refresh()} aria-label="Refresh files" title="Refresh">
-          <span aria-hidden="true">⟳</span>
+          <Icon name="refresh" />
         </button>
       </div>
       {(error ?? tree.error) && (
@@ -269,7 +269,7 @@ export function FileTree({ tree, onOpen, onRenamed, onDeleted }: FileTreeProps) 
         {items}
         {rows.length === 0 && !editing && tree.dirs.has('/') && (
           <li role="none" className="tree-empty">
-            No files yet. Create one with ＋ or in the terminal.
+            No files yet. Create one with the new-file button or in the terminal.
           </li>
         )}
       </ul>

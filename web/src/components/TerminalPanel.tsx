@@ -7,6 +7,7 @@ import type { ConnectionStatus } from '../terminal/connection';
 import { isValidSessionName, type ServerControl } from '../lib/termProtocol';
 import { loadTerminalTabs, saveTerminalTabs } from '../lib/storage';
 import type { SeatSession } from '../workspace/seatSession';
+import { Icon } from './Icon';
 
 export interface TerminalPanelProps {
   seat: SeatSession;
@@ -74,7 +75,7 @@ export function TerminalPanel({ seat, onStatus }: TerminalPanelProps) {
               }
             }}
           >
-            <span aria-hidden="true">⌘</span>
+            <Icon name="terminal" size={14} />
             <span>{name}</span>
             {takeover.has(name) && <span className="badge warn plain">instructor</span>}
             {tabs.length > 1 && (
@@ -99,7 +100,7 @@ export function TerminalPanel({ seat, onStatus }: TerminalPanelProps) {
       </div>
       {takeover.size > 0 && (
         <div className="takeover-banner" role="status" aria-live="assertive" data-testid="takeover-banner">
-          <span aria-hidden="true">⚠</span>
+          <Icon name="alert" />
           Your instructor is typing in your terminal
           {takeover.size === 1 && tabs.length > 1 ? ` (${[...takeover][0]})` : ''}.
         </div>

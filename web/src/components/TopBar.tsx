@@ -2,6 +2,7 @@
 
 import type { ReactNode } from 'react';
 import { setTheme, useTheme } from '../lib/theme';
+import { Icon } from './Icon';
 
 export function ThemeToggle() {
   const theme = useTheme();
@@ -14,22 +15,23 @@ export function ThemeToggle() {
       aria-label={`Switch to ${next} theme`}
       title={`Switch to ${next} theme`}
     >
-      <span aria-hidden="true">{theme === 'dark' ? '☀' : '☾'}</span>
+      <Icon name={theme === 'dark' ? 'sun' : 'moon'} />
     </button>
   );
 }
 
-export function TopBar({ children, home = '/' }: { children?: ReactNode; home?: string }) {
+export function TopBar({ children, right, home = '/' }: { children?: ReactNode; right?: ReactNode; home?: string }) {
   return (
     <header className="topbar">
       <a className="brand" href={home}>
         <span className="brand-mark" aria-hidden="true">
-          ›_
+          <Icon name="terminal" size={15} />
         </span>
         ClaraTeach
       </a>
       {children}
       <span className="spacer" />
+      {right}
       <ThemeToggle />
     </header>
   );

@@ -32,12 +32,14 @@ export function InstructorSignIn({ onSignedIn, notice }: { onSignedIn: (token: s
 
   return (
     <div className="center-page">
-      <TopBar home="/instructor">
-        <span className="spacer" />
-        <a className="btn ghost small" href="/">
-          Learner join page
-        </a>
-      </TopBar>
+      <TopBar
+        home="/instructor"
+        right={
+          <a className="btn ghost small" href="/">
+            Learner join page
+          </a>
+        }
+      />
       <main>
         <form className="card join-card" onSubmit={submit} aria-labelledby="signin-title" noValidate>
           <h1 id="signin-title">Instructor sign-in</h1>

@@ -82,12 +82,13 @@ export function JoinPage() {
 
   return (
     <div className="center-page">
-      <TopBar>
-        <span className="spacer" />
-        <a className="btn ghost small" href="/instructor">
-          Instructor sign-in
-        </a>
-      </TopBar>
+      <TopBar
+        right={
+          <a className="btn ghost small" href="/instructor">
+            Instructor sign-in
+          </a>
+        }
+      />
       <main>
         <section className="card join-card" aria-labelledby={`${ids}-title`}>
           <h1 id={`${ids}-title`}>Join a workshop</h1>

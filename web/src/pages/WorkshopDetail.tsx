@@ -78,7 +78,14 @@ export function WorkshopDetail({ token, id, signOut }: { token: string; id: stri
   const running = workshop?.status === 'running' || workshop?.status === 'provisioning';
   return (
     <div>
-      <TopBar home="/instructor">
+      <TopBar
+        home="/instructor"
+        right={
+          <button type="button" className="btn ghost small" onClick={() => signOut()}>
+            Sign out
+          </button>
+        }
+      >
         <div className="meta">
           <a href="/instructor" onClick={(e) => (e.preventDefault(), navigate('/instructor'))}>
             Workshops
@@ -86,10 +93,6 @@ export function WorkshopDetail({ token, id, signOut }: { token: string; id: stri
           <span aria-hidden="true">/</span>
           <strong>{workshop?.name ?? id}</strong>
         </div>
-        <span className="spacer" />
-        <button type="button" className="btn ghost small" onClick={() => signOut()}>
-          Sign out
-        </button>
       </TopBar>
       <main className="page">
         <div className="page-head">

@@ -48,12 +48,15 @@ export function WorkshopList({ token, signOut }: { token: string; signOut: (why?
 
   return (
     <div>
-      <TopBar home="/instructor">
+      <TopBar
+        home="/instructor"
+        right={
+          <button type="button" className="btn ghost small" onClick={() => signOut()}>
+            Sign out
+          </button>
+        }
+      >
         <div className="meta">Instructor</div>
-        <span className="spacer" />
-        <button type="button" className="btn ghost small" onClick={() => signOut()}>
-          Sign out
-        </button>
       </TopBar>
       <main className="page">
         <div className="page-head">

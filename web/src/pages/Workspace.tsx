@@ -102,19 +102,21 @@ function Ide({ seat }: { seat: SeatSession }) {
 
   return (
     <div className="ide">
-      <TopBar>
+      <TopBar
+        right={
+          <span className="small muted" title="Use it to get back to this seat from another browser">
+            Reconnect code{' '}
+            <span className="code-chip" data-testid="topbar-reconnect-code">
+              {s.odehash}
+            </span>
+          </span>
+        }
+      >
         <div className="meta">
           <strong>{s.workshop_name}</strong>
           <span>Seat {s.seat}</span>
           {s.name && <span>· {s.name}</span>}
         </div>
-        <span className="spacer" />
-        <span className="small muted" title="Use it to get back to this seat from another browser">
-          Reconnect code{' '}
-          <span className="code-chip" data-testid="topbar-reconnect-code">
-            {s.odehash}
-          </span>
-        </span>
       </TopBar>
       <div className="ide-body">
         <aside className="sidebar" style={{ width: sidebar }} aria-label="Explorer">

@@ -32,6 +32,20 @@ const THEMES: Record<Theme, ITheme> = {
 
 let markedInteractive = false;
 
+/**
+ * Plain text of every mounted terminal by label. The WebGL/canvas renderers draw pixels, so this
+ * is how the end-to-end tests (and a curious developer in the console) read what a terminal shows.
+ */
+const terminalTexts = new Map<string, () => string>();
+(window as unknown as { __claraTerminals: typeof terminalTexts }).__claraTerminals = terminalTexts;
+
+function bufferText(t: Terminal): string {
+  const b = t.buffer.active;
+  const lines: string[] = [];
+  for (let i = 0; i < b.length; i++) lines.push(b.getLine(i)?.translateToString(true) ?? '');
+  return lines.join('\n');
+}
+
 export interface TerminalViewProps {
   /** Builds the WebSocket URL for each attempt. */
   url: () => string;
@@ -77,6 +91,8 @@ export function TerminalView(props: TerminalViewProps) {
     loadRenderer(t);
     term.current = t;
     fit.current = f;
+    const label = latest.current.label;
+    terminalTexts.set(label, () => bufferText(t));
 
     let exited = false;
     const conn = new TerminalConnection(
@@ -138,6 +154,7 @@ export function TerminalView(props: TerminalViewProps) {
       dataSub.dispose();
       resizeSub.dispose();
       conn.close();
+      terminalTexts.delete(label);
       t.dispose();
       term.current = null;
       fit.current = null;

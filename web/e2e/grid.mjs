@@ -1,0 +1,80 @@
+// Figure: the instructor seat grid with 50 seats staying live. Starts a 50-seat workshop, opens
+// its grid while the seats come up, and records long tasks (> 50 ms main-thread blocks) and
+// frame timing in Chromium for a 20 s window of 2 s polls. Stops the workshop afterwards.
+import { PageWatch, log, waitFor } from './harness.mjs';
+
+const SEATS = Number(process.env.E2E_GRID_SEATS ?? 50);
+const START = (process.env.E2E_GRID_START ?? '1') !== '0';
+
+export async function measureGrid(browser, url, token, viewport, watches) {
+  const headers = { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' };
+  const created = await fetch(`${url}/api/workshops`, {
+    method: 'POST',
+    headers,
+    body: JSON.stringify({ name: `Grid ${SEATS}`, seats: SEATS }),
+  });
+  if (created.status !== 201) throw new Error(`create grid workshop: ${created.status} ${await created.text()}`);
+  const { workshop } = await created.json();
+  if (START) {
+    const s = await fetch(`${url}/api/workshops/${workshop.id}/start`, { method: 'POST', headers });
+    if (!s.ok) throw new Error(`start grid workshop: ${s.status}`);
+  }
+  const ctx = await browser.newContext({ viewport });
+  await ctx.addInitScript((t) => {
+    localStorage.setItem('clarateach.instructor', t);
+    window.__longTasks = [];
+    window.__frames = [];
+    new PerformanceObserver((l) => l.getEntries().forEach((e) => window.__longTasks.push(e.duration))).observe({
+      type: 'longtask',
+      buffered: true,
+    });
+    let last = performance.now();
+    const frame = (now) => {
+      window.__frames.push(now - last);
+      last = now;
+      requestAnimationFrame(frame);
+    };
+    requestAnimationFrame(frame);
+  }, token);
+  const page = await ctx.newPage();
+  watches.push(new PageWatch('instructor-grid', page));
+  await page.goto(`${url}/instructor/workshops/${workshop.id}`);
+  await waitFor(`${SEATS} seat cards`, async () => (await page.locator('.seat').count()) === SEATS, { timeout: 20000 });
+  // Steady state: reset the counters, then watch 20 s of live polling.
+  await page.evaluate(() => {
+    window.__longTasks = [];
+    window.__frames = [];
+  });
+  const states = new Set();
+  const end = Date.now() + 20000;
+  while (Date.now() < end) {
+    const s = await page.locator('.seat').evaluateAll((els) => els.map((e) => e.dataset.state).join(','));
+    states.add(s);
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  const { longTasks, frames } = await page.evaluate(() => ({ longTasks: window.__longTasks, frames: window.__frames }));
+  const sorted = [...frames].sort((a, b) => a - b);
+  const p = (q) => Math.round(sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] * 10) / 10;
+  const ready = await page.locator('.seat[data-state="ready"]').count();
+  const result = {
+    seats: SEATS,
+    started: START,
+    window_s: 20,
+    grid_updates_seen: states.size,
+    seats_ready_at_end: ready,
+    long_tasks: longTasks.length,
+    long_task_max_ms: Math.round(Math.max(0, ...longTasks)),
+    total_blocking_ms: Math.round(longTasks.reduce((s, d) => s + Math.max(0, d - 50), 0)),
+    frames: frames.length,
+    frame_p50_ms: p(0.5),
+    frame_p99_ms: p(0.99),
+    frames_over_50ms: frames.filter((f) => f > 50).length,
+  };
+  await page.screenshot({ path: new URL('../../docs/screenshots/instructor-grid-50.png', import.meta.url).pathname });
+  await ctx.close();
+  if (START) {
+    await fetch(`${url}/api/workshops/${workshop.id}/stop`, { method: 'POST', headers });
+  }
+  log(`grid: ${JSON.stringify(result)}`);
+  return result;
+}
