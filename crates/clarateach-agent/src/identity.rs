@@ -39,7 +39,7 @@ pub fn secret_eq(a: &str, b: &str) -> bool {
 }
 
 /// Writes `contents` to `path` atomically with mode 0600.
-fn write_private(path: &Path, contents: &[u8]) -> Result<(), IdentityError> {
+pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), IdentityError> {
     let tmp = path.with_extension("tmp");
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::OpenOptions::new()

@@ -1,8 +1,126 @@
-//! `clarateach up` (being built; see the issue that owns it).
+//! `clarateach up`: the whole system in one process. The control plane (API, gateway, web UI,
+//! embedded store) and one local agent, which dials the control plane over loopback like any
+//! remote agent would, with an agent token `up` issues for itself. Ctrl-C stops every workspace
+//! (no seat process is left; volumes stay) and then the server.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use clarateach_agent::{Agent, AgentConfig};
+use clarateach_server::{Server, ServerConfig, INSTRUCTOR_TOKEN_FILE};
+use clarateach_store::Store;
+
+use super::agent::{build_backend, resolve_data_dir, shutdown_signal, BackendArg};
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Address of the web UI, API and gateway.
+    #[arg(long, env = "CLARATEACH_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Store, keys, secrets, seat volumes.
+    #[arg(long, env = "CLARATEACH_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Isolation backend (default: the first this host can run).
+    #[arg(long, value_enum)]
+    backend: Option<BackendArg>,
+    /// Seats the local agent may run.
+    #[arg(long, default_value_t = 200)]
+    capacity: u32,
+    /// Agent heartbeat interval in milliseconds.
+    #[arg(long, env = "CLARATEACH_HEARTBEAT_MS", default_value_t = 2000)]
+    heartbeat_ms: u64,
+}
 
-pub async fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("not built yet")
+/// The local agent's token, kept in `DATA_DIR/agent/up-agent.token` (0600) and reissued when the
+/// store no longer knows it.
+async fn local_agent_token(store: &dyn Store, data_dir: &Path) -> anyhow::Result<String> {
+    let path = clarateach_agent::identity::state_dir(data_dir)?.join("up-agent.token");
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        let t = t.trim().to_string();
+        if store
+            .agent_token_exists(&clarateach_server::accounts::hash_token(&t))
+            .await?
+        {
+            return Ok(t);
+        }
+    }
+    let token = clarateach_server::issue_agent_token(store)
+        .await
+        .context("cannot issue the local agent's token")?;
+    clarateach_agent::identity::write_private(&path, token.as_bytes())?;
+    Ok(token)
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let data_dir = resolve_data_dir(args.data_dir)?;
+    let mut config = ServerConfig::new(&data_dir);
+    config.listen = args.listen;
+    config.heartbeat_interval = Duration::from_millis(args.heartbeat_ms.max(100));
+    config.web = Some(clarateach_web::router());
+    let server = Server::open(config)
+        .await
+        .with_context(|| format!("cannot open the data dir {}", data_dir.display()))?;
+    let state = server.state();
+    let agent_token = local_agent_token(state.store(), &data_dir).await?;
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener
+        .local_addr()
+        .context("cannot read the listen address")?;
+    let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.serve(listener, async move {
+        let _ = server_stopped.await;
+    }));
+
+    let loopback = if addr.ip().is_unspecified() {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, addr.port()))
+    } else {
+        addr
+    };
+    let backend = build_backend(args.backend, &data_dir)?;
+    let agent = Agent::start(
+        AgentConfig {
+            control_plane: format!("http://{loopback}"),
+            agent_token,
+            data_dir: data_dir.clone(),
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            data_url: None,
+            capacity: args.capacity,
+        },
+        backend,
+    )
+    .await
+    .context("cannot start the local agent")?;
+
+    let token_file = data_dir.join(INSTRUCTOR_TOKEN_FILE);
+    let token = std::fs::read_to_string(&token_file)
+        .map(|t| t.trim().to_string())
+        .ok();
+    println!("ClaraTeach is up: http://{loopback}");
+    match token {
+        Some(t) => println!("Instructor token: {t}  (saved in {})", token_file.display()),
+        None => println!(
+            "Instructor token: see {} (or `clarateach instructor add`)",
+            token_file.display()
+        ),
+    }
+    println!("Press Ctrl-C to stop; every workspace is stopped, files are kept.");
+
+    let mut serving = serving;
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        r = &mut serving => {
+            r.context("the control plane task failed")?.context("the control plane stopped")?;
+            anyhow::bail!("the control plane stopped unexpectedly");
+        }
+    }
+    tracing::info!("stopping every workspace");
+    agent.shutdown(true).await;
+    let _ = stop_server.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), serving).await;
+    Ok(())
 }

@@ -1,0 +1,176 @@
+//! Helpers for the end-to-end tests that drive the real `clarateach` binary: start `up` (or
+//! `serve` + `agent`) on a free port with a temp data dir, wait until it answers, send signals,
+//! and find processes that still belong to a data dir.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_clarateach");
+
+/// Why these tests cannot run here, if they cannot (they need root and bubblewrap).
+pub fn skip_reason() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let root = status
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
+    if !root {
+        return Some("needs root (sandboxes use namespaces and cgroups)".into());
+    }
+    if !Path::new("/usr/bin/bwrap").exists() {
+        return Some("needs bubblewrap (/usr/bin/bwrap)".into());
+    }
+    None
+}
+
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// A running `clarateach` process whose stderr goes to a log file in the data dir.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Proc {
+    /// Starts `clarateach args...` and waits until a stdout line contains `ready_marker`.
+    pub fn start(dir: &Path, name: &str, args: &[String], ready_marker: &str) -> Self {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(format!("{name}.log")))
+            .expect("log file");
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env("CLARATEACH_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("spawn clarateach");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let marker = ready_marker.to_string();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if !sent && line.contains(&marker) {
+                    let _ = tx.send(line.clone());
+                    sent = true;
+                }
+            }
+        });
+        if rx.recv_timeout(Duration::from_secs(60)).is_err() {
+            let log = std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default();
+            panic!("{name} did not become ready; log:\n{log}");
+        }
+        Self {
+            child,
+            name: name.into(),
+        }
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill {sig} {}", self.name);
+    }
+
+    /// Sends `sig` and waits for the exit status.
+    pub fn stop(mut self, sig: &str) -> std::process::ExitStatus {
+        self.signal(sig);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not exit after {sig}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `clarateach up` on a free port; returns it with its base URL and instructor token.
+pub fn start_up(dir: &Path, port: u16) -> (Proc, String, String) {
+    let args = vec![
+        "up".into(),
+        "--listen".into(),
+        format!("127.0.0.1:{port}"),
+        "--data-dir".into(),
+        dir.display().to_string(),
+        "--heartbeat-ms".into(),
+        "300".into(),
+    ];
+    let p = Proc::start(dir, "up", &args, "ClaraTeach is up");
+    let token = std::fs::read_to_string(dir.join("instructor.token"))
+        .expect("instructor.token")
+        .trim()
+        .to_string();
+    (p, format!("http://127.0.0.1:{port}"), token)
+}
+
+/// Pids (other than `except`) whose command line mentions `dir`: seat sandboxes and daemons.
+pub fn processes_using(dir: &Path, except: &[u32]) -> Vec<(u32, String)> {
+    let needle = dir.display().to_string();
+    let me = std::process::id();
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if pid == me || except.contains(&pid) {
+            continue;
+        }
+        let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
+        if cmd.contains(&needle) {
+            out.push((pid, cmd));
+        }
+    }
+    out
+}
+
+/// Polls `f` until it returns `Some`, or panics with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn data_dir() -> (tempfile::TempDir, PathBuf) {
+    let t = tempfile::Builder::new()
+        .prefix("ct-e2e-")
+        .tempdir()
+        .expect("tempdir");
+    let p = t.path().to_path_buf();
+    (t, p)
+}
