@@ -1,8 +1,0 @@
-//! `clarateach workshop` (being built; see the issue that owns it).
-
-#[derive(clap::Args)]
-pub struct Args {}
-
-pub async fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("not built yet")
-}
