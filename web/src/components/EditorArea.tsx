@@ -95,6 +95,7 @@ export function EditorArea({ editors }: { editors: Editors }) {
             path={current.path}
             doc={doc}
             openPaths={openPaths}
+            focusSeq={editors.focusSeq}
             onChange={editors.change}
             onSave={(p) => void editors.save(p)}
           />

@@ -17,7 +17,7 @@ type Editing = { kind: 'new-file' | 'new-dir'; parent: string } | { kind: 'renam
 
 export interface FileTreeProps {
   tree: FileTreeState;
-  onOpen: (path: string) => void;
+  onOpen: (path: string, focus?: boolean) => void;
   onRenamed: (from: string, to: string) => void;
   onDeleted: (path: string) => void;
 }
@@ -94,7 +94,7 @@ export function FileTree({ tree, onOpen, onRenamed, onDeleted }: FileTreeProps) 
         const path = joinPath(editing.parent, name);
         if (editing.kind === 'new-file') {
           await tree.createFile(path);
-          onOpen(path);
+          onOpen(path, true);
         } else {
           await tree.createDir(path);
         }
@@ -137,7 +137,7 @@ export function FileTree({ tree, onOpen, onRenamed, onDeleted }: FileTreeProps) 
       case 'Enter':
       case ' ':
         if (info.is_directory) tree.toggle(info.path);
-        else onOpen(info.path);
+        else onOpen(info.path, true);
         break;
       case 'F2':
         setEditing({ kind: 'rename', path: info.path, name: info.name });

@@ -18,6 +18,8 @@ export interface MonacoEditorProps {
   path: string;
   doc: EditorDoc;
   openPaths: string[];
+  /** Focus the editor whenever this changes. */
+  focusSeq: number;
   onChange: (path: string, content: string) => void;
   onSave: (path: string) => void;
 }
@@ -95,11 +97,12 @@ export function MonacoEditor(props: MonacoEditorProps) {
         applying.current = false;
       }
     }
-    if (ed.getModel() !== entry.model) {
-      ed.setModel(entry.model);
-      ed.focus();
-    }
+    if (ed.getModel() !== entry.model) ed.setModel(entry.model);
   }, [ns, props.path, props.doc, props.doc.version]);
+
+  useEffect(() => {
+    if (props.focusSeq > 0) editor.current?.focus();
+  }, [ns, props.focusSeq]);
 
   // Drop models of closed tabs.
   useEffect(() => {

@@ -61,7 +61,7 @@ function Ide({ seat }: { seat: SeatSession }) {
   }, []);
 
   // Live file events.
-  const { refresh } = tree;
+  const { refresh, forget } = tree;
   const { externalChange } = editors;
   useEffect(() => {
     const w = new FileWatcher({
@@ -71,14 +71,15 @@ function Ide({ seat }: { seat: SeatSession }) {
       onOpen: () => refresh(),
       onEvents: (events) => {
         const paths = events.flatMap((e) => e.paths);
+        forget(events.filter((e) => e.kind === 'deleted').flatMap((e) => e.paths));
         if (events.some((e) => e.paths.length === 0)) refresh();
         else refresh(new Set(paths.map(parentOf)));
-        externalChange(paths.length ? paths : ['/']);
+        externalChange(events);
       },
     });
     w.connect();
     return () => w.close();
-  }, [seat, refresh, externalChange]);
+  }, [seat, refresh, forget, externalChange]);
 
   // Ctrl/Cmd-S anywhere saves the active file instead of opening the browser's save dialog.
   const { active, save } = editors;
@@ -120,7 +121,7 @@ function Ide({ seat }: { seat: SeatSession }) {
       </TopBar>
       <div className="ide-body">
         <aside className="sidebar" style={{ width: sidebar }} aria-label="Explorer">
-          <FileTree tree={tree} onOpen={(p) => void editors.open(p)} onRenamed={editors.renamed} onDeleted={editors.deleted} />
+          <FileTree tree={tree} onOpen={(p, focus) => void editors.open(p, focus)} onRenamed={editors.renamed} onDeleted={editors.deleted} />
         </aside>
         <Splitter orientation="vertical" value={sidebar} min={160} max={520} onChange={setSidebar} label="Resize file explorer" />
         <div className="main-col">

@@ -2,9 +2,10 @@
 // and following the file system (reload untouched tabs changed on disk, follow renames/deletes).
 
 import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
-import { ApiError, api, describeError } from '../api/client';
+import { api, describeError } from '../api/client';
 import { Autosave, type SaveState } from '../lib/autosave';
 import type { SeatSession } from './seatSession';
+import type { ChangeEvent } from './fileWatcher';
 
 export interface EditorTab {
   path: string;
@@ -27,6 +28,8 @@ function under(path: string, dir: string): boolean {
 export function useEditors(seat: SeatSession) {
   const [tabs, setTabs] = useState<EditorTab[]>([]);
   const [active, setActive] = useState<string | null>(null);
+  /** Bumped when the editor should take the keyboard focus (file opened with Enter, new file). */
+  const [focusSeq, setFocusSeq] = useState(0);
   const docs = useRef(new Map<string, EditorDoc>());
   const tabsRef = useRef(tabs);
   tabsRef.current = tabs;
@@ -53,8 +56,9 @@ export function useEditors(seat: SeatSession) {
   }, [autosave]);
 
   const open = useCallback(
-    async (path: string) => {
+    async (path: string, focus = false) => {
       setActive(path);
+      if (focus) setFocusSeq((n) => n + 1);
       if (tabsRef.current.some((t) => t.path === path)) return;
       setTabs((prev) => [...prev, { path, state: 'clean', binary: false, loading: true, error: null }]);
       try {
@@ -95,25 +99,42 @@ export function useEditors(seat: SeatSession) {
 
   const save = useCallback((path: string) => autosave.flush(path), [autosave]);
 
-  /** Files changed on disk: reload tabs without local edits whose content differs. */
+  /**
+   * Files changed on disk: reload tabs without local edits whose content differs; tabs whose file
+   * was deleted get a notice (a rename shows up as delete + create and is followed separately).
+   */
   const externalChange = useCallback(
-    (paths: string[]) => {
+    (events: ChangeEvent[]) => {
+      const changed = new Set<string>();
+      const removed: string[] = [];
+      for (const e of events) {
+        if (e.kind === 'deleted') removed.push(...e.paths);
+        else e.paths.forEach((p) => changed.add(p));
+      }
+      const refreshAll = events.some((e) => e.paths.length === 0);
       for (const tab of tabsRef.current) {
-        if (tab.binary || tab.loading || !paths.some((p) => under(tab.path, p))) continue;
-        if (autosave.isDirty(tab.path)) continue;
+        if (tab.binary || tab.loading || autosave.isDirty(tab.path)) continue;
+        if (removed.some((p) => under(tab.path, p))) {
+          // Give a rename's follow-up a moment before calling the file gone.
+          setTimeout(() => {
+            if (tabsRef.current.some((t) => t.path === tab.path)) {
+              patch(tab.path, { error: 'This file was deleted. Typing in it saves it again.' });
+            }
+          }, 400);
+          continue;
+        }
+        if (!refreshAll && !changed.has(tab.path)) continue;
         void seat
           .call((t) => api.readFile(t, tab.path))
           .then((res) => {
             const doc = docs.current.get(tab.path);
-            if (!doc || autosave.isDirty(tab.path) || res.encoding === 'base64' || res.content === doc.content) return;
-            docs.current.set(tab.path, { content: res.content, version: doc.version + 1 });
+            if (!doc || autosave.isDirty(tab.path) || res.encoding === 'base64') return;
+            if (res.content !== doc.content) {
+              docs.current.set(tab.path, { content: res.content, version: doc.version + 1 });
+            }
             patch(tab.path, { error: null });
           })
-          .catch((err: unknown) => {
-            if (err instanceof ApiError && err.status === 404) {
-              patch(tab.path, { error: 'This file was deleted. Saving again recreates it.' });
-            }
-          });
+          .catch(() => undefined);
       }
     },
     [seat, autosave, patch],
@@ -152,7 +173,7 @@ export function useEditors(seat: SeatSession) {
     [autosave],
   );
 
-  return { tabs, active, setActive, docs: docs.current, open, close, change, save, externalChange, renamed, deleted };
+  return { tabs, active, setActive, focusSeq, docs: docs.current, open, close, change, save, externalChange, renamed, deleted };
 }
 
 export type Editors = ReturnType<typeof useEditors>;

@@ -27,6 +27,8 @@ export interface FileTreeState {
   error: string | null;
   toggle: (dir: string, open?: boolean) => void;
   refresh: (dirs?: Iterable<string>) => void;
+  /** Drops listings of deleted directories so they are not listed again. */
+  forget: (paths: string[]) => void;
   createFile: (path: string) => Promise<void>;
   createDir: (path: string) => Promise<void>;
   rename: (from: string, to: string) => Promise<void>;
@@ -115,12 +117,22 @@ export function useFileTree(seat: SeatSession): FileTreeState {
     [load],
   );
 
+  const forget = useCallback((paths: string[]) => {
+    const gone = (d: string) => paths.some((p) => d === p || d.startsWith(`${p}/`));
+    if (![...expandedRef.current].some(gone)) return;
+    const next = new Set([...expandedRef.current].filter((d) => !gone(d)));
+    expandedRef.current = next;
+    setExpanded(next);
+    setDirs((prev) => new Map([...prev].filter(([d]) => !gone(d))));
+  }, []);
+
   return {
     dirs,
     expanded,
     error,
     toggle,
     refresh,
+    forget,
     createFile: async (path) => {
       await seat.call((t) => api.writeFile(t, path, ''));
       after([path]);
