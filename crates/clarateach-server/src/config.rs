@@ -45,6 +45,21 @@ impl ServerConfig {
     }
 }
 
+/// The data dir when neither `--data-dir` nor `CLARATEACH_DATA_DIR` is given:
+/// `$XDG_DATA_HOME/clarateach`, else `$HOME/.local/share/clarateach`, else `./clarateach-data`.
+pub fn default_data_dir() -> PathBuf {
+    let xdg = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
+    let home = std::env::var_os("HOME")
+        .filter(|v| !v.is_empty())
+        .map(|h| PathBuf::from(h).join(".local/share"));
+    match xdg.or(home) {
+        Some(base) => base.join("clarateach"),
+        None => PathBuf::from("clarateach-data"),
+    }
+}
+
 impl std::fmt::Debug for ServerConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerConfig")

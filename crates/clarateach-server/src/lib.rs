@@ -43,7 +43,7 @@ use tokio::sync::watch;
 
 pub use accounts::{create_instructor, issue_agent_token, AccountError, INSTRUCTOR_TOKEN_FILE};
 pub use auth::{Instructor, Learner};
-pub use config::ServerConfig;
+pub use config::{default_data_dir, ServerConfig};
 pub use error::ApiError;
 pub use scheduler::{AgentScheduler, Provisioner, RegistryHandle, SeatRoute};
 pub use state::AppState;

@@ -23,6 +23,7 @@ use crate::handlers;
         handlers::workshops::delete,
         handlers::seats::list,
         handlers::join::join,
+        handlers::join::me,
         handlers::agents::connect,
         handlers::agents::list,
     ),

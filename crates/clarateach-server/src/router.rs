@@ -31,6 +31,7 @@ pub fn build(state: AppState, web: Option<Router>) -> Router {
         .route("/api/workshops/{id}/stop", post(workshops::stop))
         .route("/api/workshops/{id}/seats", get(seats::list))
         .route("/api/join", post(join::join))
+        .route("/api/me", get(join::me))
         .route("/api/agents", get(agents::list))
         .route("/api/agents/connect", get(agents::connect))
         .merge(gateway::routes())

@@ -4,9 +4,10 @@
 //! tests and for `clarateach bench join`, where workspaces are irrelevant. Full-stack tests
 //! with the real agent live in the agent crate.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use clarateach_core::agent_proto::{AgentMessage, ControlMessage, SeatReport};
+use clarateach_core::agent_proto::{AgentMessage, ControlMessage, SeatReport, SeatSpec};
 use clarateach_core::SeatState;
 use futures::{SinkExt, StreamExt};
 use tokio::sync::watch;
@@ -36,6 +37,7 @@ pub enum Mode {
 pub struct ProtocolAgent {
     mode: watch::Sender<Mode>,
     task: JoinHandle<()>,
+    specs: Arc<Mutex<Vec<SeatSpec>>>,
 }
 
 impl ProtocolAgent {
@@ -66,8 +68,14 @@ impl ProtocolAgent {
             data_token: format!("data-{agent_id}"),
             seats: vec![],
         };
-        let task = tokio::spawn(run(ws, register, mode_rx));
-        Ok(Self { mode, task })
+        let specs = Arc::new(Mutex::new(Vec::new()));
+        let task = tokio::spawn(run(ws, register, mode_rx, specs.clone()));
+        Ok(Self { mode, task, specs })
+    }
+
+    /// Every seat spec received so far (from `registered` and `create_seat`).
+    pub fn received_specs(&self) -> Vec<SeatSpec> {
+        self.specs.lock().map(|v| v.clone()).unwrap_or_default()
     }
 
     pub fn set_mode(&self, mode: Mode) {
@@ -103,6 +111,7 @@ async fn run<S>(
     ws: tokio_tungstenite::WebSocketStream<S>,
     register: AgentMessage,
     mode: watch::Receiver<Mode>,
+    specs: Arc<Mutex<Vec<SeatSpec>>>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -126,10 +135,12 @@ async fn run<S>(
                     ControlMessage::Registered { heartbeat_interval_ms, desired } => {
                         beat = tokio::time::interval(Duration::from_millis(heartbeat_interval_ms.max(10)));
                         hosted = desired.len() as u32;
+                        if let Ok(mut v) = specs.lock() { v.extend(desired.iter().cloned()); }
                         desired.into_iter().map(|s| report(s.workshop_id, s.seat, SeatState::Ready)).collect()
                     }
                     ControlMessage::CreateSeat(spec) => {
                         hosted += 1;
+                        if let Ok(mut v) = specs.lock() { v.push(spec.clone()); }
                         vec![report(spec.workshop_id.clone(), spec.seat, SeatState::Creating), report(spec.workshop_id, spec.seat, SeatState::Ready)]
                     }
                     ControlMessage::DestroySeat { workshop_id, seat, .. } => {

@@ -154,3 +154,41 @@ fn token_for(
         workshop_name: w.name.clone(),
     })
 }
+
+/// What a learner token stands for (`GET /api/me`).
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct LearnerInfo {
+    pub workshop_id: String,
+    pub workshop_name: String,
+    pub seat: u32,
+    pub odehash: String,
+    /// Base URL of the session gateway.
+    pub endpoint: String,
+    /// Token expiry, seconds since the epoch.
+    pub expires_at: u64,
+}
+
+/// The seat a learner token holds; 401 when the token is tampered, expired, or its workshop is
+/// no longer running. Lets the web UI check a stored token before opening the IDE.
+#[utoipa::path(get, path = "/api/me", tag = "learners", security(("bearer" = [])),
+    responses((status = 200, body = LearnerInfo), (status = 401, body = ErrorBody)))]
+pub async fn me(
+    State(state): State<AppState>,
+    learner: crate::auth::Learner,
+    BaseUrl(base): BaseUrl,
+) -> Result<Json<LearnerInfo>, ApiError> {
+    let c = learner.claims;
+    let w = state
+        .store()
+        .get_workshop(&c.workshop_id)
+        .await?
+        .ok_or_else(ApiError::workshop_not_found)?;
+    Ok(Json(LearnerInfo {
+        workshop_id: c.workshop_id,
+        workshop_name: w.name,
+        seat: c.seat,
+        odehash: c.odehash,
+        endpoint: format!("{base}/api/session"),
+        expires_at: c.exp,
+    }))
+}

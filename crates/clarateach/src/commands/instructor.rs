@@ -1,11 +1,33 @@
-//! `clarateach instructor` (being built; see the issue that owns it).
+//! `clarateach instructor add NAME`: creates an instructor in the data dir's store and prints
+//! their token once (only its hash is kept).
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clarateach_server::{create_instructor, default_data_dir, open_store};
 
 #[derive(clap::Subcommand)]
 pub enum Command {
-    /// Placeholder.
-    Todo,
+    /// Create an instructor account and print its token (shown once).
+    Add {
+        /// Display name, 1-100 characters.
+        name: String,
+        /// Data dir of the control plane; defaults to the XDG data dir.
+        #[arg(long, env = "CLARATEACH_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
 }
 
-pub async fn run(_cmd: Command) -> anyhow::Result<()> {
-    anyhow::bail!("not built yet")
+pub async fn run(cmd: Command) -> anyhow::Result<()> {
+    match cmd {
+        Command::Add { name, data_dir } => {
+            let data_dir = data_dir.unwrap_or_else(default_data_dir);
+            let store =
+                open_store(&data_dir).await.with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
+            let token = create_instructor(store.as_ref(), &name).await.context("cannot create the instructor")?;
+            eprintln!("Instructor {name:?} created. Their token (shown once):");
+            println!("{token}");
+            Ok(())
+        }
+    }
 }

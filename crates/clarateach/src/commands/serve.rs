@@ -1,8 +1,59 @@
-//! `clarateach serve` (being built; see the issue that owns it).
+//! `clarateach serve`: the control plane alone (agents connect to it over WebSocket).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clarateach_server::{default_data_dir, Server, ServerConfig, INSTRUCTOR_TOKEN_FILE};
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "CLARATEACH_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Data dir (store, keys, secrets); defaults to the XDG data dir.
+    #[arg(long, env = "CLARATEACH_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Public base URL learners and agents reach (default: from each request's Host header).
+    #[arg(long, env = "CLARATEACH_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Agent heartbeat interval in milliseconds; 3 missed heartbeats make an agent lost.
+    #[arg(long, env = "CLARATEACH_HEARTBEAT_MS", default_value_t = 2000)]
+    pub heartbeat_ms: u64,
+}
 
-pub async fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("not built yet")
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
+    let mut config = ServerConfig::new(&data_dir);
+    config.listen = args.listen;
+    config.public_url = args.public_url;
+    config.heartbeat_interval = Duration::from_millis(args.heartbeat_ms.max(100));
+    let server = Server::open(config).await.with_context(|| format!("cannot open the data dir {}", data_dir.display()))?;
+    if let Some(token) = server.first_instructor_token() {
+        println!("Instructor token (shown once; also in {}):", data_dir.join(INSTRUCTOR_TOKEN_FILE).display());
+        println!("{token}");
+    }
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
+    println!("ClaraTeach control plane on http://{}", listener.local_addr().unwrap_or(args.listen));
+    server.serve(listener, shutdown_signal()).await.context("the control plane stopped with an error")?;
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down");
 }
