@@ -12,6 +12,7 @@ use clarateach_core::Limits;
 
 pub mod cgroups;
 pub mod factory;
+pub mod microvm;
 pub mod sandbox;
 
 /// Which isolation a backend provides.

@@ -1,0 +1,291 @@
+//! `MicrovmBackend`: the `Backend` trait over per-seat VMs. Seat state lives on disk (seat dir,
+//! pid file) so an agent restart re-adopts running VMs; the in-memory map only caches endpoints.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use clarateach_core::agent_proto::SeatKey;
+use clarateach_image::{GuestConfig, ImageLayout, Manifest};
+use tokio::sync::OnceCell;
+
+use super::accel::{self, Accel};
+use super::seat::{ensure_volume, live_pid, write_private, SeatPaths, SeatRecord};
+use super::{find_binary, lifecycle, volume, AccelChoice, Flavour, MicrovmConfig};
+use crate::{
+    Backend, BackendError, BackendKind, DaemonAddr, DaemonEndpoint, WorkspaceSpec, WorkspaceStatus,
+};
+
+/// One VM per seat; see the module docs.
+pub struct MicrovmBackend {
+    pub(super) cfg: MicrovmConfig,
+    pub(super) image: ImageLayout,
+    manifest: Manifest,
+    accel: OnceCell<Accel>,
+    pub(super) endpoints: Mutex<HashMap<SeatKey, DaemonEndpoint>>,
+}
+
+impl MicrovmBackend {
+    /// Checks the image and the VMM binary; probes nothing yet (the KVM probe runs at the first
+    /// start, so constructing the backend is cheap).
+    pub fn new(mut cfg: MicrovmConfig) -> Result<Self, BackendError> {
+        let image = ImageLayout::new(&cfg.image_dir);
+        let manifest = image
+            .load()
+            .map_err(|e| BackendError::Unavailable(e.to_string()))?;
+        let qemu = find_binary(&cfg.qemu_binary);
+        let fc = find_binary(&cfg.firecracker_binary);
+        match (cfg.flavour, &qemu, &fc) {
+            (Flavour::Qemu, None, _) | (Flavour::Auto, None, None) => {
+                return Err(BackendError::Unavailable(format!(
+                    "{} is not installed",
+                    cfg.qemu_binary.display()
+                )))
+            }
+            (Flavour::Firecracker, _, None) => {
+                return Err(BackendError::Unavailable(
+                    "firecracker is not installed".into(),
+                ))
+            }
+            _ => {}
+        }
+        if let Some(q) = qemu {
+            cfg.qemu_binary = q;
+        }
+        if let Some(f) = fc {
+            cfg.firecracker_binary = f;
+        }
+        Ok(Self {
+            cfg,
+            image,
+            manifest,
+            accel: OnceCell::new(),
+            endpoints: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// `uname -r` of the guests.
+    pub fn kernel_release(&self) -> &str {
+        &self.manifest.kernel_release
+    }
+
+    /// KVM or TCG, probed once (and cached on disk across restarts).
+    pub async fn accel(&self) -> Accel {
+        *self
+            .accel
+            .get_or_init(|| async {
+                match self.cfg.accel {
+                    AccelChoice::Kvm => Accel::Kvm,
+                    AccelChoice::Tcg => Accel::Tcg,
+                    AccelChoice::Auto => {
+                        accel::detect(
+                            &self.cfg.qemu_binary,
+                            &self.image,
+                            &self.cfg.data_dir.join("microvm"),
+                        )
+                        .await
+                    }
+                }
+            })
+            .await
+    }
+
+    /// The VMM that runs seats: Firecracker needs KVM, so `Auto` picks it only when KVM works.
+    pub async fn flavour(&self) -> Flavour {
+        match self.cfg.flavour {
+            Flavour::Auto
+                if self.cfg.firecracker_binary.is_file() && self.accel().await == Accel::Kvm =>
+            {
+                Flavour::Firecracker
+            }
+            Flavour::Auto => Flavour::Qemu,
+            f => f,
+        }
+    }
+
+    pub fn paths(&self, key: &SeatKey) -> SeatPaths {
+        SeatPaths::new(&self.cfg.data_dir, key)
+    }
+
+    /// The seat's serial console log (kernel and guest-init messages).
+    pub fn console_log(&self, key: &SeatKey) -> PathBuf {
+        self.paths(key).console()
+    }
+
+    /// Pauses a running seat's vCPUs (QMP `stop`); memory stays allocated.
+    pub async fn pause(&self, key: &SeatKey) -> Result<(), BackendError> {
+        lifecycle::qmp(&self.paths(key), "stop")
+            .await
+            .map_err(|e| BackendError::Stop(key.clone(), e.to_string()))
+    }
+
+    /// Resumes a paused seat (QMP `cont`).
+    pub async fn resume(&self, key: &SeatKey) -> Result<(), BackendError> {
+        lifecycle::qmp(&self.paths(key), "cont")
+            .await
+            .map_err(|e| BackendError::Start(key.clone(), e.to_string()))
+    }
+
+    /// Copies the files of the seat's volume into `dest` (with `debugfs rdump`: no mount).
+    pub async fn export_volume(
+        &self,
+        key: &SeatKey,
+        dest: &std::path::Path,
+    ) -> Result<(), BackendError> {
+        volume::export(&self.paths(key).volume, dest).await
+    }
+
+    fn record(&self, key: &SeatKey) -> Result<SeatRecord, BackendError> {
+        SeatRecord::load(&self.paths(key).record()).map_err(|_| BackendError::Unknown(key.clone()))
+    }
+
+    fn forget(&self, key: &SeatKey) {
+        if let Ok(mut m) = self.endpoints.lock() {
+            m.remove(key);
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for MicrovmBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Microvm
+    }
+
+    async fn create(&self, spec: &WorkspaceSpec) -> Result<(), BackendError> {
+        let paths = self.paths(&spec.key);
+        let io = |action| move |source| BackendError::Io { action, source };
+        std::fs::create_dir_all(&paths.dir).map_err(io("creating the seat dir"))?;
+        let mut record = SeatRecord::from_spec(spec);
+        if let Ok(old) = SeatRecord::load(&paths.record()) {
+            record.addr = old.addr;
+        }
+        record
+            .save(&paths.record())
+            .map_err(io("writing seat.json"))?;
+        let config = GuestConfig::new(spec.daemon_token.clone(), spec.env.clone());
+        write_private(&paths.config_disk(), &config.to_disk())
+            .map_err(io("writing the config disk"))?;
+        let (vol, mb) = (paths.volume.clone(), self.cfg.volume_mb);
+        tokio::task::spawn_blocking(move || ensure_volume(&vol, mb))
+            .await
+            .map_err(|e| BackendError::CreateVolume(spec.key.clone(), std::io::Error::other(e)))?
+            .map_err(|e| BackendError::CreateVolume(spec.key.clone(), e))
+    }
+
+    async fn start(&self, key: &SeatKey) -> Result<DaemonEndpoint, BackendError> {
+        let record = self.record(key)?;
+        let paths = self.paths(key);
+        if live_pid(&paths.pidfile()).is_some() {
+            if let (Some(ep), _) | (None, Some(ep)) =
+                (self.endpoint(key), lifecycle::endpoint_of(&record))
+            {
+                return Ok(ep);
+            }
+        }
+        let accel = self.accel().await;
+        let endpoint = match self.flavour().await {
+            Flavour::Firecracker => lifecycle::start_firecracker(self, &record, &paths).await?,
+            _ => lifecycle::start_qemu(self, &record, &paths, accel).await?,
+        };
+        if let Ok(mut m) = self.endpoints.lock() {
+            m.insert(key.clone(), endpoint.clone());
+        }
+        Ok(endpoint)
+    }
+
+    async fn stop(&self, key: &SeatKey) -> Result<(), BackendError> {
+        self.forget(key);
+        lifecycle::stop_vm(&self.paths(key))
+            .await
+            .map_err(|e| BackendError::Stop(key.clone(), e))
+    }
+
+    async fn destroy(&self, key: &SeatKey, delete_volume: bool) -> Result<(), BackendError> {
+        self.forget(key);
+        let paths = self.paths(key);
+        lifecycle::stop_vm(&paths)
+            .await
+            .map_err(|e| BackendError::Destroy(key.clone(), e))?;
+        lifecycle::remove_tap(&paths).await;
+        let gone = |r: std::io::Result<()>| match r {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(BackendError::Destroy(key.clone(), e.to_string()))
+            }
+            _ => Ok(()),
+        };
+        gone(std::fs::remove_dir_all(&paths.dir))?;
+        if delete_volume {
+            gone(std::fs::remove_file(&paths.volume))?;
+            gone(std::fs::remove_dir_all(&paths.export))?;
+        }
+        for dir in [paths.dir.parent(), paths.volume.parent()]
+            .into_iter()
+            .flatten()
+        {
+            let _ = std::fs::remove_dir(dir); // only succeeds when empty
+        }
+        Ok(())
+    }
+
+    async fn status(&self, key: &SeatKey) -> Result<WorkspaceStatus, BackendError> {
+        let paths = self.paths(key);
+        Ok(if !paths.record().is_file() {
+            WorkspaceStatus::Missing
+        } else if live_pid(&paths.pidfile()).is_some() {
+            WorkspaceStatus::Running
+        } else {
+            WorkspaceStatus::Stopped
+        })
+    }
+
+    fn endpoint(&self, key: &SeatKey) -> Option<DaemonEndpoint> {
+        self.endpoints.lock().ok()?.get(key).cloned()
+    }
+
+    async fn adopt(&self) -> Result<Vec<(SeatKey, WorkspaceStatus)>, BackendError> {
+        let mut found = Vec::new();
+        for record_path in lifecycle::seat_records(&self.cfg.data_dir.join("microvm")) {
+            let Ok(record) = SeatRecord::load(&record_path) else {
+                continue;
+            };
+            let key = record.key();
+            let running = live_pid(&self.paths(&key).pidfile()).is_some();
+            if running {
+                if let (Some(ep), Ok(mut m)) =
+                    (lifecycle::endpoint_of(&record), self.endpoints.lock())
+                {
+                    m.insert(key.clone(), ep);
+                }
+            }
+            found.push((
+                key,
+                if running {
+                    WorkspaceStatus::Running
+                } else {
+                    WorkspaceStatus::Stopped
+                },
+            ));
+        }
+        Ok(found)
+    }
+
+    /// The volume is an ext4 image, not a directory: this refreshes a host copy of its files
+    /// (`debugfs rdump`, no mount, a few ms for a small workspace) and returns that directory.
+    fn volume_dir(&self, key: &SeatKey) -> PathBuf {
+        let paths = self.paths(key);
+        if let Err(e) = volume::export_blocking(&paths.volume, &paths.export) {
+            tracing::warn!(error = %e, seat = key.seat, "exporting the seat volume failed");
+        }
+        paths.export
+    }
+}
+
+/// Daemon endpoint on the host side of QEMU's port forward.
+pub(super) fn tcp_endpoint(addr: std::net::SocketAddr, token: &str) -> DaemonEndpoint {
+    DaemonEndpoint {
+        addr: DaemonAddr::Tcp(addr),
+        token: token.to_string(),
+    }
+}

@@ -1,0 +1,101 @@
+//! The `microvm` backend: one real VM per seat, the strongest isolation for untrusted code.
+//!
+//! Two flavours share the seat layout (`seat.rs`), the image (`clarateach-image`) and the guest's
+//! PID 1: QEMU `-M microvm` (`qemu.rs`, lifecycle over QMP) and Firecracker (`firecracker.rs`,
+//! its REST API over a Unix socket), chosen by `MicrovmConfig::flavour`. KVM is used when a real
+//! boot under it works (`accel.rs`), TCG otherwise.
+//!
+//! ```no_run
+//! # async fn f() -> Result<(), clarateach_isolation::BackendError> {
+//! use clarateach_isolation::microvm::{MicrovmBackend, MicrovmConfig};
+//! let backend = MicrovmBackend::new(MicrovmConfig::new("/var/lib/clarateach", "/var/lib/clarateach/images/default"))?;
+//! # Ok(()) }
+//! ```
+
+pub mod accel;
+mod backend;
+pub mod firecracker;
+pub mod http;
+mod lifecycle;
+pub mod qemu;
+pub mod qmp;
+pub mod seat;
+mod volume;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use backend::MicrovmBackend;
+pub use lifecycle::health;
+
+/// Which VMM runs the seats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    /// Firecracker when its binary is installed and KVM works, QEMU otherwise.
+    Auto,
+    Qemu,
+    Firecracker,
+}
+
+/// Acceleration choice; `Auto` probes KVM by booting a guest (cached in the data dir).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccelChoice {
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+/// Settings of the microvm backend. `MicrovmConfig::new(data_dir, image_dir)` fills the rest.
+#[derive(Debug, Clone)]
+pub struct MicrovmConfig {
+    /// Seat dirs go in `<data_dir>/microvm/`, volumes in `<data_dir>/volumes/`, the KVM probe
+    /// verdict in `<data_dir>/microvm/kvm-probe.json`.
+    pub data_dir: PathBuf,
+    /// A directory built by `clarateach image build --out DIR`.
+    pub image_dir: PathBuf,
+    pub flavour: Flavour,
+    pub accel: AccelChoice,
+    /// Size of a new seat volume (sparse) in MiB.
+    pub volume_mb: u64,
+    /// How long `start` waits for the daemon's `/health` (TCG boots take seconds).
+    pub boot_timeout: Duration,
+    pub qemu_binary: PathBuf,
+    pub firecracker_binary: PathBuf,
+}
+
+impl MicrovmConfig {
+    pub fn new(data_dir: impl Into<PathBuf>, image_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            image_dir: image_dir.into(),
+            flavour: Flavour::Auto,
+            accel: AccelChoice::Auto,
+            volume_mb: 2048,
+            boot_timeout: Duration::from_secs(120),
+            qemu_binary: PathBuf::from("qemu-system-x86_64"),
+            firecracker_binary: PathBuf::from("firecracker"),
+        }
+    }
+}
+
+/// Finds `name` on PATH (or takes it as given when it is a path).
+pub fn find_binary(name: &Path) -> Option<PathBuf> {
+    if name.components().count() > 1 {
+        return name.is_file().then(|| name.to_path_buf());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// Whether this host can run the microvm backend at all (QEMU or Firecracker installed).
+pub fn available() -> Result<(), String> {
+    if find_binary(Path::new("qemu-system-x86_64")).is_some()
+        || find_binary(Path::new("firecracker")).is_some()
+    {
+        Ok(())
+    } else {
+        Err("neither qemu-system-x86_64 nor firecracker is installed".into())
+    }
+}

@@ -1,0 +1,251 @@
+//! The QEMU flavour: one `qemu-system-x86_64 -M microvm` per seat. The command line is built by a
+//! pure function (unit-tested); the VM boots the image's bzImage and initramfs, with the seat's
+//! qcow2 overlay over the read-only rootfs, the volume disk and the config disk, user-mode
+//! networking forwarding 127.0.0.1:<port> to the daemon, a QMP socket and a serial log.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use clarateach_core::Limits;
+use clarateach_image::guest::config::GUEST_DAEMON_PORT;
+use clarateach_image::ImageLayout;
+
+use super::accel::Accel;
+use super::seat::SeatPaths;
+
+/// The kernel command line: serial console, root on the first disk, a fixed TSC frequency (about
+/// one boot in seven hangs calibrating the TSC under TCG without it), exit on panic, and
+/// `-- guest-init` so the initramfs' `/init` (the clarateach binary) runs that subcommand.
+pub const KERNEL_CMDLINE: &str =
+    "console=ttyS0 root=/dev/vda rw tsc_early_khz=2500000 panic=-1 quiet loglevel=4 -- guest-init";
+
+/// Inputs of one seat's QEMU command line.
+#[derive(Debug, Clone)]
+pub struct QemuLaunch {
+    pub qemu: PathBuf,
+    pub accel: Accel,
+    pub limits: Limits,
+    pub host_port: u16,
+    /// Root disk: the seat's qcow2 overlay, or the shared raw rootfs opened with `snapshot=on`
+    /// when `qemu-img` is missing (then root changes do not survive a stop).
+    pub root: RootDisk,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RootDisk {
+    Overlay(PathBuf),
+    Snapshot(PathBuf),
+}
+
+/// vCPUs from the CPU quota: one per started thousand millis.
+pub fn vcpus(limits: &Limits) -> u32 {
+    limits.cpu_millis.div_ceil(1000).clamp(1, 16)
+}
+
+/// Guest RAM: the memory limit, with a floor the kernel + initramfs need to boot.
+pub fn memory_mb(limits: &Limits) -> u32 {
+    limits.memory_mb.max(192)
+}
+
+/// The full argument list (without the program name).
+pub fn args(l: &QemuLaunch, image: &ImageLayout, seat: &SeatPaths) -> Vec<OsString> {
+    let mut a: Vec<OsString> = Vec::new();
+    let mut push = |s: &str| a.push(s.into());
+    push("-M");
+    push("microvm,acpi=on");
+    push("-accel");
+    push(l.accel.as_str());
+    push("-cpu");
+    push(if l.accel == Accel::Kvm { "host" } else { "max" });
+    push("-m");
+    push(&memory_mb(&l.limits).to_string());
+    push("-smp");
+    push(&vcpus(&l.limits).to_string());
+    for s in [
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-no-reboot",
+    ] {
+        push(s);
+    }
+    let path = |p: &Path| p.to_string_lossy().into_owned();
+    let root = match &l.root {
+        RootDisk::Overlay(p) => format!(
+            "id=root,file={},format=qcow2,if=none,discard=unmap",
+            path(p)
+        ),
+        RootDisk::Snapshot(p) => format!("id=root,file={},format=raw,if=none,snapshot=on", path(p)),
+    };
+    let disks = [
+        root,
+        format!(
+            "id=vol,file={},format=raw,if=none,discard=unmap",
+            path(&seat.volume)
+        ),
+        format!(
+            "id=cfg,file={},format=raw,if=none,read-only=on",
+            path(&seat.config_disk())
+        ),
+    ];
+    let fwd = format!(
+        "user,id=n0,hostfwd=tcp:127.0.0.1:{}-:{GUEST_DAEMON_PORT}",
+        l.host_port
+    );
+    let mut a2: Vec<String> = vec![
+        "-kernel".into(),
+        path(&image.bzimage()),
+        "-initrd".into(),
+        path(&image.initrd()),
+        "-append".into(),
+        KERNEL_CMDLINE.into(),
+    ];
+    for (i, d) in disks.iter().enumerate() {
+        let id = ["root", "vol", "cfg"][i];
+        a2.extend([
+            "-drive".into(),
+            d.clone(),
+            "-device".into(),
+            format!("virtio-blk-device,drive={id}"),
+        ]);
+    }
+    a2.extend([
+        "-netdev".into(),
+        fwd,
+        "-device".into(),
+        "virtio-net-device,netdev=n0".into(),
+    ]);
+    a2.extend([
+        "-qmp".into(),
+        format!("unix:{},server=on,wait=off", path(&seat.qmp())),
+    ]);
+    a2.extend(["-serial".into(), format!("file:{}", path(&seat.console()))]);
+    a2.extend(["-pidfile".into(), path(&seat.pidfile())]);
+    a.extend(a2.into_iter().map(OsString::from));
+    a
+}
+
+/// Creates the seat's qcow2 overlay over the image's rootfs (absolute backing path).
+pub async fn create_overlay(image: &ImageLayout, overlay: &Path) -> std::io::Result<()> {
+    let out = tokio::process::Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+        .arg(image.rootfs())
+        .arg(overlay)
+        .stdin(Stdio::null())
+        .output()
+        .await?;
+    if !out.status.success() {
+        return Err(std::io::Error::other(format!(
+            "qemu-img create failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// Spawns QEMU in its own process group (a Ctrl-C on the agent's terminal does not reach it),
+/// stdin from /dev/null (QEMU in the background with a terminal stdin printed nothing).
+pub fn spawn(
+    l: &QemuLaunch,
+    image: &ImageLayout,
+    seat: &SeatPaths,
+) -> std::io::Result<tokio::process::Child> {
+    let stderr = std::fs::File::create(seat.dir.join("qemu.stderr"))?;
+    tokio::process::Command::new(&l.qemu)
+        .args(args(l, image, seat))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .process_group(0)
+        .kill_on_drop(false)
+        .spawn()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_line_for_a_tcg_seat() {
+        let image = ImageLayout::new("/img");
+        let seat = SeatPaths::new(
+            Path::new("/data"),
+            &clarateach_core::agent_proto::SeatKey {
+                workshop_id: "ws-abc".into(),
+                seat: 3,
+            },
+        );
+        let limits = Limits {
+            memory_mb: 256,
+            cpu_millis: 1500,
+            ..Limits::default()
+        };
+        let l = QemuLaunch {
+            qemu: "qemu-system-x86_64".into(),
+            accel: Accel::Tcg,
+            limits,
+            host_port: 40123,
+            root: RootDisk::Overlay(seat.overlay()),
+        };
+        let line: Vec<String> = args(&l, &image, &seat)
+            .iter()
+            .map(|s| s.to_string_lossy().into_owned())
+            .collect();
+        let joined = line.join(" ");
+        assert!(
+            joined.starts_with("-M microvm,acpi=on -accel tcg -cpu max -m 256 -smp 2 -nodefaults")
+        );
+        assert!(joined.contains("-kernel /img/vmlinuz -initrd /img/initrd.cpio"));
+        let append = line.iter().position(|s| s == "-append").expect("append");
+        assert!(line[append + 1].contains("tsc_early_khz=2500000"));
+        assert!(line[append + 1].ends_with("-- guest-init"));
+        assert!(
+            joined.contains("id=root,file=/data/microvm/ws-abc/seat-03/overlay.qcow2,format=qcow2")
+        );
+        assert!(joined.contains("id=vol,file=/data/volumes/ws-abc/seat-03.img,format=raw"));
+        assert!(joined.contains(
+            "id=cfg,file=/data/microvm/ws-abc/seat-03/config.img,format=raw,if=none,read-only=on"
+        ));
+        assert!(joined.contains("-netdev user,id=n0,hostfwd=tcp:127.0.0.1:40123-:7000"));
+        assert!(
+            joined.contains("-qmp unix:/data/microvm/ws-abc/seat-03/qmp.sock,server=on,wait=off")
+        );
+        assert!(joined.contains("-serial file:/data/microvm/ws-abc/seat-03/console.log"));
+        // Disk order is what the guest sees as vda, vdb, vdc.
+        let root = joined.find("drive=root").expect("root");
+        let vol = joined.find("drive=vol").expect("vol");
+        assert!(root < vol);
+    }
+
+    #[test]
+    fn kvm_uses_host_cpu_and_memory_floor() {
+        let image = ImageLayout::new("/img");
+        let seat = SeatPaths::new(
+            Path::new("/d"),
+            &clarateach_core::agent_proto::SeatKey {
+                workshop_id: "ws-x".into(),
+                seat: 1,
+            },
+        );
+        let limits = Limits {
+            memory_mb: 64,
+            ..Limits::default()
+        };
+        let l = QemuLaunch {
+            qemu: "q".into(),
+            accel: Accel::Kvm,
+            limits,
+            host_port: 1,
+            root: RootDisk::Snapshot("/img/rootfs.ext4".into()),
+        };
+        let joined = args(&l, &image, &seat)
+            .iter()
+            .map(|s| s.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(joined.contains("-accel kvm -cpu host -m 192 -smp 1"));
+        assert!(joined.contains("file=/img/rootfs.ext4,format=raw,if=none,snapshot=on"));
+    }
+}

@@ -1,0 +1,156 @@
+//! The QEMU microvm backend for real, under TCG where KVM does not work (CI): build (or reuse)
+//! the guest image, start one seat, the daemon answers, `uname -r` shows the guest kernel, a
+//! file in /workspace survives destroy + recreate, export reads the volume, and a stop leaves no
+//! qemu process. Skips with a printed reason when qemu or debootstrap is missing.
+
+mod microvm_support;
+
+use std::time::Instant;
+
+use clarateach_core::agent_proto::SeatKey;
+use clarateach_core::Limits;
+use clarateach_isolation::microvm::{AccelChoice, MicrovmBackend, MicrovmConfig};
+use clarateach_isolation::{Backend, DaemonAddr, WorkspaceSpec, WorkspaceStatus};
+use microvm_support::*;
+
+fn spec(key: &SeatKey) -> WorkspaceSpec {
+    WorkspaceSpec {
+        key: key.clone(),
+        limits: Limits {
+            memory_mb: 256,
+            cpu_millis: 1000,
+            ..Limits::default()
+        },
+        image: None,
+        env: [(
+            "WORKSHOP_GREETING".to_string(),
+            "hello-from-env".to_string(),
+        )]
+        .into(),
+        daemon_token: "test-token-microvm".into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qemu_seat_lifecycle_keeps_the_volume() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipping qemu_seat_lifecycle_keeps_the_volume: {why}");
+        return;
+    }
+    let image_dir = guest_image();
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut cfg = MicrovmConfig::new(data.path(), &image_dir);
+    // The KVM probe has its own test; here the accelerator comes from the env or is TCG (CI).
+    cfg.accel = match std::env::var("CLARATEACH_TEST_ACCEL").as_deref() {
+        Ok("auto") => AccelChoice::Auto,
+        Ok("kvm") => AccelChoice::Kvm,
+        _ => AccelChoice::Tcg,
+    };
+    cfg.volume_mb = 256;
+    let backend = MicrovmBackend::new(cfg).expect("backend");
+    let key = SeatKey {
+        workshop_id: "ws-mvtest".into(),
+        seat: 1,
+    };
+    let seat_dir = data.path().join("microvm/ws-mvtest/seat-01");
+    let seat_needle = seat_dir.to_string_lossy().into_owned();
+
+    backend.create(&spec(&key)).await.expect("create");
+    assert_eq!(
+        backend.status(&key).await.expect("status"),
+        WorkspaceStatus::Stopped
+    );
+    let t = Instant::now();
+    let ep = backend.start(&key).await.expect("start");
+    eprintln!(
+        "seat ready in {} ms ({:?})",
+        t.elapsed().as_millis(),
+        backend.accel().await
+    );
+    assert_eq!(
+        backend.status(&key).await.expect("status"),
+        WorkspaceStatus::Running
+    );
+    let DaemonAddr::Tcp(addr) = ep.addr else {
+        panic!("expected a TCP endpoint, got {:?}", ep.addr)
+    };
+    assert!(addr.ip().is_loopback());
+    assert!(
+        clarateach_isolation::microvm::health(addr).await,
+        "daemon /health"
+    );
+    let pids = qemu_pids_mentioning(&seat_needle);
+    assert_eq!(pids.len(), 1, "one qemu for the seat");
+    eprintln!(
+        "qemu RSS for an idle seat with -m 256: {} MiB",
+        rss_mib(pids[0])
+    );
+
+    let (uname, code) = run(addr, &ep.token, "uname -r").await;
+    assert_eq!(code, 0);
+    assert_eq!(
+        uname.trim(),
+        backend.kernel_release(),
+        "the daemon runs in the guest kernel"
+    );
+    let (who, _) = run(addr, &ep.token, "id -un; echo $WORKSHOP_GREETING").await;
+    assert_eq!(
+        who.split_whitespace().collect::<Vec<_>>(),
+        ["learner", "hello-from-env"]
+    );
+    let (_, code) = run(
+        addr,
+        &ep.token,
+        "echo persisted > /workspace/keep.txt && sync",
+    )
+    .await;
+    assert_eq!(code, 0);
+
+    // Destroy the VM (keeping the volume) and recreate it: the file is still there.
+    backend.destroy(&key, false).await.expect("destroy");
+    assert!(
+        qemu_pids_mentioning(&seat_needle).is_empty(),
+        "destroy left a qemu process"
+    );
+    assert_eq!(
+        backend.status(&key).await.expect("status"),
+        WorkspaceStatus::Missing
+    );
+    backend.create(&spec(&key)).await.expect("recreate");
+    let ep = backend.start(&key).await.expect("restart");
+    let DaemonAddr::Tcp(addr) = ep.addr else {
+        panic!("tcp")
+    };
+    let (kept, _) = run(addr, &ep.token, "cat /workspace/keep.txt").await;
+    assert_eq!(kept.trim(), "persisted");
+
+    // A graceful stop powers the guest off: no qemu left, and the export sees the file.
+    backend.stop(&key).await.expect("stop");
+    assert!(
+        qemu_pids_mentioning(&seat_needle).is_empty(),
+        "stop left a qemu process"
+    );
+    assert_eq!(
+        backend.status(&key).await.expect("status"),
+        WorkspaceStatus::Stopped
+    );
+    let console = std::fs::read_to_string(backend.console_log(&key)).unwrap_or_default();
+    assert!(
+        console.contains("powering off"),
+        "the guest shut down cleanly:\n{console}"
+    );
+    let export = backend.volume_dir(&key);
+    assert_eq!(
+        std::fs::read_to_string(export.join("keep.txt"))
+            .expect("exported file")
+            .trim(),
+        "persisted"
+    );
+
+    backend
+        .destroy(&key, true)
+        .await
+        .expect("destroy with volume");
+    assert!(!data.path().join("volumes/ws-mvtest/seat-01.img").exists());
+    assert!(qemu_pids_mentioning(&seat_needle).is_empty());
+}
