@@ -16,11 +16,14 @@ pub struct BackendConfig {
     pub daemon_binary: PathBuf,
     /// Sandbox settings; `None` means `SandboxConfig::new(data_dir, daemon_binary)`.
     pub sandbox: Option<SandboxConfig>,
+    /// MicroVM settings; `None` means `MicrovmConfig::new(data_dir, image_dir)` with the image
+    /// dir from `$CLARATEACH_IMAGE_DIR`, else `<data_dir>/images/default`.
+    pub microvm: Option<crate::microvm::MicrovmConfig>,
 }
 
 impl BackendConfig {
     pub fn new(data_dir: impl Into<PathBuf>, daemon_binary: impl Into<PathBuf>) -> Self {
-        Self { data_dir: data_dir.into(), daemon_binary: daemon_binary.into(), sandbox: None }
+        Self { data_dir: data_dir.into(), daemon_binary: daemon_binary.into(), sandbox: None, microvm: None }
     }
 
     fn sandbox_config(&self) -> SandboxConfig {
@@ -35,6 +38,10 @@ pub fn probe() -> Vec<BackendKind> {
         Ok(()) => kinds.push(BackendKind::Sandbox),
         Err(why) => tracing::info!(%why, "sandbox backend unavailable"),
     }
+    match crate::microvm::available() {
+        Ok(()) => kinds.push(BackendKind::Microvm),
+        Err(why) => tracing::info!(%why, "microvm backend unavailable"),
+    }
     kinds
 }
 
@@ -42,6 +49,14 @@ pub fn probe() -> Vec<BackendKind> {
 pub fn build(kind: BackendKind, cfg: &BackendConfig) -> Result<Arc<dyn Backend>, BackendError> {
     match kind {
         BackendKind::Sandbox => Ok(Arc::new(SandboxBackend::new(cfg.sandbox_config())?)),
-        BackendKind::Microvm => Err(BackendError::Unavailable("the microvm backend is not built in".into())),
+        BackendKind::Microvm => {
+            let mcfg = cfg.microvm.clone().unwrap_or_else(|| {
+                let image = std::env::var_os("CLARATEACH_IMAGE_DIR")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| cfg.data_dir.join("images/default"));
+                crate::microvm::MicrovmConfig::new(&cfg.data_dir, image)
+            });
+            Ok(Arc::new(crate::microvm::MicrovmBackend::new(mcfg)?))
+        }
     }
 }
