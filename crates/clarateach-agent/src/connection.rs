@@ -43,11 +43,11 @@ pub enum ConnectionError {
     #[error("the control-plane URL {0:?} is not http(s):// or ws(s)://")]
     Url(String),
     #[error("connecting to the control plane failed")]
-    Connect(#[source] tokio_tungstenite::tungstenite::Error),
+    Connect(#[source] Box<tokio_tungstenite::tungstenite::Error>),
     #[error("the control plane refused the agent token (HTTP {0})")]
     Refused(u16),
     #[error("the WebSocket to the control plane failed")]
-    Socket(#[source] tokio_tungstenite::tungstenite::Error),
+    Socket(#[source] Box<tokio_tungstenite::tungstenite::Error>),
     #[error("the control plane sent a message that is not valid JSON")]
     Decode(#[source] serde_json::Error),
     #[error("the agent is shutting down")]
@@ -81,11 +81,25 @@ pub fn backoff(attempt: u32) -> Duration {
 }
 
 /// Keeps the agent connected until `shutdown` turns true.
-pub async fn run(link: ControlPlaneLink, state: StateHandle, mut shutdown: watch::Receiver<bool>) {
+/// `registered` is true while the control plane has accepted this agent.
+pub async fn run(
+    link: ControlPlaneLink,
+    state: StateHandle,
+    mut shutdown: watch::Receiver<bool>,
+    registered_tx: watch::Sender<bool>,
+) {
     let mut attempt = 0u32;
     loop {
         let mut registered = false;
-        let result = connect_once(&link, &state, &mut shutdown, &mut registered).await;
+        let result = connect_once(
+            &link,
+            &state,
+            &mut shutdown,
+            &mut registered,
+            &registered_tx,
+        )
+        .await;
+        registered_tx.send_replace(false);
         state.disconnected().await;
         if registered {
             attempt = 0;
@@ -118,12 +132,13 @@ async fn connect_once(
     state: &StateHandle,
     shutdown: &mut watch::Receiver<bool>,
     registered: &mut bool,
+    registered_tx: &watch::Sender<bool>,
 ) -> Result<(), ConnectionError> {
     let url = connect_url(&link.control_plane)?;
     let mut request = url
         .clone()
         .into_client_request()
-        .map_err(ConnectionError::Connect)?;
+        .map_err(|e| ConnectionError::Connect(Box::new(e)))?;
     let auth = format!("Bearer {}", link.agent_token)
         .parse()
         .map_err(|_| ConnectionError::Url(url))?;
@@ -136,7 +151,7 @@ async fn connect_once(
             tokio_tungstenite::tungstenite::Error::Http(resp) => {
                 ConnectionError::Refused(resp.status().as_u16())
             }
-            e => ConnectionError::Connect(e),
+            e => ConnectionError::Connect(Box::new(e)),
         })?;
     let (mut sink, mut stream) = ws.split();
     let (out_tx, mut out_rx) = mpsc::channel::<AgentMessage>(1024);
@@ -166,11 +181,15 @@ async fn connect_once(
                         let every = Duration::from_millis((*heartbeat_interval_ms).clamp(100, 60_000));
                         heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
                     }
+                    let is_registered = matches!(msg, ControlMessage::Registered { .. });
                     state.control(msg).await.map_err(|_| ConnectionError::ShuttingDown)?;
+                    if is_registered {
+                        registered_tx.send_replace(true);
+                    }
                 }
                 Some(Ok(Message::Close(_))) | None => return Ok(()),
                 Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(ConnectionError::Socket(e)),
+                Some(Err(e)) => return Err(ConnectionError::Socket(Box::new(e))),
             },
             Some(msg) = out_rx.recv() => send(&mut sink, &msg).await?,
             _ = heartbeat.tick(), if *registered => {
@@ -191,7 +210,7 @@ where
     let text = serde_json::to_string(msg).map_err(ConnectionError::Decode)?;
     sink.send(Message::text(text))
         .await
-        .map_err(ConnectionError::Socket)
+        .map_err(|e| ConnectionError::Socket(Box::new(e)))
 }
 
 #[cfg(test)]

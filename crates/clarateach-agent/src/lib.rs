@@ -68,6 +68,7 @@ pub struct Agent {
     pub local_addr: SocketAddr,
     pub agent_id: String,
     pub state: StateHandle,
+    registered: watch::Receiver<bool>,
     shutdown: watch::Sender<bool>,
     connection: JoinHandle<()>,
     server: JoinHandle<()>,
@@ -124,15 +125,32 @@ impl Agent {
             data_token: data_token.to_string(),
         };
         tracing::info!(agent.id = %agent_id, listen = %local_addr, data_url = %link.data_url, "agent started");
-        let connection = tokio::spawn(connection::run(link, state.clone(), shutdown_rx));
+        let (registered_tx, registered) = watch::channel(false);
+        let connection = tokio::spawn(connection::run(
+            link,
+            state.clone(),
+            shutdown_rx,
+            registered_tx,
+        ));
         Ok(Self {
             local_addr,
             agent_id,
             state,
+            registered,
             shutdown,
             connection,
             server,
         })
+    }
+
+    /// Waits until the control plane has accepted this agent (at most `timeout`); false if not.
+    pub async fn wait_registered(&self, timeout: std::time::Duration) -> bool {
+        let mut rx = self.registered.clone();
+        let ok = matches!(
+            tokio::time::timeout(timeout, rx.wait_for(|r| *r)).await,
+            Ok(Ok(_))
+        );
+        ok
     }
 
     /// Disconnects and stops serving. With `stop_workspaces` every workspace is stopped first
