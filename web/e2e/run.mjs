@@ -159,12 +159,14 @@ async function main() {
 
     // Rejoin from another browser with the reconnect code.
     const r = await newLearner(browser, url, watches, 'learner-a-elsewhere');
-    await r.page.getByRole('tab', { name: 'Rejoin with reconnect code' }).click();
+    await r.page.getByRole('tab', { name: 'Rejoin a seat' }).click();
     await r.page.getByLabel('Workshop code').fill(code);
-    await r.page.getByLabel('Reconnect code').fill(reconnect);
+    await r.page.getByRole('textbox', { name: 'Reconnect code' }).fill(reconnect);
     await r.page.getByRole('button', { name: 'Rejoin my seat' }).click();
     await r.page.getByTestId('connection-status').filter({ hasText: 'Connected' }).waitFor({ timeout: 20000 });
-    check((await r.page.locator('.topbar .meta').textContent()) === seatA, 'rejoin lands on the same seat');
+    const seatOf = (t) => /Seat (\d+)/.exec(t)?.[1];
+    const seatR = await r.page.locator('.topbar .meta').textContent();
+    check(seatOf(seatR) === seatOf(seatA), `rejoin lands on the same seat (${seatR} / ${seatA})`);
     await waitTerm(r.page, 'Terminal main', /^hello$/m, 'scrollback in the other browser');
     await r.ctx.close();
     log('rejoin with the reconnect code from another browser works');
@@ -191,6 +193,16 @@ async function main() {
     await a.page.getByTestId('takeover-banner').waitFor({ state: 'detached', timeout: 10000 });
     log('instructor watched live, took over, learner saw the notice');
 
+    // Export: the archive of every seat's files downloads through the bearer-authenticated fetch.
+    const [download] = await Promise.all([
+      ipage.waitForEvent('download'),
+      ipage.getByRole('button', { name: 'Export' }).click(),
+    ]);
+    const archive = await download.path();
+    const { statSync } = await import('node:fs');
+    check(download.suggestedFilename().endsWith('.tar.gz') && statSync(archive).size > 0, 'export downloaded');
+    log(`export downloaded (${statSync(archive).size} bytes)`);
+
     // Stop: learners see "workshop ended".
     const problemsBeforeStop = watches.flatMap((w) => w.problems);
     watches.forEach((w) => (w.expectErrors = true));
@@ -202,6 +214,15 @@ async function main() {
     log('stop shows both learners the "workshop ended" state');
     await a.ctx.close();
     await b.ctx.close();
+
+    // Delete the stopped workshop from the list.
+    await ipage.getByRole('link', { name: 'Workshops' }).click();
+    const stoppedRow = ipage.locator('tr', { hasText: 'Intro to the shell' });
+    await waitFor('status stopped', async () => /stopped/.test(await stoppedRow.textContent()), { timeout: 30000 });
+    await stoppedRow.getByRole('button', { name: 'Delete' }).click();
+    await ipage.getByRole('button', { name: 'Delete workshop' }).click();
+    await stoppedRow.waitFor({ state: 'detached', timeout: 10000 });
+    log('stopped workshop deleted');
     check(problemsBeforeStop.length === 0, `no console errors or failed requests:\n  ${problemsBeforeStop.join('\n  ')}`);
 
     // Figure: the 50-seat grid staying live.

@@ -137,7 +137,7 @@ export function JoinPage() {
                   }
                 }}
               >
-                {m === 'join' ? 'Join' : 'Rejoin with reconnect code'}
+                {m === 'join' ? 'Join' : 'Rejoin a seat'}
               </button>
             ))}
           </div>
