@@ -41,7 +41,11 @@ async fn seats_survive_an_agent_restart_and_are_readopted() {
     found.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(
         found,
-        vec![(k1.clone(), WorkspaceStatus::Running), (k2.clone(), WorkspaceStatus::Stopped), (k9, WorkspaceStatus::Missing)]
+        vec![
+            (k1.clone(), WorkspaceStatus::Running),
+            (k2.clone(), WorkspaceStatus::Stopped),
+            (k9, WorkspaceStatus::Missing)
+        ]
     );
     assert_eq!(again.endpoint(&k1), Some(ep.clone()));
     assert_eq!(ok(&ep, "cat /workspace/f; echo $ANTHROPIC_API_KEY").await, "kept\nsk-x");

@@ -58,7 +58,9 @@ impl SandboxBackend {
             cg.remove(&name)
         })
         .await
-        .unwrap_or_else(|e| Err(cgroups::CgroupError::Remove(PathBuf::from(e.to_string()), std::io::Error::other("task"))))
+        .unwrap_or_else(|e| {
+            Err(cgroups::CgroupError::Remove(PathBuf::from(e.to_string()), std::io::Error::other("task")))
+        })
     }
 
     fn root_entries_for(&self, rec: &SeatRecord) -> Vec<args::RootEntry> {
@@ -90,7 +92,8 @@ impl SandboxBackend {
             run: &p.run,
             egress: rec.limits.egress,
         };
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&p.log).map_err(io("open the seat log"))?;
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(&p.log).map_err(io("open the seat log"))?;
         let env = Self::sandbox_env(rec);
         let launch = Launch {
             bwrap: &self.cfg.bwrap,

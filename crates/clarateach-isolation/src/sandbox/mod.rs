@@ -110,9 +110,8 @@ impl SandboxBackend {
         if cfg.host_uid == 0 || cfg.host_gid == 0 {
             return Err(BackendError::Unavailable("sandboxes must not run as uid or gid 0".into()));
         }
-        let cg: Arc<dyn CgroupManager> = Arc::from(
-            cgroups::host_manager().map_err(|e| BackendError::Unavailable(e.to_string()))?,
-        );
+        let cg: Arc<dyn CgroupManager> =
+            Arc::from(cgroups::host_manager().map_err(|e| BackendError::Unavailable(e.to_string()))?);
         let io = |action| move |source| BackendError::Io { action, source };
         let etc_dir = paths::prepare_data_dir(&cfg.data_dir).map_err(io("prepare the data dir"))?;
         let root_dir = cfg.rootfs.clone().unwrap_or_else(|| PathBuf::from("/"));
