@@ -8,9 +8,10 @@ mod up_support;
 use std::io::Read;
 use std::time::{Duration, Instant};
 
-use clarateach_client::{Client, TerminalOptions};
+use clarateach_client::{Client, TerminalEvent, TerminalOptions};
 use clarateach_core::{
-    CreateWorkshopRequest, JoinRequest, JoinResponse, Limits, RunResponse, WorkshopStatus,
+    CreateWorkshopRequest, JoinRequest, JoinResponse, Limits, RunResponse, TerminalServerMessage,
+    WorkshopStatus,
 };
 use up_support::*;
 
@@ -203,9 +204,23 @@ async fn full_flow_through_up() {
     let mut watch = admin.terminal(&opts).await.expect("instructor watch");
     watch.send_input("echo nope\r").await.expect("send");
     watch
-        .read_until(b"read_only", Duration::from_secs(10))
+        .read_until(b"hello-42", Duration::from_secs(10))
         .await
-        .expect("watch is read-only");
+        .expect("watcher sees the scrollback");
+    let refused = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match watch.next_event().await.expect("event") {
+                Some(TerminalEvent::Control(TerminalServerMessage::Error { code, .. })) => {
+                    return code
+                }
+                Some(_) => {}
+                None => return "closed".to_string(),
+            }
+        }
+    })
+    .await
+    .expect("an answer to the watcher's input");
+    assert_eq!(refused, "read_only");
     let takeover = TerminalOptions {
         mode: Some("takeover".into()),
         ..TerminalOptions::default()
@@ -257,7 +272,7 @@ async fn full_flow_through_up() {
 
     // kill -9 of the whole process, then restart: seats come back with their files.
     let up_pid = up.child.id();
-    drop(up.stop("-KILL"));
+    let _ = up.stop("-KILL");
     let (up, _, _) = start_up(&dir, port);
     wait_running(&admin, &ws.id).await;
     eventually(

@@ -53,55 +53,106 @@ async fn local_agent_token(store: &dyn Store, data_dir: &Path) -> anyhow::Result
     Ok(token)
 }
 
+/// A running control plane plus its in-process agent (used by `up` and `bench seats`).
+pub struct Stack {
+    /// Base URL of the API, gateway and UI.
+    pub url: String,
+    pub data_dir: PathBuf,
+    pub agent: Agent,
+    stop_server: tokio::sync::oneshot::Sender<()>,
+    serving: tokio::task::JoinHandle<Result<(), clarateach_server::ServerError>>,
+}
+
+/// What [`Stack::start`] needs.
+pub struct StackOptions {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub backend: Option<BackendArg>,
+    pub capacity: u32,
+    pub heartbeat: Duration,
+}
+
+impl Stack {
+    /// Opens the data dir, serves the control plane and connects a local agent to it.
+    pub async fn start(opts: StackOptions) -> anyhow::Result<Self> {
+        let data_dir = opts.data_dir;
+        let mut config = ServerConfig::new(&data_dir);
+        config.listen = opts.listen;
+        config.heartbeat_interval = opts.heartbeat;
+        config.web = Some(clarateach_web::router());
+        let server = Server::open(config)
+            .await
+            .with_context(|| format!("cannot open the data dir {}", data_dir.display()))?;
+        let agent_token = local_agent_token(server.state().store(), &data_dir).await?;
+        let listener = tokio::net::TcpListener::bind(opts.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", opts.listen))?;
+        let addr = listener
+            .local_addr()
+            .context("cannot read the listen address")?;
+        let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = tokio::spawn(server.serve(listener, async move {
+            let _ = server_stopped.await;
+        }));
+        let loopback = if addr.ip().is_unspecified() {
+            SocketAddr::from((Ipv4Addr::LOCALHOST, addr.port()))
+        } else {
+            addr
+        };
+        let backend = build_backend(opts.backend, &data_dir)?;
+        let agent = Agent::start(
+            AgentConfig {
+                control_plane: format!("http://{loopback}"),
+                agent_token,
+                data_dir: data_dir.clone(),
+                listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+                data_url: None,
+                capacity: opts.capacity,
+            },
+            backend,
+        )
+        .await
+        .context("cannot start the local agent")?;
+        if !agent.wait_registered(Duration::from_secs(10)).await {
+            anyhow::bail!("the local agent could not register with the control plane");
+        }
+        Ok(Self {
+            url: format!("http://{loopback}"),
+            data_dir,
+            agent,
+            stop_server,
+            serving,
+        })
+    }
+
+    /// The first instructor's token, from `DATA_DIR/instructor.token`.
+    pub fn instructor_token(&self) -> Option<String> {
+        std::fs::read_to_string(self.data_dir.join(INSTRUCTOR_TOKEN_FILE))
+            .map(|t| t.trim().to_string())
+            .ok()
+    }
+
+    /// Stops every workspace (volumes stay), then the control plane.
+    pub async fn shutdown(self) {
+        self.agent.shutdown(true).await;
+        let _ = self.stop_server.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.serving).await;
+    }
+}
+
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let data_dir = resolve_data_dir(args.data_dir)?;
-    let mut config = ServerConfig::new(&data_dir);
-    config.listen = args.listen;
-    config.heartbeat_interval = Duration::from_millis(args.heartbeat_ms.max(100));
-    config.web = Some(clarateach_web::router());
-    let server = Server::open(config)
-        .await
-        .with_context(|| format!("cannot open the data dir {}", data_dir.display()))?;
-    let state = server.state();
-    let agent_token = local_agent_token(state.store(), &data_dir).await?;
-
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let addr = listener
-        .local_addr()
-        .context("cannot read the listen address")?;
-    let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(server.serve(listener, async move {
-        let _ = server_stopped.await;
-    }));
-
-    let loopback = if addr.ip().is_unspecified() {
-        SocketAddr::from((Ipv4Addr::LOCALHOST, addr.port()))
-    } else {
-        addr
-    };
-    let backend = build_backend(args.backend, &data_dir)?;
-    let agent = Agent::start(
-        AgentConfig {
-            control_plane: format!("http://{loopback}"),
-            agent_token,
-            data_dir: data_dir.clone(),
-            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-            data_url: None,
-            capacity: args.capacity,
-        },
-        backend,
-    )
-    .await
-    .context("cannot start the local agent")?;
-
+    let mut stack = Stack::start(StackOptions {
+        listen: args.listen,
+        data_dir: data_dir.clone(),
+        backend: args.backend,
+        capacity: args.capacity,
+        heartbeat: Duration::from_millis(args.heartbeat_ms.max(100)),
+    })
+    .await?;
     let token_file = data_dir.join(INSTRUCTOR_TOKEN_FILE);
-    let token = std::fs::read_to_string(&token_file)
-        .map(|t| t.trim().to_string())
-        .ok();
-    println!("ClaraTeach is up: http://{loopback}");
-    match token {
+    println!("ClaraTeach is up: {}", stack.url);
+    match stack.instructor_token() {
         Some(t) => println!("Instructor token: {t}  (saved in {})", token_file.display()),
         None => println!(
             "Instructor token: see {} (or `clarateach instructor add`)",
@@ -109,18 +160,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         ),
     }
     println!("Press Ctrl-C to stop; every workspace is stopped, files are kept.");
-
-    let mut serving = serving;
     tokio::select! {
         _ = shutdown_signal() => {}
-        r = &mut serving => {
+        r = &mut stack.serving => {
             r.context("the control plane task failed")?.context("the control plane stopped")?;
             anyhow::bail!("the control plane stopped unexpectedly");
         }
     }
     tracing::info!("stopping every workspace");
-    agent.shutdown(true).await;
-    let _ = stop_server.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(5), serving).await;
+    stack.shutdown().await;
     Ok(())
 }

@@ -1,0 +1,300 @@
+//! `clarateach bench seats`: the figures of the agent, sandbox and gateway, measured on a real
+//! in-process stack (control plane + local agent + sandboxes) in a scratch data dir: seat ready
+//! time, start -> N seats running, extra memory per idle seat, keystroke echo and output
+//! throughput through the gateway (with the daemon reached directly, and a host PTY, as references).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clarateach_client::{Client, Terminal, TerminalEvent, TerminalOptions};
+use clarateach_core::agent_proto::SeatKey;
+use clarateach_core::{CreateWorkshopRequest, JoinRequest, WorkshopStatus};
+use clarateach_isolation::DaemonAddr;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::commands::up::{Stack, StackOptions};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Seats started at once for the start-to-running and memory figures.
+    #[arg(long, default_value_t = 30)]
+    seats: u32,
+    /// Seats created one after another for the seat-ready percentiles.
+    #[arg(long, default_value_t = 30)]
+    ready_samples: u32,
+    /// Keystrokes timed for the echo percentiles.
+    #[arg(long, default_value_t = 500)]
+    keystrokes: usize,
+    /// MiB of terminal output for the throughput figures.
+    #[arg(long, default_value_t = 32)]
+    output_mib: u64,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn meminfo_available_kib() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemAvailable:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Proportional set size (KiB) of every process whose command line mentions `dir`.
+fn pss_kib_of(dir: &Path) -> (u64, usize) {
+    let needle = dir.display().to_string();
+    let (mut total, mut count) = (0, 0);
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().parse::<u32>().is_err() {
+            continue;
+        }
+        let cmd = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if !String::from_utf8_lossy(&cmd).contains(&needle) {
+            continue;
+        }
+        let rollup = std::fs::read_to_string(entry.path().join("smaps_rollup")).unwrap_or_default();
+        if let Some(kib) = rollup
+            .lines()
+            .find(|l| l.starts_with("Pss:"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        {
+            total += kib;
+            count += 1;
+        }
+    }
+    (total, count)
+}
+
+async fn wait_output<S: AsyncRead + AsyncWrite + Unpin>(
+    t: &mut Terminal<S>,
+    needle: &[u8],
+) -> anyhow::Result<usize> {
+    let mut window: Vec<u8> = Vec::new();
+    let mut total = 0;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(60), t.next_event())
+            .await
+            .context("terminal went quiet")??
+        {
+            Some(TerminalEvent::Output(b)) => {
+                total += b.len();
+                window.extend_from_slice(&b);
+                if window.windows(needle.len()).any(|w| w == needle) {
+                    return Ok(total);
+                }
+                let keep = window.len().saturating_sub(needle.len());
+                window.drain(..keep);
+            }
+            Some(_) => {}
+            None => anyhow::bail!("terminal closed"),
+        }
+    }
+}
+
+/// Echo latency of single keystrokes into `cat` (echoed by the PTY line discipline).
+async fn echo_latencies<S: AsyncRead + AsyncWrite + Unpin>(
+    t: &mut Terminal<S>,
+    n: usize,
+) -> anyhow::Result<Vec<Duration>> {
+    t.send_input("stty -echoctl; cat > /dev/null\r").await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        if i % 100 == 99 {
+            t.send_input("\r").await?;
+            wait_output(t, b"\n").await?;
+        }
+        let start = Instant::now();
+        t.send_input("q").await?;
+        wait_output(t, b"q").await?;
+        out.push(start.elapsed());
+    }
+    t.send_input("\x04").await?;
+    out.sort();
+    Ok(out)
+}
+
+/// MiB/s of `head -c N /dev/zero | tr` output arriving on `t`.
+async fn throughput<S: AsyncRead + AsyncWrite + Unpin>(
+    t: &mut Terminal<S>,
+    mib: u64,
+) -> anyhow::Result<f64> {
+    let cmd = format!(
+        "head -c {} /dev/zero | tr '\\0' x; echo; echo EN''D\r",
+        mib << 20
+    );
+    let start = Instant::now();
+    t.send_input(&cmd).await?;
+    let bytes = wait_output(t, b"END\r\n").await?;
+    Ok(bytes as f64 / (1 << 20) as f64 / start.elapsed().as_secs_f64())
+}
+
+/// The same output through a PTY on the host (`script`), read by this process.
+async fn host_pty_throughput(mib: u64) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    let out = tokio::process::Command::new("script")
+        .args([
+            "-qfec",
+            &format!("head -c {} /dev/zero | tr '\\0' x", mib << 20),
+            "/dev/null",
+        ])
+        .output()
+        .await
+        .context("cannot run script(1) for the host PTY reference")?;
+    Ok(out.stdout.len() as f64 / (1 << 20) as f64 / start.elapsed().as_secs_f64())
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("clarateach-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let result = bench(&args, &dir).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+async fn bench(args: &Args, dir: &PathBuf) -> anyhow::Result<()> {
+    let mem_before = meminfo_available_kib();
+    let stack = Stack::start(StackOptions {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        data_dir: dir.clone(),
+        backend: None,
+        capacity: args.seats + args.ready_samples + 1,
+        heartbeat: Duration::from_millis(500),
+    })
+    .await?;
+    let result = measure(args, &stack, dir, mem_before).await;
+    stack.shutdown().await;
+    result
+}
+
+async fn measure(args: &Args, stack: &Stack, dir: &Path, mem_before: u64) -> anyhow::Result<()> {
+    println!(
+        "clarateach bench seats: {} seats, {} keystrokes, {} MiB output",
+        args.seats, args.keystrokes, args.output_mib
+    );
+    // Seat ready: create + start one workspace at a time through the agent, until its daemon answers.
+    let mut ready = Vec::new();
+    for seat in 1..=args.ready_samples {
+        let key = SeatKey {
+            workshop_id: "bench-ready".into(),
+            seat,
+        };
+        let t = Instant::now();
+        stack
+            .agent
+            .state
+            .create_local(key.clone())
+            .await
+            .context("seat create")?;
+        ready.push(t.elapsed());
+        stack.agent.state.destroy_local(key).await?;
+    }
+    ready.sort();
+    println!(
+        "seat ready (daemon answering): p50 {}  p99 {}  (goal <= 25 ms / 100 ms)",
+        ms(percentile(&ready, 0.5)),
+        ms(percentile(&ready, 0.99))
+    );
+
+    let token = stack.instructor_token().context("no instructor token")?;
+    let admin = Client::new(&stack.url, Some(token))?;
+    let req = CreateWorkshopRequest {
+        name: "bench".into(),
+        seats: args.seats,
+        api_key: None,
+        image: None,
+        limits: None,
+    };
+    let ws = admin.create_workshop(&req).await?;
+    let t = Instant::now();
+    admin.start_workshop(&ws.id).await?;
+    loop {
+        let w = admin.get_workshop(&ws.id).await?;
+        if w.status == WorkshopStatus::Running && w.seats_ready == w.seats {
+            break;
+        }
+        anyhow::ensure!(
+            t.elapsed() < Duration::from_secs(120),
+            "seats not running after 120 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    println!(
+        "start -> {} seats running: {}  (goal <= 1 s)",
+        args.seats,
+        ms(t.elapsed())
+    );
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (pss, procs) = pss_kib_of(dir);
+    let avail_delta = mem_before.saturating_sub(meminfo_available_kib());
+    println!(
+        "memory per idle seat: {:.2} MiB PSS ({} processes), {:.2} MiB by MemAvailable  (goal <= 8 MiB)",
+        pss as f64 / 1024.0 / f64::from(args.seats),
+        procs,
+        avail_delta as f64 / 1024.0 / f64::from(args.seats)
+    );
+
+    let join = Client::new(&stack.url, None)?
+        .join(&JoinRequest {
+            code: ws.code.clone(),
+            odehash: None,
+            name: None,
+        })
+        .await?;
+    let learner = Client::new(&stack.url, Some(join.token.clone()))?;
+    let mut gw = learner
+        .terminal(&TerminalOptions {
+            session: Some("bench".into()),
+            ..Default::default()
+        })
+        .await?;
+    let ep = stack
+        .agent
+        .state
+        .route(&SeatKey {
+            workshop_id: ws.id.clone(),
+            seat: join.seat,
+        })
+        .context("no route to the joined seat")?;
+    let DaemonAddr::Unix(socket) = &ep.addr else {
+        anyhow::bail!("the seat's daemon is not on a Unix socket")
+    };
+    let mut direct =
+        Terminal::connect_unix(socket, "/terminal?session=direct", Some(&ep.token)).await?;
+
+    let via_gw = echo_latencies(&mut gw, args.keystrokes).await?;
+    let via_daemon = echo_latencies(&mut direct, args.keystrokes).await?;
+    println!(
+        "keystroke echo through the gateway: p50 {}  p99 {}  (goal <= 1 ms / 3 ms); daemon direct: p50 {}  p99 {}",
+        ms(percentile(&via_gw, 0.5)),
+        ms(percentile(&via_gw, 0.99)),
+        ms(percentile(&via_daemon, 0.5)),
+        ms(percentile(&via_daemon, 0.99))
+    );
+
+    let gw_rate = throughput(&mut gw, args.output_mib).await?;
+    let direct_rate = throughput(&mut direct, args.output_mib).await?;
+    let host_rate = host_pty_throughput(args.output_mib).await?;
+    println!(
+        "output: gateway {gw_rate:.1} MiB/s, daemon direct {direct_rate:.1} MiB/s, host PTY {host_rate:.1} MiB/s -> gateway = {:.0}% of raw PTY (goal >= 70%)",
+        100.0 * gw_rate / host_rate
+    );
+    admin.stop_workshop(&ws.id).await?;
+    Ok(())
+}
