@@ -1,11 +1,16 @@
-//! `clarateach bench` (being built; see the issue that owns it).
+//! `clarateach bench <name>`: benchmarks that print the figures recorded in BENCHMARKS.md.
+
+mod seats;
 
 #[derive(clap::Subcommand)]
 pub enum Command {
-    /// Placeholder.
-    Todo,
+    /// Agent, sandbox and gateway: seat ready time, start -> N seats running, memory per idle
+    /// seat, keystroke echo and output throughput through the gateway.
+    Seats(seats::Args),
 }
 
-pub async fn run(_cmd: Command) -> anyhow::Result<()> {
-    anyhow::bail!("not built yet")
+pub async fn run(cmd: Command) -> anyhow::Result<()> {
+    match cmd {
+        Command::Seats(args) => seats::run(args).await,
+    }
 }
