@@ -10,7 +10,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
 use bytes::Bytes;
-use clarateach_core::{ListFilesResponse, MkdirRequest, ReadFileResponse, RenameRequest, SuccessResponse, WriteFileRequest};
+use clarateach_core::{
+    ListFilesResponse, MkdirRequest, ReadFileResponse, RenameRequest, SuccessResponse,
+    WriteFileRequest,
+};
 use serde::Deserialize;
 
 use crate::error::{parse_json, ApiError};
@@ -20,9 +23,10 @@ use crate::AppState;
 impl From<FsError> for ApiError {
     fn from(e: FsError) -> Self {
         let status = match &e {
-            FsError::BadPath(_) | FsError::NotADirectory | FsError::IsADirectory | FsError::NotAFile => {
-                StatusCode::BAD_REQUEST
-            }
+            FsError::BadPath(_)
+            | FsError::NotADirectory
+            | FsError::IsADirectory
+            | FsError::NotAFile => StatusCode::BAD_REQUEST,
             FsError::Escape | FsError::Denied => StatusCode::FORBIDDEN,
             FsError::NotFound => StatusCode::NOT_FOUND,
             FsError::Exists | FsError::NotEmpty => StatusCode::CONFLICT,
@@ -82,7 +86,11 @@ pub async fn list(
 }
 
 /// `GET /files/{path}`: JSON `{content, encoding}`, or raw bytes for `Accept: application/octet-stream`.
-pub async fn read(State(state): State<AppState>, Path(raw): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn read(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let path = rel(&raw)?;
     let cap = state.max_file_bytes;
     let data = with_root(&state, move |r| r.read(&path, cap)).await?;
@@ -91,10 +99,17 @@ pub async fn read(State(state): State<AppState>, Path(raw): Path<String>, header
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("application/octet-stream"));
     if wants_raw {
-        return Ok(([(header::CONTENT_TYPE, "application/octet-stream")], Body::from(data)).into_response());
+        return Ok((
+            [(header::CONTENT_TYPE, "application/octet-stream")],
+            Body::from(data),
+        )
+            .into_response());
     }
     let body = match String::from_utf8(data) {
-        Ok(text) => ReadFileResponse { content: text, encoding: "utf-8".into() },
+        Ok(text) => ReadFileResponse {
+            content: text,
+            encoding: "utf-8".into(),
+        },
         Err(e) => ReadFileResponse {
             content: base64::engine::general_purpose::STANDARD.encode(e.as_bytes()),
             encoding: "base64".into(),
@@ -125,7 +140,12 @@ pub async fn write(
             Some("base64") => base64::engine::general_purpose::STANDARD
                 .decode(req.content.as_bytes())
                 .map_err(|_| ApiError::bad_request("bad_base64", "content is not valid base64"))?,
-            Some(_) => return Err(ApiError::bad_request("bad_encoding", "encoding must be utf-8 or base64")),
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    "bad_encoding",
+                    "encoding must be utf-8 or base64",
+                ))
+            }
         }
     };
     if data.len() as u64 > state.max_file_bytes {
@@ -138,7 +158,11 @@ pub async fn write(
 fn parse_raw(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "request body is too large")
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                "request body is too large",
+            )
         } else {
             ApiError::bad_request("bad_body", e.body_text())
         }
@@ -146,7 +170,10 @@ fn parse_raw(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
 }
 
 /// `DELETE /files/{path}`: a file, a symlink or a directory tree.
-pub async fn delete(State(state): State<AppState>, Path(raw): Path<String>) -> Result<Json<SuccessResponse>, ApiError> {
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Json<SuccessResponse>, ApiError> {
     let path = rel(&raw)?;
     with_root(&state, move |r| r.delete(&path)).await?;
     Ok(Json(SuccessResponse { success: true }))

@@ -116,7 +116,12 @@ impl RelPath {
 
     /// The containing directory (the root's parent is the root).
     pub fn parent(&self) -> Self {
-        Self(self.0.split_last().map(|(_, p)| p.to_vec()).unwrap_or_default())
+        Self(
+            self.0
+                .split_last()
+                .map(|(_, p)| p.to_vec())
+                .unwrap_or_default(),
+        )
     }
 
     fn child(&self, name: &str) -> Self {
@@ -145,7 +150,11 @@ pub const TMP_MARKER: &str = ".clarateach-tmp-";
 
 impl Root {
     pub fn open(path: &Path) -> Result<Self, FsError> {
-        let fd = rustix::fs::open(path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+        let fd = rustix::fs::open(
+            path,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
         Ok(Self { fd })
     }
 
@@ -154,7 +163,13 @@ impl Root {
         let rel = path.as_rel();
         // EAGAIN: a concurrent rename elsewhere made the kernel unsure; retrying is the advice.
         for _ in 0..16 {
-            match rustix::fs::openat2(&self.fd, &rel, flags | OFlags::CLOEXEC, Mode::empty(), resolve) {
+            match rustix::fs::openat2(
+                &self.fd,
+                &rel,
+                flags | OFlags::CLOEXEC,
+                Mode::empty(),
+                resolve,
+            ) {
                 Err(Errno::AGAIN) => continue,
                 r => return r.map_err(FsError::from),
             }
@@ -182,25 +197,35 @@ impl Root {
                 continue;
             }
             let child = path.child(&name);
-            let Ok(mut st) = rustix::fs::statat(&dir, entry.file_name(), AtFlags::SYMLINK_NOFOLLOW) else {
+            let Ok(mut st) = rustix::fs::statat(&dir, entry.file_name(), AtFlags::SYMLINK_NOFOLLOW)
+            else {
                 continue; // removed while listing
             };
             if FileType::from_raw_mode(st.st_mode) == FileType::Symlink {
                 // Show what a link points to only when that stays inside the root.
-                if let Ok(target) = self.resolve(&child, OFlags::PATH).and_then(|fd| Ok(rustix::fs::fstat(fd)?)) {
+                if let Ok(target) = self
+                    .resolve(&child, OFlags::PATH)
+                    .and_then(|fd| Ok(rustix::fs::fstat(fd)?))
+                {
                     st = target;
                 }
             }
             out.push(FileInfo {
                 is_directory: FileType::from_raw_mode(st.st_mode) == FileType::Directory,
                 size: st.st_size.max(0) as u64,
-                modified_at: DateTime::<Utc>::from_timestamp(st.st_mtime as i64, st.st_mtime_nsec as u32).unwrap_or_default(),
+                modified_at: DateTime::<Utc>::from_timestamp(
+                    st.st_mtime as i64,
+                    st.st_mtime_nsec as u32,
+                )
+                .unwrap_or_default(),
                 path: child.display(),
                 name,
             });
         }
         out.sort_by(|a, b| {
-            b.is_directory.cmp(&a.is_directory).then_with(|| a.name.to_lowercase().cmp(&b.name.to_lowercase()))
+            b.is_directory
+                .cmp(&a.is_directory)
+                .then_with(|| a.name.to_lowercase().cmp(&b.name.to_lowercase()))
         });
         Ok(out)
     }
@@ -234,7 +259,8 @@ impl Root {
             cur = match self.open_dir(&prefix) {
                 Ok(fd) => fd,
                 Err(FsError::NotFound) => {
-                    match rustix::fs::mkdirat(&cur, path.0[i].as_str(), Mode::from_raw_mode(0o755)) {
+                    match rustix::fs::mkdirat(&cur, path.0[i].as_str(), Mode::from_raw_mode(0o755))
+                    {
                         Ok(()) | Err(Errno::EXIST) => {}
                         Err(e) => return Err(e.into()),
                     }
@@ -252,11 +278,19 @@ impl Root {
         let (parent, name) = path.split_last()?;
         let dir = self.make_dirs(&parent)?;
         let mode = match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => return Err(FsError::IsADirectory),
-            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => st.st_mode & 0o7777,
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
+                return Err(FsError::IsADirectory)
+            }
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => {
+                st.st_mode & 0o7777
+            }
             _ => 0o644,
         };
-        let tmp = format!("{TMP_MARKER}{}-{}", std::process::id(), TMP_COUNTER.fetch_add(1, Ordering::Relaxed));
+        let tmp = format!(
+            "{TMP_MARKER}{}-{}",
+            std::process::id(),
+            TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
         let fd = rustix::fs::openat(
             &dir,
             tmp.as_str(),
@@ -293,7 +327,13 @@ impl Root {
         let (to_parent, to_name) = to.split_last()?;
         let from_dir = self.open_dir(&from_parent)?;
         let to_dir = self.open_dir(&to_parent)?;
-        rustix::fs::renameat_with(&from_dir, from_name, &to_dir, to_name, RenameFlags::NOREPLACE)?;
+        rustix::fs::renameat_with(
+            &from_dir,
+            from_name,
+            &to_dir,
+            to_name,
+            RenameFlags::NOREPLACE,
+        )?;
         Ok(())
     }
 
@@ -312,7 +352,12 @@ fn remove_at(dir: impl AsFd, name: &str) -> Result<(), FsError> {
         rustix::fs::unlinkat(&dir, name, AtFlags::empty())?;
         return Ok(());
     }
-    let sub = rustix::fs::openat(&dir, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+    let sub = rustix::fs::openat(
+        &dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
     let mut names = Vec::new();
     for entry in rustix::fs::Dir::read_from(&sub)? {
         let entry = entry?;
@@ -334,10 +379,19 @@ mod tests {
 
     #[test]
     fn parse_paths() {
-        assert_eq!(RelPath::parse("/workspace/a/b").ok(), RelPath::parse("a/b").ok());
-        assert_eq!(RelPath::parse("/a//./b/").ok().map(|p| p.display()), Some("/a/b".into()));
+        assert_eq!(
+            RelPath::parse("/workspace/a/b").ok(),
+            RelPath::parse("a/b").ok()
+        );
+        assert_eq!(
+            RelPath::parse("/a//./b/").ok().map(|p| p.display()),
+            Some("/a/b".into())
+        );
         assert!(RelPath::parse("/workspace").is_ok_and(|p| p.is_root()));
-        assert_eq!(RelPath::parse("/workspacex/a").ok().map(|p| p.display()), Some("/workspacex/a".into()));
+        assert_eq!(
+            RelPath::parse("/workspacex/a").ok().map(|p| p.display()),
+            Some("/workspacex/a".into())
+        );
         assert!(matches!(RelPath::parse("a/../b"), Err(FsError::Escape)));
         assert!(matches!(RelPath::parse("a\0b"), Err(FsError::BadPath(_))));
     }

@@ -71,8 +71,13 @@ impl Config {
         if let Some(s) = self.shell.as_ref().filter(|s| !s.is_empty()) {
             return s.clone();
         }
-        let bash = ["/bin/bash", "/usr/bin/bash"].iter().any(|p| std::path::Path::new(p).exists());
-        vec![if bash { "bash" } else { "sh" }.to_string(), "-l".to_string()]
+        let bash = ["/bin/bash", "/usr/bin/bash"]
+            .iter()
+            .any(|p| std::path::Path::new(p).exists());
+        vec![
+            if bash { "bash" } else { "sh" }.to_string(),
+            "-l".to_string(),
+        ]
     }
 }
 
@@ -93,9 +98,11 @@ pub struct AppState {
 impl AppState {
     /// Opens the root and prepares the session manager (no shell starts until a viewer comes).
     pub fn new(cfg: &Config, cancel: CancellationToken) -> Result<Self, Error> {
-        let root_path = std::fs::canonicalize(&cfg.root).map_err(|e| Error::Root(cfg.root.clone(), e))?;
+        let root_path =
+            std::fs::canonicalize(&cfg.root).map_err(|e| Error::Root(cfg.root.clone(), e))?;
         let root = Arc::new(
-            fsroot::Root::open(&root_path).map_err(|e| Error::Root(root_path.clone(), std::io::Error::other(e)))?,
+            fsroot::Root::open(&root_path)
+                .map_err(|e| Error::Root(root_path.clone(), std::io::Error::other(e)))?,
         );
         let env_remove: Vec<OsString> = vec![TOKEN_ENV.into()];
         let shell = session::ShellConfig {

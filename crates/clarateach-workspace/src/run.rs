@@ -34,27 +34,50 @@ pub async fn handler(
 ) -> Result<Json<RunResponse>, ApiError> {
     let req: RunRequest = parse_json(body)?;
     if req.command.trim().is_empty() {
-        return Err(ApiError::bad_request("bad_command", "command must not be empty"));
+        return Err(ApiError::bad_request(
+            "bad_command",
+            "command must not be empty",
+        ));
     }
     let timeout_s = req.timeout_s.unwrap_or(DEFAULT_TIMEOUT_S);
     if !(1..=MAX_TIMEOUT_S).contains(&timeout_s) {
-        return Err(ApiError::bad_request("bad_timeout", "timeout_s must be between 1 and 600"));
+        return Err(ApiError::bad_request(
+            "bad_timeout",
+            "timeout_s must be between 1 and 600",
+        ));
     }
-    if let Some(k) = req.env.keys().find(|k| k.is_empty() || k.contains(['=', '\0'])) {
-        return Err(ApiError::bad_request("bad_env", format!("invalid environment variable name {k:?}")));
+    if let Some(k) = req
+        .env
+        .keys()
+        .find(|k| k.is_empty() || k.contains(['=', '\0']))
+    {
+        return Err(ApiError::bad_request(
+            "bad_env",
+            format!("invalid environment variable name {k:?}"),
+        ));
     }
     if req.env.values().any(|v| v.contains('\0')) || req.command.contains('\0') {
-        return Err(ApiError::bad_request("bad_command", "command and env values must not contain NUL"));
+        return Err(ApiError::bad_request(
+            "bad_command",
+            "command and env values must not contain NUL",
+        ));
     }
     let mut files = Vec::new();
     for (path, content) in &req.files {
         let rel = RelPath::parse(path).map_err(ApiError::from)?;
         if rel.is_root() {
-            return Err(ApiError::bad_request("bad_path", "a staged file needs a name"));
+            return Err(ApiError::bad_request(
+                "bad_path",
+                "a staged file needs a name",
+            ));
         }
         files.push((rel, content.clone().into_bytes()));
     }
-    let _slot = state.run_slots.acquire().await.map_err(|_| ApiError::internal("shutting_down", "daemon is stopping"))?;
+    let _slot = state
+        .run_slots
+        .acquire()
+        .await
+        .map_err(|_| ApiError::internal("shutting_down", "daemon is stopping"))?;
 
     let stage = make_stage_dir().await?;
     let result = run_in(&state, &stage, files, &req, Duration::from_secs(timeout_s)).await;
@@ -67,9 +90,16 @@ async fn make_stage_dir() -> Result<PathBuf, ApiError> {
     tokio::task::spawn_blocking(|| {
         use std::os::unix::fs::DirBuilderExt;
         let n = STAGE_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!("clarateach-run-{}-{n}-{nanos}", std::process::id()));
-        std::fs::DirBuilder::new().mode(0o700).create(&dir).map(|()| dir)
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let dir =
+            std::env::temp_dir().join(format!("clarateach-run-{}-{n}-{nanos}", std::process::id()));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map(|()| dir)
     })
     .await
     .map_err(|_| ApiError::internal("internal", "staging aborted"))?
@@ -113,7 +143,9 @@ async fn run_in(
         tracing::error!(error = %e, "cannot start sh");
         ApiError::internal("spawn_failed", "cannot start the command")
     })?;
-    let pgid = child.id().and_then(|p| rustix::process::Pid::from_raw(p as i32));
+    let pgid = child
+        .id()
+        .and_then(|p| rustix::process::Pid::from_raw(p as i32));
     let stop_reading = CancellationToken::new();
     let out = tokio::spawn(capture(child.stdout.take(), stop_reading.clone()));
     let err = tokio::spawn(capture(child.stderr.take(), stop_reading.clone()));
@@ -164,7 +196,9 @@ fn kill_group(pgid: Option<rustix::process::Pid>) {
 async fn capture(pipe: Option<impl AsyncRead + Unpin>, stop: CancellationToken) -> (Vec<u8>, bool) {
     let mut out = Vec::new();
     let mut truncated = false;
-    let Some(mut pipe) = pipe else { return (out, truncated) };
+    let Some(mut pipe) = pipe else {
+        return (out, truncated);
+    };
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         let n = tokio::select! {

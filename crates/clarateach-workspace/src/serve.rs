@@ -30,7 +30,10 @@ impl FromStr for Listen {
         match s.strip_prefix("unix:") {
             Some(p) if !p.is_empty() => Ok(Listen::Unix(PathBuf::from(p))),
             Some(_) => Err("unix: needs a socket path".into()),
-            None => s.parse().map(Listen::Tcp).map_err(|e| format!("{s:?} is not ADDR:PORT or unix:/path ({e})")),
+            None => s
+                .parse()
+                .map(Listen::Tcp)
+                .map_err(|e| format!("{s:?} is not ADDR:PORT or unix:/path ({e})")),
         }
     }
 }
@@ -56,8 +59,14 @@ pub fn router(state: AppState) -> Router {
     let protected = Router::new()
         .route("/terminal", get(terminal::handler))
         .route("/files", get(files::list))
-        .route("/files/watch", get(watch::handler).put(put_watch).delete(delete_watch))
-        .route("/files/{*path}", get(files::read).put(files::write).delete(files::delete))
+        .route(
+            "/files/watch",
+            get(watch::handler).put(put_watch).delete(delete_watch),
+        )
+        .route(
+            "/files/{*path}",
+            get(files::read).put(files::write).delete(files::delete),
+        )
         .route("/files-rename", post(files::rename))
         .route("/files-mkdir", post(files::mkdir))
         .route("/run", post(run::handler))
@@ -78,12 +87,17 @@ async fn put_watch(
 ) -> Result<Json<clarateach_core::SuccessResponse>, ApiError> {
     files::write(state, axum::extract::Path("watch".into()), headers, body).await
 }
-async fn delete_watch(state: State<AppState>) -> Result<Json<clarateach_core::SuccessResponse>, ApiError> {
+async fn delete_watch(
+    state: State<AppState>,
+) -> Result<Json<clarateach_core::SuccessResponse>, ApiError> {
     files::delete(state, axum::extract::Path("watch".into())).await
 }
 
 async fn health() -> Json<HealthResponse> {
-    Json(HealthResponse { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() })
+    Json(HealthResponse {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    })
 }
 
 async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
@@ -94,7 +108,12 @@ async fn require_token(State(state): State<AppState>, req: Request, next: Next) 
         .and_then(|v| v.strip_prefix("Bearer "));
     match given {
         Some(t) if constant_time_eq(t.as_bytes(), state.token.as_bytes()) => next.run(req).await,
-        _ => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong bearer token").into_response(),
+        _ => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong bearer token",
+        )
+        .into_response(),
     }
 }
 
@@ -126,10 +145,17 @@ impl Server {
         for l in &cfg.listen {
             let bind_err = |e| Error::Bind(l.clone(), e);
             listeners.push(match l {
-                Listen::Tcp(addr) => Bound::Tcp(tokio::net::TcpListener::bind(addr).await.map_err(bind_err)?),
+                Listen::Tcp(addr) => Bound::Tcp(
+                    tokio::net::TcpListener::bind(addr)
+                        .await
+                        .map_err(bind_err)?,
+                ),
                 Listen::Unix(path) => {
                     remove_stale_socket(path);
-                    Bound::Unix(tokio::net::UnixListener::bind(path).map_err(bind_err)?, path.clone())
+                    Bound::Unix(
+                        tokio::net::UnixListener::bind(path).map_err(bind_err)?,
+                        path.clone(),
+                    )
                 }
             });
         }
@@ -148,7 +174,10 @@ impl Server {
     }
 
     /// Serves until `shutdown` completes, then closes WebSockets and hangs up every shell.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
         let app = router(self.state.clone());
         let cancel = self.state.cancel.clone();
         let mut tasks = tokio::task::JoinSet::new();
@@ -158,12 +187,16 @@ impl Server {
             match l {
                 Bound::Tcp(t) => {
                     tracing::info!(addr = ?t.local_addr().ok(), "listening");
-                    tasks.spawn(async move { axum::serve(t, app).with_graceful_shutdown(stop).await });
+                    tasks.spawn(
+                        async move { axum::serve(t, app).with_graceful_shutdown(stop).await },
+                    );
                 }
                 Bound::Unix(u, path) => {
                     tracing::info!(path = %path.display(), "listening");
                     sockets.push(path);
-                    tasks.spawn(async move { axum::serve(u, app).with_graceful_shutdown(stop).await });
+                    tasks.spawn(
+                        async move { axum::serve(u, app).with_graceful_shutdown(stop).await },
+                    );
                 }
             }
         }
@@ -188,7 +221,10 @@ impl Server {
 }
 
 /// Binds every `cfg.listen` address and serves until `shutdown` completes.
-pub async fn serve(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
+pub async fn serve(
+    cfg: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
     Server::bind(&cfg).await?.run(shutdown).await
 }
 

@@ -30,10 +30,16 @@ pub struct ShellConfig {
 #[derive(Debug, Clone)]
 pub enum Event {
     /// PTY bytes; `offset` is the position of `data[0]` in the session's output stream.
-    Output { offset: u64, data: Bytes },
+    Output {
+        offset: u64,
+        data: Bytes,
+    },
     Exit(i32),
     /// A takeover viewer attached (`active`) or detached; `by` is its viewer id.
-    Takeover { active: bool, by: u64 },
+    Takeover {
+        active: bool,
+        by: u64,
+    },
 }
 
 /// What a viewer gets when it attaches.
@@ -90,12 +96,20 @@ pub struct Ring {
 
 impl Ring {
     pub fn new(cap: usize) -> Self {
-        Self { buf: VecDeque::new(), cap: cap.max(1), total: 0 }
+        Self {
+            buf: VecDeque::new(),
+            cap: cap.max(1),
+            total: 0,
+        }
     }
 
     pub fn push(&mut self, data: &[u8]) {
         self.total += data.len() as u64;
-        let data = if data.len() > self.cap { &data[data.len() - self.cap..] } else { data };
+        let data = if data.len() > self.cap {
+            &data[data.len() - self.cap..]
+        } else {
+            data
+        };
         let overflow = (self.buf.len() + data.len()).saturating_sub(self.cap);
         self.buf.drain(..overflow);
         self.buf.extend(data);
@@ -118,11 +132,19 @@ impl Ring {
 
 impl SessionManager {
     pub fn new(cfg: ShellConfig) -> Self {
-        Self { cfg, sessions: Arc::default() }
+        Self {
+            cfg,
+            sessions: Arc::default(),
+        }
     }
 
     /// Returns the named session, starting a shell if there is none. `bool` = newly started.
-    pub fn get_or_start(&self, name: &str, cols: u16, rows: u16) -> Result<(Arc<Session>, bool), SessionError> {
+    pub fn get_or_start(
+        &self,
+        name: &str,
+        cols: u16,
+        rows: u16,
+    ) -> Result<(Arc<Session>, bool), SessionError> {
         let mut map = lock(&self.sessions);
         if let Some(s) = map.get(name) {
             return Ok((s.clone(), false));
@@ -147,10 +169,18 @@ impl SessionManager {
             pid: child.id(),
             input: input_tx,
             events,
-            shared: Mutex::new(Shared { ring: Ring::new(self.cfg.scrollback_bytes), exited: None, takeovers: 0 }),
+            shared: Mutex::new(Shared {
+                ring: Ring::new(self.cfg.scrollback_bytes),
+                exited: None,
+                takeovers: 0,
+            }),
         });
         tokio::spawn(write_input(session.pty.clone(), input_rx));
-        tokio::spawn(pump_output(session.clone(), child, Arc::downgrade(&self.sessions)));
+        tokio::spawn(pump_output(
+            session.clone(),
+            child,
+            Arc::downgrade(&self.sessions),
+        ));
         tracing::info!(session = name, pid = session.pid, "started shell");
         map.insert(name.to_string(), session.clone());
         Ok((session, true))
@@ -203,14 +233,21 @@ impl Session {
     pub fn takeover(&self, active: bool, by: u64) {
         let mut shared = lock(&self.shared);
         let before = shared.takeovers;
-        shared.takeovers = if active { before + 1 } else { before.saturating_sub(1) };
+        shared.takeovers = if active {
+            before + 1
+        } else {
+            before.saturating_sub(1)
+        };
         if (before == 0) != (shared.takeovers == 0) {
             let _ = self.events.send(Event::Takeover { active, by });
         }
     }
 
     fn hangup(&self) {
-        if let Some(pid) = self.pid.and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
+        if let Some(pid) = self
+            .pid
+            .and_then(|p| rustix::process::Pid::from_raw(p as i32))
+        {
             let _ = rustix::process::kill_process(pid, rustix::process::Signal::Hup);
         }
     }
@@ -220,7 +257,10 @@ impl Session {
         let offset = shared.ring.total;
         shared.ring.push(data);
         // No receivers is fine: the ring keeps the output for the next viewer.
-        let _ = self.events.send(Event::Output { offset, data: Bytes::copy_from_slice(data) });
+        let _ = self.events.send(Event::Output {
+            offset,
+            data: Bytes::copy_from_slice(data),
+        });
     }
 }
 
@@ -276,7 +316,10 @@ async fn pump_output(
     tracing::info!(session = %session.name, code, "shell exited");
     if let Some(map) = sessions.upgrade() {
         let mut map = lock(&map);
-        if map.get(&session.name).is_some_and(|s| Arc::ptr_eq(s, &session)) {
+        if map
+            .get(&session.name)
+            .is_some_and(|s| Arc::ptr_eq(s, &session))
+        {
             map.remove(&session.name);
         }
     }

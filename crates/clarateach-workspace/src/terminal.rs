@@ -62,7 +62,10 @@ pub struct TerminalQuery {
 
 /// Session names are what a URL and a log line can carry safely.
 pub fn valid_session_name(name: &str) -> bool {
-    (1..=32).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 static NEXT_VIEWER: AtomicU64 = AtomicU64::new(1);
@@ -74,21 +77,36 @@ pub async fn handler(
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
-    let ws = ws.map_err(|_| ApiError::bad_request("websocket_required", "this route needs a WebSocket upgrade"))?;
+    let ws = ws.map_err(|_| {
+        ApiError::bad_request("websocket_required", "this route needs a WebSocket upgrade")
+    })?;
     let name = q.session.unwrap_or_else(|| "main".into());
     if !valid_session_name(&name) {
-        return Err(ApiError::bad_request("bad_session", "session must be 1-32 of A-Z a-z 0-9 _ -"));
+        return Err(ApiError::bad_request(
+            "bad_session",
+            "session must be 1-32 of A-Z a-z 0-9 _ -",
+        ));
     }
     let mode = match q.mode.as_deref() {
         None | Some("interactive") => Mode::Interactive,
         Some("watch") => Mode::Watch,
         Some("takeover") => Mode::Takeover,
-        Some(_) => return Err(ApiError::bad_request("bad_mode", "mode must be interactive, watch or takeover")),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "bad_mode",
+                "mode must be interactive, watch or takeover",
+            ))
+        }
     };
     let format = match q.format.as_deref() {
         None | Some("binary") => Format::Binary,
         Some("json") => Format::Json,
-        Some(_) => return Err(ApiError::bad_request("bad_format", "format must be binary or json")),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "bad_format",
+                "format must be binary or json",
+            ))
+        }
     };
     let cols = q.cols.unwrap_or(80).clamp(1, 1000);
     let rows = q.rows.unwrap_or(24).clamp(1, 1000);
@@ -97,10 +115,12 @@ pub async fn handler(
         ApiError::internal("session_start_failed", e.to_string())
     })?;
     let cancel = state.cancel.clone();
-    Ok(ws.max_message_size(1 << 20).on_upgrade(move |socket: WebSocket| async move {
-        let (sink, stream) = socket.split();
-        run_viewer(sink, stream, session, new, mode, format, cancel).await;
-    }))
+    Ok(ws
+        .max_message_size(1 << 20)
+        .on_upgrade(move |socket: WebSocket| async move {
+            let (sink, stream) = socket.split();
+            run_viewer(sink, stream, session, new, mode, format, cancel).await;
+        }))
 }
 
 /// Runs one viewer until it leaves, the shell exits, the daemon stops or the viewer is too slow.
@@ -119,14 +139,30 @@ pub async fn run_viewer<S, R, E>(
     let id = NEXT_VIEWER.fetch_add(1, Ordering::Relaxed);
     let att = session.attach();
     let (ctl_tx, ctl_rx) = mpsc::channel(16);
-    let mut out = Output { sink, format, next: att.next, pending: Vec::new(), pending_len: 0, utf8: Utf8Stream::default() };
-    let attached = TerminalServerMessage::Attached { session: session.name.clone(), new, mode: mode.as_str().into() };
+    let mut out = Output {
+        sink,
+        format,
+        next: att.next,
+        pending: Vec::new(),
+        pending_len: 0,
+        utf8: Utf8Stream::default(),
+    };
+    let attached = TerminalServerMessage::Attached {
+        session: session.name.clone(),
+        new,
+        mode: mode.as_str().into(),
+    };
     if out.control(&attached).await.is_err() {
         return;
     }
     if mode == Mode::Takeover {
         session.takeover(true, id);
-    } else if att.takeover_active && out.control(&TerminalServerMessage::Takeover { active: true }).await.is_err() {
+    } else if att.takeover_active
+        && out
+            .control(&TerminalServerMessage::Takeover { active: true })
+            .await
+            .is_err()
+    {
         return;
     }
     let events = att.events;
@@ -148,21 +184,28 @@ pub async fn run_viewer<S, R, E>(
     }
 }
 
-async fn input_loop<R, E>(mut stream: R, session: &Session, mode: Mode, ctl: mpsc::Sender<TerminalServerMessage>)
-where
+async fn input_loop<R, E>(
+    mut stream: R,
+    session: &Session,
+    mode: Mode,
+    ctl: mpsc::Sender<TerminalServerMessage>,
+) where
     R: Stream<Item = Result<Message, E>> + Unpin,
 {
     while let Some(Ok(msg)) = stream.next().await {
         let parsed = match msg {
             Message::Text(t) => serde_json::from_str::<TerminalClientMessage>(t.as_str()),
-            Message::Binary(b) => Ok(TerminalClientMessage::Input { data: String::from_utf8_lossy(&b).into_owned() }),
+            Message::Binary(b) => Ok(TerminalClientMessage::Input {
+                data: String::from_utf8_lossy(&b).into_owned(),
+            }),
             Message::Close(_) => return,
             _ => continue,
         };
         let reply = match parsed {
-            Ok(_) if mode == Mode::Watch => {
-                Some(error_msg("read_only", "this viewer is read-only (mode=watch); input is refused"))
-            }
+            Ok(_) if mode == Mode::Watch => Some(error_msg(
+                "read_only",
+                "this viewer is read-only (mode=watch); input is refused",
+            )),
             Ok(TerminalClientMessage::Input { data }) => {
                 if !session.input(Bytes::from(data.into_bytes())).await {
                     return;
@@ -171,12 +214,18 @@ where
             }
             Ok(TerminalClientMessage::Resize { cols, rows }) => {
                 if (1..=1000).contains(&cols) && (1..=1000).contains(&rows) {
-                    session.resize(cols, rows).err().map(|e| error_msg("resize_failed", &e.to_string()))
+                    session
+                        .resize(cols, rows)
+                        .err()
+                        .map(|e| error_msg("resize_failed", &e.to_string()))
                 } else {
                     Some(error_msg("bad_message", "cols and rows must be 1-1000"))
                 }
             }
-            Err(e) => Some(error_msg("bad_message", &format!("expected input or resize: {e}"))),
+            Err(e) => Some(error_msg(
+                "bad_message",
+                &format!("expected input or resize: {e}"),
+            )),
         };
         if let Some(reply) = reply {
             if ctl.send(reply).await.is_err() {
@@ -187,7 +236,10 @@ where
 }
 
 fn error_msg(code: &str, message: &str) -> TerminalServerMessage {
-    TerminalServerMessage::Error { code: code.into(), message: message.into() }
+    TerminalServerMessage::Error {
+        code: code.into(),
+        message: message.into(),
+    }
 }
 
 struct Output<S> {
@@ -217,7 +269,12 @@ impl<S: Sink<Message> + Unpin> Output<S> {
     }
 
     async fn close(&mut self, code: u16, reason: &'static str) {
-        let _ = self.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+        let _ = self
+            .send(Message::Close(Some(CloseFrame {
+                code,
+                reason: reason.into(),
+            })))
+            .await;
     }
 
     async fn replay(&mut self, data: Bytes) -> Result<(), Gone> {
@@ -230,7 +287,11 @@ impl<S: Sink<Message> + Unpin> Output<S> {
     }
 
     async fn exit(&mut self, code: i32) {
-        if self.control(&TerminalServerMessage::Exit { code }).await.is_ok() {
+        if self
+            .control(&TerminalServerMessage::Exit { code })
+            .await
+            .is_ok()
+        {
             self.close(1000, "exit").await;
         }
     }
@@ -273,7 +334,8 @@ impl<S: Sink<Message> + Unpin> Output<S> {
                 if text.is_empty() {
                     return Ok(());
                 }
-                self.control(&TerminalServerMessage::Output { data: text }).await
+                self.control(&TerminalServerMessage::Output { data: text })
+                    .await
             }
         }
     }
@@ -326,12 +388,13 @@ impl<S: Sink<Message> + Unpin> Output<S> {
                         }
                         return;
                     }
-                    Ok(Event::Takeover { active, by }) if by != id => {
-                        match self.flush().await {
-                            Ok(()) => self.control(&TerminalServerMessage::Takeover { active }).await,
-                            Err(g) => Err(g),
+                    Ok(Event::Takeover { active, by }) if by != id => match self.flush().await {
+                        Ok(()) => {
+                            self.control(&TerminalServerMessage::Takeover { active })
+                                .await
                         }
-                    }
+                        Err(g) => Err(g),
+                    },
                     Ok(Event::Takeover { .. }) => Ok(()),
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
                         let now = Instant::now();

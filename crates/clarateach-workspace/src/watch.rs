@@ -52,10 +52,16 @@ pub struct Hub {
 
 impl Watches {
     pub fn new(root_path: PathBuf, root: Arc<Root>) -> Self {
-        Self { root_path, root, hub: Mutex::new(Weak::new()) }
+        Self {
+            root_path,
+            root,
+            hub: Mutex::new(Weak::new()),
+        }
     }
 
-    pub async fn subscribe(&self) -> Result<(Arc<Hub>, broadcast::Receiver<FileEvent>), notify::Error> {
+    pub async fn subscribe(
+        &self,
+    ) -> Result<(Arc<Hub>, broadcast::Receiver<FileEvent>), notify::Error> {
         if let Some(hub) = self.hub.lock().unwrap_or_else(|e| e.into_inner()).upgrade() {
             let rx = hub.tx.subscribe();
             return Ok((hub, rx));
@@ -68,8 +74,17 @@ impl Watches {
         let (tx, rx) = broadcast::channel(1024);
         let (w, root_path) = (watcher.clone(), self.root_path.clone());
         let _ = tokio::task::spawn_blocking(move || add_tree(&w, &root_path, &mut 0)).await;
-        tokio::spawn(forward(raw_rx, Arc::downgrade(&watcher), tx.clone(), self.root_path.clone(), self.root.clone()));
-        let hub = Arc::new(Hub { tx, _watcher: watcher });
+        tokio::spawn(forward(
+            raw_rx,
+            Arc::downgrade(&watcher),
+            tx.clone(),
+            self.root_path.clone(),
+            self.root.clone(),
+        ));
+        let hub = Arc::new(Hub {
+            tx,
+            _watcher: watcher,
+        });
         let mut slot = self.hub.lock().unwrap_or_else(|e| e.into_inner());
         // Another subscriber may have raced us: keep theirs, ours is dropped.
         if let Some(existing) = slot.upgrade() {
@@ -86,11 +101,18 @@ fn add_tree(watcher: &Mutex<RecommendedWatcher>, dir: &Path, count: &mut usize) 
     if *count >= MAX_DIRS {
         return;
     }
-    if watcher.lock().unwrap_or_else(|e| e.into_inner()).watch(dir, RecursiveMode::NonRecursive).is_err() {
+    if watcher
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .watch(dir, RecursiveMode::NonRecursive)
+        .is_err()
+    {
         return;
     }
     *count += 1;
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let is_dir = entry.file_type().is_ok_and(|t| t.is_dir()); // does not follow symlinks
         if is_dir && !SKIP_DIRS.iter().any(|s| entry.file_name() == *s) {
@@ -115,20 +137,30 @@ async fn forward(
             let _ = tx.send(FileEvent::Resync);
         }
         let kinds: Vec<fn(String) -> FileEvent> = match ev.kind {
-            EventKind::Create(_) | EventKind::Modify(ModifyKind::Name(RenameMode::To)) => vec![created],
-            EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(RenameMode::From)) => vec![deleted],
+            EventKind::Create(_) | EventKind::Modify(ModifyKind::Name(RenameMode::To)) => {
+                vec![created]
+            }
+            EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(RenameMode::From)) => {
+                vec![deleted]
+            }
             EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => vec![deleted, created],
             EventKind::Modify(ModifyKind::Name(_)) => vec![changed],
             EventKind::Modify(_) => vec![changed],
             _ => continue,
         };
         for (make, path) in kinds.iter().cycle().zip(ev.paths.iter()) {
-            let Some(rel) = confined(&root, &root_path, path) else { continue };
+            let Some(rel) = confined(&root, &root_path, path) else {
+                continue;
+            };
             let event = make(rel.display());
             if let (FileEvent::Created { .. }, Some(w)) = (&event, watcher.upgrade()) {
                 let (w, p) = (w.clone(), path.clone());
                 let is_dir = std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir());
-                if is_dir && !SKIP_DIRS.iter().any(|s| p.file_name().is_some_and(|n| n == *s)) {
+                if is_dir
+                    && !SKIP_DIRS
+                        .iter()
+                        .any(|s| p.file_name().is_some_and(|n| n == *s))
+                {
                     let _ = tokio::task::spawn_blocking(move || add_tree(&w, &p, &mut 0)).await;
                 }
             }
@@ -172,10 +204,17 @@ pub async fn handler(
         ApiError::internal("watch_failed", "cannot watch the workspace")
     })?;
     let cancel = state.cancel.clone();
-    Ok(ws.on_upgrade(move |socket| run(socket, hub, rx, cancel)).into_response())
+    Ok(ws
+        .on_upgrade(move |socket| run(socket, hub, rx, cancel))
+        .into_response())
 }
 
-async fn run(mut socket: WebSocket, _hub: Arc<Hub>, mut rx: broadcast::Receiver<FileEvent>, cancel: tokio_util::sync::CancellationToken) {
+async fn run(
+    mut socket: WebSocket,
+    _hub: Arc<Hub>,
+    mut rx: broadcast::Receiver<FileEvent>,
+    cancel: tokio_util::sync::CancellationToken,
+) {
     loop {
         let event = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -189,8 +228,13 @@ async fn run(mut socket: WebSocket, _hub: Arc<Hub>, mut rx: broadcast::Receiver<
                 Err(broadcast::error::RecvError::Closed) => return,
             },
         };
-        let Ok(text) = serde_json::to_string(&event) else { continue };
-        let send = tokio::time::timeout(std::time::Duration::from_secs(20), socket.send(Message::Text(text.into())));
+        let Ok(text) = serde_json::to_string(&event) else {
+            continue;
+        };
+        let send = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            socket.send(Message::Text(text.into())),
+        );
         if !matches!(send.await, Ok(Ok(()))) {
             return;
         }
