@@ -1,0 +1,183 @@
+//! `clarateach serve` and `clarateach agent` as separate processes: restarting the control
+//! plane keeps seats reachable (the agent reconnects and re-registers), and `kill -9` of the
+//! agent followed by a restart brings the seats back with their files and their terminal
+//! sessions (the daemons live in the sandboxes, not in the agent). Needs root and bubblewrap.
+
+mod up_support;
+
+use std::time::Duration;
+
+use clarateach_client::{Client, TerminalOptions};
+use clarateach_core::{CreateWorkshopRequest, JoinRequest, WorkshopStatus};
+use up_support::*;
+
+fn serve(dir: &std::path::Path, port: u16) -> Proc {
+    let args: Vec<String> = [
+        "serve",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--data-dir",
+        &dir.display().to_string(),
+        "--heartbeat-ms",
+        "300",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    Proc::start(dir, "serve", &args, "control plane on")
+}
+
+fn agent(dir: &std::path::Path, port: u16, token: &str) -> Proc {
+    let agent_dir = dir.join("agent-host");
+    let args: Vec<String> = [
+        "agent",
+        "--control-plane",
+        &format!("http://127.0.0.1:{port}"),
+        "--token",
+        token,
+        "--data-dir",
+        &agent_dir.display().to_string(),
+        "--listen",
+        "127.0.0.1:0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    Proc::start(dir, "agent", &args, "listening on")
+}
+
+async fn file_reachable(http: &reqwest::Client, base: &str, token: &str) -> Option<String> {
+    let r = http
+        .get(format!("{base}/api/session/files/keep.txt"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    let v: serde_json::Value = r.json().await.ok()?;
+    v["content"].as_str().map(str::to_string)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_plane_and_agent_restarts_keep_seats() {
+    if let Some(why) = skip_reason() {
+        eprintln!("SKIPPED control_plane_and_agent_restarts_keep_seats: {why}");
+        return;
+    }
+    let (_tmp, dir) = data_dir();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let cp = serve(&dir, port);
+    let instructor = std::fs::read_to_string(dir.join("instructor.token"))
+        .expect("token")
+        .trim()
+        .to_string();
+    let out = std::process::Command::new(BIN)
+        .args(["agent", "token", "--data-dir", &dir.display().to_string()])
+        .output()
+        .expect("agent token");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let agent_token = String::from_utf8(out.stdout)
+        .expect("utf8")
+        .trim()
+        .to_string();
+    let ag = agent(&dir, port, &agent_token);
+
+    let admin = Client::new(&base, Some(instructor)).expect("client");
+    let http = reqwest::Client::new();
+    let req = CreateWorkshopRequest {
+        name: "restart".into(),
+        seats: 2,
+        api_key: None,
+        image: None,
+        limits: None,
+    };
+    let ws = eventually("workshop started", Duration::from_secs(20), || async {
+        let ws = admin.create_workshop(&req).await.ok()?;
+        admin.start_workshop(&ws.id).await.ok()?;
+        Some(ws)
+    })
+    .await;
+    eventually("running", Duration::from_secs(30), || async {
+        let w = admin.get_workshop(&ws.id).await.ok()?;
+        (w.status == WorkshopStatus::Running && w.seats_ready == 2).then_some(())
+    })
+    .await;
+    let join = Client::new(&base, None)
+        .expect("client")
+        .join(&JoinRequest {
+            code: ws.code.clone(),
+            odehash: None,
+            name: None,
+        })
+        .await
+        .expect("join");
+    let put = http
+        .put(format!("{base}/api/session/files/keep.txt"))
+        .bearer_auth(&join.token)
+        .json(&serde_json::json!({ "content": "survives restarts" }))
+        .send()
+        .await
+        .expect("put");
+    assert!(put.status().is_success());
+    let learner = Client::new(&base, Some(join.token.clone())).expect("client");
+    let mut term = learner
+        .terminal(&TerminalOptions::default())
+        .await
+        .expect("terminal");
+    term.send_input("export MARK=still-$((40+2))\r")
+        .await
+        .expect("input");
+
+    // Control plane restart (kill -9): the agent reconnects; the seat answers again.
+    let _ = cp.stop("-KILL");
+    let cp = serve(&dir, port);
+    let content = eventually(
+        "seat reachable after control-plane restart",
+        Duration::from_secs(30),
+        || file_reachable(&http, &base, &join.token),
+    )
+    .await;
+    assert_eq!(content, "survives restarts");
+
+    // Agent kill -9 and restart: seats re-adopted, files intact, the shell session survived.
+    let agent_pid = ag.child.id();
+    let _ = ag.stop("-KILL");
+    let ag = agent(&dir, port, &agent_token);
+    let content = eventually(
+        "seat reachable after agent restart",
+        Duration::from_secs(30),
+        || file_reachable(&http, &base, &join.token),
+    )
+    .await;
+    assert_eq!(content, "survives restarts");
+    let mut term = learner
+        .terminal(&TerminalOptions::default())
+        .await
+        .expect("terminal again");
+    term.send_input("echo $MARK\r").await.expect("input");
+    term.read_until(b"still-42\r\n", Duration::from_secs(10))
+        .await
+        .expect("same shell after the agent restart");
+
+    admin.stop_workshop(&ws.id).await.expect("stop");
+    let keep = [cp.child.id(), ag.child.id(), agent_pid];
+    eventually(
+        "no seat process after stop",
+        Duration::from_secs(20),
+        || async {
+            processes_using(&dir.join("agent-host"), &keep)
+                .is_empty()
+                .then_some(())
+        },
+    )
+    .await;
+    let _ = ag.stop("-TERM");
+    let _ = cp.stop("-TERM");
+}
