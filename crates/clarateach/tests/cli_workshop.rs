@@ -1,0 +1,322 @@
+//! `clarateach workshop ...` against a live `clarateach serve` child process with a temp data
+//! dir: the instructor's everyday commands, and the one-line errors for an unreachable server, a
+//! bad token and an unknown workshop. No agent is connected here, so `start` must fail cleanly
+//! with no_capacity (the full stack with an agent is tested with `clarateach up`).
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_clarateach");
+
+/// A `clarateach serve` child, killed on drop.
+struct Server {
+    child: Child,
+    url: String,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+impl Server {
+    fn start() -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let child = Command::new(BIN)
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn clarateach serve");
+        let server = Server {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !(server.dir.path().join("instructor.token").exists()
+            && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok())
+        {
+            assert!(
+                Instant::now() < deadline,
+                "clarateach serve did not come up on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    /// Runs `clarateach workshop ARGS` with the token from the data dir.
+    fn cli(&self, args: &[&str]) -> Output {
+        cli(&self.url, Some(self.dir.path()), args, None)
+    }
+}
+
+fn cli(url: &str, data_dir: Option<&Path>, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("workshop")
+        .args(args)
+        .env("CLARATEACH_API_URL", url)
+        .env_remove("CLARATEACH_TOKEN");
+    match data_dir {
+        Some(d) => cmd.env("CLARATEACH_DATA_DIR", d),
+        None => cmd.env_remove("CLARATEACH_DATA_DIR"),
+    };
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn clarateach workshop");
+    let mut pipe = child.stdin.take().expect("stdin");
+    if let Some(input) = stdin {
+        pipe.write_all(input.as_bytes()).expect("write stdin");
+    }
+    drop(pipe);
+    child.wait_with_output().expect("wait")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn ok(o: Output) -> Output {
+    assert!(
+        o.status.success(),
+        "command failed: {}\n{}",
+        stderr(&o),
+        stdout(&o)
+    );
+    o
+}
+
+fn json(o: Output) -> Value {
+    let o = ok(o);
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(&o)))
+}
+
+/// Asserts a failure that printed exactly one line, `error: ...`, containing `needle`.
+fn one_line_error(o: &Output, needle: &str) {
+    assert!(
+        !o.status.success(),
+        "expected a failure, got: {}",
+        stdout(o)
+    );
+    let err = stderr(o);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "want one line, got: {err}");
+    assert!(lines[0].starts_with("error: "), "{err}");
+    assert!(lines[0].contains(needle), "want {needle:?} in: {err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
+}
+
+fn create(server: &Server, name: &str, seats: &str) -> String {
+    let v = json(server.cli(&["create", "--name", name, "--seats", seats, "--json"]));
+    v["workshop"]["id"].as_str().expect("id").to_string()
+}
+
+#[test]
+fn create_list_info_start_delete() {
+    let server = Server::start();
+    let id = create(&server, "Intro to Rust", "3");
+    assert!(id.starts_with("ws-"), "{id}");
+
+    let table = stdout(&ok(server.cli(&["list"])));
+    assert!(
+        table.contains(&id) && table.contains("Intro to Rust") && table.contains("created"),
+        "{table}"
+    );
+    let list = json(server.cli(&["list", "--json"]));
+    let workshops = list["workshops"].as_array().expect("array");
+    assert_eq!(workshops.len(), 1);
+    assert_eq!(workshops[0]["seats"], 3);
+
+    let info = stdout(&ok(server.cli(&["info", &id])));
+    let code = workshops[0]["code"].as_str().expect("code");
+    assert!(
+        info.contains(code) && info.contains("3 (0 ready, 0 joined)"),
+        "{info}"
+    );
+    let info = json(server.cli(&["info", &id, "--json"]));
+    assert_eq!(info["workshop"]["id"], id.as_str());
+    assert_eq!(info["seats"].as_array().map(Vec::len), Some(3));
+
+    // No agent is connected: a clear refusal, not a fake success, and the workshop is unchanged.
+    one_line_error(&server.cli(&["start", &id]), "(no_capacity)");
+    one_line_error(&server.cli(&["start", &id, "--no-wait"]), "(no_capacity)");
+    assert_eq!(
+        json(server.cli(&["info", &id, "--json"]))["workshop"]["status"],
+        "created"
+    );
+
+    let out = stdout(&ok(server.cli(&["delete", &id])));
+    assert!(out.contains(&id), "{out}");
+    one_line_error(
+        &server.cli(&["info", &id]),
+        &format!("workshop {id} not found (workshop_not_found)"),
+    );
+    let out = stdout(&ok(server.cli(&["list"])));
+    assert!(out.contains("No workshops yet"), "{out}");
+}
+
+#[test]
+fn stop_needs_a_yes_without_a_terminal() {
+    let server = Server::start();
+    let id = create(&server, "Stop me", "2");
+    one_line_error(&server.cli(&["stop", &id]), "pass --yes");
+    assert_eq!(
+        json(server.cli(&["info", &id, "--json"]))["workshop"]["status"],
+        "created"
+    );
+    let v = json(server.cli(&["stop", &id, "--yes", "--json"]));
+    assert_eq!(v["workshop"]["status"], "stopped");
+    let out = stdout(&ok(server.cli(&["stop", &id, "--yes"])));
+    assert!(out.contains("stopped"), "{out}");
+    ok(server.cli(&["delete", &id, "--json"]));
+}
+
+#[test]
+fn api_key_is_sent_but_never_printed() {
+    let server = Server::start();
+    let secret = "sk-test-very-secret-0123456789";
+    let o = cli(
+        &server.url,
+        Some(server.dir.path()),
+        &[
+            "create",
+            "--name",
+            "K",
+            "--seats",
+            "1",
+            "--api-key-stdin",
+            "--json",
+        ],
+        Some(&format!("{secret}\n")),
+    );
+    let out = stdout(&o);
+    let v: Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out} {}", stderr(&o)));
+    assert_eq!(v["workshop"]["has_api_key"], true);
+    assert!(!out.contains(secret) && !stderr(&o).contains(secret));
+
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "workshop",
+        "create",
+        "--name",
+        "E",
+        "--seats",
+        "1",
+        "--api-key-env",
+        "MY_KEY",
+    ])
+    .env("CLARATEACH_API_URL", &server.url)
+    .env("CLARATEACH_DATA_DIR", server.dir.path())
+    .env("MY_KEY", secret);
+    let o = ok(cmd.output().expect("run"));
+    assert!(
+        stdout(&o).contains("set (never shown)") && !stdout(&o).contains(secret),
+        "{}",
+        stdout(&o)
+    );
+
+    one_line_error(
+        &server.cli(&[
+            "create",
+            "--name",
+            "S",
+            "--seats",
+            "1",
+            "--api-key-env",
+            "NO_SUCH_VAR_X",
+        ]),
+        "NO_SUCH_VAR_X is not set",
+    );
+    one_line_error(
+        &server.cli(&["create", "--name", "S", "--seats", "0"]),
+        "seats",
+    );
+    one_line_error(
+        &server.cli(&[
+            "create",
+            "--name",
+            "S",
+            "--seats",
+            "1",
+            "--api-key",
+            "short",
+        ]),
+        "api_key",
+    );
+}
+
+#[test]
+fn refusals_are_one_clear_line() {
+    let server = Server::start();
+    // Bad token, given on the command line: 401 with a hint about where the token came from.
+    let o = cli(&server.url, None, &["list", "--token", "not-a-token"], None);
+    one_line_error(&o, "(unauthorized); check the token given by --token");
+    // Unknown workshop, for every verb that takes an id.
+    for verb in [
+        &["info"][..],
+        &["start"],
+        &["delete"],
+        &["stop", "--yes"],
+        &["export"],
+    ] {
+        let mut args = verb.to_vec();
+        args.insert(1, "ws-zzzzzz");
+        one_line_error(
+            &server.cli(&args),
+            "workshop ws-zzzzzz not found (workshop_not_found)",
+        );
+    }
+    assert!(
+        !Path::new("ws-zzzzzz.tar.gz").exists(),
+        "a refused export left a file"
+    );
+}
+
+#[test]
+fn unreachable_server_and_missing_token_are_one_clear_line() {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let o = cli(&url, None, &["list", "--token", "t"], None);
+    one_line_error(
+        &o,
+        &format!("cannot reach the control plane at {url}: connection refused"),
+    );
+
+    let empty = tempfile::tempdir().expect("tempdir");
+    let o = cli(&url, Some(empty.path()), &["list"], None);
+    one_line_error(
+        &o,
+        "no instructor token: pass --token or set CLARATEACH_TOKEN",
+    );
+}
