@@ -130,3 +130,44 @@ export class PageWatch {
     page.on('response', (r) => r.status() >= 400 && add('http error', `${r.status()} ${r.request().method()} ${r.url()}`));
   }
 }
+
+/**
+ * A loopback TCP proxy in front of the server, so a test can cut a browser's connections (as a
+ * flaky network would) and watch it reconnect. `cut(ms)` drops every connection and refuses new
+ * ones for `ms`.
+ */
+export async function startProxy(targetUrl) {
+  const { port: targetPort } = new URL(targetUrl);
+  const { connect } = await import('node:net');
+  const sockets = new Set();
+  let refuseUntil = 0;
+  const server = createServer((client) => {
+    if (Date.now() < refuseUntil) {
+      client.destroy();
+      return;
+    }
+    const upstream = connect(Number(targetPort), '127.0.0.1');
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+      s.on('error', () => {
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  await new Promise((res) => server.listen(0, '127.0.0.1', res));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    cut(ms) {
+      refuseUntil = Date.now() + ms;
+      for (const s of sockets) s.destroy();
+    },
+    close() {
+      for (const s of sockets) s.destroy();
+      server.close();
+    },
+  };
+}

@@ -8,7 +8,7 @@
 // Usage: CLARATEACH_BIN=/path/to/clarateach npm run e2e   (root needed for the sandboxes)
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PageWatch, check, launchBrowser, log, startServer, waitFor } from './harness.mjs';
+import { PageWatch, check, launchBrowser, log, startProxy, startServer, waitFor } from './harness.mjs';
 import { measureGrid } from './grid.mjs';
 
 const SHOTS = join(import.meta.dirname, '../../docs/screenshots');
@@ -47,6 +47,7 @@ async function main() {
   const watches = [];
   const figures = {};
   let ok = false;
+  let proxyRef = null;
   try {
     mkdirSync(SHOTS, { recursive: true });
     const { url, token } = server;
@@ -101,14 +102,33 @@ async function main() {
     await waitTerm(a.page, 'Terminal main', /^hello$/m, '"hello" output');
     log(`learner A joined (reconnect code ${reconnect}) and ran echo hello`);
 
-    // Learner B joins too and gets another seat.
-    const b = await newLearner(browser, url, watches, 'learner-b');
+    // Learner B joins too, through a proxy that can cut the connection, and gets another seat.
+    const proxy = await startProxy(url);
+    proxyRef = proxy;
+    const b = await newLearner(browser, proxy.url, watches, 'learner-b');
+    const bWatch = watches.at(-1);
     await joinAs(b.page, code, 'Grace');
     await b.page.getByRole('button', { name: 'Open my workspace' }).click();
     await b.page.getByTestId('connection-status').filter({ hasText: 'Connected' }).waitFor({ timeout: 20000 });
     const seatA = await a.page.locator('.topbar .meta').textContent();
     const seatB = await b.page.locator('.topbar .meta').textContent();
     check(seatA !== seatB, `learners have different seats (${seatA} / ${seatB})`);
+
+    // Network drop: learner B's connections are cut for 3 s; the UI shows it, backs off,
+    // reconnects by itself and the scrollback comes back.
+    await typeInTerminal(b.page, 'Terminal main', 'echo before-$((1+1))-drop');
+    await waitTerm(b.page, 'Terminal main', /^before-2-drop$/m, 'output before the drop');
+    bWatch.expectErrors = true; // the browser logs the refused connections while cut
+    proxy.cut(3000);
+    await b.page.getByTestId('connection-status').filter({ hasText: 'reconnecting' }).waitFor({ timeout: 5000 });
+    const cutAt = Date.now();
+    await b.page.getByTestId('connection-status').filter({ hasText: 'Connected' }).waitFor({ timeout: 30000 });
+    figures.reconnect_after_3s_outage_ms = Date.now() - cutAt;
+    bWatch.expectErrors = false;
+    await waitTerm(b.page, 'Terminal main', /^before-2-drop$/m, 'scrollback after reconnect');
+    await typeInTerminal(b.page, 'Terminal main', 'echo after-$((1+1))-drop');
+    await waitTerm(b.page, 'Terminal main', /^after-2-drop$/m, 'output after reconnect');
+    log(`learner B reconnected by itself ${figures.reconnect_after_3s_outage_ms} ms after a 3 s outage`);
 
     // Full: the third seat goes to a third learner, a fourth join is refused.
     const c = await newLearner(browser, url, watches, 'learner-c');
@@ -134,6 +154,11 @@ async function main() {
     await typeInTerminal(a.page, 'Terminal main', 'cat hello.py');
     await waitTerm(a.page, 'Terminal main', /^answer = 42  # typed in Monaco$/m, 'file content');
     await a.page.screenshot({ path: join(SHOTS, 'learner-ide.png') });
+    await a.page.getByRole('button', { name: 'Switch to dark theme' }).click();
+    check((await a.page.evaluate(() => document.documentElement.dataset.theme)) === 'dark', 'dark theme applied');
+    await a.page.waitForTimeout(300);
+    await a.page.screenshot({ path: join(SHOTS, 'learner-ide-dark.png') });
+    await a.page.getByRole('button', { name: 'Switch to light theme' }).click();
     log('Monaco edit autosaved and visible to cat');
 
     // A file created in the terminal shows up in the tree through the watch stream.
@@ -201,6 +226,9 @@ async function main() {
     const archive = await download.path();
     const { statSync } = await import('node:fs');
     check(download.suggestedFilename().endsWith('.tar.gz') && statSync(archive).size > 0, 'export downloaded');
+    const { execFileSync } = await import('node:child_process');
+    const listing = execFileSync('tar', ['tzf', archive], { encoding: 'utf8' });
+    check(/hello\.py/.test(listing), `export holds the learner's file:\n${listing}`);
     log(`export downloaded (${statSync(archive).size} bytes)`);
 
     // Stop: learners see "workshop ended".
@@ -233,6 +261,7 @@ async function main() {
     await ictx.close();
     ok = true;
   } finally {
+    proxyRef?.close();
     await browser.close().catch(() => {});
     await server.stop({ keep: !ok });
     if (!ok) log(`kept ${server.dataDir} (server log: ${server.logPath})`);

@@ -1,0 +1,139 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { Backoff } from '../lib/backoff';
+import { TerminalConnection, type ConnectionStatus } from './connection';
+
+/** A WebSocket double: records sends, lets the test open, message and close it. */
+class FakeSocket {
+  static CONNECTING = 0;
+  static OPEN = 1;
+  static CLOSED = 3;
+  static all: FakeSocket[] = [];
+  readyState = FakeSocket.CONNECTING;
+  binaryType = 'blob';
+  sent: string[] = [];
+  onopen: (() => void) | null = null;
+  onmessage: ((ev: { data: unknown }) => void) | null = null;
+  onclose: ((ev: { code: number; reason: string }) => void) | null = null;
+  constructor(readonly url: string) {
+    FakeSocket.all.push(this);
+  }
+  send(d: string) {
+    this.sent.push(d);
+  }
+  close() {
+    this.drop(1000);
+  }
+  open() {
+    this.readyState = FakeSocket.OPEN;
+    this.onopen?.();
+  }
+  message(data: unknown) {
+    this.onmessage?.({ data });
+  }
+  drop(code = 1006, reason = '') {
+    if (this.readyState === FakeSocket.CLOSED) return;
+    this.readyState = FakeSocket.CLOSED;
+    this.onclose?.({ code, reason });
+  }
+}
+
+function setup(probe: () => Promise<'retry' | { ended: string }> = async () => 'retry') {
+  const out: Uint8Array[] = [];
+  const statuses: ConnectionStatus[] = [];
+  let replays = 0;
+  let n = 0;
+  const conn = new TerminalConnection(
+    { url: () => `ws://x/t?n=${n++}`, probe, backoff: new Backoff({ baseMs: 100, maxMs: 400, random: () => 0.999999 }) },
+    {
+      onOutput: (b) => out.push(b),
+      onReplay: () => replays++,
+      onControl: () => {},
+      onStatus: (s) => statuses.push(s),
+    },
+  );
+  return { conn, out, statuses, replays: () => replays };
+}
+
+describe('TerminalConnection', () => {
+  beforeEach(() => {
+    FakeSocket.all = [];
+    vi.stubGlobal('WebSocket', FakeSocket);
+    vi.useFakeTimers();
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+    vi.unstubAllGlobals();
+  });
+
+  it('sends the size on open, clears on attach, passes output and input', () => {
+    const { conn, out, statuses, replays } = setup();
+    conn.resize(100, 30);
+    conn.connect();
+    const ws = FakeSocket.all[0];
+    expect(conn.send('x')).toBe(false);
+    ws.open();
+    expect(JSON.parse(ws.sent[0])).toEqual({ type: 'resize', cols: 100, rows: 30 });
+    ws.message('{"type":"attached","session":"main","new":false,"mode":"interactive"}');
+    expect(replays()).toBe(1);
+    expect(statuses.at(-1)).toEqual({ state: 'open' });
+    ws.message(new Uint8Array([104, 105]).buffer);
+    expect(Array.from(out[0])).toEqual([104, 105]);
+    expect(conn.send('ls\r')).toBe(true);
+    expect(JSON.parse(ws.sent.at(-1)!)).toEqual({ type: 'input', data: 'ls\r' });
+    ws.message('{"type":"error","code":"resync","message":"behind"}');
+    expect(replays()).toBe(2);
+  });
+
+  it('reconnects with growing backoff after drops and resets after attach', async () => {
+    const probe = vi.fn(async () => 'retry' as const);
+    const { conn, statuses } = setup(probe);
+    conn.connect();
+    FakeSocket.all[0].drop();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(probe).toHaveBeenCalledTimes(1);
+    expect(statuses.at(-1)).toEqual({ state: 'reconnecting', inMs: 100, attempt: 1 });
+    await vi.advanceTimersByTimeAsync(99);
+    expect(FakeSocket.all.length).toBe(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(FakeSocket.all.length).toBe(2);
+    FakeSocket.all[1].drop();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(statuses.at(-1)).toEqual({ state: 'reconnecting', inMs: 200, attempt: 2 });
+    await vi.advanceTimersByTimeAsync(200);
+    const ws = FakeSocket.all[2];
+    ws.open();
+    ws.message('{"type":"attached","session":"main","new":false,"mode":"interactive"}');
+    ws.drop();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(statuses.at(-1)).toEqual({ state: 'reconnecting', inMs: 100, attempt: 1 });
+    conn.close();
+  });
+
+  it('stops for good when the probe says the session ended', async () => {
+    const { conn, statuses } = setup(async () => ({ ended: 'Workshop stopped.' }));
+    conn.connect();
+    FakeSocket.all[0].drop();
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(statuses.at(-1)).toEqual({ state: 'ended', reason: 'Workshop stopped.' });
+    expect(FakeSocket.all.length).toBe(1);
+    conn.close();
+  });
+
+  it('waits for a keypress after the shell exits, and close() stops reconnecting', async () => {
+    const { conn, statuses } = setup();
+    conn.connect();
+    const ws = FakeSocket.all[0];
+    ws.open();
+    ws.message('{"type":"exit","code":0}');
+    ws.drop(1000);
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(statuses.at(-1)).toEqual({ state: 'exited', code: 0 });
+    expect(FakeSocket.all.length).toBe(1);
+    conn.reconnectNow();
+    expect(FakeSocket.all.length).toBe(2);
+    conn.close();
+    FakeSocket.all[1].drop();
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(FakeSocket.all.length).toBe(2);
+  });
+});
