@@ -4,7 +4,7 @@
 //! throughput through the gateway (with the daemon reached directly, and a host PTY, as references).
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -55,19 +55,54 @@ fn meminfo_available_kib() -> u64 {
         .unwrap_or(0)
 }
 
-/// Proportional set size (KiB) of every process whose command line mentions `dir`.
+fn ppid_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces: fields start after the last ')'.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Proportional set size (KiB) of every process whose command line mentions `dir`, and of all
+/// their descendants (the daemons inside the sandboxes), with how many processes that is.
 fn pss_kib_of(dir: &Path) -> (u64, usize) {
     let needle = dir.display().to_string();
+    let pids: Vec<u32> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse().ok())
+        .collect();
+    let roots: std::collections::HashSet<u32> = pids
+        .iter()
+        .copied()
+        .filter(|p| {
+            let cmd = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+            String::from_utf8_lossy(&cmd).contains(&needle)
+        })
+        .collect();
     let (mut total, mut count) = (0, 0);
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        if entry.file_name().to_string_lossy().parse::<u32>().is_err() {
+    for pid in pids {
+        let mut cur = Some(pid);
+        let mut inside = false;
+        for _ in 0..64 {
+            match cur {
+                Some(p) if roots.contains(&p) => {
+                    inside = true;
+                    break;
+                }
+                Some(p) if p > 1 => cur = ppid_of(p),
+                _ => break,
+            }
+        }
+        if !inside {
             continue;
         }
-        let cmd = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        if !String::from_utf8_lossy(&cmd).contains(&needle) {
-            continue;
-        }
-        let rollup = std::fs::read_to_string(entry.path().join("smaps_rollup")).unwrap_or_default();
+        let rollup =
+            std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
         if let Some(kib) = rollup
             .lines()
             .find(|l| l.starts_with("Pss:"))
@@ -124,7 +159,7 @@ async fn echo_latencies<S: AsyncRead + AsyncWrite + Unpin>(
         wait_output(t, b"q").await?;
         out.push(start.elapsed());
     }
-    t.send_input("\x04").await?;
+    t.send_input("\r\x04").await?;
     out.sort();
     Ok(out)
 }
@@ -167,11 +202,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     result
 }
 
-async fn bench(args: &Args, dir: &PathBuf) -> anyhow::Result<()> {
+async fn bench(args: &Args, dir: &Path) -> anyhow::Result<()> {
     let mem_before = meminfo_available_kib();
     let stack = Stack::start(StackOptions {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        data_dir: dir.clone(),
+        data_dir: dir.to_path_buf(),
         backend: None,
         capacity: args.seats + args.ready_samples + 1,
         heartbeat: Duration::from_millis(500),
