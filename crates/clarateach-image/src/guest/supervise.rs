@@ -34,6 +34,8 @@ pub(super) fn supervise(cfg: &GuestConfig) -> Result<(), GuestError> {
     set.thread_block()
         .map_err(GuestError::sys("blocking signals"))?;
     let sfd = SignalFd::new(&set).map_err(GuestError::sys("creating a signalfd"))?;
+    // Ctrl-Alt-Del (Firecracker's SendCtrlAltDel) becomes SIGINT for us instead of a reboot.
+    let _ = nix::sys::reboot::set_cad_enabled(false);
     watch_power_button();
     let mut daemon = Some(spawn_daemon(cfg)?);
     say(READY_MARKER);
