@@ -1,7 +1,7 @@
 //! `clarateach workshop ...` against a live `clarateach serve` child process with a temp data
 //! dir: the instructor's everyday commands, and the one-line errors for an unreachable server, a
 //! bad token and an unknown workshop. No agent is connected here, so `start` must fail cleanly
-//! with no_capacity (the full stack with an agent is tested with `clarateach up`).
+//! with no_capacity; the last test runs the verbs through `clarateach up` with real seats.
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -21,7 +21,17 @@ struct Server {
 }
 
 impl Drop for Server {
+    /// Ctrl-C first, so `up` stops its seats' sandboxes; SIGKILL if it does not exit in 10 s.
     fn drop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-INT", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -33,22 +43,23 @@ fn free_port() -> u16 {
 }
 
 impl Server {
+    /// `clarateach serve`: the control plane alone, no agent.
     fn start() -> Server {
+        Self::start_role("serve")
+    }
+
+    /// `clarateach serve`, or `clarateach up` (control plane with a local agent).
+    fn start_role(role: &str) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let child = Command::new(BIN)
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--data-dir",
-            ])
+            .args([role, "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
             .arg(dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("spawn clarateach serve");
+            .expect("spawn clarateach");
         let server = Server {
             child,
             url: format!("http://127.0.0.1:{port}"),
@@ -60,7 +71,7 @@ impl Server {
         {
             assert!(
                 Instant::now() < deadline,
-                "clarateach serve did not come up on port {port}"
+                "clarateach {role} did not come up on port {port}"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -319,4 +330,98 @@ fn unreachable_server_and_missing_token_are_one_clear_line() {
         &o,
         "no instructor token: pass --token or set CLARATEACH_TOKEN",
     );
+}
+
+/// Why the sandbox backend cannot run here, if it cannot.
+fn sandbox_skip_reason() -> Option<&'static str> {
+    if !Path::new("/usr/bin/bwrap").exists() {
+        return Some("needs bubblewrap (/usr/bin/bwrap)");
+    }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let root = status
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
+    (!root).then_some("needs root for cgroup limits")
+}
+
+#[test]
+fn start_waits_for_seats_then_export_and_stop_through_up() {
+    if let Some(why) = sandbox_skip_reason() {
+        eprintln!("SKIPPED start_waits_for_seats_then_export_and_stop_through_up: {why}");
+        return;
+    }
+    let server = Server::start_role("up");
+    let id = create(&server, "Full stack", "2");
+
+    let out = stdout(&ok(server.cli(&["start", &id])));
+    assert!(
+        out.contains(&format!("Workshop {id} is running: 2 seats ready")),
+        "{out}"
+    );
+    let again = json(server.cli(&["start", &id, "--json"]));
+    assert_eq!(again["workshop"]["status"], "running");
+    one_line_error(&server.cli(&["delete", &id]), "(workshop_running)");
+
+    // A learner writes a file through the gateway's terminal; the export must carry it.
+    let code = again["workshop"]["code"]
+        .as_str()
+        .expect("code")
+        .to_string();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let anonymous = clarateach_client::Client::new(&server.url, None).expect("client");
+        let req = clarateach_core::JoinRequest {
+            code,
+            odehash: None,
+            name: Some("Ada".into()),
+        };
+        let joined = anonymous.join(&req).await.expect("join");
+        let learner =
+            clarateach_client::Client::new(&server.url, Some(joined.token)).expect("client");
+        let mut term = learner
+            .terminal(&Default::default())
+            .await
+            .expect("terminal");
+        term.send_input("echo cli-export-proof > /workspace/proof.txt && echo written-$((40+2))\r")
+            .await
+            .expect("input");
+        term.read_until(b"written-42", Duration::from_secs(15))
+            .await
+            .expect("file written");
+    });
+    let info = stdout(&ok(server.cli(&["info", &id])));
+    assert!(info.contains("Ada") && info.contains("ready"), "{info}");
+
+    let target = server.dir.path().join("class.tar.gz");
+    let out = stdout(&ok(server.cli(&[
+        "export",
+        &id,
+        "-o",
+        target.to_str().expect("utf-8 path"),
+    ])));
+    assert!(out.contains("class.tar.gz"), "{out}");
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(
+        std::fs::File::open(&target).expect("open"),
+    ));
+    let mut proof = None;
+    for entry in archive.entries().expect("entries") {
+        let mut entry = entry.expect("entry");
+        let path = entry.path().expect("path").to_string_lossy().into_owned();
+        if path.starts_with("seat-") && path.ends_with("proof.txt") {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut entry, &mut text).expect("read");
+            proof = Some(text);
+        }
+    }
+    assert_eq!(proof.as_deref(), Some("cli-export-proof\n"));
+    let leftovers: Vec<_> = std::fs::read_dir(server.dir.path())
+        .expect("dir")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".part"))
+        .collect();
+    assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
+
+    let v = json(server.cli(&["stop", &id, "--yes", "--json"]));
+    assert_eq!(v["workshop"]["status"], "stopped");
+    ok(server.cli(&["delete", &id]));
 }
