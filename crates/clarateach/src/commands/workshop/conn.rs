@@ -15,17 +15,24 @@ pub struct ConnArgs {
         long,
         global = true,
         env = "CLARATEACH_API_URL",
-        default_value = "http://127.0.0.1:8080"
+        default_value = "http://127.0.0.1:8080",
+        display_order = 100
     )]
     api_url: String,
 
     /// Instructor token [default: read from DATA_DIR/instructor.token].
-    #[arg(long, global = true, env = "CLARATEACH_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "CLARATEACH_TOKEN",
+        hide_env_values = true,
+        display_order = 101
+    )]
     token: Option<String>,
 
     /// Data dir of a local control plane, to read instructor.token from
     /// [default: $XDG_DATA_HOME/clarateach or ~/.local/share/clarateach].
-    #[arg(long, global = true, env = "CLARATEACH_DATA_DIR")]
+    #[arg(long, global = true, env = "CLARATEACH_DATA_DIR", display_order = 102)]
     data_dir: Option<PathBuf>,
 }
 

@@ -22,7 +22,7 @@ pub struct Args {
     conn: conn::ConnArgs,
 
     /// Print JSON on stdout for scripts instead of tables and sentences.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, display_order = 99)]
     json: bool,
 
     #[command(subcommand)]
