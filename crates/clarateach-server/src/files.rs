@@ -78,3 +78,14 @@ pub fn ensure_dir(path: &Path) -> Result<(), FileError> {
     }
     Ok(())
 }
+
+/// Makes an existing file readable only by its owner (the database: its rows are not all
+/// secret, but learners' names and reconnect codes are nobody else's business).
+pub fn restrict(path: &Path) -> Result<(), FileError> {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|source| {
+        FileError::Write {
+            path: path.into(),
+            source,
+        }
+    })
+}

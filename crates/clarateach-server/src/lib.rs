@@ -74,7 +74,15 @@ pub enum ServerError {
 /// work on the data dir directly (`instructor add`, `agent token`).
 pub async fn open_store(data_dir: &Path) -> Result<Arc<dyn Store>, ServerError> {
     files::ensure_dir(data_dir).map_err(ServerError::DataDir)?;
-    Ok(Arc::new(SqliteStore::open(&data_dir.join(DB_FILE)).await?))
+    let path = data_dir.join(DB_FILE);
+    let store = SqliteStore::open(&path).await?;
+    for suffix in ["", "-wal", "-shm"] {
+        let file = data_dir.join(format!("{DB_FILE}{suffix}"));
+        if file.exists() {
+            files::restrict(&file).map_err(ServerError::DataDir)?;
+        }
+    }
+    Ok(Arc::new(store))
 }
 
 /// An opened control plane, ready to serve.

@@ -251,10 +251,8 @@ pub async fn on_seat_report(
         return Ok(());
     }
     match r.state {
-        SeatState::Ready => {
-            if store.promote_if_all_ready(&r.workshop_id).await? {
-                tracing::info!(workshop.id = %r.workshop_id, "workshop running");
-            }
+        SeatState::Ready if store.promote_if_all_ready(&r.workshop_id).await? => {
+            tracing::info!(workshop.id = %r.workshop_id, "workshop running");
         }
         SeatState::Failed => {
             tracing::error!(workshop.id = %r.workshop_id, seat = r.seat, agent.id = agent_id, reason = ?r.error, "seat failed");

@@ -222,3 +222,19 @@ fn unb64(b: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
 }
+
+#[tokio::test]
+async fn key_token_and_database_files_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = TestServer::start().await;
+    for f in ["jwt.key", "secret.key", "instructor.token", "clarateach.db"] {
+        let mode = std::fs::metadata(s.dir.join(f))
+            .expect(f)
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{f}");
+    }
+    let dir_mode = std::fs::metadata(&s.dir).expect("dir").permissions().mode() & 0o777;
+    assert_eq!(dir_mode, 0o700);
+}

@@ -22,9 +22,12 @@ pub async fn run(cmd: Command) -> anyhow::Result<()> {
     match cmd {
         Command::Add { name, data_dir } => {
             let data_dir = data_dir.unwrap_or_else(default_data_dir);
-            let store =
-                open_store(&data_dir).await.with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
-            let token = create_instructor(store.as_ref(), &name).await.context("cannot create the instructor")?;
+            let store = open_store(&data_dir)
+                .await
+                .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
+            let token = create_instructor(store.as_ref(), &name)
+                .await
+                .context("cannot create the instructor")?;
             eprintln!("Instructor {name:?} created. Their token (shown once):");
             println!("{token}");
             Ok(())

@@ -29,15 +29,27 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     config.listen = args.listen;
     config.public_url = args.public_url;
     config.heartbeat_interval = Duration::from_millis(args.heartbeat_ms.max(100));
-    let server = Server::open(config).await.with_context(|| format!("cannot open the data dir {}", data_dir.display()))?;
+    let server = Server::open(config)
+        .await
+        .with_context(|| format!("cannot open the data dir {}", data_dir.display()))?;
     if let Some(token) = server.first_instructor_token() {
-        println!("Instructor token (shown once; also in {}):", data_dir.join(INSTRUCTOR_TOKEN_FILE).display());
+        println!(
+            "Instructor token (shown once; also in {}):",
+            data_dir.join(INSTRUCTOR_TOKEN_FILE).display()
+        );
         println!("{token}");
     }
-    let listener =
-        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
-    println!("ClaraTeach control plane on http://{}", listener.local_addr().unwrap_or(args.listen));
-    server.serve(listener, shutdown_signal()).await.context("the control plane stopped with an error")?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    println!(
+        "ClaraTeach control plane on http://{}",
+        listener.local_addr().unwrap_or(args.listen)
+    );
+    server
+        .serve(listener, shutdown_signal())
+        .await
+        .context("the control plane stopped with an error")?;
     Ok(())
 }
 

@@ -38,7 +38,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let port = free_port()?;
     let exe = std::env::current_exe().context("cannot find the clarateach binary")?;
     let mut child = tokio::process::Command::new(exe)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
         .arg(&data_dir)
         .env("CLARATEACH_LOG", "warn")
         .stdout(Stdio::null())
@@ -64,7 +69,9 @@ async fn measure(args: &Args, data_dir: &Path, port: u16, pid: u32) -> anyhow::R
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     anyhow::ensure!(up, "the server did not come up on {base}");
-    let token = std::fs::read_to_string(data_dir.join(clarateach_server::INSTRUCTOR_TOKEN_FILE))?.trim().to_string();
+    let token = std::fs::read_to_string(data_dir.join(clarateach_server::INSTRUCTOR_TOKEN_FILE))?
+        .trim()
+        .to_string();
     let instructor = Client::new(&base, Some(token))?;
     let store = clarateach_server::open_store(data_dir).await?;
     let agent_token = clarateach_server::issue_agent_token(store.as_ref()).await?;
@@ -78,12 +85,17 @@ async fn measure(args: &Args, data_dir: &Path, port: u16, pid: u32) -> anyhow::R
     let mut samples = Vec::new();
     let mut refused = 0;
     for round in 0..args.rounds {
-        let code = running_workshop(&instructor, &format!("bench round {round}"), args.learners).await?;
+        let code =
+            running_workshop(&instructor, &format!("bench round {round}"), args.learners).await?;
         let started = Instant::now();
         let tasks: Vec<_> = (0..args.learners)
             .map(|i| {
                 let c = learners.clone();
-                let req = JoinRequest { code: code.clone(), odehash: None, name: Some(format!("learner {i}")) };
+                let req = JoinRequest {
+                    code: code.clone(),
+                    odehash: None,
+                    name: Some(format!("learner {i}")),
+                };
                 tokio::spawn(async move {
                     let t = Instant::now();
                     let ok = c.join(&req).await.is_ok();
@@ -99,7 +111,11 @@ async fn measure(args: &Args, data_dir: &Path, port: u16, pid: u32) -> anyhow::R
                 refused += 1;
             }
         }
-        println!("round {round}: {} joins in {:.1} ms", args.learners, started.elapsed().as_secs_f64() * 1e3);
+        println!(
+            "round {round}: {} joins in {:.1} ms",
+            args.learners,
+            started.elapsed().as_secs_f64() * 1e3
+        );
     }
     samples.sort_unstable();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
@@ -118,7 +134,11 @@ async fn measure(args: &Args, data_dir: &Path, port: u16, pid: u32) -> anyhow::R
         let code = running_workshop(&instructor, &format!("bench mem {w}"), args.seats).await?;
         for _ in 0..args.seats {
             learners
-                .join(&JoinRequest { code: code.clone(), odehash: None, name: None })
+                .join(&JoinRequest {
+                    code: code.clone(),
+                    odehash: None,
+                    name: None,
+                })
                 .await
                 .context("join for the memory figure")?;
         }
@@ -135,7 +155,13 @@ async fn measure(args: &Args, data_dir: &Path, port: u16, pid: u32) -> anyhow::R
 }
 
 async fn running_workshop(c: &Client, name: &str, seats: u32) -> anyhow::Result<String> {
-    let req = CreateWorkshopRequest { name: name.into(), seats, api_key: None, image: None, limits: None };
+    let req = CreateWorkshopRequest {
+        name: name.into(),
+        seats,
+        api_key: None,
+        image: None,
+        limits: None,
+    };
     let w = c.create_workshop(&req).await?;
     c.start_workshop(&w.id).await?;
     for _ in 0..500 {
@@ -156,7 +182,8 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).context("cannot read the server's status")?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .context("cannot read the server's status")?;
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
