@@ -115,7 +115,11 @@ export function MonacoEditor(props: MonacoEditorProps) {
   }, [props.openPaths]);
 
   useEffect(() => {
-    ns?.editor.setTheme(theme === 'dark' ? 'vs-dark' : 'vs');
+    if (!ns) return;
+    // The page's surface colours, so the editor does not sit in a differently tinted box.
+    ns.editor.defineTheme('clara-dark', { base: 'vs-dark', inherit: true, rules: [], colors: { 'editor.background': '#141720' } });
+    ns.editor.defineTheme('clara-light', { base: 'vs', inherit: true, rules: [], colors: { 'editor.background': '#ffffff' } });
+    ns.editor.setTheme(theme === 'dark' ? 'clara-dark' : 'clara-light');
   }, [ns, theme]);
 
   if (failed) return <div className="editor-empty">{failed}</div>;
