@@ -163,7 +163,7 @@ pub struct Workshop {
 }
 
 /// `POST /api/workshops`
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWorkshopRequest {
     /// 1-100 characters.
@@ -177,6 +177,19 @@ pub struct CreateWorkshopRequest {
     pub image: Option<String>,
     #[serde(default)]
     pub limits: Option<Limits>,
+}
+
+/// Shows every field but the api key, so a stray `{:?}` in a log cannot leak it.
+impl std::fmt::Debug for CreateWorkshopRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateWorkshopRequest")
+            .field("name", &self.name)
+            .field("seats", &self.seats)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("image", &self.image)
+            .field("limits", &self.limits)
+            .finish()
+    }
 }
 
 impl CreateWorkshopRequest {
@@ -382,4 +395,38 @@ pub enum TerminalServerMessage {
     Attached { session: String, new: bool, mode: String },
     /// Sent to the other viewers when a `mode=takeover` viewer (the instructor) attaches/detaches.
     Takeover { active: bool },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_request_debug_hides_api_key() {
+        let req = CreateWorkshopRequest {
+            name: "Intro".into(),
+            seats: 3,
+            api_key: Some("sk-ant-very-secret".into()),
+            image: None,
+            limits: None,
+        };
+        let shown = format!("{req:?}");
+        assert!(!shown.contains("very-secret"), "{shown}");
+        assert!(shown.contains("<redacted>"));
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let mut req = CreateWorkshopRequest { name: "x".into(), seats: 0, api_key: None, image: None, limits: None };
+        assert!(req.validate().unwrap_err().contains("seats"));
+        req.seats = 201;
+        assert!(req.validate().is_err());
+        req.seats = 200;
+        assert!(req.validate().is_ok());
+        req.api_key = Some("short".into());
+        assert!(req.validate().unwrap_err().contains("api_key"));
+        req.api_key = None;
+        req.name = " ".into();
+        assert!(req.validate().unwrap_err().contains("name"));
+    }
 }
