@@ -34,6 +34,8 @@ interface RequestOptions {
   token?: string | null;
   body?: unknown;
   signal?: AbortSignal;
+  /** Let the request outlive the page (the last autosave when the tab closes); browsers cap such bodies at 64 KB. */
+  keepalive?: boolean;
 }
 
 async function send(path: string, opts: RequestOptions = {}): Promise<Response> {
@@ -46,7 +48,13 @@ async function send(path: string, opts: RequestOptions = {}): Promise<Response> 
   }
   let res: Response;
   try {
-    res = await fetch(path, { method: opts.method ?? 'GET', headers, body, signal: opts.signal });
+    res = await fetch(path, {
+      method: opts.method ?? 'GET',
+      headers,
+      body,
+      signal: opts.signal,
+      keepalive: !!opts.keepalive && (body?.length ?? 0) < 20_000, // <= 3 bytes per UTF-16 unit
+    });
   } catch (err) {
     if (err instanceof DOMException && err.name === 'AbortError') throw err;
     throw new ApiError(0, 'network', 'Cannot reach the ClaraTeach server. Check your connection.');
@@ -97,7 +105,7 @@ export const api = {
   readFile: (token: string, path: string) =>
     json<ReadFileResponse>(`/api/session/files/${encodeFilePath(path)}`, { token }),
   writeFile: (token: string, path: string, content: string) =>
-    json<unknown>(`/api/session/files/${encodeFilePath(path)}`, { method: 'PUT', token, body: { content } }),
+    json<unknown>(`/api/session/files/${encodeFilePath(path)}`, { method: 'PUT', token, body: { content }, keepalive: true }),
   deleteFile: (token: string, path: string) =>
     json<unknown>(`/api/session/files/${encodeFilePath(path)}`, { method: 'DELETE', token }),
   renameFile: (token: string, from: string, to: string) =>
