@@ -122,11 +122,27 @@ pub(crate) fn read_pids(path: &Path) -> Result<Vec<i32>, CgroupError> {
 }
 
 pub(crate) fn open_procs(path: &Path) -> Result<File, CgroupError> {
-    std::fs::OpenOptions::new().write(true).open(path).map_err(|e| CgroupError::Write(path.to_path_buf(), e))
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| CgroupError::Write(path.to_path_buf(), e))
 }
 
 /// Removes `dir` (retrying briefly while the kernel still counts dying tasks), then its parent
 /// if empty. Neither existing is fine.
+/// `create_dir_all` that survives a concurrent `remove_dirs` of another seat deleting the shared
+/// workshop-level parent between our mkdir of the parent and of the child (ENOENT): retry.
+pub(crate) fn mkdir_all(dir: &Path) -> Result<(), CgroupError> {
+    let mut tries = 0;
+    loop {
+        match std::fs::create_dir_all(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 20 => tries += 1,
+            Err(e) => return Err(CgroupError::Create(dir.to_path_buf(), e)),
+        }
+    }
+}
+
 pub(crate) fn remove_dirs(dir: &Path) -> Result<(), CgroupError> {
     let mut tries = 0;
     loop {
@@ -160,4 +176,32 @@ pub(crate) fn read_keyed(path: &Path, key: &str) -> Result<u64, CgroupError> {
         .find(|(k, _)| *k == key)
         .and_then(|(_, v)| v.trim().parse().ok())
         .unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: seats of one workshop starting while another is destroyed raced on the
+    /// workshop-level group (seen as "creating cgroup .../seat-01" failures in the e2e run).
+    #[test]
+    fn mkdir_all_survives_a_concurrent_parent_removal() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let workshop = root.path().join("ws-race01");
+        let remover = {
+            let seat = workshop.join("seat-02");
+            std::thread::spawn(move || {
+                for _ in 0..500 {
+                    let _ = std::fs::create_dir_all(&seat);
+                    remove_dirs(&seat).expect("remove");
+                }
+            })
+        };
+        let seat = workshop.join("seat-01");
+        for _ in 0..500 {
+            mkdir_all(&seat).expect("mkdir must not fail on a vanished parent");
+            std::fs::remove_dir(&seat).expect("rmdir");
+        }
+        remover.join().expect("remover thread");
+    }
 }

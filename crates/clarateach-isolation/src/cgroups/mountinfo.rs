@@ -28,7 +28,11 @@ fn parse(line: &str) -> Option<Mount<'_>> {
     let fstype = post.next()?;
     let _source = post.next()?;
     let options = post.next().unwrap_or("");
-    Some(Mount { fstype, point, options })
+    Some(Mount {
+        fstype,
+        point,
+        options,
+    })
 }
 
 /// Mount points in mountinfo escape spaces and similar as octal (`\040`).
@@ -38,7 +42,10 @@ fn unescape(s: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'\\' && i + 4 <= bytes.len() {
-            if let Some(v) = s.get(i + 1..i + 4).and_then(|d| u8::from_str_radix(d, 8).ok()) {
+            if let Some(v) = s
+                .get(i + 1..i + 4)
+                .and_then(|d| u8::from_str_radix(d, 8).ok())
+            {
                 out.push(v as char);
                 i += 4;
                 continue;
@@ -64,7 +71,8 @@ pub fn detect(mountinfo: &str) -> Result<Layout, CgroupError> {
     }
     for m in mounts.iter().filter(|m| m.fstype == "cgroup2") {
         let point = PathBuf::from(unescape(m.point));
-        let controllers = std::fs::read_to_string(point.join("cgroup.controllers")).unwrap_or_default();
+        let controllers =
+            std::fs::read_to_string(point.join("cgroup.controllers")).unwrap_or_default();
         let has = |c: &str| controllers.split_whitespace().any(|x| x == c);
         if has("memory") && has("pids") && has("cpu") {
             return Ok(Layout::V2(CgroupV2::new(point)));
@@ -96,11 +104,15 @@ mod tests {
 
     #[test]
     fn hybrid_host_uses_v1() {
-        let Layout::V1(m) = detect(HYBRID).expect("layout") else { panic!("not v1") };
+        let Layout::V1(m) = detect(HYBRID).expect("layout") else {
+            panic!("not v1")
+        };
         assert_eq!(m.version(), CgroupVersion::V1);
         assert_eq!(
             m.dir_of("memory", "clarateach/ws-a/seat-01"),
-            Some(PathBuf::from("/sys/fs/cgroup/memory/clarateach/ws-a/seat-01"))
+            Some(PathBuf::from(
+                "/sys/fs/cgroup/memory/clarateach/ws-a/seat-01"
+            ))
         );
         assert!(m.dir_of("freezer", "x").is_some());
     }
@@ -110,18 +122,30 @@ mod tests {
         let root = tempfile::tempdir().expect("tempdir");
         let point = root.path().join("cg dir");
         std::fs::create_dir_all(&point).expect("mkdir");
-        std::fs::write(point.join("cgroup.controllers"), "cpuset cpu io memory pids\n").expect("write");
+        std::fs::write(
+            point.join("cgroup.controllers"),
+            "cpuset cpu io memory pids\n",
+        )
+        .expect("write");
         let escaped = point.display().to_string().replace(' ', "\\040");
         let info = format!("30 23 0:26 / {escaped} rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n");
-        let Layout::V2(m) = detect(&info).expect("layout") else { panic!("not v2") };
-        assert_eq!(m.dir("clarateach/ws-a/seat-01"), point.join("clarateach/ws-a/seat-01"));
+        let Layout::V2(m) = detect(&info).expect("layout") else {
+            panic!("not v2")
+        };
+        assert_eq!(
+            m.dir("clarateach/ws-a/seat-01"),
+            point.join("clarateach/ws-a/seat-01")
+        );
     }
 
     #[test]
     fn cgroup2_with_only_hugetlb_is_not_enough() {
         let root = tempfile::tempdir().expect("tempdir");
         std::fs::write(root.path().join("cgroup.controllers"), "hugetlb\n").expect("write");
-        let info = format!("41 31 0:38 / {} rw - cgroup2 cgroup2 rw\n", root.path().display());
+        let info = format!(
+            "41 31 0:38 / {} rw - cgroup2 cgroup2 rw\n",
+            root.path().display()
+        );
         assert!(matches!(detect(&info), Err(CgroupError::NotFound)));
     }
 }

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use clarateach_core::Limits;
 
 use super::{
-    open_procs, read_keyed, read_pids, remove_dirs, write_file, CgroupError, CgroupManager, CgroupVersion,
-    CPU_PERIOD_US,
+    open_procs, read_keyed, read_pids, remove_dirs, write_file, CgroupError, CgroupManager,
+    CgroupVersion, CPU_PERIOD_US,
 };
 
 /// Cgroup v1 hierarchies for memory, pids, cpu and optionally freezer.
@@ -23,7 +23,12 @@ pub struct CgroupV1 {
 impl CgroupV1 {
     /// Mount points of each controller; group names are relative paths under them.
     pub fn new(memory: PathBuf, pids: PathBuf, cpu: PathBuf, freezer: Option<PathBuf>) -> Self {
-        Self { memory, pids, cpu, freezer }
+        Self {
+            memory,
+            pids,
+            cpu,
+            freezer,
+        }
     }
 
     /// Directory of group `name` in controller `ctrl` (`memory`, `pids`, `cpu`, `freezer`).
@@ -39,12 +44,15 @@ impl CgroupV1 {
     }
 
     fn dirs(&self, name: &str) -> Vec<PathBuf> {
-        ["memory", "pids", "cpu", "freezer"].iter().filter_map(|c| self.dir_of(c, name)).collect()
+        ["memory", "pids", "cpu", "freezer"]
+            .iter()
+            .filter_map(|c| self.dir_of(c, name))
+            .collect()
     }
 }
 
 fn mkdir(dir: &Path) -> Result<(), CgroupError> {
-    std::fs::create_dir_all(dir).map_err(|e| CgroupError::Create(dir.to_path_buf(), e))
+    super::mkdir_all(dir)
 }
 
 impl CgroupManager for CgroupV1 {
@@ -69,7 +77,10 @@ impl CgroupManager for CgroupV1 {
             // Same value: the group may not use swap at all.
             write_file(&memsw, &bytes.to_string())?;
         }
-        write_file(&self.pids.join(name).join("pids.max"), &limits.pids.to_string())?;
+        write_file(
+            &self.pids.join(name).join("pids.max"),
+            &limits.pids.to_string(),
+        )?;
         let cpu = self.cpu.join(name);
         write_file(&cpu.join("cpu.cfs_period_us"), &CPU_PERIOD_US.to_string())?;
         let quota = u64::from(limits.cpu_millis) * CPU_PERIOD_US / 1000;
@@ -78,7 +89,10 @@ impl CgroupManager for CgroupV1 {
     }
 
     fn procs_files(&self, name: &str) -> Result<Vec<File>, CgroupError> {
-        self.dirs(name).iter().map(|d| open_procs(&d.join("cgroup.procs"))).collect()
+        self.dirs(name)
+            .iter()
+            .map(|d| open_procs(&d.join("cgroup.procs")))
+            .collect()
     }
 
     fn pids(&self, name: &str) -> Result<Vec<i32>, CgroupError> {
@@ -87,11 +101,16 @@ impl CgroupManager for CgroupV1 {
     }
 
     fn freeze(&self, name: &str, frozen: bool) -> Result<bool, CgroupError> {
-        let Some(dir) = self.dir_of("freezer", name) else { return Ok(false) };
+        let Some(dir) = self.dir_of("freezer", name) else {
+            return Ok(false);
+        };
         if !dir.exists() {
             return Ok(false);
         }
-        write_file(&dir.join("freezer.state"), if frozen { "FROZEN" } else { "THAWED" })?;
+        write_file(
+            &dir.join("freezer.state"),
+            if frozen { "FROZEN" } else { "THAWED" },
+        )?;
         Ok(true)
     }
 
@@ -107,7 +126,10 @@ impl CgroupManager for CgroupV1 {
     }
 
     fn oom_kills(&self, name: &str) -> Result<u64, CgroupError> {
-        read_keyed(&self.memory.join(name).join("memory.oom_control"), "oom_kill")
+        read_keyed(
+            &self.memory.join(name).join("memory.oom_control"),
+            "oom_kill",
+        )
     }
 }
 
@@ -119,23 +141,55 @@ mod tests {
     fn create_writes_limits_into_each_controller() {
         let root = tempfile::tempdir().expect("tempdir");
         let r = root.path();
-        let cg = CgroupV1::new(r.join("memory"), r.join("pids"), r.join("cpu"), Some(r.join("freezer")));
+        let cg = CgroupV1::new(
+            r.join("memory"),
+            r.join("pids"),
+            r.join("cpu"),
+            Some(r.join("freezer")),
+        );
         let name = "ct/ws-a/seat-01";
         // A real memory group has memsw when swap accounting is on; emulate it.
         std::fs::create_dir_all(r.join("memory").join(name)).expect("mkdir");
-        std::fs::write(r.join("memory").join(name).join("memory.memsw.limit_in_bytes"), "").expect("write");
-        let limits = Limits { memory_mb: 64, pids: 32, cpu_millis: 500, egress: false };
+        std::fs::write(
+            r.join("memory")
+                .join(name)
+                .join("memory.memsw.limit_in_bytes"),
+            "",
+        )
+        .expect("write");
+        let limits = Limits {
+            memory_mb: 64,
+            pids: 32,
+            cpu_millis: 500,
+            egress: false,
+        };
         cg.create(name, &limits).expect("create");
         let read = |p: PathBuf| std::fs::read_to_string(p).expect("read");
-        assert_eq!(read(r.join("memory").join(name).join("memory.limit_in_bytes")), "67108864");
-        assert_eq!(read(r.join("memory").join(name).join("memory.memsw.limit_in_bytes")), "67108864");
+        assert_eq!(
+            read(r.join("memory").join(name).join("memory.limit_in_bytes")),
+            "67108864"
+        );
+        assert_eq!(
+            read(
+                r.join("memory")
+                    .join(name)
+                    .join("memory.memsw.limit_in_bytes")
+            ),
+            "67108864"
+        );
         assert_eq!(read(r.join("pids").join(name).join("pids.max")), "32");
-        assert_eq!(read(r.join("cpu").join(name).join("cpu.cfs_quota_us")), "50000");
+        assert_eq!(
+            read(r.join("cpu").join(name).join("cpu.cfs_quota_us")),
+            "50000"
+        );
         assert!(r.join("freezer").join(name).is_dir());
         assert_eq!(cg.pids(name).expect("pids"), Vec::<i32>::new());
         std::fs::write(r.join("pids").join(name).join("cgroup.procs"), "12\n34\n").expect("write");
         assert_eq!(cg.pids(name).expect("pids"), vec![12, 34]);
         assert!(cg.freeze(name, true).expect("freeze"));
-        assert_eq!(read(r.join("freezer").join(name).join("freezer.state")), "FROZEN");
+        assert_eq!(
+            read(r.join("freezer").join(name).join("freezer.state")),
+            "FROZEN"
+        );
     }
 }

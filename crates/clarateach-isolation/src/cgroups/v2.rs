@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use clarateach_core::Limits;
 
 use super::{
-    open_procs, read_keyed, read_pids, remove_dirs, write_file, CgroupError, CgroupManager, CgroupVersion,
-    CPU_PERIOD_US,
+    open_procs, read_keyed, read_pids, remove_dirs, write_file, CgroupError, CgroupManager,
+    CgroupVersion, CPU_PERIOD_US,
 };
 
 /// The unified hierarchy mounted at `mount`.
@@ -39,7 +39,7 @@ impl CgroupV2 {
                 }
             }
             dir = dir.join(part);
-            std::fs::create_dir_all(&dir).map_err(|e| CgroupError::Create(dir.clone(), e))?;
+            super::mkdir_all(&dir)?;
         }
         Ok(())
     }
@@ -103,18 +103,34 @@ mod tests {
     fn create_enables_controllers_down_the_tree_and_writes_limits() {
         let root = tempfile::tempdir().expect("tempdir");
         let cg = CgroupV2::new(root.path().to_path_buf());
-        std::fs::write(root.path().join("cgroup.subtree_control"), "memory pids cpu").expect("write");
+        std::fs::write(
+            root.path().join("cgroup.subtree_control"),
+            "memory pids cpu",
+        )
+        .expect("write");
         let name = "ct/ws-a/seat-01";
-        let limits = Limits { memory_mb: 128, pids: 64, cpu_millis: 1500, egress: false };
+        let limits = Limits {
+            memory_mb: 128,
+            pids: 64,
+            cpu_millis: 1500,
+            egress: false,
+        };
         cg.create(name, &limits).expect("create");
         let read = |p: PathBuf| std::fs::read_to_string(p).expect("read");
         // The fake file keeps only the last write; a real one accumulates.
         assert_eq!(read(root.path().join("ct/cgroup.subtree_control")), "+cpu");
-        assert_eq!(read(root.path().join("ct/ws-a/cgroup.subtree_control")), "+cpu");
+        assert_eq!(
+            read(root.path().join("ct/ws-a/cgroup.subtree_control")),
+            "+cpu"
+        );
         assert_eq!(read(cg.dir(name).join("memory.max")), "134217728");
         assert_eq!(read(cg.dir(name).join("pids.max")), "64");
         assert_eq!(read(cg.dir(name).join("cpu.max")), "150000 100000");
-        std::fs::write(cg.dir(name).join("memory.events"), "low 0\noom 2\noom_kill 1\n").expect("write");
+        std::fs::write(
+            cg.dir(name).join("memory.events"),
+            "low 0\noom 2\noom_kill 1\n",
+        )
+        .expect("write");
         assert_eq!(cg.oom_kills(name).expect("events"), 1);
     }
 }
