@@ -29,6 +29,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     config.listen = args.listen;
     config.public_url = args.public_url;
     config.heartbeat_interval = Duration::from_millis(args.heartbeat_ms.max(100));
+    config.web = Some(clarateach_web::router());
     let server = Server::open(config)
         .await
         .with_context(|| format!("cannot open the data dir {}", data_dir.display()))?;
