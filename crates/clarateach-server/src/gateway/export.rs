@@ -3,9 +3,7 @@
 //! under `seat-NN/`, no end-of-archive blocks); the gateway concatenates them, closes the archive
 //! and compresses on the fly, so neither side holds a whole archive in memory.
 
-use std::collections::HashMap;
 use std::io::Write;
-use std::sync::{Mutex, OnceLock};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
@@ -18,26 +16,6 @@ use crate::auth::Instructor;
 use crate::error::ApiError;
 use crate::scheduler::SeatRoute;
 use crate::state::AppState;
-
-/// Data-path routes of agents seen by this process, by agent id: after a workshop stops its
-/// seats are no longer placed, but their volumes stay on the agent that hosted them.
-fn agents() -> &'static Mutex<HashMap<String, SeatRoute>> {
-    static AGENTS: OnceLock<Mutex<HashMap<String, SeatRoute>>> = OnceLock::new();
-    AGENTS.get_or_init(Mutex::default)
-}
-
-pub(super) fn remember(route: &SeatRoute) {
-    let mut map = agents().lock().unwrap_or_else(|p| p.into_inner());
-    map.insert(route.agent_id.clone(), route.clone());
-}
-
-fn remembered(agent_id: &str) -> Option<SeatRoute> {
-    agents()
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(agent_id)
-        .cloned()
-}
 
 /// Feeds compressed bytes to the response as they come out of the encoder.
 struct Sink {
@@ -68,32 +46,7 @@ pub async fn export_workshop(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let workshop = instructor.workshop(&state, &id).await?;
-    let mut plan = Vec::new();
-    for seat in state.store().list_seats(&workshop.id).await? {
-        let route = match state
-            .provisioner()
-            .seat_route(&workshop.id, seat.seat)
-            .await
-        {
-            Some(r) => Some(r),
-            None => seat.agent_id.as_deref().and_then(remembered),
-        };
-        match route {
-            Some(r) => {
-                remember(&r);
-                plan.push((seat.seat, r));
-            }
-            None => {
-                tracing::warn!(workshop.id = %workshop.id, seat = seat.seat, "seat not reachable for export, skipped")
-            }
-        }
-    }
-    if plan.is_empty() {
-        return Err(ApiError::conflict(
-            "export_unavailable",
-            "No seat of this workshop is reachable on a connected agent.",
-        ));
-    }
+    let plan = plan(&state, &workshop.id).await?;
     let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(16);
     let ws = workshop.id.clone();
     tokio::spawn(async move {
@@ -134,6 +87,61 @@ pub async fn export_workshop(
         .into_response())
 }
 
+/// Where each seat's volume is: on the agent the store says hosted the seat, reached through
+/// its data path whether the workshop runs or stopped (volumes stay until delete), so the plan
+/// survives a control-plane restart. Seats never placed have no volume and are left out. A seat
+/// whose agent is not connected fails the whole export: an archive silently missing a learner's
+/// files is worse than a retry.
+async fn plan(state: &AppState, workshop_id: &str) -> Result<Vec<(u32, SeatRoute)>, ApiError> {
+    let mut plan = Vec::new();
+    let mut missing = Vec::new();
+    for seat in state.store().list_seats(workshop_id).await? {
+        let Some(agent_id) = seat.agent_id.as_deref() else {
+            continue;
+        };
+        match state.provisioner().agent_route(agent_id).await {
+            Some(route) => plan.push((seat.seat, route)),
+            None => missing.push((seat.seat, agent_id.to_string())),
+        }
+    }
+    if !missing.is_empty() {
+        tracing::warn!(
+            workshop.id = workshop_id,
+            ?missing,
+            "export refused: agents not connected"
+        );
+        return Err(unavailable(&missing));
+    }
+    if plan.is_empty() {
+        return Err(ApiError::conflict(
+            "export_unavailable",
+            "No seat of this workshop was ever started, so there are no files to export.",
+        ));
+    }
+    Ok(plan)
+}
+
+/// 503 `agent_unavailable`, naming the seats whose agents are away.
+fn unavailable(missing: &[(u32, String)]) -> ApiError {
+    let seats: Vec<String> = missing.iter().map(|(s, _)| s.to_string()).collect();
+    let mut agents: Vec<&str> = missing.iter().map(|(_, a)| a.as_str()).collect();
+    agents.sort_unstable();
+    agents.dedup();
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "agent_unavailable",
+        format!(
+            "The export needs seat{} {} from agent{} {}, which {} not connected; try again once {} back.",
+            if seats.len() == 1 { "" } else { "s" },
+            seats.join(", "),
+            if agents.len() == 1 { "" } else { "s" },
+            agents.join(", "),
+            if agents.len() == 1 { "is" } else { "are" },
+            if agents.len() == 1 { "it is" } else { "they are" },
+        ),
+    )
+}
+
 async fn copy_seat(sink: &mut Sink, url: &str, token: &str) -> Result<(), String> {
     let req = axum::http::Request::get(url)
         .header(header::AUTHORIZATION, format!("Bearer {token}"))
@@ -154,4 +162,30 @@ async fn copy_seat(sink: &mut Sink, url: &str, token: &str) -> Result<(), String
             .map_err(|()| "the client went away".to_string())?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unavailable_names_seats_and_agents() {
+        let e = unavailable(&[(2, "ag-b".into()), (5, "ag-b".into())]);
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::SERVICE_UNAVAILABLE, "agent_unavailable")
+        );
+        assert!(
+            e.message
+                .contains("seats 2, 5 from agent ag-b, which is not"),
+            "{}",
+            e.message
+        );
+        let e = unavailable(&[(1, "ag-a".into()), (3, "ag-c".into())]);
+        assert!(
+            e.message.contains("agents ag-a, ag-c, which are"),
+            "{}",
+            e.message
+        );
+    }
 }

@@ -115,7 +115,6 @@ pub(super) async fn forward(
     mut req: Request,
 ) -> Result<Response, ApiError> {
     let route = state.seat_route(&access.workshop_id, access.seat).await?;
-    super::export::remember(&route);
     if access.role == super::access::Role::Learner {
         state.touch_activity(&access.workshop_id, access.seat).await;
     }

@@ -88,6 +88,10 @@ impl Provisioner for AgentScheduler {
         self.registry.route(workshop_id, seat).await
     }
 
+    async fn agent_route(&self, agent_id: &str) -> Option<SeatRoute> {
+        self.registry.agent_route(agent_id).await
+    }
+
     async fn agents(&self) -> Vec<AgentInfo> {
         self.registry.list().await
     }

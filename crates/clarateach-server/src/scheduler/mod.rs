@@ -73,6 +73,9 @@ pub trait Provisioner: Send + Sync + 'static {
     ) -> Result<Release, ProvisionError>;
     /// The data path of a seat, when its agent is connected.
     async fn seat_route(&self, workshop_id: &str, seat: u32) -> Option<SeatRoute>;
+    /// The data path of an agent by id, when it is connected, whether or not seats are placed
+    /// on it (the volumes of a stopped workshop stay on their agent until it is deleted).
+    async fn agent_route(&self, agent_id: &str) -> Option<SeatRoute>;
     /// Connected agents.
     async fn agents(&self) -> Vec<AgentInfo>;
 }

@@ -73,6 +73,10 @@ enum Command {
         key: SeatKey,
         reply: oneshot::Sender<Option<SeatRoute>>,
     },
+    AgentRoute {
+        agent_id: String,
+        reply: oneshot::Sender<Option<SeatRoute>>,
+    },
     List {
         reply: oneshot::Sender<Vec<AgentInfo>>,
     },
@@ -187,6 +191,16 @@ impl RegistryHandle {
             .flatten()
     }
 
+    /// The data path of a connected agent, whatever it hosts: the export of a stopped
+    /// workshop reaches the volumes through the agent the store says hosted each seat.
+    pub async fn agent_route(&self, agent_id: &str) -> Option<SeatRoute> {
+        let agent_id = agent_id.to_string();
+        self.ask(|reply| Command::AgentRoute { agent_id, reply })
+            .await
+            .ok()
+            .flatten()
+    }
+
     pub async fn list(&self) -> Vec<AgentInfo> {
         self.ask(|reply| Command::List { reply })
             .await
@@ -260,12 +274,11 @@ async fn run(mut rx: mpsc::Receiver<Command>) {
                 let route = agents
                     .values()
                     .find(|e| e.placed.contains(&key))
-                    .map(|e| SeatRoute {
-                        agent_id: e.conn.agent_id.clone(),
-                        data_url: e.conn.data_url.clone(),
-                        data_token: e.conn.data_token.clone(),
-                    });
+                    .map(route_of);
                 let _ = reply.send(route);
+            }
+            Command::AgentRoute { agent_id, reply } => {
+                let _ = reply.send(agents.get(&agent_id).map(route_of));
             }
             Command::List { reply } => {
                 let mut list: Vec<AgentInfo> = agents
@@ -282,6 +295,14 @@ async fn run(mut rx: mpsc::Receiver<Command>) {
                 let _ = reply.send(list);
             }
         }
+    }
+}
+
+fn route_of(e: &Entry) -> SeatRoute {
+    SeatRoute {
+        agent_id: e.conn.agent_id.clone(),
+        data_url: e.conn.data_url.clone(),
+        data_token: e.conn.data_token.clone(),
     }
 }
 
@@ -382,6 +403,12 @@ mod tests {
         assert_eq!(rb.recv().await, Some(msg));
         r.forget("ws-a").await;
         assert!(r.route("ws-a", 1).await.is_none());
+        // Placements forgotten (a stopped workshop), the agent still answers by id.
+        assert_eq!(
+            r.agent_route("a").await.map(|x| x.data_url),
+            Some("http://a".into())
+        );
+        assert!(r.agent_route("nobody").await.is_none());
         assert!(!r.unregister("a", ida + 100).await.expect("stale conn"));
         assert!(r.unregister("a", ida).await.expect("current conn"));
         assert_eq!(r.list().await.len(), 1);

@@ -1,0 +1,200 @@
+//! Export of a stopped workshop after the control plane restarts: the new process knows no
+//! placement, so it must find each seat's volume through the agent the store recorded. And when
+//! that agent is away, the export fails with 503 `agent_unavailable` naming the seat instead of
+//! handing over an archive without the learner's files. `clarateach serve` and `clarateach
+//! agent` as separate processes; needs root and bubblewrap.
+
+mod up_support;
+
+use std::io::Read;
+use std::time::Duration;
+
+use clarateach_client::Client;
+use clarateach_core::{CreateWorkshopRequest, JoinRequest, WorkshopStatus};
+use up_support::*;
+
+fn serve(dir: &std::path::Path, port: u16) -> Proc {
+    let args: Vec<String> = [
+        "serve",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--data-dir",
+        &dir.display().to_string(),
+        "--heartbeat-ms",
+        "300",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    Proc::start(dir, "serve", &args, "control plane on")
+}
+
+fn agent(dir: &std::path::Path, port: u16, token: &str) -> Proc {
+    let args: Vec<String> = [
+        "agent",
+        "--control-plane",
+        &format!("http://127.0.0.1:{port}"),
+        "--token",
+        token,
+        "--data-dir",
+        &dir.join("agent-host").display().to_string(),
+        "--listen",
+        "127.0.0.1:0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    Proc::start(dir, "agent", &args, "listening on")
+}
+
+/// `GET /api/workshops/{id}/export`: the status, and the body (the archive or the error).
+async fn export(http: &reqwest::Client, base: &str, token: &str, id: &str) -> (u16, Vec<u8>) {
+    let r = http
+        .get(format!("{base}/api/workshops/{id}/export"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("export");
+    let status = r.status().as_u16();
+    (status, r.bytes().await.expect("export body").to_vec())
+}
+
+/// The content of `name` in a tar.gz export, if present.
+fn entry(archive: &[u8], name: &str) -> Option<String> {
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(archive));
+    for e in tar.entries().expect("entries") {
+        let mut e = e.expect("entry");
+        if e.path().expect("path").display().to_string() == name {
+            let mut s = String::new();
+            e.read_to_string(&mut s).expect("read entry");
+            return Some(s);
+        }
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_after_stop_survives_control_plane_restart() {
+    if let Some(why) = skip_reason() {
+        eprintln!("SKIPPED export_after_stop_survives_control_plane_restart: {why}");
+        return;
+    }
+    let (_tmp, dir) = data_dir();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let cp = serve(&dir, port);
+    let instructor = std::fs::read_to_string(dir.join("instructor.token"))
+        .expect("token")
+        .trim()
+        .to_string();
+    let out = std::process::Command::new(BIN)
+        .args(["agent", "token", "--data-dir", &dir.display().to_string()])
+        .output()
+        .expect("agent token");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let agent_token = String::from_utf8(out.stdout)
+        .expect("utf8")
+        .trim()
+        .to_string();
+    let ag = agent(&dir, port, &agent_token);
+
+    let admin = Client::new(&base, Some(instructor.clone())).expect("client");
+    let http = reqwest::Client::new();
+    let req = CreateWorkshopRequest {
+        name: "export-restart".into(),
+        seats: 1,
+        api_key: None,
+        image: None,
+        limits: None,
+    };
+    let ws = eventually("workshop started", Duration::from_secs(20), || async {
+        let ws = admin.create_workshop(&req).await.ok()?;
+        admin.start_workshop(&ws.id).await.ok()?;
+        Some(ws)
+    })
+    .await;
+    eventually("running", Duration::from_secs(30), || async {
+        let w = admin.get_workshop(&ws.id).await.ok()?;
+        (w.status == WorkshopStatus::Running && w.seats_ready == 1).then_some(())
+    })
+    .await;
+    let join = Client::new(&base, None)
+        .expect("client")
+        .join(&JoinRequest {
+            code: ws.code.clone(),
+            odehash: None,
+            name: None,
+        })
+        .await
+        .expect("join");
+    let put = http
+        .put(format!("{base}/api/session/files/work/answer.py"))
+        .bearer_auth(&join.token)
+        .json(&serde_json::json!({ "content": "print(42)\n" }))
+        .send()
+        .await
+        .expect("put");
+    assert!(put.status().is_success(), "{}", put.status());
+    admin.stop_workshop(&ws.id).await.expect("stop");
+    eventually("stopped", Duration::from_secs(30), || async {
+        let w = admin.get_workshop(&ws.id).await.ok()?;
+        (w.status == WorkshopStatus::Stopped).then_some(())
+    })
+    .await;
+
+    // A new control plane process: nothing placed, nothing remembered; the store knows the agent.
+    let _ = cp.stop("-KILL");
+    let cp = serve(&dir, port);
+    let archive = eventually(
+        "export after the restart",
+        Duration::from_secs(30),
+        || async {
+            let (status, body) = export(&http, &base, &instructor, &ws.id).await;
+            // 503 until the agent has reconnected to the new process.
+            (status == 200).then_some(body)
+        },
+    )
+    .await;
+    assert_eq!(
+        entry(&archive, "seat-01/work/answer.py").as_deref(),
+        Some("print(42)\n")
+    );
+
+    // The agent away: a clear refusal naming the seat, not an archive missing its files.
+    let _ = ag.stop("-TERM");
+    let refusal = eventually("agent_unavailable", Duration::from_secs(30), || async {
+        let (status, body) = export(&http, &base, &instructor, &ws.id).await;
+        (status == 503).then_some(body)
+    })
+    .await;
+    let err: serde_json::Value = serde_json::from_slice(&refusal).expect("error json");
+    assert_eq!(err["code"], "agent_unavailable", "{err}");
+    assert!(
+        err["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("seat 1 ")),
+        "{err}"
+    );
+
+    // Back again: the volume was kept, the export works.
+    let ag = agent(&dir, port, &agent_token);
+    let archive = eventually(
+        "export with the agent back",
+        Duration::from_secs(30),
+        || async {
+            let (status, body) = export(&http, &base, &instructor, &ws.id).await;
+            (status == 200).then_some(body)
+        },
+    )
+    .await;
+    assert_eq!(
+        entry(&archive, "seat-01/work/answer.py").as_deref(),
+        Some("print(42)\n")
+    );
+    let _ = ag.stop("-TERM");
+    let _ = cp.stop("-TERM");
+}
