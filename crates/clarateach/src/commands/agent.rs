@@ -2,12 +2,14 @@
 //! issues an agent token from the control plane's store in the data dir.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
 use clarateach_agent::{Agent, AgentConfig};
+use clarateach_image::{ImageError, ImageLayout};
 use clarateach_isolation::factory::BackendConfig;
+use clarateach_isolation::microvm::MicrovmConfig;
 use clarateach_isolation::{Backend, BackendKind};
 
 #[derive(clap::Args)]
@@ -33,6 +35,10 @@ pub struct Args {
     /// Isolation backend (default: the first this host can run).
     #[arg(long, value_enum)]
     backend: Option<BackendArg>,
+    /// Guest image for the microvm backend, built by `clarateach image build --out DIR`
+    /// (default DATA_DIR/images/default).
+    #[arg(long, env = "CLARATEACH_IMAGE_DIR")]
+    image_dir: Option<PathBuf>,
     /// Seats this host may run.
     #[arg(long, default_value_t = 50)]
     capacity: u32,
@@ -74,10 +80,13 @@ pub fn resolve_data_dir(arg: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     std::path::absolute(&dir).with_context(|| format!("cannot resolve {}", dir.display()))
 }
 
-/// Builds the isolation backend for `kind`, or the first one the host can run.
+/// Builds the isolation backend for `kind`, or the first one the host can run. `image_dir` is
+/// the microvm guest image (`--image-dir`, else `$CLARATEACH_IMAGE_DIR`, else
+/// DATA_DIR/images/default); the other backends ignore it.
 pub fn build_backend(
     kind: Option<BackendArg>,
-    data_dir: &std::path::Path,
+    data_dir: &Path,
+    image_dir: Option<&Path>,
 ) -> anyhow::Result<Arc<dyn Backend>> {
     let kind = match kind {
         Some(k) => k.into(),
@@ -87,8 +96,41 @@ pub fn build_backend(
     };
     let exe = std::env::current_exe()
         .context("cannot locate the clarateach binary for the workspace daemon")?;
-    clarateach_isolation::factory::build(kind, &BackendConfig::new(data_dir, exe))
+    let mut config = BackendConfig::new(data_dir, exe);
+    if kind == BackendKind::Microvm {
+        let image = microvm_image_dir(data_dir, image_dir);
+        let image = std::path::absolute(&image)
+            .with_context(|| format!("cannot resolve {}", image.display()))?;
+        check_image(&image)?;
+        config.microvm = Some(MicrovmConfig::new(data_dir, image));
+    }
+    clarateach_isolation::factory::build(kind, &config)
         .with_context(|| format!("cannot start the {} backend", kind.as_str()))
+}
+
+/// `--image-dir` (clap also reads `CLARATEACH_IMAGE_DIR` into it), else the variable itself
+/// (callers without the flag, like `bench seats`), else DATA_DIR/images/default.
+fn microvm_image_dir(data_dir: &Path, arg: Option<&Path>) -> PathBuf {
+    arg.map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("CLARATEACH_IMAGE_DIR").map(PathBuf::from))
+        .unwrap_or_else(|| data_dir.join("images/default"))
+}
+
+/// Refuses an image dir without a complete built image, saying how to build one.
+fn check_image(dir: &Path) -> anyhow::Result<()> {
+    let hint = format!(
+        "build one with `clarateach image build --out {dir}`, then pass --image-dir {dir} \
+         (or set CLARATEACH_IMAGE_DIR)",
+        dir = dir.display()
+    );
+    match ImageLayout::new(dir).load() {
+        Ok(_) => Ok(()),
+        Err(ImageError::Incomplete(_)) => {
+            anyhow::bail!("no built guest image in {}; {hint}", dir.display())
+        }
+        Err(e) => Err(e)
+            .with_context(|| format!("the guest image in {} is unusable; {hint}", dir.display())),
+    }
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -108,7 +150,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .token
         .context("--token is required (see `clarateach agent token`)")?;
     let data_dir = resolve_data_dir(args.data_dir)?;
-    let backend = build_backend(args.backend, &data_dir)?;
+    let backend = build_backend(args.backend, &data_dir, args.image_dir.as_deref())?;
     let config = AgentConfig {
         control_plane,
         agent_token: token,

@@ -25,6 +25,10 @@ pub struct Args {
     /// Isolation backend (default: the first this host can run).
     #[arg(long, value_enum)]
     backend: Option<BackendArg>,
+    /// Guest image for the microvm backend, built by `clarateach image build --out DIR`
+    /// (default DATA_DIR/images/default).
+    #[arg(long, env = "CLARATEACH_IMAGE_DIR")]
+    image_dir: Option<PathBuf>,
     /// Seats the local agent may run.
     #[arg(long, default_value_t = 200)]
     capacity: u32,
@@ -68,6 +72,8 @@ pub struct StackOptions {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub backend: Option<BackendArg>,
+    /// The microvm guest image (see [`build_backend`]).
+    pub image_dir: Option<PathBuf>,
     pub capacity: u32,
     pub heartbeat: Duration,
 }
@@ -76,6 +82,8 @@ impl Stack {
     /// Opens the data dir, serves the control plane and connects a local agent to it.
     pub async fn start(opts: StackOptions) -> anyhow::Result<Self> {
         let data_dir = opts.data_dir;
+        // First, so a missing guest image fails before anything listens.
+        let backend = build_backend(opts.backend, &data_dir, opts.image_dir.as_deref())?;
         let mut config = ServerConfig::new(&data_dir);
         config.listen = opts.listen;
         config.heartbeat_interval = opts.heartbeat;
@@ -99,7 +107,6 @@ impl Stack {
         } else {
             addr
         };
-        let backend = build_backend(opts.backend, &data_dir)?;
         let agent = Agent::start(
             AgentConfig {
                 control_plane: format!("http://{loopback}"),
@@ -146,6 +153,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         listen: args.listen,
         data_dir: data_dir.clone(),
         backend: args.backend,
+        image_dir: args.image_dir,
         capacity: args.capacity,
         heartbeat: Duration::from_millis(args.heartbeat_ms.max(100)),
     })
