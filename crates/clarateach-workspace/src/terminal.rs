@@ -24,9 +24,12 @@ use crate::AppState;
 
 const BATCH_BYTES: usize = 256 * 1024;
 const SEND_TIMEOUT: Duration = Duration::from_secs(20);
-/// A viewer that needs more than this many resyncs within `RESYNC_WINDOW` is closed.
-const MAX_RESYNCS: usize = 3;
-const RESYNC_WINDOW: Duration = Duration::from_secs(60);
+/// A viewer that needs more than this many resyncs within `RESYNC_WINDOW` is closed. A viewer
+/// slower than a flood (`cat` of a big file) resyncs a few times a second; that is fine.
+const MAX_RESYNCS: usize = 50;
+const RESYNC_WINDOW: Duration = Duration::from_secs(10);
+/// Scrollback tail replayed on a resync (the attach replay sends the whole ring).
+const RESYNC_REPLAY: usize = 256 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -408,7 +411,10 @@ impl<S: Sink<Message> + Unpin> Output<S> {
                         self.pending.clear();
                         self.pending_len = 0;
                         let msg = error_msg("resync", "output was skipped because this viewer fell behind; replaying the scrollback");
-                        let (replay, next) = session.snapshot();
+                        let (mut replay, next) = session.snapshot();
+                        if replay.len() > RESYNC_REPLAY {
+                            replay = replay.slice(replay.len() - RESYNC_REPLAY..);
+                        }
                         self.next = next;
                         match self.control(&msg).await {
                             Ok(()) => self.replay(replay).await,

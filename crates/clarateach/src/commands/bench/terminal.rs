@@ -1,0 +1,394 @@
+//! `clarateach bench terminal`: the workspace daemon's terminal against terminado and the raw
+//! PTY rate, side by side in one run: keystroke echo p50/p99 over a loopback WebSocket, output
+//! throughput of `cat` of a large file to 1 and to N viewers, and the daemon's idle RSS.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use futures::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+const TOKEN: &str = "bench-token";
+const SHELL: &str = "bash --norc --noprofile";
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Keystrokes timed, one at a time, for the echo percentiles.
+    #[arg(long, default_value_t = 2000)]
+    keystrokes: usize,
+    /// MB of output (`cat` of a text file) for the daemon and raw PTY throughput.
+    #[arg(long, default_value_t = 200)]
+    size_mb: u64,
+    /// MB of output for terminado (it is slow: ~2 MB/s).
+    #[arg(long, default_value_t = 20)]
+    terminado_size_mb: u64,
+    /// Viewers of one session for the fan-out figure.
+    #[arg(long, default_value_t = 5)]
+    viewers: usize,
+    /// The terminado server script (needs `pip install terminado`); empty to skip terminado.
+    #[arg(long, default_value = "bench/terminado/serve.py")]
+    terminado_script: String,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Proto {
+    Daemon,
+    Terminado,
+}
+
+struct Viewer {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    proto: Proto,
+    /// Times the daemon resynced this viewer (it fell behind and skipped output).
+    resyncs: usize,
+}
+
+impl Viewer {
+    async fn connect(proto: Proto, port: u16, session: &str) -> anyhow::Result<Self> {
+        let url = match proto {
+            Proto::Daemon => format!("ws://127.0.0.1:{port}/terminal?session={session}"),
+            Proto::Terminado => format!("ws://127.0.0.1:{port}/websocket/{session}"),
+        };
+        let mut req = url.into_client_request()?;
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {TOKEN}").parse()?);
+        let (ws, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .context("websocket connect")?;
+        let mut v = Self {
+            ws,
+            proto,
+            resyncs: 0,
+        };
+        v.quiet(Duration::from_millis(300)).await?;
+        Ok(v)
+    }
+
+    async fn input(&mut self, s: &str) -> anyhow::Result<()> {
+        let text = match self.proto {
+            Proto::Daemon => serde_json::json!({"type": "input", "data": s}).to_string(),
+            Proto::Terminado => serde_json::json!(["stdin", s]).to_string(),
+        };
+        self.ws.send(Message::Text(text.into())).await?;
+        Ok(())
+    }
+
+    /// Next chunk of terminal output (control messages are skipped).
+    async fn output(&mut self) -> anyhow::Result<Vec<u8>> {
+        loop {
+            match self.ws.next().await {
+                Some(Ok(Message::Binary(b))) => return Ok(b.to_vec()),
+                Some(Ok(Message::Text(t))) => {
+                    if self.proto == Proto::Daemon && t.as_str().contains("\"resync\"") {
+                        self.resyncs += 1;
+                    }
+                    if self.proto == Proto::Terminado {
+                        let v: serde_json::Value = serde_json::from_str(t.as_str())?;
+                        if v[0] == "stdout" {
+                            return Ok(v[1].as_str().unwrap_or_default().as_bytes().to_vec());
+                        }
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e.into()),
+                None => bail!("terminal closed"),
+            }
+        }
+    }
+
+    /// Reads until output contains `needle`; returns the bytes read.
+    async fn until(&mut self, needle: &[u8]) -> anyhow::Result<u64> {
+        let (mut total, mut window) = (0u64, Vec::new());
+        loop {
+            let chunk = self.output().await?;
+            total += chunk.len() as u64;
+            window.extend_from_slice(&chunk);
+            if window.windows(needle.len()).any(|w| w == needle) {
+                return Ok(total);
+            }
+            let keep = window.len().saturating_sub(needle.len());
+            window.drain(..keep);
+        }
+    }
+
+    /// Drains output until nothing arrives for `gap`.
+    async fn quiet(&mut self, gap: Duration) -> anyhow::Result<()> {
+        while let Ok(r) = tokio::time::timeout(gap, self.output()).await {
+            r?;
+        }
+        Ok(())
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted
+        .get(((sorted.len().max(1) - 1) as f64 * p).round() as usize)
+        .copied()
+        .unwrap_or_default()
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Echo of single keystrokes typed into `cat` (echoed by the PTY line discipline).
+async fn echo(proto: Proto, port: u16, n: usize) -> anyhow::Result<(Duration, Duration)> {
+    let mut v = Viewer::connect(proto, port, "echo").await?;
+    v.input("stty -echoctl; cat > /dev/null\r").await?;
+    v.quiet(Duration::from_millis(300)).await?;
+    let mut times = Vec::with_capacity(n);
+    for i in 0..n {
+        if i % 100 == 99 {
+            v.input("\r").await?;
+            v.until(b"\n").await?;
+        }
+        let t = Instant::now();
+        v.input("q").await?;
+        v.until(b"q").await?;
+        times.push(t.elapsed());
+    }
+    v.input("\x04").await?;
+    times.sort();
+    Ok((percentile(&times, 0.5), percentile(&times, 0.99)))
+}
+
+/// MB/s seen by each of `viewers` viewers while one of them runs `cat file`.
+async fn throughput(
+    proto: Proto,
+    port: u16,
+    file: &Path,
+    viewers: usize,
+    session: &str,
+) -> anyhow::Result<Vec<f64>> {
+    let mut all = Vec::new();
+    for _ in 0..viewers {
+        all.push(Viewer::connect(proto, port, session).await?);
+    }
+    for v in &mut all {
+        v.quiet(Duration::from_millis(200)).await?;
+    }
+    let start = Instant::now();
+    all[0]
+        .input(&format!("cat {}; echo DO''NE\r", file.display()))
+        .await?;
+    let tasks: Vec<_> = all
+        .into_iter()
+        .map(|mut v| {
+            tokio::spawn(async move {
+                let bytes = v.until(b"DONE").await?;
+                if v.resyncs > 0 {
+                    println!(
+                        "  (a viewer fell behind and was resynced {} times)",
+                        v.resyncs
+                    );
+                }
+                anyhow::Ok(bytes as f64 / 1e6 / start.elapsed().as_secs_f64())
+            })
+        })
+        .collect();
+    let mut rates = Vec::new();
+    for t in tasks {
+        rates.push(t.await??);
+    }
+    Ok(rates)
+}
+
+/// The physical limit: `cat file` on a PTY, read directly by this process.
+async fn raw_pty(file: &Path) -> anyhow::Result<f64> {
+    let spec = clarateach_workspace::pty::SpawnSpec {
+        argv: vec!["cat".into(), file.display().to_string()],
+        cwd: std::env::temp_dir(),
+        env: vec![],
+        env_remove: vec![],
+        cols: 80,
+        rows: 24,
+    };
+    let start = Instant::now();
+    let (pty, mut child) = clarateach_workspace::pty::spawn(&spec)?;
+    let (mut buf, mut total) = (vec![0u8; 64 * 1024], 0u64);
+    loop {
+        match pty.read(&mut buf).await? {
+            0 => break,
+            n => total += n as u64,
+        }
+    }
+    child.wait().await?;
+    Ok(total as f64 / 1e6 / start.elapsed().as_secs_f64())
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+async fn wait_port(port: u16) -> anyhow::Result<()> {
+    for _ in 0..100 {
+        if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("nothing listens on port {port}")
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+fn write_file(path: &Path, mb: u64) -> anyhow::Result<()> {
+    use std::io::Write;
+    let line: Vec<u8> = (0..99u8).map(|i| b'!' + (i % 90)).chain([b'\n']).collect();
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for _ in 0..(mb * 1_000_000 / 100) {
+        f.write_all(&line)?;
+    }
+    f.flush()?;
+    Ok(())
+}
+
+struct Kill(tokio::process::Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.start_kill();
+    }
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let dir =
+        std::env::temp_dir().join(format!("clarateach-bench-terminal-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let result = bench(&args, &dir).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+async fn bench(args: &Args, dir: &Path) -> anyhow::Result<()> {
+    let big: PathBuf = dir.join("big.txt");
+    let small: PathBuf = dir.join("small.txt");
+    write_file(&big, args.size_mb)?;
+    write_file(&small, args.terminado_size_mb)?;
+    let port = free_port()?;
+    let daemon = tokio::process::Command::new(std::env::current_exe()?)
+        .args([
+            "workspace-server",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--root",
+        ])
+        .arg(dir)
+        .args(["--shell", SHELL])
+        .env(clarateach_workspace::TOKEN_ENV, TOKEN)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("cannot start the daemon")?;
+    let pid = daemon.id().unwrap_or(0);
+    let _daemon = Kill(daemon);
+    wait_port(port).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle = rss_kib(pid);
+    println!(
+        "clarateach bench terminal: {} keystrokes, {} MB to 1 and {} viewers",
+        args.keystrokes, args.size_mb, args.viewers
+    );
+    println!(
+        "daemon idle RSS: {:.1} MiB (goal <= 5 MiB)",
+        idle as f64 / 1024.0
+    );
+
+    let raw = raw_pty(&big).await?;
+    let (p50, p99) = echo(Proto::Daemon, port, args.keystrokes).await?;
+    println!(
+        "daemon RSS with one session: {:.1} MiB",
+        rss_kib(pid) as f64 / 1024.0
+    );
+    let one = throughput(Proto::Daemon, port, &big, 1, "tp1").await?;
+    let five = throughput(Proto::Daemon, port, &big, args.viewers, "tp5").await?;
+    let min5 = five.iter().cloned().fold(f64::MAX, f64::min);
+    println!(
+        "daemon RSS after the throughput runs: {:.1} MiB",
+        rss_kib(pid) as f64 / 1024.0
+    );
+
+    let mut table = vec![
+        (
+            "raw PTY reader".to_string(),
+            "-".to_string(),
+            "-".to_string(),
+            format!("{raw:.1}"),
+            "-".to_string(),
+        ),
+        (
+            "clarateach daemon".into(),
+            ms(p50),
+            ms(p99),
+            format!("{:.1}", one[0]),
+            format!("{min5:.1}"),
+        ),
+    ];
+    if !args.terminado_script.is_empty() {
+        match terminado(args, &small).await {
+            Ok(row) => table.push(row),
+            Err(e) => println!("terminado skipped: {e:#} (pip install terminado)"),
+        }
+    }
+    println!(
+        "\n| server | echo p50 | echo p99 | MB/s, 1 viewer | MB/s, each of {} viewers (min) |",
+        args.viewers
+    );
+    println!("|---|---|---|---|---|");
+    for (name, a, b, c, d) in &table {
+        println!("| {name} | {a} | {b} | {c} | {d} |");
+    }
+    println!(
+        "\ndaemon vs raw PTY: 1 viewer {:.0}% (goal >= 80%), each of {} viewers {:.0}% (goal >= 60%); echo goal p50 <= 0.4 ms, p99 <= 1.5 ms",
+        one[0] / raw * 100.0,
+        args.viewers,
+        min5 / raw * 100.0
+    );
+    Ok(())
+}
+
+async fn terminado(
+    args: &Args,
+    file: &Path,
+) -> anyhow::Result<(String, String, String, String, String)> {
+    let port = free_port()?;
+    let child = tokio::process::Command::new("python3")
+        .arg(&args.terminado_script)
+        .args(["--port", &port.to_string(), "--shell", SHELL])
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("cannot start python3")?;
+    let _child = Kill(child);
+    wait_port(port).await?;
+    let (p50, p99) = echo(Proto::Terminado, port, args.keystrokes).await?;
+    let one = throughput(Proto::Terminado, port, file, 1, "tp1").await?;
+    let five = throughput(Proto::Terminado, port, file, args.viewers, "tp5").await?;
+    let min5 = five.iter().cloned().fold(f64::MAX, f64::min);
+    Ok((
+        "terminado".into(),
+        ms(p50),
+        ms(p99),
+        format!("{:.1}", one[0]),
+        format!("{min5:.1}"),
+    ))
+}
