@@ -54,7 +54,12 @@ fn main() -> ExitCode {
         return report(commands::guest_init::run(args));
     }
     logging::init(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // The workspace daemon runs in every seat: one thread keeps its idle memory small.
+    let mut builder = match cli.command {
+        Command::WorkspaceServer(_) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -2,6 +2,7 @@
 
 mod join;
 mod seats;
+mod terminal;
 
 #[derive(clap::Subcommand)]
 pub enum Command {
@@ -10,11 +11,15 @@ pub enum Command {
     Seats(seats::Args),
     /// Control plane: join p50/p99 with concurrent learners, server RSS with many workshops.
     Join(join::Args),
+    /// Workspace daemon terminal vs terminado vs a raw PTY reader: echo p50/p99, output
+    /// throughput to 1 and N viewers, daemon idle RSS.
+    Terminal(terminal::Args),
 }
 
 pub async fn run(cmd: Command) -> anyhow::Result<()> {
     match cmd {
         Command::Seats(args) => seats::run(args).await,
         Command::Join(args) => join::run(args).await,
+        Command::Terminal(args) => terminal::run(args).await,
     }
 }
