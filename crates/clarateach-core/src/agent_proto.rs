@@ -33,14 +33,24 @@ impl std::fmt::Debug for SeatSpec {
             .field("seat", &self.seat)
             .field("image", &self.image)
             .field("limits", &self.limits)
-            .field("env", &self.env.keys().map(|k| (k, "<redacted>")).collect::<Vec<_>>())
+            .field(
+                "env",
+                &self
+                    .env
+                    .keys()
+                    .map(|k| (k, "<redacted>"))
+                    .collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
 
 impl SeatSpec {
     pub fn key(&self) -> SeatKey {
-        SeatKey { workshop_id: self.workshop_id.clone(), seat: self.seat }
+        SeatKey {
+            workshop_id: self.workshop_id.clone(),
+            seat: self.seat,
+        }
     }
 }
 
@@ -87,10 +97,17 @@ pub enum AgentMessage {
 pub enum ControlMessage {
     /// Answer to Register: the full desired state for this agent; the agent destroys workspaces
     /// not listed (keeping volumes) and creates missing ones.
-    Registered { heartbeat_interval_ms: u64, desired: Vec<SeatSpec> },
+    Registered {
+        heartbeat_interval_ms: u64,
+        desired: Vec<SeatSpec>,
+    },
     CreateSeat(SeatSpec),
     /// Destroy the workspace; delete its volume only when `delete_volume` (workshop deleted).
-    DestroySeat { workshop_id: String, seat: u32, delete_volume: bool },
+    DestroySeat {
+        workshop_id: String,
+        seat: u32,
+        delete_volume: bool,
+    },
 }
 
 #[cfg(test)]
@@ -104,7 +121,11 @@ mod tests {
             seat: 1,
             image: None,
             limits: Limits::default(),
-            env: [("ANTHROPIC_API_KEY".to_string(), "sk-secret-value".to_string())].into(),
+            env: [(
+                "ANTHROPIC_API_KEY".to_string(),
+                "sk-secret-value".to_string(),
+            )]
+            .into(),
         };
         let shown = format!("{spec:?}");
         assert!(!shown.contains("sk-secret-value"));
@@ -113,9 +134,16 @@ mod tests {
 
     #[test]
     fn tagged_round_trip() {
-        let m = ControlMessage::DestroySeat { workshop_id: "ws-a".into(), seat: 2, delete_volume: false };
+        let m = ControlMessage::DestroySeat {
+            workshop_id: "ws-a".into(),
+            seat: 2,
+            delete_volume: false,
+        };
         let s = serde_json::to_string(&m).expect("serialize");
         assert!(s.contains("\"type\":\"destroy_seat\""));
-        assert_eq!(serde_json::from_str::<ControlMessage>(&s).expect("parse"), m);
+        assert_eq!(
+            serde_json::from_str::<ControlMessage>(&s).expect("parse"),
+            m
+        );
     }
 }

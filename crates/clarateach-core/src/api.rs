@@ -64,8 +64,14 @@ pub enum SeatState {
 }
 
 impl SeatState {
-    pub const ALL: [SeatState; 6] =
-        [Self::Pending, Self::Creating, Self::Ready, Self::Lost, Self::Failed, Self::Destroyed];
+    pub const ALL: [SeatState; 6] = [
+        Self::Pending,
+        Self::Creating,
+        Self::Ready,
+        Self::Lost,
+        Self::Failed,
+        Self::Destroyed,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -210,9 +216,13 @@ impl CreateWorkshopRequest {
         if let Some(image) = &self.image {
             let ok = !image.is_empty()
                 && image.len() <= 64
-                && image.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+                && image
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
             if !ok {
-                return Err("image must be 1-64 characters of letters, digits, '-', '_' or '.'".into());
+                return Err(
+                    "image must be 1-64 characters of letters, digits, '-', '_' or '.'".into(),
+                );
             }
         }
         if let Some(limits) = &self.limits {
@@ -387,14 +397,27 @@ pub enum TerminalClientMessage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum TerminalServerMessage {
-    Output { data: String },
-    Exit { code: i32 },
+    Output {
+        data: String,
+    },
+    Exit {
+        code: i32,
+    },
     /// Sent to a viewer whose input was refused or who was dropped; `code` is machine-readable.
-    Error { code: String, message: String },
+    Error {
+        code: String,
+        message: String,
+    },
     /// Sent on attach: the session name and whether it was just started.
-    Attached { session: String, new: bool, mode: String },
+    Attached {
+        session: String,
+        new: bool,
+        mode: String,
+    },
     /// Sent to the other viewers when a `mode=takeover` viewer (the instructor) attaches/detaches.
-    Takeover { active: bool },
+    Takeover {
+        active: bool,
+    },
 }
 
 #[cfg(test)]
@@ -417,7 +440,13 @@ mod tests {
 
     #[test]
     fn validation_names_the_field() {
-        let mut req = CreateWorkshopRequest { name: "x".into(), seats: 0, api_key: None, image: None, limits: None };
+        let mut req = CreateWorkshopRequest {
+            name: "x".into(),
+            seats: 0,
+            api_key: None,
+            image: None,
+            limits: None,
+        };
         assert!(req.validate().unwrap_err().contains("seats"));
         req.seats = 201;
         assert!(req.validate().is_err());

@@ -12,7 +12,9 @@ pub const CODE_PREFIX: &str = "CLAUDE-";
 
 fn pick(alphabet: &[u8], n: usize) -> String {
     let mut rng = rand::thread_rng();
-    (0..n).map(|_| alphabet[rng.gen_range(0..alphabet.len())] as char).collect()
+    (0..n)
+        .map(|_| alphabet[rng.gen_range(0..alphabet.len())] as char)
+        .collect()
 }
 
 /// A workshop id like `ws-a1b2c3`.
@@ -33,7 +35,11 @@ pub fn odehash() -> String {
 /// Normalises what a learner typed as a join code: trims, drops inner spaces, upper-cases,
 /// and accepts the bare 4-character suffix (`xy9z` -> `CLAUDE-XY9Z`).
 pub fn normalize_code(input: &str) -> String {
-    let compact: String = input.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_uppercase();
+    let compact: String = input
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .to_uppercase();
     if compact.starts_with(CODE_PREFIX) {
         compact
     } else {

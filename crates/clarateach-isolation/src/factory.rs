@@ -23,11 +23,18 @@ pub struct BackendConfig {
 
 impl BackendConfig {
     pub fn new(data_dir: impl Into<PathBuf>, daemon_binary: impl Into<PathBuf>) -> Self {
-        Self { data_dir: data_dir.into(), daemon_binary: daemon_binary.into(), sandbox: None, microvm: None }
+        Self {
+            data_dir: data_dir.into(),
+            daemon_binary: daemon_binary.into(),
+            sandbox: None,
+            microvm: None,
+        }
     }
 
     fn sandbox_config(&self) -> SandboxConfig {
-        self.sandbox.clone().unwrap_or_else(|| SandboxConfig::new(&self.data_dir, &self.daemon_binary))
+        self.sandbox
+            .clone()
+            .unwrap_or_else(|| SandboxConfig::new(&self.data_dir, &self.daemon_binary))
     }
 }
 

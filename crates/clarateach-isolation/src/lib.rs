@@ -71,7 +71,10 @@ pub struct DaemonEndpoint {
 
 impl std::fmt::Debug for DaemonEndpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DaemonEndpoint").field("addr", &self.addr).field("token", &"<redacted>").finish()
+        f.debug_struct("DaemonEndpoint")
+            .field("addr", &self.addr)
+            .field("token", &"<redacted>")
+            .finish()
     }
 }
 

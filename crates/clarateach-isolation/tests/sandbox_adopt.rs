@@ -19,7 +19,9 @@ async fn seats_survive_an_agent_restart_and_are_readopted() {
         return;
     }
     let h = Harness::new();
-    let ep = h.seat(1, Limits::default(), &[("ANTHROPIC_API_KEY", "sk-x")]).await;
+    let ep = h
+        .seat(1, Limits::default(), &[("ANTHROPIC_API_KEY", "sk-x")])
+        .await;
     ok(&ep, "echo kept > /workspace/f").await;
     let spec2 = WorkspaceSpec {
         key: h.key(2),
@@ -29,10 +31,15 @@ async fn seats_survive_an_agent_restart_and_are_readopted() {
         daemon_token: "t2".into(),
     };
     h.backend.create(&spec2).await.expect("create");
-    std::fs::create_dir_all(h.dir.path().join("volumes").join(&h.ws).join("seat-09")).expect("mkdir");
+    std::fs::create_dir_all(h.dir.path().join("volumes").join(&h.ws).join("seat-09"))
+        .expect("mkdir");
     let (k1, k2, k9) = (h.key(1), h.key(2), h.key(9));
     let daemon = h.dir.path().join("fake-daemon");
-    let Harness { dir, backend, ws: _ } = h;
+    let Harness {
+        dir,
+        backend,
+        ws: _,
+    } = h;
     // The agent dies without stopping anything.
     drop(backend);
 
@@ -48,27 +55,48 @@ async fn seats_survive_an_agent_restart_and_are_readopted() {
         ]
     );
     assert_eq!(again.endpoint(&k1), Some(ep.clone()));
-    assert_eq!(ok(&ep, "cat /workspace/f; echo $ANTHROPIC_API_KEY").await, "kept\nsk-x");
+    assert_eq!(
+        ok(&ep, "cat /workspace/f; echo $ANTHROPIC_API_KEY").await,
+        "kept\nsk-x"
+    );
     // The stopped seat starts from its saved spec.
     let ep2 = again.start(&k2).await.expect("start adopted spec");
     assert_eq!(ok(&ep2, "hostname").await, "seat-02");
 
     // While the agent is away again, seat 1's outer bwrap dies; its inside lingers.
     let pids = again.pids(&k1);
-    let state = dir.path().join("sandboxes").join(&k1.workshop_id).join("seat-01.json");
-    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(state).expect("state")).expect("json");
+    let state = dir
+        .path()
+        .join("sandboxes")
+        .join(&k1.workshop_id)
+        .join("seat-01.json");
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state).expect("state")).expect("json");
     let outer = state["pid"].as_i64().expect("pid") as i32;
     assert!(pids.contains(&outer));
     drop(again);
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(outer), nix::sys::signal::Signal::SIGKILL).expect("kill");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(outer),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill");
     while alive(outer) {
         tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }
     let third = SandboxBackend::new(config(dir.path(), daemon)).expect("backend");
     let found = third.adopt().await.expect("adopt");
-    assert!(found.contains(&(k1.clone(), WorkspaceStatus::Stopped)), "{found:?}");
-    assert!(found.contains(&(k2.clone(), WorkspaceStatus::Running)), "{found:?}");
-    assert!(third.pids(&k1).is_empty(), "leftovers of a dead sandbox were not cleaned");
+    assert!(
+        found.contains(&(k1.clone(), WorkspaceStatus::Stopped)),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&(k2.clone(), WorkspaceStatus::Running)),
+        "{found:?}"
+    );
+    assert!(
+        third.pids(&k1).is_empty(),
+        "leftovers of a dead sandbox were not cleaned"
+    );
     assert!(pids.iter().all(|p| !alive(*p)));
     let ep1 = third.start(&k1).await.expect("restart");
     assert_eq!(ok(&ep1, "cat /workspace/f").await, "kept");
@@ -82,11 +110,15 @@ async fn seats_survive_an_agent_restart_and_are_readopted() {
 pub fn real_daemon() -> Option<PathBuf> {
     let path = std::env::var_os("CLARATEACH_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/debug/clarateach"));
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/debug/clarateach")
+        });
     let ok = std::process::Command::new(&path)
         .args(["workspace-server", "--help"])
         .output()
-        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains("--listen"));
+        .is_ok_and(|o| {
+            o.status.success() && String::from_utf8_lossy(&o.stdout).contains("--listen")
+        });
     ok.then_some(path)
 }
 
@@ -101,7 +133,10 @@ async fn the_real_workspace_daemon_runs_in_a_seat() {
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let backend = SandboxBackend::new(config(dir.path(), bin)).expect("backend");
-    let key = SeatKey { workshop_id: format!("ws-real-{}", std::process::id()), seat: 1 };
+    let key = SeatKey {
+        workshop_id: format!("ws-real-{}", std::process::id()),
+        seat: 1,
+    };
     let spec = WorkspaceSpec {
         key: key.clone(),
         limits: Limits::default(),
@@ -110,8 +145,13 @@ async fn the_real_workspace_daemon_runs_in_a_seat() {
         daemon_token: "real-token".into(),
     };
     backend.create(&spec).await.expect("create");
-    let ep = backend.start(&key).await.expect("start with the real daemon");
-    let DaemonAddr::Unix(socket) = &ep.addr else { panic!("unix") };
+    let ep = backend
+        .start(&key)
+        .await
+        .expect("start with the real daemon");
+    let DaemonAddr::Unix(socket) = &ep.addr else {
+        panic!("unix")
+    };
     assert!(clarateach_isolation::sandbox::health(socket, &ep.token).await);
     backend.destroy(&key, true).await.expect("destroy");
     assert!(backend.pids(&key).is_empty());

@@ -20,7 +20,9 @@ const SEATS: u32 = 30;
 fn daemon() -> Option<PathBuf> {
     let path = std::env::var_os("CLARATEACH_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/debug/clarateach"));
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/debug/clarateach")
+        });
     path.exists().then_some(path)
 }
 
@@ -40,7 +42,10 @@ fn pss_kib(pid: i32) -> u64 {
 
 fn spec(ws: &str, seat: u32) -> WorkspaceSpec {
     WorkspaceSpec {
-        key: SeatKey { workshop_id: ws.into(), seat },
+        key: SeatKey {
+            workshop_id: ws.into(),
+            seat,
+        },
         limits: Limits::default(),
         image: None,
         env: [("ANTHROPIC_API_KEY".to_string(), "sk-bench".to_string())].into(),
@@ -94,7 +99,10 @@ async fn bench_seat_start_and_memory() {
     }
     let all_ms = t.elapsed().as_secs_f64() * 1e3;
     for seat in 1..=SEATS {
-        backend.destroy(&spec(&ws, seat).key, true).await.expect("destroy");
+        backend
+            .destroy(&spec(&ws, seat).key, true)
+            .await
+            .expect("destroy");
     }
     println!("sandbox bench: daemon {}", bin.display());
     println!(

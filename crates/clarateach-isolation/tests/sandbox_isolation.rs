@@ -16,13 +16,21 @@ async fn a_seat_is_isolated_from_the_host_and_other_seats() {
         return;
     }
     let h = Harness::new();
-    let one = h.seat(1, Limits::default(), &[("ANTHROPIC_API_KEY", SECRET)]).await;
+    let one = h
+        .seat(1, Limits::default(), &[("ANTHROPIC_API_KEY", SECRET)])
+        .await;
     let two = h.seat(2, Limits::default(), &[]).await;
 
-    assert_eq!(ok(&one, "id -u; id -un; hostname").await, "1000\nlearner\nseat-01");
+    assert_eq!(
+        ok(&one, "id -u; id -un; hostname").await,
+        "1000\nlearner\nseat-01"
+    );
     // Only the seat's own processes: bwrap's init, the daemon, this shell and ls.
     let procs = ok(&one, "ls /proc | grep -c '^[0-9]*$'").await;
-    assert!(procs.parse::<u32>().expect("count") <= 5, "saw {procs} processes");
+    assert!(
+        procs.parse::<u32>().expect("count") <= 5,
+        "saw {procs} processes"
+    );
     let caps = ok(&one, "grep CapEff /proc/self/status").await;
     assert!(caps.ends_with("0000000000000000"), "{caps}");
 
@@ -30,22 +38,49 @@ async fn a_seat_is_isolated_from_the_host_and_other_seats() {
     std::fs::write(h.backend.volume_dir(&h.key(2)).join("mine.txt"), "seat two").expect("write");
     assert_eq!(ok(&two, "cat /workspace/mine.txt").await, "seat two");
     let data = h.dir.path().display().to_string();
-    assert_eq!(ok(&one, &format!("ls /workspace; test -e {data} || echo hidden; ls /home")).await, "hidden\nlearner");
+    assert_eq!(
+        ok(
+            &one,
+            &format!("ls /workspace; test -e {data} || echo hidden; ls /home")
+        )
+        .await,
+        "hidden\nlearner"
+    );
 
     // Writable: the volume, the home, /tmp (and /dev/shm, a private tmpfs). Nothing else.
     ok(&one, "echo a > /workspace/a && echo b > /home/learner/b && echo c > /tmp/c && echo d > /dev/shm/d").await;
-    assert_eq!(std::fs::read_to_string(h.backend.volume_dir(&h.key(1)).join("a")).expect("read"), "a\n");
-    for path in ["/x", "/usr/x", "/etc/x", "/run/x", "/dev/x", "/proc/x", "/run/clarateach-bin/x"] {
+    assert_eq!(
+        std::fs::read_to_string(h.backend.volume_dir(&h.key(1)).join("a")).expect("read"),
+        "a\n"
+    );
+    for path in [
+        "/x",
+        "/usr/x",
+        "/etc/x",
+        "/run/x",
+        "/dev/x",
+        "/proc/x",
+        "/run/clarateach-bin/x",
+    ] {
         let (status, out) = run(&one, &format!("touch {path}")).await;
         assert_ne!(status, "exit=0 signal=0", "{path} was writable: {out}");
     }
 
     // No route to the host's ports; loopback inside works.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let port = listener.local_addr().expect("addr").port();
-    let (status, _) = run(&one, &format!("timeout 2 bash -c 'echo > /dev/tcp/127.0.0.1/{port}'")).await;
+    let (status, _) = run(
+        &one,
+        &format!("timeout 2 bash -c 'echo > /dev/tcp/127.0.0.1/{port}'"),
+    )
+    .await;
     assert_ne!(status, "exit=0 signal=0", "reached the host's port {port}");
-    assert_eq!(ok(&one, "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '").await, "lo");
+    assert_eq!(
+        ok(&one, "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '").await,
+        "lo"
+    );
 
     // The api key: in this seat's environment only, never on a command line.
     assert_eq!(ok(&one, "echo $ANTHROPIC_API_KEY").await, SECRET);
@@ -54,19 +89,31 @@ async fn a_seat_is_isolated_from_the_host_and_other_seats() {
     assert!(pids.len() >= 2, "{pids:?}");
     for pid in &pids {
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        assert!(!String::from_utf8_lossy(&cmdline).contains(SECRET), "secret on the command line of {pid}");
+        assert!(
+            !String::from_utf8_lossy(&cmdline).contains(SECRET),
+            "secret on the command line of {pid}"
+        );
     }
 
     // Destroy leaves no process and no cgroup; the volume goes only when asked.
-    let all: Vec<i32> = pids.iter().chain(h.backend.pids(&h.key(2)).iter()).copied().collect();
+    let all: Vec<i32> = pids
+        .iter()
+        .chain(h.backend.pids(&h.key(2)).iter())
+        .copied()
+        .collect();
     h.backend.destroy(&h.key(1), false).await.expect("destroy");
     h.backend.destroy(&h.key(2), true).await.expect("destroy");
     assert!(all.iter().all(|p| !alive(*p)), "a process survived destroy");
     assert!(h.backend.pids(&h.key(1)).is_empty());
-    assert!(!std::path::Path::new(&format!("/sys/fs/cgroup/pids/clarateach-test/{}", h.ws)).exists());
+    assert!(
+        !std::path::Path::new(&format!("/sys/fs/cgroup/pids/clarateach-test/{}", h.ws)).exists()
+    );
     assert!(h.backend.volume_dir(&h.key(1)).join("a").exists());
     assert!(!h.backend.volume_dir(&h.key(2)).exists());
-    assert_eq!(h.backend.status(&h.key(1)).await.expect("status"), WorkspaceStatus::Missing);
+    assert_eq!(
+        h.backend.status(&h.key(1)).await.expect("status"),
+        WorkspaceStatus::Missing
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,13 +124,22 @@ async fn stop_keeps_the_seat_and_start_brings_it_back() {
     let h = Harness::new();
     let ep = h.seat(3, Limits::default(), &[]).await;
     ok(&ep, "echo kept > /workspace/f; echo home > ~/g").await;
-    assert_eq!(h.backend.start(&h.key(3)).await.expect("idempotent start"), ep);
+    assert_eq!(
+        h.backend.start(&h.key(3)).await.expect("idempotent start"),
+        ep
+    );
     h.backend.stop(&h.key(3)).await.expect("stop");
-    assert_eq!(h.backend.status(&h.key(3)).await.expect("status"), WorkspaceStatus::Stopped);
+    assert_eq!(
+        h.backend.status(&h.key(3)).await.expect("status"),
+        WorkspaceStatus::Stopped
+    );
     assert!(h.backend.endpoint(&h.key(3)).is_none());
     assert!(h.backend.pids(&h.key(3)).is_empty());
     let ep = h.backend.start(&h.key(3)).await.expect("restart");
     assert_eq!(ok(&ep, "cat /workspace/f ~/g").await, "kept\nhome");
     h.backend.destroy(&h.key(3), true).await.expect("destroy");
-    h.backend.destroy(&h.key(3), true).await.expect("destroy is idempotent");
+    h.backend
+        .destroy(&h.key(3), true)
+        .await
+        .expect("destroy is idempotent");
 }

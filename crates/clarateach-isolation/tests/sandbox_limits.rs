@@ -16,17 +16,31 @@ async fn a_fork_bomb_is_stopped_by_the_pids_limit() {
         return;
     }
     let h = Harness::new();
-    let limits = Limits { pids: 48, cpu_millis: 500, ..Limits::default() };
+    let limits = Limits {
+        pids: 48,
+        cpu_millis: 500,
+        ..Limits::default()
+    };
     let ep = h.seat(1, limits, &[]).await;
     // The bomb's processes outlive the command; they stay inside the seat.
     let t = std::time::Instant::now();
     run(&ep, "bash -c ':(){ :|:& };:' >/dev/null 2>&1; sleep 1").await;
     eprintln!("bomb ran for {:?}", t.elapsed());
     let pids = h.backend.pids(&h.key(1));
-    assert!(pids.len() <= 48, "{} processes escaped the limit", pids.len());
-    assert!(pids.len() >= 30, "the bomb did not run ({} processes)", pids.len());
+    assert!(
+        pids.len() <= 48,
+        "{} processes escaped the limit",
+        pids.len()
+    );
+    assert!(
+        pids.len() >= 30,
+        "the bomb did not run ({} processes)",
+        pids.len()
+    );
     // The host can still start processes.
-    let out = std::process::Command::new("true").status().expect("host can fork");
+    let out = std::process::Command::new("true")
+        .status()
+        .expect("host can fork");
     assert!(out.success());
     // Stopping freezes and kills them all.
     let t = std::time::Instant::now();
@@ -45,17 +59,32 @@ async fn a_memory_hog_is_killed_inside_its_cgroup_only() {
         return;
     }
     let h = Harness::new();
-    let small = Limits { memory_mb: 64, ..Limits::default() };
+    let small = Limits {
+        memory_mb: 64,
+        ..Limits::default()
+    };
     let hog = h.seat(1, small, &[]).await;
     let other = h.seat(2, Limits::default(), &[]).await;
-    let (status, out) = run(&hog, "perl -e '$x = \"a\" x (400 << 20); print \"survived\"'").await;
-    assert!(!out.contains("survived"), "the hog got 400 MiB under a 64 MiB limit: {status}");
-    assert!(status.contains("signal=9") || status.contains("exit=137"), "{status}: {out}");
+    let (status, out) = run(
+        &hog,
+        "perl -e '$x = \"a\" x (400 << 20); print \"survived\"'",
+    )
+    .await;
+    assert!(
+        !out.contains("survived"),
+        "the hog got 400 MiB under a 64 MiB limit: {status}"
+    );
+    assert!(
+        status.contains("signal=9") || status.contains("exit=137"),
+        "{status}: {out}"
+    );
     assert!(h.backend.oom_kills(&h.key(1)) >= 1);
     // The seat's daemon and the other seat go on.
     assert_eq!(ok(&hog, "echo alive").await, "alive");
     assert_eq!(ok(&other, "echo alive").await, "alive");
-    let DaemonAddr::Unix(socket) = &other.addr else { panic!("unix") };
+    let DaemonAddr::Unix(socket) = &other.addr else {
+        panic!("unix")
+    };
     assert!(health(socket, &other.token).await);
     h.backend.destroy(&h.key(1), true).await.expect("destroy");
     h.backend.destroy(&h.key(2), true).await.expect("destroy");

@@ -11,10 +11,19 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "clarateach", version, about = "Run live coding workshops: one isolated workspace per seat")]
+#[command(
+    name = "clarateach",
+    version,
+    about = "Run live coding workshops: one isolated workspace per seat"
+)]
 struct Cli {
     /// Log output format.
-    #[arg(long, global = true, env = "CLARATEACH_LOG_FORMAT", default_value = "text")]
+    #[arg(
+        long,
+        global = true,
+        env = "CLARATEACH_LOG_FORMAT",
+        default_value = "text"
+    )]
     log_format: logging::LogFormat,
 
     #[command(subcommand)]

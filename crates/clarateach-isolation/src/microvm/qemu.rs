@@ -200,9 +200,9 @@ mod tests {
             .map(|s| s.to_string_lossy().into_owned())
             .collect();
         let joined = line.join(" ");
-        assert!(
-            joined.starts_with("-M microvm,acpi=on -accel tcg,tb-size=32 -cpu max -m 256 -smp 2 -nodefaults")
-        );
+        assert!(joined.starts_with(
+            "-M microvm,acpi=on -accel tcg,tb-size=32 -cpu max -m 256 -smp 2 -nodefaults"
+        ));
         assert!(joined.contains("-kernel /img/vmlinuz -initrd /img/initrd.cpio"));
         let append = line.iter().position(|s| s == "-append").expect("append");
         assert!(line[append + 1].contains("tsc_early_khz=2500000"));

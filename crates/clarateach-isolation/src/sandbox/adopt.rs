@@ -12,7 +12,9 @@ use super::{spawn, SandboxBackend, Seat};
 use crate::{Backend, BackendError, WorkspaceStatus};
 
 fn subdirs(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
     let mut out: Vec<_> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
     out.sort();
     out
@@ -23,10 +25,15 @@ fn parse_seat(name: &str) -> Option<u32> {
     name.strip_prefix("seat-")?.parse().ok()
 }
 
-pub(super) async fn adopt(b: &SandboxBackend) -> Result<Vec<(SeatKey, WorkspaceStatus)>, BackendError> {
+pub(super) async fn adopt(
+    b: &SandboxBackend,
+) -> Result<Vec<(SeatKey, WorkspaceStatus)>, BackendError> {
     let mut out = Vec::new();
     for ws in subdirs(&b.cfg.data_dir.join("sandboxes")) {
-        for file in subdirs(&ws).into_iter().filter(|f| f.extension().is_some_and(|e| e == "json")) {
+        for file in subdirs(&ws)
+            .into_iter()
+            .filter(|f| f.extension().is_some_and(|e| e == "json"))
+        {
             let mut rec = match SeatRecord::load(&file) {
                 Ok(rec) => rec,
                 Err(e) => {
@@ -42,7 +49,14 @@ pub(super) async fn adopt(b: &SandboxBackend) -> Result<Vec<(SeatKey, WorkspaceS
             let alive = rec.process_alive() && spawn::health(&rec.socket, &rec.daemon_token).await;
             if alive {
                 tracing::info!(workshop.id = %key.workshop_id, seat = key.seat, pid = rec.pid, "seat re-adopted");
-                b.lock().insert(key.clone(), Seat { record: rec, child: None, running: true });
+                b.lock().insert(
+                    key.clone(),
+                    Seat {
+                        record: rec,
+                        child: None,
+                        running: true,
+                    },
+                );
                 out.push((key, WorkspaceStatus::Running));
                 continue;
             }
@@ -56,16 +70,34 @@ pub(super) async fn adopt(b: &SandboxBackend) -> Result<Vec<(SeatKey, WorkspaceS
             if let Err(e) = rec.save(&file) {
                 tracing::warn!(file = %file.display(), error = %e, "saving seat state failed");
             }
-            b.lock().insert(key.clone(), Seat { record: rec, child: None, running: false });
+            b.lock().insert(
+                key.clone(),
+                Seat {
+                    record: rec,
+                    child: None,
+                    running: false,
+                },
+            );
             out.push((key, WorkspaceStatus::Stopped));
         }
     }
     let known: BTreeSet<SeatKey> = out.iter().map(|(k, _)| k.clone()).collect();
     for ws in subdirs(&b.cfg.data_dir.join("volumes")) {
-        let Some(workshop_id) = ws.file_name().and_then(|n| n.to_str()).map(str::to_string) else { continue };
+        let Some(workshop_id) = ws.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
+            continue;
+        };
         for seat_dir in subdirs(&ws) {
-            let Some(seat) = seat_dir.file_name().and_then(|n| n.to_str()).and_then(parse_seat) else { continue };
-            let key = SeatKey { workshop_id: workshop_id.clone(), seat };
+            let Some(seat) = seat_dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(parse_seat)
+            else {
+                continue;
+            };
+            let key = SeatKey {
+                workshop_id: workshop_id.clone(),
+                seat,
+            };
             if !known.contains(&key) {
                 out.push((key, WorkspaceStatus::Missing));
             }

@@ -13,9 +13,20 @@ pub const DAEMON_PATH: &str = "/run/clarateach-bin/clarateach";
 /// Where the seat's run dir (holding the daemon socket) appears inside.
 pub const RUN_DIR: &str = "/run/clarateach";
 /// Host directories that make up the read-only root when no image rootfs is given.
-pub const HOST_DIRS: &[&str] = &["usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc"];
+pub const HOST_DIRS: &[&str] = &[
+    "usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc",
+];
 /// Top-level entries of an image rootfs that the sandbox provides itself.
-const OWN_DIRS: &[&str] = &["dev", "proc", "sys", "tmp", "run", "home", "workspace", "root"];
+const OWN_DIRS: &[&str] = &[
+    "dev",
+    "proc",
+    "sys",
+    "tmp",
+    "run",
+    "home",
+    "workspace",
+    "root",
+];
 
 /// One top-level entry of the read-only root.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,7 +56,10 @@ pub fn root_entries(root: &Path) -> std::io::Result<Vec<RootEntry>> {
         let source = root.join(&name);
         match std::fs::symlink_metadata(&source) {
             Ok(m) if m.file_type().is_symlink() => {
-                out.push(RootEntry::Symlink { target: std::fs::read_link(&source)?, name });
+                out.push(RootEntry::Symlink {
+                    target: std::fs::read_link(&source)?,
+                    name,
+                });
             }
             Ok(m) if m.is_dir() => out.push(RootEntry::Dir { source, name }),
             _ => {}
@@ -75,15 +89,28 @@ pub fn build(input: &ArgsInput<'_>) -> Vec<OsString> {
     let mut push = |items: &[&dyn AsRefOs]| a.extend(items.iter().map(|i| i.os()));
     let id = LEARNER_ID.to_string();
     push(&[&"--unshare-user", &"--uid", &id, &"--gid", &id]);
-    push(&[&"--unshare-pid", &"--unshare-ipc", &"--unshare-uts", &"--unshare-cgroup-try"]);
+    push(&[
+        &"--unshare-pid",
+        &"--unshare-ipc",
+        &"--unshare-uts",
+        &"--unshare-cgroup-try",
+    ]);
     if !input.egress {
         push(&[&"--unshare-net"]);
     }
-    push(&[&"--hostname", &input.hostname, &"--new-session", &"--cap-drop", &"ALL"]);
+    push(&[
+        &"--hostname",
+        &input.hostname,
+        &"--new-session",
+        &"--cap-drop",
+        &"ALL",
+    ]);
     for entry in input.root {
         match entry {
             RootEntry::Dir { source, name } => push(&[&"--ro-bind", source, &format!("/{name}")]),
-            RootEntry::Symlink { target, name } => push(&[&"--symlink", target, &format!("/{name}")]),
+            RootEntry::Symlink { target, name } => {
+                push(&[&"--symlink", target, &format!("/{name}")])
+            }
         }
     }
     push(&[&"--ro-bind", &input.etc_dir.join("passwd"), &"/etc/passwd"]);
@@ -92,12 +119,36 @@ pub fn build(input: &ArgsInput<'_>) -> Vec<OsString> {
     push(&[&"--bind", &input.volume, &"/workspace"]);
     push(&[&"--bind", &input.home, &"/home/learner"]);
     push(&[&"--bind", &input.run, &RUN_DIR]);
-    push(&[&"--tmpfs", &"/tmp", &"--dev", &"/dev", &"--tmpfs", &"/dev/shm", &"--proc", &"/proc"]);
+    push(&[
+        &"--tmpfs",
+        &"/tmp",
+        &"--dev",
+        &"/dev",
+        &"--tmpfs",
+        &"/dev/shm",
+        &"--proc",
+        &"/proc",
+    ]);
     // bwrap's root and /dev are writable tmpfs; the learner may write only to the mounts above
     // (the remount does not recurse into them).
-    push(&[&"--remount-ro", &"/dev", &"--remount-ro", &"/", &"--chdir", &"/workspace"]);
+    push(&[
+        &"--remount-ro",
+        &"/dev",
+        &"--remount-ro",
+        &"/",
+        &"--chdir",
+        &"/workspace",
+    ]);
     let listen = format!("unix:{RUN_DIR}/daemon.sock");
-    push(&[&"--", &DAEMON_PATH, &"workspace-server", &"--listen", &listen, &"--root", &"/workspace"]);
+    push(&[
+        &"--",
+        &DAEMON_PATH,
+        &"workspace-server",
+        &"--listen",
+        &listen,
+        &"--root",
+        &"/workspace",
+    ]);
     a
 }
 
@@ -131,7 +182,10 @@ mod tests {
     use super::*;
 
     fn joined(args: &[OsString]) -> String {
-        args.iter().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ")
+        args.iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     fn input<'a>(root: &'a [RootEntry], egress: bool) -> ArgsInput<'a> {
@@ -150,14 +204,27 @@ mod tests {
     #[test]
     fn isolates_everything_and_runs_the_daemon() {
         let root = [
-            RootEntry::Dir { source: "/usr".into(), name: "usr".into() },
-            RootEntry::Symlink { target: "usr/bin".into(), name: "bin".into() },
+            RootEntry::Dir {
+                source: "/usr".into(),
+                name: "usr".into(),
+            },
+            RootEntry::Symlink {
+                target: "usr/bin".into(),
+                name: "bin".into(),
+            },
         ];
         let s = joined(&build(&input(&root, false)));
-        for flag in ["--unshare-user --uid 1000 --gid 1000", "--unshare-pid", "--unshare-ipc", "--unshare-uts"] {
+        for flag in [
+            "--unshare-user --uid 1000 --gid 1000",
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-uts",
+        ] {
             assert!(s.contains(flag), "{flag} missing in {s}");
         }
-        assert!(s.contains("--unshare-cgroup-try --unshare-net --hostname seat-07 --new-session --cap-drop ALL"));
+        assert!(s.contains(
+            "--unshare-cgroup-try --unshare-net --hostname seat-07 --new-session --cap-drop ALL"
+        ));
         assert!(s.contains("--ro-bind /usr /usr --symlink usr/bin /bin"));
         assert!(s.contains("--ro-bind /d/sandbox-etc/passwd /etc/passwd"));
         assert!(s.contains("--bind /d/volumes/ws-a/seat-07 /workspace"));
@@ -165,7 +232,10 @@ mod tests {
         assert!(s.contains("--bind /d/run/ws-a/seat-07 /run/clarateach"));
         assert!(s.contains("--tmpfs /tmp --dev /dev --tmpfs /dev/shm --proc /proc"));
         assert!(s.contains("--remount-ro /dev --remount-ro / --chdir /workspace"));
-        assert!(!s.contains("--die-with-parent"), "seats must outlive the agent");
+        assert!(
+            !s.contains("--die-with-parent"),
+            "seats must outlive the agent"
+        );
         assert!(s.ends_with(
             "-- /run/clarateach-bin/clarateach workspace-server --listen unix:/run/clarateach/daemon.sock --root /workspace"
         ));
@@ -198,7 +268,11 @@ mod tests {
     #[test]
     fn host_root_uses_the_system_dirs_only() {
         let entries = root_entries(Path::new("/")).expect("entries");
-        assert!(entries.iter().any(|e| matches!(e, RootEntry::Dir { name, .. } if name == "usr")));
-        assert!(entries.iter().all(|e| !matches!(e, RootEntry::Dir { name, .. } if name == "root" || name == "home")));
+        assert!(entries
+            .iter()
+            .any(|e| matches!(e, RootEntry::Dir { name, .. } if name == "usr")));
+        assert!(entries.iter().all(
+            |e| !matches!(e, RootEntry::Dir { name, .. } if name == "root" || name == "home")
+        ));
     }
 }

@@ -14,7 +14,9 @@ use super::record::{self, SeatRecord};
 use super::spawn::{self, Launch, NotReady};
 use super::{args, seat_name, SandboxBackend, Seat};
 use crate::cgroups::{self, CgroupManager};
-use crate::{Backend, BackendError, BackendKind, DaemonAddr, DaemonEndpoint, WorkspaceSpec, WorkspaceStatus};
+use crate::{
+    Backend, BackendError, BackendKind, DaemonAddr, DaemonEndpoint, WorkspaceSpec, WorkspaceStatus,
+};
 
 /// How long a stop may take to empty a seat's cgroup.
 const KILL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -38,7 +40,10 @@ impl SandboxBackend {
             ("USER", "learner"),
             ("LOGNAME", "learner"),
             ("SHELL", "/bin/bash"),
-            ("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+            (
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            ),
             ("TERM", "xterm-256color"),
             ("LANG", "C.UTF-8"),
         ]
@@ -59,27 +64,42 @@ impl SandboxBackend {
         })
         .await
         .unwrap_or_else(|e| {
-            Err(cgroups::CgroupError::Remove(PathBuf::from(e.to_string()), std::io::Error::other("task")))
+            Err(cgroups::CgroupError::Remove(
+                PathBuf::from(e.to_string()),
+                std::io::Error::other("task"),
+            ))
         })
     }
 
     fn root_entries_for(&self, rec: &SeatRecord) -> Vec<args::RootEntry> {
         // An image named in the spec wins when its rootfs directory exists in the data dir.
-        let image_root = rec.image.as_ref().map(|i| self.cfg.data_dir.join("images").join(i).join("rootfs"));
+        let image_root = rec
+            .image
+            .as_ref()
+            .map(|i| self.cfg.data_dir.join("images").join(i).join("rootfs"));
         match image_root.filter(|p| p.is_dir()) {
             Some(dir) => args::root_entries(&dir).unwrap_or_else(|_| self.root.clone()),
             None => self.root.clone(),
         }
     }
 
-    async fn launch(&self, rec: &mut SeatRecord, p: &SeatPaths) -> Result<tokio::process::Child, BackendError> {
+    async fn launch(
+        &self,
+        rec: &mut SeatRecord,
+        p: &SeatPaths,
+    ) -> Result<tokio::process::Child, BackendError> {
         let key = rec.key.clone();
         let start_err = |msg: String| BackendError::Start(key.clone(), msg);
-        paths::owned_dir(&p.run, self.cfg.host_uid, self.cfg.host_gid).map_err(io("create the run dir"))?;
+        paths::owned_dir(&p.run, self.cfg.host_uid, self.cfg.host_gid)
+            .map_err(io("create the run dir"))?;
         let _ = std::fs::remove_file(&p.socket);
         // Leftovers of an earlier run would escape the new limits: clear them first.
-        self.empty_cgroup(rec.cgroup.clone()).await.map_err(|e| start_err(e.to_string()))?;
-        self.cg.create(&rec.cgroup, &rec.limits).map_err(|e| start_err(e.to_string()))?;
+        self.empty_cgroup(rec.cgroup.clone())
+            .await
+            .map_err(|e| start_err(e.to_string()))?;
+        self.cg
+            .create(&rec.cgroup, &rec.limits)
+            .map_err(|e| start_err(e.to_string()))?;
         let root = self.root_entries_for(rec);
         let hostname = seat_name(key.seat);
         let input = args::ArgsInput {
@@ -92,14 +112,20 @@ impl SandboxBackend {
             run: &p.run,
             egress: rec.limits.egress,
         };
-        let log =
-            std::fs::OpenOptions::new().create(true).append(true).open(&p.log).map_err(io("open the seat log"))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&p.log)
+            .map_err(io("open the seat log"))?;
         let env = Self::sandbox_env(rec);
         let launch = Launch {
             bwrap: &self.cfg.bwrap,
             args: args::build(&input),
             env: &env,
-            cgroup_procs: self.cg.procs_files(&rec.cgroup).map_err(|e| start_err(e.to_string()))?,
+            cgroup_procs: self
+                .cg
+                .procs_files(&rec.cgroup)
+                .map_err(|e| start_err(e.to_string()))?,
             uid: self.cfg.host_uid,
             gid: self.cfg.host_gid,
             log,
@@ -118,7 +144,10 @@ impl SandboxBackend {
     }
 
     pub(super) fn endpoint_of(rec: &SeatRecord) -> DaemonEndpoint {
-        DaemonEndpoint { addr: DaemonAddr::Unix(rec.socket.clone()), token: rec.daemon_token.clone() }
+        DaemonEndpoint {
+            addr: DaemonAddr::Unix(rec.socket.clone()),
+            token: rec.daemon_token.clone(),
+        }
     }
 }
 
@@ -134,7 +163,10 @@ impl Backend for SandboxBackend {
         paths::validate(key).map_err(io("validate the seat key"))?;
         let p = self.paths(key);
         if p.socket.as_os_str().len() >= 108 {
-            return Err(BackendError::Unavailable(format!("socket path too long: {}", p.socket.display())));
+            return Err(BackendError::Unavailable(format!(
+                "socket path too long: {}",
+                p.socket.display()
+            )));
         }
         let (uid, gid) = (self.cfg.host_uid, self.cfg.host_gid);
         let vol_err = |e| BackendError::CreateVolume(key.clone(), e);
@@ -151,7 +183,14 @@ impl Backend for SandboxBackend {
             rec.start_time = seat.record.start_time;
             seat.record = rec.clone();
         } else {
-            seats.insert(key.clone(), Seat { record: rec.clone(), child: None, running: false });
+            seats.insert(
+                key.clone(),
+                Seat {
+                    record: rec.clone(),
+                    child: None,
+                    running: false,
+                },
+            );
         }
         drop(seats);
         rec.save(&p.state).map_err(io("save the seat state"))
@@ -164,23 +203,44 @@ impl Backend for SandboxBackend {
                 return Ok(ep);
             }
         }
-        let mut rec = self.record_of(key).ok_or_else(|| BackendError::Unknown(key.clone()))?;
+        let mut rec = self
+            .record_of(key)
+            .ok_or_else(|| BackendError::Unknown(key.clone()))?;
         let p = self.paths(key);
         let began = Instant::now();
         let mut child = self.launch(&mut rec, &p).await?;
-        if let Err(why) = spawn::wait_ready(&p.socket, &rec.daemon_token, &mut child, self.cfg.start_timeout).await {
+        if let Err(why) = spawn::wait_ready(
+            &p.socket,
+            &rec.daemon_token,
+            &mut child,
+            self.cfg.start_timeout,
+        )
+        .await
+        {
             let _ = self.empty_cgroup(rec.cgroup.clone()).await;
             let _ = child.wait().await;
             return Err(match why {
                 NotReady::Timeout => BackendError::DaemonTimeout(key.clone()),
-                NotReady::Exited(status) => {
-                    BackendError::Start(key.clone(), format!("sandbox exited ({status}): {}", Self::log_tail(&p)))
-                }
+                NotReady::Exited(status) => BackendError::Start(
+                    key.clone(),
+                    format!("sandbox exited ({status}): {}", Self::log_tail(&p)),
+                ),
             });
         }
-        tracing::info!(pid = rec.pid, ready_ms = began.elapsed().as_secs_f64() * 1e3, "seat ready");
+        tracing::info!(
+            pid = rec.pid,
+            ready_ms = began.elapsed().as_secs_f64() * 1e3,
+            "seat ready"
+        );
         let ep = Self::endpoint_of(&rec);
-        self.lock().insert(key.clone(), Seat { record: rec, child: Some(child), running: true });
+        self.lock().insert(
+            key.clone(),
+            Seat {
+                record: rec,
+                child: Some(child),
+                running: true,
+            },
+        );
         Ok(ep)
     }
 
@@ -196,8 +256,13 @@ impl Backend for SandboxBackend {
                 None => (SeatRecord::load(&self.paths(key).state).ok(), None),
             }
         };
-        let name = rec.as_ref().map(|r| r.cgroup.clone()).unwrap_or_else(|| self.cgroup_name(key));
-        self.empty_cgroup(name).await.map_err(|e| BackendError::Stop(key.clone(), e.to_string()))?;
+        let name = rec
+            .as_ref()
+            .map(|r| r.cgroup.clone())
+            .unwrap_or_else(|| self.cgroup_name(key));
+        self.empty_cgroup(name)
+            .await
+            .map_err(|e| BackendError::Stop(key.clone(), e.to_string()))?;
         if let Some(mut child) = child {
             // Reap bwrap; it is already dead, so this returns at once.
             let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
@@ -250,14 +315,25 @@ impl Backend for SandboxBackend {
                 None => seat.running && seat.record.process_alive(),
             };
             seat.running = alive;
-            return Ok(if alive { WorkspaceStatus::Running } else { WorkspaceStatus::Stopped });
+            return Ok(if alive {
+                WorkspaceStatus::Running
+            } else {
+                WorkspaceStatus::Stopped
+            });
         }
         drop(seats);
-        Ok(if self.paths(key).state.exists() { WorkspaceStatus::Stopped } else { WorkspaceStatus::Missing })
+        Ok(if self.paths(key).state.exists() {
+            WorkspaceStatus::Stopped
+        } else {
+            WorkspaceStatus::Missing
+        })
     }
 
     fn endpoint(&self, key: &SeatKey) -> Option<DaemonEndpoint> {
-        self.lock().get(key).filter(|s| s.running).map(|s| Self::endpoint_of(&s.record))
+        self.lock()
+            .get(key)
+            .filter(|s| s.running)
+            .map(|s| Self::endpoint_of(&s.record))
     }
 
     async fn adopt(&self) -> Result<Vec<(SeatKey, WorkspaceStatus)>, BackendError> {

@@ -75,9 +75,14 @@ pub fn available(bwrap: &std::path::Path) -> Result<(), String> {
         return Err("the sandbox backend needs root (to set cgroup limits)".into());
     }
     if !bwrap.exists() {
-        return Err(format!("{} not found (install the bubblewrap package)", bwrap.display()));
+        return Err(format!(
+            "{} not found (install the bubblewrap package)",
+            bwrap.display()
+        ));
     }
-    cgroups::detect_host().map(|_| ()).map_err(|e| e.to_string())
+    cgroups::detect_host()
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// A seat known to this process.
@@ -99,7 +104,10 @@ pub struct SandboxBackend {
 
 impl std::fmt::Debug for SandboxBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SandboxBackend").field("cfg", &self.cfg).field("cgroups", &self.cg).finish()
+        f.debug_struct("SandboxBackend")
+            .field("cfg", &self.cfg)
+            .field("cgroups", &self.cg)
+            .finish()
     }
 }
 
@@ -108,16 +116,25 @@ impl SandboxBackend {
     pub fn new(cfg: SandboxConfig) -> Result<Self, BackendError> {
         available(&cfg.bwrap).map_err(BackendError::Unavailable)?;
         if cfg.host_uid == 0 || cfg.host_gid == 0 {
-            return Err(BackendError::Unavailable("sandboxes must not run as uid or gid 0".into()));
+            return Err(BackendError::Unavailable(
+                "sandboxes must not run as uid or gid 0".into(),
+            ));
         }
-        let cg: Arc<dyn CgroupManager> =
-            Arc::from(cgroups::host_manager().map_err(|e| BackendError::Unavailable(e.to_string()))?);
+        let cg: Arc<dyn CgroupManager> = Arc::from(
+            cgroups::host_manager().map_err(|e| BackendError::Unavailable(e.to_string()))?,
+        );
         let io = |action| move |source| BackendError::Io { action, source };
         let etc_dir = paths::prepare_data_dir(&cfg.data_dir).map_err(io("prepare the data dir"))?;
         let root_dir = cfg.rootfs.clone().unwrap_or_else(|| PathBuf::from("/"));
         let root = root_entries(&root_dir).map_err(io("read the sandbox root"))?;
         tracing::info!(data_dir = %cfg.data_dir.display(), cgroups = ?cg.version(), "sandbox backend ready");
-        Ok(Self { cfg, cg, root, etc_dir, seats: Mutex::new(HashMap::new()) })
+        Ok(Self {
+            cfg,
+            cg,
+            root,
+            etc_dir,
+            seats: Mutex::new(HashMap::new()),
+        })
     }
 
     /// The configuration in use.
@@ -127,7 +144,12 @@ impl SandboxBackend {
 
     /// Relative cgroup name of a seat.
     pub fn cgroup_name(&self, key: &SeatKey) -> String {
-        format!("{}/{}/{}", self.cfg.cgroup_parent, key.workshop_id, seat_name(key.seat))
+        format!(
+            "{}/{}/{}",
+            self.cfg.cgroup_parent,
+            key.workshop_id,
+            seat_name(key.seat)
+        )
     }
 
     /// Host pids of every process of a seat (empty when it does not run).

@@ -46,11 +46,16 @@ pub fn validate(key: &SeatKey) -> std::io::Result<()> {
     let ok = !id.is_empty()
         && id.len() <= 64
         && !id.starts_with('.')
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if ok {
         Ok(())
     } else {
-        Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("bad workshop id {id:?}")))
+        Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("bad workshop id {id:?}"),
+        ))
     }
 }
 
@@ -64,8 +69,14 @@ impl SeatPaths {
             home: data_dir.join("homes").join(ws).join(&seat),
             socket: run.join("daemon.sock"),
             run,
-            state: data_dir.join("sandboxes").join(ws).join(format!("{seat}.json")),
-            log: data_dir.join("sandboxes").join(ws).join(format!("{seat}.log")),
+            state: data_dir
+                .join("sandboxes")
+                .join(ws)
+                .join(format!("{seat}.json")),
+            log: data_dir
+                .join("sandboxes")
+                .join(ws)
+                .join(format!("{seat}.log")),
         }
     }
 }
@@ -103,7 +114,10 @@ pub fn prepare_data_dir(data_dir: &Path) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(data_dir)?;
     let mode = std::fs::metadata(data_dir)?.permissions().mode();
     if mode & 0o001 == 0 {
-        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode((mode & 0o7777) | 0o011))?;
+        std::fs::set_permissions(
+            data_dir,
+            std::fs::Permissions::from_mode((mode & 0o7777) | 0o011),
+        )?;
     }
     for sub in ["volumes", "homes", "run"] {
         mkdir_traversable(&data_dir.join(sub))?;
@@ -143,7 +157,10 @@ mod tests {
 
     #[test]
     fn paths_follow_the_layout() {
-        let key = SeatKey { workshop_id: "ws-abc123".into(), seat: 3 };
+        let key = SeatKey {
+            workshop_id: "ws-abc123".into(),
+            seat: 3,
+        };
         let p = SeatPaths::new(Path::new("/d"), &key);
         assert_eq!(p.volume, Path::new("/d/volumes/ws-abc123/seat-03"));
         assert_eq!(p.home, Path::new("/d/homes/ws-abc123/seat-03"));
@@ -155,8 +172,19 @@ mod tests {
     #[test]
     fn workshop_ids_cannot_escape() {
         for bad in ["", "..", "../x", "a/b", ".hidden", "a b"] {
-            assert!(validate(&SeatKey { workshop_id: bad.into(), seat: 1 }).is_err(), "{bad:?}");
+            assert!(
+                validate(&SeatKey {
+                    workshop_id: bad.into(),
+                    seat: 1
+                })
+                .is_err(),
+                "{bad:?}"
+            );
         }
-        assert!(validate(&SeatKey { workshop_id: "ws-a1_B".into(), seat: 1 }).is_ok());
+        assert!(validate(&SeatKey {
+            workshop_id: "ws-a1_B".into(),
+            seat: 1
+        })
+        .is_ok());
     }
 }

@@ -63,14 +63,20 @@ impl SeatRecord {
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
         let tmp = path.with_extension("json.tmp");
         let bytes = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
         file.write_all(&bytes)?;
         std::fs::rename(&tmp, path)
     }
 
     pub fn load(path: &Path) -> std::io::Result<Self> {
         let bytes = std::fs::read(path)?;
-        serde_json::from_slice(&bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        serde_json::from_slice(&bytes)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
     }
 
     /// True when the recorded process still runs (not a zombie) and is the same process.
@@ -119,7 +125,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("seat-01.json");
         let spec = WorkspaceSpec {
-            key: SeatKey { workshop_id: "ws-a".into(), seat: 1 },
+            key: SeatKey {
+                workshop_id: "ws-a".into(),
+                seat: 1,
+            },
             limits: Limits::default(),
             image: None,
             env: [("ANTHROPIC_API_KEY".to_string(), "sk-1".to_string())].into(),

@@ -80,7 +80,12 @@ pub enum NotReady {
 
 /// Waits until the daemon answers `GET /health` with 200, polling every millisecond (a seat is
 /// usually ready in a few), and fails fast if bwrap exits.
-pub async fn wait_ready(socket: &Path, token: &str, child: &mut Child, timeout: Duration) -> Result<(), NotReady> {
+pub async fn wait_ready(
+    socket: &Path,
+    token: &str,
+    child: &mut Child,
+    timeout: Duration,
+) -> Result<(), NotReady> {
     let deadline = Instant::now() + timeout;
     loop {
         if socket.exists() && health(socket, token).await {
@@ -108,5 +113,8 @@ pub async fn health(socket: &Path, token: &str) -> bool {
         stream.read_exact(&mut head).await?;
         io::Result::Ok(head.starts_with(b"HTTP/1.") && &head[8..12] == b" 200")
     };
-    matches!(tokio::time::timeout(Duration::from_secs(2), probe).await, Ok(Ok(true)))
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), probe).await,
+        Ok(Ok(true))
+    )
 }

@@ -64,8 +64,10 @@ pub struct Harness {
 }
 
 fn unique(prefix: &str) -> String {
-    let nanos =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
     format!("{prefix}-{}-{nanos}", std::process::id())
 }
 
@@ -90,17 +92,33 @@ impl Harness {
         let daemon = dir.path().join("fake-daemon");
         let backend = SandboxBackend::new(config(dir.path(), daemon)).expect("backend");
         fake_daemon(dir.path());
-        Self { dir, backend, ws: unique("ws-t") }
+        Self {
+            dir,
+            backend,
+            ws: unique("ws-t"),
+        }
     }
 
     pub fn key(&self, seat: u32) -> SeatKey {
-        SeatKey { workshop_id: self.ws.clone(), seat }
+        SeatKey {
+            workshop_id: self.ws.clone(),
+            seat,
+        }
     }
 
     /// Creates and starts a seat.
     pub async fn seat(&self, seat: u32, limits: Limits, env: &[(&str, &str)]) -> DaemonEndpoint {
-        let env: BTreeMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let spec = WorkspaceSpec { key: self.key(seat), limits, image: None, env, daemon_token: format!("tok-{seat}") };
+        let env: BTreeMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let spec = WorkspaceSpec {
+            key: self.key(seat),
+            limits,
+            image: None,
+            env,
+            daemon_token: format!("tok-{seat}"),
+        };
         self.backend.create(&spec).await.expect("create");
         self.backend.start(&spec.key).await.expect("start")
     }
@@ -108,8 +126,12 @@ impl Harness {
 
 /// Runs `cmd` inside the seat through the stand-in daemon; returns (`exit=N signal=M`, output).
 pub async fn run(ep: &DaemonEndpoint, cmd: &str) -> (String, String) {
-    let DaemonAddr::Unix(socket) = &ep.addr else { panic!("sandbox endpoints are Unix sockets") };
-    let mut s = tokio::net::UnixStream::connect(socket).await.expect("connect");
+    let DaemonAddr::Unix(socket) = &ep.addr else {
+        panic!("sandbox endpoints are Unix sockets")
+    };
+    let mut s = tokio::net::UnixStream::connect(socket)
+        .await
+        .expect("connect");
     let req = format!(
         "POST /run HTTP/1.1\r\nHost: w\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\n\r\n{cmd}",
         ep.token,
@@ -134,6 +156,9 @@ pub async fn ok(ep: &DaemonEndpoint, cmd: &str) -> String {
 pub fn alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| s.rfind(')').map(|i| !s[i + 1..].trim_start().starts_with('Z')))
+        .and_then(|s| {
+            s.rfind(')')
+                .map(|i| !s[i + 1..].trim_start().starts_with('Z'))
+        })
         .unwrap_or(false)
 }
