@@ -32,6 +32,23 @@ impl Default for GuestNet {
     }
 }
 
+impl GuestNet {
+    /// What guest-init applies: this configuration when its address is `a.b.c.d/prefix` and its
+    /// gateway empty (no default route: a seat without egress) or an IPv4 address, else QEMU
+    /// user-net's defaults, so a config disk from a bad or older host still brings eth0 up.
+    pub fn or_default(&self) -> GuestNet {
+        let addr_ok = self.address.split_once('/').is_some_and(|(ip, prefix)| {
+            ip.parse::<std::net::Ipv4Addr>().is_ok() && prefix.parse::<u8>().is_ok_and(|p| p <= 32)
+        });
+        let gw_ok = self.gateway.is_empty() || self.gateway.parse::<std::net::Ipv4Addr>().is_ok();
+        if addr_ok && gw_ok {
+            self.clone()
+        } else {
+            GuestNet::default()
+        }
+    }
+}
+
 /// Everything guest-init needs from the host.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GuestConfig {
@@ -115,6 +132,32 @@ mod tests {
         assert_eq!(GuestConfig::from_disk(&disk), Some(cfg.clone()));
         assert!(!format!("{cfg:?}").contains("tok-1"));
         assert!(!format!("{cfg:?}").contains("sk-x"));
+    }
+
+    #[test]
+    fn bridged_network_or_the_user_net_defaults() {
+        let bridged = GuestNet {
+            address: "10.213.4.9/24".into(),
+            gateway: String::new(),
+            dns: String::new(),
+        };
+        assert_eq!(bridged.or_default(), bridged);
+        for (address, gateway) in [("10.213.4.9", ""), ("", ""), ("10.0.0.2/24", "gw")] {
+            let bad = GuestNet {
+                address: address.into(),
+                gateway: gateway.into(),
+                dns: String::new(),
+            };
+            assert_eq!(
+                bad.or_default(),
+                GuestNet::default(),
+                "{address} via {gateway}"
+            );
+        }
+        // A config disk without a `net` entry (user-net seats) gets the defaults.
+        let disk = b"CLARATEACH-CONFIG-1\n{\"token\":\"t\"}\n";
+        let cfg = GuestConfig::from_disk(disk).expect("config");
+        assert_eq!(cfg.net.or_default(), GuestNet::default());
     }
 
     #[test]

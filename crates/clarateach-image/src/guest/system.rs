@@ -98,12 +98,25 @@ fn parse_devno(s: &str) -> Option<u64> {
     ))
 }
 
+/// eth0 from the config disk (user-net defaults when it carries none or a bad one); no default
+/// route when the host gave no gateway (a bridged seat without egress).
 fn network(cfg: &GuestConfig) -> Result<(), GuestError> {
+    let net = cfg.net.or_default();
+    if net != cfg.net {
+        say(format!(
+            "bad network config {:?}: using the user-net defaults",
+            cfg.net
+        ));
+    }
     ip(&["link", "set", "lo", "up"])?;
     ip(&["link", "set", "eth0", "up"])?;
-    ip(&["addr", "add", &cfg.net.address, "dev", "eth0"])?;
-    ip(&["route", "add", "default", "via", &cfg.net.gateway])?;
-    let _ = std::fs::write("/etc/resolv.conf", format!("nameserver {}\n", cfg.net.dns));
+    ip(&["addr", "add", &net.address, "dev", "eth0"])?;
+    if !net.gateway.is_empty() {
+        ip(&["route", "add", "default", "via", &net.gateway])?;
+    }
+    if !net.dns.is_empty() {
+        let _ = std::fs::write("/etc/resolv.conf", format!("nameserver {}\n", net.dns));
+    }
     Ok(())
 }
 
