@@ -11,8 +11,12 @@ use clarateach_image::{GuestConfig, ImageLayout, Manifest};
 use tokio::sync::OnceCell;
 
 use super::accel::{self, Accel};
-use super::seat::{ensure_volume, live_pid, write_private, SeatPaths, SeatRecord};
-use super::{find_binary, lifecycle, volume, AccelChoice, Flavour, MicrovmConfig};
+use super::seat::{
+    addresses_in_use, ensure_volume, live_pid, write_private, SeatPaths, SeatRecord,
+};
+use super::{
+    fc_launch, find_binary, lifecycle, net, volume, AccelChoice, Flavour, MicrovmConfig, Net,
+};
 use crate::{
     Backend, BackendError, BackendKind, DaemonAddr, DaemonEndpoint, WorkspaceSpec, WorkspaceStatus,
 };
@@ -24,6 +28,8 @@ pub struct MicrovmBackend {
     manifest: Manifest,
     accel: OnceCell<Accel>,
     pub(super) endpoints: Mutex<HashMap<SeatKey, DaemonEndpoint>>,
+    /// Serialises bridge address allocation (scan the records, pick, save).
+    alloc: Mutex<()>,
 }
 
 impl MicrovmBackend {
@@ -62,6 +68,7 @@ impl MicrovmBackend {
             manifest,
             accel: OnceCell::new(),
             endpoints: Mutex::new(HashMap::new()),
+            alloc: Mutex::new(()),
         })
     }
 
@@ -159,12 +166,32 @@ impl Backend for MicrovmBackend {
         std::fs::create_dir_all(&paths.dir).map_err(io("creating the seat dir"))?;
         let mut record = SeatRecord::from_spec(spec);
         if let Ok(old) = SeatRecord::load(&paths.record()) {
-            record.addr = old.addr;
+            (record.addr, record.guest_ip) = (old.addr, old.guest_ip);
         }
-        record
-            .save(&paths.record())
-            .map_err(io("writing seat.json"))?;
-        let config = GuestConfig::new(spec.daemon_token.clone(), spec.env.clone());
+        let mut config = GuestConfig::new(spec.daemon_token.clone(), spec.env.clone());
+        if let Net::Bridge { subnet, .. } = &self.cfg.net {
+            // Held across scan + save so two seats created at once cannot pick the same address.
+            let _alloc = self.alloc.lock();
+            let ip = match record.guest_ip.filter(|ip| subnet.contains(*ip)) {
+                Some(ip) => ip,
+                None => {
+                    let records = lifecycle::seat_records(&self.cfg.data_dir.join("microvm"));
+                    net::allocate(subnet, &spec.key, &addresses_in_use(&records, &spec.key))
+                        .map_err(|e| BackendError::Start(spec.key.clone(), e.to_string()))?
+                }
+            };
+            record.guest_ip = Some(ip);
+            record.addr = Some((ip, config.port).into());
+            config.net = net::guest_net(subnet, ip, spec.limits.egress);
+            record
+                .save(&paths.record())
+                .map_err(io("writing seat.json"))?;
+        } else {
+            record.guest_ip = None;
+            record
+                .save(&paths.record())
+                .map_err(io("writing seat.json"))?;
+        }
         write_private(&paths.config_disk(), &config.to_disk())
             .map_err(io("writing the config disk"))?;
         let (vol, mb) = (paths.volume.clone(), self.cfg.volume_mb);
@@ -186,7 +213,7 @@ impl Backend for MicrovmBackend {
         }
         let accel = self.accel().await;
         let endpoint = match self.flavour().await {
-            Flavour::Firecracker => lifecycle::start_firecracker(self, &record, &paths).await?,
+            Flavour::Firecracker => fc_launch::start_firecracker(self, &record, &paths).await?,
             _ => lifecycle::start_qemu(self, &record, &paths, accel).await?,
         };
         if let Ok(mut m) = self.endpoints.lock() {
@@ -208,7 +235,7 @@ impl Backend for MicrovmBackend {
         lifecycle::stop_vm(&paths)
             .await
             .map_err(|e| BackendError::Destroy(key.clone(), e))?;
-        lifecycle::remove_tap(&paths).await;
+        lifecycle::release_host(self, key, &paths).await;
         let gone = |r: std::io::Result<()>| match r {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 Err(BackendError::Destroy(key.clone(), e.to_string()))

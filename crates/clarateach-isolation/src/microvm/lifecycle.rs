@@ -10,10 +10,13 @@ use tokio::process::Child;
 
 use super::accel::Accel;
 use super::backend::{tcp_endpoint, MicrovmBackend};
-use super::firecracker::{self, FcSpec};
-use super::qemu::{self, QemuLaunch, RootDisk};
+use clarateach_core::agent_proto::SeatKey;
+use clarateach_image::guest::config::GUEST_DAEMON_PORT;
+
+use super::firecracker;
+use super::qemu::{self, QemuLaunch, QemuNet, RootDisk};
 use super::seat::{live_pid, SeatPaths, SeatRecord};
-use super::{http, qmp as qmp_client};
+use super::{bridge, fc_launch, http, net, qmp as qmp_client, Net};
 use crate::{BackendError, DaemonEndpoint};
 
 pub(super) fn endpoint_of(record: &SeatRecord) -> Option<DaemonEndpoint> {
@@ -43,115 +46,65 @@ pub(super) async fn start_qemu(
         }
         RootDisk::Overlay(paths.overlay())
     };
-    // Two tries: another process may grab the free port before QEMU binds it.
+    let tap = match &b.cfg.net {
+        Net::User => None,
+        Net::Bridge { bridge: br, subnet } => {
+            let ip = record.guest_ip.ok_or_else(|| {
+                fail(
+                    "the seat has no bridge address (created in user-net mode): recreate it".into(),
+                )
+            })?;
+            let tap = net::tap_name(&key);
+            bridge::ensure_bridge(br, subnet)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            bridge::add_tap(&tap, br)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            std::fs::write(paths.dir.join("tap"), &tap).map_err(|e| fail(e.to_string()))?;
+            bridge::masquerade(br, ip, record.limits.egress)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            Some((tap, ip))
+        }
+    };
+    // Two tries in user mode: another process may grab the free port before QEMU binds it.
     let mut last = String::new();
     for _ in 0..2 {
-        let port = free_port().map_err(|e| fail(e.to_string()))?;
+        let (net, addr) = match &tap {
+            Some((ifname, ip)) => (
+                QemuNet::Tap {
+                    ifname: ifname.clone(),
+                    mac: net::seat_mac(&key),
+                },
+                SocketAddr::from((*ip, GUEST_DAEMON_PORT)),
+            ),
+            None => {
+                let port = free_port().map_err(|e| fail(e.to_string()))?;
+                let addr = SocketAddr::from(([127, 0, 0, 1], port));
+                (QemuNet::User { host_port: port }, addr)
+            }
+        };
         let launch = QemuLaunch {
             qemu: b.cfg.qemu_binary.clone(),
             accel,
             limits: record.limits.clone(),
-            host_port: port,
+            net,
             root: root.clone(),
         };
         let _ = std::fs::remove_file(paths.console());
         let child = qemu::spawn(&launch, &b.image, paths)
             .map_err(|e| fail(format!("cannot run qemu: {e}")))?;
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         match wait_ready(child, addr, b.cfg.boot_timeout, paths).await {
             Ok(()) => return save_addr(record, paths, addr).map_err(fail),
-            Err(e) => last = e,
+            Err(e) if tap.is_none() => last = e,
+            Err(e) => return Err(fail(e)),
         }
     }
     Err(fail(last))
 }
 
-pub(super) async fn start_firecracker(
-    b: &MicrovmBackend,
-    record: &SeatRecord,
-    paths: &SeatPaths,
-) -> Result<DaemonEndpoint, BackendError> {
-    let key = record.key();
-    let fail = |e: String| BackendError::Start(key.clone(), e);
-    let id = format!("{}/{}", key.workshop_id, key.seat);
-    if !paths.rootfs_copy().exists() {
-        run(
-            "cp",
-            &[
-                "--sparse=always",
-                "--reflink=auto",
-                &s(&b.image.rootfs()),
-                &s(&paths.rootfs_copy()),
-            ],
-        )
-        .await
-        .map_err(fail)?;
-    }
-    let (tap, (host_ip, guest_ip)) = (firecracker::tap_name(&id), firecracker::seat_subnet(&id));
-    let _ = run("ip", &["link", "del", &tap]).await;
-    run("ip", &["tuntap", "add", "dev", &tap, "mode", "tap"])
-        .await
-        .map_err(fail)?;
-    run(
-        "ip",
-        &["addr", "add", &format!("{host_ip}/30"), "dev", &tap],
-    )
-    .await
-    .map_err(fail)?;
-    run("ip", &["link", "set", &tap, "up"])
-        .await
-        .map_err(fail)?;
-    std::fs::write(paths.dir.join("tap"), &tap).map_err(|e| fail(e.to_string()))?;
-    let mut config = clarateach_image::GuestConfig::new(record.token.clone(), record.env.clone());
-    config.net = clarateach_image::GuestNet {
-        address: format!("{guest_ip}/30"),
-        gateway: host_ip.to_string(),
-        dns: "1.1.1.1".into(),
-    };
-    super::seat::write_private(&paths.config_disk(), &config.to_disk())
-        .map_err(|e| fail(e.to_string()))?;
-    let _ = std::fs::remove_file(paths.api_socket());
-    let console = std::fs::File::create(paths.console()).map_err(|e| fail(e.to_string()))?;
-    let child = tokio::process::Command::new(&b.cfg.firecracker_binary)
-        .arg("--api-sock")
-        .arg(paths.api_socket())
-        .stdin(std::process::Stdio::null())
-        .stdout(console)
-        .stderr(std::process::Stdio::null())
-        .process_group(0)
-        .spawn()
-        .map_err(|e| fail(format!("cannot run firecracker: {e}")))?;
-    if let Some(pid) = child.id() {
-        std::fs::write(paths.pidfile(), pid.to_string()).map_err(|e| fail(e.to_string()))?;
-    }
-    wait_for_path(&paths.api_socket(), Duration::from_secs(5))
-        .await
-        .map_err(fail)?;
-    let octets = guest_ip.octets();
-    let spec = FcSpec {
-        limits: record.limits.clone(),
-        vmlinux: b.image.vmlinux(),
-        initrd: b.image.initrd(),
-        rootfs: paths.rootfs_copy(),
-        volume: paths.volume.clone(),
-        config_disk: paths.config_disk(),
-        tap,
-        guest_mac: format!(
-            "06:00:{:02x}:{:02x}:{:02x}:{:02x}",
-            octets[0], octets[1], octets[2], octets[3]
-        ),
-    };
-    firecracker::apply(&paths.api_socket(), &firecracker::requests(&spec))
-        .await
-        .map_err(|e| fail(e.to_string()))?;
-    let addr: SocketAddr = (guest_ip, clarateach_image::guest::config::GUEST_DAEMON_PORT).into();
-    wait_ready(child, addr, b.cfg.boot_timeout, paths)
-        .await
-        .map_err(fail)?;
-    save_addr(record, paths, addr).map_err(fail)
-}
-
-fn save_addr(
+pub(super) fn save_addr(
     record: &SeatRecord,
     paths: &SeatPaths,
     addr: SocketAddr,
@@ -164,7 +117,7 @@ fn save_addr(
 
 /// Waits for `/health` to answer 200; on timeout or early exit kills the VMM and returns why,
 /// with the tail of the serial console. On success a task keeps reaping the child.
-async fn wait_ready(
+pub(super) async fn wait_ready(
     mut child: Child,
     addr: SocketAddr,
     limit: Duration,
@@ -254,10 +207,25 @@ async fn exits(pid: i32, limit: Duration) -> bool {
     false
 }
 
-/// Removes the seat's TAP device (Firecracker flavour), if any.
-pub(super) async fn remove_tap(paths: &SeatPaths) {
+/// Releases what a seat holds on the host besides its files: its TAP device (both flavours), its
+/// egress NAT rule (bridge mode) and its jail (Firecracker under the jailer).
+pub(super) async fn release_host(b: &MicrovmBackend, key: &SeatKey, paths: &SeatPaths) {
     if let Ok(tap) = std::fs::read_to_string(paths.dir.join("tap")) {
-        let _ = run("ip", &["link", "del", tap.trim()]).await;
+        if let Err(e) = bridge::del_tap(tap.trim()).await {
+            tracing::warn!(error = %e, "removing the seat's TAP failed");
+        }
+    }
+    if let (Net::Bridge { bridge: br, .. }, Ok(record)) =
+        (&b.cfg.net, SeatRecord::load(&paths.record()))
+    {
+        if let Some(ip) = record.guest_ip {
+            if let Err(e) = bridge::masquerade(br, ip, false).await {
+                tracing::warn!(error = %e, "removing the seat's NAT rule failed");
+            }
+        }
+    }
+    if let Some(j) = fc_launch::jail(&b.cfg, key) {
+        let _ = std::fs::remove_dir_all(j.dir());
     }
 }
 
@@ -287,28 +255,7 @@ fn free_port() -> std::io::Result<u16> {
         .port())
 }
 
-fn s(p: &Path) -> String {
-    p.to_string_lossy().into_owned()
-}
-
-async fn run(prog: &str, args: &[&str]) -> Result<(), String> {
-    let out = tokio::process::Command::new(prog)
-        .args(args)
-        .output()
-        .await
-        .map_err(|e| format!("{prog}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{prog} {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-async fn wait_for_path(p: &Path, limit: Duration) -> Result<(), String> {
+pub(super) async fn wait_for_path(p: &Path, limit: Duration) -> Result<(), String> {
     let start = Instant::now();
     while !p.exists() {
         if start.elapsed() > limit {

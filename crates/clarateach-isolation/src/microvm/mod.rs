@@ -14,9 +14,13 @@
 
 pub mod accel;
 mod backend;
+pub mod bridge;
+mod fc_launch;
 pub mod firecracker;
 pub mod http;
+pub mod jailer;
 mod lifecycle;
+pub mod net;
 pub mod qemu;
 pub mod qmp;
 pub mod seat;
@@ -27,6 +31,7 @@ use std::time::Duration;
 
 pub use backend::MicrovmBackend;
 pub use lifecycle::health;
+pub use net::{Ipv4Subnet, Net};
 
 /// Which VMM runs the seats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +66,13 @@ pub struct MicrovmConfig {
     pub boot_timeout: Duration,
     pub qemu_binary: PathBuf,
     pub firecracker_binary: PathBuf,
+    /// QEMU seats' networking: user-mode (default) or a TAP per seat on a bridge (root only).
+    pub net: Net,
+    /// Firecracker's jailer; `None` uses a `jailer` found next to the firecracker binary, if any.
+    pub jailer_binary: Option<PathBuf>,
+    /// Unprivileged user and group the jailer runs Firecracker as.
+    pub jail_uid: u32,
+    pub jail_gid: u32,
 }
 
 impl MicrovmConfig {
@@ -74,6 +86,10 @@ impl MicrovmConfig {
             boot_timeout: Duration::from_secs(120),
             qemu_binary: PathBuf::from("qemu-system-x86_64"),
             firecracker_binary: PathBuf::from("firecracker"),
+            net: Net::User,
+            jailer_binary: None,
+            jail_uid: 65534,
+            jail_gid: 65534,
         }
     }
 }

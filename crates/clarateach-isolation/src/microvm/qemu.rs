@@ -1,7 +1,8 @@
 //! The QEMU flavour: one `qemu-system-x86_64 -M microvm` per seat. The command line is built by a
 //! pure function (unit-tested); the VM boots the image's bzImage and initramfs, with the seat's
 //! qcow2 overlay over the read-only rootfs, the volume disk and the config disk, user-mode
-//! networking forwarding 127.0.0.1:<port> to the daemon, a QMP socket and a serial log.
+//! networking forwarding 127.0.0.1:<port> to the daemon (or a TAP on a bridge, see `net.rs`), a
+//! QMP socket and a serial log.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -26,10 +27,19 @@ pub struct QemuLaunch {
     pub qemu: PathBuf,
     pub accel: Accel,
     pub limits: Limits,
-    pub host_port: u16,
+    pub net: QemuNet,
     /// Root disk: the seat's qcow2 overlay, or the shared raw rootfs opened with `snapshot=on`
     /// when `qemu-img` is missing (then root changes do not survive a stop).
     pub root: RootDisk,
+}
+
+/// The seat's network device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QemuNet {
+    /// User-mode networking forwarding 127.0.0.1:<host_port> to the daemon.
+    User { host_port: u16 },
+    /// A TAP device the host prepared (`bridge.rs`), with the seat's stable MAC.
+    Tap { ifname: String, mac: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,10 +106,16 @@ pub fn args(l: &QemuLaunch, image: &ImageLayout, seat: &SeatPaths) -> Vec<OsStri
             path(&seat.config_disk())
         ),
     ];
-    let fwd = format!(
-        "user,id=n0,hostfwd=tcp:127.0.0.1:{}-:{GUEST_DAEMON_PORT}",
-        l.host_port
-    );
+    let (netdev, nic) = match &l.net {
+        QemuNet::User { host_port } => (
+            format!("user,id=n0,hostfwd=tcp:127.0.0.1:{host_port}-:{GUEST_DAEMON_PORT}"),
+            "virtio-net-device,netdev=n0".to_string(),
+        ),
+        QemuNet::Tap { ifname, mac } => (
+            format!("tap,id=n0,ifname={ifname},script=no,downscript=no"),
+            format!("virtio-net-device,netdev=n0,mac={mac}"),
+        ),
+    };
     let mut a2: Vec<String> = vec![
         "-kernel".into(),
         path(&image.bzimage()),
@@ -117,12 +133,7 @@ pub fn args(l: &QemuLaunch, image: &ImageLayout, seat: &SeatPaths) -> Vec<OsStri
             format!("virtio-blk-device,drive={id}"),
         ]);
     }
-    a2.extend([
-        "-netdev".into(),
-        fwd,
-        "-device".into(),
-        "virtio-net-device,netdev=n0".into(),
-    ]);
+    a2.extend(["-netdev".into(), netdev, "-device".into(), nic]);
     a2.extend([
         "-qmp".into(),
         format!("unix:{},server=on,wait=off", path(&seat.qmp())),
@@ -192,7 +203,7 @@ mod tests {
             qemu: "qemu-system-x86_64".into(),
             accel: Accel::Tcg,
             limits,
-            host_port: 40123,
+            net: QemuNet::User { host_port: 40123 },
             root: RootDisk::Overlay(seat.overlay()),
         };
         let line: Vec<String> = args(&l, &image, &seat)
@@ -226,7 +237,7 @@ mod tests {
     }
 
     #[test]
-    fn kvm_uses_host_cpu_and_memory_floor() {
+    fn kvm_bridge_seat_uses_host_cpu_memory_floor_and_tap() {
         let image = ImageLayout::new("/img");
         let seat = SeatPaths::new(
             Path::new("/d"),
@@ -243,7 +254,10 @@ mod tests {
             qemu: "q".into(),
             accel: Accel::Kvm,
             limits,
-            host_port: 1,
+            net: QemuNet::Tap {
+                ifname: "ctq0badf00d".into(),
+                mac: "52:54:0b:ad:f0:0d".into(),
+            },
             root: RootDisk::Snapshot("/img/rootfs.ext4".into()),
         };
         let joined = args(&l, &image, &seat)
@@ -253,5 +267,10 @@ mod tests {
             .join(" ");
         assert!(joined.contains("-accel kvm -cpu host -m 192 -smp 1"));
         assert!(joined.contains("file=/img/rootfs.ext4,format=raw,if=none,snapshot=on"));
+        assert!(joined.contains(
+            "-netdev tap,id=n0,ifname=ctq0badf00d,script=no,downscript=no \
+             -device virtio-net-device,netdev=n0,mac=52:54:0b:ad:f0:0d"
+        ));
+        assert!(!joined.contains("hostfwd"));
     }
 }

@@ -4,7 +4,8 @@
 //! `console.log`. The volume lives apart, in `<data_dir>/volumes/<workshop>/seat-NN.img`, so
 //! destroying the VM keeps the learner's files.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -47,6 +48,11 @@ impl SeatPaths {
     pub fn pidfile(&self) -> PathBuf {
         self.dir.join("vmm.pid")
     }
+    /// Written when the seat runs under the jailer: its `--id` (the jailed VMM's command line
+    /// names the id, not the seat dir).
+    pub fn jail_id(&self) -> PathBuf {
+        self.dir.join("jail-id")
+    }
     pub fn console(&self) -> PathBuf {
         self.dir.join("console.log")
     }
@@ -71,6 +77,10 @@ pub struct SeatRecord {
     /// Where the daemon answers from the host (QEMU's forwarded port or the guest's TAP address).
     #[serde(default)]
     pub addr: Option<std::net::SocketAddr>,
+    /// The seat's address on the host bridge (`Net::Bridge`), allocated once at create and kept
+    /// across restarts, re-adoption and recreate (a recreate prefers the same address).
+    #[serde(default)]
+    pub guest_ip: Option<std::net::Ipv4Addr>,
 }
 
 impl SeatRecord {
@@ -82,6 +92,7 @@ impl SeatRecord {
             token: spec.daemon_token.clone(),
             env: spec.env.clone(),
             addr: None,
+            guest_ip: None,
         }
     }
     pub fn key(&self) -> SeatKey {
@@ -99,6 +110,16 @@ impl SeatRecord {
         let text = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
         write_private(path, &text)
     }
+}
+
+/// Bridge addresses held by the seats whose records are listed, except `except`'s own.
+pub fn addresses_in_use(records: &[PathBuf], except: &SeatKey) -> BTreeSet<Ipv4Addr> {
+    records
+        .iter()
+        .filter_map(|p| SeatRecord::load(p).ok())
+        .filter(|r| r.key() != *except)
+        .filter_map(|r| r.guest_ip)
+        .collect()
 }
 
 /// Writes a file readable by its owner only (it holds secrets).
@@ -150,8 +171,12 @@ pub fn live_pid(pidfile: &Path) -> Option<i32> {
     let pid: i32 = std::fs::read_to_string(pidfile).ok()?.trim().parse().ok()?;
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let text = String::from_utf8_lossy(&cmdline);
-    let dir = pidfile.parent()?.to_string_lossy().into_owned();
-    (text.contains(&dir) && !is_zombie(pid)).then_some(pid)
+    let seat_dir = pidfile.parent()?;
+    let dir = seat_dir.to_string_lossy().into_owned();
+    let jailed = std::fs::read_to_string(seat_dir.join("jail-id"))
+        .ok()
+        .is_some_and(|id| text.contains(&format!("--id\0{}\0", id.trim())));
+    ((text.contains(&dir) || jailed) && !is_zombie(pid)).then_some(pid)
 }
 
 fn is_zombie(pid: i32) -> bool {
