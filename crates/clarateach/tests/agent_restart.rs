@@ -131,9 +131,14 @@ async fn control_plane_and_agent_restarts_keep_seats() {
         .terminal(&TerminalOptions::default())
         .await
         .expect("terminal");
-    term.send_input("export MARK=still-$((40+2))\r")
+    term.send_input("export MARK=still-$((40+2)); echo marked-$((1+1))\r")
         .await
         .expect("input");
+    // Wait until the shell ran it: killing the control plane right after sending could drop the
+    // input in the gateway before it reached the seat.
+    term.read_until(b"marked-2", Duration::from_secs(10))
+        .await
+        .expect("the shell ran the export");
 
     // Control plane restart (kill -9): the agent reconnects; the seat answers again.
     let _ = cp.stop("-KILL");
