@@ -16,6 +16,7 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 echo "==> rust tests"
 cargo build -p clarateach
+export CLARATEACH_BIN="$PWD/target/debug/clarateach"
 cargo test --workspace
 
 echo "==> web unit tests"
