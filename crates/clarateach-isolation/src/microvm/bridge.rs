@@ -19,13 +19,20 @@ pub struct NetError(pub String);
 
 /// Creates `bridge` with the subnet's first host address when it does not exist, and brings it up.
 pub async fn ensure_bridge(bridge: &str, subnet: &Ipv4Subnet) -> Result<(), NetError> {
+    // Seats starting together race here: a step that fails because another did it is fine.
     if !link_exists(bridge) {
         tracing::info!(bridge, %subnet, "creating the seat bridge");
-        run("ip", &["link", "add", "name", bridge, "type", "bridge"]).await?;
+        let added = run("ip", &["link", "add", "name", bridge, "type", "bridge"]).await;
+        if added.is_err() && !link_exists(bridge) {
+            return added;
+        }
     }
     let addr = format!("{}/{}", subnet.gateway(), subnet.prefix());
     if !has_addr(bridge, subnet.gateway()).await {
-        run("ip", &["addr", "add", &addr, "dev", bridge]).await?;
+        let added = run("ip", &["addr", "add", &addr, "dev", bridge]).await;
+        if added.is_err() && !has_addr(bridge, subnet.gateway()).await {
+            return added;
+        }
     }
     run("ip", &["link", "set", bridge, "up"]).await
 }
@@ -71,6 +78,10 @@ pub async fn masquerade(bridge: &str, ip: Ipv4Addr, on: bool) -> Result<(), NetE
             run("iptables", &args).await
         }
     };
+    let forwarding = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap_or_default();
+    if on && forwarding.trim() != "1" {
+        tracing::warn!(%ip, "net.ipv4.ip_forward is off: this seat's egress will not be routed");
+    }
     let present = rule("-C").await.is_ok();
     match (on, present) {
         (true, false) => rule("-A").await,
