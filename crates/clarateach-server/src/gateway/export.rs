@@ -3,6 +3,7 @@
 //! under `seat-NN/`, no end-of-archive blocks); the gateway concatenates them, closes the archive
 //! and compresses on the fly, so neither side holds a whole archive in memory.
 
+use clarateach_core::ErrorBody;
 use std::io::Write;
 
 use axum::body::{Body, Bytes};
@@ -40,6 +41,17 @@ impl Sink {
     }
 }
 
+/// Streams a tar.gz of every seat's files (`seat-01/...`), gathered from the agents.
+#[utoipa::path(get, path = "/api/workshops/{id}/export", tag = "workshops",
+    params(("id" = String, Path, description = "Workshop id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "tar.gz stream", content_type = "application/gzip"),
+        (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "no seat was ever placed", body = ErrorBody),
+        (status = 503, description = "a seat's agent is not connected", body = ErrorBody),
+    ))]
 pub async fn export_workshop(
     State(state): State<AppState>,
     instructor: Instructor,

@@ -5,7 +5,8 @@
 //! export, which gathers every seat's volume from the agents.
 
 pub mod access;
-mod export;
+pub(crate) mod docs;
+pub(crate) mod export;
 mod proxy;
 
 use axum::extract::{Request, State};
