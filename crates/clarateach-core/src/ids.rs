@@ -32,19 +32,20 @@ pub fn odehash() -> String {
     pick(ODEHASH_ALPHABET, 5)
 }
 
-/// Normalises what a learner typed as a join code: trims, drops inner spaces, upper-cases,
-/// and accepts the bare 4-character suffix (`xy9z` -> `CLAUDE-XY9Z`).
+/// Normalises what a learner typed as a join code: drops spaces and dashes, upper-cases, and
+/// accepts the bare 4-character suffix (`xy9z`, `claude xy9z`, `CLAUDEXY9Z` -> `CLAUDE-XY9Z`).
 pub fn normalize_code(input: &str) -> String {
     let compact: String = input
         .chars()
-        .filter(|c| !c.is_whitespace())
+        .filter(|c| !c.is_whitespace() && *c != '-' && *c != '_')
         .collect::<String>()
         .to_uppercase();
-    if compact.starts_with(CODE_PREFIX) {
-        compact
-    } else {
-        format!("{CODE_PREFIX}{compact}")
-    }
+    let prefix = CODE_PREFIX.trim_end_matches('-');
+    let suffix = match compact.strip_prefix(prefix) {
+        Some(rest) if !rest.is_empty() => rest,
+        _ => compact.as_str(),
+    };
+    format!("{CODE_PREFIX}{suffix}")
 }
 
 /// Normalises a typed reconnect code: trims and lower-cases.
@@ -82,6 +83,9 @@ mod tests {
         assert_eq!(normalize_code(" claude-xy9z "), "CLAUDE-XY9Z");
         assert_eq!(normalize_code("CLAUDE - XY 9Z"), "CLAUDE-XY9Z");
         assert_eq!(normalize_code("xy9z"), "CLAUDE-XY9Z");
+        assert_eq!(normalize_code("claude zl9t"), "CLAUDE-ZL9T");
+        assert_eq!(normalize_code("CLAUDEZL9T"), "CLAUDE-ZL9T");
+        assert_eq!(normalize_code(" zl-9t "), "CLAUDE-ZL9T");
         assert_eq!(container_id("ws-abc123", 3), "ws-abc123-seat-03");
     }
 }

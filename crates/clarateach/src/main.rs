@@ -1,7 +1,7 @@
 //! The one `clarateach` binary: parses the command line and hands off to a library crate.
 //! Each subcommand lives in `commands/<verb>.rs`.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 mod commands;
 mod logging;
@@ -62,6 +62,11 @@ fn main() -> ExitCode {
     if let Command::GuestInit(args) = cli.command {
         return report(commands::guest_init::run(args));
     }
+    if matches!(cli.command, Command::Workshop(_) | Command::Instructor(_)) {
+        // Printing commands end quietly when their reader goes away (`... | head`), like any
+        // Unix tool, instead of panicking on EPIPE. Servers keep Rust's SIGPIPE-ignored default.
+        restore_default_sigpipe();
+    }
     logging::init(cli.log_format);
     // The workspace daemon runs in every seat: one thread keeps its idle memory small.
     let mut builder = match cli.command {
@@ -88,6 +93,15 @@ fn main() -> ExitCode {
             Command::GuestInit(_) => unreachable!("handled before the runtime starts"),
         }
     }))
+}
+
+#[allow(unsafe_code)]
+fn restore_default_sigpipe() {
+    // SAFETY: called first thing on the main thread before any other thread exists; setting a
+    // signal disposition to SIG_DFL installs no handler code, so nothing can run unsoundly.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }
 
 /// Prints an error chain as one readable block (never a backtrace) and picks the exit code.
