@@ -4,15 +4,23 @@
 //! task reads the PTY and publishes; one task writes viewers' input. Viewers subscribe to the
 //! broadcast, which never blocks the reader: a viewer that falls behind sees `Lagged` and
 //! resyncs from the ring, so a slow viewer can stall neither the shell nor the other viewers.
+//!
+//! Flow control: the reader paces the shell to the *fastest* viewer, as ssh paces it to its
+//! socket: while even that viewer is more than `HIGH_WATER` bytes behind, the reader stops
+//! reading the PTY (the shell's writes block in the kernel) until a viewer catches up. A flood
+//! (`cat` of a big file) then reaches a viewer whole instead of as skipped output and replays.
+//! When no viewer makes progress for `STALL`, the reader goes on without them (they resync),
+//! so a stalled viewer never stalls the shell for longer than that.
 
 use std::collections::{HashMap, VecDeque};
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, Notify};
 
 use crate::pty::{self, PtyMaster, SpawnSpec};
 
@@ -50,6 +58,8 @@ pub struct Attachment {
     pub events: broadcast::Receiver<Event>,
     pub exited: Option<i32>,
     pub takeover_active: bool,
+    /// Where this viewer is; it reports each delivery with [`Session::delivered`].
+    pub position: Arc<AtomicU64>,
 }
 
 /// Errors starting a session.
@@ -61,9 +71,16 @@ pub enum SessionError {
     TooMany(usize),
 }
 
-/// Broadcast capacity in chunks (a chunk is one PTY read, at most `READ_BUF` bytes).
-const EVENT_CAPACITY: usize = 1024;
-const READ_BUF: usize = 64 * 1024;
+/// Broadcast capacity in chunks. A chunk is what the PTY had buffered when read (reads are
+/// repeated until it is empty), at most `READ_BUF` bytes; the channel keeps its last
+/// `EVENT_CAPACITY` chunks alive, so this bounds its memory (4 MiB).
+const EVENT_CAPACITY: usize = 128;
+const READ_BUF: usize = 32 * 1024;
+/// The reader stops while the fastest viewer is this many bytes behind (well inside the
+/// broadcast's capacity, so a viewer that keeps pace never lags).
+const HIGH_WATER: u64 = 1024 * 1024;
+/// How long the reader waits for a viewer to make progress before going on without it.
+const STALL: Duration = Duration::from_millis(250);
 const MAX_SESSIONS: usize = 32;
 
 /// All sessions of the daemon, by name.
@@ -79,12 +96,16 @@ pub struct Session {
     input: mpsc::Sender<Bytes>,
     events: broadcast::Sender<Event>,
     shared: Mutex<Shared>,
+    /// Signalled when a viewer delivered output (flow control).
+    progress: Notify,
 }
 
 struct Shared {
     ring: Ring,
     exited: Option<i32>,
     takeovers: usize,
+    /// Stream offsets the attached viewers have delivered up to; dead ones are pruned.
+    viewers: Vec<Weak<AtomicU64>>,
 }
 
 /// A byte ring that remembers how many bytes went through it.
@@ -118,11 +139,15 @@ impl Ring {
     /// The kept bytes and the stream offset just past them. When older output was dropped, a
     /// UTF-8 character cut at the start is skipped so the replay begins on a boundary.
     pub fn snapshot(&self) -> (Bytes, u64) {
-        let (a, b) = self.buf.as_slices();
-        let mut v = Vec::with_capacity(self.buf.len());
-        v.extend_from_slice(a);
-        v.extend_from_slice(b);
-        if self.total > self.buf.len() as u64 {
+        self.tail(usize::MAX)
+    }
+
+    /// Like [`Ring::snapshot`], limited to the last `max` bytes kept.
+    pub fn tail(&self, max: usize) -> (Bytes, u64) {
+        let keep = self.buf.len().min(max);
+        let mut v = Vec::with_capacity(keep);
+        v.extend(self.buf.range(self.buf.len() - keep..));
+        if self.total > keep as u64 {
             let skip = v.iter().take(3).take_while(|&&c| c & 0xC0 == 0x80).count();
             v.drain(..skip);
         }
@@ -173,7 +198,9 @@ impl SessionManager {
                 ring: Ring::new(self.cfg.scrollback_bytes),
                 exited: None,
                 takeovers: 0,
+                viewers: Vec::new(),
             }),
+            progress: Notify::new(),
         });
         tokio::spawn(write_input(session.pty.clone(), input_rx));
         tokio::spawn(pump_output(
@@ -204,20 +231,63 @@ impl SessionManager {
 
 impl Session {
     pub fn attach(&self) -> Attachment {
-        let shared = lock(&self.shared);
+        let mut shared = lock(&self.shared);
         let (replay, next) = shared.ring.snapshot();
+        let position = Arc::new(AtomicU64::new(next));
+        shared.viewers.push(Arc::downgrade(&position));
         Attachment {
             replay,
             next,
             events: self.events.subscribe(),
             exited: shared.exited,
             takeover_active: shared.takeovers > 0,
+            position,
         }
     }
 
-    /// The scrollback now, for a viewer that lagged; its receiver stays subscribed.
-    pub fn snapshot(&self) -> (Bytes, u64) {
-        lock(&self.shared).ring.snapshot()
+    /// A viewer has sent everything before stream offset `next`.
+    pub fn delivered(&self, position: &AtomicU64, next: u64) {
+        position.store(next, Ordering::Relaxed);
+        self.progress.notify_one();
+    }
+
+    /// Bytes the fastest viewer is behind the PTY, or `None` without viewers.
+    fn lead_lag(&self) -> Option<(u64, u64)> {
+        let mut shared = lock(&self.shared);
+        shared.viewers.retain(|v| v.strong_count() > 0);
+        let lead = shared
+            .viewers
+            .iter()
+            .filter_map(|v| Some(v.upgrade()?.load(Ordering::Relaxed)))
+            .max()?;
+        Some((lead, shared.ring.total.saturating_sub(lead)))
+    }
+
+    /// Waits while the fastest viewer is more than `HIGH_WATER` behind, at most `STALL` without
+    /// progress. `stalled` remembers the position that timed out, so a viewer that stopped
+    /// reading costs the shell one `STALL`, not one per read.
+    async fn pace(&self, stalled: &mut Option<u64>) {
+        loop {
+            let Some((lead, lag)) = self.lead_lag() else {
+                return;
+            };
+            if lag <= HIGH_WATER || *stalled == Some(lead) {
+                return;
+            }
+            if tokio::time::timeout(STALL, self.progress.notified())
+                .await
+                .is_err()
+            {
+                *stalled = Some(lead);
+                return;
+            }
+        }
+    }
+
+    /// The last `max` bytes of scrollback now, for a viewer that lagged; its receiver stays
+    /// subscribed.
+    pub fn snapshot(&self, max: usize) -> (Bytes, u64) {
+        lock(&self.shared).ring.tail(max)
     }
 
     /// Queues input for the shell; waits if 256 writes are already queued.
@@ -280,11 +350,29 @@ async fn pump_output(
     sessions: Weak<Mutex<HashMap<String, Arc<Session>>>>,
 ) {
     let mut buf = vec![0u8; READ_BUF];
+    let mut stalled = None;
     let status = loop {
+        session.pace(&mut stalled).await;
         tokio::select! {
             biased;
             r = session.pty.read(&mut buf) => match r {
-                Ok(n) if n > 0 => session.publish(&buf[..n]),
+                Ok(n) if n > 0 => {
+                    // The line discipline hands out at most 4 KiB a read: take everything
+                    // buffered now as one chunk, so a flood costs few events and frames.
+                    let mut len = n;
+                    let mut eof = false;
+                    while len < buf.len() {
+                        match session.pty.try_read(&mut buf[len..]) {
+                            Ok(Some(0)) => { eof = true; break; }
+                            Ok(Some(m)) => len += m,
+                            Ok(None) | Err(_) => break,
+                        }
+                    }
+                    session.publish(&buf[..len]);
+                    if eof {
+                        break child.wait().await;
+                    }
+                }
                 Ok(_) => break child.wait().await,
                 Err(e) => {
                     tracing::warn!(error = %e, "pty read failed");
@@ -353,5 +441,6 @@ mod tests {
         r.push("aé€".as_bytes()); // 1 + 2 + 3 bytes: the cut falls inside 'é'
         let (bytes, _) = r.snapshot();
         assert_eq!(&bytes[..], "€".as_bytes());
+        assert_eq!(r.tail(2), (Bytes::from_static(b""), 6));
     }
 }

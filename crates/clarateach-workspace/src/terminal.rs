@@ -149,6 +149,8 @@ pub async fn run_viewer<S, R, E>(
         pending: Vec::new(),
         pending_len: 0,
         utf8: Utf8Stream::default(),
+        session: session.clone(),
+        position: att.position,
     };
     let attached = TerminalServerMessage::Attached {
         session: session.name.clone(),
@@ -253,6 +255,9 @@ struct Output<S> {
     pending: Vec<Bytes>,
     pending_len: usize,
     utf8: Utf8Stream,
+    /// Told how far this viewer got, so the session paces the shell to its fastest viewer.
+    session: Arc<Session>,
+    position: Arc<AtomicU64>,
 }
 
 /// Why a viewer's output loop stopped early.
@@ -331,16 +336,17 @@ impl<S: Sink<Message> + Unpin> Output<S> {
         self.pending.clear();
         self.pending_len = 0;
         match self.format {
-            Format::Binary => self.send(Message::Binary(data)).await,
+            Format::Binary => self.send(Message::Binary(data)).await?,
             Format::Json => {
                 let text = self.utf8.push(&data);
-                if text.is_empty() {
-                    return Ok(());
+                if !text.is_empty() {
+                    self.control(&TerminalServerMessage::Output { data: text })
+                        .await?;
                 }
-                self.control(&TerminalServerMessage::Output { data: text })
-                    .await
             }
         }
+        self.session.delivered(&self.position, self.next);
+        Ok(())
     }
 
     async fn run(
@@ -411,10 +417,7 @@ impl<S: Sink<Message> + Unpin> Output<S> {
                         self.pending.clear();
                         self.pending_len = 0;
                         let msg = error_msg("resync", "output was skipped because this viewer fell behind; replaying the scrollback");
-                        let (mut replay, next) = session.snapshot();
-                        if replay.len() > RESYNC_REPLAY {
-                            replay = replay.slice(replay.len() - RESYNC_REPLAY..);
-                        }
+                        let (replay, next) = session.snapshot(RESYNC_REPLAY);
                         self.next = next;
                         match self.control(&msg).await {
                             Ok(()) => self.replay(replay).await,

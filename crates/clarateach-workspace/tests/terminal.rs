@@ -101,6 +101,23 @@ async fn takeover_notifies_the_other_viewers() {
 }
 
 #[tokio::test]
+async fn a_flood_reaches_a_lone_viewer_whole() {
+    // The shell is paced to its fastest viewer: output is delayed, never skipped.
+    let d = Daemon::start().await;
+    let mut t = d.ws("").await;
+    t.until_event("attached", 5).await;
+    t.input("head -c 20000000 /dev/zero | tr '\\0' a; echo; echo DO\"\"NE\r")
+        .await;
+    t.until_text("DONE", 60).await;
+    assert!(
+        !t.events.iter().any(|e| e["code"] == "resync"),
+        "resynced: {:?}",
+        t.events
+    );
+    assert!(t.text.matches('a').count() >= 20_000_000);
+}
+
+#[tokio::test]
 async fn stalled_viewer_does_not_block_another() {
     let d = Daemon::start().await;
     let mut fast = d.ws("").await;

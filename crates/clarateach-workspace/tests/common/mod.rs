@@ -140,7 +140,14 @@ impl Ws {
     /// Reads until the output contains `needle` (panics after `secs`).
     pub async fn until_text(&mut self, needle: &str, secs: u64) {
         let res = tokio::time::timeout(Duration::from_secs(secs), async {
-            while !self.text.contains(needle) {
+            // Only the new text (and a needle's length before it) is searched each time, so a
+            // flood of tens of MB is not rescanned per frame.
+            let mut from = 0;
+            while !self.text[from..].contains(needle) {
+                from = self.text.len().saturating_sub(needle.len());
+                while !self.text.is_char_boundary(from) {
+                    from -= 1;
+                }
                 if self.next().await.is_none() {
                     return false;
                 }
