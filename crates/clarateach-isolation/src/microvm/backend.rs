@@ -11,9 +11,7 @@ use clarateach_image::{GuestConfig, ImageLayout, Manifest};
 use tokio::sync::OnceCell;
 
 use super::accel::{self, Accel};
-use super::seat::{
-    addresses_in_use, ensure_volume, live_pid, write_private, SeatPaths, SeatRecord,
-};
+use super::seat::{bridge_address, ensure_volume, live_pid, write_private, SeatPaths, SeatRecord};
 use super::{
     fc_launch, find_binary, lifecycle, net, volume, AccelChoice, Flavour, MicrovmConfig, Net,
 };
@@ -169,25 +167,20 @@ impl Backend for MicrovmBackend {
             (record.addr, record.guest_ip) = (old.addr, old.guest_ip);
         }
         let mut config = GuestConfig::new(spec.daemon_token.clone(), spec.env.clone());
-        if let Net::Bridge { subnet, .. } = &self.cfg.net {
+        {
             // Held across scan + save so two seats created at once cannot pick the same address.
             let _alloc = self.alloc.lock();
-            let ip = match record.guest_ip.filter(|ip| subnet.contains(*ip)) {
-                Some(ip) => ip,
-                None => {
-                    let records = lifecycle::seat_records(&self.cfg.data_dir.join("microvm"));
-                    net::allocate(subnet, &spec.key, &addresses_in_use(&records, &spec.key))
-                        .map_err(|e| BackendError::Start(spec.key.clone(), e.to_string()))?
+            record.guest_ip = match &self.cfg.net {
+                Net::User => None,
+                Net::Bridge { subnet, .. } => {
+                    let seats = lifecycle::seat_records(&self.cfg.data_dir.join("microvm"));
+                    let ip = bridge_address(&record, subnet, &seats)
+                        .map_err(|e| BackendError::Start(spec.key.clone(), e.to_string()))?;
+                    record.addr = Some((ip, config.port).into());
+                    config.net = net::guest_net(subnet, ip, spec.limits.egress);
+                    Some(ip)
                 }
             };
-            record.guest_ip = Some(ip);
-            record.addr = Some((ip, config.port).into());
-            config.net = net::guest_net(subnet, ip, spec.limits.egress);
-            record
-                .save(&paths.record())
-                .map_err(io("writing seat.json"))?;
-        } else {
-            record.guest_ip = None;
             record
                 .save(&paths.record())
                 .map_err(io("writing seat.json"))?;

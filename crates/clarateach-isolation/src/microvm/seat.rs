@@ -13,6 +13,7 @@ use clarateach_core::agent_proto::SeatKey;
 use clarateach_core::Limits;
 use serde::{Deserialize, Serialize};
 
+use super::net::{allocate, Ipv4Subnet, SubnetFull};
 use crate::WorkspaceSpec;
 
 /// File layout of one seat.
@@ -112,14 +113,24 @@ impl SeatRecord {
     }
 }
 
-/// Bridge addresses held by the seats whose records are listed, except `except`'s own.
-pub fn addresses_in_use(records: &[PathBuf], except: &SeatKey) -> BTreeSet<Ipv4Addr> {
-    records
+/// The seat's bridge address: the one its record holds while still inside `subnet` (restart,
+/// recreate), else a free one; never one that another seat's record in `seats` holds.
+pub fn bridge_address(
+    record: &SeatRecord,
+    subnet: &Ipv4Subnet,
+    seats: &[PathBuf],
+) -> Result<Ipv4Addr, SubnetFull> {
+    if let Some(ip) = record.guest_ip.filter(|ip| subnet.contains(*ip)) {
+        return Ok(ip);
+    }
+    let key = record.key();
+    let used: BTreeSet<Ipv4Addr> = seats
         .iter()
         .filter_map(|p| SeatRecord::load(p).ok())
-        .filter(|r| r.key() != *except)
+        .filter(|r| r.key() != key)
         .filter_map(|r| r.guest_ip)
-        .collect()
+        .collect();
+    allocate(subnet, &key, &used)
 }
 
 /// Writes a file readable by its owner only (it holds secrets).
@@ -187,4 +198,49 @@ fn is_zombie(pid: i32) -> bool {
                 .map(|(_, rest)| rest.trim_start().starts_with('Z'))
         })
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(seat: u32, ip: Option<Ipv4Addr>) -> SeatRecord {
+        SeatRecord {
+            workshop_id: "ws-abc".into(),
+            seat,
+            limits: Limits::default(),
+            token: "t".into(),
+            env: BTreeMap::new(),
+            addr: None,
+            guest_ip: ip,
+        }
+    }
+
+    #[test]
+    fn bridge_addresses_skip_other_seats_and_stay_with_their_seat() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let subnet: Ipv4Subnet = "10.213.0.0/29".parse().expect("subnet");
+        let mut seats = Vec::new();
+        // Seats 1..=5 fill the five guest addresses of a /29 one by one.
+        let mut taken = BTreeSet::new();
+        for seat in 1..=5 {
+            let r = record(seat, None);
+            let ip = bridge_address(&r, &subnet, &seats).expect("free address");
+            assert!(taken.insert(ip), "{ip} given twice");
+            let path = dir.path().join(format!("seat-{seat}.json"));
+            record(seat, Some(ip)).save(&path).expect("save");
+            seats.push(path);
+        }
+        assert!(bridge_address(&record(6, None), &subnet, &seats).is_err());
+        // A seat keeps its own address (restart, re-adoption, recreate over the record).
+        let own = SeatRecord::load(&seats[2]).expect("load");
+        assert_eq!(
+            bridge_address(&own, &subnet, &seats),
+            Ok(own.guest_ip.expect("ip"))
+        );
+        // An address from another subnet (the bridge was reconfigured) is replaced.
+        let moved = record(3, Some(Ipv4Addr::new(10, 9, 9, 9)));
+        let other: Ipv4Subnet = "10.214.0.0/24".parse().expect("subnet");
+        assert!(other.contains(bridge_address(&moved, &other, &seats).expect("ip")));
+    }
 }
