@@ -1,35 +1,56 @@
 //! `clarateach bench join`: control-plane figures against a real `clarateach serve` child
-//! process (so its memory is measured apart from the load generator) in a scratch data dir.
-//! Seats become ready through `ProtocolAgent` (the real agent protocol, no workspaces), since
-//! joins never touch a workspace.
+//! process (so its memory and CPU are measured apart from the load generator) in a scratch data
+//! dir. Seats become ready through `ProtocolAgent` (the real agent protocol, no workspaces),
+//! since joins never touch a workspace.
 //!
-//! - join latency: rounds of N learners joining one N-seat workshop all at once; p50/p99.
+//! - join latency: rounds of N learners joining one N-seat workshop; p50/p99, in three
+//!   scenarios: all N at the same instant on fresh TCP connections (connect is in the time), all
+//!   N at the same instant on warm keep-alive connections (the server's own latency), and N
+//!   arriving evenly over `--spread-ms` (open loop: a learner never waits for another's answer).
+//!   Each learner is its own client with its own connection, like one browser each. The load
+//!   generator shares the machine's cores with the server, so the server's CPU time per join
+//!   (from `/proc`) is printed too.
 //! - server RSS with W workshops x S seats, all started and every seat joined.
 
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use clarateach_client::Client;
 use clarateach_core::{CreateWorkshopRequest, JoinRequest, WorkshopStatus};
 use clarateach_server::testing::ProtocolAgent;
 
+/// Linux reports process CPU time in `USER_HZ` ticks, fixed at 100 per second by the ABI.
+const USER_HZ: f64 = 100.0;
+
 #[derive(clap::Args)]
 pub struct Args {
-    /// Concurrent learners per round (one workshop of that many seats per round).
+    /// Learners per round (one workshop of that many seats per round and scenario).
     #[arg(long, default_value_t = 200)]
     learners: u32,
-    /// Rounds of concurrent joins.
+    /// Rounds of each join scenario.
     #[arg(long, default_value_t = 5)]
     rounds: u32,
+    /// Window over which the learners of the open-loop scenario arrive, evenly spaced.
+    #[arg(long, default_value_t = 1000)]
+    spread_ms: u64,
     /// Workshops for the memory figure.
     #[arg(long, default_value_t = 50)]
     workshops: u32,
     /// Seats per workshop for the memory figure.
     #[arg(long, default_value_t = 20)]
     seats: u32,
+}
+
+/// How the learners of one round reach the server.
+#[derive(Clone, Copy)]
+struct Scenario {
+    label: &'static str,
+    /// Open a keep-alive connection per learner (one `GET /api/health`) before the clock starts.
+    warm: bool,
+    /// `None`: everyone at the same instant; otherwise arrivals spread evenly over it.
+    spread: Option<Duration>,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -75,65 +96,39 @@ async fn measure(args: &Args, data_dir: &Path, port: u16, pid: u32) -> anyhow::R
     let instructor = Client::new(&base, Some(token))?;
     let store = clarateach_server::open_store(data_dir).await?;
     let agent_token = clarateach_server::issue_agent_token(store.as_ref()).await?;
-    let capacity = (args.learners * args.rounds + args.workshops * args.seats).max(1);
+    let scenarios = [
+        Scenario {
+            label: "burst, fresh connections",
+            warm: false,
+            spread: None,
+        },
+        Scenario {
+            label: "burst, warm connections",
+            warm: true,
+            spread: None,
+        },
+        Scenario {
+            label: "open loop, warm connections",
+            warm: true,
+            spread: Some(Duration::from_millis(args.spread_ms)),
+        },
+    ];
+    let capacity =
+        (args.learners * args.rounds * scenarios.len() as u32 + args.workshops * args.seats).max(1);
     let _agent = ProtocolAgent::connect(&base, &agent_token, "bench-agent", capacity).await?;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let rss_idle = rss_kib(pid)?;
 
-    // Join latency.
-    let learners = Arc::new(Client::new(&base, None)?);
-    let mut samples = Vec::new();
-    let mut refused = 0;
-    for round in 0..args.rounds {
-        let code =
-            running_workshop(&instructor, &format!("bench round {round}"), args.learners).await?;
-        let started = Instant::now();
-        let tasks: Vec<_> = (0..args.learners)
-            .map(|i| {
-                let c = learners.clone();
-                let req = JoinRequest {
-                    code: code.clone(),
-                    odehash: None,
-                    name: Some(format!("learner {i}")),
-                };
-                tokio::spawn(async move {
-                    let t = Instant::now();
-                    let ok = c.join(&req).await.is_ok();
-                    (t.elapsed(), ok)
-                })
-            })
-            .collect();
-        for t in tasks {
-            let (d, ok) = t.await?;
-            if ok {
-                samples.push(d);
-            } else {
-                refused += 1;
-            }
-        }
-        println!(
-            "round {round}: {} joins in {:.1} ms",
-            args.learners,
-            started.elapsed().as_secs_f64() * 1e3
-        );
+    for (n, scenario) in scenarios.iter().enumerate() {
+        join_latency(args, &base, &instructor, pid, n, *scenario).await?;
     }
-    samples.sort_unstable();
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    println!(
-        "join latency, {} concurrent learners x {} rounds: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} ok, {refused} refused)",
-        args.learners,
-        args.rounds,
-        ms(pct(&samples, 0.50)),
-        ms(pct(&samples, 0.99)),
-        ms(pct(&samples, 1.0)),
-        samples.len(),
-    );
 
     // Memory with many workshops, every seat joined.
+    let learner = Client::new(&base, None)?;
     for w in 0..args.workshops {
         let code = running_workshop(&instructor, &format!("bench mem {w}"), args.seats).await?;
         for _ in 0..args.seats {
-            learners
+            learner
                 .join(&JoinRequest {
                     code: code.clone(),
                     odehash: None,
@@ -150,6 +145,94 @@ async fn measure(args: &Args, data_dir: &Path, port: u16, pid: u32) -> anyhow::R
         rss as f64 / 1024.0,
         args.workshops,
         args.seats
+    );
+    Ok(())
+}
+
+/// Runs `args.rounds` rounds of one scenario and prints its figures.
+async fn join_latency(
+    args: &Args,
+    base: &str,
+    instructor: &Client,
+    pid: u32,
+    n: usize,
+    scenario: Scenario,
+) -> anyhow::Result<()> {
+    let mut samples = Vec::new();
+    let mut refused = 0;
+    let mut server_cpu = 0.0;
+    let mut late = Duration::ZERO;
+    for round in 0..args.rounds {
+        let name = format!("bench join {n}.{round}");
+        let code = running_workshop(instructor, &name, args.learners).await?;
+        let clients = (0..args.learners)
+            .map(|_| Client::new(base, None))
+            .collect::<Result<Vec<_>, _>>()?;
+        if scenario.warm {
+            futures::future::try_join_all(clients.iter().map(Client::health))
+                .await
+                .context("warming the learners' connections")?;
+        }
+        let cpu_before = cpu_secs(pid)?;
+        let started = tokio::time::Instant::now();
+        let step = scenario.spread.unwrap_or(Duration::ZERO) / args.learners.max(1);
+        let tasks: Vec<_> = clients
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let req = JoinRequest {
+                    code: code.clone(),
+                    odehash: None,
+                    name: Some(format!("learner {i}")),
+                };
+                let at = started + step * i as u32;
+                tokio::spawn(async move {
+                    tokio::time::sleep_until(at).await;
+                    let t = tokio::time::Instant::now();
+                    let ok = c.join(&req).await.is_ok();
+                    (t.elapsed(), t.saturating_duration_since(at), ok)
+                })
+            })
+            .collect();
+        for t in tasks {
+            let (d, lag, ok) = t.await?;
+            late = late.max(lag);
+            if ok {
+                samples.push(d);
+            } else {
+                refused += 1;
+            }
+        }
+        let took = started.elapsed();
+        server_cpu += cpu_secs(pid)? - cpu_before;
+        println!(
+            "  {}, round {round}: {} joins in {:.1} ms",
+            scenario.label,
+            args.learners,
+            took.as_secs_f64() * 1e3
+        );
+    }
+    samples.sort_unstable();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let arrival = match scenario.spread {
+        None => "at the same instant".to_string(),
+        Some(s) => format!(
+            "over {} ms (latest send {:.2} ms behind schedule)",
+            s.as_millis(),
+            ms(late)
+        ),
+    };
+    println!(
+        "join latency, {} ({} learners {arrival}, x {} rounds): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms \
+         ({} ok, {refused} refused); server CPU {:.3} ms per join",
+        scenario.label,
+        args.learners,
+        args.rounds,
+        ms(pct(&samples, 0.50)),
+        ms(pct(&samples, 0.99)),
+        ms(pct(&samples, 1.0)),
+        samples.len(),
+        server_cpu * 1e3 / f64::from((args.learners * args.rounds).max(1)),
     );
     Ok(())
 }
@@ -179,6 +262,22 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
     }
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
+}
+
+/// User plus system CPU time of every thread of `pid`, in seconds.
+fn cpu_secs(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .context("cannot read the server's stat")?;
+    // Fields after the parenthesised command name: state is the 3rd field, utime the 14th.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> anyhow::Result<f64> {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .context("malformed /proc stat")
+    };
+    Ok((ticks(11)? + ticks(12)?) / USER_HZ)
 }
 
 fn rss_kib(pid: u32) -> anyhow::Result<u64> {
