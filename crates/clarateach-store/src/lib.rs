@@ -33,6 +33,9 @@ pub enum StoreError {
     Conflict,
     #[error("database query failed")]
     Query(#[source] sqlx::Error),
+    /// The transaction committing a batch of seat claims failed: none of them was committed.
+    #[error("the seat claim transaction failed")]
+    ClaimBatch(#[source] std::sync::Arc<sqlx::Error>),
     #[error("the database holds a value this version cannot read: {0}")]
     Corrupt(String),
 }
@@ -88,8 +91,10 @@ pub trait WorkshopStore: Send + Sync {
 pub trait SeatStore: Send + Sync {
     async fn list_seats(&self, workshop_id: &str) -> Result<Vec<SeatRecord>>;
     async fn get_seat(&self, workshop_id: &str, seat: u32) -> Result<Option<SeatRecord>>;
-    /// Atomically gives the lowest free seat to a new learner. `None` when every seat is taken;
-    /// `Conflict` when `odehash` is already used in this workshop (the caller retries).
+    /// Atomically gives the lowest free seat of a running workshop to a new learner, committed
+    /// before it returns. `None` when every seat is taken or the workshop is not running (the
+    /// caller looks the workshop up to tell which); `Conflict` when `odehash` is already used in
+    /// this workshop (the caller retries).
     async fn claim_seat(
         &self,
         workshop_id: &str,

@@ -1,10 +1,12 @@
 //! The embedded store: one SQLite file in WAL mode.
 //!
 //! Writes go through a pool of exactly one connection so concurrent writers queue fairly in
-//! the async pool instead of sleeping in SQLite's busy handler (that is what keeps a burst of
-//! 200 joins fast); reads use a separate small pool and never block on the writer (WAL).
+//! the async pool instead of sleeping in SQLite's busy handler; seat claims, the burst-prone
+//! write, are further batched into one transaction each (group commit, see `claims`). Reads use
+//! a separate small pool and never block on the writer (WAL).
 
 mod accounts;
+mod claims;
 mod seats;
 mod workshops;
 
@@ -16,6 +18,7 @@ use clarateach_core::{SeatState, WorkshopStatus};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use tokio::sync::mpsc;
 
 use crate::{Result, StoreError};
 
@@ -24,6 +27,7 @@ use crate::{Result, StoreError};
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    claims: mpsc::UnboundedSender<claims::Claim>,
 }
 
 impl SqliteStore {
@@ -42,8 +46,11 @@ impl SqliteStore {
             .foreign_keys(true)
             // Deleted rows (the encrypted api key after stop) are overwritten with zeros.
             .pragma("secure_delete", "ON");
+        // No ping before handing out a connection: it is an in-process file, not a socket that
+        // can go stale, and each ping is a round trip to the connection's worker thread.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .connect_with(base.clone().create_if_missing(true))
             .await
             .map_err(open_err)?;
@@ -53,10 +60,16 @@ impl SqliteStore {
             .map_err(StoreError::Migrate)?;
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
+            .test_before_acquire(false)
             .connect_with(base.read_only(true))
             .await
             .map_err(open_err)?;
-        Ok(Self { writer, reader })
+        let claims = claims::spawn(writer.clone());
+        Ok(Self {
+            writer,
+            reader,
+            claims,
+        })
     }
 
     /// Closes both pools, flushing the WAL.

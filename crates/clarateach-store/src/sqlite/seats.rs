@@ -6,13 +6,21 @@ use clarateach_core::SeatState;
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
-use super::{seat_state, to_u32, SqliteStore};
-use crate::{Result, SeatRecord, SeatStore};
+use tokio::sync::oneshot;
 
-const COLUMNS: &str =
+use super::claims::Claim;
+use super::{seat_state, to_u32, SqliteStore};
+use crate::{Result, SeatRecord, SeatStore, StoreError};
+
+/// The claim task only ends when its store is dropped or its runtime shut down.
+fn claim_task_gone() -> StoreError {
+    StoreError::Query(sqlx::Error::PoolClosed)
+}
+
+pub(super) const COLUMNS: &str =
     "workshop_id, seat, state, agent_id, odehash, name, joined_at, last_activity_at";
 
-fn record(r: &SqliteRow) -> Result<SeatRecord> {
+pub(super) fn record(r: &SqliteRow) -> Result<SeatRecord> {
     Ok(SeatRecord {
         workshop_id: r.try_get("workshop_id")?,
         seat: to_u32(r.try_get("seat")?, "seat")?,
@@ -55,20 +63,16 @@ impl SeatStore for SqliteStore {
         name: Option<&str>,
         at: DateTime<Utc>,
     ) -> Result<Option<SeatRecord>> {
-        // One statement: the pick of the lowest free seat and the write cannot interleave with
-        // another claim, so two learners never get the same seat.
-        let row = sqlx::query(&format!(
-            "UPDATE seats SET odehash = ?, name = ?, joined_at = ? WHERE workshop_id = ? AND odehash IS NULL \
-             AND seat = (SELECT MIN(seat) FROM seats WHERE workshop_id = ? AND odehash IS NULL) RETURNING {COLUMNS}"
-        ))
-        .bind(odehash)
-        .bind(name)
-        .bind(at)
-        .bind(workshop_id)
-        .bind(workshop_id)
-        .fetch_optional(&self.writer)
-        .await?;
-        row.as_ref().map(record).transpose()
+        let (reply, answer) = oneshot::channel();
+        let claim = Claim {
+            workshop_id: workshop_id.to_string(),
+            odehash: odehash.to_string(),
+            name: name.map(str::to_string),
+            at,
+            reply,
+        };
+        self.claims.send(claim).map_err(|_| claim_task_gone())?;
+        answer.await.map_err(|_| claim_task_gone())?
     }
 
     async fn seat_by_odehash(
@@ -232,6 +236,16 @@ mod tests {
         s.insert_workshop(&new_workshop("ws-a", "CLAUDE-AAAA", 10))
             .await
             .expect("insert");
+        assert_eq!(
+            s.claim_seat("ws-a", "early", None, Utc::now())
+                .await
+                .expect("claim"),
+            None,
+            "a workshop that is not running gives no seat"
+        );
+        s.transition("ws-a", &[WorkshopStatus::Created], WorkshopStatus::Running)
+            .await
+            .expect("t");
         let s = Arc::new(s);
         let tasks: Vec<_> = (0..50)
             .map(|i| {
@@ -254,6 +268,37 @@ mod tests {
         assert_eq!(full, 40);
         let dup = s.claim_seat("ws-a", "h0001", None, Utc::now()).await;
         assert!(matches!(dup, Ok(None) | Err(StoreError::Conflict)));
+    }
+
+    #[tokio::test]
+    async fn a_taken_reconnect_code_fails_only_its_own_claim_in_a_batch() {
+        let (_d, s) = temp_store().await;
+        s.create_instructor("i1", "ada", "h")
+            .await
+            .expect("instructor");
+        s.insert_workshop(&new_workshop("ws-a", "CLAUDE-AAAA", 10))
+            .await
+            .expect("insert");
+        s.transition("ws-a", &[WorkshopStatus::Created], WorkshopStatus::Running)
+            .await
+            .expect("t");
+        // Queued together, so the claim task commits them in one transaction.
+        let (a, b, c) = tokio::join!(
+            s.claim_seat("ws-a", "aaaaa", None, Utc::now()),
+            s.claim_seat("ws-a", "aaaaa", None, Utc::now()),
+            s.claim_seat("ws-a", "bbbbb", None, Utc::now()),
+        );
+        assert_eq!(a.expect("first").map(|x| x.seat), Some(1));
+        assert!(matches!(b, Err(StoreError::Conflict)));
+        assert_eq!(c.expect("third").map(|x| x.seat), Some(2));
+        let kept: Vec<_> = s
+            .list_seats("ws-a")
+            .await
+            .expect("list")
+            .into_iter()
+            .filter_map(|x| x.odehash)
+            .collect();
+        assert_eq!(kept, vec!["aaaaa".to_string(), "bbbbb".to_string()]);
     }
 
     #[tokio::test]
