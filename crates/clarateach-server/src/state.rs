@@ -10,6 +10,7 @@ use tokio::sync::watch;
 
 use crate::config::ServerConfig;
 use crate::error::ApiError;
+use crate::join_codes::JoinCodes;
 use crate::keys::SigningKeys;
 use crate::metrics::Metrics;
 use crate::scheduler::{Provisioner, RegistryHandle, SeatRoute};
@@ -28,6 +29,7 @@ struct Inner {
     provisioner: Arc<dyn Provisioner>,
     metrics: Metrics,
     throttle: Throttle,
+    join_codes: JoinCodes,
     activity: Mutex<HashMap<(String, u32), Instant>>,
     shutdown: watch::Receiver<bool>,
 }
@@ -70,6 +72,7 @@ impl AppState {
                 provisioner: p.provisioner,
                 metrics: Metrics::default(),
                 throttle,
+                join_codes: JoinCodes::default(),
                 activity: Mutex::new(HashMap::new()),
                 shutdown: p.shutdown,
             }),
@@ -102,6 +105,9 @@ impl AppState {
     }
     pub fn throttle(&self) -> &Throttle {
         &self.inner.throttle
+    }
+    pub(crate) fn join_codes(&self) -> &JoinCodes {
+        &self.inner.join_codes
     }
     /// Changes to `true` when the server shuts down; long-lived sessions end on it.
     pub fn shutdown_signal(&self) -> watch::Receiver<bool> {

@@ -2,16 +2,19 @@
 //! seat and a token. Failed guesses (unknown code or reconnect code) count against the client
 //! address; past the budget every join from it is 429 for the rest of the minute.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::Utc;
 use clarateach_core::{ids, ErrorBody, JoinRequest, JoinResponse, TokenClaims, WorkshopStatus};
-use clarateach_store::{SeatRecord, StoreError, WorkshopRecord};
+use clarateach_store::{SeatRecord, StoreError};
 
 use super::BaseUrl;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ClientIp};
+use crate::join_codes::JoinTarget;
 use crate::keys::expiry;
 use crate::state::AppState;
 
@@ -61,46 +64,72 @@ async fn join_seat(
         return Err(ApiError::validation("name must be at most 60 characters"));
     }
     let code = ids::normalize_code(&req.code);
-    let workshop = state
-        .store()
-        .workshop_by_code(&code)
-        .await?
-        .ok_or_else(ApiError::workshop_not_found)?;
+    let odehash = req
+        .odehash
+        .as_deref()
+        .map(ids::normalize_odehash)
+        .filter(|o| !o.is_empty());
+    if let Some(odehash) = odehash {
+        let target = running_by_code(state, &code).await?;
+        let found = if ids::is_valid_odehash(&odehash) {
+            state.store().seat_by_odehash(&target.id, &odehash).await?
+        } else {
+            None
+        };
+        let seat = found.ok_or_else(|| {
+            ApiError::not_found("No seat with that reconnect code in this workshop.")
+        })?;
+        return token_for(state, base, &target, seat);
+    }
+    let target = match state.join_codes().get(&code) {
+        Some(target) => target,
+        None => running_by_code(state, &code).await?,
+    };
+    if let Some(seat) = claim(state, &target, name).await? {
+        return token_for(state, base, &target, seat);
+    }
+    // No seat: the workshop is full, or it stopped (or was deleted and its code reused) since
+    // its code was remembered. The store tells which.
+    let fresh = running_by_code(state, &code).await?;
+    if fresh.id != target.id {
+        if let Some(seat) = claim(state, &fresh, name).await? {
+            return token_for(state, base, &fresh, seat);
+        }
+    }
+    Err(ApiError::conflict(
+        "workshop_full",
+        "Every seat of this workshop is taken.",
+    ))
+}
+
+/// Looks the code up in the store: 404 when unknown, 409 when its workshop is not running.
+/// A running workshop's code is remembered for the next joins, any other is forgotten.
+async fn running_by_code(state: &AppState, code: &str) -> Result<Arc<JoinTarget>, ApiError> {
+    let Some(workshop) = state.store().workshop_by_code(code).await? else {
+        state.join_codes().forget(code);
+        return Err(ApiError::workshop_not_found());
+    };
     if workshop.status != WorkshopStatus::Running {
+        state.join_codes().forget(code);
         return Err(ApiError::conflict(
             "workshop_not_running",
             "The workshop is not running; ask your instructor.",
         ));
     }
-    let seat = match req
-        .odehash
-        .as_deref()
-        .map(ids::normalize_odehash)
-        .filter(|o| !o.is_empty())
-    {
-        Some(odehash) => {
-            let found = if ids::is_valid_odehash(&odehash) {
-                state
-                    .store()
-                    .seat_by_odehash(&workshop.id, &odehash)
-                    .await?
-            } else {
-                None
-            };
-            found.ok_or_else(|| {
-                ApiError::not_found("No seat with that reconnect code in this workshop.")
-            })?
-        }
-        None => claim(state, &workshop, name).await?,
-    };
-    token_for(state, base, &workshop, seat)
+    let target = Arc::new(JoinTarget {
+        id: workshop.id,
+        name: workshop.name,
+    });
+    state.join_codes().insert(code, target.clone());
+    Ok(target)
 }
 
+/// The lowest free seat of `w`, or `None` when it is full or no longer running.
 async fn claim(
     state: &AppState,
-    w: &WorkshopRecord,
+    w: &JoinTarget,
     name: Option<&str>,
-) -> Result<SeatRecord, ApiError> {
+) -> Result<Option<SeatRecord>, ApiError> {
     for _ in 0..5 {
         match state
             .store()
@@ -109,14 +138,9 @@ async fn claim(
         {
             Ok(Some(seat)) => {
                 tracing::info!(workshop.id = %w.id, seat = seat.seat, "learner joined");
-                return Ok(seat);
+                return Ok(Some(seat));
             }
-            Ok(None) => {
-                return Err(ApiError::conflict(
-                    "workshop_full",
-                    "Every seat of this workshop is taken.",
-                ))
-            }
+            Ok(None) => return Ok(None),
             Err(StoreError::Conflict) => continue, // reconnect code already used in this workshop
             Err(e) => return Err(e.into()),
         }
@@ -127,7 +151,7 @@ async fn claim(
 fn token_for(
     state: &AppState,
     base: &str,
-    w: &WorkshopRecord,
+    w: &JoinTarget,
     seat: SeatRecord,
 ) -> Result<JoinResponse, ApiError> {
     let odehash = seat.odehash.unwrap_or_default();

@@ -113,6 +113,38 @@ async fn join_refused_while_not_running() {
     );
 }
 
+/// A join remembers its workshop's code; stopping and deleting the workshop must still refuse
+/// the next join with the right code, never hand out a seat of a stopped workshop.
+#[tokio::test]
+async fn join_after_stop_and_delete_is_refused() {
+    let s = TestServer::start().await;
+    let (w, _agent) = s.running_workshop(3).await;
+    let (id, code) = (
+        w["id"].as_str().expect("id"),
+        w["code"].as_str().expect("code"),
+    );
+    let (st, v, _) = s.join(json!({"code": code})).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (st, v) = s
+        .call(Method::POST, &format!("/api/workshops/{id}/stop"), None)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (st, v, _) = s.join(json!({"code": code})).await;
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (StatusCode::CONFLICT, Some("workshop_not_running"))
+    );
+    let (st, _) = s
+        .call(Method::DELETE, &format!("/api/workshops/{id}"), None)
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (st, v, _) = s.join(json!({"code": code})).await;
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("workshop_not_found"))
+    );
+}
+
 #[tokio::test]
 async fn failed_guesses_are_throttled_per_address() {
     let s = TestServer::start().await;
