@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clarateach_client::{Client, Terminal, TerminalEvent, TerminalOptions};
 use clarateach_core::agent_proto::SeatKey;
-use clarateach_core::{CreateWorkshopRequest, JoinRequest, WorkshopStatus};
+use clarateach_core::{CreateWorkshopRequest, JoinRequest, TerminalServerMessage, WorkshopStatus};
 use clarateach_isolation::DaemonAddr;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -115,25 +115,41 @@ fn pss_kib_of(dir: &Path) -> (u64, usize) {
     (total, count)
 }
 
+/// What a viewer received until a needle: bytes (replays included) and resyncs.
+struct Received {
+    bytes: usize,
+    resyncs: usize,
+}
+
 async fn wait_output<S: AsyncRead + AsyncWrite + Unpin>(
     t: &mut Terminal<S>,
     needle: &[u8],
-) -> anyhow::Result<usize> {
+) -> anyhow::Result<Received> {
     let mut window: Vec<u8> = Vec::new();
-    let mut total = 0;
+    let (mut bytes, mut resyncs) = (0, 0);
     loop {
         match tokio::time::timeout(Duration::from_secs(60), t.next_event())
             .await
             .context("terminal went quiet")??
         {
             Some(TerminalEvent::Output(b)) => {
-                total += b.len();
+                bytes += b.len();
                 window.extend_from_slice(&b);
-                if window.windows(needle.len()).any(|w| w == needle) {
-                    return Ok(total);
+                // `contains` is a memchr: the window scan only runs where the needle may start.
+                if window.contains(&needle[0]) && window.windows(needle.len()).any(|w| w == needle)
+                {
+                    return Ok(Received { bytes, resyncs });
                 }
                 let keep = window.len().saturating_sub(needle.len());
                 window.drain(..keep);
+            }
+            Some(TerminalEvent::Control(TerminalServerMessage::Error { code, .. }))
+                if code == "resync" =>
+            {
+                resyncs += 1
+            }
+            Some(TerminalEvent::Closed { code, reason }) => {
+                anyhow::bail!("the daemon closed the terminal ({code:?} {reason:?})")
             }
             Some(_) => {}
             None => anyhow::bail!("terminal closed"),
@@ -164,7 +180,9 @@ async fn echo_latencies<S: AsyncRead + AsyncWrite + Unpin>(
     Ok(out)
 }
 
-/// MiB/s of `head -c N /dev/zero | tr` output arriving on `t`.
+/// MiB/s of `head -c N /dev/zero | tr` output arriving on `t`: N over the time until a marker
+/// printed after it arrives. A viewer that was resynced skipped output, so this errs out rather
+/// than count replayed scrollback as delivered.
 async fn throughput<S: AsyncRead + AsyncWrite + Unpin>(
     t: &mut Terminal<S>,
     mib: u64,
@@ -175,8 +193,19 @@ async fn throughput<S: AsyncRead + AsyncWrite + Unpin>(
     );
     let start = Instant::now();
     t.send_input(&cmd).await?;
-    let bytes = wait_output(t, b"END\r\n").await?;
-    Ok(bytes as f64 / (1 << 20) as f64 / start.elapsed().as_secs_f64())
+    let got = wait_output(t, b"END\r\n").await?;
+    let secs = start.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        got.resyncs == 0,
+        "the viewer fell behind and was resynced {} times: output was skipped",
+        got.resyncs
+    );
+    anyhow::ensure!(
+        got.bytes as u64 >= mib << 20,
+        "the viewer got {} of {mib} MiB",
+        got.bytes
+    );
+    Ok(mib as f64 / secs)
 }
 
 /// The same output through a PTY on the host (`script`), read by this process.

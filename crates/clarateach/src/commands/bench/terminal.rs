@@ -101,14 +101,15 @@ impl Viewer {
         }
     }
 
-    /// Reads until output contains `needle`; returns the bytes read.
+    /// Reads until output contains `needle`; returns the bytes read (replays included).
     async fn until(&mut self, needle: &[u8]) -> anyhow::Result<u64> {
         let (mut total, mut window) = (0u64, Vec::new());
         loop {
             let chunk = self.output().await?;
             total += chunk.len() as u64;
             window.extend_from_slice(&chunk);
-            if window.windows(needle.len()).any(|w| w == needle) {
+            // `contains` is a memchr: the window scan only runs where the needle may start.
+            if window.contains(&needle[0]) && window.windows(needle.len()).any(|w| w == needle) {
                 return Ok(total);
             }
             let keep = window.len().saturating_sub(needle.len());
@@ -157,45 +158,87 @@ async fn echo(proto: Proto, port: u16, n: usize) -> anyhow::Result<(Duration, Du
     Ok((percentile(&times, 0.5), percentile(&times, 0.99)))
 }
 
-/// MB/s seen by each of `viewers` viewers while one of them runs `cat file`.
+/// What one viewer saw of a `cat` run.
+struct Delivery {
+    /// MB/s of the file: its size over the time until the end marker reached this viewer.
+    rate: f64,
+    /// Times the daemon resynced this viewer: it skipped output, so it did not get the file
+    /// whole and `rate` is not a delivery rate.
+    resyncs: usize,
+}
+
+impl Delivery {
+    fn cell(&self) -> String {
+        if self.resyncs == 0 {
+            format!("{:.1}", self.rate)
+        } else {
+            format!(
+                "{:.1} (resynced {}x: output skipped)",
+                self.rate, self.resyncs
+            )
+        }
+    }
+}
+
+/// What each of `viewers` viewers saw while one of them runs `cat file`: the file's size over
+/// the time until a marker printed after it arrives. Replayed scrollback is never counted.
 async fn throughput(
     proto: Proto,
     port: u16,
     file: &Path,
     viewers: usize,
     session: &str,
-) -> anyhow::Result<Vec<f64>> {
+) -> anyhow::Result<Vec<Delivery>> {
+    let size = std::fs::metadata(file)?.len();
     let mut all = Vec::new();
     for _ in 0..viewers {
         all.push(Viewer::connect(proto, port, session).await?);
     }
     for v in &mut all {
         v.quiet(Duration::from_millis(200)).await?;
+        v.resyncs = 0;
     }
+    // '~' never occurs in the file, and the quotes keep the echoed command line from matching.
+    let marker = format!("~CTEND{}", std::process::id());
     let start = Instant::now();
     all[0]
-        .input(&format!("cat {}; echo DO''NE\r", file.display()))
+        .input(&format!(
+            "cat {}; echo '~CT''END{}'\r",
+            file.display(),
+            std::process::id()
+        ))
         .await?;
     let tasks: Vec<_> = all
         .into_iter()
         .map(|mut v| {
+            let marker = marker.clone();
             tokio::spawn(async move {
-                let bytes = v.until(b"DONE").await?;
-                if v.resyncs > 0 {
-                    println!(
-                        "  (a viewer fell behind and was resynced {} times)",
-                        v.resyncs
-                    );
+                let received = v.until(marker.as_bytes()).await?;
+                let secs = start.elapsed().as_secs_f64();
+                if v.resyncs == 0 && received < size {
+                    bail!("a viewer got {received} bytes of a {size}-byte file without a resync");
                 }
-                anyhow::Ok(bytes as f64 / 1e6 / start.elapsed().as_secs_f64())
+                anyhow::Ok(Delivery {
+                    rate: size as f64 / 1e6 / secs,
+                    resyncs: v.resyncs,
+                })
             })
         })
         .collect();
-    let mut rates = Vec::new();
+    let mut out = Vec::new();
     for t in tasks {
-        rates.push(t.await??);
+        out.push(t.await??);
     }
-    Ok(rates)
+    Ok(out)
+}
+
+/// The slowest of several viewers (a resynced one counts as the slowest).
+fn slowest(all: &[Delivery]) -> Option<&Delivery> {
+    all.iter().min_by(|a, b| {
+        (a.resyncs == 0)
+            .cmp(&(b.resyncs == 0))
+            .then(a.rate.total_cmp(&b.rate))
+    })
 }
 
 /// The physical limit: `cat file` on a PTY, read directly by this process.
@@ -218,7 +261,13 @@ async fn raw_pty(file: &Path) -> anyhow::Result<f64> {
         }
     }
     child.wait().await?;
-    Ok(total as f64 / 1e6 / start.elapsed().as_secs_f64())
+    // The same measure as the viewers': the file's size (the PTY adds a \r per line).
+    let size = std::fs::metadata(file)?.len();
+    anyhow::ensure!(
+        total >= size,
+        "the PTY gave {total} bytes of a {size}-byte file"
+    );
+    Ok(size as f64 / 1e6 / start.elapsed().as_secs_f64())
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -321,7 +370,8 @@ async fn bench(args: &Args, dir: &Path) -> anyhow::Result<()> {
     );
     let one = throughput(Proto::Daemon, port, &big, 1, "tp1").await?;
     let five = throughput(Proto::Daemon, port, &big, args.viewers, "tp5").await?;
-    let min5 = five.iter().cloned().fold(f64::MAX, f64::min);
+    let one = slowest(&one).context("no viewer")?;
+    let min5 = slowest(&five).context("no viewer")?;
     println!(
         "daemon RSS after the throughput runs: {:.1} MiB",
         rss_kib(pid) as f64 / 1024.0
@@ -339,8 +389,8 @@ async fn bench(args: &Args, dir: &Path) -> anyhow::Result<()> {
             "clarateach daemon".into(),
             ms(p50),
             ms(p99),
-            format!("{:.1}", one[0]),
-            format!("{min5:.1}"),
+            one.cell(),
+            min5.cell(),
         ),
     ];
     if !args.terminado_script.is_empty() {
@@ -357,11 +407,20 @@ async fn bench(args: &Args, dir: &Path) -> anyhow::Result<()> {
     for (name, a, b, c, d) in &table {
         println!("| {name} | {a} | {b} | {c} | {d} |");
     }
+    let skipped = |d: &Delivery| {
+        if d.resyncs > 0 {
+            " (output skipped: not met)"
+        } else {
+            ""
+        }
+    };
     println!(
-        "\ndaemon vs raw PTY: 1 viewer {:.0}% (goal >= 80%), each of {} viewers {:.0}% (goal >= 60%); echo goal p50 <= 0.4 ms, p99 <= 1.5 ms",
-        one[0] / raw * 100.0,
+        "\ndaemon vs raw PTY: 1 viewer {:.0}%{} (goal >= 80%), each of {} viewers {:.0}%{} (goal >= 60%); echo goal p50 <= 0.4 ms, p99 <= 1.5 ms",
+        one.rate / raw * 100.0,
+        skipped(one),
         args.viewers,
-        min5 / raw * 100.0
+        min5.rate / raw * 100.0,
+        skipped(min5)
     );
     Ok(())
 }
@@ -383,12 +442,11 @@ async fn terminado(
     let (p50, p99) = echo(Proto::Terminado, port, args.keystrokes).await?;
     let one = throughput(Proto::Terminado, port, file, 1, "tp1").await?;
     let five = throughput(Proto::Terminado, port, file, args.viewers, "tp5").await?;
-    let min5 = five.iter().cloned().fold(f64::MAX, f64::min);
     Ok((
         "terminado".into(),
         ms(p50),
         ms(p99),
-        format!("{:.1}", one[0]),
-        format!("{min5:.1}"),
+        slowest(&one).context("no viewer")?.cell(),
+        slowest(&five).context("no viewer")?.cell(),
     ))
 }
