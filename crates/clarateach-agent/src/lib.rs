@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use axum::serve::ListenerExt;
 use clarateach_isolation::{Backend, BackendError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -104,6 +105,10 @@ impl Agent {
             let stop = async move {
                 let _ = server_stop.wait_for(|v| *v).await;
             };
+            // Terminal frames are relayed as they come: no Nagle delay on the data path.
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             if let Err(e) = axum::serve(listener, router)
                 .with_graceful_shutdown(stop)
                 .await

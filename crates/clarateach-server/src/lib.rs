@@ -39,6 +39,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
+use axum::serve::ListenerExt;
 use clarateach_store::{SqliteStore, Store, StoreError};
 use tokio::sync::watch;
 
@@ -163,6 +164,10 @@ impl Server {
             tracing::info!(%addr, "control plane listening");
         }
         let signal = self.shutdown.clone();
+        // Keystroke echo frames are tiny: send them at once rather than after Nagle's delay.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let result = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 shutdown.await;

@@ -10,6 +10,7 @@ use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use clarateach_core::HealthResponse;
 use tokio_util::sync::CancellationToken;
@@ -187,6 +188,10 @@ impl Server {
             match l {
                 Bound::Tcp(t) => {
                     tracing::info!(addr = ?t.local_addr().ok(), "listening");
+                    // Keystroke echo frames are tiny: no Nagle delay (microVM daemons are on TCP).
+                    let t = t.tap_io(|tcp| {
+                        let _ = tcp.set_nodelay(true);
+                    });
                     tasks.spawn(
                         async move { axum::serve(t, app).with_graceful_shutdown(stop).await },
                     );

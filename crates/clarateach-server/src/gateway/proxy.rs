@@ -206,9 +206,11 @@ where
     A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let (mut client_rd, mut client_wr) = tokio::io::split(client);
-    let (mut agent_rd, mut agent_wr) = tokio::io::split(agent);
+    let (agent_rd, mut agent_wr) = tokio::io::split(agent);
     let down = async {
-        let _ = tokio::io::copy(&mut agent_rd, &mut client_wr).await;
+        // Output floods come in 256 KiB frames: move them in 64 KiB writes, not tokio::io::copy's 8 KiB.
+        let mut agent_rd = tokio::io::BufReader::with_capacity(64 * 1024, agent_rd);
+        let _ = tokio::io::copy_buf(&mut agent_rd, &mut client_wr).await;
         let _ = client_wr.shutdown().await;
     };
     let up = async {
