@@ -1,6 +1,7 @@
 //! The QEMU microvm backend for real, under TCG where KVM does not work (CI): build (or reuse)
 //! the guest image, start one seat, the daemon answers, `uname -r` shows the guest kernel, a
-//! file in /workspace survives destroy + recreate, export reads the volume, and a stop leaves no
+//! guest cannot reach the host without egress, a file in /workspace survives destroy +
+//! recreate, export reads the volume, and a stop leaves no
 //! qemu process. Skips with a printed reason when qemu or debootstrap is missing.
 
 mod microvm_support;
@@ -93,6 +94,16 @@ async fn qemu_seat_lifecycle_keeps_the_volume() {
         backend.kernel_release(),
         "the daemon runs in the guest kernel"
     );
+    // No egress by default: the guest cannot reach the host (10.0.2.2 is QEMU's host alias)
+    // even on a port that is listening there.
+    let host = std::net::TcpListener::bind("0.0.0.0:0").expect("host listener");
+    let port = host.local_addr().expect("addr").port();
+    let probe = format!(
+        "timeout 5 bash -c 'exec 3<>/dev/tcp/10.0.2.2/{port}' && echo REACHED || echo BLOCKED"
+    );
+    let (reach, _) = run(addr, &ep.token, &probe).await;
+    assert!(reach.contains("BLOCKED"), "guest reached the host: {reach}");
+    drop(host);
     let (who, _) = run(addr, &ep.token, "id -un; echo $WORKSHOP_GREETING").await;
     assert_eq!(
         who.split_whitespace().collect::<Vec<_>>(),

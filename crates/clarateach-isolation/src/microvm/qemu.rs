@@ -107,8 +107,13 @@ pub fn args(l: &QemuLaunch, image: &ImageLayout, seat: &SeatPaths) -> Vec<OsStri
         ),
     ];
     let (netdev, nic) = match &l.net {
+        // Without egress the guest may not reach the host or beyond (restrict=on); the
+        // daemon's forward from the host still works, as QEMU exempts explicit forwards.
         QemuNet::User { host_port } => (
-            format!("user,id=n0,hostfwd=tcp:127.0.0.1:{host_port}-:{GUEST_DAEMON_PORT}"),
+            format!(
+                "user,id=n0,restrict={},hostfwd=tcp:127.0.0.1:{host_port}-:{GUEST_DAEMON_PORT}",
+                if l.limits.egress { "off" } else { "on" }
+            ),
             "virtio-net-device,netdev=n0".to_string(),
         ),
         QemuNet::Tap { ifname, mac } => (
@@ -225,7 +230,15 @@ mod tests {
         assert!(joined.contains(
             "id=cfg,file=/data/microvm/ws-abc/seat-03/config.img,format=raw,if=none,read-only=on"
         ));
-        assert!(joined.contains("-netdev user,id=n0,hostfwd=tcp:127.0.0.1:40123-:7000"));
+        assert!(joined.contains("-netdev user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:40123-:7000"));
+        let mut open = l.clone();
+        open.limits.egress = true;
+        let joined_open = args(&open, &image, &seat)
+            .iter()
+            .map(|s| s.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(joined_open.contains("-netdev user,id=n0,restrict=off,"));
         assert!(
             joined.contains("-qmp unix:/data/microvm/ws-abc/seat-03/qmp.sock,server=on,wait=off")
         );
