@@ -7,7 +7,7 @@
 //! # async fn f() -> Result<(), clarateach_server::ServerError> {
 //! let server = clarateach_server::Server::open(clarateach_server::ServerConfig::new("/tmp/ct")).await?;
 //! if let Some(token) = server.first_instructor_token() { println!("instructor token: {token}"); }
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await.map_err(clarateach_server::ServerError::Bind)?;
+//! let listener = clarateach_server::listen("127.0.0.1:8080".parse().expect("address"))?;
 //! server.serve(listener, std::future::pending()).await
 //! # }
 //! ```
@@ -25,6 +25,7 @@ pub mod handlers;
 mod join_codes;
 pub mod keys;
 pub mod lifecycle;
+mod listen;
 pub mod metrics;
 pub mod openapi;
 mod router;
@@ -47,6 +48,7 @@ pub use accounts::{create_instructor, issue_agent_token, AccountError, INSTRUCTO
 pub use auth::{Instructor, Learner};
 pub use config::{default_data_dir, ServerConfig};
 pub use error::ApiError;
+pub use listen::listen;
 pub use scheduler::{AgentScheduler, Provisioner, RegistryHandle, SeatRoute};
 pub use state::AppState;
 

@@ -40,8 +40,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         );
         println!("{token}");
     }
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
+    let listener = clarateach_server::listen(args.listen)
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     println!(
         "ClaraTeach control plane on http://{}",

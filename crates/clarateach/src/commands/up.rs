@@ -92,8 +92,7 @@ impl Stack {
             .await
             .with_context(|| format!("cannot open the data dir {}", data_dir.display()))?;
         let agent_token = local_agent_token(server.state().store(), &data_dir).await?;
-        let listener = tokio::net::TcpListener::bind(opts.listen)
-            .await
+        let listener = clarateach_server::listen(opts.listen)
             .with_context(|| format!("cannot listen on {}", opts.listen))?;
         let addr = listener
             .local_addr()
