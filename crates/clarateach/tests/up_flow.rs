@@ -175,7 +175,9 @@ async fn full_flow_through_up() {
         &http,
         &base,
         &one.token,
-        "for i in $(seq 200); do sleep 3 & done 2>&1 | head -1; true",
+        // Sleeps long enough that none exits before the limit is hit, even on a loaded
+        // machine (with `sleep 3` a slow loop stayed under 64 live processes); then freed.
+        "(for i in $(seq 200); do sleep 60 & done) 2>&1 | head -1; pkill -x sleep; true",
     )
     .await;
     assert!(
