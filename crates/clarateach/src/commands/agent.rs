@@ -9,7 +9,7 @@ use anyhow::Context;
 use clarateach_agent::{Agent, AgentConfig};
 use clarateach_image::{ImageError, ImageLayout};
 use clarateach_isolation::factory::BackendConfig;
-use clarateach_isolation::microvm::MicrovmConfig;
+use clarateach_isolation::microvm::{Ipv4Subnet, MicrovmConfig, Net};
 use clarateach_isolation::{Backend, BackendKind};
 
 #[derive(clap::Args)]
@@ -35,10 +35,8 @@ pub struct Args {
     /// Isolation backend (default: the first this host can run).
     #[arg(long, value_enum)]
     backend: Option<BackendArg>,
-    /// Guest image for the microvm backend, built by `clarateach image build --out DIR`
-    /// (default DATA_DIR/images/default).
-    #[arg(long, env = "CLARATEACH_IMAGE_DIR")]
-    image_dir: Option<PathBuf>,
+    #[command(flatten)]
+    microvm: MicrovmArgs,
     /// Seats this host may run.
     #[arg(long, default_value_t = 50)]
     capacity: u32,
@@ -80,13 +78,30 @@ pub fn resolve_data_dir(arg: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     std::path::absolute(&dir).with_context(|| format!("cannot resolve {}", dir.display()))
 }
 
+/// Options of the microvm backend, shared by `agent` and `up`.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct MicrovmArgs {
+    /// Guest image for the microvm backend, built by `clarateach image build --out DIR`
+    /// (default DATA_DIR/images/default).
+    #[arg(long, env = "CLARATEACH_IMAGE_DIR")]
+    pub image_dir: Option<PathBuf>,
+    /// Attach microVM seats to this host bridge, one TAP each, instead of QEMU user-mode
+    /// networking (production hosts, as root; the bridge is created when missing).
+    #[arg(long, env = "CLARATEACH_MICROVM_BRIDGE", requires = "microvm_subnet")]
+    pub microvm_bridge: Option<String>,
+    /// IPv4 subnet of that bridge, e.g. 10.213.0.0/24: the bridge takes the first address,
+    /// seats the next free ones.
+    #[arg(long, env = "CLARATEACH_MICROVM_SUBNET", requires = "microvm_bridge")]
+    pub microvm_subnet: Option<Ipv4Subnet>,
+}
+
 /// Builds the isolation backend for `kind`, or the first one the host can run. `image_dir` is
 /// the microvm guest image (`--image-dir`, else `$CLARATEACH_IMAGE_DIR`, else
 /// DATA_DIR/images/default); the other backends ignore it.
 pub fn build_backend(
     kind: Option<BackendArg>,
     data_dir: &Path,
-    image_dir: Option<&Path>,
+    microvm: &MicrovmArgs,
 ) -> anyhow::Result<Arc<dyn Backend>> {
     let kind = match kind {
         Some(k) => k.into(),
@@ -98,11 +113,18 @@ pub fn build_backend(
         .context("cannot locate the clarateach binary for the workspace daemon")?;
     let mut config = BackendConfig::new(data_dir, exe);
     if kind == BackendKind::Microvm {
-        let image = microvm_image_dir(data_dir, image_dir);
+        let image = microvm_image_dir(data_dir, microvm.image_dir.as_deref());
         let image = std::path::absolute(&image)
             .with_context(|| format!("cannot resolve {}", image.display()))?;
         check_image(&image)?;
-        config.microvm = Some(MicrovmConfig::new(data_dir, image));
+        let mut cfg = MicrovmConfig::new(data_dir, image);
+        if let (Some(bridge), Some(subnet)) = (&microvm.microvm_bridge, microvm.microvm_subnet) {
+            cfg.net = Net::Bridge {
+                bridge: bridge.clone(),
+                subnet,
+            };
+        }
+        config.microvm = Some(cfg);
     }
     clarateach_isolation::factory::build(kind, &config)
         .with_context(|| format!("cannot start the {} backend", kind.as_str()))
@@ -150,7 +172,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .token
         .context("--token is required (see `clarateach agent token`)")?;
     let data_dir = resolve_data_dir(args.data_dir)?;
-    let backend = build_backend(args.backend, &data_dir, args.image_dir.as_deref())?;
+    let backend = build_backend(args.backend, &data_dir, &args.microvm)?;
     let config = AgentConfig {
         control_plane,
         agent_token: token,

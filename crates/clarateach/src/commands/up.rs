@@ -12,7 +12,7 @@ use clarateach_agent::{Agent, AgentConfig};
 use clarateach_server::{Server, ServerConfig, INSTRUCTOR_TOKEN_FILE};
 use clarateach_store::Store;
 
-use super::agent::{build_backend, resolve_data_dir, shutdown_signal, BackendArg};
+use super::agent::{build_backend, resolve_data_dir, shutdown_signal, BackendArg, MicrovmArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -25,10 +25,8 @@ pub struct Args {
     /// Isolation backend (default: the first this host can run).
     #[arg(long, value_enum)]
     backend: Option<BackendArg>,
-    /// Guest image for the microvm backend, built by `clarateach image build --out DIR`
-    /// (default DATA_DIR/images/default).
-    #[arg(long, env = "CLARATEACH_IMAGE_DIR")]
-    image_dir: Option<PathBuf>,
+    #[command(flatten)]
+    microvm: MicrovmArgs,
     /// Seats the local agent may run.
     #[arg(long, default_value_t = 200)]
     capacity: u32,
@@ -72,8 +70,8 @@ pub struct StackOptions {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub backend: Option<BackendArg>,
-    /// The microvm guest image (see [`build_backend`]).
-    pub image_dir: Option<PathBuf>,
+    /// The microvm guest image and network (see [`build_backend`]).
+    pub microvm: MicrovmArgs,
     pub capacity: u32,
     pub heartbeat: Duration,
 }
@@ -83,7 +81,7 @@ impl Stack {
     pub async fn start(opts: StackOptions) -> anyhow::Result<Self> {
         let data_dir = opts.data_dir;
         // First, so a missing guest image fails before anything listens.
-        let backend = build_backend(opts.backend, &data_dir, opts.image_dir.as_deref())?;
+        let backend = build_backend(opts.backend, &data_dir, &opts.microvm)?;
         let mut config = ServerConfig::new(&data_dir);
         config.listen = opts.listen;
         config.heartbeat_interval = opts.heartbeat;
@@ -152,7 +150,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         listen: args.listen,
         data_dir: data_dir.clone(),
         backend: args.backend,
-        image_dir: args.image_dir,
+        microvm: args.microvm,
         capacity: args.capacity,
         heartbeat: Duration::from_millis(args.heartbeat_ms.max(100)),
     })

@@ -237,7 +237,7 @@ async fn bench(args: &Args, dir: &Path) -> anyhow::Result<()> {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         data_dir: dir.to_path_buf(),
         backend: None,
-        image_dir: None,
+        microvm: Default::default(),
         capacity: args.seats + args.ready_samples + 1,
         heartbeat: Duration::from_millis(500),
     })
