@@ -8,7 +8,9 @@ export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 scripts/deps.sh test
 
 echo "==> web dependencies"
-(cd web && npm ci --no-audit --no-fund)
+# `install --no-save`, not `ci`: npm 11 writes lock files without other platforms' optional
+# packages, which `npm ci` then rejects; this installs exactly the locked versions.
+(cd web && npm install --no-save --no-audit --no-fund)
 
 echo "==> cargo fmt / clippy"
 cargo fmt --all -- --check

@@ -1,4 +1,4 @@
-//! Builds the web UI (`npm ci` + `npm run build` in `web/`) when `web/dist` is missing or older
+//! Builds the web UI (`npm install` + `npm run build` in `web/`) when `web/dist` is missing or older
 //! than its sources, and tells the crate where the files to embed are. With
 //! `CLARATEACH_SKIP_WEB_BUILD=1` a one-page placeholder is embedded instead (clippy/CI speed only).
 
@@ -67,8 +67,10 @@ fn build(web: &Path) -> PathBuf {
         (Some(i), l, p) => l.is_some_and(|l| l > i) || p.is_some_and(|p| p > i),
     };
     if needs_install {
-        let install = if lock.exists() { "ci" } else { "install" };
-        npm(web, &[install, "--no-audit", "--no-fund"]);
+        // Not `npm ci`: npm 11 leaves other platforms' optional packages (rollup's, esbuild's)
+        // out of the lock file it writes, and `npm ci` then refuses that lock as out of sync.
+        // `install --no-save` installs the locked versions and never rewrites the lock.
+        npm(web, &["install", "--no-save", "--no-audit", "--no-fund"]);
     }
     npm(web, &["run", "build"]);
     if !dist.join("index.html").exists() {
