@@ -3,48 +3,13 @@
 //! agent followed by a restart brings the seats back with their files and their terminal
 //! sessions (the daemons live in the sandboxes, not in the agent). Needs root and bubblewrap.
 
-mod up_support;
+mod support;
 
 use std::time::Duration;
 
 use clarateach_client::{Client, TerminalOptions};
-use clarateach_core::{CreateWorkshopRequest, JoinRequest, WorkshopStatus};
-use up_support::*;
-
-fn serve(dir: &std::path::Path, port: u16) -> Proc {
-    let args: Vec<String> = [
-        "serve",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--data-dir",
-        &dir.display().to_string(),
-        "--heartbeat-ms",
-        "300",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    Proc::start(dir, "serve", &args, "control plane on")
-}
-
-fn agent(dir: &std::path::Path, port: u16, token: &str) -> Proc {
-    let agent_dir = dir.join("agent-host");
-    let args: Vec<String> = [
-        "agent",
-        "--control-plane",
-        &format!("http://127.0.0.1:{port}"),
-        "--token",
-        token,
-        "--data-dir",
-        &agent_dir.display().to_string(),
-        "--listen",
-        "127.0.0.1:0",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    Proc::start(dir, "agent", &args, "listening on")
-}
+use clarateach_core::CreateWorkshopRequest;
+use support::*;
 
 async fn file_reachable(http: &reqwest::Client, base: &str, token: &str) -> Option<String> {
     let r = http
@@ -70,23 +35,8 @@ async fn control_plane_and_agent_restarts_keep_seats() {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let cp = serve(&dir, port);
-    let instructor = std::fs::read_to_string(dir.join("instructor.token"))
-        .expect("token")
-        .trim()
-        .to_string();
-    let out = std::process::Command::new(BIN)
-        .args(["agent", "token", "--data-dir", &dir.display().to_string()])
-        .output()
-        .expect("agent token");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let agent_token = String::from_utf8(out.stdout)
-        .expect("utf8")
-        .trim()
-        .to_string();
+    let instructor = instructor_token(&dir);
+    let agent_token = agent_token(&dir);
     let ag = agent(&dir, port, &agent_token);
 
     let admin = Client::new(&base, Some(instructor)).expect("client");
@@ -98,26 +48,8 @@ async fn control_plane_and_agent_restarts_keep_seats() {
         image: None,
         limits: None,
     };
-    let ws = eventually("workshop started", Duration::from_secs(20), || async {
-        let ws = admin.create_workshop(&req).await.ok()?;
-        admin.start_workshop(&ws.id).await.ok()?;
-        Some(ws)
-    })
-    .await;
-    eventually("running", Duration::from_secs(30), || async {
-        let w = admin.get_workshop(&ws.id).await.ok()?;
-        (w.status == WorkshopStatus::Running && w.seats_ready == 2).then_some(())
-    })
-    .await;
-    let join = Client::new(&base, None)
-        .expect("client")
-        .join(&JoinRequest {
-            code: ws.code.clone(),
-            odehash: None,
-            name: None,
-        })
-        .await
-        .expect("join");
+    let ws = start_workshop(&admin, &req).await;
+    let join = join(&base, &ws.code).await;
     let put = http
         .put(format!("{base}/api/session/files/keep.txt"))
         .bearer_auth(&join.token)

@@ -3,15 +3,15 @@
 //! bad token and an unknown workshop. No agent is connected here, so `start` must fail cleanly
 //! with no_capacity; the last test runs the verbs through `clarateach up` with real seats.
 
+mod support;
+
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_clarateach");
+use support::{free_port, is_root, BIN};
 
 /// A `clarateach serve` child, killed on drop.
 struct Server {
@@ -35,11 +35,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
 }
 
 impl Server {
@@ -337,11 +332,7 @@ fn sandbox_skip_reason() -> Option<&'static str> {
     if !Path::new("/usr/bin/bwrap").exists() {
         return Some("needs bubblewrap (/usr/bin/bwrap)");
     }
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let root = status
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
-    (!root).then_some("needs root for cgroup limits")
+    (!is_root()).then_some("needs root for cgroup limits")
 }
 
 #[test]

@@ -4,48 +4,14 @@
 //! handing over an archive without the learner's files. `clarateach serve` and `clarateach
 //! agent` as separate processes; needs root and bubblewrap.
 
-mod up_support;
+mod support;
 
 use std::io::Read;
 use std::time::Duration;
 
 use clarateach_client::Client;
-use clarateach_core::{CreateWorkshopRequest, JoinRequest, WorkshopStatus};
-use up_support::*;
-
-fn serve(dir: &std::path::Path, port: u16) -> Proc {
-    let args: Vec<String> = [
-        "serve",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--data-dir",
-        &dir.display().to_string(),
-        "--heartbeat-ms",
-        "300",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    Proc::start(dir, "serve", &args, "control plane on")
-}
-
-fn agent(dir: &std::path::Path, port: u16, token: &str) -> Proc {
-    let args: Vec<String> = [
-        "agent",
-        "--control-plane",
-        &format!("http://127.0.0.1:{port}"),
-        "--token",
-        token,
-        "--data-dir",
-        &dir.join("agent-host").display().to_string(),
-        "--listen",
-        "127.0.0.1:0",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    Proc::start(dir, "agent", &args, "listening on")
-}
+use clarateach_core::{CreateWorkshopRequest, WorkshopStatus};
+use support::*;
 
 /// `GET /api/workshops/{id}/export`: the status, and the body (the archive or the error).
 async fn export(http: &reqwest::Client, base: &str, token: &str, id: &str) -> (u16, Vec<u8>) {
@@ -83,23 +49,8 @@ async fn export_after_stop_survives_control_plane_restart() {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let cp = serve(&dir, port);
-    let instructor = std::fs::read_to_string(dir.join("instructor.token"))
-        .expect("token")
-        .trim()
-        .to_string();
-    let out = std::process::Command::new(BIN)
-        .args(["agent", "token", "--data-dir", &dir.display().to_string()])
-        .output()
-        .expect("agent token");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let agent_token = String::from_utf8(out.stdout)
-        .expect("utf8")
-        .trim()
-        .to_string();
+    let instructor = instructor_token(&dir);
+    let agent_token = agent_token(&dir);
     let ag = agent(&dir, port, &agent_token);
 
     let admin = Client::new(&base, Some(instructor.clone())).expect("client");
@@ -111,26 +62,8 @@ async fn export_after_stop_survives_control_plane_restart() {
         image: None,
         limits: None,
     };
-    let ws = eventually("workshop started", Duration::from_secs(20), || async {
-        let ws = admin.create_workshop(&req).await.ok()?;
-        admin.start_workshop(&ws.id).await.ok()?;
-        Some(ws)
-    })
-    .await;
-    eventually("running", Duration::from_secs(30), || async {
-        let w = admin.get_workshop(&ws.id).await.ok()?;
-        (w.status == WorkshopStatus::Running && w.seats_ready == 1).then_some(())
-    })
-    .await;
-    let join = Client::new(&base, None)
-        .expect("client")
-        .join(&JoinRequest {
-            code: ws.code.clone(),
-            odehash: None,
-            name: None,
-        })
-        .await
-        .expect("join");
+    let ws = start_workshop(&admin, &req).await;
+    let join = join(&base, &ws.code).await;
     let put = http
         .put(format!("{base}/api/session/files/work/answer.py"))
         .bearer_auth(&join.token)

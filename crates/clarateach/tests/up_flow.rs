@@ -3,7 +3,7 @@
 //! instructor's read-only view, export, `kill -9` and restart (files and seats back), stop and
 //! Ctrl-C leaving no process behind. Needs root and bubblewrap; prints why it skips otherwise.
 
-mod up_support;
+mod support;
 
 use std::io::Read;
 use std::time::{Duration, Instant};
@@ -13,7 +13,7 @@ use clarateach_core::{
     CreateWorkshopRequest, JoinRequest, JoinResponse, Limits, RunResponse, TerminalServerMessage,
     WorkshopStatus,
 };
-use up_support::*;
+use support::*;
 
 async fn wait_running(c: &Client, id: &str) {
     eventually("workshop running", Duration::from_secs(60), || async {

@@ -6,14 +6,14 @@
 //! with the reason when QEMU (or, to build the image, debootstrap) or root is missing. Also: a
 //! missing image is refused up front with the command that builds one.
 
-mod up_support;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use clarateach_image::ImageLayout;
-use up_support::*;
+use support::*;
 
 fn on_path(name: &str) -> bool {
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -30,11 +30,7 @@ fn image_cache() -> PathBuf {
 
 /// Why this host cannot run the test, if it cannot.
 fn skip_reason(image: &Path) -> Option<String> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let root = status
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
-    if !root {
+    if !is_root() {
         return Some("needs root (guest image build, seat volumes)".into());
     }
     if !on_path("qemu-system-x86_64") {

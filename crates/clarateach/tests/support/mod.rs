@@ -11,13 +11,17 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_clarateach");
 
+/// Whether this process runs as root (effective uid 0).
+pub fn is_root() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+}
+
 /// Why these tests cannot run here, if they cannot (they need root and bubblewrap).
 pub fn skip_reason() -> Option<String> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let root = status
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
-    if !root {
+    if !is_root() {
         return Some("needs root (sandboxes use namespaces and cgroups)".into());
     }
     if !Path::new("/usr/bin/bwrap").exists() {
@@ -120,11 +124,67 @@ pub fn start_up(dir: &Path, port: u16) -> (Proc, String, String) {
         "300".into(),
     ];
     let p = Proc::start(dir, "up", &args, "ClaraTeach is up");
-    let token = std::fs::read_to_string(dir.join("instructor.token"))
+    (p, format!("http://127.0.0.1:{port}"), instructor_token(dir))
+}
+
+/// The instructor token the control plane wrote into its data dir.
+pub fn instructor_token(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("instructor.token"))
         .expect("instructor.token")
         .trim()
-        .to_string();
-    (p, format!("http://127.0.0.1:{port}"), token)
+        .to_string()
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+/// Starts `clarateach serve` (the control plane alone) on `port` with data dir `dir`.
+pub fn serve(dir: &Path, port: u16) -> Proc {
+    let args = strings(&[
+        "serve",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--data-dir",
+        &dir.display().to_string(),
+        "--heartbeat-ms",
+        "300",
+    ]);
+    Proc::start(dir, "serve", &args, "control plane on")
+}
+
+/// Starts `clarateach agent` against the control plane on `port`, with its own data dir under
+/// `dir/agent-host`.
+pub fn agent(dir: &Path, port: u16, token: &str) -> Proc {
+    let args = strings(&[
+        "agent",
+        "--control-plane",
+        &format!("http://127.0.0.1:{port}"),
+        "--token",
+        token,
+        "--data-dir",
+        &dir.join("agent-host").display().to_string(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    Proc::start(dir, "agent", &args, "listening on")
+}
+
+/// The agent token the control plane in `dir` issues (`clarateach agent token`).
+pub fn agent_token(dir: &Path) -> String {
+    let out = Command::new(BIN)
+        .args(["agent", "token", "--data-dir", &dir.display().to_string()])
+        .output()
+        .expect("agent token");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf8")
+        .trim()
+        .to_string()
 }
 
 /// Pids (other than `except`) whose command line mentions `dir`: seat sandboxes and daemons.
@@ -164,6 +224,40 @@ where
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Creates and starts the workshop `req` (retrying until an agent has registered), then waits
+/// until all its seats are ready.
+pub async fn start_workshop(
+    admin: &clarateach_client::Client,
+    req: &clarateach_core::CreateWorkshopRequest,
+) -> clarateach_core::Workshop {
+    let ws = eventually("workshop started", Duration::from_secs(20), || async {
+        let ws = admin.create_workshop(req).await.ok()?;
+        admin.start_workshop(&ws.id).await.ok()?;
+        Some(ws)
+    })
+    .await;
+    eventually("running", Duration::from_secs(30), || async {
+        let w = admin.get_workshop(&ws.id).await.ok()?;
+        (w.status == clarateach_core::WorkshopStatus::Running && w.seats_ready == req.seats)
+            .then_some(())
+    })
+    .await;
+    ws
+}
+
+/// Joins the workshop with join code `code` anonymously.
+pub async fn join(base: &str, code: &str) -> clarateach_core::JoinResponse {
+    clarateach_client::Client::new(base, None)
+        .expect("client")
+        .join(&clarateach_core::JoinRequest {
+            code: code.to_string(),
+            odehash: None,
+            name: None,
+        })
+        .await
+        .expect("join")
 }
 
 pub fn data_dir() -> (tempfile::TempDir, PathBuf) {
