@@ -188,24 +188,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "agent {} listening on http://{}",
         agent.agent_id, agent.local_addr
     );
-    shutdown_signal().await;
+    super::shutdown_signal().await;
     tracing::info!("shutting down");
     agent.shutdown(args.stop_on_exit).await;
     Ok(())
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
-    }
 }

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::shutdown_signal;
 use anyhow::Context;
 use clarateach_server::{default_data_dir, Server, ServerConfig, INSTRUCTOR_TOKEN_FILE};
 
@@ -47,25 +48,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         listener.local_addr().unwrap_or(args.listen)
     );
     server
-        .serve(listener, shutdown_signal())
+        .serve(listener, async {
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+        })
         .await
         .context("the control plane stopped with an error")?;
     Ok(())
-}
-
-/// Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
-    }
-    tracing::info!("shutting down");
 }

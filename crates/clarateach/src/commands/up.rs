@@ -12,7 +12,8 @@ use clarateach_agent::{Agent, AgentConfig};
 use clarateach_server::{Server, ServerConfig, INSTRUCTOR_TOKEN_FILE};
 use clarateach_store::Store;
 
-use super::agent::{build_backend, resolve_data_dir, shutdown_signal, BackendArg, MicrovmArgs};
+use super::agent::{build_backend, resolve_data_dir, BackendArg, MicrovmArgs};
+use super::shutdown_signal;
 
 #[derive(clap::Args)]
 pub struct Args {
