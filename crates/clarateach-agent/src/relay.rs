@@ -4,8 +4,9 @@
 //! byte for byte, so WebSocket frames cross the agent without being parsed or re-framed.
 
 use axum::body::Body;
+use clarateach_core::hop::{forward_headers, is_upgrade};
 use clarateach_isolation::{DaemonAddr, DaemonEndpoint};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -19,47 +20,6 @@ pub enum RelayError {
     Http(#[source] hyper::Error),
     #[error("invalid relayed request")]
     Build(#[source] http::Error),
-}
-
-/// Headers that belong to one hop and are never forwarded (RFC 9110 7.6.1), plus the caller's
-/// credentials, which are replaced.
-const HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::AUTHORIZATION,
-];
-
-/// True for a WebSocket (or other) upgrade request.
-pub fn is_upgrade(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONNECTION)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-        })
-        && headers.contains_key(header::UPGRADE)
-}
-
-/// Copies end-to-end headers; keeps `Connection`/`Upgrade` only for upgrades.
-pub fn forward_headers(from: &HeaderMap, to: &mut HeaderMap, upgrade: bool) {
-    for (name, value) in from {
-        if HOP_BY_HOP.contains(name) || name == header::HOST || name == "keep-alive" {
-            continue;
-        }
-        to.append(name.clone(), value.clone());
-    }
-    if upgrade {
-        to.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        if let Some(u) = from.get(header::UPGRADE) {
-            to.insert(header::UPGRADE, u.clone());
-        }
-    }
 }
 
 trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -94,7 +54,7 @@ pub async fn relay(
     let (parts, body) = req.into_parts();
     let mut out = Request::builder().method(parts.method).uri(path_and_query);
     if let Some(h) = out.headers_mut() {
-        forward_headers(&parts.headers, h, upgrade);
+        forward_headers(&parts.headers, h, upgrade, &[]);
         h.insert(header::HOST, HeaderValue::from_static("workspace"));
         let bearer = HeaderValue::try_from(format!("Bearer {}", ep.token))
             .map_err(|e| RelayError::Build(e.into()))?;
@@ -138,6 +98,6 @@ pub async fn relay(
     }
     let (mut parts, body) = resp.into_parts();
     let headers = std::mem::take(&mut parts.headers);
-    forward_headers(&headers, &mut parts.headers, false);
+    forward_headers(&headers, &mut parts.headers, false, &[]);
     Ok(Response::from_parts(parts, Body::new(body)))
 }

@@ -7,6 +7,7 @@
 pub mod agent_proto;
 pub mod api;
 pub mod error;
+pub mod hop;
 pub mod ids;
 
 pub use api::*;

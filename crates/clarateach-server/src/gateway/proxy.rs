@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use axum::http::header::{self, HeaderValue};
 use axum::http::{StatusCode, Uri};
 use axum::response::Response;
+use clarateach_core::hop::{forward_headers, is_upgrade};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -33,46 +34,6 @@ pub(super) fn client() -> &'static HttpClient {
             .pool_idle_timeout(Duration::from_secs(60))
             .build(connector)
     })
-}
-
-const HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::AUTHORIZATION,
-];
-
-fn is_upgrade(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONNECTION)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-        })
-        && headers.contains_key(header::UPGRADE)
-}
-
-fn copy_headers(from: &HeaderMap, to: &mut HeaderMap, upgrade: bool) {
-    for (name, value) in from {
-        if !HOP_BY_HOP.contains(name)
-            && name != header::HOST
-            && name != "keep-alive"
-            && name != header::COOKIE
-        {
-            to.append(name.clone(), value.clone());
-        }
-    }
-    if upgrade {
-        to.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        if let Some(u) = from.get(header::UPGRADE) {
-            to.insert(header::UPGRADE, u.clone());
-        }
-    }
 }
 
 /// The query the daemon sees: the caller's, minus credentials and seat selectors, with the
@@ -134,7 +95,7 @@ pub(super) async fn forward(
         .method(parts.method)
         .uri(uri.clone());
     if let Some(h) = out.headers_mut() {
-        copy_headers(&parts.headers, h, upgrade);
+        forward_headers(&parts.headers, h, upgrade, &[header::COOKIE]);
         let bearer = HeaderValue::try_from(format!("Bearer {}", route.data_token))
             .map_err(|e| unreachable(&e, access))?;
         h.insert(header::AUTHORIZATION, bearer);
@@ -148,7 +109,7 @@ pub(super) async fn forward(
             .map_err(|e| unreachable(&e, access))?;
         let (mut parts, body) = resp.into_parts();
         let headers = std::mem::take(&mut parts.headers);
-        copy_headers(&headers, &mut parts.headers, false);
+        forward_headers(&headers, &mut parts.headers, false, &[header::COOKIE]);
         return Ok(Response::from_parts(parts, Body::new(body)));
     };
     let mut resp = send_upgrade(&route, &uri, out)
