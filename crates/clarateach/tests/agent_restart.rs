@@ -8,7 +8,6 @@ mod support;
 use std::time::Duration;
 
 use clarateach_client::{Client, TerminalOptions};
-use clarateach_core::CreateWorkshopRequest;
 use support::*;
 
 async fn file_reachable(http: &reqwest::Client, base: &str, token: &str) -> Option<String> {
@@ -41,23 +40,10 @@ async fn control_plane_and_agent_restarts_keep_seats() {
 
     let admin = Client::new(&base, Some(instructor)).expect("client");
     let http = reqwest::Client::new();
-    let req = CreateWorkshopRequest {
-        name: "restart".into(),
-        seats: 2,
-        api_key: None,
-        image: None,
-        limits: None,
-    };
+    let req = workshop_request("restart", 2);
     let ws = start_workshop(&admin, &req).await;
     let join = join(&base, &ws.code).await;
-    let put = http
-        .put(format!("{base}/api/session/files/keep.txt"))
-        .bearer_auth(&join.token)
-        .json(&serde_json::json!({ "content": "survives restarts" }))
-        .send()
-        .await
-        .expect("put");
-    assert!(put.status().is_success());
+    put_file(&http, &base, &join.token, "keep.txt", "survives restarts").await;
     let learner = Client::new(&base, Some(join.token.clone())).expect("client");
     let mut term = learner
         .terminal(&TerminalOptions::default())

@@ -10,7 +10,7 @@ use std::io::Read;
 use std::time::Duration;
 
 use clarateach_client::Client;
-use clarateach_core::{CreateWorkshopRequest, WorkshopStatus};
+use clarateach_core::WorkshopStatus;
 use support::*;
 
 /// `GET /api/workshops/{id}/export`: the status, and the body (the archive or the error).
@@ -39,6 +39,19 @@ fn entry(archive: &[u8], name: &str) -> Option<String> {
     None
 }
 
+/// Waits until the export answers 200, then checks it carries the learner's file.
+async fn export_has_answer(what: &str, http: &reqwest::Client, base: &str, token: &str, id: &str) {
+    let archive = eventually(what, Duration::from_secs(30), || async {
+        let (status, body) = export(http, base, token, id).await;
+        (status == 200).then_some(body)
+    })
+    .await;
+    assert_eq!(
+        entry(&archive, "seat-01/work/answer.py").as_deref(),
+        Some("print(42)\n")
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_after_stop_survives_control_plane_restart() {
     if let Some(why) = skip_reason() {
@@ -55,23 +68,10 @@ async fn export_after_stop_survives_control_plane_restart() {
 
     let admin = Client::new(&base, Some(instructor.clone())).expect("client");
     let http = reqwest::Client::new();
-    let req = CreateWorkshopRequest {
-        name: "export-restart".into(),
-        seats: 1,
-        api_key: None,
-        image: None,
-        limits: None,
-    };
+    let req = workshop_request("export-restart", 1);
     let ws = start_workshop(&admin, &req).await;
     let join = join(&base, &ws.code).await;
-    let put = http
-        .put(format!("{base}/api/session/files/work/answer.py"))
-        .bearer_auth(&join.token)
-        .json(&serde_json::json!({ "content": "print(42)\n" }))
-        .send()
-        .await
-        .expect("put");
-    assert!(put.status().is_success(), "{}", put.status());
+    put_file(&http, &base, &join.token, "work/answer.py", "print(42)\n").await;
     admin.stop_workshop(&ws.id).await.expect("stop");
     eventually("stopped", Duration::from_secs(30), || async {
         let w = admin.get_workshop(&ws.id).await.ok()?;
@@ -82,20 +82,15 @@ async fn export_after_stop_survives_control_plane_restart() {
     // A new control plane process: nothing placed, nothing remembered; the store knows the agent.
     let _ = cp.stop("-KILL");
     let cp = serve(&dir, port);
-    let archive = eventually(
+    // 503 until the agent has reconnected to the new process.
+    export_has_answer(
         "export after the restart",
-        Duration::from_secs(30),
-        || async {
-            let (status, body) = export(&http, &base, &instructor, &ws.id).await;
-            // 503 until the agent has reconnected to the new process.
-            (status == 200).then_some(body)
-        },
+        &http,
+        &base,
+        &instructor,
+        &ws.id,
     )
     .await;
-    assert_eq!(
-        entry(&archive, "seat-01/work/answer.py").as_deref(),
-        Some("print(42)\n")
-    );
 
     // The agent away: a clear refusal naming the seat, not an archive missing its files.
     let _ = ag.stop("-TERM");
@@ -115,19 +110,14 @@ async fn export_after_stop_survives_control_plane_restart() {
 
     // Back again: the volume was kept, the export works.
     let ag = agent(&dir, port, &agent_token);
-    let archive = eventually(
+    export_has_answer(
         "export with the agent back",
-        Duration::from_secs(30),
-        || async {
-            let (status, body) = export(&http, &base, &instructor, &ws.id).await;
-            (status == 200).then_some(body)
-        },
+        &http,
+        &base,
+        &instructor,
+        &ws.id,
     )
     .await;
-    assert_eq!(
-        entry(&archive, "seat-01/work/answer.py").as_deref(),
-        Some("print(42)\n")
-    );
     let _ = ag.stop("-TERM");
     let _ = cp.stop("-TERM");
 }

@@ -226,6 +226,29 @@ where
     }
 }
 
+/// A workshop request with `seats` seats and every option left to its default.
+pub fn workshop_request(name: &str, seats: u32) -> clarateach_core::CreateWorkshopRequest {
+    clarateach_core::CreateWorkshopRequest {
+        name: name.into(),
+        seats,
+        api_key: None,
+        image: None,
+        limits: None,
+    }
+}
+
+/// Writes `content` to `path` in the learner's workspace through the gateway.
+pub async fn put_file(http: &reqwest::Client, base: &str, token: &str, path: &str, content: &str) {
+    let put = http
+        .put(format!("{base}/api/session/files/{path}"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({ "content": content }))
+        .send()
+        .await
+        .expect("put");
+    assert!(put.status().is_success(), "{}", put.status());
+}
+
 /// Creates and starts the workshop `req` (retrying until an agent has registered), then waits
 /// until all its seats are ready.
 pub async fn start_workshop(
