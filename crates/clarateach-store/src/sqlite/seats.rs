@@ -227,15 +227,21 @@ mod tests {
     use crate::{AccountStore, StoreError, WorkshopStore};
     use clarateach_core::WorkshopStatus;
 
-    #[tokio::test]
-    async fn concurrent_claims_get_distinct_seats() {
-        let (_d, s) = temp_store().await;
+    /// A store holding instructor `i1` and workshop `ws-a` (code CLAUDE-AAAA) with `seats` seats.
+    async fn store_with_workshop(seats: u32) -> (tempfile::TempDir, SqliteStore) {
+        let (d, s) = temp_store().await;
         s.create_instructor("i1", "ada", "h")
             .await
             .expect("instructor");
-        s.insert_workshop(&new_workshop("ws-a", "CLAUDE-AAAA", 10))
+        s.insert_workshop(&new_workshop("ws-a", "CLAUDE-AAAA", seats))
             .await
             .expect("insert");
+        (d, s)
+    }
+
+    #[tokio::test]
+    async fn concurrent_claims_get_distinct_seats() {
+        let (_d, s) = store_with_workshop(10).await;
         assert_eq!(
             s.claim_seat("ws-a", "early", None, Utc::now())
                 .await
@@ -272,13 +278,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_taken_reconnect_code_fails_only_its_own_claim_in_a_batch() {
-        let (_d, s) = temp_store().await;
-        s.create_instructor("i1", "ada", "h")
-            .await
-            .expect("instructor");
-        s.insert_workshop(&new_workshop("ws-a", "CLAUDE-AAAA", 10))
-            .await
-            .expect("insert");
+        let (_d, s) = store_with_workshop(10).await;
         s.transition("ws-a", &[WorkshopStatus::Created], WorkshopStatus::Running)
             .await
             .expect("t");
@@ -303,13 +303,7 @@ mod tests {
 
     #[tokio::test]
     async fn placement_reports_and_promotion() {
-        let (_d, s) = temp_store().await;
-        s.create_instructor("i1", "ada", "h")
-            .await
-            .expect("instructor");
-        s.insert_workshop(&new_workshop("ws-a", "CLAUDE-AAAA", 2))
-            .await
-            .expect("insert");
+        let (_d, s) = store_with_workshop(2).await;
         s.transition(
             "ws-a",
             &[WorkshopStatus::Created],
