@@ -35,11 +35,11 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Parses a JSON body with our error shape (400, or 413 when the body limit was hit).
-pub fn parse_json<T: serde::de::DeserializeOwned>(
+/// A raw request body, or our error shape (400, or 413 when the body limit was hit).
+pub fn parse_raw(
     body: Result<bytes::Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<T, ApiError> {
-    let body = body.map_err(|e| {
+) -> Result<bytes::Bytes, ApiError> {
+    body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -49,6 +49,13 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(
         } else {
             ApiError::bad_request("bad_body", e.body_text())
         }
-    })?;
+    })
+}
+
+/// Parses a JSON body with our error shape (400, or 413 when the body limit was hit).
+pub fn parse_json<T: serde::de::DeserializeOwned>(
+    body: Result<bytes::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<T, ApiError> {
+    let body = parse_raw(body)?;
     serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("bad_json", e.to_string()))
 }

@@ -16,7 +16,7 @@ use clarateach_core::{
 };
 use serde::Deserialize;
 
-use crate::error::{parse_json, ApiError};
+use crate::error::{parse_json, parse_raw, ApiError};
 use crate::fsroot::{FsError, RelPath, Root};
 use crate::AppState;
 
@@ -153,20 +153,6 @@ pub async fn write(
     }
     with_root(&state, move |r| r.write(&path, &data)).await?;
     Ok(Json(SuccessResponse { success: true }))
-}
-
-fn parse_raw(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
-    body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                "request body is too large",
-            )
-        } else {
-            ApiError::bad_request("bad_body", e.body_text())
-        }
-    })
 }
 
 /// `DELETE /files/{path}`: a file, a symlink or a directory tree.
