@@ -9,9 +9,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
 use clarateach_core::agent_proto::SeatKey;
-use clarateach_core::Limits;
 use clarateach_isolation::microvm::{AccelChoice, MicrovmBackend, MicrovmConfig, Net};
-use clarateach_isolation::{Backend, DaemonAddr, WorkspaceSpec};
+use clarateach_isolation::{Backend, DaemonAddr};
 use microvm_support::*;
 
 /// Removes the test bridge (and the seat's TAP, should the test fail before destroy).
@@ -78,16 +77,7 @@ async fn bridged_seat_answers_on_its_own_address() {
         bridge: bridge.clone(),
         tap: tap.clone(),
     };
-    let spec = WorkspaceSpec {
-        key: key.clone(),
-        limits: Limits {
-            memory_mb: 256,
-            ..Limits::default()
-        },
-        image: None,
-        env: Default::default(),
-        daemon_token: "bridge-token".into(),
-    };
+    let spec = seat_spec(&key, "bridge-token");
 
     backend.create(&spec).await.expect("create");
     let guest_ip = guest_ip_in_record(data.path()).expect("guest_ip in seat.json");

@@ -4,11 +4,10 @@
 mod microvm_support;
 
 use clarateach_core::agent_proto::SeatKey;
-use clarateach_core::Limits;
 use clarateach_image::ImageLayout;
 use clarateach_isolation::microvm::accel::{detect, Accel};
 use clarateach_isolation::microvm::{Flavour, MicrovmBackend, MicrovmConfig};
-use clarateach_isolation::{Backend, DaemonAddr, WorkspaceSpec};
+use clarateach_isolation::{Backend, DaemonAddr};
 use microvm_support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -41,16 +40,7 @@ async fn firecracker_seat_boots_and_answers() {
         workshop_id: "ws-fctest".into(),
         seat: 1,
     };
-    let spec = WorkspaceSpec {
-        key: key.clone(),
-        limits: Limits {
-            memory_mb: 256,
-            ..Limits::default()
-        },
-        image: None,
-        env: Default::default(),
-        daemon_token: "fc-token".into(),
-    };
+    let spec = seat_spec(&key, "fc-token");
     backend.create(&spec).await.expect("create");
     let ep = backend.start(&key).await.expect("start");
     let DaemonAddr::Tcp(addr) = ep.addr else {

@@ -127,6 +127,23 @@ pub fn qemu_pids_mentioning(needle: &str) -> Vec<i32> {
         .collect()
 }
 
+/// A seat with 256 MiB of memory, the default image and no environment.
+pub fn seat_spec(
+    key: &clarateach_core::agent_proto::SeatKey,
+    daemon_token: &str,
+) -> clarateach_isolation::WorkspaceSpec {
+    clarateach_isolation::WorkspaceSpec {
+        key: key.clone(),
+        limits: clarateach_core::Limits {
+            memory_mb: 256,
+            ..clarateach_core::Limits::default()
+        },
+        image: None,
+        env: Default::default(),
+        daemon_token: daemon_token.into(),
+    }
+}
+
 /// Resident set size of a process in MiB.
 pub fn rss_mib(pid: i32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
