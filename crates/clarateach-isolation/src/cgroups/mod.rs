@@ -137,7 +137,12 @@ pub(crate) fn mkdir_all(dir: &Path) -> Result<(), CgroupError> {
     loop {
         match std::fs::create_dir_all(dir) {
             Ok(()) => return Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 20 => tries += 1,
+            // Each retry recreates the parent; the sibling's rmdir can only win while it is
+            // empty, so this ends quickly in practice; the bound only guards against a bug.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 10_000 => {
+                tries += 1;
+                std::thread::yield_now();
+            }
             Err(e) => return Err(CgroupError::Create(dir.to_path_buf(), e)),
         }
     }
