@@ -25,3 +25,12 @@ if [ ${#pkgs[@]} -gt 0 ]; then
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${pkgs[@]}" >/dev/null
 fi
+
+# Vite 7 needs Node.js 20+; Debian 12's own nodejs is 18, so say so plainly instead of failing
+# later inside the web build.
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+if [ "$node_major" -lt 20 ]; then
+  echo "error: Node.js 20 or newer is needed for the web UI (found: $(node --version 2>/dev/null || echo none))." >&2
+  echo "       Debian 12 ships Node.js 18; add the NodeSource repository (deb.nodesource.com, node_20.x) and rerun." >&2
+  exit 1
+fi
