@@ -30,13 +30,16 @@ async fn control_plane_and_agent_restarts_keep_seats() {
         eprintln!("SKIPPED control_plane_and_agent_restarts_keep_seats: {why}");
         return;
     }
-    let (_tmp, dir) = data_dir();
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let cp = serve(&dir, port);
-    let instructor = instructor_token(&dir);
-    let agent_token = agent_token(&dir);
-    let ag = agent(&dir, port, &agent_token);
+    let SplitStack {
+        tmp: _tmp,
+        dir,
+        port,
+        base,
+        cp,
+        ag,
+        instructor,
+        agent_token,
+    } = serve_and_agent();
 
     let admin = Client::new(&base, Some(instructor)).expect("client");
     let http = reqwest::Client::new();

@@ -58,13 +58,16 @@ async fn export_after_stop_survives_control_plane_restart() {
         eprintln!("SKIPPED export_after_stop_survives_control_plane_restart: {why}");
         return;
     }
-    let (_tmp, dir) = data_dir();
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let cp = serve(&dir, port);
-    let instructor = instructor_token(&dir);
-    let agent_token = agent_token(&dir);
-    let ag = agent(&dir, port, &agent_token);
+    let SplitStack {
+        tmp: _tmp,
+        dir,
+        port,
+        base,
+        cp,
+        ag,
+        instructor,
+        agent_token,
+    } = serve_and_agent();
 
     let admin = Client::new(&base, Some(instructor.clone())).expect("client");
     let http = reqwest::Client::new();

@@ -291,3 +291,36 @@ pub fn data_dir() -> (tempfile::TempDir, PathBuf) {
     let p = t.path().to_path_buf();
     (t, p)
 }
+
+/// A control plane (`serve`) and a separate agent on one temp data dir and a free port, the
+/// two-process set-up the restart tests kill and restart piece by piece.
+pub struct SplitStack {
+    pub tmp: tempfile::TempDir,
+    pub dir: PathBuf,
+    pub port: u16,
+    pub base: String,
+    pub cp: Proc,
+    pub ag: Proc,
+    pub instructor: String,
+    pub agent_token: String,
+}
+
+pub fn serve_and_agent() -> SplitStack {
+    let (tmp, dir) = data_dir();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let cp = serve(&dir, port);
+    let instructor = instructor_token(&dir);
+    let agent_token = agent_token(&dir);
+    let ag = agent(&dir, port, &agent_token);
+    SplitStack {
+        tmp,
+        dir,
+        port,
+        base,
+        cp,
+        ag,
+        instructor,
+        agent_token,
+    }
+}
