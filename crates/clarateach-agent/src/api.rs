@@ -201,7 +201,14 @@ async fn export_seat(
         ExportFormat::TarGz => "application/gzip",
         ExportFormat::TarFragment => "application/x-tar",
     };
-    let body = Body::from_stream(export::stream(s.backend.volume_dir(&key), q.prefix, format));
+    let dir = match s.backend.prepare_export(&key).await {
+        Ok(dir) => dir,
+        Err(e) => {
+            tracing::warn!(error = %e, seat = key.seat, "exporting the seat volume failed");
+            s.backend.volume_dir(&key)
+        }
+    };
+    let body = Body::from_stream(export::stream(dir, q.prefix, format));
     Ok(([(http::header::CONTENT_TYPE, content_type)], body).into_response())
 }
 

@@ -141,6 +141,14 @@ pub trait Backend: Send + Sync + 'static {
     /// Running ones are re-adopted: `endpoint` answers for them afterwards.
     async fn adopt(&self) -> Result<Vec<(SeatKey, WorkspaceStatus)>, BackendError>;
 
-    /// Directory holding the seat's `/workspace` files on the host (for export).
+    /// Directory holding the seat's `/workspace` files on the host, as of the last
+    /// [`Backend::prepare_export`] for backends whose volume is a disk image.
     fn volume_dir(&self, key: &SeatKey) -> PathBuf;
+
+    /// Makes [`Backend::volume_dir`] hold the seat's current files and returns it. A plain
+    /// directory volume (sandbox) is already there; a disk-image volume (microvm) is copied out,
+    /// which is slow I/O and therefore async rather than hidden in the getter.
+    async fn prepare_export(&self, key: &SeatKey) -> Result<PathBuf, BackendError> {
+        Ok(self.volume_dir(key))
+    }
 }

@@ -150,7 +150,10 @@ async fn qemu_seat_lifecycle_keeps_the_volume() {
         console.contains("powering off"),
         "the guest shut down cleanly:\n{console}"
     );
-    let export = backend.volume_dir(&key);
+    let export = backend
+        .prepare_export(&key)
+        .await
+        .expect("export the volume");
     assert_eq!(
         std::fs::read_to_string(export.join("keep.txt"))
             .expect("exported file")

@@ -294,11 +294,13 @@ impl Backend for MicrovmBackend {
     /// The volume is an ext4 image, not a directory: this refreshes a host copy of its files
     /// (`debugfs rdump`, no mount, a few ms for a small workspace) and returns that directory.
     fn volume_dir(&self, key: &SeatKey) -> PathBuf {
+        self.paths(key).export
+    }
+
+    async fn prepare_export(&self, key: &SeatKey) -> Result<PathBuf, BackendError> {
         let paths = self.paths(key);
-        if let Err(e) = volume::export_blocking(&paths.volume, &paths.export) {
-            tracing::warn!(error = %e, seat = key.seat, "exporting the seat volume failed");
-        }
-        paths.export
+        volume::export(&paths.volume, &paths.export).await?;
+        Ok(paths.export)
     }
 }
 
