@@ -89,22 +89,163 @@ impl SeatState {
     }
 }
 
-/// Resource limits of every seat of a workshop. Absent fields take the defaults.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// What a seat may reach on the network. In every mode the host, its loopback, link-local and
+/// metadata addresses, private ranges and other seats stay unreachable; the policy only decides
+/// what of the public internet is.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case", try_from = "NetworkWire")]
+pub enum NetworkPolicy {
+    /// Loopback only (the default).
+    #[default]
+    None,
+    /// The public internet.
+    Open,
+    /// Only these host names (and their subdomains when written `*.example.com`), over TCP
+    /// ports 80 and 443.
+    #[serde(untagged)]
+    Allow {
+        /// 1-64 DNS names.
+        allow: Vec<String>,
+    },
+}
+
+/// The accepted wire forms: a word, or an object with exactly `allow`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum NetworkWire {
+    Word(String),
+    Allow(AllowWire),
+}
+
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct AllowWire {
+    allow: Vec<String>,
+}
+
+impl TryFrom<NetworkWire> for NetworkPolicy {
+    type Error = String;
+
+    fn try_from(w: NetworkWire) -> Result<Self, String> {
+        match w {
+            NetworkWire::Word(w) if w == "none" => Ok(Self::None),
+            NetworkWire::Word(w) if w == "open" => Ok(Self::Open),
+            NetworkWire::Word(w) => Err(format!(
+                "limits.network must be \"none\", \"open\" or {{\"allow\": [hosts]}}, not {w:?}"
+            )),
+            NetworkWire::Allow(a) => Ok(Self::Allow { allow: a.allow }),
+        }
+    }
+}
+
+impl NetworkPolicy {
+    /// True unless the seat has loopback only.
+    pub fn reaches_out(&self) -> bool {
+        !matches!(self, Self::None)
+    }
+
+    /// Returns a message naming the first bad host name.
+    pub fn validate(&self) -> Result<(), String> {
+        let Self::Allow { allow } = self else {
+            return Ok(());
+        };
+        if allow.is_empty() || allow.len() > 64 {
+            return Err("limits.network.allow must list 1 to 64 host names".into());
+        }
+        for host in allow {
+            if !valid_allow_host(host) {
+                return Err(format!(
+                    "limits.network.allow: {host:?} is not a DNS host name"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A DNS name of letters, digits and hyphens (an optional leading `*.` for subdomains), at most
+/// 253 characters, labels of 1-63, not an IP address.
+fn valid_allow_host(host: &str) -> bool {
+    let name = host.strip_prefix("*.").unwrap_or(host);
+    let labels: Vec<&str> = name.split('.').collect();
+    !name.is_empty()
+        && name.len() <= 253
+        && labels.len() >= 2
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+        && !labels
+            .last()
+            .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Resource limits of every seat of a workshop. Absent fields take the defaults.
+///
+/// `egress` is the deprecated spelling of `network`: `egress: true` without `network` means
+/// `network: "open"`. Both are always sent, `egress` saying whether the seat reaches out at all,
+/// so older readers keep working.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, try_from = "LimitsWire")]
 pub struct Limits {
     /// Memory limit in MiB (default 512, 64..=16384).
-    #[serde(default = "Limits::default_memory_mb")]
     pub memory_mb: u32,
     /// Maximum number of processes (default 256, 16..=4096).
-    #[serde(default = "Limits::default_pids")]
     pub pids: u32,
     /// CPU quota in thousandths of a CPU (default 1000 = one CPU, 100..=16000).
-    #[serde(default = "Limits::default_cpu_millis")]
     pub cpu_millis: u32,
-    /// Whether seats may reach the network beyond loopback (default false).
-    #[serde(default)]
+    /// Disk quota in MiB for the seat's `/workspace`, home and tmpfs (default 2048, 64..=65536).
+    pub disk_mb: u32,
+    /// Network policy: `"none"` (default), `{"allow": [hosts]}` or `"open"`.
+    pub network: NetworkPolicy,
+    /// Deprecated: whether seats may reach the network beyond loopback. Reads as `network`
+    /// `"open"` when `network` is absent; always written as `network != "none"`.
+    #[schema(deprecated)]
     pub egress: bool,
+}
+
+/// The accepted wire form, normalised into [`Limits`].
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsWire {
+    #[serde(default = "Limits::default_memory_mb")]
+    memory_mb: u32,
+    #[serde(default = "Limits::default_pids")]
+    pids: u32,
+    #[serde(default = "Limits::default_cpu_millis")]
+    cpu_millis: u32,
+    #[serde(default = "Limits::default_disk_mb")]
+    disk_mb: u32,
+    #[serde(default)]
+    network: Option<NetworkPolicy>,
+    #[serde(default)]
+    egress: bool,
+}
+
+impl TryFrom<LimitsWire> for Limits {
+    type Error = String;
+
+    fn try_from(w: LimitsWire) -> Result<Self, String> {
+        let network = match (w.network, w.egress) {
+            (Some(NetworkPolicy::None), true) => {
+                return Err("limits.egress contradicts limits.network (egress is deprecated: give network only)".into())
+            }
+            (Some(n), _) => n,
+            (None, true) => NetworkPolicy::Open,
+            (None, false) => NetworkPolicy::None,
+        };
+        Ok(Self {
+            memory_mb: w.memory_mb,
+            pids: w.pids,
+            cpu_millis: w.cpu_millis,
+            disk_mb: w.disk_mb,
+            egress: network.reaches_out(),
+            network,
+        })
+    }
 }
 
 impl Limits {
@@ -116,6 +257,16 @@ impl Limits {
     }
     fn default_cpu_millis() -> u32 {
         1000
+    }
+    fn default_disk_mb() -> u32 {
+        2048
+    }
+
+    /// Sets the network policy, keeping the deprecated `egress` flag in step.
+    pub fn with_network(mut self, network: NetworkPolicy) -> Self {
+        self.egress = network.reaches_out();
+        self.network = network;
+        self
     }
 
     /// Returns a message naming the first out-of-range field.
@@ -129,7 +280,13 @@ impl Limits {
         if !(100..=16000).contains(&self.cpu_millis) {
             return Err("limits.cpu_millis must be between 100 and 16000".into());
         }
-        Ok(())
+        if !(64..=65536).contains(&self.disk_mb) {
+            return Err("limits.disk_mb must be between 64 and 65536".into());
+        }
+        if self.egress != self.network.reaches_out() {
+            return Err("limits.egress contradicts limits.network (egress is deprecated: give network only)".into());
+        }
+        self.network.validate()
     }
 }
 
@@ -139,6 +296,8 @@ impl Default for Limits {
             memory_mb: Self::default_memory_mb(),
             pids: Self::default_pids(),
             cpu_millis: Self::default_cpu_millis(),
+            disk_mb: Self::default_disk_mb(),
+            network: NetworkPolicy::None,
             egress: false,
         }
     }
@@ -457,5 +616,70 @@ mod tests {
         req.api_key = None;
         req.name = " ".into();
         assert!(req.validate().unwrap_err().contains("name"));
+    }
+
+    fn limits(json: &str) -> Result<Limits, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+
+    #[test]
+    fn network_policy_shapes_and_the_egress_alias() {
+        let l = limits("{}").expect("defaults");
+        assert_eq!(
+            (l.disk_mb, &l.network, l.egress),
+            (2048, &NetworkPolicy::None, false)
+        );
+        assert_eq!(
+            limits(r#"{"egress":true}"#).expect("alias").network,
+            NetworkPolicy::Open
+        );
+        let open = limits(r#"{"network":"open"}"#).expect("open");
+        assert!(open.egress, "egress follows network for old readers");
+        let allow =
+            limits(r#"{"network":{"allow":["api.anthropic.com","*.github.com"]}}"#).expect("allow");
+        assert_eq!(
+            allow.network,
+            NetworkPolicy::Allow {
+                allow: vec!["api.anthropic.com".into(), "*.github.com".into()]
+            }
+        );
+        assert!(allow.validate().is_ok());
+        assert!(limits(r#"{"network":"none","egress":true}"#).is_err());
+        assert!(limits(r#"{"network":"sometimes"}"#).is_err());
+        assert!(limits(r#"{"network":{"allow":["x"],"deny":[]}}"#).is_err());
+        let back: Limits =
+            serde_json::from_value(serde_json::to_value(&allow).expect("ser")).expect("round trip");
+        assert_eq!(back, allow);
+        assert_eq!(
+            serde_json::to_value(Limits::default()).expect("ser")["network"],
+            "none"
+        );
+    }
+
+    #[test]
+    fn limits_validation_covers_disk_and_allow_list() {
+        let mut l = Limits {
+            disk_mb: 63,
+            ..Limits::default()
+        };
+        assert!(l.validate().unwrap_err().contains("disk_mb"));
+        l.disk_mb = 65536;
+        assert!(l.validate().is_ok());
+        for bad in [
+            "",
+            "localhost",
+            "10.0.0.1",
+            "a..b",
+            "-x.com",
+            "x.com/evil",
+            "../etc",
+        ] {
+            let l = Limits::default().with_network(NetworkPolicy::Allow {
+                allow: vec![bad.into()],
+            });
+            assert!(l.validate().is_err(), "{bad:?} accepted");
+        }
+        let empty = Limits::default().with_network(NetworkPolicy::Allow { allow: vec![] });
+        assert!(empty.validate().is_err());
     }
 }

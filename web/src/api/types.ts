@@ -7,6 +7,9 @@ export interface Limits {
   memory_mb: number;
   pids: number;
   cpu_millis: number;
+  disk_mb: number;
+  network: "none" | "open" | { allow: string[] };
+  /** Deprecated: network !== "none". */
   egress: boolean;
 }
 

@@ -161,7 +161,7 @@ mod tests {
             memory_mb: 64,
             pids: 32,
             cpu_millis: 500,
-            egress: false,
+            ..Limits::default()
         };
         cg.create(name, &limits).expect("create");
         let read = |p: PathBuf| std::fs::read_to_string(p).expect("read");

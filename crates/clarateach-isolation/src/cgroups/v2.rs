@@ -113,7 +113,7 @@ mod tests {
             memory_mb: 128,
             pids: 64,
             cpu_millis: 1500,
-            egress: false,
+            ..Limits::default()
         };
         cg.create(name, &limits).expect("create");
         let read = |p: PathBuf| std::fs::read_to_string(p).expect("read");

@@ -4,7 +4,7 @@
 use std::io::{IsTerminal, Read};
 
 use anyhow::{anyhow, bail};
-use clarateach_core::{CreateWorkshopRequest, Limits};
+use clarateach_core::{CreateWorkshopRequest, Limits, NetworkPolicy};
 use serde_json::json;
 
 use super::output::{print_json, workshop_details};
@@ -55,9 +55,33 @@ pub struct Args {
     #[arg(long, value_name = "MILLIS")]
     cpu_millis: Option<u32>,
 
-    /// Let seats reach the network beyond loopback.
+    /// Disk quota per seat in MiB (workspace, home and tmpfs; default 2048).
+    #[arg(long, value_name = "MIB")]
+    disk_mb: Option<u32>,
+
+    /// What seats may reach: `none` (default), `open`, or `allow:HOST,HOST,...`.
+    #[arg(long, value_name = "POLICY", value_parser = parse_network, conflicts_with = "egress")]
+    network: Option<NetworkPolicy>,
+
+    /// Deprecated spelling of `--network open`.
     #[arg(long)]
     egress: bool,
+}
+
+/// `none`, `open` or `allow:api.anthropic.com,github.com`.
+fn parse_network(s: &str) -> Result<NetworkPolicy, String> {
+    let policy = match s {
+        "none" => NetworkPolicy::None,
+        "open" => NetworkPolicy::Open,
+        _ => match s.strip_prefix("allow:") {
+            Some(hosts) => NetworkPolicy::Allow {
+                allow: hosts.split(',').map(|h| h.trim().to_string()).collect(),
+            },
+            None => return Err("expected none, open or allow:HOST,HOST,...".into()),
+        },
+    };
+    policy.validate()?;
+    Ok(policy)
 }
 
 pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
@@ -85,17 +109,31 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
 
 /// Limits only when one was given, so the server's defaults apply otherwise.
 fn limits(args: &Args) -> Option<Limits> {
-    if args.memory_mb.is_none() && args.pids.is_none() && args.cpu_millis.is_none() && !args.egress
+    if args.memory_mb.is_none()
+        && args.pids.is_none()
+        && args.cpu_millis.is_none()
+        && args.disk_mb.is_none()
+        && args.network.is_none()
+        && !args.egress
     {
         return None;
     }
     let d = Limits::default();
-    Some(Limits {
-        memory_mb: args.memory_mb.unwrap_or(d.memory_mb),
-        pids: args.pids.unwrap_or(d.pids),
-        cpu_millis: args.cpu_millis.unwrap_or(d.cpu_millis),
-        egress: args.egress,
-    })
+    let network = match (&args.network, args.egress) {
+        (Some(n), _) => n.clone(),
+        (None, true) => NetworkPolicy::Open,
+        (None, false) => NetworkPolicy::None,
+    };
+    Some(
+        Limits {
+            memory_mb: args.memory_mb.unwrap_or(d.memory_mb),
+            pids: args.pids.unwrap_or(d.pids),
+            cpu_millis: args.cpu_millis.unwrap_or(d.cpu_millis),
+            disk_mb: args.disk_mb.unwrap_or(d.disk_mb),
+            ..d
+        }
+        .with_network(network),
+    )
 }
 
 async fn api_key(args: &Args) -> anyhow::Result<Option<String>> {

@@ -3,7 +3,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use clarateach_core::{Seat, Workshop};
+use clarateach_core::{NetworkPolicy, Seat, Workshop};
 use comfy_table::{ContentArrangement, Table};
 use serde::Serialize;
 
@@ -118,11 +118,16 @@ pub fn workshop_details(w: &Workshop) -> String {
         (
             "limits",
             format!(
-                "{} MiB memory, {} processes, {:.1} CPU, network {}",
+                "{} MiB memory, {} processes, {:.1} CPU, {} MiB disk, network {}",
                 limits.memory_mb,
                 limits.pids,
                 f64::from(limits.cpu_millis) / 1000.0,
-                if limits.egress { "allowed" } else { "off" }
+                limits.disk_mb,
+                match &limits.network {
+                    NetworkPolicy::None => "off".to_string(),
+                    NetworkPolicy::Open => "open".to_string(),
+                    NetworkPolicy::Allow { allow } => format!("only {}", allow.join(", ")),
+                }
             ),
         ),
     ];
