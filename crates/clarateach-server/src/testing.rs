@@ -48,6 +48,19 @@ impl ProtocolAgent {
         agent_id: &str,
         capacity: u32,
     ) -> Result<Self, ProtocolAgentError> {
+        let data_url = format!("http://127.0.0.1:9/{agent_id}");
+        Self::connect_with_data_url(base, token, agent_id, capacity, &data_url).await
+    }
+
+    /// Like [`Self::connect`], with seat traffic routed to `data_url` (a test's own server
+    /// standing in for an agent's data path, or for a tampered daemon behind it).
+    pub async fn connect_with_data_url(
+        base: &str,
+        token: &str,
+        agent_id: &str,
+        capacity: u32,
+        data_url: &str,
+    ) -> Result<Self, ProtocolAgentError> {
         let url = format!("{}/api/agents/connect", base.replacen("http", "ws", 1));
         let mut req = url
             .into_client_request()
@@ -64,7 +77,7 @@ impl ProtocolAgent {
             hostname: "protocol-agent".into(),
             capacity,
             backends: vec!["none".into()],
-            data_url: format!("http://127.0.0.1:9/{agent_id}"),
+            data_url: data_url.to_string(),
             data_token: format!("data-{agent_id}"),
             seats: vec![],
         };

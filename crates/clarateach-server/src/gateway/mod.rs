@@ -5,6 +5,7 @@
 //! export, which gathers every seat's volume from the agents.
 
 pub mod access;
+mod answer;
 pub(crate) mod docs;
 pub(crate) mod export;
 mod proxy;

@@ -18,6 +18,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::access::SeatAccess;
+use super::answer::{self, BodyKind};
 use crate::error::ApiError;
 use crate::scheduler::SeatRoute;
 use crate::state::AppState;
@@ -89,6 +90,7 @@ pub(super) async fn forward(
     .parse()
     .map_err(|_| ApiError::invalid_request("The request path is not valid."))?;
     let upgrade = is_upgrade(req.headers());
+    let kind = BodyKind::of_request(req.method(), rest, req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
     let mut out = axum::http::Request::builder()
@@ -107,16 +109,13 @@ pub(super) async fn forward(
             .request(out)
             .await
             .map_err(|e| unreachable(&e, access))?;
-        let (mut parts, body) = resp.into_parts();
-        let headers = std::mem::take(&mut parts.headers);
-        forward_headers(&headers, &mut parts.headers, false, &[header::COOKIE]);
-        return Ok(Response::from_parts(parts, Body::new(body)));
+        return Ok(distrusted(resp.map(Body::new), kind, false));
     };
     let mut resp = send_upgrade(&route, &uri, out)
         .await
         .map_err(|e| unreachable(&e, access))?;
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
-        return Ok(resp.map(Body::new));
+        return Ok(distrusted(resp.map(Body::new), kind, false));
     }
     let agent_upgrade = hyper::upgrade::on(&mut resp);
     let (state, access) = (state.clone(), access.clone());
@@ -128,8 +127,21 @@ pub(super) async fn forward(
             Err(e) => tracing::debug!(error = %e, "gateway upgrade failed"),
         }
     });
-    let (parts, _) = resp.into_parts();
-    Ok(Response::from_parts(parts, Body::empty()))
+    Ok(distrusted(resp.map(|_| Body::empty()), kind, true))
+}
+
+/// The daemon's answer as the browser gets it: its status (sanitised) and body, the gateway's
+/// headers (see `answer`).
+fn distrusted(resp: Response, kind: BodyKind, upgraded: bool) -> Response {
+    let (mut parts, body) = resp.into_parts();
+    parts.status = answer::status(parts.status, upgraded);
+    parts.headers = if upgraded {
+        answer::upgrade_headers(&parts.headers)
+    } else {
+        answer::headers(&parts.headers, kind)
+    };
+    parts.extensions = Default::default();
+    Response::from_parts(parts, body)
 }
 
 async fn send_upgrade(

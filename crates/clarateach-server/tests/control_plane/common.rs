@@ -84,12 +84,24 @@ impl TestServer {
     }
 
     pub async fn agent(&self, id: &str, capacity: u32) -> ProtocolAgent {
+        self.agent_with_data_url(id, capacity, &format!("http://127.0.0.1:9/{id}"))
+            .await
+    }
+
+    /// A protocol agent whose seats' traffic goes to `data_url`.
+    pub async fn agent_with_data_url(
+        &self,
+        id: &str,
+        capacity: u32,
+        data_url: &str,
+    ) -> ProtocolAgent {
         let token = issue_agent_token(self.state.store())
             .await
             .expect("agent token");
-        let agent = ProtocolAgent::connect(&self.base, &token, id, capacity)
-            .await
-            .expect("agent connects");
+        let agent =
+            ProtocolAgent::connect_with_data_url(&self.base, &token, id, capacity, data_url)
+                .await
+                .expect("agent connects");
         // Wait until the registry knows it.
         for _ in 0..200 {
             if self

@@ -5,6 +5,7 @@
 
 mod common;
 mod errors;
+mod hostile_daemon;
 mod join;
 mod lifecycle;
 mod security;
