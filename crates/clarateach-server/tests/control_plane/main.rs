@@ -3,6 +3,7 @@
 //! real agent protocol but creates no workspaces; full-stack tests with the real agent live in
 //! the agent crate.
 
+mod authz_matrix;
 mod common;
 mod errors;
 mod hostile_daemon;
