@@ -3,9 +3,9 @@
 # test.sh so a fresh Debian 12 machine needs nothing else. Pass "test" for the test-only extras.
 set -euo pipefail
 
-need=(bubblewrap nodejs npm)
+need=(bubblewrap nodejs npm e2fsprogs nftables iproute2)
 if [ "${1:-}" = "test" ]; then
-  need+=(qemu-system-x86 qemu-utils debootstrap e2fsprogs chromium)
+  need+=(qemu-system-x86 qemu-utils debootstrap e2fsprogs chromium python3-venv curl)
 fi
 
 missing=()

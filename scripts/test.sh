@@ -21,6 +21,12 @@ cargo build -p clarateach
 export CLARATEACH_BIN="$PWD/target/debug/clarateach"
 cargo test --workspace
 
+echo "==> fuzzing (bounded; a longer run is recorded in BENCHMARKS.md)"
+scripts/fuzz.sh "${CLARATEACH_FUZZ_SECONDS:-20}"
+
+echo "==> schemathesis against the served OpenAPI document"
+scripts/schemathesis.sh
+
 echo "==> web unit tests"
 (cd web && npm test)
 

@@ -41,10 +41,9 @@ pub fn normalize_code(input: &str) -> String {
         .collect::<String>()
         .to_uppercase();
     let prefix = CODE_PREFIX.trim_end_matches('-');
-    let suffix = match compact.strip_prefix(prefix) {
-        Some(rest) if !rest.is_empty() => rest,
-        _ => compact.as_str(),
-    };
+    // Found by fuzzing: "CLAUDE-" (and a bare "claude") used to become "CLAUDE-CLAUDE", so
+    // normalising was not idempotent. A code's suffix is never the prefix itself.
+    let suffix = compact.strip_prefix(prefix).unwrap_or(&compact);
     format!("{CODE_PREFIX}{suffix}")
 }
 
@@ -86,6 +85,10 @@ mod tests {
         assert_eq!(normalize_code("claude zl9t"), "CLAUDE-ZL9T");
         assert_eq!(normalize_code("CLAUDEZL9T"), "CLAUDE-ZL9T");
         assert_eq!(normalize_code(" zl-9t "), "CLAUDE-ZL9T");
+        for typed in ["", "claude", "CLAUDE-", "claude claude"] {
+            let once = normalize_code(typed);
+            assert_eq!(normalize_code(&once), once, "{typed:?}");
+        }
         assert_eq!(container_id("ws-abc123", 3), "ws-abc123-seat-03");
     }
 }
