@@ -22,6 +22,7 @@ pub mod extract;
 mod files;
 pub mod gateway;
 pub mod handlers;
+pub mod headers;
 mod join_codes;
 pub mod keys;
 pub mod lifecycle;
