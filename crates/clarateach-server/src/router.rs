@@ -43,13 +43,14 @@ pub fn build(state: AppState, web: Option<Router>) -> Router {
         .route("/api/{*rest}", any(api_not_found))
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
-        .layer(from_fn_with_state(state.clone(), metrics::track))
-        .with_state(state);
+        .with_state(state.clone());
     let app = match web {
         Some(web) => api.fallback_service(web),
         None => api.fallback(api_not_found),
     };
-    app.layer(from_fn(headers::harden))
+    // After the fallback so UI pages and unknown paths are counted too (as `unmatched`).
+    app.layer(from_fn_with_state(state, metrics::track))
+        .layer(from_fn(headers::harden))
 }
 
 #[derive(Clone, Copy)]

@@ -7,6 +7,7 @@ mod common;
 mod errors;
 mod join;
 mod lifecycle;
+mod limits;
 mod security;
 
 use std::io::Write;
