@@ -43,6 +43,10 @@ let markedInteractive = false;
 const terminalTexts = new Map<string, () => string>();
 (window as unknown as { __claraTerminals: typeof terminalTexts }).__claraTerminals = terminalTexts;
 
+/** Grid geometry of every mounted terminal by label, so the end-to-end tests can point at a cell. */
+const terminalGrids = new Map<string, () => { cols: number; rows: number; viewportY: number }>();
+(window as unknown as { __claraTerminalGrids: typeof terminalGrids }).__claraTerminalGrids = terminalGrids;
+
 function bufferText(t: Terminal): string {
   const b = t.buffer.active;
   const lines: string[] = [];
@@ -105,6 +109,7 @@ export function TerminalView(props: TerminalViewProps) {
     fit.current = f;
     const label = latest.current.label;
     terminalTexts.set(label, () => bufferText(t));
+    terminalGrids.set(label, () => ({ cols: t.cols, rows: t.rows, viewportY: t.buffer.active.viewportY }));
 
     let exited = false;
     const conn = new TerminalConnection(
@@ -167,6 +172,7 @@ export function TerminalView(props: TerminalViewProps) {
       resizeSub.dispose();
       conn.close();
       terminalTexts.delete(label);
+      terminalGrids.delete(label);
       t.dispose();
       term.current = null;
       fit.current = null;
