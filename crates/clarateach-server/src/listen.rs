@@ -332,7 +332,8 @@ mod tests {
             .route(
                 "/echo",
                 axum::routing::post(|body: String| async move { body }),
-            );
+            )
+            .route("/big", axum::routing::get(|| async { vec![b'x'; BIG] }));
         let l = listen("127.0.0.1:0".parse().expect("addr")).expect("listen");
         let addr = l.local_addr().expect("addr");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -396,6 +397,25 @@ mod tests {
         let got = closed_within(&mut s, Duration::from_secs(3)).await;
         // The handler saw a failed body (axum answers 400); the connection then closes.
         assert!(!String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"));
+    }
+
+    const BIG: usize = 64 << 20;
+
+    #[tokio::test]
+    async fn a_client_that_stops_reading_is_cut_off() {
+        let (addr, _stop) = start(SHORT).await;
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        s.write_all(b"GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("write");
+        // Read nothing while the socket buffers fill and the server's write blocks.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let got = closed_within(&mut s, Duration::from_secs(10)).await;
+        assert!(
+            got.len() < BIG,
+            "the whole {} bytes arrived: the stalled write was not cut off",
+            got.len()
+        );
     }
 
     #[tokio::test]

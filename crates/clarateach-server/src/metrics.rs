@@ -215,7 +215,7 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
     let res = next.run(req).await;
     state
         .metrics()
-        .observe_request(&route, &method, res.status().as_u16(), started.elapsed());
+        .observe_request(&route, method, res.status().as_u16(), started.elapsed());
     res
 }
 

@@ -55,7 +55,10 @@ async fn slow_clients_are_cut_off_while_joins_are_answered() {
     let fds_before = open_fds();
 
     let mut socks = slow_clients(&s.base, 300).await;
-    assert!(open_fds() >= fds_before + 300, "the slow clients are connected");
+    assert!(
+        open_fds() >= fds_before + 300,
+        "the slow clients are connected"
+    );
 
     // While 300 clients sit on half-sent headers, learners keep joining promptly.
     let mut slowest = Duration::ZERO;
@@ -78,7 +81,10 @@ async fn slow_clients_are_cut_off_while_joins_are_answered() {
             still_open += 1;
         }
     }
-    assert_eq!(still_open, 0, "connections the header timeout did not close");
+    assert_eq!(
+        still_open, 0,
+        "connections the header timeout did not close"
+    );
     drop(socks);
     // The server's ends are gone too: the process is back near where it started.
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -184,10 +190,15 @@ async fn made_up_methods_and_paths_create_no_new_series() {
     }
     let later = series(&s).await;
     let new: Vec<_> = later.iter().filter(|l| !first.contains(l)).collect();
-    assert!(new.is_empty(), "new series appeared: {new:#?}\nfirst: {first:#?}");
+    assert!(
+        new.is_empty(),
+        "new series appeared: {new:#?}\nfirst: {first:#?}"
+    );
     assert_eq!(first.len(), later.len());
     for line in &later {
-        for leaked in ["FOO", "BREW", "PROPFIND", "no-such", "random", "ws-1", "/x1"] {
+        for leaked in [
+            "FOO", "BREW", "PROPFIND", "no-such", "random", "ws-1", "/x1",
+        ] {
             assert!(!line.contains(leaked), "{line}");
         }
     }
@@ -236,7 +247,11 @@ async fn metrics_need_the_token_when_one_is_set() {
     }
     let res = get(Some("scrape-me-0123456789")).await.expect("metrics");
     assert_eq!(res.status(), StatusCode::OK);
-    assert!(res.text().await.expect("text").contains("clarateach_agents_connected"));
+    assert!(res
+        .text()
+        .await
+        .expect("text")
+        .contains("clarateach_agents_connected"));
     s.shutdown().await;
 
     // Without a token: loopback only, and not through a proxy on this host.
@@ -265,10 +280,22 @@ async fn hardening_headers_on_pages_api_answers_and_errors() {
         (Method::GET, "/", None),
         (Method::GET, "/instructor", None),
         (Method::GET, "/api/health", Some(StatusCode::OK)),
-        (Method::GET, "/api/workshops", Some(StatusCode::UNAUTHORIZED)),
+        (
+            Method::GET,
+            "/api/workshops",
+            Some(StatusCode::UNAUTHORIZED),
+        ),
         (Method::GET, "/api/nope", Some(StatusCode::NOT_FOUND)),
-        (Method::GET, "/assets/missing.js", Some(StatusCode::NOT_FOUND)),
-        (Method::DELETE, "/api/join", Some(StatusCode::METHOD_NOT_ALLOWED)),
+        (
+            Method::GET,
+            "/assets/missing.js",
+            Some(StatusCode::NOT_FOUND),
+        ),
+        (
+            Method::DELETE,
+            "/api/join",
+            Some(StatusCode::METHOD_NOT_ALLOWED),
+        ),
         (Method::POST, "/api/join", Some(StatusCode::BAD_REQUEST)),
     ];
     for (method, path, want) in cases {
@@ -295,7 +322,10 @@ async fn hardening_headers_on_pages_api_answers_and_errors() {
             "base-uri 'none'",
             "frame-ancestors 'none'",
         ] {
-            assert!(csp.contains(part), "{method} {path}: CSP {csp:?} lacks {part}");
+            assert!(
+                csp.contains(part),
+                "{method} {path}: CSP {csp:?} lacks {part}"
+            );
         }
         assert!(!csp.contains("unsafe-eval"), "{csp}");
         assert_eq!(h["x-frame-options"], "DENY", "{method} {path}");
@@ -309,7 +339,13 @@ async fn hardening_headers_on_pages_api_answers_and_errors() {
 async fn learner_names_with_controls_are_refused_and_unicode_kept() {
     let s = TestServer::start().await;
     let (w, _agent) = s.running_workshop(4).await;
-    for bad in ["\u{1b}]0;owned\u{7}", "a\nb", "evil\u{202e}cod.exe", "x\u{2066}", &"n".repeat(65)] {
+    for bad in [
+        "\u{1b}]0;owned\u{7}",
+        "a\nb",
+        "evil\u{202e}cod.exe",
+        "x\u{2066}",
+        &"n".repeat(65),
+    ] {
         let (status, v, _) = s.join(json!({"code": w["code"], "name": bad})).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad:?}: {v}");
         assert_eq!(v["code"], "validation_failed");
