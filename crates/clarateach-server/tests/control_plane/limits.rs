@@ -376,3 +376,74 @@ async fn learner_names_with_controls_are_refused_and_unicode_kept() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_gateway_refuses_a_declared_body_over_the_file_limit() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let s = TestServer::start_in(&tmp.path().join("data"), |c| {
+        c.file_body_limit = 64 * 1024;
+    })
+    .await;
+    let put = |len: usize| {
+        s.http
+            .put(s.url("/api/session/files/big.bin?workshop_id=ws-x&seat=1"))
+            .body(vec![b'x'; len])
+            .send()
+    };
+    let res = put(64 * 1024 + 1).await.expect("put");
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let v: serde_json::Value = res.json().await.expect("json");
+    assert_eq!(v["code"], "payload_too_large");
+    // Under the cap the request goes on to the gateway, which wants credentials.
+    let res = put(1024).await.expect("put");
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_agent_message_over_the_cap_ends_the_agent_session() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let s = TestServer::start_in(&tmp.path().join("data"), |c| {
+        c.ws_max_message = 64 * 1024;
+        // Slow heartbeats: a registered agent's socket would stay open for the whole test.
+        c.heartbeat_interval = Duration::from_secs(60);
+    })
+    .await;
+    let token = clarateach_server::issue_agent_token(s.state.store())
+        .await
+        .expect("agent token");
+    let mut req = format!("{}/api/agents/connect", s.base.replacen("http", "ws", 1))
+        .into_client_request()
+        .expect("request");
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("connect");
+    let register = json!({
+        "type": "register", "agent_id": "ag-huge", "hostname": "h".repeat(128 * 1024),
+        "capacity": 1, "backends": ["none"], "data_url": "http://127.0.0.1:9/x",
+        "data_token": "d", "seats": [],
+    });
+    let _ = ws.send(Message::text(register.to_string())).await;
+    // The server drops the socket instead of buffering or parsing the message.
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return true,
+                Some(Ok(_)) => continue,
+            }
+        }
+    })
+    .await;
+    assert_eq!(ended, Ok(true), "the agent socket stayed open");
+    let agents = s.state.provisioner().agents().await;
+    assert!(agents.iter().all(|a| a.agent_id != "ag-huge"));
+    s.shutdown().await;
+}
