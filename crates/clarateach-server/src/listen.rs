@@ -46,6 +46,11 @@ use crate::ServerError;
 /// `net.core.somaxconn` (4096 by default on current kernels).
 const BACKLOG: u32 = 1024;
 
+/// hyper's read buffer per connection, and so the largest request head (hyper's default is
+/// ~400 KiB, which a full cap of slow clients sending huge heads would multiply into gigabytes).
+/// Tokens and cookies fit many times over.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+
 /// Binds `addr` (port 0 picks a free one) the way `TcpListener::bind` does, with a deeper
 /// accept queue. Must be called inside a tokio runtime.
 pub fn listen(addr: SocketAddr) -> Result<TcpListener, ServerError> {
@@ -154,6 +159,7 @@ async fn connection(
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(MAX_HEAD_BYTES)
         .serve_connection(io, service)
         .with_upgrades();
     tokio::pin!(conn);
@@ -383,6 +389,28 @@ mod tests {
         s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             .await
             .expect("write");
+        let got = closed_within(&mut s, Duration::from_secs(3)).await;
+        assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"));
+    }
+
+    #[tokio::test]
+    async fn an_oversized_head_is_refused() {
+        let (addr, _stop) = start(SHORT).await;
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        let mut req = b"GET / HTTP/1.1\r\nHost: x\r\nX-Junk: ".to_vec();
+        req.extend(std::iter::repeat_n(b'a', 2 * MAX_HEAD_BYTES));
+        req.extend_from_slice(b"\r\n\r\n");
+        // The server may stop reading (and reset) before the whole head is sent.
+        let _ = s.write_all(&req).await;
+        let got = closed_within(&mut s, Duration::from_secs(3)).await;
+        let text = String::from_utf8_lossy(&got);
+        assert!(got.is_empty() || text.starts_with("HTTP/1.1 431"), "{text}");
+        // A head within the limit is answered.
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        let mut req = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Junk: ".to_vec();
+        req.extend(std::iter::repeat_n(b'a', MAX_HEAD_BYTES / 2));
+        req.extend_from_slice(b"\r\n\r\n");
+        s.write_all(&req).await.expect("write");
         let got = closed_within(&mut s, Duration::from_secs(3)).await;
         assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"));
     }
