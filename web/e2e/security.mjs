@@ -72,8 +72,11 @@ export async function checkNotFramable(browser, url, evil) {
 export async function checkTerminalLink(page, label, evil, typeInTerminal) {
   const href = `${evil.origin}/landed?from=terminal`;
   await typeInTerminal(page, label, `printf '\\n  see ${href} now\\n'`);
+  // The typed command line holds the URL too; wait for the printed line (no `printf` in it).
   await waitFor('link printed', async () =>
-    (await page.evaluate((l) => window.__claraTerminals?.get(l)?.() ?? '', label)).includes(`see ${href} now`),
+    (await page.evaluate((l) => window.__claraTerminals?.get(l)?.() ?? '', label))
+      .split('\n')
+      .some((t) => t.includes(`see ${href} now`) && !t.includes('printf')),
   );
   const pos = await page.evaluate(
     ({ l, needle }) => {
