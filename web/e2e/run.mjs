@@ -10,6 +10,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PageWatch, check, launchBrowser, log, startProxy, startServer, waitFor } from './harness.mjs';
 import { measureGrid } from './grid.mjs';
+import { checkHardeningHeaders, checkNotFramable, checkTerminalLink, cspViolations, startEvilOrigin, watchCsp } from './security.mjs';
 
 const SHOTS = join(import.meta.dirname, '../../docs/screenshots');
 const VIEWPORT = { width: 1440, height: 900 };
@@ -29,9 +30,10 @@ async function typeInTerminal(page, label, line) {
 
 async function newLearner(browser, url, watches, name) {
   const ctx = await browser.newContext({ viewport: VIEWPORT });
+  await watchCsp(ctx);
   const page = await ctx.newPage();
   watches.push(new PageWatch(name, page));
-  await page.goto(url);
+  checkHardeningHeaders(await page.goto(url), `join page (${name})`);
   return { ctx, page };
 }
 
@@ -48,16 +50,20 @@ async function main() {
   const figures = {};
   let ok = false;
   let proxyRef = null;
+  let evil = null;
   try {
     mkdirSync(SHOTS, { recursive: true });
     const { url, token } = server;
 
     // Instructor: sign in, create, start.
     const ictx = await browser.newContext({ viewport: VIEWPORT });
+    await watchCsp(ictx);
     const ipage = await ictx.newPage();
     const iwatch = new PageWatch('instructor', ipage);
     watches.push(iwatch);
-    await ipage.goto(`${url}/instructor`);
+    checkHardeningHeaders(await ipage.goto(`${url}/instructor`), 'instructor page');
+    evil = await startEvilOrigin(`${url}/instructor`);
+    await checkNotFramable(browser, url, evil);
     await ipage.getByLabel('Instructor token').fill(token);
     await ipage.getByRole('button', { name: 'Sign in' }).click();
     await ipage.getByRole('heading', { name: 'Workshops' }).waitFor();
@@ -160,6 +166,8 @@ async function main() {
     await a.page.screenshot({ path: join(SHOTS, 'learner-ide-dark.png') });
     await a.page.getByRole('button', { name: 'Switch to light theme' }).click();
     log('Monaco edit autosaved and visible to cat');
+    check((await cspViolations(a.page)).length === 0, `no CSP violations in the IDE (Monaco, xterm): ${await cspViolations(a.page)}`);
+    await checkTerminalLink(a.page, 'Terminal main', evil, typeInTerminal);
 
     // A file created in the terminal shows up in the tree through the watch stream.
     await typeInTerminal(a.page, 'Terminal main', 'mkdir -p notes && echo hi > notes/todo.txt');
@@ -251,6 +259,7 @@ async function main() {
     await ipage.getByRole('button', { name: 'Delete workshop' }).click();
     await stoppedRow.waitFor({ state: 'detached', timeout: 10000 });
     log('stopped workshop deleted');
+    check((await cspViolations(ipage)).length === 0, `no CSP violations on the dashboard: ${await cspViolations(ipage)}`);
     check(problemsBeforeStop.length === 0, `no console errors or failed requests:\n  ${problemsBeforeStop.join('\n  ')}`);
 
     // Figure: the 50-seat grid staying live.
@@ -262,6 +271,7 @@ async function main() {
     ok = true;
   } finally {
     proxyRef?.close();
+    evil?.close();
     await browser.close().catch(() => {});
     await server.stop({ keep: !ok });
     if (!ok) log(`kept ${server.dataDir} (server log: ${server.logPath})`);

@@ -357,12 +357,24 @@ impl std::fmt::Debug for CreateWorkshopRequest {
     }
 }
 
+/// A guest image name is one path component under the image store: letters, digits, `-`, `_`,
+/// `.`, starting with a letter or digit (no `.`/`..`, no hidden file, no option-like `-x`) and
+/// with no `..` anywhere, so it can never name a parent directory or another path.
+pub fn valid_image_name(image: &str) -> bool {
+    !image.is_empty()
+        && image.len() <= 64
+        && image.as_bytes()[0].is_ascii_alphanumeric()
+        && !image.contains("..")
+        && image
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
 impl CreateWorkshopRequest {
     /// Returns a message naming the first invalid field.
     pub fn validate(&self) -> Result<(), String> {
-        let len = self.name.trim().chars().count();
-        if !(1..=100).contains(&len) {
-            return Err("name must be 1 to 100 characters".into());
+        if let Err(e) = crate::text::display_text(&self.name, 100) {
+            return Err(format!("name {e}"));
         }
         if !(1..=200).contains(&self.seats) {
             return Err("seats must be between 1 and 200".into());
@@ -373,14 +385,11 @@ impl CreateWorkshopRequest {
             }
         }
         if let Some(image) = &self.image {
-            let ok = !image.is_empty()
-                && image.len() <= 64
-                && image
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-            if !ok {
+            if !valid_image_name(image) {
                 return Err(
-                    "image must be 1-64 characters of letters, digits, '-', '_' or '.'".into(),
+                    "image must be 1-64 characters of letters, digits, '-', '_' or '.', \
+                     starting with a letter or digit and without '..'"
+                        .into(),
                 );
             }
         }
@@ -430,7 +439,8 @@ pub struct JoinRequest {
     /// Reconnect code from an earlier join.
     #[serde(default)]
     pub odehash: Option<String>,
-    /// Display name shown to the instructor (up to 60 characters).
+    /// Display name shown to the instructor: 1-64 characters after trimming, any script, no
+    /// control or bidi-override characters (absent or blank: anonymous).
     #[serde(default)]
     pub name: Option<String>,
 }
@@ -616,6 +626,45 @@ mod tests {
         req.api_key = None;
         req.name = " ".into();
         assert!(req.validate().unwrap_err().contains("name"));
+        req.name = "Intro\u{1b}[2J".into();
+        assert!(req.validate().unwrap_err().contains("name"));
+        req.name = "Intro to the shell".into();
+        assert!(req.validate().is_ok());
+    }
+
+    #[test]
+    fn image_name_table() {
+        for ok in ["python-3.12", "ubuntu_24.04", "a", "9base", &"x".repeat(64)] {
+            assert!(valid_image_name(ok), "{ok:?} should pass");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "...",
+            "a..b",
+            "../etc",
+            "a/b",
+            "/abs",
+            "a\\b",
+            ".hidden",
+            "-rf",
+            "_x",
+            "a b",
+            "a\0",
+            "é",
+            &"x".repeat(65),
+        ] {
+            assert!(!valid_image_name(bad), "{bad:?} should fail");
+            let req = CreateWorkshopRequest {
+                name: "x".into(),
+                seats: 1,
+                api_key: None,
+                image: Some(bad.to_string()),
+                limits: None,
+            };
+            assert!(req.validate().unwrap_err().contains("image"), "{bad:?}");
+        }
     }
 
     fn limits(json: &str) -> Result<Limits, serde_json::Error> {

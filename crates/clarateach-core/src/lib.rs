@@ -9,6 +9,7 @@ pub mod api;
 pub mod error;
 pub mod hop;
 pub mod ids;
+pub mod text;
 
 pub use api::*;
 pub use error::ErrorBody;

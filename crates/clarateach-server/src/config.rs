@@ -4,6 +4,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The workspace daemon's default body limit: 10 MiB files, base64 in JSON, plus 1 MiB.
+pub const DEFAULT_FILE_BODY_LIMIT: usize = (10 << 20) * 4 / 3 + (1 << 20);
+
 /// Control-plane settings.
 #[derive(Clone)]
 pub struct ServerConfig {
@@ -21,15 +24,32 @@ pub struct ServerConfig {
     pub join_failures_per_minute: u32,
     /// Learner token lifetime.
     pub token_ttl: Duration,
-    /// Largest accepted request body.
+    /// Largest accepted request body on the control plane's own (JSON) routes.
     pub body_limit: usize,
+    /// Largest request body the gateway streams to a seat (file uploads); the workspace daemon
+    /// enforces its own limit behind it.
+    pub file_body_limit: usize,
+    /// A request head must be complete this long after the connection starts waiting for it
+    /// (from accept, and from the end of the previous answer: also the keep-alive idle timeout).
+    pub header_read_timeout: Duration,
+    /// A request body chunk, or a write to a client that does not read, may wait this long.
+    pub stall_timeout: Duration,
+    /// Open connections at most (WebSockets included); more are accepted and closed at once.
+    pub max_connections: usize,
+    /// Largest WebSocket message (and frame) on WebSockets the control plane terminates
+    /// (the agent channel); the gateway's spliced WebSockets are bounded by the seat's daemon.
+    pub ws_max_message: usize,
+    /// Bearer token for `GET /metrics`; without one `/metrics` answers loopback clients only.
+    pub metrics_token: Option<String>,
     /// The web UI, served for every path the API does not match.
     pub web: Option<axum::Router>,
 }
 
 impl ServerConfig {
     /// Defaults for a data dir: listen on 127.0.0.1:8080, 2 s heartbeats, 10 s stop timeout,
-    /// 10 failed joins a minute, 24 h tokens, 1 MiB bodies.
+    /// 10 failed joins a minute, 24 h tokens, 1 MiB bodies (files: the daemon's 10 MiB limit,
+    /// base64-encoded, plus slack), 10 s to send headers, 30 s stalls, 4096 connections,
+    /// 1 MiB WebSocket messages, `/metrics` for loopback only.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
@@ -40,6 +60,12 @@ impl ServerConfig {
             join_failures_per_minute: 10,
             token_ttl: Duration::from_secs(24 * 3600),
             body_limit: 1024 * 1024,
+            file_body_limit: DEFAULT_FILE_BODY_LIMIT,
+            header_read_timeout: Duration::from_secs(10),
+            stall_timeout: Duration::from_secs(30),
+            max_connections: 4096,
+            ws_max_message: 1024 * 1024,
+            metrics_token: None,
             web: None,
         }
     }
@@ -69,6 +95,16 @@ impl std::fmt::Debug for ServerConfig {
             .field("heartbeat_interval", &self.heartbeat_interval)
             .field("stop_timeout", &self.stop_timeout)
             .field("join_failures_per_minute", &self.join_failures_per_minute)
+            .field("body_limit", &self.body_limit)
+            .field("file_body_limit", &self.file_body_limit)
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("stall_timeout", &self.stall_timeout)
+            .field("max_connections", &self.max_connections)
+            .field("ws_max_message", &self.ws_max_message)
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| "<hidden>"),
+            )
             .field("web", &self.web.is_some())
             .finish_non_exhaustive()
     }

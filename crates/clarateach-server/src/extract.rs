@@ -95,7 +95,7 @@ where
 }
 
 /// The peer address of the connection (unspecified when the router runs without
-/// `into_make_service_with_connect_info`, e.g. in `oneshot` tests).
+/// `ConnectInfo`, e.g. in `oneshot` tests; `Server::serve` always sets it).
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub IpAddr);
 

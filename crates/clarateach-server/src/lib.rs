@@ -22,6 +22,7 @@ pub mod extract;
 mod files;
 pub mod gateway;
 pub mod handlers;
+pub mod headers;
 mod join_codes;
 pub mod keys;
 pub mod lifecycle;
@@ -36,11 +37,9 @@ pub mod testing;
 pub mod throttle;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use axum::serve::ListenerExt;
 use clarateach_store::{SqliteStore, Store, StoreError};
 use tokio::sync::watch;
 
@@ -48,7 +47,7 @@ pub use accounts::{create_instructor, issue_agent_token, AccountError, INSTRUCTO
 pub use auth::{Instructor, Learner};
 pub use config::{default_data_dir, ServerConfig};
 pub use error::ApiError;
-pub use listen::listen;
+pub use listen::{listen, ConnLimits};
 pub use scheduler::{AgentScheduler, Provisioner, RegistryHandle, SeatRoute};
 pub use state::AppState;
 
@@ -147,8 +146,9 @@ impl Server {
         self.state.clone()
     }
 
-    /// The full router (API, gateway, metrics, web UI fallback). Serve it with
-    /// `into_make_service_with_connect_info::<SocketAddr>()` so join throttling sees addresses.
+    /// The full router (API, gateway, metrics, web UI fallback). [`Server::serve`] serves it with
+    /// the connection limits; serving it otherwise needs `ConnectInfo<SocketAddr>` so join
+    /// throttling and the `/metrics` loopback rule see addresses.
     pub fn router(&self) -> axum::Router {
         router::build(self.state.clone(), self.web.clone())
     }
@@ -159,24 +159,23 @@ impl Server {
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
-        let app = self
-            .router()
-            .into_make_service_with_connect_info::<SocketAddr>();
+        let app = self.router();
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, "control plane listening");
         }
+        let config = self.state.config();
+        let limits = listen::ConnLimits {
+            header_read_timeout: config.header_read_timeout,
+            stall_timeout: config.stall_timeout,
+            max_connections: config.max_connections,
+        };
         let signal = self.shutdown.clone();
-        // Keystroke echo frames are tiny: send them at once rather than after Nagle's delay.
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let result = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                let _ = signal.send(true);
-            })
-            .await
-            .map_err(ServerError::Serve);
+        let result = listen::serve(listener, app, limits, async move {
+            shutdown.await;
+            let _ = signal.send(true);
+        })
+        .await
+        .map_err(ServerError::Serve);
         let _ = self.shutdown.send(true);
         result
     }

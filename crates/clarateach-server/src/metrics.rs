@@ -1,6 +1,15 @@
 //! Prometheus metrics, rendered as text at `GET /metrics`. Request counters and the latency
 //! histogram are kept in memory; workshop/seat gauges are read from the store at scrape time so
 //! they can never drift from the truth.
+//!
+//! Every label value comes from a fixed set, so no client can grow the series without bound: the
+//! method is one of [`METHODS`] or `other`, the route is the matched route template or
+//! `unmatched`, the status is the server's own.
+//!
+//! Who may scrape: with `--metrics-token` only a request with that bearer token; without one only
+//! a loopback client that did not come through a proxy (no `Forwarded`/`X-Forwarded-For`), so a
+//! public deployment shows nothing and a scraper on the host needs no setup. Behind a reverse
+//! proxy on the same host, set the token.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -8,10 +17,67 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
+use sha2::{Digest, Sha256};
 
+use crate::error::ApiError;
 use crate::state::AppState;
+
+/// Methods counted under their own name; anything else is `other`.
+pub const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
+
+/// The route label of a request the router matched to no route template.
+pub const UNMATCHED: &str = "unmatched";
+
+/// The method label: a fixed name, never the client's text.
+pub fn method_label(method: &Method) -> &'static str {
+    METHODS
+        .iter()
+        .find(|m| **m == method.as_str())
+        .copied()
+        .unwrap_or("other")
+}
+
+/// Whether this request may read `/metrics` (see the module header).
+pub fn authorize(
+    token: Option<&str>,
+    headers: &HeaderMap,
+    peer: std::net::IpAddr,
+) -> Result<(), ApiError> {
+    if let Some(expected) = token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        // Compare digests so the time taken says nothing about how much of the token matched.
+        if Sha256::digest(given.as_bytes()) == Sha256::digest(expected.as_bytes()) {
+            return Ok(());
+        }
+        return Err(ApiError::unauthorized(
+            "The metrics token is missing or wrong.",
+        ));
+    }
+    let proxied =
+        headers.contains_key(header::FORWARDED) || headers.contains_key("x-forwarded-for");
+    let local = match peer {
+        std::net::IpAddr::V4(ip) => ip.is_loopback(),
+        std::net::IpAddr::V6(ip) => {
+            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    };
+    if local && !proxied {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "metrics_forbidden",
+            "Metrics are served to loopback clients only unless a metrics token is set.",
+        ))
+    }
+}
 
 const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
@@ -42,7 +108,13 @@ impl Metrics {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn observe_request(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
+    pub fn observe_request(
+        &self,
+        route: &str,
+        method: &'static str,
+        status: u16,
+        elapsed: Duration,
+    ) {
         let mut m = self.lock();
         *m.requests
             .entry((route.to_string(), method.to_string(), status))
@@ -137,13 +209,13 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string());
-    let route = route.unwrap_or_else(|| "unmatched".to_string());
-    let method = req.method().as_str().to_string();
+    let route = route.unwrap_or_else(|| UNMATCHED.to_string());
+    let method = method_label(req.method());
     let started = Instant::now();
     let res = next.run(req).await;
     state
         .metrics()
-        .observe_request(&route, &method, res.status().as_u16(), started.elapsed());
+        .observe_request(&route, method, res.status().as_u16(), started.elapsed());
     res
 }
 
@@ -173,5 +245,49 @@ mod tests {
         ));
         assert!(text.contains("clarateach_joins_total{outcome=\"accepted\"} 1"));
         assert!(text.contains("clarateach_workshops{status=\"running\"} 2"));
+    }
+
+    #[test]
+    fn methods_come_from_a_fixed_set() {
+        assert_eq!(method_label(&Method::POST), "POST");
+        for odd in ["FOO", "get", "PROPFIND", "X\u{1b}"] {
+            if let Ok(m) = Method::from_bytes(odd.as_bytes()) {
+                assert_eq!(method_label(&m), "other", "{odd}");
+            }
+        }
+    }
+
+    #[test]
+    fn metrics_access_rule() {
+        let lo: std::net::IpAddr = "127.0.0.1".parse().expect("ip");
+        let lo6: std::net::IpAddr = "::1".parse().expect("ip");
+        let far: std::net::IpAddr = "203.0.113.7".parse().expect("ip");
+        let none = HeaderMap::new();
+        assert!(authorize(None, &none, lo).is_ok());
+        assert!(authorize(None, &none, lo6).is_ok());
+        assert_eq!(
+            authorize(None, &none, far).map_err(|e| e.status),
+            Err(StatusCode::FORBIDDEN)
+        );
+        let mut proxied = HeaderMap::new();
+        proxied.insert("x-forwarded-for", "203.0.113.7".parse().expect("value"));
+        assert!(authorize(None, &proxied, lo).is_err());
+        let mut good = HeaderMap::new();
+        good.insert(
+            header::AUTHORIZATION,
+            "Bearer s3cret".parse().expect("value"),
+        );
+        let mut bad = HeaderMap::new();
+        bad.insert(
+            header::AUTHORIZATION,
+            "Bearer s3cre".parse().expect("value"),
+        );
+        assert!(authorize(Some("s3cret"), &good, far).is_ok());
+        for (h, ip) in [(&bad, lo), (&none, lo), (&none, far)] {
+            assert_eq!(
+                authorize(Some("s3cret"), h, ip).map_err(|e| e.status),
+                Err(StatusCode::UNAUTHORIZED)
+            );
+        }
     }
 }

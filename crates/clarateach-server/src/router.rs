@@ -1,20 +1,25 @@
 //! The control plane's router: API routes, the gateway's routes, metrics middleware, body
-//! limit, JSON 404/405 for the API, and the web UI as fallback for everything else.
+//! limits (small JSON bodies for the API, the file limit for what the gateway streams to a seat),
+//! JSON 404/405 for the API, the web UI as fallback for everything else, and the browser
+//! hardening headers on all of it.
 
-use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
-use axum::middleware::from_fn_with_state;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{from_fn, from_fn_with_state, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::Router;
 
 use crate::error::ApiError;
 use crate::handlers::{agents, health, join, seats, workshops};
 use crate::state::AppState;
-use crate::{gateway, metrics};
+use crate::{gateway, headers, metrics};
 
 /// Builds the full router; `web` (the UI) answers every path the API does not.
 pub fn build(state: AppState, web: Option<Router>) -> Router {
     let limit = state.config().body_limit;
+    let file_limit = state.config().file_body_limit;
     let api = Router::new()
         .route("/api/health", get(health::health))
         .route("/api/openapi.json", get(health::openapi))
@@ -34,16 +39,46 @@ pub fn build(state: AppState, web: Option<Router>) -> Router {
         .route("/api/me", get(join::me))
         .route("/api/agents", get(agents::list))
         .route("/api/agents/connect", get(agents::connect))
-        .merge(gateway::routes())
+        .merge(gateway::routes().layer(from_fn_with_state(FileLimit(file_limit), limit_stream)))
         .route("/api/{*rest}", any(api_not_found))
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
-        .layer(from_fn_with_state(state.clone(), metrics::track))
-        .with_state(state);
-    match web {
+        .with_state(state.clone());
+    let app = match web {
         Some(web) => api.fallback_service(web),
         None => api.fallback(api_not_found),
+    };
+    // After the fallback so UI pages and unknown paths are counted too (as `unmatched`).
+    app.layer(from_fn_with_state(state, metrics::track))
+        .layer(from_fn(headers::harden))
+}
+
+#[derive(Clone, Copy)]
+struct FileLimit(usize);
+
+/// Caps a body the gateway streams on to a seat (it never reads it whole, so `DefaultBodyLimit`
+/// does not apply): a declared length over the cap is refused with 413 before anything is sent,
+/// an undeclared one is cut off at the cap (the seat then sees a broken upload).
+async fn limit_stream(
+    State(FileLimit(max)): State<FileLimit>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("The request body is larger than {max} bytes."),
+        )
+        .into_response();
     }
+    let req = req.map(|b| Body::new(http_body_util::Limited::new(b, max)));
+    next.run(req).await
 }
 
 async fn api_not_found() -> ApiError {

@@ -1,15 +1,19 @@
 // xterm.js bound to a TerminalConnection: fit addon, WebGL renderer with a canvas fallback (and
 // DOM as the last resort), theme following the page, and keyboard input only when allowed.
+// Links in the output open only after a confirmation that shows the URL (see links.ts).
 
-import { useEffect, useRef } from 'react';
+import { useEffect, useRef, useState } from 'react';
 import { Terminal, type ITheme } from '@xterm/xterm';
 import { FitAddon } from '@xterm/addon-fit';
 import { WebglAddon } from '@xterm/addon-webgl';
 import { CanvasAddon } from '@xterm/addon-canvas';
+import { WebLinksAddon } from '@xterm/addon-web-links';
 import '@xterm/xterm/css/xterm.css';
 import { TerminalConnection, type ConnectionStatus } from './connection';
 import type { ServerControl } from '../lib/termProtocol';
 import { useTheme, type Theme } from '../lib/theme';
+import { ConfirmDialog } from '../components/ConfirmDialog';
+import { openConfirmedLink, safeLinkTarget } from './links';
 
 const THEMES: Record<Theme, ITheme> = {
   dark: {
@@ -38,6 +42,10 @@ let markedInteractive = false;
  */
 const terminalTexts = new Map<string, () => string>();
 (window as unknown as { __claraTerminals: typeof terminalTexts }).__claraTerminals = terminalTexts;
+
+/** Grid geometry of every mounted terminal by label, so the end-to-end tests can point at a cell. */
+const terminalGrids = new Map<string, () => { cols: number; rows: number; viewportY: number }>();
+(window as unknown as { __claraTerminalGrids: typeof terminalGrids }).__claraTerminalGrids = terminalGrids;
 
 function bufferText(t: Terminal): string {
   const b = t.buffer.active;
@@ -70,6 +78,7 @@ export function TerminalView(props: TerminalViewProps) {
   const latest = useRef(props);
   latest.current = props;
   const theme = useTheme();
+  const [pendingLink, setPendingLink] = useState<string | null>(null);
 
   useEffect(() => {
     const el = host.current;
@@ -86,6 +95,13 @@ export function TerminalView(props: TerminalViewProps) {
     });
     const f = new FitAddon();
     t.loadAddon(f);
+    t.loadAddon(
+      new WebLinksAddon((event, uri) => {
+        event.preventDefault();
+        const target = safeLinkTarget(uri);
+        if (target) setPendingLink(target);
+      }),
+    );
     t.open(el);
     t.textarea?.setAttribute('aria-label', latest.current.label);
     loadRenderer(t);
@@ -93,6 +109,7 @@ export function TerminalView(props: TerminalViewProps) {
     fit.current = f;
     const label = latest.current.label;
     terminalTexts.set(label, () => bufferText(t));
+    terminalGrids.set(label, () => ({ cols: t.cols, rows: t.rows, viewportY: t.buffer.active.viewportY }));
 
     let exited = false;
     const conn = new TerminalConnection(
@@ -155,6 +172,7 @@ export function TerminalView(props: TerminalViewProps) {
       resizeSub.dispose();
       conn.close();
       terminalTexts.delete(label);
+      terminalGrids.delete(label);
       t.dispose();
       term.current = null;
       fit.current = null;
@@ -183,7 +201,33 @@ export function TerminalView(props: TerminalViewProps) {
     return () => cancelAnimationFrame(id);
   }, [props.visible]);
 
-  return <div className="terminal-host" ref={host} data-terminal={props.label} />;
+  return (
+    <>
+      <div className="terminal-host" ref={host} data-terminal={props.label} />
+      <ConfirmDialog
+        open={pendingLink !== null}
+        title="Open this link?"
+        confirmLabel="Open in new tab"
+        onConfirm={() => {
+          if (pendingLink) openConfirmedLink(pendingLink);
+          setPendingLink(null);
+          term.current?.focus();
+        }}
+        onCancel={() => {
+          setPendingLink(null);
+          term.current?.focus();
+        }}
+      >
+        <p>The terminal output links to:</p>
+        <p>
+          <code className="link-target" data-testid="terminal-link-target">
+            {pendingLink}
+          </code>
+        </p>
+        <p>Only open it if you trust where it leads.</p>
+      </ConfirmDialog>
+    </>
+  );
 }
 
 /** WebGL when the browser gives us a context, else the canvas renderer, else xterm's DOM one. */

@@ -54,7 +54,12 @@ pub async fn connect(
 ) -> Result<Response, ApiError> {
     let ws =
         ws.map_err(|e| ApiError::invalid_request(format!("Expected a WebSocket upgrade: {e}")))?;
-    Ok(ws.on_upgrade(move |socket| session::run(state, socket)))
+    // Agent messages are small JSON (register, heartbeats, seat reports): cap what one may buffer.
+    let max = state.config().ws_max_message;
+    Ok(ws
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| session::run(state, socket)))
 }
 
 /// A connected agent.

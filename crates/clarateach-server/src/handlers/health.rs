@@ -2,11 +2,13 @@
 
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
+use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use axum::Json;
-use clarateach_core::{HealthResponse, SeatState, WorkshopStatus};
+use clarateach_core::{ErrorBody, HealthResponse, SeatState, WorkshopStatus};
 
 use crate::error::ApiError;
+use crate::extract::ClientIp;
 use crate::state::AppState;
 
 /// Liveness.
@@ -30,10 +32,19 @@ pub async fn openapi() -> impl IntoResponse {
 }
 
 /// Prometheus text exposition: requests, latency, joins, workshops by status, seats by state,
-/// connected agents.
+/// connected agents. Needs the metrics token when one is set, else a loopback client.
 #[utoipa::path(get, path = "/metrics", tag = "meta",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
-pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    responses(
+        (status = 200, description = "Prometheus text format", content_type = "text/plain"),
+        (status = 401, description = "Metrics token missing or wrong", body = ErrorBody),
+        (status = 403, description = "No metrics token set and the client is not on loopback", body = ErrorBody),
+    ))]
+pub async fn metrics(
+    State(state): State<AppState>,
+    ClientIp(peer): ClientIp,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    crate::metrics::authorize(state.config().metrics_token.as_deref(), &headers, peer)?;
     let workshops = state.store().count_workshops_by_status().await?;
     let seats = state.store().count_seats_by_state().await?;
     let agents = state.provisioner().agents().await;

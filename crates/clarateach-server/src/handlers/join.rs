@@ -8,7 +8,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::Utc;
-use clarateach_core::{ids, ErrorBody, JoinRequest, JoinResponse, TokenClaims, WorkshopStatus};
+use clarateach_core::{
+    ids, text, ErrorBody, JoinRequest, JoinResponse, TokenClaims, WorkshopStatus,
+};
 use clarateach_store::{SeatRecord, StoreError};
 
 use super::BaseUrl;
@@ -59,10 +61,14 @@ async fn join_seat(
     if req.code.trim().is_empty() || req.code.chars().count() > 40 {
         return Err(ApiError::validation("code must be 1 to 40 characters"));
     }
-    let name = req.name.as_deref().map(str::trim).filter(|n| !n.is_empty());
-    if name.is_some_and(|n| n.chars().count() > 60) {
-        return Err(ApiError::validation("name must be at most 60 characters"));
-    }
+    // No name (or only spaces) joins anonymously; a name given follows the display-text rule.
+    let name = match req.name.as_deref().filter(|n| !n.trim().is_empty()) {
+        None => None,
+        Some(n) => Some(
+            text::display_text(n, text::LEARNER_NAME_MAX)
+                .map_err(|e| ApiError::validation(format!("name {e}")))?,
+        ),
+    };
     let code = ids::normalize_code(&req.code);
     let odehash = req
         .odehash

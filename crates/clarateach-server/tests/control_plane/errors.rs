@@ -121,7 +121,8 @@ async fn validation_table() {
     for (body, status) in [
         (json!({"code": ""}), 422),
         (json!({"code": 5}), 422),
-        (json!({"code": "CLAUDE-ABCD", "name": "n".repeat(61)}), 422),
+        (json!({"code": "CLAUDE-ABCD", "name": "n".repeat(65)}), 422),
+        (json!({"code": "CLAUDE-ABCD", "name": "bell\u{7}"}), 422),
         (json!({}), 422),
     ] {
         let (st, v, _) = s.join(body.clone()).await;

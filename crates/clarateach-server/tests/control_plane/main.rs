@@ -9,6 +9,7 @@ mod errors;
 mod hostile_daemon;
 mod join;
 mod lifecycle;
+mod limits;
 mod security;
 
 use std::io::Write;

@@ -22,6 +22,66 @@ pub struct Args {
     /// Agent heartbeat interval in milliseconds; 3 missed heartbeats make an agent lost.
     #[arg(long, env = "CLARATEACH_HEARTBEAT_MS", default_value_t = 2000)]
     pub heartbeat_ms: u64,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Connection, body and WebSocket limits and `/metrics` access, shared by `serve` and `up`.
+/// Unset values keep the server's defaults.
+#[derive(clap::Args, Clone, Default)]
+pub struct LimitArgs {
+    /// Seconds a client has to send a request's headers (also the keep-alive idle timeout)
+    /// [default: 10].
+    #[arg(long, env = "CLARATEACH_HEADER_TIMEOUT_SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout_secs: Option<u64>,
+    /// Seconds a request body chunk, or a write to a client that does not read, may wait
+    /// [default: 30].
+    #[arg(long, env = "CLARATEACH_STALL_TIMEOUT_SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub stall_timeout_secs: Option<u64>,
+    /// Open connections at most; beyond it new ones are closed at once [default: 4096].
+    #[arg(long, env = "CLARATEACH_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: Option<u64>,
+    /// Largest JSON request body in KiB [default: 1024].
+    #[arg(long, env = "CLARATEACH_BODY_LIMIT_KB", value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_limit_kb: Option<u64>,
+    /// Largest body the gateway streams to a seat (file uploads) in KiB [default: 14677, the
+    /// workspace daemon's own limit].
+    #[arg(long, env = "CLARATEACH_FILE_BODY_LIMIT_KB", value_parser = clap::value_parser!(u64).range(1..))]
+    pub file_body_limit_kb: Option<u64>,
+    /// Largest WebSocket message on the agent channel in KiB [default: 1024].
+    #[arg(long, env = "CLARATEACH_WS_MAX_MESSAGE_KB", value_parser = clap::value_parser!(u64).range(1..))]
+    pub ws_max_message_kb: Option<u64>,
+    /// Bearer token `GET /metrics` requires; without it `/metrics` answers loopback clients only.
+    #[arg(long, env = "CLARATEACH_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+}
+
+impl LimitArgs {
+    /// Writes the values given into `config`.
+    pub fn apply(&self, config: &mut ServerConfig) {
+        let kib = |n: u64| usize::try_from(n.saturating_mul(1024)).unwrap_or(usize::MAX);
+        if let Some(s) = self.header_timeout_secs {
+            config.header_read_timeout = Duration::from_secs(s);
+        }
+        if let Some(s) = self.stall_timeout_secs {
+            config.stall_timeout = Duration::from_secs(s);
+        }
+        if let Some(n) = self.max_connections {
+            config.max_connections = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        if let Some(n) = self.body_limit_kb {
+            config.body_limit = kib(n);
+        }
+        if let Some(n) = self.file_body_limit_kb {
+            config.file_body_limit = kib(n);
+        }
+        if let Some(n) = self.ws_max_message_kb {
+            config.ws_max_message = kib(n);
+        }
+        if let Some(t) = self.metrics_token.as_ref().filter(|t| !t.is_empty()) {
+            config.metrics_token = Some(t.clone());
+        }
+    }
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -31,6 +91,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     config.public_url = args.public_url;
     config.heartbeat_interval = Duration::from_millis(args.heartbeat_ms.max(100));
     config.web = Some(clarateach_web::router());
+    args.limits.apply(&mut config);
     let server = Server::open(config)
         .await
         .with_context(|| format!("cannot open the data dir {}", data_dir.display()))?;

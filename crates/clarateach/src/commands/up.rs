@@ -13,6 +13,7 @@ use clarateach_server::{Server, ServerConfig, INSTRUCTOR_TOKEN_FILE};
 use clarateach_store::Store;
 
 use super::agent::{build_backend, resolve_data_dir, BackendArg, MicrovmArgs};
+use super::serve::LimitArgs;
 use super::shutdown_signal;
 
 #[derive(clap::Args)]
@@ -34,6 +35,8 @@ pub struct Args {
     /// Agent heartbeat interval in milliseconds.
     #[arg(long, env = "CLARATEACH_HEARTBEAT_MS", default_value_t = 2000)]
     heartbeat_ms: u64,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 /// The local agent's token, kept in `DATA_DIR/agent/up-agent.token` (0600) and reissued when the
@@ -75,6 +78,8 @@ pub struct StackOptions {
     pub microvm: MicrovmArgs,
     pub capacity: u32,
     pub heartbeat: Duration,
+    /// Connection, body and WebSocket limits; the default keeps the server's.
+    pub limits: LimitArgs,
 }
 
 impl Stack {
@@ -87,6 +92,7 @@ impl Stack {
         config.listen = opts.listen;
         config.heartbeat_interval = opts.heartbeat;
         config.web = Some(clarateach_web::router());
+        opts.limits.apply(&mut config);
         let server = Server::open(config)
             .await
             .with_context(|| format!("cannot open the data dir {}", data_dir.display()))?;
@@ -154,6 +160,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         microvm: args.microvm,
         capacity: args.capacity,
         heartbeat: Duration::from_millis(args.heartbeat_ms.max(100)),
+        limits: args.limits,
     })
     .await?;
     let token_file = data_dir.join(INSTRUCTOR_TOKEN_FILE);

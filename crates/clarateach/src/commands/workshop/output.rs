@@ -1,5 +1,9 @@
 //! How workshops and seats are shown: tables for people, JSON for scripts, and the small
 //! formatting helpers (ages, sizes) the verbs share.
+//!
+//! Every string that came from the server (names, learner names, images, agent ids) goes through
+//! [`escape`] before it reaches the terminal: a learner named `\u{1b}]0;...` must not retitle,
+//! recolour or rewrite the instructor's terminal, and bidi overrides must not reorder a row.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -11,6 +15,31 @@ use serde::Serialize;
 pub fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
+}
+
+/// `text` with every character that could steer a terminal or reorder text shown as a Rust-style
+/// escape (`\u{1b}`): C0 and C1 controls, DEL, bidi embeddings/overrides/isolates and marks,
+/// line and paragraph separators. Everything else, other scripts and emoji included, is kept.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if needs_escape(c) {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{2028}' | '\u{2029}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2066}'..='\u{2069}'
+        )
 }
 
 /// No borders, one rule under the header: reads like `kubectl get`, copies cleanly.
@@ -38,9 +67,9 @@ pub fn workshops_table(workshops: &[Workshop]) -> Table {
     ]);
     for w in workshops {
         t.add_row(vec![
-            w.id.clone(),
-            w.name.clone(),
-            w.code.clone(),
+            escape(&w.id),
+            escape(&w.name),
+            escape(&w.code),
             w.status.as_str().to_string(),
             w.seats.to_string(),
             w.seats_ready.to_string(),
@@ -63,7 +92,7 @@ pub fn seats_table(seats: &[Seat]) -> Table {
     ]);
     for s in seats {
         let learner = match (&s.name, s.joined) {
-            (Some(name), _) => name.clone(),
+            (Some(name), _) => escape(name),
             (None, true) => "(anonymous)".into(),
             (None, false) => "-".into(),
         };
@@ -77,7 +106,10 @@ pub fn seats_table(seats: &[Seat]) -> Table {
             s.last_activity_at
                 .map(|t| ago(t.timestamp()))
                 .unwrap_or_else(|| "-".into()),
-            s.agent_id.clone().unwrap_or_else(|| "-".into()),
+            s.agent_id
+                .as_deref()
+                .map(escape)
+                .unwrap_or_else(|| "-".into()),
         ]);
     }
     t
@@ -87,9 +119,9 @@ pub fn seats_table(seats: &[Seat]) -> Table {
 pub fn workshop_details(w: &Workshop) -> String {
     let limits = &w.limits;
     let mut lines = vec![
-        ("id", w.id.clone()),
-        ("name", w.name.clone()),
-        ("join code", w.code.clone()),
+        ("id", escape(&w.id)),
+        ("name", escape(&w.name)),
+        ("join code", escape(&w.code)),
         ("status", w.status.as_str().to_string()),
         (
             "seats",
@@ -126,16 +158,16 @@ pub fn workshop_details(w: &Workshop) -> String {
                 match &limits.network {
                     NetworkPolicy::None => "off".to_string(),
                     NetworkPolicy::Open => "open".to_string(),
-                    NetworkPolicy::Allow { allow } => format!("only {}", allow.join(", ")),
+                    NetworkPolicy::Allow { allow } => escape(&format!("only {}", allow.join(", "))),
                 }
             ),
         ),
     ];
     if let Some(image) = &w.image {
-        lines.push(("image", image.clone()));
+        lines.push(("image", escape(image)));
     }
     if let Some(endpoint) = &w.endpoint {
-        lines.push(("endpoint", endpoint.clone()));
+        lines.push(("endpoint", escape(endpoint)));
     }
     lines
         .iter()
@@ -174,5 +206,31 @@ mod tests {
         assert_eq!(human_age(61), "1m ago");
         assert_eq!(human_age(7200), "2h ago");
         assert_eq!(human_age(3 * 86_400 + 5), "3d ago");
+    }
+
+    #[test]
+    fn escapes_what_could_steer_a_terminal() {
+        for (raw, shown) in [
+            ("Ada Lovelace", "Ada Lovelace"),
+            ("Zoë 李 🙂", "Zoë 李 🙂"),
+            ("\u{1b}]0;pwned\u{7}", "\\u{1b}]0;pwned\\u{7}"),
+            ("a\nb\rc\td", "a\\u{a}b\\u{d}c\\u{9}d"),
+            ("\u{7f}\u{9b}", "\\u{7f}\\u{9b}"),
+            ("evil\u{202e}gpj.exe", "evil\\u{202e}gpj.exe"),
+            ("\u{2066}x\u{2069}\u{200f}", "\\u{2066}x\\u{2069}\\u{200f}"),
+        ] {
+            assert_eq!(escape(raw), shown, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn tables_escape_learner_names() {
+        let seat: Seat = serde_json::from_value(serde_json::json!({
+            "seat": 1, "state": "ready", "name": "\u{1b}[2Jgone", "joined": true,
+        }))
+        .expect("seat");
+        let text = seats_table(&[seat]).to_string();
+        assert!(!text.contains('\u{1b}'), "{text:?}");
+        assert!(text.contains("\\u{1b}[2Jgone"), "{text}");
     }
 }
