@@ -163,3 +163,19 @@ pub fn alive(pid: i32) -> bool {
         })
         .unwrap_or(false)
 }
+
+/// The `clarateach` binary: `CLARATEACH_BIN`, else the workspace's debug build.
+pub fn real_daemon() -> Option<PathBuf> {
+    let path = std::env::var_os("CLARATEACH_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/debug/clarateach")
+        });
+    let ok = std::process::Command::new(&path)
+        .args(["workspace-server", "--help"])
+        .output()
+        .is_ok_and(|o| {
+            o.status.success() && String::from_utf8_lossy(&o.stdout).contains("--listen")
+        });
+    ok.then_some(path)
+}
