@@ -5,8 +5,6 @@
 
 mod sandbox_support;
 
-use std::path::PathBuf;
-
 use clarateach_core::agent_proto::SeatKey;
 use clarateach_core::Limits;
 use clarateach_isolation::sandbox::SandboxBackend;

@@ -303,3 +303,54 @@ fn inherited_listener(fd: i32) -> std::io::Result<tokio::net::UnixListener> {
     std_listener.set_nonblocking(true)?;
     tokio::net::UnixListener::from_std(std_listener)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::{AsRawFd, IntoRawFd};
+
+    #[test]
+    fn listen_addresses_parse() {
+        assert_eq!("fd:3".parse::<Listen>(), Ok(Listen::Fd(3)));
+        assert!("fd:2".parse::<Listen>().is_err(), "stdio is no listener");
+        assert!("fd:x".parse::<Listen>().is_err());
+        assert_eq!(
+            "unix:/s".parse::<Listen>(),
+            Ok(Listen::Unix(PathBuf::from("/s")))
+        );
+    }
+
+    #[tokio::test]
+    async fn an_inherited_socket_is_taken_over_close_on_exec_and_anything_else_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("d.sock");
+        let std_listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+        // As after exec: the descriptor without close-on-exec.
+        let fd = std_listener.into_raw_fd();
+        rustix::io::fcntl_setfd(
+            // SAFETY: test-only borrow of the fd just created above.
+            #[allow(unsafe_code)]
+            unsafe {
+                std::os::fd::BorrowedFd::borrow_raw(fd)
+            },
+            rustix::io::FdFlags::empty(),
+        )
+        .expect("clear cloexec");
+        let listener = inherited_listener(fd).expect("take over");
+        let flags = rustix::io::fcntl_getfd(&listener).expect("getfd");
+        assert!(flags.contains(rustix::io::FdFlags::CLOEXEC));
+        assert_eq!(
+            rustix::process::dumpable_behavior().expect("dumpable"),
+            rustix::process::DumpableBehavior::NotDumpable
+        );
+        let client = tokio::net::UnixStream::connect(&path);
+        let (accepted, connected) = tokio::join!(listener.accept(), client);
+        accepted.expect("accept");
+        connected.expect("connect");
+        // A plain file and a connected (not listening) socket are refused.
+        let file = std::fs::File::create(dir.path().join("f")).expect("file");
+        assert!(inherited_listener(file.as_raw_fd()).is_err());
+        let (a, _b) = std::os::unix::net::UnixStream::pair().expect("pair");
+        assert!(inherited_listener(a.as_raw_fd()).is_err());
+    }
+}
