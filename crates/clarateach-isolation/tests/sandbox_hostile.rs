@@ -449,6 +449,11 @@ async fn the_real_daemon_keeps_its_socket_to_itself() {
         out.contains("Permission denied"),
         "daemon fds readable: {out}"
     );
+    let (_, out) = real_run(&ep, "echo x >> /proc/1/fd/2 && echo REOPENED-LOG").await;
+    assert!(
+        !out.contains("REOPENED"),
+        "the seat reopened its log pipe: {out}"
+    );
     let (_, out) = real_run(
         &ep,
         "for f in /proc/1/fd/*; do echo \"${f##*/} $(readlink $f)\"; done",
@@ -461,6 +466,11 @@ async fn the_real_daemon_keeps_its_socket_to_itself() {
             fd <= 2 || target == "anon_inode:[eventfd]",
             "bwrap's init holds more than stdio and its eventfd: {out}"
         );
+        // bwrap's init is traceable by the seat's uid, so what it holds must be harmless: its
+        // stdout and stderr are the agent's capped log pipe, never a file on the host's disk.
+        if fd == 1 || fd == 2 {
+            assert!(target.ends_with(".logpipe"), "init's fd {fd} is {target}");
+        }
     }
     let (_, out) = real_run(
         &ep,
@@ -475,5 +485,34 @@ async fn the_real_daemon_keeps_its_socket_to_itself() {
             "strace of the daemon: {out}"
         );
     }
+    backend.destroy(&key, true).await.expect("destroy");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_start_still_reports_the_seats_last_words_through_the_log_pipe() {
+    if skipped("a_failed_start_still_reports_the_seats_last_words_through_the_log_pipe") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = dir.path().join("dying-daemon");
+    std::fs::write(&daemon, "#!/bin/sh\necho last-words-h1 >&2\nexit 3\n").expect("write");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&daemon, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let backend = SandboxBackend::new(config(dir.path(), daemon)).expect("backend");
+    let key = SeatKey {
+        workshop_id: format!("ws-dying-{}", std::process::id()),
+        seat: 1,
+    };
+    let spec = WorkspaceSpec {
+        key: key.clone(),
+        limits: Limits::default(),
+        image: None,
+        env: BTreeMap::new(),
+        daemon_token: "t".into(),
+    };
+    backend.create(&spec).await.expect("create");
+    let err = backend.start(&key).await.expect_err("the daemon dies");
+    let text = format!("{err}");
+    assert!(text.contains("last-words-h1"), "{text}");
     backend.destroy(&key, true).await.expect("destroy");
 }

@@ -74,6 +74,7 @@ pub(super) async fn adopt(
             let alive = rec.process_alive() && spawn::health(&rec.socket, &rec.daemon_token).await;
             if alive {
                 tracing::info!(workshop.id = %key.workshop_id, seat = key.seat, pid = rec.pid, "seat re-adopted");
+                super::log::attach(&b.paths(&key).log);
                 // A record of an older version may hold the environment: rewrite it without.
                 rec.env.clear();
                 if let Err(e) = rec.save(&file) {

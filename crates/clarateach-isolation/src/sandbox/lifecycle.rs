@@ -124,7 +124,7 @@ impl SandboxBackend {
         &self,
         rec: &mut SeatRecord,
         p: &SeatPaths,
-    ) -> Result<tokio::process::Child, BackendError> {
+    ) -> Result<(tokio::process::Child, tokio::task::JoinHandle<()>), BackendError> {
         let key = rec.key.clone();
         let start_err = |msg: String| BackendError::Start(key.clone(), msg);
         // Leftovers of an earlier run would escape the new limits: clear them first.
@@ -166,11 +166,7 @@ impl SandboxBackend {
             egress: rec.limits.egress,
         };
         let uid = rec.host_uid.unwrap_or(LEGACY_UID);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&p.log)
-            .map_err(io("open the seat log"))?;
+        let (log, drain) = super::log::for_start(&p.log).map_err(io("open the seat log pipe"))?;
         let env = Self::sandbox_env(rec);
         let launch = Launch {
             bwrap: &self.cfg.bwrap,
@@ -190,7 +186,7 @@ impl SandboxBackend {
         rec.pid = child.id().map(|p| p as i32);
         rec.start_time = rec.pid.and_then(record::start_time);
         rec.save(&p.state).map_err(io("save the seat state"))?;
-        Ok(child)
+        Ok((child, drain))
     }
 
     fn log_tail(p: &SeatPaths) -> String {
@@ -273,7 +269,7 @@ impl Backend for SandboxBackend {
             .ok_or_else(|| BackendError::Unknown(key.clone()))?;
         let p = self.paths(key);
         let began = Instant::now();
-        let mut child = self.launch(&mut rec, &p).await?;
+        let (mut child, drain) = self.launch(&mut rec, &p).await?;
         if let Err(why) = spawn::wait_ready(
             &p.socket,
             &rec.daemon_token,
@@ -284,6 +280,8 @@ impl Backend for SandboxBackend {
         {
             let _ = self.empty_cgroup(rec.cgroup.clone()).await;
             let _ = child.wait().await;
+            // Every writer is gone: the drain ends once the log holds bwrap's last words.
+            let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
             return Err(match why {
                 NotReady::Timeout => BackendError::DaemonTimeout(key.clone()),
                 NotReady::Exited(status) => BackendError::Start(
@@ -360,7 +358,8 @@ impl Backend for SandboxBackend {
         self.lock().remove(key);
         let p = self.paths(key);
         let destroy_err = |e: std::io::Error| BackendError::Destroy(key.clone(), e.to_string());
-        for file in [&p.state, &p.log] {
+        let fifo = super::log::fifo_path(&p.log);
+        for file in [&p.state, &p.log, &fifo] {
             if let Err(e) = std::fs::remove_file(file) {
                 if e.kind() != std::io::ErrorKind::NotFound {
                     return Err(destroy_err(e));

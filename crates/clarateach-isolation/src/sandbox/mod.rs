@@ -14,6 +14,7 @@ mod adopt;
 mod args;
 mod etc;
 mod lifecycle;
+mod log;
 mod paths;
 mod record;
 mod seccomp;

@@ -13,7 +13,9 @@
 //! - `ptrace` is allowed: `gdb` and `strace` of one's own programs are workshop material, the
 //!   kernel only lets a seat trace its own uid's dumpable processes, and the workspace daemon
 //!   (the one process holding something the learner must not get, its listening socket) makes
-//!   itself non-dumpable. `process_vm_readv/writev`, `kcmp` and `pidfd_getfd` are denied: no
+//!   itself non-dumpable. bwrap's pid-1 init stays traceable (it runs as the seat's uid), but it
+//!   holds only stdio and an eventfd, and its stdout/stderr are a capped log pipe (`log`), not a
+//!   host file. `process_vm_readv/writev`, `kcmp` and `pidfd_getfd` are denied: no
 //!   debugger a workshop uses needs them.
 //! - `personality` is allowed only with the values Docker allows (Linux, 32-bit, UNAME26, query).
 //! - The x32 ABI numbers (`nr | 0x4000_0000`) of every denied call are denied too, in case a
