@@ -516,3 +516,61 @@ async fn a_failed_start_still_reports_the_seats_last_words_through_the_log_pipe(
     assert!(text.contains("last-words-h1"), "{text}");
     backend.destroy(&key, true).await.expect("destroy");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seat_uids_survive_agent_restarts_and_are_reused_only_after_the_volume_goes() {
+    if skipped("seat_uids_survive_agent_restarts_and_are_reused_only_after_the_volume_goes") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = sandbox_support::fake_daemon(dir.path());
+    let mut cfg = config(dir.path(), daemon);
+    cfg.uid_range = "230000-230002".parse().expect("range");
+    let ws = format!("ws-uids-{}", std::process::id());
+    let key = |seat| SeatKey {
+        workshop_id: ws.clone(),
+        seat,
+    };
+    let spec = |seat| WorkspaceSpec {
+        key: key(seat),
+        limits: Limits::default(),
+        image: None,
+        env: BTreeMap::new(),
+        daemon_token: format!("t{seat}"),
+    };
+    let first = SandboxBackend::new(cfg.clone()).expect("backend");
+    for seat in [1, 2] {
+        first.create(&spec(seat)).await.expect("create");
+    }
+    let (u1, u2) = (
+        first.seat_uid(&key(1)).expect("uid"),
+        first.seat_uid(&key(2)).expect("uid"),
+    );
+    // Seat 1 goes but keeps its volume; the agent "restarts".
+    first
+        .destroy(&key(1), false)
+        .await
+        .expect("destroy, keep volume");
+    drop(first);
+    let second = SandboxBackend::new(cfg.clone()).expect("restarted backend");
+    second.create(&spec(3)).await.expect("create 3");
+    let u3 = second.seat_uid(&key(3)).expect("uid");
+    assert!(
+        u3 != u1 && u3 != u2,
+        "a kept volume's uid was handed out again"
+    );
+    // The range is full now; seat 1 comes back to its own uid.
+    second.create(&spec(1)).await.expect("recreate 1");
+    assert_eq!(second.seat_uid(&key(1)), Some(u1));
+    assert!(second.create(&spec(4)).await.is_err(), "range exhausted");
+    // Deleting seat 2's volume frees its uid for seat 4.
+    second
+        .destroy(&key(2), true)
+        .await
+        .expect("destroy with volume");
+    second.create(&spec(4)).await.expect("create 4");
+    assert_eq!(second.seat_uid(&key(4)), Some(u2));
+    for seat in [1, 3, 4] {
+        second.destroy(&key(seat), true).await.expect("destroy");
+    }
+}
