@@ -18,8 +18,13 @@
 //!   host file. `process_vm_readv/writev`, `kcmp` and `pidfd_getfd` are denied: no
 //!   debugger a workshop uses needs them.
 //! - `personality` is allowed only with the values Docker allows (Linux, 32-bit, UNAME26, query).
-//! - The x32 ABI numbers (`nr | 0x4000_0000`) of every denied call are denied too, in case a
-//!   host kernel enables x32; other architectures' ABIs fail seccompiler's arch check.
+//! - On x86_64 every x32 ABI call (`nr >= 0x4000_0000`) is denied, in case a host kernel enables
+//!   x32 (seat programs are x86_64; x32 numbers would slip past a list of x86_64 numbers); other
+//!   architectures' ABIs fail seccompiler's arch check. That check and `clone3 -> ENOSYS` form a
+//!   second, eight-instruction program written out by hand (`x86_64_extra`), because
+//!   seccompiler's rules match exact numbers and listing an x32 twin of every denied call doubled
+//!   the main filter, whose size the kernel pays for at every seat start (it pre-computes a
+//!   per-syscall cache by running the filter) and in every system call.
 //!
 //! `fs.inotify.max_user_instances/watches` are per (user namespace, uid) and charged up the
 //! namespace chain to the host uid that created the seat's namespace: with a host uid per seat
@@ -135,14 +140,14 @@ const DENIED: &[i64] = &[
 
 /// Bit that marks an x32 ABI syscall number on x86_64.
 #[cfg(target_arch = "x86_64")]
-const X32_BIT: i64 = 0x4000_0000;
+const X32_BIT: u32 = 0x4000_0000;
 
 /// Both compiled filters, as the bytes of `struct sock_filter[]` bwrap reads from a descriptor.
 #[derive(Clone)]
 pub struct SeccompPrograms {
     /// Every denied call -> EPERM.
     deny: Vec<u8>,
-    /// `clone3` -> ENOSYS.
+    /// `clone3` -> ENOSYS (and, on x86_64, x32 calls -> EPERM).
     clone3: Vec<u8>,
 }
 
@@ -160,12 +165,40 @@ fn arch() -> Result<TargetArch, SeccompError> {
         .map_err(|_| SeccompError::Arch(std::env::consts::ARCH))
 }
 
-/// The number and, on x86_64, its x32 twin.
-fn with_abis(nr: i64) -> Vec<i64> {
-    #[cfg(target_arch = "x86_64")]
-    return vec![nr, nr | X32_BIT];
-    #[cfg(not(target_arch = "x86_64"))]
-    vec![nr]
+/// One `struct sock_filter`, as bwrap reads it.
+#[cfg(target_arch = "x86_64")]
+fn insn(code: u16, jt: u8, jf: u8, k: u32) -> [u8; 8] {
+    let mut out = [0u8; 8];
+    out[..2].copy_from_slice(&code.to_ne_bytes());
+    out[2] = jt;
+    out[3] = jf;
+    out[4..].copy_from_slice(&k.to_ne_bytes());
+    out
+}
+
+/// x86_64's second program: x32 calls -> EPERM, `clone3` -> ENOSYS, everything else allowed (a
+/// foreign arch is left to the main filter, which kills it).
+#[cfg(target_arch = "x86_64")]
+fn x86_64_extra() -> Vec<u8> {
+    const LD_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+    const JEQ: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+    const JGE: u16 = 0x35; // BPF_JMP | BPF_JGE | BPF_K
+    const RET: u16 = 0x06; // BPF_RET | BPF_K
+    const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+    const RET_ERRNO: u32 = 0x0005_0000;
+    const RET_ALLOW: u32 = 0x7fff_0000;
+    // seccomp_data: nr at offset 0, arch at 4. Jumps count from the next instruction.
+    [
+        insn(LD_ABS, 0, 0, 4),
+        insn(JEQ, 0, 4, AUDIT_ARCH_X86_64), // other arch -> 6 (allow here)
+        insn(LD_ABS, 0, 0, 0),
+        insn(JGE, 0, 1, X32_BIT), // x32 -> 4, else -> 5
+        insn(RET, 0, 0, RET_ERRNO | libc::EPERM as u32),
+        insn(JEQ, 1, 0, libc::SYS_clone3 as u32), // clone3 -> 7, else -> 6
+        insn(RET, 0, 0, RET_ALLOW),
+        insn(RET, 0, 0, RET_ERRNO | libc::ENOSYS as u32),
+    ]
+    .concat()
 }
 
 fn cond(arg: u8, len: SeccompCmpArgLen, op: SeccompCmpOp, value: u64) -> SeccompCondition {
@@ -175,9 +208,7 @@ fn cond(arg: u8, len: SeccompCmpArgLen, op: SeccompCmpOp, value: u64) -> Seccomp
 fn deny_rules() -> Result<BTreeMap<i64, Vec<SeccompRule>>, SeccompError> {
     let mut rules = BTreeMap::new();
     for &nr in DENIED {
-        for n in with_abis(nr) {
-            rules.insert(n, Vec::new());
-        }
+        rules.insert(nr, Vec::new());
     }
     // clone with any namespace flag: one rule per flag (rules of a call are OR'ed).
     let clone_rules = CLONE_NS_FLAGS
@@ -200,12 +231,8 @@ fn deny_rules() -> Result<BTreeMap<i64, Vec<SeccompRule>>, SeccompError> {
             .collect(),
     )
     .map_err(SeccompError::Build)?];
-    for n in with_abis(libc::SYS_clone) {
-        rules.insert(n, clone_rules.clone());
-    }
-    for n in with_abis(libc::SYS_personality) {
-        rules.insert(n, personality.clone());
-    }
+    rules.insert(libc::SYS_clone, clone_rules);
+    rules.insert(libc::SYS_personality, personality);
     Ok(rules)
 }
 
@@ -236,13 +263,17 @@ impl SeccompPrograms {
     /// Compiles both filters for this host's architecture.
     pub fn build() -> Result<Self, SeccompError> {
         let arch = arch()?;
-        let clone3: BTreeMap<i64, Vec<SeccompRule>> = with_abis(libc::SYS_clone3)
-            .into_iter()
-            .map(|n| (n, Vec::new()))
-            .collect();
+        #[cfg(target_arch = "x86_64")]
+        let clone3 = x86_64_extra();
+        #[cfg(not(target_arch = "x86_64"))]
+        let clone3 = compile(
+            [(libc::SYS_clone3, Vec::new())].into_iter().collect(),
+            libc::ENOSYS,
+            arch,
+        )?;
         Ok(Self {
             deny: compile(deny_rules()?, libc::EPERM, arch)?,
-            clone3: compile(clone3, libc::ENOSYS, arch)?,
+            clone3,
         })
     }
 
