@@ -14,6 +14,7 @@
 //! ```
 
 use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -144,28 +145,33 @@ pub fn bind_socket(path: &Path) -> std::io::Result<std::os::unix::net::UnixListe
     std::os::unix::net::UnixListener::bind(path)
 }
 
-/// Changes the owner of everything in `dir` that `from` owns to `to`, walking by descriptor and
-/// never following a symlink (links themselves are re-owned with `AT_SYMLINK_NOFOLLOW`). Used to
-/// move a seat made with the old shared uid to its own uid while it does not run. Files owned
-/// by anyone else (root included) are left alone, so a planted hard link gains nothing.
+/// Changes the owner of everything in `dir` that `from` owns to `to`, never following a
+/// symlink (links themselves are re-owned with `AT_SYMLINK_NOFOLLOW`). Used to move a seat made
+/// with the old shared uid to its own uid while it does not run. Files owned by anyone else (root
+/// included) are left alone, so a planted hard link gains nothing. Subdirectories are queued as
+/// paths relative to `dir` and opened with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`, so at
+/// most two descriptors are open however wide the tree (a learner's 100 000 directories cannot
+/// exhaust the agent's descriptors), and no swapped-in symlink is ever followed.
 pub fn chown_tree(dir: &Path, from: u32, to: u32) -> std::io::Result<u64> {
-    use nix::fcntl::AtFlags;
-    use nix::fcntl::{open, openat, OFlag};
+    use nix::fcntl::{open, openat2, AtFlags, OFlag, OpenHow, ResolveFlag};
     use nix::sys::stat::{fstatat, Mode};
     use nix::unistd::fchownat;
     let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     let (uid, gid) = (Some(Uid::from_raw(to)), Some(Gid::from_raw(to)));
-    // Each fd becomes a `Dir` at once, so an error anywhere closes every one of them.
     let root = nix::dir::Dir::from_fd(open(dir, flags, Mode::empty())?)?;
+    let rfd = root.as_raw_fd();
     let mut changed = 0u64;
-    if nix::sys::stat::fstat(root.as_raw_fd())?.st_uid == from {
-        nix::unistd::fchown(root.as_raw_fd(), uid, gid)?;
+    if nix::sys::stat::fstat(rfd)?.st_uid == from {
+        nix::unistd::fchown(rfd, uid, gid)?;
         changed += 1;
     }
-    let mut stack = vec![root];
-    while let Some(mut d) = stack.pop() {
+    let how = OpenHow::new()
+        .flags(flags)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
+    let mut queue: Vec<PathBuf> = vec![PathBuf::from(".")];
+    while let Some(rel) = queue.pop() {
+        let mut d = nix::dir::Dir::from_fd(openat2(rfd, &rel, how)?)?;
         let dfd = d.as_raw_fd();
-        let mut subdirs = Vec::new();
         for entry in d.iter() {
             let entry = entry?;
             let name = entry.file_name();
@@ -178,11 +184,10 @@ pub fn chown_tree(dir: &Path, from: u32, to: u32) -> std::io::Result<u64> {
                 changed += 1;
             }
             if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
-                let fd = openat(Some(dfd), name, flags, Mode::empty())?;
-                subdirs.push(nix::dir::Dir::from_fd(fd)?);
+                let name = std::ffi::OsStr::from_bytes(name.to_bytes());
+                queue.push(rel.join(name));
             }
         }
-        stack.extend(subdirs);
     }
     Ok(changed)
 }
