@@ -5,13 +5,11 @@
 
 mod sandbox_support;
 
-use std::path::PathBuf;
-
 use clarateach_core::agent_proto::SeatKey;
 use clarateach_core::Limits;
 use clarateach_isolation::sandbox::SandboxBackend;
 use clarateach_isolation::{Backend, DaemonAddr, WorkspaceSpec, WorkspaceStatus};
-use sandbox_support::{alive, config, ok, skipped, Harness};
+use sandbox_support::{alive, config, ok, real_daemon, skipped, Harness};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seats_survive_an_agent_restart_and_are_readopted() {
@@ -104,22 +102,6 @@ async fn seats_survive_an_agent_restart_and_are_readopted() {
         third.destroy(k, true).await.expect("destroy");
         assert!(third.pids(k).is_empty());
     }
-}
-
-/// The `clarateach` binary: `CLARATEACH_BIN`, else the workspace's debug build.
-pub fn real_daemon() -> Option<PathBuf> {
-    let path = std::env::var_os("CLARATEACH_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/debug/clarateach")
-        });
-    let ok = std::process::Command::new(&path)
-        .args(["workspace-server", "--help"])
-        .output()
-        .is_ok_and(|o| {
-            o.status.success() && String::from_utf8_lossy(&o.stdout).contains("--listen")
-        });
-    ok.then_some(path)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,7 @@
 
 mod sandbox_support;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clarateach_core::agent_proto::SeatKey;
@@ -143,4 +143,163 @@ async fn futures_join<F: std::future::Future>(futs: impl Iterator<Item = F>) -> 
     .await;
     outs.extend(results.into_iter().flatten());
     outs
+}
+
+/// What the hardening costs bwrap itself, measured without the daemon and the agent so the
+/// machine's load hits both variants alike: the same sandbox (`/usr/bin/true` as its program)
+/// with the old flags (host /etc, unbounded /tmp, no seccomp, nested user namespaces allowed)
+/// and with the new ones (generated /etc, --size tmpfs, two seccomp programs, --disable-userns),
+/// interleaved run by run.
+#[test]
+#[ignore = "benchmark: prints figures"]
+fn bench_hardening_cost_in_bwrap() {
+    use clarateach_isolation::sandbox::{
+        bwrap_args, root_entries, tmpfs_sizes, ArgsInput, Etc, SeccompPrograms, SECCOMP_FDS,
+    };
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    if skipped("bench_hardening_cost_in_bwrap") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let uid = 239_999u32;
+    for d in ["vol", "home", "etc"] {
+        std::fs::create_dir_all(dir.path().join(d)).expect("mkdir");
+        std::os::unix::fs::chown(dir.path().join(d), Some(uid), Some(uid)).expect("chown");
+    }
+    // The mount point the generated /etc has for the CA certificates.
+    std::fs::create_dir_all(dir.path().join("etc/ssl/certs")).expect("mkdir");
+    let root = root_entries(Path::new("/")).expect("root");
+    let binds = vec![PathBuf::from("/etc/ssl/certs")];
+    let (tmp, shm) = tmpfs_sizes(2048);
+    let (vol, home, etc) = (
+        dir.path().join("vol"),
+        dir.path().join("home"),
+        dir.path().join("etc"),
+    );
+    let new_args = |hardened: bool| {
+        let input = ArgsInput {
+            hostname: "seat-01",
+            root: &root,
+            etc: Etc::Generated {
+                dir: &etc,
+                host_binds: &binds,
+            },
+            resolv_conf: None,
+            daemon_binary: Path::new("/usr/bin/true"),
+            volume: &vol,
+            home: &home,
+            tmp_bytes: tmp,
+            shm_bytes: shm,
+            egress: false,
+        };
+        let mut args: Vec<String> = bwrap_args(&input)
+            .into_iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let end = args.iter().position(|a| a == "--").expect("--");
+        args.truncate(end);
+        if !hardened {
+            // The old command line: drop the new flags, bind the host's /etc.
+            let mut old = Vec::new();
+            let mut i = 0;
+            while i < args.len() {
+                match args[i].as_str() {
+                    "--disable-userns" => i += 1,
+                    "--add-seccomp-fd" | "--size" => i += 2,
+                    "--ro-bind" if args[i + 2] == "/etc" => {
+                        old.extend(["--ro-bind".into(), "/etc".into(), "/etc".into()]);
+                        i += 3
+                    }
+                    "--ro-bind" if args[i + 2].starts_with("/etc/") => i += 3,
+                    _ => {
+                        old.push(args[i].clone());
+                        i += 1
+                    }
+                }
+            }
+            args = old;
+        }
+        args.extend(["--".into(), "/usr/bin/true".into()]);
+        args
+    };
+    let seccomp = SeccompPrograms::build().expect("seccomp");
+    let (old, new) = (new_args(false), new_args(true));
+    // CPU time (user + system) of all reaped children so far, in ms: unlike wall time, the
+    // other jobs on the machine barely move it.
+    fn children_cpu_ms() -> f64 {
+        #[allow(unsafe_code)]
+        // SAFETY: getrusage writes one plain struct we own.
+        let ru = unsafe {
+            let mut ru: libc::rusage = std::mem::zeroed();
+            libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru);
+            ru
+        };
+        let ms = |t: libc::timeval| t.tv_sec as f64 * 1e3 + t.tv_usec as f64 / 1e3;
+        ms(ru.ru_utime) + ms(ru.ru_stime)
+    }
+    let run = |args: &[String], hardened: bool| -> (f64, f64) {
+        let cpu = children_cpu_ms();
+        let t = Instant::now();
+        let pipes = hardened.then(|| seccomp.pipes().expect("pipes"));
+        let fds: Vec<i32> = pipes
+            .iter()
+            .flat_map(|p| p.iter().map(|f| f.as_raw_fd()))
+            .collect();
+        let mut cmd = std::process::Command::new("/usr/bin/bwrap");
+        cmd.args(args).uid(uid).gid(uid);
+        #[allow(unsafe_code)]
+        // SAFETY: only fcntl and dup2 (async-signal-safe) on fds open in the parent until spawn
+        // returns; copied above 10 first so that no dup2 overwrites a source (as `spawn` does).
+        unsafe {
+            cmd.pre_exec(move || {
+                let mut high = [0i32; 2];
+                for (slot, &fd) in high.iter_mut().zip(fds.iter()) {
+                    *slot = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 10);
+                    if *slot < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                for (i, &h) in high.iter().take(fds.len()).enumerate() {
+                    if libc::dup2(h, SECCOMP_FDS[i]) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        let out = cmd.output().expect("bwrap");
+        assert!(
+            out.status.success(),
+            "bwrap failed: {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (t.elapsed().as_secs_f64() * 1e3, children_cpu_ms() - cpu)
+    };
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    let (mut cpu_a, mut cpu_b) = (0.0, 0.0);
+    for _ in 0..100 {
+        let (wall, cpu) = run(&old, false);
+        a.push(wall);
+        cpu_a += cpu;
+        let (wall, cpu) = run(&new, true);
+        b.push(wall);
+        cpu_b += cpu;
+    }
+    a.sort_by(|x, y| x.total_cmp(y));
+    b.sort_by(|x, y| x.total_cmp(y));
+    println!(
+        "bwrap to exit, old flags: p50 {:.2} ms, p99 {:.2} ms; hardened: p50 {:.2} ms, p99 {:.2} ms; p50 delta {:+.2} ms (100 runs each, interleaved)",
+        percentile(&a, 0.5),
+        percentile(&a, 0.99),
+        percentile(&b, 0.5),
+        percentile(&b, 0.99),
+        percentile(&b, 0.5) - percentile(&a, 0.5)
+    );
+    println!(
+        "bwrap CPU time (user + system, all its processes) per sandbox: old {:.2} ms, hardened {:.2} ms, delta {:+.2} ms",
+        cpu_a / 100.0,
+        cpu_b / 100.0,
+        (cpu_b - cpu_a) / 100.0
+    );
 }

@@ -1,4 +1,5 @@
-//! The HTTP surface: routes, bearer-token auth, listeners (TCP and Unix socket) and shutdown.
+//! The HTTP surface: routes, bearer-token auth, listeners (TCP, Unix socket, or a listening
+//! socket inherited from the sandbox's creator) and shutdown.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -18,23 +19,32 @@ use tokio_util::sync::CancellationToken;
 use crate::error::ApiError;
 use crate::{files, run, terminal, watch, AppState, Config};
 
-/// Where the daemon listens: `127.0.0.1:7681` or `unix:/run/clarateach.sock`.
+/// Where the daemon listens: `127.0.0.1:7681`, `unix:/run/clarateach.sock`, or `fd:3`, a listening
+/// Unix socket the sandbox's creator bound in a directory the learner cannot reach and handed
+/// down as an open file descriptor (so the learner can never put another program on it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Listen {
     Tcp(SocketAddr),
     Unix(PathBuf),
+    Fd(i32),
 }
 
 impl FromStr for Listen {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(n) = s.strip_prefix("fd:") {
+            return match n.parse::<i32>() {
+                Ok(fd) if fd > 2 => Ok(Listen::Fd(fd)),
+                _ => Err(format!("{s:?}: fd: needs a descriptor number above 2")),
+            };
+        }
         match s.strip_prefix("unix:") {
             Some(p) if !p.is_empty() => Ok(Listen::Unix(PathBuf::from(p))),
             Some(_) => Err("unix: needs a socket path".into()),
             None => s
                 .parse()
                 .map(Listen::Tcp)
-                .map_err(|e| format!("{s:?} is not ADDR:PORT or unix:/path ({e})")),
+                .map_err(|e| format!("{s:?} is not ADDR:PORT, unix:/path or fd:N ({e})")),
         }
     }
 }
@@ -46,6 +56,8 @@ pub enum Error {
     Root(PathBuf, #[source] std::io::Error),
     #[error("cannot listen on {0:?}")]
     Bind(Listen, #[source] std::io::Error),
+    #[error("the same fd: listener is given twice")]
+    DuplicateFd,
     #[error("no --listen address given")]
     NoListener,
     #[error("the token must not be empty")]
@@ -124,7 +136,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 enum Bound {
     Tcp(tokio::net::TcpListener),
-    Unix(tokio::net::UnixListener, PathBuf),
+    /// The path to remove on shutdown (none for an inherited socket: its creator owns it).
+    Unix(tokio::net::UnixListener, Option<PathBuf>),
 }
 
 /// A daemon with its sockets bound, ready to [`Server::run`].
@@ -141,6 +154,18 @@ impl Server {
         if cfg.token.is_empty() {
             return Err(Error::EmptyToken);
         }
+        let mut fds: Vec<i32> = cfg
+            .listen
+            .iter()
+            .filter_map(|l| match l {
+                Listen::Fd(fd) => Some(*fd),
+                _ => None,
+            })
+            .collect();
+        fds.sort_unstable();
+        if fds.windows(2).any(|w| w[0] == w[1]) {
+            return Err(Error::DuplicateFd);
+        }
         let state = AppState::new(cfg, CancellationToken::new())?;
         let mut listeners = Vec::new();
         for l in &cfg.listen {
@@ -155,9 +180,10 @@ impl Server {
                     remove_stale_socket(path);
                     Bound::Unix(
                         tokio::net::UnixListener::bind(path).map_err(bind_err)?,
-                        path.clone(),
+                        Some(path.clone()),
                     )
                 }
+                Listen::Fd(fd) => Bound::Unix(inherited_listener(*fd).map_err(bind_err)?, None),
             });
         }
         Ok(Self { state, listeners })
@@ -197,8 +223,8 @@ impl Server {
                     );
                 }
                 Bound::Unix(u, path) => {
-                    tracing::info!(path = %path.display(), "listening");
-                    sockets.push(path);
+                    tracing::info!(path = ?path, "listening");
+                    sockets.extend(path);
                     tasks.spawn(
                         async move { axum::serve(u, app).with_graceful_shutdown(stop).await },
                     );
@@ -238,5 +264,93 @@ fn remove_stale_socket(path: &std::path::Path) {
     use std::os::unix::fs::FileTypeExt;
     if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
         let _ = std::fs::remove_file(path);
+    }
+}
+
+/// Takes over the listening Unix socket inherited as `fd`. Marks it close-on-exec at once, so no
+/// shell or command the daemon starts ever holds it, and makes this process non-dumpable, so other
+/// processes of the same uid (the learner's) can neither ptrace the daemon nor open its
+/// `/proc/PID/fd/N` to steal the socket. Anything but a listening Unix stream socket is refused.
+#[allow(unsafe_code)]
+fn inherited_listener(fd: i32) -> std::io::Result<tokio::net::UnixListener> {
+    use rustix::io::FdFlags;
+    use rustix::net::sockopt;
+    use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
+    let not_ours =
+        |why: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, why.to_string());
+    if fd <= 2 {
+        return Err(not_ours("descriptors 0-2 are stdio"));
+    }
+    // SAFETY: only borrowed for the checks below; fcntl on a closed fd fails with EBADF before
+    // anything else touches it.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    rustix::io::fcntl_setfd(borrowed, FdFlags::CLOEXEC)?;
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)?;
+    let is_unix = rustix::net::getsockname(borrowed)
+        .map(|a| matches!(a, rustix::net::SocketAddrAny::Unix(_)))
+        .unwrap_or(false);
+    if !is_unix
+        || sockopt::get_socket_type(borrowed)? != rustix::net::SocketType::STREAM
+        || !sockopt::get_socket_acceptconn(borrowed)?
+    {
+        return Err(not_ours("not a listening Unix stream socket"));
+    }
+    // SAFETY: the fd is open (fcntl succeeded), is a socket handed to this process at exec, and
+    // nothing else in the process refers to it: `--listen fd:N` names each descriptor once (a
+    // duplicate would be a double close, so `Server::bind` rejects it).
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let std_listener = std::os::unix::net::UnixListener::from(owned);
+    std_listener.set_nonblocking(true)?;
+    tokio::net::UnixListener::from_std(std_listener)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::{AsRawFd, IntoRawFd};
+
+    #[test]
+    fn listen_addresses_parse() {
+        assert_eq!("fd:3".parse::<Listen>(), Ok(Listen::Fd(3)));
+        assert!("fd:2".parse::<Listen>().is_err(), "stdio is no listener");
+        assert!("fd:x".parse::<Listen>().is_err());
+        assert_eq!(
+            "unix:/s".parse::<Listen>(),
+            Ok(Listen::Unix(PathBuf::from("/s")))
+        );
+    }
+
+    #[tokio::test]
+    async fn an_inherited_socket_is_taken_over_close_on_exec_and_anything_else_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("d.sock");
+        let std_listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+        // As after exec: the descriptor without close-on-exec.
+        let fd = std_listener.into_raw_fd();
+        rustix::io::fcntl_setfd(
+            // SAFETY: test-only borrow of the fd just created above.
+            #[allow(unsafe_code)]
+            unsafe {
+                std::os::fd::BorrowedFd::borrow_raw(fd)
+            },
+            rustix::io::FdFlags::empty(),
+        )
+        .expect("clear cloexec");
+        let listener = inherited_listener(fd).expect("take over");
+        let flags = rustix::io::fcntl_getfd(&listener).expect("getfd");
+        assert!(flags.contains(rustix::io::FdFlags::CLOEXEC));
+        assert_eq!(
+            rustix::process::dumpable_behavior().expect("dumpable"),
+            rustix::process::DumpableBehavior::NotDumpable
+        );
+        let client = tokio::net::UnixStream::connect(&path);
+        let (accepted, connected) = tokio::join!(listener.accept(), client);
+        accepted.expect("accept");
+        connected.expect("connect");
+        // A plain file and a connected (not listening) socket are refused.
+        let file = std::fs::File::create(dir.path().join("f")).expect("file");
+        assert!(inherited_listener(file.as_raw_fd()).is_err());
+        let (a, _b) = std::os::unix::net::UnixStream::pair().expect("pair");
+        assert!(inherited_listener(a.as_raw_fd()).is_err());
     }
 }

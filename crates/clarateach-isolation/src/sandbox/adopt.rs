@@ -11,12 +11,37 @@ use super::record::SeatRecord;
 use super::{spawn, SandboxBackend, Seat};
 use crate::{Backend, BackendError, WorkspaceStatus};
 
-fn subdirs(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+pub(super) fn subdirs(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
     let mut out: Vec<_> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
     out.sort();
+    out
+}
+
+/// Every seat volume directory on disk, with its seat.
+pub(super) fn volumes(data_dir: &std::path::Path) -> Vec<(SeatKey, std::path::PathBuf)> {
+    let mut out = Vec::new();
+    for ws in subdirs(&data_dir.join("volumes")) {
+        let Some(workshop_id) = ws.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
+            continue;
+        };
+        for seat_dir in subdirs(&ws) {
+            let Some(seat) = seat_dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(parse_seat)
+            else {
+                continue;
+            };
+            let key = SeatKey {
+                workshop_id: workshop_id.clone(),
+                seat,
+            };
+            out.push((key, seat_dir));
+        }
+    }
     out
 }
 
@@ -49,6 +74,12 @@ pub(super) async fn adopt(
             let alive = rec.process_alive() && spawn::health(&rec.socket, &rec.daemon_token).await;
             if alive {
                 tracing::info!(workshop.id = %key.workshop_id, seat = key.seat, pid = rec.pid, "seat re-adopted");
+                super::log::attach(&b.paths(&key).log);
+                // A record of an older version may hold the environment: rewrite it without.
+                rec.env.clear();
+                if let Err(e) = rec.save(&file) {
+                    tracing::warn!(file = %file.display(), error = %e, "saving seat state failed");
+                }
                 b.lock().insert(
                     key.clone(),
                     Seat {
@@ -65,6 +96,7 @@ pub(super) async fn adopt(
                 tracing::warn!(workshop.id = %key.workshop_id, seat = key.seat, error = %e, "leftover processes");
             }
             let _ = std::fs::remove_file(&rec.socket);
+            rec.env.clear();
             rec.pid = None;
             rec.start_time = None;
             if let Err(e) = rec.save(&file) {
@@ -82,25 +114,9 @@ pub(super) async fn adopt(
         }
     }
     let known: BTreeSet<SeatKey> = out.iter().map(|(k, _)| k.clone()).collect();
-    for ws in subdirs(&b.cfg.data_dir.join("volumes")) {
-        let Some(workshop_id) = ws.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
-            continue;
-        };
-        for seat_dir in subdirs(&ws) {
-            let Some(seat) = seat_dir
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(parse_seat)
-            else {
-                continue;
-            };
-            let key = SeatKey {
-                workshop_id: workshop_id.clone(),
-                seat,
-            };
-            if !known.contains(&key) {
-                out.push((key, WorkspaceStatus::Missing));
-            }
+    for (key, _) in volumes(&b.cfg.data_dir) {
+        if !known.contains(&key) {
+            out.push((key, WorkspaceStatus::Missing));
         }
     }
     Ok(out)

@@ -1,6 +1,8 @@
 //! The bubblewrap command line of a seat, built as a pure function of its inputs so every flag is
 //! unit-tested. Secrets never appear here: the environment reaches the sandbox through the
-//! environment of the bwrap process itself, which only root and the learner uid can read.
+//! environment of the bwrap process itself, which only root and the seat's uid can read.
+//! Nothing of the host's `/etc` and no directory of the agent (the daemon's socket included) is
+//! visible inside: the daemon's socket arrives as an inherited descriptor.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -10,12 +12,9 @@ use super::paths::LEARNER_ID;
 /// Where the daemon binary appears inside the sandbox (on bwrap's tmpfs root, so it works with
 /// the host's directories and with an image rootfs alike).
 pub const DAEMON_PATH: &str = "/run/clarateach-bin/clarateach";
-/// Where the seat's run dir (holding the daemon socket) appears inside.
-pub const RUN_DIR: &str = "/run/clarateach";
 /// Host directories that make up the read-only root when no image rootfs is given.
-pub const HOST_DIRS: &[&str] = &[
-    "usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc",
-];
+/// The host's `/etc` is not among them (see `etc`).
+pub const HOST_DIRS: &[&str] = &["usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"];
 /// Top-level entries of an image rootfs that the sandbox provides itself.
 const OWN_DIRS: &[&str] = &[
     "dev",
@@ -68,27 +67,69 @@ pub fn root_entries(root: &Path) -> std::io::Result<Vec<RootEntry>> {
     Ok(out)
 }
 
+/// Descriptor numbers bwrap is started with (`spawn` moves the real ones there).
+pub const LISTEN_FD: i32 = 3;
+/// The two seccomp programs (`seccomp::SeccompPrograms::pipes`), read and closed by bwrap.
+pub const SECCOMP_FDS: [i32; 2] = [4, 5];
+
+/// Where the seat's `/etc` comes from.
+#[derive(Debug, Clone)]
+pub enum Etc<'a> {
+    /// Host system dirs: the generated dir is `/etc`, with `host_binds` (full host paths under
+    /// `/etc`) bound read-only over it.
+    Generated {
+        dir: &'a Path,
+        host_binds: &'a [PathBuf],
+    },
+    /// Image rootfs: its own `/etc` (part of `root`), with passwd and group from `dir` over it.
+    Image { dir: &'a Path },
+}
+
 /// Everything that varies between seats.
 #[derive(Debug, Clone)]
 pub struct ArgsInput<'a> {
     pub hostname: &'a str,
     pub root: &'a [RootEntry],
-    pub etc_dir: &'a Path,
+    pub etc: Etc<'a>,
+    /// Bound over `/etc/resolv.conf` when set (a networked seat's resolver).
+    pub resolv_conf: Option<&'a Path>,
     pub daemon_binary: &'a Path,
+    /// Host path bound at `/workspace` (a plain directory or the mount point of a quota-backed
+    /// volume: the sandbox only sees a path).
     pub volume: &'a Path,
     pub home: &'a Path,
-    pub run: &'a Path,
+    /// Sizes of the `/tmp` and `/dev/shm` tmpfs in bytes.
+    pub tmp_bytes: u64,
+    pub shm_bytes: u64,
     pub egress: bool,
 }
 
-/// Builds bwrap's arguments. bwrap runs as the unprivileged host uid of the learner, so it makes
-/// a user namespace where that uid appears as `LEARNER_ID`; with `--cap-drop ALL` nothing inside
-/// holds a capability even in its own namespace.
+/// Sizes of `/tmp` and `/dev/shm` for a seat's disk limit: a quarter and an eighth of it (at
+/// least 16 MiB). tmpfs pages are memory, charged to the seat's memory cgroup as well, so the
+/// memory limit bounds them too.
+pub fn tmpfs_sizes(disk_mb: u32) -> (u64, u64) {
+    let mib = |m: u32| u64::from(m.max(16)) << 20;
+    (mib(disk_mb / 4), mib(disk_mb / 8))
+}
+
+/// Builds bwrap's arguments. bwrap runs as the seat's unprivileged host uid, so it makes a user
+/// namespace where that uid appears as `LEARNER_ID`; with `--cap-drop ALL` nothing inside holds a
+/// capability even in its own namespace, `--disable-userns` forbids nested user namespaces, and
+/// the seccomp programs deny mounts, namespaces and the kernel interfaces a seat does not need.
+/// The daemon gets its listening socket as descriptor `LISTEN_FD`: bwrap's pid-1 init closes
+/// every descriptor but stdio, the daemon (pid 2) keeps it.
 pub fn build(input: &ArgsInput<'_>) -> Vec<OsString> {
-    let mut a: Vec<OsString> = Vec::with_capacity(64);
+    let mut a: Vec<OsString> = Vec::with_capacity(80);
     let mut push = |items: &[&dyn AsRefOs]| a.extend(items.iter().map(|i| i.os()));
     let id = LEARNER_ID.to_string();
-    push(&[&"--unshare-user", &"--uid", &id, &"--gid", &id]);
+    push(&[
+        &"--unshare-user",
+        &"--disable-userns",
+        &"--uid",
+        &id,
+        &"--gid",
+        &id,
+    ]);
     push(&[
         &"--unshare-pid",
         &"--unshare-ipc",
@@ -105,6 +146,9 @@ pub fn build(input: &ArgsInput<'_>) -> Vec<OsString> {
         &"--cap-drop",
         &"ALL",
     ]);
+    for fd in SECCOMP_FDS {
+        push(&[&"--add-seccomp-fd", &fd.to_string()]);
+    }
     for entry in input.root {
         match entry {
             RootEntry::Dir { source, name } => push(&[&"--ro-bind", source, &format!("/{name}")]),
@@ -113,17 +157,33 @@ pub fn build(input: &ArgsInput<'_>) -> Vec<OsString> {
             }
         }
     }
-    push(&[&"--ro-bind", &input.etc_dir.join("passwd"), &"/etc/passwd"]);
-    push(&[&"--ro-bind", &input.etc_dir.join("group"), &"/etc/group"]);
+    match &input.etc {
+        Etc::Generated { dir, host_binds } => {
+            push(&[&"--ro-bind", dir, &"/etc"]);
+            for host in host_binds.iter() {
+                push(&[&"--ro-bind", host, host]);
+            }
+        }
+        Etc::Image { dir } => {
+            push(&[&"--ro-bind", &dir.join("passwd"), &"/etc/passwd"]);
+            push(&[&"--ro-bind", &dir.join("group"), &"/etc/group"]);
+        }
+    }
+    if let Some(resolv) = input.resolv_conf {
+        push(&[&"--ro-bind", &resolv, &"/etc/resolv.conf"]);
+    }
     push(&[&"--ro-bind", &input.daemon_binary, &DAEMON_PATH]);
     push(&[&"--bind", &input.volume, &"/workspace"]);
     push(&[&"--bind", &input.home, &"/home/learner"]);
-    push(&[&"--bind", &input.run, &RUN_DIR]);
     push(&[
+        &"--size",
+        &input.tmp_bytes.to_string(),
         &"--tmpfs",
         &"/tmp",
         &"--dev",
         &"/dev",
+        &"--size",
+        &input.shm_bytes.to_string(),
         &"--tmpfs",
         &"/dev/shm",
         &"--proc",
@@ -139,7 +199,7 @@ pub fn build(input: &ArgsInput<'_>) -> Vec<OsString> {
         &"--chdir",
         &"/workspace",
     ]);
-    let listen = format!("unix:{RUN_DIR}/daemon.sock");
+    let listen = format!("fd:{LISTEN_FD}");
     push(&[
         &"--",
         &DAEMON_PATH,
@@ -188,15 +248,22 @@ mod tests {
             .join(" ")
     }
 
+    const HOST_BINDS: &[PathBuf] = &[];
+
     fn input<'a>(root: &'a [RootEntry], egress: bool) -> ArgsInput<'a> {
         ArgsInput {
             hostname: "seat-07",
             root,
-            etc_dir: Path::new("/d/sandbox-etc"),
+            etc: Etc::Generated {
+                dir: Path::new("/d/sandbox-etc"),
+                host_binds: HOST_BINDS,
+            },
+            resolv_conf: None,
             daemon_binary: Path::new("/opt/ct/clarateach"),
             volume: Path::new("/d/volumes/ws-a/seat-07"),
             home: Path::new("/d/homes/ws-a/seat-07"),
-            run: Path::new("/d/run/ws-a/seat-07"),
+            tmp_bytes: 512 << 20,
+            shm_bytes: 256 << 20,
             egress,
         }
     }
@@ -215,7 +282,7 @@ mod tests {
         ];
         let s = joined(&build(&input(&root, false)));
         for flag in [
-            "--unshare-user --uid 1000 --gid 1000",
+            "--unshare-user --disable-userns --uid 1000 --gid 1000",
             "--unshare-pid",
             "--unshare-ipc",
             "--unshare-uts",
@@ -223,22 +290,61 @@ mod tests {
             assert!(s.contains(flag), "{flag} missing in {s}");
         }
         assert!(s.contains(
-            "--unshare-cgroup-try --unshare-net --hostname seat-07 --new-session --cap-drop ALL"
+            "--unshare-cgroup-try --unshare-net --hostname seat-07 --new-session --cap-drop ALL \
+             --add-seccomp-fd 4 --add-seccomp-fd 5"
         ));
         assert!(s.contains("--ro-bind /usr /usr --symlink usr/bin /bin"));
-        assert!(s.contains("--ro-bind /d/sandbox-etc/passwd /etc/passwd"));
+        assert!(s.contains("--ro-bind /d/sandbox-etc /etc"));
+        assert!(!s.contains("--ro-bind /etc"), "never the host's /etc: {s}");
         assert!(s.contains("--bind /d/volumes/ws-a/seat-07 /workspace"));
         assert!(s.contains("--bind /d/homes/ws-a/seat-07 /home/learner"));
-        assert!(s.contains("--bind /d/run/ws-a/seat-07 /run/clarateach"));
-        assert!(s.contains("--tmpfs /tmp --dev /dev --tmpfs /dev/shm --proc /proc"));
+        assert!(!s.contains("/d/run"), "no agent directory inside: {s}");
+        assert!(s.contains(
+            "--size 536870912 --tmpfs /tmp --dev /dev --size 268435456 --tmpfs /dev/shm --proc /proc"
+        ));
         assert!(s.contains("--remount-ro /dev --remount-ro / --chdir /workspace"));
         assert!(
             !s.contains("--die-with-parent"),
             "seats must outlive the agent"
         );
         assert!(s.ends_with(
-            "-- /run/clarateach-bin/clarateach workspace-server --listen unix:/run/clarateach/daemon.sock --root /workspace"
+            "-- /run/clarateach-bin/clarateach workspace-server --listen fd:3 --root /workspace"
         ));
+    }
+
+    #[test]
+    fn generated_etc_gets_the_host_binds_and_a_resolver_hook() {
+        let binds = [PathBuf::from("/etc/ssl/certs")];
+        let mut i = input(&[], true);
+        i.etc = Etc::Generated {
+            dir: Path::new("/d/sandbox-etc"),
+            host_binds: &binds,
+        };
+        i.resolv_conf = Some(Path::new("/d/net/resolv.conf"));
+        let s = joined(&build(&i));
+        assert!(s.contains(
+            "--ro-bind /d/sandbox-etc /etc --ro-bind /etc/ssl/certs /etc/ssl/certs \
+             --ro-bind /d/net/resolv.conf /etc/resolv.conf"
+        ));
+    }
+
+    #[test]
+    fn image_etc_only_gets_users() {
+        let mut i = input(&[], false);
+        i.etc = Etc::Image {
+            dir: Path::new("/d/sandbox-etc"),
+        };
+        let s = joined(&build(&i));
+        assert!(s.contains(
+            "--ro-bind /d/sandbox-etc/passwd /etc/passwd --ro-bind /d/sandbox-etc/group /etc/group"
+        ));
+        assert!(!s.contains("/d/sandbox-etc /etc "));
+    }
+
+    #[test]
+    fn tmpfs_sizes_follow_the_disk_limit() {
+        assert_eq!(tmpfs_sizes(2048), (512 << 20, 256 << 20));
+        assert_eq!(tmpfs_sizes(64), (16 << 20, 16 << 20));
     }
 
     #[test]
@@ -271,8 +377,9 @@ mod tests {
         assert!(entries
             .iter()
             .any(|e| matches!(e, RootEntry::Dir { name, .. } if name == "usr")));
-        assert!(entries.iter().all(
-            |e| !matches!(e, RootEntry::Dir { name, .. } if name == "root" || name == "home")
-        ));
+        assert!(entries
+            .iter()
+            .all(|e| !matches!(e, RootEntry::Dir { name, .. }
+            if ["root", "home", "etc", "var", "opt"].contains(&name.as_str()))));
     }
 }

@@ -21,6 +21,9 @@ use crate::{
 /// How long a stop may take to empty a seat's cgroup.
 const KILL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The uid every seat shared before per-seat uids; records without `host_uid` ran as it.
+pub(super) const LEGACY_UID: u32 = 61000;
+
 fn io(action: &'static str) -> impl Fn(std::io::Error) -> BackendError {
     move |source| BackendError::Io { action, source }
 }
@@ -71,52 +74,99 @@ impl SandboxBackend {
         })
     }
 
-    fn root_entries_for(&self, rec: &SeatRecord) -> Vec<args::RootEntry> {
+    /// The root of a seat and whether it is an image's (which brings its own `/etc`).
+    fn root_entries_for(&self, rec: &SeatRecord) -> (Vec<args::RootEntry>, bool) {
         // An image named in the spec wins when its rootfs directory exists in the data dir.
         let image_root = rec
             .image
             .as_ref()
             .map(|i| self.cfg.data_dir.join("images").join(i).join("rootfs"));
-        match image_root.filter(|p| p.is_dir()) {
-            Some(dir) => args::root_entries(&dir).unwrap_or_else(|_| self.root.clone()),
-            None => self.root.clone(),
+        let image = image_root
+            .filter(|p| p.is_dir())
+            .and_then(|dir| args::root_entries(&dir).ok());
+        match image {
+            Some(entries) => (entries, true),
+            None => (self.root.clone(), self.cfg.rootfs.is_some()),
         }
+    }
+
+    /// The uid `key` runs as from now on, its volume and home owned by it. A seat of the old
+    /// shared-uid layout (or whose uid another seat holds) gets a fresh uid and its files are
+    /// re-owned; `running` seats keep what they run as until their next create.
+    fn seat_uid_for_create(
+        &self,
+        key: &SeatKey,
+        p: &SeatPaths,
+        running_uid: Option<u32>,
+    ) -> Result<u32, BackendError> {
+        if let Some(uid) = running_uid {
+            return Ok(uid);
+        }
+        let uid = self
+            .uids()
+            .get_or_allocate(key)
+            .map_err(|e| BackendError::Start(key.clone(), e.to_string()))?;
+        let vol_err = |e| BackendError::CreateVolume(key.clone(), e);
+        for dir in [&p.volume, &p.home] {
+            match super::uids::owner(dir) {
+                Some(old) if old != uid && old != 0 => {
+                    let n = paths::chown_tree(dir, old, uid).map_err(vol_err)?;
+                    tracing::info!(workshop.id = %key.workshop_id, seat = key.seat, old, uid, files = n, dir = %dir.display(), "seat files moved to the seat's own uid");
+                }
+                _ => {}
+            }
+            paths::owned_dir(dir, uid, uid).map_err(vol_err)?;
+        }
+        Ok(uid)
     }
 
     async fn launch(
         &self,
         rec: &mut SeatRecord,
         p: &SeatPaths,
-    ) -> Result<tokio::process::Child, BackendError> {
+    ) -> Result<(tokio::process::Child, tokio::task::JoinHandle<()>), BackendError> {
         let key = rec.key.clone();
         let start_err = |msg: String| BackendError::Start(key.clone(), msg);
-        paths::owned_dir(&p.run, self.cfg.host_uid, self.cfg.host_gid)
-            .map_err(io("create the run dir"))?;
-        let _ = std::fs::remove_file(&p.socket);
         // Leftovers of an earlier run would escape the new limits: clear them first.
         self.empty_cgroup(rec.cgroup.clone())
             .await
             .map_err(|e| start_err(e.to_string()))?;
+        // The old layout's learner-writable socket dir; nothing runs in the seat now.
+        paths::remove_tree(&p.run).map_err(io("remove the old run dir"))?;
+        let listener = paths::bind_socket(&p.socket).map_err(io("bind the daemon socket"))?;
+        rec.socket = p.socket.clone();
+        let seccomp = self
+            .seccomp
+            .pipes()
+            .map_err(|e| start_err(super::error_text(&e)))?;
         self.cg
             .create(&rec.cgroup, &rec.limits)
             .map_err(|e| start_err(e.to_string()))?;
-        let root = self.root_entries_for(rec);
+        let (root, image) = self.root_entries_for(rec);
         let hostname = seat_name(key.seat);
+        let etc = if image {
+            args::Etc::Image { dir: &self.etc_dir }
+        } else {
+            args::Etc::Generated {
+                dir: &self.etc_dir,
+                host_binds: &self.etc_binds,
+            }
+        };
+        let (tmp_bytes, shm_bytes) = args::tmpfs_sizes(rec.limits.disk_mb);
         let input = args::ArgsInput {
             hostname: &hostname,
             root: &root,
-            etc_dir: &self.etc_dir,
+            etc,
+            resolv_conf: None,
             daemon_binary: &self.cfg.daemon_binary,
             volume: &p.volume,
             home: &p.home,
-            run: &p.run,
+            tmp_bytes,
+            shm_bytes,
             egress: rec.limits.egress,
         };
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&p.log)
-            .map_err(io("open the seat log"))?;
+        let uid = rec.host_uid.unwrap_or(LEGACY_UID);
+        let (log, drain) = super::log::for_start(&p.log).map_err(io("open the seat log pipe"))?;
         let env = Self::sandbox_env(rec);
         let launch = Launch {
             bwrap: &self.cfg.bwrap,
@@ -126,15 +176,17 @@ impl SandboxBackend {
                 .cg
                 .procs_files(&rec.cgroup)
                 .map_err(|e| start_err(e.to_string()))?,
-            uid: self.cfg.host_uid,
-            gid: self.cfg.host_gid,
+            listener: listener.into(),
+            seccomp,
+            uid,
+            gid: uid,
             log,
         };
         let child = spawn::spawn(launch).map_err(|e| start_err(format!("spawning bwrap: {e}")))?;
         rec.pid = child.id().map(|p| p as i32);
         rec.start_time = rec.pid.and_then(record::start_time);
         rec.save(&p.state).map_err(io("save the seat state"))?;
-        Ok(child)
+        Ok((child, drain))
     }
 
     fn log_tail(p: &SeatPaths) -> String {
@@ -168,19 +220,28 @@ impl Backend for SandboxBackend {
                 p.socket.display()
             )));
         }
-        let (uid, gid) = (self.cfg.host_uid, self.cfg.host_gid);
-        let vol_err = |e| BackendError::CreateVolume(key.clone(), e);
-        paths::owned_dir(&p.volume, uid, gid).map_err(vol_err)?;
-        paths::owned_dir(&p.home, uid, gid).map_err(vol_err)?;
+        let running_uid = {
+            let seats = self.lock();
+            seats
+                .get(key)
+                .filter(|s| s.running)
+                .map(|s| s.record.host_uid.unwrap_or(LEGACY_UID))
+        };
+        let uid = self.seat_uid_for_create(key, &p, running_uid)?;
         if let Some(dir) = p.state.parent() {
             paths::private_dir(dir).map_err(io("create the state dir"))?;
         }
-        let mut rec = SeatRecord::from_spec(spec, p.socket.clone(), self.cgroup_name(key));
+        let mut rec = SeatRecord::from_spec(spec, p.socket.clone(), self.cgroup_name(key), uid);
         let mut seats = self.lock();
         if let Some(seat) = seats.get_mut(key) {
-            // Keep the running process; the new spec applies from the next start.
+            // Keep the running process (and its socket and uid); the new spec applies from the
+            // next start.
             rec.pid = seat.record.pid;
             rec.start_time = seat.record.start_time;
+            if seat.running {
+                rec.socket = seat.record.socket.clone();
+                rec.host_uid = seat.record.host_uid;
+            }
             seat.record = rec.clone();
         } else {
             seats.insert(
@@ -208,7 +269,7 @@ impl Backend for SandboxBackend {
             .ok_or_else(|| BackendError::Unknown(key.clone()))?;
         let p = self.paths(key);
         let began = Instant::now();
-        let mut child = self.launch(&mut rec, &p).await?;
+        let (mut child, drain) = self.launch(&mut rec, &p).await?;
         if let Err(why) = spawn::wait_ready(
             &p.socket,
             &rec.daemon_token,
@@ -219,6 +280,8 @@ impl Backend for SandboxBackend {
         {
             let _ = self.empty_cgroup(rec.cgroup.clone()).await;
             let _ = child.wait().await;
+            // Every writer is gone: the drain ends once the log holds bwrap's last words.
+            let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
             return Err(match why {
                 NotReady::Timeout => BackendError::DaemonTimeout(key.clone()),
                 NotReady::Exited(status) => BackendError::Start(
@@ -270,6 +333,12 @@ impl Backend for SandboxBackend {
         let p = self.paths(key);
         let _ = std::fs::remove_file(&p.socket);
         if let Some(mut rec) = rec {
+            if rec.socket != p.socket {
+                // An old-layout seat: its socket sat in the learner's run dir.
+                let _ = std::fs::remove_file(&rec.socket);
+            }
+            // Every copy of the environment (the API key) goes; the next create brings it.
+            rec.env.clear();
             rec.pid = None;
             rec.start_time = None;
             if p.state.exists() {
@@ -289,7 +358,8 @@ impl Backend for SandboxBackend {
         self.lock().remove(key);
         let p = self.paths(key);
         let destroy_err = |e: std::io::Error| BackendError::Destroy(key.clone(), e.to_string());
-        for file in [&p.state, &p.log] {
+        let fifo = super::log::fifo_path(&p.log);
+        for file in [&p.state, &p.log, &fifo] {
             if let Err(e) = std::fs::remove_file(file) {
                 if e.kind() != std::io::ErrorKind::NotFound {
                     return Err(destroy_err(e));
@@ -298,10 +368,14 @@ impl Backend for SandboxBackend {
         }
         paths::remove_tree(&p.run).map_err(destroy_err)?;
         let mut dirs = vec![&p.state, &p.run];
+        let _ = std::fs::remove_file(&p.socket);
+        dirs.push(&p.socket);
         if delete_volume {
             paths::remove_tree(&p.volume).map_err(destroy_err)?;
             paths::remove_tree(&p.home).map_err(destroy_err)?;
             dirs.extend([&p.volume, &p.home]);
+            // Only now may another seat get this uid.
+            self.uids().release(key);
         }
         dirs.into_iter().for_each(|d| paths::remove_empty_parent(d));
         Ok(())

@@ -1,18 +1,25 @@
 //! The `sandbox` backend, the default: each seat is a bubblewrap sandbox (user, pid, ipc, uts,
 //! net and cgroup namespaces; a read-only root of the host's system directories or an image
 //! rootfs; a private `/workspace`, home, `/tmp`, `/dev` and `/proc`) running as an unprivileged
-//! uid inside a cgroup with the workshop's memory, pids and cpu limits. The workspace daemon
-//! listens on a Unix socket in a per-seat run dir bind-mounted from the host.
+//! uid of its own (`uids`) inside a cgroup with the workshop's memory, pids and cpu limits, under a
+//! seccomp filter (`seccomp`) with nested user namespaces disabled, seeing a generated `/etc`
+//! (`etc`) and size-bounded `/tmp` and `/dev/shm`. The workspace daemon serves on a Unix socket
+//! the agent binds in a root-only directory and hands down as a descriptor, so no learner can
+//! replace it.
 //!
 //! Sandboxes are not tied to the agent's life: a killed agent finds them again through the
 //! state files written here (`adopt`).
 
 mod adopt;
 mod args;
+mod etc;
 mod lifecycle;
+mod log;
 mod paths;
 mod record;
+mod seccomp;
 mod spawn;
+mod uids;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -26,9 +33,14 @@ use crate::cgroups::{self, CgroupManager};
 use crate::BackendError;
 use record::SeatRecord;
 
-pub use args::{build as bwrap_args, root_entries, ArgsInput, RootEntry, DAEMON_PATH, RUN_DIR};
+pub use args::{
+    build as bwrap_args, root_entries, tmpfs_sizes, ArgsInput, Etc, RootEntry, DAEMON_PATH,
+    LISTEN_FD, SECCOMP_FDS,
+};
 pub use paths::{seat_name, SeatPaths, LEARNER_ID};
+pub use seccomp::{SeccompError, SeccompPrograms};
 pub use spawn::health;
+pub use uids::{UidRange, UidRangeError};
 
 /// Default path of the bubblewrap binary (Debian package `bubblewrap`).
 pub const BWRAP: &str = "/usr/bin/bwrap";
@@ -44,9 +56,8 @@ pub struct SandboxConfig {
     pub rootfs: Option<PathBuf>,
     /// Path of bwrap.
     pub bwrap: PathBuf,
-    /// Host uid and gid the sandboxes run as (shown as 1000 `learner` inside). Must not be 0.
-    pub host_uid: u32,
-    pub host_gid: u32,
+    /// Host uids (gid = uid) given out one per seat, shown as 1000 `learner` inside.
+    pub uid_range: UidRange,
     /// Cgroup under each hierarchy's root that holds `<workshop>/seat-NN` groups.
     pub cgroup_parent: String,
     /// How long `start` waits for the daemon's `/health`.
@@ -54,15 +65,14 @@ pub struct SandboxConfig {
 }
 
 impl SandboxConfig {
-    /// Defaults: host bwrap, host system dirs, uid/gid 61000, cgroups under `clarateach`, 10 s.
+    /// Defaults: host bwrap, host system dirs, uids 200000-265535, cgroups under `clarateach`, 10 s.
     pub fn new(data_dir: impl Into<PathBuf>, daemon_binary: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
             daemon_binary: daemon_binary.into(),
             rootfs: None,
             bwrap: PathBuf::from(BWRAP),
-            host_uid: 61000,
-            host_gid: 61000,
+            uid_range: UidRange::DEFAULT,
             cgroup_parent: "clarateach".into(),
             start_timeout: Duration::from_secs(10),
         }
@@ -99,6 +109,11 @@ pub struct SandboxBackend {
     cg: Arc<dyn CgroupManager>,
     root: Vec<RootEntry>,
     etc_dir: PathBuf,
+    /// Host dirs bound read-only over the generated `/etc` (CA certificates, alternatives).
+    etc_binds: Vec<PathBuf>,
+    /// Compiled once: every seat runs the same filters.
+    seccomp: SeccompPrograms,
+    uids: Mutex<uids::UidAllocator>,
     seats: Mutex<HashMap<SeatKey, Seat>>,
 }
 
@@ -115,16 +130,21 @@ impl SandboxBackend {
     /// Checks the host, prepares the data dir and detects the cgroup layout.
     pub fn new(cfg: SandboxConfig) -> Result<Self, BackendError> {
         available(&cfg.bwrap).map_err(BackendError::Unavailable)?;
-        if cfg.host_uid == 0 || cfg.host_gid == 0 {
+        if cfg.uid_range.start < 1000 {
             return Err(BackendError::Unavailable(
-                "sandboxes must not run as uid or gid 0".into(),
+                "the seat uid range must not include system uids".into(),
             ));
         }
+        let seccomp =
+            SeccompPrograms::build().map_err(|e| BackendError::Unavailable(error_text(&e)))?;
         let cg: Arc<dyn CgroupManager> = Arc::from(
             cgroups::host_manager().map_err(|e| BackendError::Unavailable(e.to_string()))?,
         );
         let io = |action| move |source| BackendError::Io { action, source };
-        let etc_dir = paths::prepare_data_dir(&cfg.data_dir).map_err(io("prepare the data dir"))?;
+        paths::prepare_data_dir(&cfg.data_dir).map_err(io("prepare the data dir"))?;
+        let (etc_dir, etc_binds) =
+            etc::prepare(&cfg.data_dir).map_err(io("generate the sandbox /etc"))?;
+        let uids = Mutex::new(uids_on_disk(&cfg));
         let root_dir = cfg.rootfs.clone().unwrap_or_else(|| PathBuf::from("/"));
         let root = root_entries(&root_dir).map_err(io("read the sandbox root"))?;
         tracing::info!(data_dir = %cfg.data_dir.display(), cgroups = ?cg.version(), "sandbox backend ready");
@@ -133,6 +153,9 @@ impl SandboxBackend {
             cg,
             root,
             etc_dir,
+            etc_binds,
+            seccomp,
+            uids,
             seats: Mutex::new(HashMap::new()),
         })
     }
@@ -170,4 +193,48 @@ impl SandboxBackend {
         // A panic while holding the lock leaves the map consistent (single inserts/removes).
         self.seats.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    fn uids(&self) -> std::sync::MutexGuard<'_, uids::UidAllocator> {
+        self.uids.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The host uid of a seat, if it holds one.
+    pub fn seat_uid(&self, key: &SeatKey) -> Option<u32> {
+        self.uids().get(key)
+    }
+}
+
+/// An error and its causes on one line, for the string-carrying `BackendError` variants.
+fn error_text(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}
+
+/// Which uid each seat holds, from the disk: the uid in its state record, else the owner of its
+/// volume. A volume without a record still holds its uid (destroyed without deleting the volume).
+fn uids_on_disk(cfg: &SandboxConfig) -> uids::UidAllocator {
+    let mut alloc = uids::UidAllocator::new(cfg.uid_range);
+    for ws in adopt::subdirs(&cfg.data_dir.join("sandboxes")) {
+        for file in adopt::subdirs(&ws) {
+            if file.extension().is_some_and(|e| e == "json") {
+                if let Ok(rec) = record::SeatRecord::load(&file) {
+                    if let Some(uid) = rec.host_uid {
+                        alloc.note(&rec.key, uid);
+                    }
+                }
+            }
+        }
+    }
+    for (key, dir) in adopt::volumes(&cfg.data_dir) {
+        if let Some(uid) = uids::owner(&dir) {
+            alloc.note(&key, uid);
+        }
+    }
+    alloc
 }

@@ -2,14 +2,19 @@
 //! that let the unprivileged bubblewrap reach its own seat and nothing else.
 //!
 //! ```text
-//! <data>/volumes/<ws>/seat-NN      -> /workspace       (learner-owned, kept across restarts)
-//! <data>/homes/<ws>/seat-NN        -> /home/learner    (learner-owned, kept)
-//! <data>/run/<ws>/seat-NN          -> /run/clarateach  (daemon.sock lives here)
+//! <data>/volumes/<ws>/seat-NN      -> /workspace       (owned by the seat's uid, kept)
+//! <data>/homes/<ws>/seat-NN        -> /home/learner    (owned by the seat's uid, kept)
+//! <data>/sockets/<ws>/seat-NN.sock                     (daemon socket, bound by the agent; root
+//!                                                       0700 dirs, never visible in a seat)
 //! <data>/sandboxes/<ws>/seat-NN.json                   (state for re-adoption, 0600, root)
 //! <data>/sandboxes/<ws>/seat-NN.log                    (bubblewrap and daemon stderr)
-//! <data>/sandbox-etc/{passwd,group}                    (the learner's view of users)
+//! <data>/sandbox-etc/                  -> /etc         (generated, see `etc`)
+//! <data>/run/<ws>/seat-NN                              (old layout's learner-writable socket
+//!                                                       dir; only removed now)
 //! ```
 
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -19,17 +24,14 @@ use nix::unistd::{chown, Gid, Uid};
 /// Uid and gid of the learner inside every sandbox.
 pub const LEARNER_ID: u32 = 1000;
 
-const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\n\
-learner:x:1000:1000:learner:/home/learner:/bin/bash\n\
-nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n";
-const GROUP: &str = "root:x:0:\nlearner:x:1000:\nnogroup:x:65534:\n";
-
 /// Every host path of one seat.
 #[derive(Debug, Clone)]
 pub struct SeatPaths {
     pub volume: PathBuf,
     pub home: PathBuf,
+    /// The old layout's run dir (learner-owned, held the socket); removed on destroy.
     pub run: PathBuf,
+    /// The daemon's socket, in a root-only directory.
     pub socket: PathBuf,
     pub state: PathBuf,
     pub log: PathBuf,
@@ -67,7 +69,10 @@ impl SeatPaths {
         Self {
             volume: data_dir.join("volumes").join(ws).join(&seat),
             home: data_dir.join("homes").join(ws).join(&seat),
-            socket: run.join("daemon.sock"),
+            socket: data_dir
+                .join("sockets")
+                .join(ws)
+                .join(format!("{seat}.sock")),
             run,
             state: data_dir
                 .join("sandboxes")
@@ -108,9 +113,9 @@ pub fn private_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
-/// Makes the data dir passable (not listable) for the learner uid that bubblewrap runs as, and
-/// writes the shared passwd/group files. Returns the directory holding them.
-pub fn prepare_data_dir(data_dir: &Path) -> std::io::Result<PathBuf> {
+/// Makes the data dir passable (not listable) for the seat uids that bubblewrap runs as, and
+/// creates the root-only socket and state dirs.
+pub fn prepare_data_dir(data_dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(data_dir)?;
     let mode = std::fs::metadata(data_dir)?.permissions().mode();
     if mode & 0o001 == 0 {
@@ -119,21 +124,72 @@ pub fn prepare_data_dir(data_dir: &Path) -> std::io::Result<PathBuf> {
             std::fs::Permissions::from_mode((mode & 0o7777) | 0o011),
         )?;
     }
-    for sub in ["volumes", "homes", "run"] {
+    for sub in ["volumes", "homes"] {
         mkdir_traversable(&data_dir.join(sub))?;
     }
     private_dir(&data_dir.join("sandboxes"))?;
-    let etc = data_dir.join("sandbox-etc");
-    mkdir_traversable(&etc)?;
-    std::fs::set_permissions(&etc, std::fs::Permissions::from_mode(0o755))?;
-    for (name, text) in [("passwd", PASSWD), ("group", GROUP)] {
-        let path = etc.join(name);
-        if std::fs::read_to_string(&path).ok().as_deref() != Some(text) {
-            std::fs::write(&path, text)?;
-        }
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))?;
+    private_dir(&data_dir.join("sockets"))?;
+    Ok(())
+}
+
+/// Creates `path`'s parent root-only and binds a fresh listening socket at `path`. The agent is
+/// root and the directory is 0700 root: no seat can create, rename or replace what is bound here.
+pub fn bind_socket(path: &Path) -> std::io::Result<std::os::unix::net::UnixListener> {
+    if let Some(dir) = path.parent() {
+        private_dir(dir)?;
     }
-    Ok(etc)
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    std::os::unix::net::UnixListener::bind(path)
+}
+
+/// Changes the owner of everything in `dir` that `from` owns to `to`, never following a
+/// symlink (links themselves are re-owned with `AT_SYMLINK_NOFOLLOW`). Used to move a seat made
+/// with the old shared uid to its own uid while it does not run. Files owned by anyone else (root
+/// included) are left alone, so a planted hard link gains nothing. Subdirectories are queued as
+/// paths relative to `dir` and opened with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`, so at
+/// most two descriptors are open however wide the tree (a learner's 100 000 directories cannot
+/// exhaust the agent's descriptors), and no swapped-in symlink is ever followed.
+pub fn chown_tree(dir: &Path, from: u32, to: u32) -> std::io::Result<u64> {
+    use nix::fcntl::{open, openat2, AtFlags, OFlag, OpenHow, ResolveFlag};
+    use nix::sys::stat::{fstatat, Mode};
+    use nix::unistd::fchownat;
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let (uid, gid) = (Some(Uid::from_raw(to)), Some(Gid::from_raw(to)));
+    let root = nix::dir::Dir::from_fd(open(dir, flags, Mode::empty())?)?;
+    let rfd = root.as_raw_fd();
+    let mut changed = 0u64;
+    if nix::sys::stat::fstat(rfd)?.st_uid == from {
+        nix::unistd::fchown(rfd, uid, gid)?;
+        changed += 1;
+    }
+    let how = OpenHow::new()
+        .flags(flags)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
+    let mut queue: Vec<PathBuf> = vec![PathBuf::from(".")];
+    while let Some(rel) = queue.pop() {
+        let mut d = nix::dir::Dir::from_fd(openat2(rfd, &rel, how)?)?;
+        let dfd = d.as_raw_fd();
+        for entry in d.iter() {
+            let entry = entry?;
+            let name = entry.file_name();
+            if name.to_bytes() == b"." || name.to_bytes() == b".." {
+                continue;
+            }
+            let st = fstatat(Some(dfd), name, AtFlags::AT_SYMLINK_NOFOLLOW)?;
+            if st.st_uid == from {
+                fchownat(Some(dfd), name, uid, gid, AtFlags::AT_SYMLINK_NOFOLLOW)?;
+                changed += 1;
+            }
+            if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+                let name = std::ffi::OsStr::from_bytes(name.to_bytes());
+                queue.push(rel.join(name));
+            }
+        }
+    }
+    Ok(changed)
 }
 
 /// Removes a directory tree; a missing one is fine. Never follows symlinks the learner planted.
@@ -164,9 +220,44 @@ mod tests {
         let p = SeatPaths::new(Path::new("/d"), &key);
         assert_eq!(p.volume, Path::new("/d/volumes/ws-abc123/seat-03"));
         assert_eq!(p.home, Path::new("/d/homes/ws-abc123/seat-03"));
-        assert_eq!(p.socket, Path::new("/d/run/ws-abc123/seat-03/daemon.sock"));
+        assert_eq!(p.socket, Path::new("/d/sockets/ws-abc123/seat-03.sock"));
         assert_eq!(p.state, Path::new("/d/sandboxes/ws-abc123/seat-03.json"));
         assert_eq!(seat_name(12), "seat-12");
+    }
+
+    #[test]
+    fn chown_tree_moves_only_the_old_owner_and_never_follows_links() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("SKIP chown_tree test: needs root");
+            println!("SKIP chown_tree test: needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let vol = dir.path().join("vol");
+        std::fs::create_dir_all(vol.join("a/b")).expect("mkdir");
+        std::fs::write(vol.join("a/b/f"), "x").expect("write");
+        let outside = dir.path().join("outside");
+        std::fs::write(&outside, "root's").expect("write");
+        std::os::unix::fs::symlink(&outside, vol.join("a/link")).expect("symlink");
+        std::fs::write(vol.join("rootfile"), "r").expect("write");
+        for p in ["", "a", "a/b", "a/b/f", "a/link"] {
+            nix::unistd::fchownat(
+                None,
+                &vol.join(p),
+                Some(Uid::from_raw(61000)),
+                Some(Gid::from_raw(61000)),
+                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .expect("chown");
+        }
+        let n = chown_tree(&vol, 61000, 200_007).expect("walk");
+        assert_eq!(n, 5);
+        use std::os::unix::fs::MetadataExt;
+        let uid = |p: &Path| std::fs::symlink_metadata(p).expect("meta").uid();
+        assert_eq!(uid(&vol.join("a/b/f")), 200_007);
+        assert_eq!(uid(&vol.join("a/link")), 200_007);
+        assert_eq!(uid(&outside), 0, "the link's target is not touched");
+        assert_eq!(uid(&vol.join("rootfile")), 0, "other owners are left alone");
     }
 
     #[test]

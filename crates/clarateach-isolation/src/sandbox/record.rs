@@ -1,7 +1,12 @@
-//! The per-seat state file that lets a restarted agent find its sandboxes again. It holds the
-//! spec (environment and daemon token included, so a stopped seat can be started again without
-//! the control plane), hence mode 0600 in a root-only directory; and the pid of the sandbox with
-//! its start time, so a recycled pid is never mistaken for the seat.
+//! The per-seat state file that lets a restarted agent find its sandboxes again: the spec's limits
+//! and image, the seat's host uid, the daemon token (a secret the seat knows anyway, it is in its
+//! environment; needed to health-check an adopted seat), and the pid of the sandbox with its
+//! start time, so a recycled pid is never mistaken for the seat. Mode 0600 in a root-only dir.
+//!
+//! The workshop's environment (the API key) is never written: it lives in memory only, and the
+//! agent passes the spec again (`create`) before every start, after a restart too, because the
+//! control plane re-sends every desired seat when the agent reconnects. A record written by an
+//! older version with `env` in it is read (so the seat still adopts) and rewritten without it.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -20,8 +25,13 @@ pub struct SeatRecord {
     pub key: SeatKey,
     pub limits: Limits,
     pub image: Option<String>,
+    /// Memory only: skipped when saving.
+    #[serde(default, skip_serializing)]
     pub env: BTreeMap<String, String>,
     pub daemon_token: String,
+    /// Host uid (and gid) the seat runs as; absent in records of the old shared-uid layout.
+    #[serde(default)]
+    pub host_uid: Option<u32>,
     /// Host pid of the outer bwrap process while running.
     pub pid: Option<i32>,
     /// Its start time in clock ticks since boot (`/proc/<pid>/stat` field 22).
@@ -43,8 +53,9 @@ impl std::fmt::Debug for SeatRecord {
 }
 
 impl SeatRecord {
-    pub fn from_spec(spec: &WorkspaceSpec, socket: PathBuf, cgroup: String) -> Self {
+    pub fn from_spec(spec: &WorkspaceSpec, socket: PathBuf, cgroup: String, host_uid: u32) -> Self {
         Self {
+            host_uid: Some(host_uid),
             key: spec.key.clone(),
             limits: spec.limits.clone(),
             image: spec.image.clone(),
@@ -134,15 +145,39 @@ mod tests {
             env: [("ANTHROPIC_API_KEY".to_string(), "sk-1".to_string())].into(),
             daemon_token: "tok".into(),
         };
-        let mut rec = SeatRecord::from_spec(&spec, "/s".into(), "ct/ws-a/seat-01".into());
+        let mut rec = SeatRecord::from_spec(&spec, "/s".into(), "ct/ws-a/seat-01".into(), 200_001);
         rec.pid = Some(std::process::id() as i32);
         rec.start_time = start_time(std::process::id() as i32);
         rec.save(&path).expect("save");
         let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert!(
+            !text.contains("sk-1"),
+            "the API key never reaches the disk: {text}"
+        );
+        assert!(!text.contains("ANTHROPIC_API_KEY"));
         let back = SeatRecord::load(&path).expect("load");
-        assert_eq!(back.env["ANTHROPIC_API_KEY"], "sk-1");
+        assert!(back.env.is_empty());
+        assert_eq!(back.host_uid, Some(200_001));
+        assert_eq!(back.daemon_token, "tok");
         assert!(back.process_alive());
-        assert!(!format!("{back:?}").contains("sk-1"));
+        assert!(!format!("{rec:?}").contains("sk-1"));
+    }
+
+    #[test]
+    fn old_records_with_env_and_no_uid_still_load() {
+        let old = r#"{"key":{"workshop_id":"ws-a","seat":1},"limits":{},"image":null,"env":{"ANTHROPIC_API_KEY":"sk-old"},
+            "daemon_token":"t","pid":null,"start_time":null,"socket":"/d/run/ws-a/seat-01/daemon.sock",
+            "cgroup":"c"}"#;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("seat-01.json");
+        std::fs::write(&path, old).expect("write");
+        let rec = SeatRecord::load(&path).expect("load");
+        assert_eq!(rec.host_uid, None);
+        rec.save(&path).expect("save");
+        assert!(!std::fs::read_to_string(&path)
+            .expect("read")
+            .contains("sk-old"));
     }
 }

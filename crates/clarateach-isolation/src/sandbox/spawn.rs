@@ -5,11 +5,21 @@
 //! parent opened), so not one instruction of the sandbox runs outside its limits. It also starts
 //! a new session, so a Ctrl-C or hangup aimed at the agent never reaches a seat, and seats
 //! outlive an agent that is killed.
+//!
+//! bwrap inherits exactly three descriptors besides stdio, at fixed numbers: the daemon's
+//! listening socket (`args::LISTEN_FD`, bound by the agent in a root-only directory) and the two
+//! seccomp programs (`args::SECCOMP_FDS`, read and closed by bwrap). Everything else the agent
+//! holds is close-on-exec. The agent drops its own copy of the socket once bwrap runs, so only the
+//! seat's daemon holds it: a learner who kills the daemon leaves a socket nobody answers.
+//!
+//! `pre_exec` runs in the forked child, in this order: join the cgroup, move the descriptors,
+//! `setsid`, then drop to the seat's uid. A step that needs root in the child (entering a network
+//! namespace with `setns`) belongs after `setsid` and before `setgroups`.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -24,6 +34,10 @@ pub struct Launch<'a> {
     pub args: Vec<std::ffi::OsString>,
     pub env: &'a BTreeMap<String, String>,
     pub cgroup_procs: Vec<File>,
+    /// The daemon's listening socket, handed down as `args::LISTEN_FD`.
+    pub listener: OwnedFd,
+    /// Seccomp programs, handed down as `args::SECCOMP_FDS`.
+    pub seccomp: [OwnedFd; 2],
     pub uid: u32,
     pub gid: u32,
     pub log: File,
@@ -34,6 +48,12 @@ pub struct Launch<'a> {
 #[allow(unsafe_code)]
 pub fn spawn(launch: Launch<'_>) -> io::Result<Child> {
     let fds: Vec<i32> = launch.cgroup_procs.iter().map(|f| f.as_raw_fd()).collect();
+    // (source, target) pairs; sources stay open in the parent until spawn returns.
+    let moves: [(i32, i32); 3] = [
+        (launch.listener.as_raw_fd(), super::args::LISTEN_FD),
+        (launch.seccomp[0].as_raw_fd(), super::args::SECCOMP_FDS[0]),
+        (launch.seccomp[1].as_raw_fd(), super::args::SECCOMP_FDS[1]),
+    ];
     let (uid, gid) = (launch.uid, launch.gid);
     let mut cmd = Command::new(launch.bwrap);
     cmd.args(&launch.args)
@@ -45,13 +65,28 @@ pub fn spawn(launch: Launch<'_>) -> io::Result<Child> {
         .stderr(launch.log)
         .kill_on_drop(false);
     // SAFETY: the closure runs in the forked child before exec and calls only async-signal-safe
-    // functions (write, setsid, setgroups, setgid, setuid) on values copied in beforehand; it
-    // allocates nothing. The fds stay open in the parent (`launch.cgroup_procs`) until spawn
-    // returns.
+    // functions (write, fcntl, dup2, setsid, setgroups, setgid, setuid) on values copied in
+    // beforehand; it allocates nothing. The fds stay open in the parent (`launch.cgroup_procs`,
+    // `launch.listener`, `launch.seccomp`) until spawn returns.
     unsafe {
         cmd.pre_exec(move || {
             for &fd in &fds {
                 if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            // First copy every source above the targets (close-on-exec, so the copies vanish at
+            // exec), so that no dup2 below overwrites a source not moved yet; dup2 then clears
+            // close-on-exec on the target.
+            let mut high = [0i32; 3];
+            for (slot, &(src, _)) in high.iter_mut().zip(moves.iter()) {
+                *slot = libc::fcntl(src, libc::F_DUPFD_CLOEXEC, 10);
+                if *slot < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            for (&tmp, &(_, target)) in high.iter().zip(moves.iter()) {
+                if libc::dup2(tmp, target) < 0 {
                     return Err(io::Error::last_os_error());
                 }
             }
@@ -67,6 +102,8 @@ pub fn spawn(launch: Launch<'_>) -> io::Result<Child> {
     }
     let child = cmd.spawn();
     drop(launch.cgroup_procs);
+    drop(launch.listener);
+    drop(launch.seccomp);
     child
 }
 

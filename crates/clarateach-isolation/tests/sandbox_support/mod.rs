@@ -1,7 +1,7 @@
 //! Shared helpers for the sandbox tests: a host check that skips with a printed reason, a fresh
 //! backend over a temp data dir, and a stand-in workspace daemon (a Perl script serving
-//! `GET /health` and `POST /run` on the Unix socket, checking the bearer token from its
-//! environment) so isolation is tested from inside a seat without the real daemon.
+//! `GET /health` and `POST /run` on the listening socket it inherits as `--listen fd:N`, checking
+//! the bearer token from its environment) so isolation is tested from inside a seat without the real daemon.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -15,10 +15,11 @@ use clarateach_isolation::{Backend, DaemonAddr, DaemonEndpoint, WorkspaceSpec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const FAKE_DAEMON: &str = r#"#!/usr/bin/perl
-use strict; use warnings; use IO::Socket::UNIX; use Socket;
-my ($listen) = grep { /^unix:/ } @ARGV; $listen =~ s/^unix://;
-unlink $listen;
-my $srv = IO::Socket::UNIX->new(Type => SOCK_STREAM, Local => $listen, Listen => 64) or die "listen: $!";
+use strict; use warnings; use IO::Socket::UNIX; use Socket; use Fcntl;
+my ($listen) = grep { /^fd:/ } @ARGV; $listen =~ s/^fd://;
+# The socket the agent bound, inherited as a descriptor; close-on-exec at once, as the real daemon.
+my $srv = IO::Socket::UNIX->new_from_fd($listen, "r") or die "fd $listen: $!";
+fcntl($srv, F_SETFD, FD_CLOEXEC) or die "cloexec: $!";
 my $want = "Bearer " . ($ENV{CLARATEACH_DAEMON_TOKEN} // "");
 while (my $c = $srv->accept) {
     my $line = <$c>; next unless defined $line;
@@ -161,4 +162,20 @@ pub fn alive(pid: i32) -> bool {
                 .map(|i| !s[i + 1..].trim_start().starts_with('Z'))
         })
         .unwrap_or(false)
+}
+
+/// The `clarateach` binary: `CLARATEACH_BIN`, else the workspace's debug build.
+pub fn real_daemon() -> Option<PathBuf> {
+    let path = std::env::var_os("CLARATEACH_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/debug/clarateach")
+        });
+    let ok = std::process::Command::new(&path)
+        .args(["workspace-server", "--help"])
+        .output()
+        .is_ok_and(|o| {
+            o.status.success() && String::from_utf8_lossy(&o.stdout).contains("--listen")
+        });
+    ok.then_some(path)
 }

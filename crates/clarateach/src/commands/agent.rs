@@ -10,6 +10,7 @@ use clarateach_agent::{Agent, AgentConfig};
 use clarateach_image::{ImageError, ImageLayout};
 use clarateach_isolation::factory::BackendConfig;
 use clarateach_isolation::microvm::{Ipv4Subnet, MicrovmConfig, Net};
+use clarateach_isolation::sandbox::{SandboxConfig, UidRange};
 use clarateach_isolation::{Backend, BackendKind};
 
 #[derive(clap::Args)]
@@ -37,6 +38,8 @@ pub struct Args {
     backend: Option<BackendArg>,
     #[command(flatten)]
     microvm: MicrovmArgs,
+    #[command(flatten)]
+    sandbox: SandboxArgs,
     /// Seats this host may run.
     #[arg(long, default_value_t = 50)]
     capacity: u32,
@@ -95,6 +98,20 @@ pub struct MicrovmArgs {
     pub microvm_subnet: Option<Ipv4Subnet>,
 }
 
+/// Options of the sandbox backend, shared by `agent` and `up`.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct SandboxArgs {
+    /// Host uids given out one per seat, START-END (default 200000-265535). A uid is reused only
+    /// after its seat's volume is deleted.
+    #[arg(long, env = "CLARATEACH_SEAT_UID_RANGE", value_parser = parse_uid_range)]
+    pub seat_uid_range: Option<UidRange>,
+}
+
+fn parse_uid_range(s: &str) -> Result<UidRange, String> {
+    s.parse()
+        .map_err(|e: clarateach_isolation::sandbox::UidRangeError| e.to_string())
+}
+
 /// Builds the isolation backend for `kind`, or the first one the host can run. `image_dir` is
 /// the microvm guest image (`--image-dir`, else `$CLARATEACH_IMAGE_DIR`, else
 /// DATA_DIR/images/default); the other backends ignore it.
@@ -102,6 +119,7 @@ pub fn build_backend(
     kind: Option<BackendArg>,
     data_dir: &Path,
     microvm: &MicrovmArgs,
+    sandbox: &SandboxArgs,
 ) -> anyhow::Result<Arc<dyn Backend>> {
     let kind = match kind {
         Some(k) => k.into(),
@@ -111,7 +129,12 @@ pub fn build_backend(
     };
     let exe = std::env::current_exe()
         .context("cannot locate the clarateach binary for the workspace daemon")?;
-    let mut config = BackendConfig::new(data_dir, exe);
+    let mut config = BackendConfig::new(data_dir, &exe);
+    if let Some(range) = sandbox.seat_uid_range {
+        let mut cfg = SandboxConfig::new(data_dir, &exe);
+        cfg.uid_range = range;
+        config.sandbox = Some(cfg);
+    }
     if kind == BackendKind::Microvm {
         let image = microvm_image_dir(data_dir, microvm.image_dir.as_deref());
         let image = std::path::absolute(&image)
@@ -172,7 +195,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .token
         .context("--token is required (see `clarateach agent token`)")?;
     let data_dir = resolve_data_dir(args.data_dir)?;
-    let backend = build_backend(args.backend, &data_dir, &args.microvm)?;
+    let backend = build_backend(args.backend, &data_dir, &args.microvm, &args.sandbox)?;
     let config = AgentConfig {
         control_plane,
         agent_token: token,

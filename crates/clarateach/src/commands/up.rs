@@ -12,7 +12,7 @@ use clarateach_agent::{Agent, AgentConfig};
 use clarateach_server::{Server, ServerConfig, INSTRUCTOR_TOKEN_FILE};
 use clarateach_store::Store;
 
-use super::agent::{build_backend, resolve_data_dir, BackendArg, MicrovmArgs};
+use super::agent::{build_backend, resolve_data_dir, BackendArg, MicrovmArgs, SandboxArgs};
 use super::serve::LimitArgs;
 use super::shutdown_signal;
 
@@ -29,6 +29,8 @@ pub struct Args {
     backend: Option<BackendArg>,
     #[command(flatten)]
     microvm: MicrovmArgs,
+    #[command(flatten)]
+    sandbox: SandboxArgs,
     /// Seats the local agent may run.
     #[arg(long, default_value_t = 200)]
     capacity: u32,
@@ -76,6 +78,8 @@ pub struct StackOptions {
     pub backend: Option<BackendArg>,
     /// The microvm guest image and network (see [`build_backend`]).
     pub microvm: MicrovmArgs,
+    /// The sandbox's seat uid range (see [`SandboxArgs`]).
+    pub sandbox: SandboxArgs,
     pub capacity: u32,
     pub heartbeat: Duration,
     /// Connection, body and WebSocket limits; the default keeps the server's.
@@ -87,7 +91,7 @@ impl Stack {
     pub async fn start(opts: StackOptions) -> anyhow::Result<Self> {
         let data_dir = opts.data_dir;
         // First, so a missing guest image fails before anything listens.
-        let backend = build_backend(opts.backend, &data_dir, &opts.microvm)?;
+        let backend = build_backend(opts.backend, &data_dir, &opts.microvm, &opts.sandbox)?;
         let mut config = ServerConfig::new(&data_dir);
         config.listen = opts.listen;
         config.heartbeat_interval = opts.heartbeat;
@@ -158,6 +162,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         data_dir: data_dir.clone(),
         backend: args.backend,
         microvm: args.microvm,
+        sandbox: args.sandbox,
         capacity: args.capacity,
         heartbeat: Duration::from_millis(args.heartbeat_ms.max(100)),
         limits: args.limits,

@@ -7,7 +7,8 @@ use clarateach_workspace::{Config, Listen};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Address to listen on: `127.0.0.1:7681` or `unix:/run/clarateach.sock`; repeatable.
+    /// Address to listen on: `127.0.0.1:7681`, `unix:/run/clarateach.sock`, or `fd:N` (a listening
+    /// Unix socket inherited from the sandbox creator); repeatable.
     #[arg(long, required = true, value_parser = parse_listen)]
     listen: Vec<Listen>,
     /// Workspace directory: the shells' working directory and the file API's root.
