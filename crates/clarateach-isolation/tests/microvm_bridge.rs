@@ -91,7 +91,7 @@ async fn bridged_seat_answers_on_its_own_address() {
         IpAddr::V4(guest_ip),
         "the daemon is on the guest's address"
     );
-    assert_eq!(addr.port(), 7000);
+    assert_eq!(addr.port(), 700);
     assert!(clarateach_isolation::microvm::health(addr).await, "/health");
     let master = std::fs::read_link(format!("/sys/class/net/{tap}/master")).expect("tap master");
     assert_eq!(

@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 /// First line of a config disk; guest-init recognises the disk by it.
 pub const CONFIG_MAGIC: &[u8] = b"CLARATEACH-CONFIG-1\n";
 
-/// Port the workspace daemon listens on inside the guest.
-pub const GUEST_DAEMON_PORT: u16 = 7000;
+/// Port the workspace daemon listens on inside the guest: privileged (below 1024), so only the
+/// guest's PID 1 can bind it, never the learner.
+pub const GUEST_DAEMON_PORT: u16 = 700;
 
 /// Static network configuration of the guest's eth0.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -37,7 +37,11 @@ pub(super) fn supervise(cfg: &GuestConfig) -> Result<(), GuestError> {
     // Ctrl-Alt-Del (Firecracker's SendCtrlAltDel) becomes SIGINT for us instead of a reboot.
     let _ = nix::sys::reboot::set_cad_enabled(false);
     watch_power_button();
-    let mut daemon = Some(spawn_daemon(cfg)?);
+    // PID 1 (root) owns the listening socket on a privileged port: the learner can neither bind
+    // that port nor take the socket over, and a daemon they kill is restarted on the same socket.
+    let listener = std::net::TcpListener::bind(("0.0.0.0", cfg.port))
+        .map_err(GuestError::io("binding the workspace daemon's port"))?;
+    let mut daemon = Some(spawn_daemon(cfg, &listener)?);
     say(READY_MARKER);
     loop {
         let Some(info) = sfd
@@ -51,7 +55,7 @@ pub(super) fn supervise(cfg: &GuestConfig) -> Result<(), GuestError> {
                 if reap_all(daemon.as_ref().map(Child::id)) {
                     say("the workspace daemon exited; restarting it");
                     std::thread::sleep(Duration::from_millis(500));
-                    daemon = Some(spawn_daemon(cfg)?);
+                    daemon = Some(spawn_daemon(cfg, &listener)?);
                 }
             }
             Ok(sig) => {
@@ -80,13 +84,18 @@ fn reap_all(daemon: Option<u32>) -> bool {
     daemon_died
 }
 
+/// The fd number the daemon finds its listening socket on (`--listen fd:3`).
+const LISTEN_FD: i32 = 3;
+
 #[allow(unsafe_code)]
-fn spawn_daemon(cfg: &GuestConfig) -> Result<Child, GuestError> {
+fn spawn_daemon(cfg: &GuestConfig, listener: &std::net::TcpListener) -> Result<Child, GuestError> {
+    use std::os::fd::AsRawFd;
+    let listen_fd = listener.as_raw_fd();
     let mut cmd = Command::new("/usr/local/bin/clarateach");
     cmd.args([
         "workspace-server",
         "--listen",
-        &format!("0.0.0.0:{}", cfg.port),
+        &format!("fd:{LISTEN_FD}"),
         "--root",
         "/workspace",
     ])
@@ -105,13 +114,21 @@ fn spawn_daemon(cfg: &GuestConfig) -> Result<Child, GuestError> {
     .current_dir("/workspace")
     .uid(LEARNER_UID)
     .gid(LEARNER_UID);
-    // SAFETY: the closure runs in the forked child before exec and only calls sigprocmask,
-    // which is async-signal-safe; it touches no memory shared with the parent.
+    // SAFETY: the closure runs in the forked child before exec and only calls sigprocmask, dup2
+    // and fcntl, which are async-signal-safe; it touches no memory shared with the parent.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             SigSet::empty()
                 .thread_set_mask()
                 .map_err(std::io::Error::from)?;
+            // dup2 onto another number clears FD_CLOEXEC; onto itself it does not.
+            if listen_fd == LISTEN_FD {
+                if libc::fcntl(LISTEN_FD, libc::F_SETFD, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            } else if libc::dup2(listen_fd, LISTEN_FD) != LISTEN_FD {
+                return Err(std::io::Error::last_os_error());
+            }
             Ok(())
         });
     }

@@ -230,7 +230,7 @@ mod tests {
         assert!(joined.contains(
             "id=cfg,file=/data/microvm/ws-abc/seat-03/config.img,format=raw,if=none,read-only=on"
         ));
-        assert!(joined.contains("-netdev user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:40123-:7000"));
+        assert!(joined.contains("-netdev user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:40123-:700"));
         let mut open = l.clone();
         open.limits.egress = true;
         let joined_open = args(&open, &image, &seat)
