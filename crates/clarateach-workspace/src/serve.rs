@@ -183,7 +183,7 @@ impl Server {
                         Some(path.clone()),
                     )
                 }
-                Listen::Fd(fd) => Bound::Unix(inherited_listener(*fd).map_err(bind_err)?, None),
+                Listen::Fd(fd) => inherited_listener(*fd).map_err(bind_err)?,
             });
         }
         Ok(Self { state, listeners })
@@ -267,12 +267,14 @@ fn remove_stale_socket(path: &std::path::Path) {
     }
 }
 
-/// Takes over the listening Unix socket inherited as `fd`. Marks it close-on-exec at once, so no
-/// shell or command the daemon starts ever holds it, and makes this process non-dumpable, so other
-/// processes of the same uid (the learner's) can neither ptrace the daemon nor open its
-/// `/proc/PID/fd/N` to steal the socket. Anything but a listening Unix stream socket is refused.
+/// Takes over the listening socket inherited as `fd`: a Unix socket the sandbox's agent bound, or
+/// the TCP socket a microVM guest's PID 1 bound on a privileged port. Marks it close-on-exec at
+/// once, so no shell or command the daemon starts ever holds it, and makes this process
+/// non-dumpable, so other processes of the same uid (the learner's) can neither ptrace the daemon
+/// nor open its `/proc/PID/fd/N` to steal the socket. Anything but a listening stream socket is
+/// refused.
 #[allow(unsafe_code)]
-fn inherited_listener(fd: i32) -> std::io::Result<tokio::net::UnixListener> {
+fn inherited_listener(fd: i32) -> std::io::Result<Bound> {
     use rustix::io::FdFlags;
     use rustix::net::sockopt;
     use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
@@ -286,22 +288,35 @@ fn inherited_listener(fd: i32) -> std::io::Result<tokio::net::UnixListener> {
     let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
     rustix::io::fcntl_setfd(borrowed, FdFlags::CLOEXEC)?;
     rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)?;
-    let is_unix = rustix::net::getsockname(borrowed)
-        .map(|a| matches!(a, rustix::net::SocketAddrAny::Unix(_)))
-        .unwrap_or(false);
-    if !is_unix
+    let family = rustix::net::getsockname(borrowed).ok();
+    let (is_unix, is_inet) = match &family {
+        Some(rustix::net::SocketAddrAny::Unix(_)) => (true, false),
+        Some(rustix::net::SocketAddrAny::V4(_) | rustix::net::SocketAddrAny::V6(_)) => {
+            (false, true)
+        }
+        _ => (false, false),
+    };
+    if !(is_unix || is_inet)
         || sockopt::get_socket_type(borrowed)? != rustix::net::SocketType::STREAM
         || !sockopt::get_socket_acceptconn(borrowed)?
     {
-        return Err(not_ours("not a listening Unix stream socket"));
+        return Err(not_ours("not a listening stream socket"));
     }
     // SAFETY: the fd is open (fcntl succeeded), is a socket handed to this process at exec, and
     // nothing else in the process refers to it: `--listen fd:N` names each descriptor once (a
     // duplicate would be a double close, so `Server::bind` rejects it).
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    if is_inet {
+        let std_listener = std::net::TcpListener::from(owned);
+        std_listener.set_nonblocking(true)?;
+        return Ok(Bound::Tcp(tokio::net::TcpListener::from_std(std_listener)?));
+    }
     let std_listener = std::os::unix::net::UnixListener::from(owned);
     std_listener.set_nonblocking(true)?;
-    tokio::net::UnixListener::from_std(std_listener)
+    Ok(Bound::Unix(
+        tokio::net::UnixListener::from_std(std_listener)?,
+        None,
+    ))
 }
 
 #[cfg(test)]
@@ -336,7 +351,9 @@ mod tests {
             rustix::io::FdFlags::empty(),
         )
         .expect("clear cloexec");
-        let listener = inherited_listener(fd).expect("take over");
+        let Bound::Unix(listener, None) = inherited_listener(fd).expect("take over") else {
+            panic!("a Unix socket comes back as one");
+        };
         let flags = rustix::io::fcntl_getfd(&listener).expect("getfd");
         assert!(flags.contains(rustix::io::FdFlags::CLOEXEC));
         assert_eq!(
@@ -352,5 +369,22 @@ mod tests {
         assert!(inherited_listener(file.as_raw_fd()).is_err());
         let (a, _b) = std::os::unix::net::UnixStream::pair().expect("pair");
         assert!(inherited_listener(a.as_raw_fd()).is_err());
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+        assert!(inherited_listener(udp.into_raw_fd()).is_err());
+    }
+
+    #[tokio::test]
+    async fn an_inherited_tcp_listener_serves_as_tcp() {
+        // The microVM guest's PID 1 binds the privileged port and hands it down like this.
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = std_listener.local_addr().expect("addr");
+        let fd = std_listener.into_raw_fd();
+        let Bound::Tcp(listener) = inherited_listener(fd).expect("take over") else {
+            panic!("a TCP socket comes back as TCP");
+        };
+        let (accepted, connected) =
+            tokio::join!(listener.accept(), tokio::net::TcpStream::connect(addr));
+        accepted.expect("accept");
+        connected.expect("connect");
     }
 }
