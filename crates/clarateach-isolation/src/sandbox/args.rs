@@ -78,7 +78,10 @@ pub struct ArgsInput<'a> {
     pub volume: &'a Path,
     pub home: &'a Path,
     pub run: &'a Path,
+    /// The seat has its own network namespace (entered before bwrap): no `--unshare-net`.
     pub egress: bool,
+    /// Bound over `/etc/resolv.conf` when given (networked seats).
+    pub resolv_conf: Option<&'a Path>,
 }
 
 /// Builds bwrap's arguments. bwrap runs as the unprivileged host uid of the learner, so it makes
@@ -115,6 +118,9 @@ pub fn build(input: &ArgsInput<'_>) -> Vec<OsString> {
     }
     push(&[&"--ro-bind", &input.etc_dir.join("passwd"), &"/etc/passwd"]);
     push(&[&"--ro-bind", &input.etc_dir.join("group"), &"/etc/group"]);
+    if let Some(resolv) = input.resolv_conf {
+        push(&[&"--ro-bind", &resolv, &"/etc/resolv.conf"]);
+    }
     push(&[&"--ro-bind", &input.daemon_binary, &DAEMON_PATH]);
     push(&[&"--bind", &input.volume, &"/workspace"]);
     push(&[&"--bind", &input.home, &"/home/learner"]);
@@ -198,6 +204,7 @@ mod tests {
             home: Path::new("/d/homes/ws-a/seat-07"),
             run: Path::new("/d/run/ws-a/seat-07"),
             egress,
+            resolv_conf: egress.then_some(Path::new("/d/net/ws-a/seat-07.resolv.conf")),
         }
     }
 
@@ -242,8 +249,11 @@ mod tests {
     }
 
     #[test]
-    fn egress_keeps_the_host_network() {
-        assert!(!joined(&build(&input(&[], true))).contains("--unshare-net"));
+    fn a_networked_seat_keeps_its_own_namespace_and_resolv_conf() {
+        let s = joined(&build(&input(&[], true)));
+        assert!(!s.contains("--unshare-net"));
+        assert!(s.contains("--ro-bind /d/net/ws-a/seat-07.resolv.conf /etc/resolv.conf"));
+        assert!(!joined(&build(&input(&[], false))).contains("resolv.conf"));
     }
 
     #[test]

@@ -100,6 +100,12 @@ impl SandboxBackend {
         self.cg
             .create(&rec.cgroup, &rec.limits)
             .map_err(|e| start_err(e.to_string()))?;
+        // A seat that reaches out gets its own namespace or does not start: never the host's.
+        let net = self
+            .net
+            .setup(&key, &rec.limits.network)
+            .await
+            .map_err(|e| BackendError::Network(key.clone(), e))?;
         let root = self.root_entries_for(rec);
         let hostname = seat_name(key.seat);
         let input = args::ArgsInput {
@@ -110,14 +116,18 @@ impl SandboxBackend {
             volume: &p.volume,
             home: &p.home,
             run: &p.run,
-            egress: rec.limits.egress,
+            egress: net.is_some(),
+            resolv_conf: net.as_ref().map(|n| n.resolv_conf.as_path()),
         };
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&p.log)
             .map_err(io("open the seat log"))?;
-        let env = Self::sandbox_env(rec);
+        let mut env = Self::sandbox_env(rec);
+        if let Some(n) = &net {
+            env.extend(n.env.clone());
+        }
         let launch = Launch {
             bwrap: &self.cfg.bwrap,
             args: args::build(&input),
@@ -129,6 +139,7 @@ impl SandboxBackend {
             uid: self.cfg.host_uid,
             gid: self.cfg.host_gid,
             log,
+            netns: net.map(|n| n.netns),
         };
         let child = spawn::spawn(launch).map_err(|e| start_err(format!("spawning bwrap: {e}")))?;
         rec.pid = child.id().map(|p| p as i32);
@@ -219,6 +230,7 @@ impl Backend for SandboxBackend {
         {
             let _ = self.empty_cgroup(rec.cgroup.clone()).await;
             let _ = child.wait().await;
+            let _ = self.net.teardown(key).await;
             return Err(match why {
                 NotReady::Timeout => BackendError::DaemonTimeout(key.clone()),
                 NotReady::Exited(status) => BackendError::Start(
@@ -267,6 +279,10 @@ impl Backend for SandboxBackend {
             // Reap bwrap; it is already dead, so this returns at once.
             let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
         }
+        self.net
+            .teardown(key)
+            .await
+            .map_err(|e| BackendError::Network(key.clone(), e))?;
         let p = self.paths(key);
         let _ = std::fs::remove_file(&p.socket);
         if let Some(mut rec) = rec {
@@ -286,6 +302,10 @@ impl Backend for SandboxBackend {
     async fn destroy(&self, key: &SeatKey, delete_volume: bool) -> Result<(), BackendError> {
         paths::validate(key).map_err(io("validate the seat key"))?;
         self.stop(key).await?;
+        self.net
+            .release(key)
+            .await
+            .map_err(|e| BackendError::Network(key.clone(), e))?;
         self.lock().remove(key);
         let p = self.paths(key);
         let destroy_err = |e: std::io::Error| BackendError::Destroy(key.clone(), e.to_string());
@@ -337,7 +357,21 @@ impl Backend for SandboxBackend {
     }
 
     async fn adopt(&self) -> Result<Vec<(SeatKey, WorkspaceStatus)>, BackendError> {
-        super::adopt::adopt(self).await
+        let found = super::adopt::adopt(self).await?;
+        // Namespaces and nft rules outlived the agent; its proxies and forwarders did not.
+        for (key, status) in &found {
+            let Some(rec) = self.record_of(key) else {
+                continue;
+            };
+            let net = match status {
+                WorkspaceStatus::Running => self.net.readopt(key, &rec.limits.network).await,
+                _ => self.net.teardown(key).await,
+            };
+            if let Err(e) = net {
+                tracing::warn!(workshop.id = %key.workshop_id, seat = key.seat, error = %e, "seat network not re-adopted");
+            }
+        }
+        Ok(found)
     }
 
     fn volume_dir(&self, key: &SeatKey) -> PathBuf {

@@ -27,6 +27,8 @@ pub struct Launch<'a> {
     pub uid: u32,
     pub gid: u32,
     pub log: File,
+    /// The seat's network namespace, entered before dropping privileges (None: bwrap unshares).
+    pub netns: Option<File>,
 }
 
 /// Spawns bwrap. The environment (which may hold the api key) is passed as the process's
@@ -35,6 +37,7 @@ pub struct Launch<'a> {
 pub fn spawn(launch: Launch<'_>) -> io::Result<Child> {
     let fds: Vec<i32> = launch.cgroup_procs.iter().map(|f| f.as_raw_fd()).collect();
     let (uid, gid) = (launch.uid, launch.gid);
+    let netns = launch.netns.as_ref().map(|f| f.as_raw_fd());
     let mut cmd = Command::new(launch.bwrap);
     cmd.args(&launch.args)
         .env_clear()
@@ -45,11 +48,17 @@ pub fn spawn(launch: Launch<'_>) -> io::Result<Child> {
         .stderr(launch.log)
         .kill_on_drop(false);
     // SAFETY: the closure runs in the forked child before exec and calls only async-signal-safe
-    // functions (write, setsid, setgroups, setgid, setuid) on values copied in beforehand; it
-    // allocates nothing. The fds stay open in the parent (`launch.cgroup_procs`) until spawn
-    // returns.
+    // functions (write, setns, setsid, setgroups, setgid, setuid) on values copied in beforehand;
+    // it allocates nothing. The fds stay open in the parent (`launch.cgroup_procs`,
+    // `launch.netns`) until spawn returns.
     unsafe {
         cmd.pre_exec(move || {
+            // Still root here: joining the seat's namespace needs CAP_SYS_ADMIN.
+            if let Some(fd) = netns {
+                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
             for &fd in &fds {
                 if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
                     return Err(io::Error::last_os_error());
@@ -67,6 +76,7 @@ pub fn spawn(launch: Launch<'_>) -> io::Result<Child> {
     }
     let child = cmd.spawn();
     drop(launch.cgroup_procs);
+    drop(launch.netns);
     child
 }
 
