@@ -342,7 +342,8 @@ impl NetManager {
             .map(|_| ())
     }
 
-    /// Starts the seat's proxy (allow) or DNS forwarder (open) on its gateway address.
+    /// Starts the seat's proxy (allow) or DNS forwarder (open) on its gateway address. A listener
+    /// of a backend being replaced in this process may still hold the address for a moment.
     async fn listen(
         &self,
         addrs: &SlotAddrs,
@@ -351,14 +352,13 @@ impl NetManager {
         match policy {
             NetworkPolicy::Allow { allow } => {
                 let at = SocketAddr::from((addrs.host, PROXY_PORT));
-                let l =
-                    tokio::net::TcpListener::bind(at)
-                        .await
-                        .map_err(|source| NetError::Bind {
-                            what: "proxy",
-                            addr: at,
-                            source,
-                        })?;
+                let l = retry_bind(|| tokio::net::TcpListener::bind(at))
+                    .await
+                    .map_err(|source| NetError::Bind {
+                        what: "proxy",
+                        addr: at,
+                        source,
+                    })?;
                 Ok(proxy::spawn(l, allow.clone(), self.cfg.resolver.clone()))
             }
             _ => {
@@ -368,7 +368,7 @@ impl NetManager {
                     .or_else(|| dns::upstream_from(Path::new("/etc/resolv.conf")))
                     .ok_or(NetError::NoUpstreamDns)?;
                 let at = SocketAddr::from((addrs.host, DNS_PORT));
-                let s = tokio::net::UdpSocket::bind(at)
+                let s = retry_bind(|| tokio::net::UdpSocket::bind(at))
                     .await
                     .map_err(|source| NetError::Bind {
                         what: "DNS forwarder",
@@ -516,6 +516,24 @@ impl NetManager {
     /// The configuration in use.
     pub fn config(&self) -> &NetConfig {
         &self.cfg
+    }
+}
+
+/// Binds, retrying for up to a second while the address is in use.
+async fn retry_bind<T, F, Fut>(bind: F) -> std::io::Result<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = std::io::Result<T>>,
+{
+    let mut tries = 0;
+    loop {
+        match bind().await {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < 20 => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            other => return other,
+        }
     }
 }
 
