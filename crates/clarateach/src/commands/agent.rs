@@ -10,6 +10,8 @@ use clarateach_agent::{Agent, AgentConfig};
 use clarateach_image::{ImageError, ImageLayout};
 use clarateach_isolation::factory::BackendConfig;
 use clarateach_isolation::microvm::{Ipv4Subnet, MicrovmConfig, Net};
+use clarateach_isolation::netpolicy::{NetConfig, Resolver, SeatSubnet};
+use clarateach_isolation::sandbox::SandboxConfig;
 use clarateach_isolation::{Backend, BackendKind};
 
 #[derive(clap::Args)]
@@ -37,6 +39,8 @@ pub struct Args {
     backend: Option<BackendArg>,
     #[command(flatten)]
     microvm: MicrovmArgs,
+    #[command(flatten)]
+    net: SeatNetArgs,
     /// Seats this host may run.
     #[arg(long, default_value_t = 50)]
     capacity: u32,
@@ -95,6 +99,38 @@ pub struct MicrovmArgs {
     pub microvm_subnet: Option<Ipv4Subnet>,
 }
 
+/// Networks of sandbox seats whose `limits.network` is `open` or an allow-list, shared by `agent`
+/// and `up`. Each such seat gets its own network namespace and a /30 of `--seat-subnet`.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct SeatNetArgs {
+    /// IPv4 subnet for networked sandbox seats, one /30 each (default 10.214.0.0/16); must not
+    /// overlap any network the host uses.
+    #[arg(long, env = "CLARATEACH_SEAT_SUBNET")]
+    pub seat_subnet: Option<SeatSubnet>,
+    /// Interface that `open` seats' traffic leaves by, masqueraded (default: the interface of
+    /// the host's IPv4 default route). It and each seat's veth get IPv4 forwarding turned on.
+    #[arg(long, env = "CLARATEACH_EGRESS_IFACE")]
+    pub egress_iface: Option<String>,
+    /// Resolve allow-listed names from this file (lines `NAME IP`) instead of the system
+    /// resolver: air-gapped sites and tests.
+    #[arg(long, env = "CLARATEACH_EGRESS_HOSTS")]
+    pub egress_hosts: Option<PathBuf>,
+}
+
+impl SeatNetArgs {
+    fn config(&self) -> anyhow::Result<NetConfig> {
+        let mut cfg = NetConfig::default();
+        if let Some(subnet) = self.seat_subnet {
+            cfg.seat_subnet = subnet;
+        }
+        cfg.egress_iface = self.egress_iface.clone();
+        if let Some(file) = &self.egress_hosts {
+            cfg.resolver = Resolver::from_file(file).context("cannot use --egress-hosts")?;
+        }
+        Ok(cfg)
+    }
+}
+
 /// Builds the isolation backend for `kind`, or the first one the host can run. `image_dir` is
 /// the microvm guest image (`--image-dir`, else `$CLARATEACH_IMAGE_DIR`, else
 /// DATA_DIR/images/default); the other backends ignore it.
@@ -102,6 +138,7 @@ pub fn build_backend(
     kind: Option<BackendArg>,
     data_dir: &Path,
     microvm: &MicrovmArgs,
+    net: &SeatNetArgs,
 ) -> anyhow::Result<Arc<dyn Backend>> {
     let kind = match kind {
         Some(k) => k.into(),
@@ -111,7 +148,12 @@ pub fn build_backend(
     };
     let exe = std::env::current_exe()
         .context("cannot locate the clarateach binary for the workspace daemon")?;
-    let mut config = BackendConfig::new(data_dir, exe);
+    let mut config = BackendConfig::new(data_dir, &exe);
+    if kind == BackendKind::Sandbox {
+        let mut cfg = SandboxConfig::new(data_dir, exe);
+        cfg.net = net.config()?;
+        config.sandbox = Some(cfg);
+    }
     if kind == BackendKind::Microvm {
         let image = microvm_image_dir(data_dir, microvm.image_dir.as_deref());
         let image = std::path::absolute(&image)
@@ -172,7 +214,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .token
         .context("--token is required (see `clarateach agent token`)")?;
     let data_dir = resolve_data_dir(args.data_dir)?;
-    let backend = build_backend(args.backend, &data_dir, &args.microvm)?;
+    let backend = build_backend(args.backend, &data_dir, &args.microvm, &args.net)?;
     let config = AgentConfig {
         control_plane,
         agent_token: token,

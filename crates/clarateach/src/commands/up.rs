@@ -12,7 +12,7 @@ use clarateach_agent::{Agent, AgentConfig};
 use clarateach_server::{Server, ServerConfig, INSTRUCTOR_TOKEN_FILE};
 use clarateach_store::Store;
 
-use super::agent::{build_backend, resolve_data_dir, BackendArg, MicrovmArgs};
+use super::agent::{build_backend, resolve_data_dir, BackendArg, MicrovmArgs, SeatNetArgs};
 use super::shutdown_signal;
 
 #[derive(clap::Args)]
@@ -28,6 +28,8 @@ pub struct Args {
     backend: Option<BackendArg>,
     #[command(flatten)]
     microvm: MicrovmArgs,
+    #[command(flatten)]
+    net: SeatNetArgs,
     /// Seats the local agent may run.
     #[arg(long, default_value_t = 200)]
     capacity: u32,
@@ -73,6 +75,8 @@ pub struct StackOptions {
     pub backend: Option<BackendArg>,
     /// The microvm guest image and network (see [`build_backend`]).
     pub microvm: MicrovmArgs,
+    /// Networks of open/allow sandbox seats.
+    pub net: SeatNetArgs,
     pub capacity: u32,
     pub heartbeat: Duration,
 }
@@ -82,7 +86,7 @@ impl Stack {
     pub async fn start(opts: StackOptions) -> anyhow::Result<Self> {
         let data_dir = opts.data_dir;
         // First, so a missing guest image fails before anything listens.
-        let backend = build_backend(opts.backend, &data_dir, &opts.microvm)?;
+        let backend = build_backend(opts.backend, &data_dir, &opts.microvm, &opts.net)?;
         let mut config = ServerConfig::new(&data_dir);
         config.listen = opts.listen;
         config.heartbeat_interval = opts.heartbeat;
@@ -152,6 +156,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         data_dir: data_dir.clone(),
         backend: args.backend,
         microvm: args.microvm,
+        net: args.net,
         capacity: args.capacity,
         heartbeat: Duration::from_millis(args.heartbeat_ms.max(100)),
     })

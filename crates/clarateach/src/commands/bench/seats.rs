@@ -238,6 +238,7 @@ async fn bench(args: &Args, dir: &Path) -> anyhow::Result<()> {
         data_dir: dir.to_path_buf(),
         backend: None,
         microvm: Default::default(),
+        net: Default::default(),
         capacity: args.seats + args.ready_samples + 1,
         heartbeat: Duration::from_millis(500),
     })
