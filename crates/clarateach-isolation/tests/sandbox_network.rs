@@ -386,6 +386,40 @@ async fn seats_reach_only_what_their_policy_allows() {
         !connects(&open, &a2.seat.to_string(), 8000).await,
         "open seat reached another seat"
     );
+    // IPv6 link-local to the host side of its veth: dropped too (the seat has no v6 route).
+    let any6 = std::net::TcpListener::bind("[::]:0").expect("bind v6");
+    let v6_port = any6.local_addr().expect("addr").port();
+    let ll = Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "ip -6 -o addr show dev {} scope link | awk '{{print $4}}' | cut -d/ -f1",
+                a1.veth()
+            ),
+        ])
+        .output()
+        .expect("ip");
+    let ll = String::from_utf8_lossy(&ll.stdout).trim().to_string();
+    assert!(
+        ll.starts_with("fe80:"),
+        "no link-local address on the veth: {ll:?}"
+    );
+    let v6 = format!("{PY} -c \"import socket;socket.create_connection(('{ll}%eth0',{v6_port}),2);print('connected')\"");
+    assert!(
+        !run(&open, &v6).await.1.contains("connected"),
+        "open seat reached the host over IPv6 link-local"
+    );
+    // A port the learner binds is the seat's own, not the host's.
+    ok(
+        &open,
+        &format!("nohup {PY} -m http.server 8001 --bind 0.0.0.0 >/dev/null 2>&1 &"),
+    )
+    .await;
+    ok(&open, &format!("for i in $(seq 50); do {PY} -c \"import socket;socket.create_connection(('127.0.0.1',8001),1)\" 2>/dev/null && exit 0; sleep 0.1; done; exit 1")).await;
+    assert!(
+        std::net::TcpStream::connect("127.0.0.1:8001").is_err(),
+        "the seat bound a host port"
+    );
     let (status, out) = run(
         &open,
         "ip route add 203.0.113.0/24 dev eth0; ip link set eth0 down",
@@ -492,8 +526,7 @@ async fn seats_reach_only_what_their_policy_allows() {
         !n.dir.path().join("net").join(&n.ws).exists(),
         "slot records left"
     );
-    drop(lo);
-    drop(any);
+    drop((lo, any, any6));
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
