@@ -186,6 +186,8 @@ struct State {
     /// Recorded slot of every seat that has one (persisted).
     slots: HashMap<SeatKey, u32>,
     active: BTreeMap<SeatKey, Active>,
+    /// Bumped on every change of `active`.
+    version: u64,
     egress: Option<String>,
 }
 
@@ -200,8 +202,9 @@ pub struct NetManager {
     cfg: NetConfig,
     dir: PathBuf,
     state: Mutex<State>,
-    /// Serialises nft loads so the table always reflects the latest state, in order.
-    nft_gate: tokio::sync::Mutex<()>,
+    /// Serialises nft loads; holds the `State::version` the kernel's table reflects, so a burst
+    /// of seat starts waiting here is covered by one load of the newest state.
+    nft_gate: tokio::sync::Mutex<u64>,
 }
 
 impl std::fmt::Debug for NetManager {
@@ -257,7 +260,7 @@ impl NetManager {
             cfg,
             dir,
             state: Mutex::new(state),
-            nft_gate: tokio::sync::Mutex::new(()),
+            nft_gate: tokio::sync::Mutex::new(0),
         })
     }
 
@@ -324,22 +327,27 @@ impl NetManager {
 
     /// Loads the table for the current state.
     async fn apply(&self) -> Result<(), NetError> {
-        let _gate = self.nft_gate.lock().await;
-        let rules: Vec<nft::SeatRule> = self
-            .lock()
-            .active
-            .values()
-            .map(|a| a.rule.clone())
-            .collect();
+        let wanted = self.lock().version;
+        let mut applied = self.nft_gate.lock().await;
+        if *applied >= wanted {
+            return Ok(());
+        }
+        let (version, rules): (u64, Vec<nft::SeatRule>) = {
+            let st = self.lock();
+            (
+                st.version,
+                st.active.values().map(|a| a.rule.clone()).collect(),
+            )
+        };
         let script = if rules.is_empty() {
             nft::render_delete(&self.cfg.nft_table)
         } else {
             let egress = self.egress().await?;
             nft::render(&self.cfg.nft_table, &egress, &rules)
         };
-        link::run("nft", &["-f", "-"], Some(script))
-            .await
-            .map(|_| ())
+        link::run("nft", &["-f", "-"], Some(script)).await?;
+        *applied = version;
+        Ok(())
     }
 
     /// Starts the seat's proxy (allow) or DNS forwarder (open) on its gateway address. A listener
@@ -447,9 +455,11 @@ impl NetManager {
             addrs: *addrs,
             mode,
         };
-        self.lock()
-            .active
-            .insert(key.clone(), Active { rule, task });
+        {
+            let mut st = self.lock();
+            st.active.insert(key.clone(), Active { rule, task });
+            st.version += 1;
+        }
         self.apply().await
     }
 
@@ -475,7 +485,9 @@ impl NetManager {
     pub async fn teardown(&self, key: &SeatKey) -> Result<(), NetError> {
         let (was_active, slot) = {
             let mut st = self.lock();
-            (st.active.remove(key).is_some(), st.slots.get(key).copied())
+            let was = st.active.remove(key).is_some();
+            st.version += u64::from(was);
+            (was, st.slots.get(key).copied())
         };
         if was_active {
             self.apply().await?;
