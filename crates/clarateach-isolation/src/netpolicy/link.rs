@@ -28,9 +28,10 @@ pub fn netns_path(name: &str) -> PathBuf {
 pub async fn create(addrs: &SlotAddrs, default_route: bool) -> Result<(), NetError> {
     let (veth, ns) = (addrs.veth(), addrs.netns());
     remove(addrs).await?;
-    run("ip", &["netns", "add", &ns], None).await?;
+    // `netns add` inside the batch returns to the root namespace for the next lines.
     let host = format!(
-        "link add {veth} type veth peer name eth0 netns {ns}\n\
+        "netns add {ns}\n\
+         link add {veth} type veth peer name eth0 netns {ns}\n\
          addr add {}/30 dev {veth}\n\
          link set {veth} up\n",
         addrs.host
@@ -50,11 +51,15 @@ pub async fn create(addrs: &SlotAddrs, default_route: bool) -> Result<(), NetErr
 /// Removes the veth pair (both ends go together) and the namespace; missing ones are fine.
 pub async fn remove(addrs: &SlotAddrs) -> Result<(), NetError> {
     let (veth, ns) = (addrs.veth(), addrs.netns());
+    let mut batch = String::new();
     if std::path::Path::new("/sys/class/net").join(&veth).exists() {
-        run("ip", &["link", "del", &veth], None).await?;
+        batch.push_str(&format!("link del {veth}\n"));
     }
     if netns_path(&ns).exists() {
-        run("ip", &["netns", "del", &ns], None).await?;
+        batch.push_str(&format!("netns del {ns}\n"));
+    }
+    if !batch.is_empty() {
+        run("ip", &["-batch", "-"], Some(batch)).await?;
     }
     Ok(())
 }
