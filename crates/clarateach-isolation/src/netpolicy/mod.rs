@@ -188,7 +188,19 @@ struct State {
     active: BTreeMap<SeatKey, Active>,
     /// Bumped on every change of `active`.
     version: u64,
+    /// nft deltas of the changes not loaded yet, in order.
+    pending: Vec<String>,
     egress: Option<String>,
+}
+
+/// What the kernel's copy of the table reflects.
+#[derive(Default)]
+struct Loaded {
+    /// The `State::version` last loaded.
+    version: u64,
+    /// Whether the table is known to be in place with every active seat (false at agent start
+    /// and after a failed load: the next load is the whole table).
+    whole: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -202,9 +214,9 @@ pub struct NetManager {
     cfg: NetConfig,
     dir: PathBuf,
     state: Mutex<State>,
-    /// Serialises nft loads; holds the `State::version` the kernel's table reflects, so a burst
-    /// of seat starts waiting here is covered by one load of the newest state.
-    nft_gate: tokio::sync::Mutex<u64>,
+    /// Serialises nft loads and knows what the kernel's table reflects, so a burst of seat
+    /// changes waiting here is covered by one load of all their deltas.
+    nft_gate: tokio::sync::Mutex<Loaded>,
 }
 
 impl std::fmt::Debug for NetManager {
@@ -260,7 +272,7 @@ impl NetManager {
             cfg,
             dir,
             state: Mutex::new(state),
-            nft_gate: tokio::sync::Mutex::new(0),
+            nft_gate: tokio::sync::Mutex::new(Loaded::default()),
         })
     }
 
@@ -325,29 +337,46 @@ impl NetManager {
         Ok(dev)
     }
 
-    /// Loads the table for the current state.
+    /// Brings the kernel's table up to date: the pending deltas, or the whole table when it is
+    /// not known to be in place or a delta fails; the table goes when the last seat does.
     async fn apply(&self) -> Result<(), NetError> {
         let wanted = self.lock().version;
-        let mut applied = self.nft_gate.lock().await;
-        if *applied >= wanted {
+        let mut loaded = self.nft_gate.lock().await;
+        if loaded.version >= wanted {
             return Ok(());
         }
-        let (version, rules): (u64, Vec<nft::SeatRule>) = {
-            let st = self.lock();
-            (
-                st.version,
-                st.active.values().map(|a| a.rule.clone()).collect(),
-            )
+        let (version, deltas, rules) = {
+            let mut st = self.lock();
+            let rules: Vec<nft::SeatRule> = st.active.values().map(|a| a.rule.clone()).collect();
+            (st.version, std::mem::take(&mut st.pending), rules)
         };
-        let script = if rules.is_empty() {
-            nft::render_delete(&self.cfg.nft_table)
+        let table = &self.cfg.nft_table;
+        let result = if rules.is_empty() {
+            nft_load(nft::render_delete(table)).await
+        } else if loaded.whole {
+            match nft_load(deltas.concat()).await {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "nft delta failed; reloading the whole table");
+                    nft_load(nft::render(table, &self.egress().await?, &rules)).await
+                }
+            }
         } else {
-            let egress = self.egress().await?;
-            nft::render(&self.cfg.nft_table, &egress, &rules)
+            nft_load(nft::render(table, &self.egress().await?, &rules)).await
         };
-        link::run("nft", &["-f", "-"], Some(script)).await?;
-        *applied = version;
-        Ok(())
+        match result {
+            Ok(()) => {
+                *loaded = Loaded {
+                    version,
+                    whole: !rules.is_empty(),
+                };
+                Ok(())
+            }
+            Err(e) => {
+                loaded.whole = false;
+                Err(e)
+            }
+        }
     }
 
     /// Starts the seat's proxy (allow) or DNS forwarder (open) on its gateway address. A listener
@@ -450,6 +479,7 @@ impl NetManager {
             link::enable_forwarding(&addrs.veth())?;
             link::enable_forwarding(&self.egress().await?)?;
         }
+        let egress = self.egress().await?;
         let task = self.listen(addrs, policy).await?;
         let rule = nft::SeatRule {
             addrs: *addrs,
@@ -457,6 +487,8 @@ impl NetManager {
         };
         {
             let mut st = self.lock();
+            st.pending
+                .push(nft::add_seat(&self.cfg.nft_table, &egress, &rule));
             st.active.insert(key.clone(), Active { rule, task });
             st.version += 1;
         }
@@ -485,8 +517,13 @@ impl NetManager {
     pub async fn teardown(&self, key: &SeatKey) -> Result<(), NetError> {
         let (was_active, slot) = {
             let mut st = self.lock();
-            let was = st.active.remove(key).is_some();
-            st.version += u64::from(was);
+            let removed = st.active.remove(key).map(|a| a.rule.clone());
+            let was = removed.is_some();
+            if let Some(rule) = removed {
+                st.pending
+                    .push(nft::remove_seat(&self.cfg.nft_table, &rule));
+                st.version += 1;
+            }
             (was, st.slots.get(key).copied())
         };
         if was_active {
@@ -547,6 +584,12 @@ where
             other => return other,
         }
     }
+}
+
+async fn nft_load(script: String) -> Result<(), NetError> {
+    link::run("nft", &["-f", "-"], Some(script))
+        .await
+        .map(|_| ())
 }
 
 fn read_dir(dir: &Path) -> Vec<PathBuf> {

@@ -93,19 +93,18 @@ impl SandboxBackend {
         paths::owned_dir(&p.run, self.cfg.host_uid, self.cfg.host_gid)
             .map_err(io("create the run dir"))?;
         let _ = std::fs::remove_file(&p.socket);
-        // Leftovers of an earlier run would escape the new limits: clear them first.
-        self.empty_cgroup(rec.cgroup.clone())
-            .await
-            .map_err(|e| start_err(e.to_string()))?;
+        // Leftovers of an earlier run would escape the new limits: clear them first. Meanwhile
+        // the seat's network is made: a seat that reaches out gets its own namespace or does not
+        // start, never the host's.
+        let (cleared, net) = tokio::join!(
+            self.empty_cgroup(rec.cgroup.clone()),
+            self.net.setup(&key, &rec.limits.network)
+        );
+        cleared.map_err(|e| start_err(e.to_string()))?;
+        let net = net.map_err(|e| BackendError::Network(key.clone(), e))?;
         self.cg
             .create(&rec.cgroup, &rec.limits)
             .map_err(|e| start_err(e.to_string()))?;
-        // A seat that reaches out gets its own namespace or does not start: never the host's.
-        let net = self
-            .net
-            .setup(&key, &rec.limits.network)
-            .await
-            .map_err(|e| BackendError::Network(key.clone(), e))?;
         let root = self.root_entries_for(rec);
         let hostname = seat_name(key.seat);
         let input = args::ArgsInput {
@@ -219,7 +218,13 @@ impl Backend for SandboxBackend {
             .ok_or_else(|| BackendError::Unknown(key.clone()))?;
         let p = self.paths(key);
         let began = Instant::now();
-        let mut child = self.launch(&mut rec, &p).await?;
+        let mut child = match self.launch(&mut rec, &p).await {
+            Ok(child) => child,
+            Err(e) => {
+                let _ = self.net.teardown(key).await;
+                return Err(e);
+            }
+        };
         if let Err(why) = spawn::wait_ready(
             &p.socket,
             &rec.daemon_token,
