@@ -508,6 +508,28 @@ async fn seats_reach_only_what_their_policy_allows() {
         "hello from the internet"
     );
 
+    // Someone removes the agent's table behind its back: the next seat change fails as a delta
+    // and reloads the whole table, so the running seats are blocked again too.
+    must(&format!("nft delete table inet {}", n.net.nft_table));
+    let late = n.seat(4, NetworkPolicy::Open).await;
+    assert_eq!(
+        curl(&late, "http://203.0.113.10/").await.1,
+        "hello from the internet"
+    );
+    assert!(
+        !connects(&open, &a1.host.to_string(), any_port).await,
+        "blocks not restored"
+    );
+    assert_eq!(
+        curl(&open, "http://169.254.169.254/").await.0,
+        "000",
+        "metadata after reload"
+    );
+    assert!(
+        !connects(&late, &a1.seat.to_string(), 8001).await,
+        "seat 4 reached seat 1"
+    );
+
     // Stop takes the network down, start brings it back with the same addresses.
     n.b().stop(&n.key(1)).await.expect("stop");
     assert!(
@@ -522,7 +544,7 @@ async fn seats_reach_only_what_their_policy_allows() {
     );
 
     // Destroy leaves no link, namespace or table behind.
-    for seat in 1..=3 {
+    for seat in 1..=4 {
         n.b().destroy(&n.key(seat), true).await.expect("destroy");
     }
     assert_eq!(n.leftovers(), Vec::<String>::new());
