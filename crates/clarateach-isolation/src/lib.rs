@@ -13,6 +13,7 @@ use clarateach_core::Limits;
 pub mod cgroups;
 pub mod factory;
 pub mod microvm;
+pub mod netpolicy;
 pub mod sandbox;
 
 /// Which isolation a backend provides.
@@ -104,6 +105,8 @@ pub enum BackendError {
     Unknown(SeatKey),
     #[error("the daemon of {0:?} did not answer in time")]
     DaemonTimeout(SeatKey),
+    #[error("setting up the network of {0:?} failed")]
+    Network(SeatKey, #[source] netpolicy::NetError),
     #[error("backend unavailable: {0}")]
     Unavailable(String),
     #[error("io error during {action}")]

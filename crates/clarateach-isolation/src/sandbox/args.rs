@@ -101,6 +101,7 @@ pub struct ArgsInput<'a> {
     /// Sizes of the `/tmp` and `/dev/shm` tmpfs in bytes.
     pub tmp_bytes: u64,
     pub shm_bytes: u64,
+    /// The seat has its own network namespace (entered before bwrap): no `--unshare-net`.
     pub egress: bool,
 }
 
@@ -258,7 +259,7 @@ mod tests {
                 dir: Path::new("/d/sandbox-etc"),
                 host_binds: HOST_BINDS,
             },
-            resolv_conf: None,
+            resolv_conf: egress.then_some(Path::new("/d/net/ws-a/seat-07.resolv.conf")),
             daemon_binary: Path::new("/opt/ct/clarateach"),
             volume: Path::new("/d/volumes/ws-a/seat-07"),
             home: Path::new("/d/homes/ws-a/seat-07"),
@@ -348,8 +349,11 @@ mod tests {
     }
 
     #[test]
-    fn egress_keeps_the_host_network() {
-        assert!(!joined(&build(&input(&[], true))).contains("--unshare-net"));
+    fn a_networked_seat_keeps_its_own_namespace_and_resolv_conf() {
+        let s = joined(&build(&input(&[], true)));
+        assert!(!s.contains("--unshare-net"));
+        assert!(s.contains("--ro-bind /d/net/ws-a/seat-07.resolv.conf /etc/resolv.conf"));
+        assert!(!joined(&build(&input(&[], false))).contains("resolv.conf"));
     }
 
     #[test]

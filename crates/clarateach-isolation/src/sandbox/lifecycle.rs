@@ -127,10 +127,15 @@ impl SandboxBackend {
     ) -> Result<(tokio::process::Child, tokio::task::JoinHandle<()>), BackendError> {
         let key = rec.key.clone();
         let start_err = |msg: String| BackendError::Start(key.clone(), msg);
-        // Leftovers of an earlier run would escape the new limits: clear them first.
-        self.empty_cgroup(rec.cgroup.clone())
-            .await
-            .map_err(|e| start_err(e.to_string()))?;
+        // Leftovers of an earlier run would escape the new limits: clear them first. Meanwhile
+        // the seat's network is made: a seat that reaches out gets its own namespace or does not
+        // start, never the host's.
+        let (cleared, net) = tokio::join!(
+            self.empty_cgroup(rec.cgroup.clone()),
+            self.net.setup(&key, &rec.limits.network)
+        );
+        cleared.map_err(|e| start_err(e.to_string()))?;
+        let net = net.map_err(|e| BackendError::Network(key.clone(), e))?;
         // The old layout's learner-writable socket dir; nothing runs in the seat now.
         paths::remove_tree(&p.run).map_err(io("remove the old run dir"))?;
         let listener = paths::bind_socket(&p.socket).map_err(io("bind the daemon socket"))?;
@@ -157,17 +162,20 @@ impl SandboxBackend {
             hostname: &hostname,
             root: &root,
             etc,
-            resolv_conf: None,
+            resolv_conf: net.as_ref().map(|n| n.resolv_conf.as_path()),
             daemon_binary: &self.cfg.daemon_binary,
             volume: &p.volume,
             home: &p.home,
             tmp_bytes,
             shm_bytes,
-            egress: rec.limits.egress,
+            egress: net.is_some(),
         };
         let uid = rec.host_uid.unwrap_or(LEGACY_UID);
         let (log, drain) = super::log::for_start(&p.log).map_err(io("open the seat log pipe"))?;
-        let env = Self::sandbox_env(rec);
+        let mut env = Self::sandbox_env(rec);
+        if let Some(n) = &net {
+            env.extend(n.env.clone());
+        }
         let launch = Launch {
             bwrap: &self.cfg.bwrap,
             args: args::build(&input),
@@ -181,6 +189,7 @@ impl SandboxBackend {
             uid,
             gid: uid,
             log,
+            netns: net.map(|n| n.netns),
         };
         let child = spawn::spawn(launch).map_err(|e| start_err(format!("spawning bwrap: {e}")))?;
         rec.pid = child.id().map(|p| p as i32);
@@ -269,7 +278,13 @@ impl Backend for SandboxBackend {
             .ok_or_else(|| BackendError::Unknown(key.clone()))?;
         let p = self.paths(key);
         let began = Instant::now();
-        let (mut child, drain) = self.launch(&mut rec, &p).await?;
+        let (mut child, drain) = match self.launch(&mut rec, &p).await {
+            Ok(launched) => launched,
+            Err(e) => {
+                let _ = self.net.teardown(key).await;
+                return Err(e);
+            }
+        };
         if let Err(why) = spawn::wait_ready(
             &p.socket,
             &rec.daemon_token,
@@ -282,6 +297,7 @@ impl Backend for SandboxBackend {
             let _ = child.wait().await;
             // Every writer is gone: the drain ends once the log holds bwrap's last words.
             let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+            let _ = self.net.teardown(key).await;
             return Err(match why {
                 NotReady::Timeout => BackendError::DaemonTimeout(key.clone()),
                 NotReady::Exited(status) => BackendError::Start(
@@ -330,6 +346,10 @@ impl Backend for SandboxBackend {
             // Reap bwrap; it is already dead, so this returns at once.
             let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
         }
+        self.net
+            .teardown(key)
+            .await
+            .map_err(|e| BackendError::Network(key.clone(), e))?;
         let p = self.paths(key);
         let _ = std::fs::remove_file(&p.socket);
         if let Some(mut rec) = rec {
@@ -355,6 +375,10 @@ impl Backend for SandboxBackend {
     async fn destroy(&self, key: &SeatKey, delete_volume: bool) -> Result<(), BackendError> {
         paths::validate(key).map_err(io("validate the seat key"))?;
         self.stop(key).await?;
+        self.net
+            .release(key)
+            .await
+            .map_err(|e| BackendError::Network(key.clone(), e))?;
         self.lock().remove(key);
         let p = self.paths(key);
         let destroy_err = |e: std::io::Error| BackendError::Destroy(key.clone(), e.to_string());
@@ -411,7 +435,21 @@ impl Backend for SandboxBackend {
     }
 
     async fn adopt(&self) -> Result<Vec<(SeatKey, WorkspaceStatus)>, BackendError> {
-        super::adopt::adopt(self).await
+        let found = super::adopt::adopt(self).await?;
+        // Namespaces and nft rules outlived the agent; its proxies and forwarders did not.
+        for (key, status) in &found {
+            let Some(rec) = self.record_of(key) else {
+                continue;
+            };
+            let net = match status {
+                WorkspaceStatus::Running => self.net.readopt(key, &rec.limits.network).await,
+                _ => self.net.teardown(key).await,
+            };
+            if let Err(e) = net {
+                tracing::warn!(workshop.id = %key.workshop_id, seat = key.seat, error = %e, "seat network not re-adopted");
+            }
+        }
+        Ok(found)
     }
 
     fn volume_dir(&self, key: &SeatKey) -> PathBuf {

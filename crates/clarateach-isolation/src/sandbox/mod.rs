@@ -62,6 +62,8 @@ pub struct SandboxConfig {
     pub cgroup_parent: String,
     /// How long `start` waits for the daemon's `/health`.
     pub start_timeout: Duration,
+    /// Networks of `open` and `allow` seats (see `netpolicy`).
+    pub net: crate::netpolicy::NetConfig,
 }
 
 impl SandboxConfig {
@@ -75,6 +77,7 @@ impl SandboxConfig {
             uid_range: UidRange::DEFAULT,
             cgroup_parent: "clarateach".into(),
             start_timeout: Duration::from_secs(10),
+            net: crate::netpolicy::NetConfig::default(),
         }
     }
 }
@@ -115,6 +118,7 @@ pub struct SandboxBackend {
     seccomp: SeccompPrograms,
     uids: Mutex<uids::UidAllocator>,
     seats: Mutex<HashMap<SeatKey, Seat>>,
+    net: crate::netpolicy::NetManager,
 }
 
 impl std::fmt::Debug for SandboxBackend {
@@ -147,6 +151,8 @@ impl SandboxBackend {
         let uids = Mutex::new(uids_on_disk(&cfg));
         let root_dir = cfg.rootfs.clone().unwrap_or_else(|| PathBuf::from("/"));
         let root = root_entries(&root_dir).map_err(io("read the sandbox root"))?;
+        let net = crate::netpolicy::NetManager::new(cfg.net.clone(), &cfg.data_dir)
+            .map_err(|e| BackendError::Unavailable(format!("seat network: {e}")))?;
         tracing::info!(data_dir = %cfg.data_dir.display(), cgroups = ?cg.version(), "sandbox backend ready");
         Ok(Self {
             cfg,
@@ -157,6 +163,7 @@ impl SandboxBackend {
             seccomp,
             uids,
             seats: Mutex::new(HashMap::new()),
+            net,
         })
     }
 
@@ -183,6 +190,11 @@ impl SandboxBackend {
     /// How many processes of the seat the kernel killed for exceeding the memory limit.
     pub fn oom_kills(&self, key: &SeatKey) -> u64 {
         self.cg.oom_kills(&self.cgroup_name(key)).unwrap_or(0)
+    }
+
+    /// The seat networks (addresses of networked seats, for tests and status).
+    pub fn net(&self) -> &crate::netpolicy::NetManager {
+        &self.net
     }
 
     fn paths(&self, key: &SeatKey) -> SeatPaths {

@@ -41,6 +41,8 @@ pub struct Launch<'a> {
     pub uid: u32,
     pub gid: u32,
     pub log: File,
+    /// The seat's network namespace, entered before dropping privileges (None: bwrap unshares).
+    pub netns: Option<File>,
 }
 
 /// Spawns bwrap. The environment (which may hold the api key) is passed as the process's
@@ -55,6 +57,7 @@ pub fn spawn(launch: Launch<'_>) -> io::Result<Child> {
         (launch.seccomp[1].as_raw_fd(), super::args::SECCOMP_FDS[1]),
     ];
     let (uid, gid) = (launch.uid, launch.gid);
+    let netns = launch.netns.as_ref().map(|f| f.as_raw_fd());
     let mut cmd = Command::new(launch.bwrap);
     cmd.args(&launch.args)
         .env_clear()
@@ -65,11 +68,18 @@ pub fn spawn(launch: Launch<'_>) -> io::Result<Child> {
         .stderr(launch.log)
         .kill_on_drop(false);
     // SAFETY: the closure runs in the forked child before exec and calls only async-signal-safe
-    // functions (write, fcntl, dup2, setsid, setgroups, setgid, setuid) on values copied in
-    // beforehand; it allocates nothing. The fds stay open in the parent (`launch.cgroup_procs`,
-    // `launch.listener`, `launch.seccomp`) until spawn returns.
+    // functions (setns, write, fcntl, dup2, setsid, setgroups, setgid, setuid) on values copied
+    // in beforehand; it allocates nothing. The fds stay open in the parent
+    // (`launch.cgroup_procs`, `launch.listener`, `launch.seccomp`, `launch.netns`) until spawn
+    // returns.
     unsafe {
         cmd.pre_exec(move || {
+            // Still root here: joining the seat's namespace needs CAP_SYS_ADMIN.
+            if let Some(fd) = netns {
+                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
             for &fd in &fds {
                 if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
                     return Err(io::Error::last_os_error());
@@ -104,6 +114,7 @@ pub fn spawn(launch: Launch<'_>) -> io::Result<Child> {
     drop(launch.cgroup_procs);
     drop(launch.listener);
     drop(launch.seccomp);
+    drop(launch.netns);
     child
 }
 

@@ -10,6 +10,7 @@ use clarateach_agent::{Agent, AgentConfig};
 use clarateach_image::{ImageError, ImageLayout};
 use clarateach_isolation::factory::BackendConfig;
 use clarateach_isolation::microvm::{Ipv4Subnet, MicrovmConfig, Net};
+use clarateach_isolation::netpolicy::{NetConfig, Resolver, SeatSubnet};
 use clarateach_isolation::sandbox::{SandboxConfig, UidRange};
 use clarateach_isolation::{Backend, BackendKind};
 
@@ -105,11 +106,46 @@ pub struct SandboxArgs {
     /// after its seat's volume is deleted.
     #[arg(long, env = "CLARATEACH_SEAT_UID_RANGE", value_parser = parse_uid_range)]
     pub seat_uid_range: Option<UidRange>,
+    /// Networks of open/allow seats.
+    #[command(flatten)]
+    pub net: SeatNetArgs,
 }
 
 fn parse_uid_range(s: &str) -> Result<UidRange, String> {
     s.parse()
         .map_err(|e: clarateach_isolation::sandbox::UidRangeError| e.to_string())
+}
+
+/// Networks of sandbox seats whose `limits.network` is `open` or an allow-list, shared by `agent`
+/// and `up`. Each such seat gets its own network namespace and a /30 of `--seat-subnet`.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct SeatNetArgs {
+    /// IPv4 subnet for networked sandbox seats, one /30 each (default 10.214.0.0/16); must not
+    /// overlap any network the host uses.
+    #[arg(long, env = "CLARATEACH_SEAT_SUBNET")]
+    pub seat_subnet: Option<SeatSubnet>,
+    /// Interface that `open` seats' traffic leaves by, masqueraded (default: the interface of
+    /// the host's IPv4 default route). It and each seat's veth get IPv4 forwarding turned on.
+    #[arg(long, env = "CLARATEACH_EGRESS_IFACE")]
+    pub egress_iface: Option<String>,
+    /// Resolve allow-listed names from this file (lines `NAME IP`) instead of the system
+    /// resolver: air-gapped sites and tests.
+    #[arg(long, env = "CLARATEACH_EGRESS_HOSTS")]
+    pub egress_hosts: Option<PathBuf>,
+}
+
+impl SeatNetArgs {
+    fn config(&self) -> anyhow::Result<NetConfig> {
+        let mut cfg = NetConfig::default();
+        if let Some(subnet) = self.seat_subnet {
+            cfg.seat_subnet = subnet;
+        }
+        cfg.egress_iface = self.egress_iface.clone();
+        if let Some(file) = &self.egress_hosts {
+            cfg.resolver = Resolver::from_file(file).context("cannot use --egress-hosts")?;
+        }
+        Ok(cfg)
+    }
 }
 
 /// Builds the isolation backend for `kind`, or the first one the host can run. `image_dir` is
@@ -130,9 +166,12 @@ pub fn build_backend(
     let exe = std::env::current_exe()
         .context("cannot locate the clarateach binary for the workspace daemon")?;
     let mut config = BackendConfig::new(data_dir, &exe);
-    if let Some(range) = sandbox.seat_uid_range {
+    if kind == BackendKind::Sandbox {
         let mut cfg = SandboxConfig::new(data_dir, &exe);
-        cfg.uid_range = range;
+        if let Some(range) = sandbox.seat_uid_range {
+            cfg.uid_range = range;
+        }
+        cfg.net = sandbox.net.config()?;
         config.sandbox = Some(cfg);
     }
     if kind == BackendKind::Microvm {
