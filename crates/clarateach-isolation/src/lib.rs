@@ -106,6 +106,8 @@ pub enum BackendError {
     DaemonTimeout(SeatKey),
     #[error("backend unavailable: {0}")]
     Unavailable(String),
+    #[error("the seat store failed")]
+    SeatStore(#[source] sandbox::SeatStoreError),
     #[error("io error during {action}")]
     Io {
         action: &'static str,

@@ -81,8 +81,13 @@ pub(super) async fn adopt(
             out.push((key, WorkspaceStatus::Stopped));
         }
     }
-    let known: BTreeSet<SeatKey> = out.iter().map(|(k, _)| k.clone()).collect();
-    for ws in subdirs(&b.cfg.data_dir.join("volumes")) {
+    let mut known: BTreeSet<SeatKey> = out.iter().map(|(k, _)| k.clone()).collect();
+    // Volumes in the seat store, and old-style ones not migrated yet.
+    let roots = [
+        b.store.root().join("volumes"),
+        b.cfg.data_dir.join("volumes"),
+    ];
+    for ws in roots.iter().flat_map(|r| subdirs(r)) {
         let Some(workshop_id) = ws.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
             continue;
         };
@@ -98,7 +103,7 @@ pub(super) async fn adopt(
                 workshop_id: workshop_id.clone(),
                 seat,
             };
-            if !known.contains(&key) {
+            if known.insert(key.clone()) {
                 out.push((key, WorkspaceStatus::Missing));
             }
         }

@@ -10,9 +10,12 @@
 mod adopt;
 mod args;
 mod lifecycle;
+mod migrate;
 mod paths;
+pub mod quota;
 mod record;
 mod spawn;
+pub mod store;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -28,7 +31,9 @@ use record::SeatRecord;
 
 pub use args::{build as bwrap_args, root_entries, ArgsInput, RootEntry, DAEMON_PATH, RUN_DIR};
 pub use paths::{seat_name, SeatPaths, LEARNER_ID};
+pub use quota::DiskUsage;
 pub use spawn::health;
+pub use store::{SeatStore, SeatStoreError, StoreSize};
 
 /// Default path of the bubblewrap binary (Debian package `bubblewrap`).
 pub const BWRAP: &str = "/usr/bin/bwrap";
@@ -51,6 +56,8 @@ pub struct SandboxConfig {
     pub cgroup_parent: String,
     /// How long `start` waits for the daemon's `/health`.
     pub start_timeout: Duration,
+    /// The quota-enforcing seat store holding volumes and homes (see `store`).
+    pub seat_store: StoreSize,
 }
 
 impl SandboxConfig {
@@ -65,6 +72,7 @@ impl SandboxConfig {
             host_gid: 61000,
             cgroup_parent: "clarateach".into(),
             start_timeout: Duration::from_secs(10),
+            seat_store: StoreSize::Auto,
         }
     }
 }
@@ -99,6 +107,7 @@ pub struct SandboxBackend {
     cg: Arc<dyn CgroupManager>,
     root: Vec<RootEntry>,
     etc_dir: PathBuf,
+    store: Arc<SeatStore>,
     seats: Mutex<HashMap<SeatKey, Seat>>,
 }
 
@@ -127,12 +136,16 @@ impl SandboxBackend {
         let etc_dir = paths::prepare_data_dir(&cfg.data_dir).map_err(io("prepare the data dir"))?;
         let root_dir = cfg.rootfs.clone().unwrap_or_else(|| PathBuf::from("/"));
         let root = root_entries(&root_dir).map_err(io("read the sandbox root"))?;
+        let store = Arc::new(
+            SeatStore::open(&cfg.data_dir, cfg.seat_store).map_err(BackendError::SeatStore)?,
+        );
         tracing::info!(data_dir = %cfg.data_dir.display(), cgroups = ?cg.version(), "sandbox backend ready");
         Ok(Self {
             cfg,
             cg,
             root,
             etc_dir,
+            store,
             seats: Mutex::new(HashMap::new()),
         })
     }
@@ -160,6 +173,23 @@ impl SandboxBackend {
     /// How many processes of the seat the kernel killed for exceeding the memory limit.
     pub fn oom_kills(&self, key: &SeatKey) -> u64 {
         self.cg.oom_kills(&self.cgroup_name(key)).unwrap_or(0)
+    }
+
+    /// The seat store holding every seat's volume and home.
+    pub fn seat_store(&self) -> &SeatStore {
+        &self.store
+    }
+
+    /// Bytes the seat uses of its disk quota (`/workspace` and home together) and the limit;
+    /// zeros when quotas are off or the seat has no volume.
+    pub fn disk_usage(&self, key: &SeatKey) -> Result<DiskUsage, BackendError> {
+        paths::validate(key).map_err(|source| BackendError::Io {
+            action: "validate the seat key",
+            source,
+        })?;
+        self.store
+            .usage(&self.paths(key).volume)
+            .map_err(BackendError::SeatStore)
     }
 
     fn paths(&self, key: &SeatKey) -> SeatPaths {

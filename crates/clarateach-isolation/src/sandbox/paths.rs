@@ -2,8 +2,8 @@
 //! that let the unprivileged bubblewrap reach its own seat and nothing else.
 //!
 //! ```text
-//! <data>/volumes/<ws>/seat-NN      -> /workspace       (learner-owned, kept across restarts)
-//! <data>/homes/<ws>/seat-NN        -> /home/learner    (learner-owned, kept)
+//! <data>/seat-store/volumes/<ws>/seat-NN -> /workspace (learner-owned, kept; see `store`)
+//! <data>/seat-store/homes/<ws>/seat-NN   -> /home/learner (learner-owned, kept)
 //! <data>/run/<ws>/seat-NN          -> /run/clarateach  (daemon.sock lives here)
 //! <data>/sandboxes/<ws>/seat-NN.json                   (state for re-adoption, 0600, root)
 //! <data>/sandboxes/<ws>/seat-NN.log                    (bubblewrap and daemon stderr)
@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 
 use clarateach_core::agent_proto::SeatKey;
 use nix::unistd::{chown, Gid, Uid};
+
+use super::store::STORE_DIR;
 
 /// Uid and gid of the learner inside every sandbox.
 pub const LEARNER_ID: u32 = 1000;
@@ -65,8 +67,12 @@ impl SeatPaths {
         let ws = &key.workshop_id;
         let run = data_dir.join("run").join(ws).join(&seat);
         Self {
-            volume: data_dir.join("volumes").join(ws).join(&seat),
-            home: data_dir.join("homes").join(ws).join(&seat),
+            volume: data_dir
+                .join(STORE_DIR)
+                .join("volumes")
+                .join(ws)
+                .join(&seat),
+            home: data_dir.join(STORE_DIR).join("homes").join(ws).join(&seat),
             socket: run.join("daemon.sock"),
             run,
             state: data_dir
@@ -119,9 +125,7 @@ pub fn prepare_data_dir(data_dir: &Path) -> std::io::Result<PathBuf> {
             std::fs::Permissions::from_mode((mode & 0o7777) | 0o011),
         )?;
     }
-    for sub in ["volumes", "homes", "run"] {
-        mkdir_traversable(&data_dir.join(sub))?;
-    }
+    mkdir_traversable(&data_dir.join("run"))?;
     private_dir(&data_dir.join("sandboxes"))?;
     let etc = data_dir.join("sandbox-etc");
     mkdir_traversable(&etc)?;
@@ -162,8 +166,11 @@ mod tests {
             seat: 3,
         };
         let p = SeatPaths::new(Path::new("/d"), &key);
-        assert_eq!(p.volume, Path::new("/d/volumes/ws-abc123/seat-03"));
-        assert_eq!(p.home, Path::new("/d/homes/ws-abc123/seat-03"));
+        assert_eq!(
+            p.volume,
+            Path::new("/d/seat-store/volumes/ws-abc123/seat-03")
+        );
+        assert_eq!(p.home, Path::new("/d/seat-store/homes/ws-abc123/seat-03"));
         assert_eq!(p.socket, Path::new("/d/run/ws-abc123/seat-03/daemon.sock"));
         assert_eq!(p.state, Path::new("/d/sandboxes/ws-abc123/seat-03.json"));
         assert_eq!(seat_name(12), "seat-12");
