@@ -84,7 +84,7 @@ pub(super) async fn adopt(
     let mut known: BTreeSet<SeatKey> = out.iter().map(|(k, _)| k.clone()).collect();
     // Volumes in the seat store, and old-style ones not migrated yet.
     let roots = [
-        b.store.root().join("volumes"),
+        b.cfg.data_dir.join(super::store::SEATS_DIR),
         b.cfg.data_dir.join("volumes"),
     ];
     for ws in roots.iter().flat_map(|r| subdirs(r)) {

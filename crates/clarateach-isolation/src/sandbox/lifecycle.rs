@@ -12,7 +12,6 @@ use clarateach_core::agent_proto::SeatKey;
 use super::paths::{self, SeatPaths};
 use super::record::{self, SeatRecord};
 use super::spawn::{self, Launch, NotReady};
-use super::store::SeatDirs;
 use super::{args, seat_name, SandboxBackend, Seat};
 use crate::cgroups::{self, CgroupManager};
 use crate::{
@@ -72,35 +71,20 @@ impl SandboxBackend {
         })
     }
 
-    /// Makes the seat's volume and home in the seat store with its disk quota (migrating
-    /// old-style dirs when `migrate`); blocking syscalls and maybe a copy, so off the runtime.
-    async fn prepare_store(
-        &self,
-        rec: &SeatRecord,
-        p: &SeatPaths,
-        migrate: bool,
-    ) -> Result<u32, BackendError> {
+    /// Makes (first time) and mounts the seat's file system and its volume and home, migrating
+    /// old-style dirs when `migrate`; blocking (a mount, maybe a copy), so off the runtime.
+    async fn prepare_store(&self, rec: &SeatRecord, migrate: bool) -> Result<(), BackendError> {
         let store = self.store.clone();
-        let dirs = SeatDirs::new(
-            &self.cfg.data_dir,
-            &rec.key,
-            p.volume.clone(),
-            p.home.clone(),
-        );
+        let dirs = store.dirs(&rec.key);
         let (uid, gid) = (self.cfg.host_uid, self.cfg.host_gid);
         let disk_mb = rec.limits.disk_mb;
-        // The project id: kept from the volume, or the smallest free one. (With a host uid per
-        // seat, pass `Some(uid)` here to make the two the same.)
-        let project = None;
-        tokio::task::spawn_blocking(move || {
-            store.prepare_seat(&dirs, project, disk_mb, uid, gid, migrate)
-        })
-        .await
-        .map_err(|e| BackendError::Io {
-            action: "prepare the seat dirs",
-            source: std::io::Error::other(e),
-        })?
-        .map_err(BackendError::SeatStore)
+        tokio::task::spawn_blocking(move || store.prepare_seat(&dirs, disk_mb, uid, gid, migrate))
+            .await
+            .map_err(|e| BackendError::Io {
+                action: "prepare the seat dirs",
+                source: std::io::Error::other(e),
+            })?
+            .map_err(BackendError::SeatStore)
     }
 
     fn root_entries_for(&self, rec: &SeatRecord) -> Vec<args::RootEntry> {
@@ -129,12 +113,11 @@ impl SandboxBackend {
         self.empty_cgroup(rec.cgroup.clone())
             .await
             .map_err(|e| start_err(e.to_string()))?;
-        let quota_began = Instant::now();
-        let project = self.prepare_store(rec, p, true).await?;
+        let store_began = Instant::now();
+        self.prepare_store(rec, true).await?;
         tracing::debug!(
-            project,
-            quota_us = quota_began.elapsed().as_secs_f64() * 1e6,
-            "seat dirs and quota ready"
+            store_us = store_began.elapsed().as_secs_f64() * 1e6,
+            "seat file system ready"
         );
         self.cg
             .create(&rec.cgroup, &rec.limits)
@@ -212,7 +195,7 @@ impl Backend for SandboxBackend {
         }
         let mut rec = SeatRecord::from_spec(spec, p.socket.clone(), self.cgroup_name(key));
         let running = self.lock().get(key).is_some_and(|s| s.running);
-        self.prepare_store(&rec, &p, !running).await?;
+        self.prepare_store(&rec, !running).await?;
         let mut seats = self.lock();
         if let Some(seat) = seats.get_mut(key) {
             // Keep the running process; the new spec applies from the next start.
@@ -335,15 +318,15 @@ impl Backend for SandboxBackend {
         }
         paths::remove_tree(&p.run).map_err(destroy_err)?;
         let mut dirs = vec![&p.state, &p.run];
-        let old = SeatDirs::new(&self.cfg.data_dir, key, p.volume.clone(), p.home.clone());
+        let seat = self.store.dirs(key);
         if delete_volume {
             self.store
-                .release_seat(&p.volume)
+                .release_seat(&seat)
                 .map_err(|e| BackendError::Destroy(key.clone(), e.to_string()))?;
-            for dir in [&p.volume, &p.home, &old.old_volume, &old.old_home] {
+            for dir in [&seat.old_volume, &seat.old_home] {
                 paths::remove_tree(dir).map_err(destroy_err)?;
             }
-            dirs.extend([&p.volume, &p.home, &old.old_volume, &old.old_home]);
+            dirs.extend([&seat.old_volume, &seat.old_home]);
         }
         dirs.into_iter().for_each(|d| paths::remove_empty_parent(d));
         Ok(())

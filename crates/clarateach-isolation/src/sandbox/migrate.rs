@@ -303,7 +303,7 @@ fn copy_meta(fd: RawFd, st: &FileStat) -> nix::Result<()> {
 }
 
 /// Copies the data regions of `from` (SEEK_DATA/SEEK_HOLE), so holes stay holes.
-fn copy_sparse(from: &File, to: &File, size: i64) -> io::Result<()> {
+pub(super) fn copy_sparse(from: &File, to: &File, size: i64) -> io::Result<()> {
     let size = u64::try_from(size).unwrap_or(0);
     let fd = from.as_raw_fd();
     let mut pos: u64 = 0;

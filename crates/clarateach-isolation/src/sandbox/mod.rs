@@ -12,8 +12,8 @@ mod args;
 mod lifecycle;
 mod migrate;
 mod paths;
-pub mod quota;
 mod record;
+pub mod seatfs;
 mod spawn;
 pub mod store;
 
@@ -31,7 +31,7 @@ use record::SeatRecord;
 
 pub use args::{build as bwrap_args, root_entries, ArgsInput, RootEntry, DAEMON_PATH, RUN_DIR};
 pub use paths::{seat_name, SeatPaths, LEARNER_ID};
-pub use quota::DiskUsage;
+pub use seatfs::DiskUsage;
 pub use spawn::health;
 pub use store::{SeatStore, SeatStoreError, StoreSize};
 
@@ -56,7 +56,7 @@ pub struct SandboxConfig {
     pub cgroup_parent: String,
     /// How long `start` waits for the daemon's `/health`.
     pub start_timeout: Duration,
-    /// The quota-enforcing seat store holding volumes and homes (see `store`).
+    /// The seat store bounding each seat's volume and home (see `store`).
     pub seat_store: StoreSize,
 }
 
@@ -180,15 +180,15 @@ impl SandboxBackend {
         &self.store
     }
 
-    /// Bytes the seat uses of its disk quota (`/workspace` and home together) and the limit;
-    /// zeros when quotas are off or the seat has no volume.
+    /// Bytes the seat uses of its disk limit (`/workspace` and home together) and the limit;
+    /// zeros when disk limits are off or the seat's file system is not mounted.
     pub fn disk_usage(&self, key: &SeatKey) -> Result<DiskUsage, BackendError> {
         paths::validate(key).map_err(|source| BackendError::Io {
             action: "validate the seat key",
             source,
         })?;
         self.store
-            .usage(&self.paths(key).volume)
+            .usage(&self.store.dirs(key))
             .map_err(BackendError::SeatStore)
     }
 

@@ -2,8 +2,8 @@
 //! that let the unprivileged bubblewrap reach its own seat and nothing else.
 //!
 //! ```text
-//! <data>/seat-store/volumes/<ws>/seat-NN -> /workspace (learner-owned, kept; see `store`)
-//! <data>/seat-store/homes/<ws>/seat-NN   -> /home/learner (learner-owned, kept)
+//! <data>/seats/<ws>/seat-NN/workspace -> /workspace  (learner-owned, kept; a per-seat file
+//! <data>/seats/<ws>/seat-NN/home      -> /home/learner system of disk_mb, see `store`)
 //! <data>/run/<ws>/seat-NN          -> /run/clarateach  (daemon.sock lives here)
 //! <data>/sandboxes/<ws>/seat-NN.json                   (state for re-adoption, 0600, root)
 //! <data>/sandboxes/<ws>/seat-NN.log                    (bubblewrap and daemon stderr)
@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use clarateach_core::agent_proto::SeatKey;
 use nix::unistd::{chown, Gid, Uid};
 
-use super::store::STORE_DIR;
+use super::store::SEATS_DIR;
 
 /// Uid and gid of the learner inside every sandbox.
 pub const LEARNER_ID: u32 = 1000;
@@ -68,11 +68,11 @@ impl SeatPaths {
         let run = data_dir.join("run").join(ws).join(&seat);
         Self {
             volume: data_dir
-                .join(STORE_DIR)
-                .join("volumes")
+                .join(SEATS_DIR)
                 .join(ws)
-                .join(&seat),
-            home: data_dir.join(STORE_DIR).join("homes").join(ws).join(&seat),
+                .join(&seat)
+                .join("workspace"),
+            home: data_dir.join(SEATS_DIR).join(ws).join(&seat).join("home"),
             socket: run.join("daemon.sock"),
             run,
             state: data_dir
@@ -166,11 +166,8 @@ mod tests {
             seat: 3,
         };
         let p = SeatPaths::new(Path::new("/d"), &key);
-        assert_eq!(
-            p.volume,
-            Path::new("/d/seat-store/volumes/ws-abc123/seat-03")
-        );
-        assert_eq!(p.home, Path::new("/d/seat-store/homes/ws-abc123/seat-03"));
+        assert_eq!(p.volume, Path::new("/d/seats/ws-abc123/seat-03/workspace"));
+        assert_eq!(p.home, Path::new("/d/seats/ws-abc123/seat-03/home"));
         assert_eq!(p.socket, Path::new("/d/run/ws-abc123/seat-03/daemon.sock"));
         assert_eq!(p.state, Path::new("/d/sandboxes/ws-abc123/seat-03.json"));
         assert_eq!(seat_name(12), "seat-12");

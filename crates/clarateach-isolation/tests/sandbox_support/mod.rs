@@ -56,9 +56,30 @@ pub fn skipped(test: &str) -> bool {
     }
 }
 
+/// A temp data dir whose seat store and seat file systems (loop mounts, kept across agent
+/// restarts by design) are unmounted when the test ends: tests leave no mounts behind.
+pub struct DataDir(tempfile::TempDir);
+
+impl DataDir {
+    pub fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        // Lazily: a seat still running holds its bind mounts in its own namespace.
+        let _ = clarateach_isolation::sandbox::store::unmount_all(self.0.path());
+    }
+}
+
+pub fn data_dir() -> DataDir {
+    DataDir(tempfile::tempdir().expect("tempdir"))
+}
+
 /// A backend over a temp data dir with its own cgroup parent, so parallel tests never collide.
 pub struct Harness {
-    pub dir: tempfile::TempDir,
+    pub dir: DataDir,
     pub backend: SandboxBackend,
     pub ws: String,
 }
@@ -88,7 +109,7 @@ pub fn config(data_dir: &Path, daemon: PathBuf) -> SandboxConfig {
 impl Harness {
     /// A backend running the stand-in daemon.
     pub fn new() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = data_dir();
         let daemon = dir.path().join("fake-daemon");
         let backend = SandboxBackend::new(config(dir.path(), daemon)).expect("backend");
         fake_daemon(dir.path());

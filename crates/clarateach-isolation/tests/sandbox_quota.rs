@@ -1,0 +1,287 @@
+//! The disk quota of a seat, tried as a learner would from inside real sandboxes: filling
+//! `/workspace` or the home past `limits.disk_mb` fails with ENOSPC for that seat only, while
+//! another seat and the host's data dir keep working; files survive an agent restart and a
+//! remount of the seat store (as after a host reboot); an old-style volume dir from before the
+//! store migrates with its files. Needs root, bubblewrap and loop devices.
+
+mod sandbox_support;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::time::Instant;
+
+use clarateach_core::Limits;
+use clarateach_isolation::sandbox::store::{self, SeatStore, StoreSize};
+use clarateach_isolation::sandbox::SandboxBackend;
+use clarateach_isolation::Backend;
+use sandbox_support::{config, ok, run, skipped, Harness};
+
+fn limits(disk_mb: u32) -> Limits {
+    Limits {
+        disk_mb,
+        ..Limits::default()
+    }
+}
+
+fn no_space(out: &str) -> bool {
+    out.contains("No space left on device") || out.contains("Disk quota exceeded")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filling_the_quota_gives_enospc_to_that_seat_only() {
+    if skipped("filling_the_quota_gives_enospc_to_that_seat_only") {
+        return;
+    }
+    let h = Harness::new();
+    assert!(h.backend.seat_store().enforced(), "quotas are enforced");
+    let small = h.seat(1, limits(64), &[]).await;
+    let other = h.seat(2, limits(256), &[]).await;
+
+    // One fallocate far past the quota: refused by the kernel, nothing allocated.
+    let (status, out) = run(&small, "fallocate -l 100G /workspace/huge").await;
+    println!("fallocate past the quota: {status}: {out}");
+    assert_ne!(
+        status, "exit=0 signal=0",
+        "fallocate past the quota must fail"
+    );
+    assert!(no_space(&out), "{out}");
+    // ext4 keeps what a failed fallocate got; the learner deletes it.
+    ok(&small, "rm -f /workspace/huge").await;
+
+    // dd writes up to the quota and then gets the error.
+    let (status, out) = run(
+        &small,
+        "dd if=/dev/zero of=/workspace/fill bs=1M count=100 conv=fsync",
+    )
+    .await;
+    println!("dd past the quota: {status}: {out}");
+    assert_ne!(status, "exit=0 signal=0");
+    assert!(
+        out.contains("No space left on device"),
+        "a full ext4 returns ENOSPC: {out}"
+    );
+    // The home shares the quota with /workspace.
+    let (status, out) = run(
+        &small,
+        "dd if=/dev/zero of=/home/learner/more bs=1M count=8",
+    )
+    .await;
+    assert_ne!(status, "exit=0 signal=0", "the home counts too: {out}");
+    assert!(no_space(&out), "{out}");
+    // The learner sees the limit as the size of the file system.
+    let df = ok(&small, "df -k --output=size /workspace | tail -1").await;
+    println!("df size inside the seat: {df} KiB");
+    let df_kib: u64 = df.trim().parse().expect("df size");
+    assert!(df_kib <= 64 * 1024 && df_kib > 48 * 1024, "{df}");
+
+    let usage = h.backend.disk_usage(&h.key(1)).expect("usage");
+    println!("usage of the full seat: {usage:?}");
+    assert!(usage.bytes_limit <= 64 << 20 && usage.bytes_limit > 48 << 20);
+    assert!(
+        usage.bytes_used + (2 << 20) >= usage.bytes_limit,
+        "full: {usage:?}"
+    );
+
+    // Deleting frees it again.
+    ok(&small, "rm /workspace/fill && echo fine > /workspace/after").await;
+    // The other seat still writes more than the first one's quota.
+    ok(
+        &other,
+        "dd if=/dev/zero of=/workspace/big bs=1M count=100 2>&1",
+    )
+    .await;
+    // The host's data dir (state files, keys) is untouched and writable.
+    let probe = h.dir.path().join("host-probe");
+    std::fs::write(&probe, vec![0u8; 1 << 20]).expect("the host can still write its data dir");
+    // The store image is sparse: it holds what the seats wrote, not its nominal size.
+    let img = std::fs::metadata(h.dir.path().join(store::STORE_IMAGE)).expect("image");
+    println!(
+        "store image: nominal {} MiB, allocated {} MiB",
+        img.len() >> 20,
+        img.blocks() * 512 >> 20
+    );
+    assert!(img.blocks() * 512 < 1 << 30);
+
+    // Destroy with the volume removes the dirs and the limit.
+    h.backend.destroy(&h.key(1), true).await.expect("destroy");
+    assert!(!h.backend.volume_dir(&h.key(1)).exists());
+    assert_eq!(
+        h.backend.disk_usage(&h.key(1)).expect("usage").bytes_limit,
+        0
+    );
+    assert!(!h
+        .dir
+        .path()
+        .join("seat-store/images")
+        .join(&h.ws)
+        .join("seat-01.img")
+        .exists());
+    h.backend.destroy(&h.key(2), true).await.expect("destroy");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_survive_an_agent_restart_and_a_remount() {
+    if skipped("files_survive_an_agent_restart_and_a_remount") {
+        return;
+    }
+    let h = Harness::new();
+    let ep = h.seat(1, limits(64), &[]).await;
+    ok(
+        &ep,
+        "echo kept > /workspace/f && echo home > /home/learner/h",
+    )
+    .await;
+    h.backend.stop(&h.key(1)).await.expect("stop");
+    let daemon = h.dir.path().join("fake-daemon");
+    let Harness { dir, backend, ws } = h;
+    // The agent goes away; the store stays mounted and is reused.
+    drop(backend);
+    let again = SandboxBackend::new(config(dir.path(), daemon.clone())).expect("reuse");
+    drop(again);
+    // A host reboot: the mount is gone, the image is mounted again.
+    store::unmount_all(dir.path()).expect("unmount");
+    assert!(
+        !dir.path().join("seat-store/images").exists(),
+        "really unmounted"
+    );
+    assert!(!dir
+        .path()
+        .join("seats")
+        .join(&ws)
+        .join("seat-01/workspace")
+        .exists());
+    let backend = SandboxBackend::new(config(dir.path(), daemon)).expect("remount");
+    assert!(backend.seat_store().enforced());
+    let key = clarateach_core::agent_proto::SeatKey {
+        workshop_id: ws,
+        seat: 1,
+    };
+    let ep = backend.start(&key).await.expect("start again");
+    assert_eq!(
+        ok(&ep, "cat /workspace/f /home/learner/h").await,
+        "kept\nhome"
+    );
+    // The limit is still there after the remount.
+    let (status, out) = run(&ep, "fallocate -l 1G /workspace/huge").await;
+    assert_ne!(status, "exit=0 signal=0");
+    assert!(no_space(&out), "{out}");
+    backend.destroy(&key, true).await.expect("destroy");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_style_volume_migrates_into_the_store_with_its_files() {
+    if skipped("an_old_style_volume_migrates_into_the_store_with_its_files") {
+        return;
+    }
+    let h = Harness::new();
+    let uid = h.backend.config().host_uid;
+    let old_vol = h.dir.path().join("volumes").join(&h.ws).join("seat-01");
+    let old_home = h.dir.path().join("homes").join(&h.ws).join("seat-01");
+    std::fs::create_dir_all(old_vol.join("src/deep")).expect("mkdir");
+    std::fs::create_dir_all(&old_home).expect("mkdir");
+    std::fs::write(old_vol.join("src/deep/main.rs"), "fn main() {}\n").expect("write");
+    std::fs::write(old_vol.join("run.sh"), "#!/bin/sh\necho ran\n").expect("write");
+    std::fs::set_permissions(
+        old_vol.join("run.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .expect("chmod");
+    // A learner's planted link to a root-only host file: copied as a link, never followed.
+    std::os::unix::fs::symlink("/etc/shadow", old_vol.join("shadow")).expect("symlink");
+    std::fs::write(old_home.join(".bashrc"), "alias ll='ls -l'\n").expect("write");
+    for p in [
+        &old_vol,
+        &old_vol.join("src"),
+        &old_vol.join("src/deep"),
+        &old_vol.join("src/deep/main.rs"),
+        &old_vol.join("run.sh"),
+        &old_home,
+        &old_home.join(".bashrc"),
+    ] {
+        nix::unistd::chown(p.as_path(), Some(uid.into()), Some(uid.into())).expect("chown");
+    }
+
+    let ep = h.seat(1, limits(64), &[]).await;
+    assert_eq!(
+        ok(
+            &ep,
+            "cat /workspace/src/deep/main.rs; /workspace/run.sh; cat ~/.bashrc"
+        )
+        .await,
+        "fn main() {}\nran\nalias ll='ls -l'"
+    );
+    assert_eq!(ok(&ep, "readlink /workspace/shadow").await, "/etc/shadow");
+    let (_, out) = run(&ep, "cat /workspace/shadow").await;
+    assert!(
+        !out.contains("root:"),
+        "the link must not reach the host's file: {out}"
+    );
+    // The learner owns the copies, and they count against the quota.
+    ok(&ep, "touch /workspace/src/deep/main.rs ~/.bashrc").await;
+    let vol = h.backend.volume_dir(&h.key(1));
+    assert_eq!(
+        std::fs::metadata(vol.join("src/deep/main.rs"))
+            .expect("stat")
+            .uid(),
+        uid
+    );
+    let usage = h.backend.disk_usage(&h.key(1)).expect("usage");
+    assert!(usage.inodes_used >= 6, "{usage:?}");
+    let (_, out) = run(&ep, "fallocate -l 1G /workspace/src/deep/huge").await;
+    assert!(
+        no_space(&out),
+        "migrated files live in the bounded file system: {out}"
+    );
+    assert!(!old_vol.exists() && !old_home.exists(), "old dirs removed");
+    h.backend.destroy(&h.key(1), true).await.expect("destroy");
+}
+
+/// The figures for BENCHMARKS.md: one-time store creation and the per-seat quota set-up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_cost_figures() {
+    if skipped("quota_cost_figures") {
+        return;
+    }
+    let dir = sandbox_support::data_dir();
+    let began = Instant::now();
+    let store = SeatStore::open(dir.path(), StoreSize::Auto).expect("store");
+    let create_ms = began.elapsed().as_secs_f64() * 1e3;
+    drop(store);
+    let began = Instant::now();
+    let store = SeatStore::open(dir.path(), StoreSize::Auto).expect("store");
+    let reuse_ms = began.elapsed().as_secs_f64() * 1e3;
+    let key = |seat| clarateach_core::agent_proto::SeatKey {
+        workshop_id: "ws-cost".into(),
+        seat,
+    };
+    let mut first = Vec::new();
+    let mut again = Vec::new();
+    for seat in 1..=20 {
+        let d = store.dirs(&key(seat));
+        let t = Instant::now();
+        store
+            .prepare_seat(&d, 2048, 61000, 61000, true)
+            .expect("prepare");
+        first.push(t.elapsed().as_secs_f64() * 1e3);
+        let t = Instant::now();
+        store
+            .prepare_seat(&d, 2048, 61000, 61000, true)
+            .expect("prepare");
+        again.push(t.elapsed().as_secs_f64() * 1e6);
+        assert!(clarateach_isolation::sandbox::seatfs::is_mount_point(&d.root).expect("stat"));
+    }
+    let p50 = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    let img = std::fs::metadata(dir.path().join(store::STORE_IMAGE)).expect("image");
+    let first_seat = first[0];
+    println!(
+        "FIGURES store create (mkfs+mount) {create_ms:.1} ms, reuse {reuse_ms:.2} ms, \
+         store image {} GiB nominal / {} MiB allocated after 20 seats; new seat (first one, \
+         with the template mkfs) {first_seat:.1} ms, new seat p50 {:.1} ms, on start p50 {:.0} us",
+        img.len() >> 30,
+        img.blocks() * 512 >> 20,
+        p50(&mut first),
+        p50(&mut again)
+    );
+}
