@@ -97,7 +97,7 @@ async fn filling_the_quota_gives_enospc_to_that_seat_only() {
     println!(
         "store image: nominal {} MiB, allocated {} MiB",
         img.len() >> 20,
-        img.blocks() * 512 >> 20
+        (img.blocks() * 512) >> 20
     );
     assert!(img.blocks() * 512 < 1 << 30);
 
@@ -280,7 +280,7 @@ async fn quota_cost_figures() {
          store image {} GiB nominal / {} MiB allocated after 20 seats; new seat (first one, \
          with the template mkfs) {first_seat:.1} ms, new seat p50 {:.1} ms, on start p50 {:.0} us",
         img.len() >> 30,
-        img.blocks() * 512 >> 20,
+        (img.blocks() * 512) >> 20,
         p50(&mut first),
         p50(&mut again)
     );

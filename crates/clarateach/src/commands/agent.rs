@@ -10,6 +10,7 @@ use clarateach_agent::{Agent, AgentConfig};
 use clarateach_image::{ImageError, ImageLayout};
 use clarateach_isolation::factory::BackendConfig;
 use clarateach_isolation::microvm::{Ipv4Subnet, MicrovmConfig, Net};
+use clarateach_isolation::sandbox::{SandboxConfig, StoreSize};
 use clarateach_isolation::{Backend, BackendKind};
 
 #[derive(clap::Args)]
@@ -78,9 +79,15 @@ pub fn resolve_data_dir(arg: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     std::path::absolute(&dir).with_context(|| format!("cannot resolve {}", dir.display()))
 }
 
-/// Options of the microvm backend, shared by `agent` and `up`.
+/// Options of the backends, shared by `agent` and `up`: the microvm guest and network, and the
+/// sandbox's seat store.
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct MicrovmArgs {
+    /// Sandbox backend: size of the seat store, the sparse image in DATA_DIR that holds every
+    /// seat's disk (each bounded by limits.disk_mb): e.g. 200G, `auto` (90% of the free space,
+    /// at most 1T) or `off` (no disk limits: a seat can fill the data dir's disk).
+    #[arg(long, env = "CLARATEACH_SEAT_STORE_SIZE", default_value = "auto")]
+    pub seat_store_size: StoreSize,
     /// Guest image for the microvm backend, built by `clarateach image build --out DIR`
     /// (default DATA_DIR/images/default).
     #[arg(long, env = "CLARATEACH_IMAGE_DIR")]
@@ -111,7 +118,12 @@ pub fn build_backend(
     };
     let exe = std::env::current_exe()
         .context("cannot locate the clarateach binary for the workspace daemon")?;
-    let mut config = BackendConfig::new(data_dir, exe);
+    let mut config = BackendConfig::new(data_dir, &exe);
+    if kind == BackendKind::Sandbox {
+        let mut cfg = SandboxConfig::new(data_dir, exe);
+        cfg.seat_store = microvm.seat_store_size;
+        config.sandbox = Some(cfg);
+    }
     if kind == BackendKind::Microvm {
         let image = microvm_image_dir(data_dir, microvm.image_dir.as_deref());
         let image = std::path::absolute(&image)

@@ -283,19 +283,29 @@ pub async fn join(base: &str, code: &str) -> clarateach_core::JoinResponse {
         .expect("join")
 }
 
-pub fn data_dir() -> (tempfile::TempDir, PathBuf) {
+/// A temp data dir whose seat store and seat file systems (loop mounts the agent keeps across
+/// restarts by design) are unmounted, lazily, when the test ends.
+pub struct DataDir(tempfile::TempDir);
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        let _ = clarateach_isolation::sandbox::store::unmount_all(self.0.path());
+    }
+}
+
+pub fn data_dir() -> (DataDir, PathBuf) {
     let t = tempfile::Builder::new()
         .prefix("ct-e2e-")
         .tempdir()
         .expect("tempdir");
     let p = t.path().to_path_buf();
-    (t, p)
+    (DataDir(t), p)
 }
 
 /// A control plane (`serve`) and a separate agent on one temp data dir and a free port, the
 /// two-process set-up the restart tests kill and restart piece by piece.
 pub struct SplitStack {
-    pub tmp: tempfile::TempDir,
+    pub tmp: DataDir,
     pub dir: PathBuf,
     pub port: u16,
     pub base: String,
