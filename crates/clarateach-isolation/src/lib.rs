@@ -15,6 +15,8 @@ pub mod factory;
 pub mod microvm;
 pub mod sandbox;
 
+pub use sandbox::DiskUsage;
+
 /// Which isolation a backend provides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BackendKind {
@@ -146,6 +148,13 @@ pub trait Backend: Send + Sync + 'static {
     /// Directory holding the seat's `/workspace` files on the host, as of the last
     /// [`Backend::prepare_export`] for backends whose volume is a disk image.
     fn volume_dir(&self, key: &SeatKey) -> PathBuf;
+
+    /// What the seat uses of its disk limit (`/workspace` and home together), for the UI;
+    /// `None` where the backend does not measure it.
+    fn disk_usage(&self, key: &SeatKey) -> Result<Option<DiskUsage>, BackendError> {
+        let _ = key;
+        Ok(None)
+    }
 
     /// Makes [`Backend::volume_dir`] hold the seat's current files and returns it. A plain
     /// directory volume (sandbox) is already there; a disk-image volume (microvm) is copied out,

@@ -73,7 +73,11 @@ async fn filling_the_quota_gives_enospc_to_that_seat_only() {
     let df_kib: u64 = df.trim().parse().expect("df size");
     assert!(df_kib <= 64 * 1024 && df_kib > 48 * 1024, "{df}");
 
-    let usage = h.backend.disk_usage(&h.key(1)).expect("usage");
+    let usage = h
+        .backend
+        .disk_usage(&h.key(1))
+        .expect("usage")
+        .expect("measured");
     println!("usage of the full seat: {usage:?}");
     assert!(usage.bytes_limit <= 64 << 20 && usage.bytes_limit > 48 << 20);
     assert!(
@@ -105,7 +109,11 @@ async fn filling_the_quota_gives_enospc_to_that_seat_only() {
     h.backend.destroy(&h.key(1), true).await.expect("destroy");
     assert!(!h.backend.volume_dir(&h.key(1)).exists());
     assert_eq!(
-        h.backend.disk_usage(&h.key(1)).expect("usage").bytes_limit,
+        h.backend
+            .disk_usage(&h.key(1))
+            .expect("usage")
+            .expect("measured")
+            .bytes_limit,
         0
     );
     assert!(!h
@@ -224,7 +232,11 @@ async fn an_old_style_volume_migrates_into_the_store_with_its_files() {
             .uid(),
         uid
     );
-    let usage = h.backend.disk_usage(&h.key(1)).expect("usage");
+    let usage = h
+        .backend
+        .disk_usage(&h.key(1))
+        .expect("usage")
+        .expect("measured");
     assert!(usage.inodes_used >= 6, "{usage:?}");
     let (_, out) = run(&ep, "fallocate -l 1G /workspace/src/deep/huge").await;
     assert!(

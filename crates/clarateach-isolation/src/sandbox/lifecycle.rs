@@ -15,7 +15,8 @@ use super::spawn::{self, Launch, NotReady};
 use super::{args, seat_name, SandboxBackend, Seat};
 use crate::cgroups::{self, CgroupManager};
 use crate::{
-    Backend, BackendError, BackendKind, DaemonAddr, DaemonEndpoint, WorkspaceSpec, WorkspaceStatus,
+    Backend, BackendError, BackendKind, DaemonAddr, DaemonEndpoint, DiskUsage, WorkspaceSpec,
+    WorkspaceStatus,
 };
 
 /// How long a stop may take to empty a seat's cgroup.
@@ -367,5 +368,14 @@ impl Backend for SandboxBackend {
 
     fn volume_dir(&self, key: &SeatKey) -> PathBuf {
         self.paths(key).volume
+    }
+
+    /// Zeros when disk limits are off or the seat's file system is not mounted.
+    fn disk_usage(&self, key: &SeatKey) -> Result<Option<DiskUsage>, BackendError> {
+        paths::validate(key).map_err(io("validate the seat key"))?;
+        self.store
+            .usage(&self.store.dirs(key))
+            .map(Some)
+            .map_err(BackendError::SeatStore)
     }
 }

@@ -180,18 +180,6 @@ impl SandboxBackend {
         &self.store
     }
 
-    /// Bytes the seat uses of its disk limit (`/workspace` and home together) and the limit;
-    /// zeros when disk limits are off or the seat's file system is not mounted.
-    pub fn disk_usage(&self, key: &SeatKey) -> Result<DiskUsage, BackendError> {
-        paths::validate(key).map_err(|source| BackendError::Io {
-            action: "validate the seat key",
-            source,
-        })?;
-        self.store
-            .usage(&self.store.dirs(key))
-            .map_err(BackendError::SeatStore)
-    }
-
     fn paths(&self, key: &SeatKey) -> SeatPaths {
         SeatPaths::new(&self.cfg.data_dir, key)
     }

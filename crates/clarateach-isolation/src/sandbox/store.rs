@@ -442,8 +442,67 @@ pub fn unmount_all(data_dir: &Path) -> io::Result<()> {
     seatfs::unmount(&data_dir.join(STORE_DIR))
 }
 
+/// Lazily unmounts every mount at or below `dir`, deepest first (test clean-up of a temp dir
+/// that held agent data dirs anywhere inside it).
+pub fn unmount_under(dir: &Path) -> io::Result<()> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let mut points: Vec<PathBuf> = mount_points(&text)
+        .into_iter()
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for p in points {
+        nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH).map_err(io::Error::from)?;
+    }
+    Ok(())
+}
+
+/// The mount points of mountinfo text (`proc(5)`: the fifth field, octal escapes undone).
+fn mount_points(text: &str) -> Vec<PathBuf> {
+    text.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|field| {
+            let b = field.as_bytes();
+            let mut out = Vec::with_capacity(b.len());
+            let mut i = 0;
+            while i < b.len() {
+                let oct = b
+                    .get(i + 1..i + 4)
+                    .and_then(|o| std::str::from_utf8(o).ok())
+                    .and_then(|o| u8::from_str_radix(o, 8).ok());
+                match (b[i], oct) {
+                    (b'\\', Some(c)) => {
+                        out.push(c);
+                        i += 4;
+                    }
+                    (c, _) => {
+                        out.push(c);
+                        i += 1;
+                    }
+                }
+            }
+            PathBuf::from(std::ffi::OsString::from(
+                <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&out),
+            ))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn mountinfo_mount_points_are_unescaped() {
+        let text = "22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw\n\
+            95 22 7:3 / /d/my\\040data/seats/ws/seat-01 rw,nosuid - ext4 /dev/loop3 rw\n";
+        assert_eq!(
+            mount_points(text),
+            vec![
+                PathBuf::from("/"),
+                PathBuf::from("/d/my data/seats/ws/seat-01")
+            ]
+        );
+    }
+
     use super::*;
 
     #[test]

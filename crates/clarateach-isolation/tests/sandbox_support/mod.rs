@@ -69,7 +69,7 @@ impl DataDir {
 impl Drop for DataDir {
     fn drop(&mut self) {
         // Lazily: a seat still running holds its bind mounts in its own namespace.
-        let _ = clarateach_isolation::sandbox::store::unmount_all(self.0.path());
+        let _ = clarateach_isolation::sandbox::store::unmount_under(self.0.path());
     }
 }
 

@@ -289,7 +289,7 @@ pub struct DataDir(tempfile::TempDir);
 
 impl Drop for DataDir {
     fn drop(&mut self) {
-        let _ = clarateach_isolation::sandbox::store::unmount_all(self.0.path());
+        let _ = clarateach_isolation::sandbox::store::unmount_under(self.0.path());
     }
 }
 
