@@ -196,6 +196,12 @@ async fn an_old_style_volume_migrates_into_the_store_with_its_files() {
     // A learner's planted link to a root-only host file: copied as a link, never followed.
     std::os::unix::fs::symlink("/etc/shadow", old_vol.join("shadow")).expect("symlink");
     std::fs::write(old_home.join(".bashrc"), "alias ll='ls -l'\n").expect("write");
+    // A FIFO is never opened by the copy: the old dir is kept aside with it, not lost.
+    nix::unistd::mkfifo(
+        &old_vol.join("pipe"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .expect("mkfifo");
     for p in [
         &old_vol,
         &old_vol.join("src"),
@@ -243,7 +249,27 @@ async fn an_old_style_volume_migrates_into_the_store_with_its_files() {
         no_space(&out),
         "migrated files live in the bounded file system: {out}"
     );
-    assert!(!old_vol.exists() && !old_home.exists(), "old dirs removed");
+    assert!(
+        !old_vol.exists() && !old_home.exists(),
+        "old dirs moved away"
+    );
+    let kept = h
+        .dir
+        .path()
+        .join("migration-leftovers/volumes")
+        .join(&h.ws)
+        .join("seat-01.migrated");
+    assert!(
+        std::fs::symlink_metadata(kept.join("pipe")).is_ok(),
+        "the volume with an uncopied FIFO is kept for the operator"
+    );
+    assert!(kept.join("run.sh").exists());
+    assert!(
+        !h.dir.path().join("migration-leftovers/homes").exists(),
+        "the home copied fully"
+    );
+    let (_, out) = run(&ep, "ls /workspace").await;
+    assert!(!out.contains("pipe"), "{out}");
     h.backend.destroy(&h.key(1), true).await.expect("destroy");
 }
 
