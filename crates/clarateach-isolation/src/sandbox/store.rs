@@ -28,7 +28,7 @@ use std::sync::Mutex;
 use clarateach_core::agent_proto::SeatKey;
 
 use super::paths::{owned_dir, remove_empty_parent, remove_tree, seat_name};
-use super::seatfs::{self, CommandFailed, DiskUsage, MkfsError};
+use super::seatfs::{self, DiskUsage, MkfsError, MountError};
 
 /// The store's mount point under the data dir.
 pub const STORE_DIR: &str = "seat-store";
@@ -101,7 +101,7 @@ pub enum SeatStoreError {
     #[error("making the image {0}")]
     Mkfs(PathBuf, #[source] MkfsError),
     #[error("mounting {0} (loop devices and ext4 are needed; --seat-store-size off runs without disk limits)")]
-    Mount(PathBuf, #[source] CommandFailed),
+    Mount(PathBuf, #[source] MountError),
     #[error("{0} holds files but is not mounted; move them away before seats use it")]
     NotEmpty(PathBuf),
     #[error("copying the seat template to {0}")]
@@ -211,7 +211,7 @@ impl SeatStore {
             {
                 return Err(SeatStoreError::NotEmpty(store_dir));
             }
-            seatfs::mount(&image, &store_dir, "")
+            seatfs::mount(&image, &store_dir)
                 .map_err(|e| SeatStoreError::Mount(image.clone(), e))?;
             tracing::info!(image = %image.display(), "seat store mounted");
         }
@@ -285,7 +285,7 @@ impl SeatStore {
             // Mounting over it would hide those files.
             return Err(SeatStoreError::NotEmpty(dirs.root.clone()));
         }
-        seatfs::mount(&dirs.image, &dirs.root, "")
+        seatfs::mount(&dirs.image, &dirs.root)
             .map_err(|e| SeatStoreError::Mount(dirs.image.clone(), e))?;
         std::fs::set_permissions(&dirs.root, std::fs::Permissions::from_mode(0o711))
             .map_err(dir_err)
