@@ -12,7 +12,7 @@ use std::time::Instant;
 use clarateach_core::Limits;
 use clarateach_isolation::sandbox::store::{self, SeatStore, StoreSize};
 use clarateach_isolation::sandbox::{seatfs, SandboxBackend};
-use clarateach_isolation::Backend;
+use clarateach_isolation::{Backend, WorkspaceSpec};
 use sandbox_support::{config, ok, run, skipped, Harness};
 
 fn limits(disk_mb: u32) -> Limits {
@@ -96,14 +96,22 @@ async fn filling_the_quota_gives_enospc_to_that_seat_only() {
     // The host's data dir (state files, keys) is untouched and writable.
     let probe = h.dir.path().join("host-probe");
     std::fs::write(&probe, vec![0u8; 1 << 20]).expect("the host can still write its data dir");
-    // The store image is sparse: it holds what the seats wrote, not its nominal size.
-    let img = std::fs::metadata(h.dir.path().join(store::STORE_IMAGE)).expect("image");
+    // The seat's image is reserved in full on the host, so no write of any seat can run the
+    // host out of space.
+    let image = h
+        .dir
+        .path()
+        .join(store::IMAGES_DIR)
+        .join(&h.ws)
+        .join("seat-01.img");
+    let img = std::fs::metadata(&image).expect("image");
     println!(
-        "store image: nominal {} MiB, allocated {} MiB",
+        "seat image: nominal {} MiB, allocated {} MiB",
         img.len() >> 20,
         (img.blocks() * 512) >> 20
     );
-    assert!(img.blocks() * 512 < 1 << 30);
+    assert_eq!(img.len(), 64 << 20);
+    assert!(img.blocks() * 512 >= 64 << 20, "fully reserved");
 
     // Destroy with the volume removes the dirs and the limit.
     h.backend.destroy(&h.key(1), true).await.expect("destroy");
@@ -116,13 +124,7 @@ async fn filling_the_quota_gives_enospc_to_that_seat_only() {
             .bytes_limit,
         0
     );
-    assert!(!h
-        .dir
-        .path()
-        .join("seat-store/images")
-        .join(&h.ws)
-        .join("seat-01.img")
-        .exists());
+    assert!(!image.exists(), "the image is deleted with the volume");
     h.backend.destroy(&h.key(2), true).await.expect("destroy");
 }
 
@@ -147,10 +149,6 @@ async fn files_survive_an_agent_restart_and_a_remount() {
     drop(again);
     // A host reboot: the mount is gone, the image is mounted again.
     store::unmount_all(dir.path()).expect("unmount");
-    assert!(
-        !dir.path().join("seat-store/images").exists(),
-        "really unmounted"
-    );
     assert!(!dir
         .path()
         .join("seats")
@@ -282,6 +280,7 @@ async fn quota_cost_figures() {
     let dir = sandbox_support::data_dir();
     let began = Instant::now();
     let store = SeatStore::open(dir.path(), StoreSize::Auto).expect("store");
+    // Opening makes only dirs now (images are per seat).
     let create_ms = began.elapsed().as_secs_f64() * 1e3;
     drop(store);
     let began = Instant::now();
@@ -297,25 +296,27 @@ async fn quota_cost_figures() {
         let d = store.dirs(&key(seat));
         let t = Instant::now();
         store
-            .prepare_seat(&d, 2048, 61000, 61000, true)
+            .prepare_seat(&d, 256, 61000, 61000, true)
             .expect("prepare");
         first.push(t.elapsed().as_secs_f64() * 1e3);
         let t = Instant::now();
         store
-            .prepare_seat(&d, 2048, 61000, 61000, true)
+            .prepare_seat(&d, 256, 61000, 61000, true)
             .expect("prepare");
         again.push(t.elapsed().as_secs_f64() * 1e6);
-        assert!(clarateach_isolation::sandbox::seatfs::is_mount_point(&d.root).expect("stat"));
+        assert!(seatfs::is_mount_point(&d.root).expect("stat"));
     }
-    // The two steps of a new seat, apart: the sparse template copy and the loop mount.
-    let template = dir.path().join("seat-store/templates/2048.img");
+    // The two steps of a new seat, apart: the image (reserve + template) and the loop mount,
+    // for the default 2 GiB.
+    let template = dir.path().join("seat-images/.templates/2048.img");
+    seatfs::mkfs(&template, 2 << 30, "t", &[]).expect("mkfs");
     let (mut copy_ms, mut mount_ms) = (Vec::new(), Vec::new());
-    for n in 0..10 {
-        let image = dir.path().join(format!("seat-store/images/extra-{n}.img"));
+    for n in 0..5 {
+        let image = dir.path().join(format!("seat-images/extra-{n}.img"));
         let mnt = dir.path().join(format!("seats/extra-{n}"));
         std::fs::create_dir_all(&mnt).expect("mkdir");
         let t = Instant::now();
-        seatfs::copy_template(&template, &image).expect("copy");
+        seatfs::image_from_template(&template, &image).expect("copy");
         copy_ms.push(t.elapsed().as_secs_f64() * 1e3);
         let t = Instant::now();
         seatfs::mount(&image, &mnt).expect("mount");
@@ -325,20 +326,65 @@ async fn quota_cost_figures() {
         v.sort_by(|a, b| a.total_cmp(b));
         v[v.len() / 2]
     };
-    let img = std::fs::metadata(dir.path().join(store::STORE_IMAGE)).expect("image");
     let first_seat = first[0];
     println!(
-        "FIGURES store create (mkfs+mount) {create_ms:.1} ms, reuse {reuse_ms:.2} ms, \
-         store image {} GiB nominal / {} MiB allocated after 20 seats; new seat (first one, \
-         with the template mkfs) {first_seat:.1} ms, new seat p50 {:.1} ms, on start p50 {:.0} us",
-        img.len() >> 30,
-        (img.blocks() * 512) >> 20,
+        "FIGURES store open {create_ms:.1} ms, reopen {reuse_ms:.2} ms; new 256 MiB seat \
+         (first one, with the template mkfs) {first_seat:.1} ms, new seat p50 {:.1} ms, \
+         on start p50 {:.0} us (20 seats)",
         p50(&mut first),
         p50(&mut again)
     );
     println!(
-        "FIGURES new seat steps: template copy p50 {:.1} ms, loop mount p50 {:.1} ms",
+        "FIGURES new 2 GiB seat steps: image (fallocate + template) p50 {:.1} ms, loop mount p50 {:.1} ms",
         p50(&mut copy_ms),
         p50(&mut mount_ms)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seat_past_the_disk_budget_is_refused_clearly() {
+    if skipped("a_seat_past_the_disk_budget_is_refused_clearly") {
+        return;
+    }
+    let dir = sandbox_support::data_dir();
+    let daemon = sandbox_support::fake_daemon(dir.path());
+    let mut cfg = config(dir.path(), daemon);
+    cfg.seat_store = StoreSize::Bytes(300 << 20);
+    let backend = SandboxBackend::new(cfg).expect("backend");
+    let spec = |seat: u32, disk_mb| WorkspaceSpec {
+        key: clarateach_core::agent_proto::SeatKey {
+            workshop_id: format!("ws-budget-{}", std::process::id()),
+            seat,
+        },
+        limits: limits(disk_mb),
+        image: None,
+        env: Default::default(),
+        daemon_token: "t".into(),
+    };
+    backend.create(&spec(1, 256)).await.expect("fits");
+    let err = backend
+        .create(&spec(2, 64))
+        .await
+        .expect_err("past the budget");
+    let text = format!(
+        "{err}: {}",
+        std::error::Error::source(&err)
+            .map(|s| s.to_string())
+            .unwrap_or_default()
+    );
+    println!("refused: {text}");
+    assert!(
+        text.contains("no disk space for another seat of 64 MiB"),
+        "{text}"
+    );
+    // Deleting the first seat frees its reservation.
+    backend
+        .destroy(&spec(1, 256).key, true)
+        .await
+        .expect("destroy");
+    backend.create(&spec(2, 64)).await.expect("fits now");
+    backend
+        .destroy(&spec(2, 64).key, true)
+        .await
+        .expect("destroy");
 }

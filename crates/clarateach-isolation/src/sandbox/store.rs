@@ -1,24 +1,26 @@
-//! The seat store: where every seat's `/workspace` and home live, bounded by the kernel twice.
+//! The seat store: every seat's `/workspace` and home live in the seat's own ext4 file system,
+//! an image of exactly `limits.disk_mb` on the data dir's file system, loop-mounted:
 //!
 //! ```text
-//! <data>/seat-store.img                    sparse ext4 image, the store (size --seat-store-size)
-//! <data>/seat-store/                       its mount (root-only)
-//!     templates/<disk_mb>.img              a fresh seat file system per size, made once
-//!     images/<ws>/seat-NN.img              one seat's file system (sparse, disk_mb big)
-//! <data>/seats/<ws>/seat-NN/               that image's mount
-//!     workspace/  -> /workspace            learner-owned
-//!     home/       -> /home/learner         learner-owned
+//! <data>/seat-images/.templates/<disk_mb>.img   a fresh seat file system per size, made once
+//! <data>/seat-images/<ws>/seat-NN.img           one seat's file system (root-only)
+//! <data>/seats/<ws>/seat-NN/                    its mount
+//!     workspace/  -> /workspace                 learner-owned
+//!     home/       -> /home/learner              learner-owned
 //! ```
 //!
-//! A seat filling its own file system gets ENOSPC (see `seatfs`); all seats together can fill at
-//! most the store, never the data dir's file system with the state files and keys. Mounts stay
-//! across agent restarts (`open` reuses them) and are made again after a host reboot (`open`
-//! mounts the store and every seat image).
+//! A seat filling its file system gets ENOSPC from it and nothing else notices (see `seatfs`).
+//! Each image's blocks are reserved with `fallocate` when it is made, so the seats' writes can
+//! never run the host out of space: a sparse (overcommitted) image would, and then every seat
+//! whose loop device hit the full host would see I/O errors in its file system. Making an image
+//! is refused while the reservations would pass the budget (`StoreSize`): by default the data
+//! dir's file system keeps a tenth of its size free for the state files and keys.
 //!
-//! With `StoreSize::Off` there are no images: the same dirs are plain dirs on the data dir's
-//! file system and nothing is enforced; `open` logs one loud warning. Where the host cannot
-//! loop-mount ext4, `open` fails with an error that names that switch, rather than silently
-//! running seats that can fill the host.
+//! Mounts stay across agent restarts (`open` reuses them) and are made again after a host reboot
+//! (`open` mounts every seat image). With `StoreSize::Off` there are no images: the same dirs
+//! are plain dirs on the data dir's file system and nothing is enforced; `open` logs one loud
+//! warning. Where the host cannot loop-mount ext4, seat creation fails with an error that names
+//! that switch, rather than silently running seats that can fill the host.
 
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -30,26 +32,24 @@ use clarateach_core::agent_proto::SeatKey;
 use super::paths::{owned_dir, remove_empty_parent, remove_tree, seat_name};
 use super::seatfs::{self, DiskUsage, MkfsError, MountError};
 
-/// The store's mount point under the data dir.
-pub const STORE_DIR: &str = "seat-store";
-/// The store's image under the data dir.
-pub const STORE_IMAGE: &str = "seat-store.img";
+/// Seat images under the data dir.
+pub const IMAGES_DIR: &str = "seat-images";
 /// Seat file system mounts under the data dir.
 pub const SEATS_DIR: &str = "seats";
-/// The automatic size never exceeds this (the image is sparse; this bounds its growth).
-pub const AUTO_CAP: u64 = 1 << 40;
-/// The smallest store `open` makes.
+/// The smallest budget accepted.
 pub const MIN_SIZE: u64 = 256 << 20;
+/// With `StoreSize::Auto`, the data dir's file system keeps this share of its size free.
+pub const AUTO_KEEP_FREE: f64 = 0.10;
 
-/// How big the seat store is, or whether there is one.
+/// How much of the data dir's file system the seat images may reserve, or none at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StoreSize {
-    /// 90% of the data dir's free space when the image is made, at most [`AUTO_CAP`].
+    /// Whatever leaves [`AUTO_KEEP_FREE`] of the file system free.
     #[default]
     Auto,
-    /// A fixed size in bytes.
+    /// At most this many bytes of seat images in all (and still a tenth of the disk free).
     Bytes(u64),
-    /// No store and no per-seat file systems: plain dirs, no disk limit.
+    /// No per-seat file systems: plain dirs, no disk limit.
     Off,
 }
 
@@ -80,7 +80,7 @@ impl std::str::FromStr for StoreSize {
             .ok_or_else(|| format!("size {s:?} is too large"))?;
         if bytes < MIN_SIZE {
             return Err(format!(
-                "the seat store needs at least {} MiB",
+                "the seat disk budget must be at least {} MiB",
                 MIN_SIZE >> 20
             ));
         }
@@ -94,17 +94,15 @@ pub enum SeatStoreError {
     Dir(PathBuf, #[source] io::Error),
     #[error("measuring the free space of {0}")]
     FreeSpace(PathBuf, #[source] nix::Error),
-    #[error(
-        "the data dir has {free_mib} MiB free, too little for a seat store (set --seat-store-size)"
-    )]
-    TooSmall { free_mib: u64 },
+    #[error("no disk space for another seat of {want_mib} MiB: {reason} (--seat-store-size, or smaller limits.disk_mb)")]
+    NoRoom { want_mib: u64, reason: String },
     #[error("making the image {0}")]
     Mkfs(PathBuf, #[source] MkfsError),
     #[error("mounting {0} (loop devices and ext4 are needed; --seat-store-size off runs without disk limits)")]
     Mount(PathBuf, #[source] MountError),
     #[error("{0} holds files but is not mounted; move them away before seats use it")]
     NotEmpty(PathBuf),
-    #[error("copying the seat template to {0}")]
+    #[error("making the seat image {0} from its template")]
     CopyTemplate(PathBuf, #[source] io::Error),
     #[error("unmounting {0}")]
     Unmount(PathBuf, #[source] io::Error),
@@ -121,7 +119,7 @@ pub enum SeatStoreError {
 pub struct SeatDirs {
     /// Mount point of the seat's file system.
     pub root: PathBuf,
-    /// The seat's image in the store.
+    /// The seat's image.
     pub image: PathBuf,
     pub volume: PathBuf,
     pub home: PathBuf,
@@ -139,8 +137,7 @@ impl SeatDirs {
         let root = data_dir.join(SEATS_DIR).join(ws).join(&seat);
         Self {
             image: data_dir
-                .join(STORE_DIR)
-                .join("images")
+                .join(IMAGES_DIR)
                 .join(ws)
                 .join(format!("{seat}.img")),
             volume: root.join("workspace"),
@@ -153,9 +150,33 @@ impl SeatDirs {
     }
 }
 
-/// The automatic store size for `free` bytes available: 90%, capped, rounded down to 1 MiB.
-pub fn auto_size(free: u64) -> u64 {
-    (free / 10 * 9).min(AUTO_CAP) & !((1 << 20) - 1)
+/// Whether another image of `want` bytes fits: `reserved` bytes of images exist, the file
+/// system has `total` bytes and `avail` free. `Err` says why not.
+pub fn fits(
+    size: StoreSize,
+    want: u64,
+    reserved: u64,
+    total: u64,
+    avail: u64,
+) -> Result<(), String> {
+    let keep = (total as f64 * AUTO_KEEP_FREE) as u64;
+    if avail < want.saturating_add(keep) {
+        return Err(format!(
+            "the data dir's file system has {} MiB free and keeps {} MiB for the host",
+            avail >> 20,
+            keep >> 20
+        ));
+    }
+    if let StoreSize::Bytes(budget) = size {
+        if reserved.saturating_add(want) > budget {
+            return Err(format!(
+                "seats already reserve {} of the {} MiB budget",
+                reserved >> 20,
+                budget >> 20
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn mkdir(dir: &Path, mode: u32) -> Result<(), SeatStoreError> {
@@ -174,19 +195,20 @@ fn mkdir(dir: &Path, mode: u32) -> Result<(), SeatStoreError> {
 #[derive(Debug)]
 pub struct SeatStore {
     data_dir: PathBuf,
+    size: StoreSize,
     enforced: bool,
     /// Serialises image creation and mounting.
     lock: Mutex<()>,
 }
 
 impl SeatStore {
-    /// Mounts (making it first if needed) or reuses the store of `data_dir`, and mounts every
-    /// seat image that is not mounted (after a host reboot).
+    /// Prepares the dirs of `data_dir` and mounts every seat image that is not mounted (after a
+    /// host reboot); mounted ones are reused (after an agent restart).
     pub fn open(data_dir: &Path, size: StoreSize) -> Result<Self, SeatStoreError> {
-        let store_dir = data_dir.join(STORE_DIR);
         mkdir(&data_dir.join(SEATS_DIR), 0o711)?;
         let store = Self {
             data_dir: data_dir.to_path_buf(),
+            size,
             enforced: size != StoreSize::Off,
             lock: Mutex::new(()),
         };
@@ -197,36 +219,27 @@ impl SeatStore {
             );
             return Ok(store);
         }
-        mkdir(&store_dir, 0o700)?;
-        let mounted = seatfs::is_mount_point(&store_dir)
-            .map_err(|e| SeatStoreError::Dir(store_dir.clone(), e))?;
-        if !mounted {
-            let image = data_dir.join(STORE_IMAGE);
-            if !image.exists() {
-                make_store_image(data_dir, &image, size)?;
-            }
-            if std::fs::read_dir(&store_dir)
-                .map(|mut d| d.next().is_some())
-                .unwrap_or(false)
-            {
-                return Err(SeatStoreError::NotEmpty(store_dir));
-            }
-            seatfs::mount(&image, &store_dir)
-                .map_err(|e| SeatStoreError::Mount(image.clone(), e))?;
-            tracing::info!(image = %image.display(), "seat store mounted");
-        }
-        for sub in ["images", "templates"] {
-            mkdir(&store_dir.join(sub), 0o700)?;
-        }
-        mkdir(&store_dir, 0o700)?;
+        mkdir(&data_dir.join(IMAGES_DIR).join(".templates"), 0o700)?;
+        mkdir(&data_dir.join(IMAGES_DIR), 0o700)?;
         store.mount_all();
         Ok(store)
+    }
+
+    /// Bytes all seat images reserve (their nominal sizes: they are fully allocated).
+    fn reserved(&self) -> u64 {
+        read_dirs(&self.data_dir.join(IMAGES_DIR))
+            .into_iter()
+            .filter(|d| d.file_name().is_some_and(|n| n != ".templates"))
+            .flat_map(|ws| std::fs::read_dir(ws).into_iter().flatten().flatten())
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum()
     }
 
     /// Mounts every seat image whose mount is missing; a failure is logged and left to the
     /// seat's next start, which reports it.
     fn mount_all(&self) {
-        let images = self.data_dir.join(STORE_DIR).join("images");
+        let images = self.data_dir.join(IMAGES_DIR);
         for ws in read_dirs(&images) {
             let Some(ws_name) = ws.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
                 continue;
@@ -291,22 +304,29 @@ impl SeatStore {
             .map_err(dir_err)
     }
 
-    /// Makes the seat's image from the template of its size (once per size a mkfs).
+    /// Makes the seat's image: its blocks reserved, then the template of its size (made once
+    /// per size by a mkfs) copied in.
     fn make_seat_image(&self, dirs: &SeatDirs, disk_mb: u32) -> Result<(), SeatStoreError> {
+        let want = seatfs::image_bytes(disk_mb);
+        let st = nix::sys::statvfs::statvfs(&self.data_dir)
+            .map_err(|e| SeatStoreError::FreeSpace(self.data_dir.clone(), e))?;
+        let total = st.blocks() * st.fragment_size();
+        let avail = st.blocks_available() * st.fragment_size();
+        fits(self.size, want, self.reserved(), total, avail).map_err(|reason| {
+            SeatStoreError::NoRoom {
+                want_mib: want >> 20,
+                reason,
+            }
+        })?;
         let template = self
             .data_dir
-            .join(STORE_DIR)
-            .join("templates")
+            .join(IMAGES_DIR)
+            .join(".templates")
             .join(format!("{disk_mb}.img"));
         if !template.exists() {
             let began = std::time::Instant::now();
-            seatfs::mkfs(
-                &template,
-                seatfs::image_bytes(disk_mb),
-                "clarateach-seat",
-                &[],
-            )
-            .map_err(|e| SeatStoreError::Mkfs(template.clone(), e))?;
+            seatfs::mkfs(&template, want, "clarateach-seat", &[])
+                .map_err(|e| SeatStoreError::Mkfs(template.clone(), e))?;
             tracing::info!(
                 disk_mb,
                 mkfs_ms = began.elapsed().as_secs_f64() * 1e3,
@@ -316,7 +336,7 @@ impl SeatStore {
         if let Some(parent) = dirs.image.parent() {
             mkdir(parent, 0o700)?;
         }
-        seatfs::copy_template(&template, &dirs.image)
+        seatfs::image_from_template(&template, &dirs.image)
             .map_err(|e| SeatStoreError::CopyTemplate(dirs.image.clone(), e))
     }
 
@@ -401,45 +421,15 @@ fn read_dirs(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-/// Makes the store's sparse image. Few, big files live there: one inode per MiB is plenty.
-fn make_store_image(data_dir: &Path, image: &Path, size: StoreSize) -> Result<(), SeatStoreError> {
-    let bytes = match size {
-        StoreSize::Bytes(b) => b,
-        _ => {
-            let st = nix::sys::statvfs::statvfs(data_dir)
-                .map_err(|e| SeatStoreError::FreeSpace(data_dir.to_path_buf(), e))?;
-            let free = st.blocks_available() * st.fragment_size();
-            let size = auto_size(free);
-            if size < MIN_SIZE {
-                return Err(SeatStoreError::TooSmall {
-                    free_mib: free >> 20,
-                });
-            }
-            size
-        }
-    };
-    let began = std::time::Instant::now();
-    seatfs::mkfs(image, bytes, "clarateach-store", &["-i", "1048576"])
-        .map_err(|e| SeatStoreError::Mkfs(image.to_path_buf(), e))?;
-    tracing::info!(
-        image = %image.display(),
-        size_mib = bytes >> 20,
-        mkfs_ms = began.elapsed().as_secs_f64() * 1e3,
-        "seat store created"
-    );
-    Ok(())
-}
-
-/// Unmounts every seat file system and the store of `data_dir` (tests, a host reboot
-/// simulated, an operator retiring an agent). Lazily: running sandboxes keep their own view.
+/// Unmounts every seat file system of `data_dir` (tests, a host reboot simulated, an operator
+/// retiring an agent). Lazily: running sandboxes keep their own view.
 pub fn unmount_all(data_dir: &Path) -> io::Result<()> {
-    let seats = data_dir.join(SEATS_DIR);
-    for ws in read_dirs(&seats) {
+    for ws in read_dirs(&data_dir.join(SEATS_DIR)) {
         for seat in read_dirs(&ws) {
             seatfs::unmount(&seat)?;
         }
     }
-    seatfs::unmount(&data_dir.join(STORE_DIR))
+    Ok(())
 }
 
 /// Lazily unmounts every mount at or below `dir`, deepest first (test clean-up of a temp dir
@@ -519,10 +509,18 @@ mod tests {
     }
 
     #[test]
-    fn auto_size_keeps_a_tenth_and_caps() {
-        assert_eq!(auto_size(100 << 30), (90 << 30) & !((1 << 20) - 1));
-        assert_eq!(auto_size(10 << 40), AUTO_CAP);
-        assert!(auto_size(100 << 20) < MIN_SIZE);
+    fn images_fit_while_a_tenth_stays_free_and_the_budget_holds() {
+        let (gib, total) = (1u64 << 30, 100u64 << 30);
+        assert!(fits(StoreSize::Auto, 2 * gib, 0, total, 50 * gib).is_ok());
+        assert!(
+            fits(StoreSize::Auto, 2 * gib, 0, total, 11 * gib).is_err(),
+            "10 GiB kept"
+        );
+        assert!(fits(StoreSize::Auto, 2 * gib, 0, total, 12 * gib).is_ok());
+        let budget = StoreSize::Bytes(8 * gib);
+        assert!(fits(budget, 2 * gib, 6 * gib, total, 50 * gib).is_ok());
+        let why = fits(budget, 2 * gib, 7 * gib, total, 50 * gib).expect_err("over budget");
+        assert!(why.contains("budget"), "{why}");
     }
 
     #[test]
@@ -535,7 +533,7 @@ mod tests {
         assert_eq!(d.root, Path::new("/d/seats/ws-a/seat-03"));
         assert_eq!(d.volume, Path::new("/d/seats/ws-a/seat-03/workspace"));
         assert_eq!(d.home, Path::new("/d/seats/ws-a/seat-03/home"));
-        assert_eq!(d.image, Path::new("/d/seat-store/images/ws-a/seat-03.img"));
+        assert_eq!(d.image, Path::new("/d/seat-images/ws-a/seat-03.img"));
         assert_eq!(d.old_volume, Path::new("/d/volumes/ws-a/seat-03"));
     }
 }
