@@ -10,11 +10,13 @@
 //! ```
 //!
 //! A seat filling its file system gets ENOSPC from it and nothing else notices (see `seatfs`).
-//! Each image's blocks are reserved with `fallocate` when it is made, so the seats' writes can
-//! never run the host out of space: a sparse (overcommitted) image would, and then every seat
-//! whose loop device hit the full host would see I/O errors in its file system. Making an image
-//! is refused while the reservations would pass the budget (`StoreSize`): by default the data
-//! dir's file system keeps a tenth of its size free for the state files and keys.
+//! Images are sparse (a seat costs the host what it wrote), but never overcommitted: a new image
+//! is made only while what all images could still grow by fits in 90% of the free space (and,
+//! with a size given, while their sizes add up to at most that budget). Overcommitted, a full
+//! host would turn into I/O errors in the file system of every seat whose loop device wrote
+//! next; this way each seat's growth is covered and the host keeps a tenth of its free space
+//! for the state files and keys (processes outside ClaraTeach can still take space: give the
+//! data dir its own file system on a busy host).
 //!
 //! Mounts stay across agent restarts (`open` reuses them) and are made again after a host reboot
 //! (`open` mounts every seat image). With `StoreSize::Off` there are no images: the same dirs
@@ -23,7 +25,7 @@
 //! that switch, rather than silently running seats that can fill the host.
 
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -38,16 +40,16 @@ pub const IMAGES_DIR: &str = "seat-images";
 pub const SEATS_DIR: &str = "seats";
 /// The smallest budget accepted.
 pub const MIN_SIZE: u64 = 256 << 20;
-/// With `StoreSize::Auto`, the data dir's file system keeps this share of its size free.
-pub const AUTO_KEEP_FREE: f64 = 0.10;
+/// The share of the free space seat images may grow into; the rest stays the host's.
+pub const GROWTH_SHARE: f64 = 0.90;
 
-/// How much of the data dir's file system the seat images may reserve, or none at all.
+/// How big all seat images may be together, or none at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StoreSize {
-    /// Whatever leaves [`AUTO_KEEP_FREE`] of the file system free.
+    /// As big as their growth fits in [`GROWTH_SHARE`] of the free space.
     #[default]
     Auto,
-    /// At most this many bytes of seat images in all (and still a tenth of the disk free).
+    /// At most this many bytes of seat images in all (and their growth still fits).
     Bytes(u64),
     /// No per-seat file systems: plain dirs, no disk limit.
     Off,
@@ -150,28 +152,32 @@ impl SeatDirs {
     }
 }
 
-/// Whether another image of `want` bytes fits: `reserved` bytes of images exist, the file
-/// system has `total` bytes and `avail` free. `Err` says why not.
-pub fn fits(
-    size: StoreSize,
-    want: u64,
-    reserved: u64,
-    total: u64,
-    avail: u64,
-) -> Result<(), String> {
-    let keep = (total as f64 * AUTO_KEEP_FREE) as u64;
-    if avail < want.saturating_add(keep) {
+/// Bytes of seat images: their sizes added up, and what they hold on the host now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reserved {
+    pub nominal: u64,
+    pub allocated: u64,
+}
+
+/// Whether another image of `want` bytes fits next to `have`, with `avail` bytes free on the
+/// file system. `Err` says why not.
+pub fn fits(size: StoreSize, want: u64, have: Reserved, avail: u64) -> Result<(), String> {
+    let growth = have.nominal.saturating_sub(have.allocated);
+    let room = (avail as f64 * GROWTH_SHARE) as u64;
+    if growth.saturating_add(want) > room {
         return Err(format!(
-            "the data dir's file system has {} MiB free and keeps {} MiB for the host",
+            "the seats' images could still grow by {} MiB and {} MiB are free, of which {} MiB \
+             may be given to seats",
+            growth >> 20,
             avail >> 20,
-            keep >> 20
+            room >> 20
         ));
     }
     if let StoreSize::Bytes(budget) = size {
-        if reserved.saturating_add(want) > budget {
+        if have.nominal.saturating_add(want) > budget {
             return Err(format!(
-                "seats already reserve {} of the {} MiB budget",
-                reserved >> 20,
+                "seat images already take {} of the {} MiB budget",
+                have.nominal >> 20,
                 budget >> 20
             ));
         }
@@ -225,15 +231,17 @@ impl SeatStore {
         Ok(store)
     }
 
-    /// Bytes all seat images reserve (their nominal sizes: they are fully allocated).
-    fn reserved(&self) -> u64 {
+    /// What all seat images add up to (sizes, and blocks held on the host).
+    fn reserved(&self) -> Reserved {
         read_dirs(&self.data_dir.join(IMAGES_DIR))
             .into_iter()
             .filter(|d| d.file_name().is_some_and(|n| n != ".templates"))
             .flat_map(|ws| std::fs::read_dir(ws).into_iter().flatten().flatten())
             .filter_map(|e| e.metadata().ok())
-            .map(|m| m.len())
-            .sum()
+            .fold(Reserved::default(), |r, m| Reserved {
+                nominal: r.nominal + m.len(),
+                allocated: r.allocated + (m.blocks() * 512).min(m.len()),
+            })
     }
 
     /// Mounts every seat image whose mount is missing; a failure is logged and left to the
@@ -304,19 +312,15 @@ impl SeatStore {
             .map_err(dir_err)
     }
 
-    /// Makes the seat's image: its blocks reserved, then the template of its size (made once
-    /// per size by a mkfs) copied in.
+    /// Makes the seat's image from the template of its size (made once per size by a mkfs).
     fn make_seat_image(&self, dirs: &SeatDirs, disk_mb: u32) -> Result<(), SeatStoreError> {
         let want = seatfs::image_bytes(disk_mb);
         let st = nix::sys::statvfs::statvfs(&self.data_dir)
             .map_err(|e| SeatStoreError::FreeSpace(self.data_dir.clone(), e))?;
-        let total = st.blocks() * st.fragment_size();
         let avail = st.blocks_available() * st.fragment_size();
-        fits(self.size, want, self.reserved(), total, avail).map_err(|reason| {
-            SeatStoreError::NoRoom {
-                want_mib: want >> 20,
-                reason,
-            }
+        fits(self.size, want, self.reserved(), avail).map_err(|reason| SeatStoreError::NoRoom {
+            want_mib: want >> 20,
+            reason,
         })?;
         let template = self
             .data_dir
@@ -509,18 +513,22 @@ mod tests {
     }
 
     #[test]
-    fn images_fit_while_a_tenth_stays_free_and_the_budget_holds() {
-        let (gib, total) = (1u64 << 30, 100u64 << 30);
-        assert!(fits(StoreSize::Auto, 2 * gib, 0, total, 50 * gib).is_ok());
-        assert!(
-            fits(StoreSize::Auto, 2 * gib, 0, total, 11 * gib).is_err(),
-            "10 GiB kept"
-        );
-        assert!(fits(StoreSize::Auto, 2 * gib, 0, total, 12 * gib).is_ok());
-        let budget = StoreSize::Bytes(8 * gib);
-        assert!(fits(budget, 2 * gib, 6 * gib, total, 50 * gib).is_ok());
-        let why = fits(budget, 2 * gib, 7 * gib, total, 50 * gib).expect_err("over budget");
+    fn images_fit_while_their_growth_fits_and_the_budget_holds() {
+        let gib = 1u64 << 30;
+        let none = Reserved::default();
+        assert!(fits(StoreSize::Auto, 2 * gib, none, 10 * gib).is_ok());
+        // Four images of 2 GiB with 1 GiB written: 7 GiB of growth; 7 + 2 > 90% of 9.
+        let four = Reserved {
+            nominal: 8 * gib,
+            allocated: gib,
+        };
+        let why = fits(StoreSize::Auto, 2 * gib, four, 9 * gib).expect_err("overcommit");
+        assert!(why.contains("could still grow by 7168 MiB"), "{why}");
+        assert!(fits(StoreSize::Auto, gib, four, 9 * gib).is_ok());
+        let budget = StoreSize::Bytes(9 * gib);
+        let why = fits(budget, 2 * gib, four, 100 * gib).expect_err("over budget");
         assert!(why.contains("budget"), "{why}");
+        assert!(fits(budget, gib, four, 100 * gib).is_ok());
     }
 
     #[test]
