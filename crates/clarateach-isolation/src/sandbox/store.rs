@@ -10,13 +10,14 @@
 //! ```
 //!
 //! A seat filling its file system gets ENOSPC from it and nothing else notices (see `seatfs`).
-//! Images are sparse (a seat costs the host what it wrote), but never overcommitted: a new image
-//! is made only while what all images could still grow by fits in 90% of the free space (and,
-//! with a size given, while their sizes add up to at most that budget). Overcommitted, a full
-//! host would turn into I/O errors in the file system of every seat whose loop device wrote
-//! next; this way each seat's growth is covered and the host keeps a tenth of its free space
-//! for the state files and keys (processes outside ClaraTeach can still take space: give the
-//! data dir its own file system on a busy host).
+//! Images are sparse (a seat costs the host what it wrote). By default (`StoreSize::Auto`) they
+//! are never overcommitted: a new image is made only while what all images could still grow by
+//! fits in 90% of the free space. Overcommitted, a full host would turn into I/O errors in the
+//! file system of every seat whose loop device wrote next; this way each seat's growth is
+//! covered and the host keeps a tenth of its free space for the state files and keys
+//! (processes outside ClaraTeach can still take space: give the data dir its own file system on
+//! a busy host). An operator who sets a size (`--seat-store-size 500G`) takes that decision:
+//! images may then add up to that size, whatever is free now.
 //!
 //! Mounts stay across agent restarts (`open` reuses them) and are made again after a host reboot
 //! (`open` mounts every seat image). With `StoreSize::Off` there are no images: the same dirs
@@ -46,10 +47,11 @@ pub const GROWTH_SHARE: f64 = 0.90;
 /// How big all seat images may be together, or none at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StoreSize {
-    /// As big as their growth fits in [`GROWTH_SHARE`] of the free space.
+    /// As big as their growth fits in [`GROWTH_SHARE`] of the free space: no overcommit.
     #[default]
     Auto,
-    /// At most this many bytes of seat images in all (and their growth still fits).
+    /// At most this many bytes of seat images in all, not checked against the free space (the
+    /// operator vouches for it, or accepts overcommit).
     Bytes(u64),
     /// No per-seat file systems: plain dirs, no disk limit.
     Off,
@@ -162,27 +164,28 @@ pub struct Reserved {
 /// Whether another image of `want` bytes fits next to `have`, with `avail` bytes free on the
 /// file system. `Err` says why not.
 pub fn fits(size: StoreSize, want: u64, have: Reserved, avail: u64) -> Result<(), String> {
-    let growth = have.nominal.saturating_sub(have.allocated);
-    let room = (avail as f64 * GROWTH_SHARE) as u64;
-    if growth.saturating_add(want) > room {
-        return Err(format!(
-            "the seats' images could still grow by {} MiB and {} MiB are free, of which {} MiB \
-             may be given to seats",
-            growth >> 20,
-            avail >> 20,
-            room >> 20
-        ));
-    }
-    if let StoreSize::Bytes(budget) = size {
-        if have.nominal.saturating_add(want) > budget {
-            return Err(format!(
-                "seat images already take {} of the {} MiB budget",
-                have.nominal >> 20,
-                budget >> 20
-            ));
+    match size {
+        StoreSize::Bytes(budget) if have.nominal.saturating_add(want) > budget => Err(format!(
+            "seat images already take {} of the {} MiB budget",
+            have.nominal >> 20,
+            budget >> 20
+        )),
+        StoreSize::Bytes(_) | StoreSize::Off => Ok(()),
+        StoreSize::Auto => {
+            let growth = have.nominal.saturating_sub(have.allocated);
+            let room = (avail as f64 * GROWTH_SHARE) as u64;
+            if growth.saturating_add(want) > room {
+                return Err(format!(
+                    "the seats' images could still grow by {} MiB and {} MiB are free, of which \
+                     {} MiB may be given to seats (a --seat-store-size accepts overcommit)",
+                    growth >> 20,
+                    avail >> 20,
+                    room >> 20
+                ));
+            }
+            Ok(())
         }
     }
-    Ok(())
 }
 
 fn mkdir(dir: &Path, mode: u32) -> Result<(), SeatStoreError> {
@@ -529,6 +532,10 @@ mod tests {
         let why = fits(budget, 2 * gib, four, 100 * gib).expect_err("over budget");
         assert!(why.contains("budget"), "{why}");
         assert!(fits(budget, gib, four, 100 * gib).is_ok());
+        assert!(
+            fits(budget, gib, four, gib).is_ok(),
+            "a set size is the operator's call"
+        );
     }
 
     #[test]

@@ -103,6 +103,9 @@ pub fn fake_daemon(data_dir: &Path) -> PathBuf {
 pub fn config(data_dir: &Path, daemon: PathBuf) -> SandboxConfig {
     let mut cfg = SandboxConfig::new(data_dir, daemon);
     cfg.cgroup_parent = "clarateach-test".into();
+    // Seat images are sparse and tests write little: a fixed budget instead of `auto`, which
+    // refuses seats whose full growth does not fit this (shared) disk.
+    cfg.seat_store = clarateach_isolation::sandbox::StoreSize::Bytes(1 << 40);
     cfg
 }
 

@@ -83,9 +83,10 @@ pub fn resolve_data_dir(arg: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 /// sandbox's seat store.
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct MicrovmArgs {
-    /// Sandbox backend: size of the seat store, the sparse image in DATA_DIR that holds every
-    /// seat's disk (each bounded by limits.disk_mb): e.g. 200G, `auto` (90% of the free space,
-    /// at most 1T) or `off` (no disk limits: a seat can fill the data dir's disk).
+    /// Sandbox backend: how big all seats' disks (one sparse ext4 image of limits.disk_mb each,
+    /// in DATA_DIR) may be together, e.g. 500G (not checked against the free space: overcommit
+    /// is your call); `auto` makes a seat only while all seats' growth fits in 90% of the free
+    /// space; `off` gives seats plain dirs and no disk limit (a seat can fill the data dir's disk).
     #[arg(long, env = "CLARATEACH_SEAT_STORE_SIZE", default_value = "auto")]
     pub seat_store_size: StoreSize,
     /// Guest image for the microvm backend, built by `clarateach image build --out DIR`

@@ -52,6 +52,9 @@ impl Proc {
         let mut child = Command::new(BIN)
             .args(args)
             .env("CLARATEACH_LOG", "info")
+            // Seat images are sparse and tests write little: a fixed budget instead of `auto`,
+            // which would refuse seats whose full growth does not fit this (shared) disk.
+            .env("CLARATEACH_SEAT_STORE_SIZE", "1T")
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
