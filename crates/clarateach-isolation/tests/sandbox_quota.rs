@@ -387,3 +387,77 @@ async fn a_seat_past_the_disk_budget_is_refused_clearly() {
         .await
         .expect("destroy");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_volume_bigger_than_the_limit_is_kept_aside_whole() {
+    if skipped("an_old_volume_bigger_than_the_limit_is_kept_aside_whole") {
+        return;
+    }
+    let h = Harness::new();
+    let old_vol = h.dir.path().join("volumes").join(&h.ws).join("seat-01");
+    std::fs::create_dir_all(&old_vol).expect("mkdir");
+    std::fs::write(old_vol.join("small.txt"), "fits").expect("write");
+    std::fs::write(old_vol.join("big.bin"), vec![7u8; 80 << 20]).expect("write");
+    let ep = h.seat(1, limits(64), &[]).await;
+    // What fits is there; the seat works.
+    assert_eq!(ok(&ep, "cat /workspace/small.txt").await, "fits");
+    let (_, out) = run(&ep, "ls /workspace").await;
+    assert!(
+        !out.contains("big.bin"),
+        "no partial copy takes the seat's space: {out}"
+    );
+    ok(&ep, "dd if=/dev/zero of=/workspace/room bs=1M count=32").await;
+    // Nothing is lost: the whole old dir waits for the operator.
+    let kept = h
+        .dir
+        .path()
+        .join("migration-leftovers/volumes")
+        .join(&h.ws)
+        .join("seat-01.migrated");
+    assert_eq!(
+        std::fs::metadata(kept.join("big.bin")).expect("kept").len(),
+        80 << 20
+    );
+    assert!(!old_vol.exists());
+    h.backend.destroy(&h.key(1), true).await.expect("destroy");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_store_off_seats_run_on_plain_dirs() {
+    if skipped("with_the_store_off_seats_run_on_plain_dirs") {
+        return;
+    }
+    let dir = sandbox_support::data_dir();
+    let daemon = sandbox_support::fake_daemon(dir.path());
+    let mut cfg = config(dir.path(), daemon);
+    cfg.seat_store = StoreSize::Off;
+    let backend = SandboxBackend::new(cfg).expect("backend");
+    assert!(!backend.seat_store().enforced());
+    let key = clarateach_core::agent_proto::SeatKey {
+        workshop_id: format!("ws-off-{}", std::process::id()),
+        seat: 1,
+    };
+    let spec = WorkspaceSpec {
+        key: key.clone(),
+        limits: limits(64),
+        image: None,
+        env: Default::default(),
+        daemon_token: "t".into(),
+    };
+    backend.create(&spec).await.expect("create");
+    let ep = backend.start(&key).await.expect("start");
+    ok(&ep, "echo plain > /workspace/f").await;
+    let vol = backend.volume_dir(&key);
+    assert_eq!(
+        std::fs::read_to_string(vol.join("f")).expect("read"),
+        "plain\n"
+    );
+    assert!(!seatfs::is_mount_point(vol.parent().expect("root")).expect("stat"));
+    assert_eq!(
+        backend.disk_usage(&key).expect("usage"),
+        Some(Default::default()),
+        "nothing measured when limits are off"
+    );
+    backend.destroy(&key, true).await.expect("destroy");
+    assert!(!vol.exists());
+}

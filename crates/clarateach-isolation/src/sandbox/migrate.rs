@@ -251,7 +251,17 @@ fn copy_entry(
             )
             .map(own)
             .map_err(|e| format!("create copy: {e}"))?;
-            copy_sparse(&from, &to, st.st_size).map_err(|e| format!("copy: {e}"))?;
+            if let Err(e) = copy_sparse(&from, &to, st.st_size) {
+                // A partial copy (say the seat's disk is full) would only take space: the
+                // whole file stays in the old dir, which is kept.
+                drop(to);
+                let _ = nix::unistd::unlinkat(
+                    Some(dst_fd),
+                    name,
+                    nix::unistd::UnlinkatFlags::NoRemoveDir,
+                );
+                return Err(format!("copy: {e}"));
+            }
             copy_meta(to.as_raw_fd(), &st).map_err(|e| format!("owner/mode: {e}"))?;
         }
         SFlag::S_IFLNK => {
