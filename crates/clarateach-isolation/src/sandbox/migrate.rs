@@ -1,8 +1,7 @@
 //! Moving an old-style seat dir (`<data>/volumes/<ws>/seat-NN`, `<data>/homes/...`, from before
 //! the seat store) into the store, without ever losing a file:
 //!
-//! 1. copy `old` into `<new>.migrating` (tagged with the seat's quota project first, so every
-//!    copied entry inherits it), then `syncfs` the store;
+//! 1. copy `old` into `<new>.migrating` (on the seat's own file system), then `syncfs` it;
 //! 2. rename `old` to `<old>.migrated` (the copy is complete and durable);
 //! 3. rename `<new>.migrating` to `new`;
 //! 4. remove `<old>.migrated`, or, if anything in it could not be copied, move it to the
@@ -57,14 +56,9 @@ fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Migrates `old` to `new` (see the module docs). `tag` marks the copy's top dir with the seat's
-/// quota project before anything is copied into it.
-pub fn migrate(
-    old: &Path,
-    new: &Path,
-    leftovers: &Path,
-    tag: &dyn Fn(&Path) -> io::Result<()>,
-) -> io::Result<Outcome> {
+/// Migrates `old` to `new` (see the module docs); `leftovers` receives an old dir that could not
+/// be copied whole.
+pub fn migrate(old: &Path, new: &Path, leftovers: &Path) -> io::Result<Outcome> {
     let done = with_suffix(old, ".migrated");
     let tmp = with_suffix(new, ".migrating");
     let mut outcome = Outcome::default();
@@ -89,7 +83,6 @@ pub fn migrate(
         // Same file system (no quota store): one rename keeps everything and is atomic.
         match std::fs::rename(old, new) {
             Ok(()) => {
-                tag(new)?;
                 tracing::info!(from = %old.display(), to = %new.display(), "seat dir moved");
                 super::paths::remove_empty_parent(old);
                 return Ok(outcome);
@@ -98,7 +91,6 @@ pub fn migrate(
             Err(e) => return Err(e),
         }
         std::fs::create_dir(&tmp)?;
-        tag(&tmp)?;
         let src = Dir::open(old, dir_flags(), Mode::empty())?;
         let dst = Dir::open(&tmp, dir_flags(), Mode::empty())?;
         copy_dir(src, &dst, Path::new(""), 0, &mut outcome);
@@ -355,10 +347,6 @@ mod tests {
     use super::*;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
-    fn no_tag(_: &Path) -> io::Result<()> {
-        Ok(())
-    }
-
     /// The copy itself (on one file system `migrate` renames instead).
     #[test]
     fn copy_keeps_files_links_modes_and_holes() {
@@ -417,11 +405,11 @@ mod tests {
         std::fs::write(old.join("f"), "x").expect("write");
         let new = t.path().join("seat-store/volumes/ws/seat-01");
         let left = t.path().join("leftovers");
-        let out = migrate(&old, &new, &left, &no_tag).expect("migrate");
+        let out = migrate(&old, &new, &left).expect("migrate");
         assert!(out.moved);
         assert_eq!(std::fs::read_to_string(new.join("f")).expect("read"), "x");
         assert!(!old.exists());
-        let again = migrate(&old, &new, &left, &no_tag).expect("migrate");
+        let again = migrate(&old, &new, &left).expect("migrate");
         assert_eq!(again, Outcome::default());
     }
 
@@ -434,7 +422,7 @@ mod tests {
         std::fs::create_dir_all(with_suffix(&old, ".migrated")).expect("mkdir");
         std::fs::create_dir_all(with_suffix(&new, ".migrating")).expect("mkdir");
         std::fs::write(with_suffix(&new, ".migrating").join("f"), "copied").expect("write");
-        let out = migrate(&old, &new, &t.path().join("l"), &no_tag).expect("migrate");
+        let out = migrate(&old, &new, &t.path().join("l")).expect("migrate");
         assert!(out.moved);
         assert_eq!(
             std::fs::read_to_string(new.join("f")).expect("read"),
@@ -453,7 +441,7 @@ mod tests {
         std::fs::write(old.join("f"), "orig").expect("write");
         std::fs::create_dir_all(with_suffix(&new, ".migrating")).expect("mkdir");
         std::fs::write(with_suffix(&new, ".migrating").join("half"), "").expect("write");
-        migrate(&old, &new, &t.path().join("l"), &no_tag).expect("migrate");
+        migrate(&old, &new, &t.path().join("l")).expect("migrate");
         assert_eq!(
             std::fs::read_to_string(new.join("f")).expect("read"),
             "orig"
@@ -472,7 +460,7 @@ mod tests {
         std::fs::write(old.join("f"), "old").expect("write");
         std::fs::create_dir_all(&new).expect("mkdir");
         let left = t.path().join("l");
-        migrate(&old, &new, &left, &no_tag).expect("migrate");
+        migrate(&old, &new, &left).expect("migrate");
         assert!(!old.exists());
         assert_eq!(
             std::fs::read_to_string(left.join("volumes/ws/seat-01/f")).expect("read"),

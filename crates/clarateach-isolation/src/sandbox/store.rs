@@ -375,13 +375,12 @@ impl SeatStore {
         } else {
             mkdir(&dirs.root, 0o711)?;
         }
-        let no_tag = |_: &Path| Ok(());
         for (old, new) in [
             (&dirs.old_volume, &dirs.volume),
             (&dirs.old_home, &dirs.home),
         ] {
             if migrate {
-                super::migrate::migrate(old, new, &dirs.leftovers, &no_tag)
+                super::migrate::migrate(old, new, &dirs.leftovers)
                     .map_err(|e| SeatStoreError::Migrate(old.clone(), e))?;
             }
             owned_dir(new, uid, gid).map_err(|e| SeatStoreError::Dir(new.clone(), e))?;
