@@ -28,7 +28,7 @@
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use clarateach_core::agent_proto::SeatKey;
 
@@ -41,6 +41,9 @@ pub const IMAGES_DIR: &str = "seat-images";
 pub const SEATS_DIR: &str = "seats";
 /// The smallest budget accepted.
 pub const MIN_SIZE: u64 = 256 << 20;
+/// Spare seat file systems kept made and mounted per size in use, so a new seat takes one (a
+/// rename and a mount move, microseconds) instead of waiting for a loop mount.
+pub const SPARES_PER_SIZE: usize = 2;
 /// The share of the free space seat images may grow into; the rest stays the host's.
 pub const GROWTH_SHARE: f64 = 0.90;
 
@@ -208,6 +211,8 @@ pub struct SeatStore {
     enforced: bool,
     /// Serialises image creation and mounting.
     lock: Mutex<()>,
+    /// Serialises taking and making spares; names them.
+    spares: Mutex<u64>,
 }
 
 impl SeatStore {
@@ -220,6 +225,7 @@ impl SeatStore {
             size,
             enforced: size != StoreSize::Off,
             lock: Mutex::new(()),
+            spares: Mutex::new(0),
         };
         if !store.enforced {
             tracing::warn!(
@@ -229,9 +235,180 @@ impl SeatStore {
             return Ok(store);
         }
         mkdir(&data_dir.join(IMAGES_DIR).join(".templates"), 0o700)?;
+        mkdir(&data_dir.join(IMAGES_DIR).join(".spare"), 0o700)?;
         mkdir(&data_dir.join(IMAGES_DIR), 0o700)?;
+        store.private_seats_mount()?;
+        store.drop_spares();
         store.mount_all();
         Ok(store)
+    }
+
+    /// Makes `<data>/seats` a private mount of itself (with what is mounted below it), so seat
+    /// mounts can be moved inside it: the kernel refuses to move a mount under a shared parent,
+    /// and host roots are shared. Kept across agent restarts like the seat mounts.
+    fn private_seats_mount(&self) -> Result<(), SeatStoreError> {
+        use nix::mount::{mount, MsFlags};
+        let seats = self.data_dir.join(SEATS_DIR);
+        let canonical = seats
+            .canonicalize()
+            .map_err(|e| SeatStoreError::Dir(seats.clone(), e))?;
+        let text = std::fs::read_to_string("/proc/self/mountinfo")
+            .map_err(|e| SeatStoreError::Dir(seats.clone(), e))?;
+        let bind_err = |e: nix::Error| SeatStoreError::Dir(seats.clone(), io::Error::from(e));
+        if !mount_points(&text).contains(&canonical) {
+            mount(
+                Some(&canonical),
+                &canonical,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .map_err(bind_err)?;
+        }
+        mount(
+            None::<&str>,
+            &canonical,
+            None::<&str>,
+            MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(bind_err)
+    }
+
+    fn spare_images(&self) -> PathBuf {
+        self.data_dir.join(IMAGES_DIR).join(".spare")
+    }
+
+    fn spare_mounts(&self) -> PathBuf {
+        self.data_dir.join(SEATS_DIR).join(".spare")
+    }
+
+    /// Unmounts and deletes the spares a previous run left (they are remade on demand).
+    fn drop_spares(&self) {
+        for dir in read_dirs(&self.spare_mounts()) {
+            let _ = seatfs::unmount(&dir);
+            let _ = std::fs::remove_dir(&dir);
+        }
+        for entry in std::fs::read_dir(self.spare_images())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+
+    /// Gives the seat a ready spare of its size, if there is one: the image renamed to the
+    /// seat's (first, so a crash in between leaves an image the seat mounts again) and its
+    /// mount moved to the seat's root.
+    fn take_spare(&self, dirs: &SeatDirs, disk_mb: u32) -> Result<bool, SeatStoreError> {
+        let _guard = self.spares.lock().unwrap_or_else(|p| p.into_inner());
+        let prefix = format!("{disk_mb}-");
+        let ready = read_dirs(&self.spare_mounts()).into_iter().find(|m| {
+            m.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&prefix))
+                && seatfs::is_mount_point(m).unwrap_or(false)
+        });
+        let Some(mnt) = ready else {
+            return Ok(false);
+        };
+        let Some(name) = mnt.file_name() else {
+            return Ok(false);
+        };
+        let image = self.spare_images().join(name).with_extension("img");
+        if let Some(parent) = dirs.image.parent() {
+            mkdir(parent, 0o700)?;
+        }
+        if let Some(parent) = dirs.root.parent() {
+            mkdir(parent, 0o711)?;
+        }
+        match std::fs::DirBuilder::new().mode(0o711).create(&dirs.root) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+                return Err(SeatStoreError::Dir(dirs.root.clone(), e))
+            }
+            _ => {}
+        }
+        std::fs::rename(&image, &dirs.image)
+            .map_err(|e| SeatStoreError::Dir(dirs.image.clone(), e))?;
+        nix::mount::mount(
+            Some(&mnt),
+            &dirs.root,
+            None::<&str>,
+            nix::mount::MsFlags::MS_MOVE,
+            None::<&str>,
+        )
+        .map_err(|e| SeatStoreError::Dir(dirs.root.clone(), io::Error::from(e)))?;
+        let _ = std::fs::remove_dir(&mnt);
+        Ok(true)
+    }
+
+    /// Makes spares of `disk_mb` up to [`SPARES_PER_SIZE`], within the budget. Names and mount
+    /// dirs are taken under the lock (so concurrent refills count each other's), the slow image
+    /// and mount outside it (so taking a ready spare never waits for a refill).
+    fn refill_spares(&self, disk_mb: u32) -> Result<(), SeatStoreError> {
+        let prefix = format!("{disk_mb}-");
+        let planned: Vec<String> = {
+            let mut seq = self.spares.lock().unwrap_or_else(|p| p.into_inner());
+            let have = read_dirs(&self.spare_mounts())
+                .iter()
+                .filter(|m| {
+                    m.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with(&prefix))
+                })
+                .count();
+            let mut names = Vec::new();
+            for _ in have..SPARES_PER_SIZE {
+                self.check_room(disk_mb)?;
+                *seq += 1;
+                let name = format!("{disk_mb}-{}", *seq);
+                mkdir(&self.spare_mounts().join(&name), 0o711)?;
+                names.push(name);
+            }
+            names
+        };
+        let template = self.template(disk_mb);
+        for name in planned {
+            let image = self.spare_images().join(format!("{name}.img"));
+            let mnt = self.spare_mounts().join(&name);
+            let made = seatfs::image_from_template(&template, &image)
+                .map_err(|e| SeatStoreError::CopyTemplate(image.clone(), e))
+                .and_then(|()| {
+                    seatfs::mount(&image, &mnt).map_err(|e| SeatStoreError::Mount(image.clone(), e))
+                });
+            if let Err(e) = made {
+                let _ = std::fs::remove_dir(&mnt);
+                let _ = std::fs::remove_file(&image);
+                return Err(e);
+            }
+            std::fs::set_permissions(&mnt, std::fs::Permissions::from_mode(0o711))
+                .map_err(|e| SeatStoreError::Dir(mnt.clone(), e))?;
+            // The first write to a fresh file system costs milliseconds (journal, bitmaps read
+            // through the loop device): pay it here, off the seat's path.
+            for sub in ["workspace", "home"] {
+                mkdir(&mnt.join(sub), 0o700)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn template(&self, disk_mb: u32) -> PathBuf {
+        self.data_dir
+            .join(IMAGES_DIR)
+            .join(".templates")
+            .join(format!("{disk_mb}.img"))
+    }
+
+    fn check_room(&self, disk_mb: u32) -> Result<(), SeatStoreError> {
+        let want = seatfs::image_bytes(disk_mb);
+        let st = nix::sys::statvfs::statvfs(&self.data_dir)
+            .map_err(|e| SeatStoreError::FreeSpace(self.data_dir.clone(), e))?;
+        let avail = st.blocks_available() * st.fragment_size();
+        fits(self.size, want, self.reserved(), avail).map_err(|reason| SeatStoreError::NoRoom {
+            want_mib: want >> 20,
+            reason,
+        })
     }
 
     /// What all seat images add up to (sizes, and blocks held on the host).
@@ -318,18 +495,8 @@ impl SeatStore {
     /// Makes the seat's image from the template of its size (made once per size by a mkfs).
     fn make_seat_image(&self, dirs: &SeatDirs, disk_mb: u32) -> Result<(), SeatStoreError> {
         let want = seatfs::image_bytes(disk_mb);
-        let st = nix::sys::statvfs::statvfs(&self.data_dir)
-            .map_err(|e| SeatStoreError::FreeSpace(self.data_dir.clone(), e))?;
-        let avail = st.blocks_available() * st.fragment_size();
-        fits(self.size, want, self.reserved(), avail).map_err(|reason| SeatStoreError::NoRoom {
-            want_mib: want >> 20,
-            reason,
-        })?;
-        let template = self
-            .data_dir
-            .join(IMAGES_DIR)
-            .join(".templates")
-            .join(format!("{disk_mb}.img"));
+        self.check_room(disk_mb)?;
+        let template = self.template(disk_mb);
         if !template.exists() {
             let began = std::time::Instant::now();
             seatfs::mkfs(&template, want, "clarateach-seat", &[])
@@ -351,7 +518,7 @@ impl SeatStore {
     /// and makes the volume and home owned by `uid:gid`. `migrate` is false while the seat runs
     /// on old-style dirs: then nothing is made, and the next start migrates.
     pub fn prepare_seat(
-        &self,
+        self: &Arc<Self>,
         dirs: &SeatDirs,
         disk_mb: u32,
         uid: u32,
@@ -364,7 +531,16 @@ impl SeatStore {
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         if self.enforced {
             if !dirs.image.exists() {
-                self.make_seat_image(dirs, disk_mb)?;
+                if !self.take_spare(dirs, disk_mb)? {
+                    self.make_seat_image(dirs, disk_mb)?;
+                }
+                // Ready the next seats of this size off this one's path.
+                let store = Arc::clone(self);
+                std::thread::spawn(move || {
+                    if let Err(e) = store.refill_spares(disk_mb) {
+                        tracing::warn!(disk_mb, error = %e, "making spare seat file systems failed");
+                    }
+                });
             } else if let Ok(m) = std::fs::metadata(&dirs.image) {
                 if m.len() != seatfs::image_bytes(disk_mb) {
                     tracing::warn!(image = %dirs.image.display(), disk_mb, size_mib = m.len() >> 20,
@@ -430,12 +606,7 @@ fn read_dirs(dir: &Path) -> Vec<PathBuf> {
 /// Unmounts every seat file system of `data_dir` (tests, a host reboot simulated, an operator
 /// retiring an agent). Lazily: running sandboxes keep their own view.
 pub fn unmount_all(data_dir: &Path) -> io::Result<()> {
-    for ws in read_dirs(&data_dir.join(SEATS_DIR)) {
-        for seat in read_dirs(&ws) {
-            seatfs::unmount(&seat)?;
-        }
-    }
-    Ok(())
+    unmount_under(&data_dir.join(SEATS_DIR).canonicalize()?)
 }
 
 /// Lazily unmounts every mount at or below `dir`, deepest first (test clean-up of a temp dir
