@@ -9,8 +9,8 @@
 //!
 //! Cost: a mkfs only once per distinct size (a template image, ~70 ms), then per new seat a
 //! sparse copy of the template's ~1 MiB of metadata and a loop mount by syscalls
-//! (`LOOP_CONFIGURE` + mount(2)), both at create; a start only checks that the mount is there
-//! (two `stat`s).
+//! (`LOOP_CONFIGURE` + mount(2)), made ahead as spares (see `store`); a start only checks that
+//! the mount is there (two `stat`s).
 //! The mount stays across stops and agent restarts and is made again after a host reboot.
 
 use std::fs::File;

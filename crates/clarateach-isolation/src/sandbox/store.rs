@@ -3,11 +3,18 @@
 //!
 //! ```text
 //! <data>/seat-images/.templates/<disk_mb>.img   a fresh seat file system per size, made once
+//! <data>/seat-images/.spare/<disk_mb>-N.img     spares, mounted at <data>/seats/.spare/...
 //! <data>/seat-images/<ws>/seat-NN.img           one seat's file system (root-only)
-//! <data>/seats/<ws>/seat-NN/                    its mount
+//! <data>/seats/                                 a private bind mount of itself
+//! <data>/seats/<ws>/seat-NN/                    the seat's mount
 //!     workspace/  -> /workspace                 learner-owned
 //!     home/       -> /home/learner              learner-owned
 //! ```
+//!
+//! A new seat takes a spare of its size when one is ready (the image renamed, the mount moved:
+//! well under a millisecond of syscalls) and a background thread makes the next spares, so the
+//! loop mount (5-40 ms on a loaded host) stays off the seat's path except in bursts that drain
+//! the spares ([`SPARES_PER_SIZE`] per size). Spares are dropped and remade after a restart.
 //!
 //! A seat filling its file system gets ENOSPC from it and nothing else notices (see `seatfs`).
 //! Images are sparse (a seat costs the host what it wrote). By default (`StoreSize::Auto`) they
