@@ -68,7 +68,12 @@ impl DataDir {
 
 impl Drop for DataDir {
     fn drop(&mut self) {
-        // Lazily: a seat still running holds its bind mounts in its own namespace.
+        // Lazily: a seat still running holds its bind mounts in its own namespace. A few
+        // rounds, as the backend's thread that makes spare seat file systems may still mount one.
+        for _ in 0..5 {
+            let _ = clarateach_isolation::sandbox::store::unmount_under(self.0.path());
+            std::thread::sleep(std::time::Duration::from_millis(40));
+        }
         let _ = clarateach_isolation::sandbox::store::unmount_under(self.0.path());
     }
 }
