@@ -16,6 +16,8 @@ pub mod microvm;
 pub mod netpolicy;
 pub mod sandbox;
 
+pub use sandbox::DiskUsage;
+
 /// Which isolation a backend provides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BackendKind {
@@ -109,6 +111,8 @@ pub enum BackendError {
     Network(SeatKey, #[source] netpolicy::NetError),
     #[error("backend unavailable: {0}")]
     Unavailable(String),
+    #[error("the seat store failed")]
+    SeatStore(#[source] sandbox::SeatStoreError),
     #[error("io error during {action}")]
     Io {
         action: &'static str,
@@ -147,6 +151,13 @@ pub trait Backend: Send + Sync + 'static {
     /// Directory holding the seat's `/workspace` files on the host, as of the last
     /// [`Backend::prepare_export`] for backends whose volume is a disk image.
     fn volume_dir(&self, key: &SeatKey) -> PathBuf;
+
+    /// What the seat uses of its disk limit (`/workspace` and home together), for the UI;
+    /// `None` where the backend does not measure it.
+    fn disk_usage(&self, key: &SeatKey) -> Result<Option<DiskUsage>, BackendError> {
+        let _ = key;
+        Ok(None)
+    }
 
     /// Makes [`Backend::volume_dir`] hold the seat's current files and returns it. A plain
     /// directory volume (sandbox) is already there; a disk-image volume (microvm) is copied out,

@@ -113,7 +113,7 @@ async fn the_real_workspace_daemon_runs_in_a_seat() {
         eprintln!("SKIPPED the_real_workspace_daemon_runs_in_a_seat: no clarateach binary with workspace-server (set CLARATEACH_BIN)");
         return;
     };
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = sandbox_support::data_dir();
     let backend = SandboxBackend::new(config(dir.path(), bin)).expect("backend");
     let key = SeatKey {
         workshop_id: format!("ws-real-{}", std::process::id()),

@@ -63,7 +63,7 @@ async fn bench_seat_start_and_memory() {
         eprintln!("SKIPPED bench: no clarateach binary (set CLARATEACH_BIN)");
         return;
     };
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = sandbox_support::data_dir();
     let backend = SandboxBackend::new(config(dir.path(), bin.clone())).expect("backend");
     let ws = format!("ws-bench-{}", std::process::id());
 

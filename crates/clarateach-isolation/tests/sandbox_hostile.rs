@@ -80,10 +80,7 @@ async fn the_learner_cannot_replace_the_daemon_socket() {
         "unexpected output: {out}"
     );
     assert!(
-        h.dir
-            .path()
-            .join(format!("volumes/{}/seat-01/daemon.sock", h.ws))
-            .exists(),
+        h.backend.volume_dir(&h.key(1)).join("daemon.sock").exists(),
         "the impostor did bind in its volume"
     );
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
@@ -331,8 +328,9 @@ fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
             if ft.is_dir() {
                 stack.push(e.path());
             } else if ft.is_file() {
+                // Seat images are large and mostly holes: a fast substring search.
                 if let Ok(bytes) = std::fs::read(e.path()) {
-                    if bytes.windows(needle.len()).any(|w| w == needle) {
+                    if memchr::memmem::find(&bytes, needle).is_some() {
                         hits.push(e.path());
                     }
                 }
@@ -349,9 +347,12 @@ async fn no_plaintext_api_key_in_the_data_dir_during_and_after_a_run() {
     }
     let key = format!("sk-ant-h1-{}-secret", std::process::id());
     let h = Harness::new();
-    let ep = h
-        .seat(1, Limits::default(), &[("ANTHROPIC_API_KEY", &key)])
-        .await;
+    // A small disk: the scan below reads every seat image in the data dir.
+    let small = Limits {
+        disk_mb: 64,
+        ..Limits::default()
+    };
+    let ep = h.seat(1, small, &[("ANTHROPIC_API_KEY", &key)]).await;
     assert_eq!(ok(&ep, "printf %s \"$ANTHROPIC_API_KEY\"").await, key);
     let hits = files_containing(h.dir.path(), key.as_bytes());
     assert!(hits.is_empty(), "key on disk while running: {hits:?}");
@@ -367,13 +368,16 @@ async fn an_old_shared_uid_seat_is_moved_to_its_own_uid() {
         return;
     }
     let h = Harness::new();
-    let vol = h.backend.volume_dir(&h.key(1));
-    std::fs::create_dir_all(vol.join("src")).expect("mkdir");
-    std::fs::write(vol.join("src/main.py"), "print('kept')").expect("write");
-    for p in [vol.clone(), vol.join("src"), vol.join("src/main.py")] {
+    // A seat of the old layout: a plain dir every seat's shared uid 61000 owned.
+    let old = h.dir.path().join("volumes").join(&h.ws).join("seat-01");
+    std::fs::create_dir_all(old.join("src")).expect("mkdir");
+    std::fs::write(old.join("src/main.py"), "print('kept')").expect("write");
+    for p in [old.clone(), old.join("src"), old.join("src/main.py")] {
         std::os::unix::fs::chown(&p, Some(61000), Some(61000)).expect("chown");
     }
     let ep = h.seat(1, Limits::default(), &[]).await;
+    let vol = h.backend.volume_dir(&h.key(1));
+    assert_eq!(ok(&ep, "cat /workspace/src/main.py").await, "print('kept')");
     let uid = h.backend.seat_uid(&h.key(1)).expect("uid");
     assert_ne!(uid, 61000);
     use std::os::unix::fs::MetadataExt;

@@ -26,17 +26,17 @@ async fn a_fork_bomb_is_stopped_by_the_pids_limit() {
     let t = std::time::Instant::now();
     run(&ep, "bash -c ':(){ :|:& };:' >/dev/null 2>&1; sleep 1").await;
     eprintln!("bomb ran for {:?}", t.elapsed());
-    let pids = h.backend.pids(&h.key(1));
-    assert!(
-        pids.len() <= 48,
-        "{} processes escaped the limit",
-        pids.len()
-    );
-    assert!(
-        pids.len() >= 30,
-        "the bomb did not run ({} processes)",
-        pids.len()
-    );
+    // The bomb's processes come and go (each fork that hits the limit ends its shell): sample for
+    // a while, every sample within the limit, the busiest near it. One sample was flaky on a
+    // loaded host.
+    let mut most = 0;
+    for _ in 0..40 {
+        let n = h.backend.pids(&h.key(1)).len();
+        assert!(n <= 48, "{n} processes escaped the limit");
+        most = most.max(n);
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(most >= 30, "the bomb did not run ({most} processes at most)");
     // The host can still start processes.
     let out = std::process::Command::new("true")
         .status()

@@ -23,7 +23,23 @@ pub(super) fn subdirs(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 /// Every seat volume directory on disk, with its seat.
 pub(super) fn volumes(data_dir: &std::path::Path) -> Vec<(SeatKey, std::path::PathBuf)> {
     let mut out = Vec::new();
-    for ws in subdirs(&data_dir.join("volumes")) {
+    // The seat store's `seats/<ws>/seat-NN/workspace`, then old-layout `volumes/<ws>/seat-NN`
+    // not migrated yet.
+    for (root, sub) in [
+        (super::store::SEATS_DIR, Some("workspace")),
+        ("volumes", None),
+    ] {
+        for (key, dir) in seat_dirs(&data_dir.join(root)) {
+            out.push((key, sub.map(|s| dir.join(s)).unwrap_or(dir)));
+        }
+    }
+    out
+}
+
+/// `<root>/<ws>/seat-NN` directories with their keys.
+fn seat_dirs(root: &std::path::Path) -> Vec<(SeatKey, std::path::PathBuf)> {
+    let mut out = Vec::new();
+    for ws in subdirs(root) {
         let Some(workshop_id) = ws.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
             continue;
         };
@@ -113,10 +129,31 @@ pub(super) async fn adopt(
             out.push((key, WorkspaceStatus::Stopped));
         }
     }
-    let known: BTreeSet<SeatKey> = out.iter().map(|(k, _)| k.clone()).collect();
-    for (key, _) in volumes(&b.cfg.data_dir) {
-        if !known.contains(&key) {
-            out.push((key, WorkspaceStatus::Missing));
+    let mut known: BTreeSet<SeatKey> = out.iter().map(|(k, _)| k.clone()).collect();
+    // Volumes in the seat store, and old-style ones not migrated yet.
+    let roots = [
+        b.cfg.data_dir.join(super::store::SEATS_DIR),
+        b.cfg.data_dir.join("volumes"),
+    ];
+    for ws in roots.iter().flat_map(|r| subdirs(r)) {
+        let Some(workshop_id) = ws.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
+            continue;
+        };
+        for seat_dir in subdirs(&ws) {
+            let Some(seat) = seat_dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(parse_seat)
+            else {
+                continue;
+            };
+            let key = SeatKey {
+                workshop_id: workshop_id.clone(),
+                seat,
+            };
+            if known.insert(key.clone()) {
+                out.push((key, WorkspaceStatus::Missing));
+            }
         }
     }
     Ok(out)

@@ -15,7 +15,8 @@ use super::spawn::{self, Launch, NotReady};
 use super::{args, seat_name, SandboxBackend, Seat};
 use crate::cgroups::{self, CgroupManager};
 use crate::{
-    Backend, BackendError, BackendKind, DaemonAddr, DaemonEndpoint, WorkspaceSpec, WorkspaceStatus,
+    Backend, BackendError, BackendKind, DaemonAddr, DaemonEndpoint, DiskUsage, WorkspaceSpec,
+    WorkspaceStatus,
 };
 
 /// How long a stop may take to empty a seat's cgroup.
@@ -74,6 +75,27 @@ impl SandboxBackend {
         })
     }
 
+    /// Makes (first time) and mounts the seat's file system and its volume and home, owned by
+    /// `uid`, migrating old-style dirs when `migrate`; blocking (a mount, maybe a copy), so off
+    /// the runtime.
+    async fn prepare_store(
+        &self,
+        key: &SeatKey,
+        disk_mb: u32,
+        uid: u32,
+        migrate: bool,
+    ) -> Result<(), BackendError> {
+        let store = self.store.clone();
+        let dirs = store.dirs(key);
+        tokio::task::spawn_blocking(move || store.prepare_seat(&dirs, disk_mb, uid, uid, migrate))
+            .await
+            .map_err(|e| BackendError::Io {
+                action: "prepare the seat dirs",
+                source: std::io::Error::other(e),
+            })?
+            .map_err(BackendError::SeatStore)
+    }
+
     /// The root of a seat and whether it is an image's (which brings its own `/etc`).
     fn root_entries_for(&self, rec: &SeatRecord) -> (Vec<args::RootEntry>, bool) {
         // An image named in the spec wins when its rootfs directory exists in the data dir.
@@ -93,29 +115,54 @@ impl SandboxBackend {
     /// The uid `key` runs as from now on, its volume and home owned by it. A seat of the old
     /// shared-uid layout (or whose uid another seat holds) gets a fresh uid and its files are
     /// re-owned; `running` seats keep what they run as until their next create.
-    fn seat_uid_for_create(
+    /// The seat's host uid (the running one, else its own or a new one from the range), with
+    /// its file system mounted and its volume and home owned by that uid. Files of an earlier
+    /// owner (the old shared uid, or migrated old-layout dirs) move to the seat's uid.
+    async fn seat_uid_for_create(
         &self,
         key: &SeatKey,
         p: &SeatPaths,
         running_uid: Option<u32>,
     ) -> Result<u32, BackendError> {
-        if let Some(uid) = running_uid {
+        let uid = match running_uid {
+            Some(uid) => uid,
+            None => self
+                .uids()
+                .get_or_allocate(key)
+                .map_err(|e| BackendError::Start(key.clone(), e.to_string()))?,
+        };
+        let seat = self.store.dirs(key);
+        // Who owned the files before: an old-layout dir about to be migrated, else the volume.
+        let before: Vec<(PathBuf, Option<u32>)> =
+            [(&seat.old_volume, &p.volume), (&seat.old_home, &p.home)]
+                .into_iter()
+                .map(|(old, new)| {
+                    (
+                        new.clone(),
+                        super::uids::owner(old).or_else(|| super::uids::owner(new)),
+                    )
+                })
+                .collect();
+        let disk_mb = self
+            .lock()
+            .get(key)
+            .map(|s| s.record.limits.disk_mb)
+            .unwrap_or_else(|| clarateach_core::Limits::default().disk_mb);
+        self.prepare_store(key, disk_mb, uid, running_uid.is_none())
+            .await?;
+        if running_uid.is_some() {
             return Ok(uid);
         }
-        let uid = self
-            .uids()
-            .get_or_allocate(key)
-            .map_err(|e| BackendError::Start(key.clone(), e.to_string()))?;
         let vol_err = |e| BackendError::CreateVolume(key.clone(), e);
-        for dir in [&p.volume, &p.home] {
-            match super::uids::owner(dir) {
+        for (dir, old) in before {
+            match old {
                 Some(old) if old != uid && old != 0 => {
-                    let n = paths::chown_tree(dir, old, uid).map_err(vol_err)?;
+                    let n = paths::chown_tree(&dir, old, uid).map_err(vol_err)?;
                     tracing::info!(workshop.id = %key.workshop_id, seat = key.seat, old, uid, files = n, dir = %dir.display(), "seat files moved to the seat's own uid");
                 }
                 _ => {}
             }
-            paths::owned_dir(dir, uid, uid).map_err(vol_err)?;
+            paths::owned_dir(&dir, uid, uid).map_err(vol_err)?;
         }
         Ok(uid)
     }
@@ -136,6 +183,15 @@ impl SandboxBackend {
         );
         cleared.map_err(|e| start_err(e.to_string()))?;
         let net = net.map_err(|e| BackendError::Network(key.clone(), e))?;
+        // The seat's file system, mounted again after a host reboot.
+        let store_began = Instant::now();
+        let uid = rec.host_uid.unwrap_or(LEGACY_UID);
+        self.prepare_store(&key, rec.limits.disk_mb, uid, true)
+            .await?;
+        tracing::debug!(
+            store_us = store_began.elapsed().as_secs_f64() * 1e6,
+            "seat file system ready"
+        );
         // The old layout's learner-writable socket dir; nothing runs in the seat now.
         paths::remove_tree(&p.run).map_err(io("remove the old run dir"))?;
         let listener = paths::bind_socket(&p.socket).map_err(io("bind the daemon socket"))?;
@@ -236,7 +292,7 @@ impl Backend for SandboxBackend {
                 .filter(|s| s.running)
                 .map(|s| s.record.host_uid.unwrap_or(LEGACY_UID))
         };
-        let uid = self.seat_uid_for_create(key, &p, running_uid)?;
+        let uid = self.seat_uid_for_create(key, &p, running_uid).await?;
         if let Some(dir) = p.state.parent() {
             paths::private_dir(dir).map_err(io("create the state dir"))?;
         }
@@ -394,10 +450,15 @@ impl Backend for SandboxBackend {
         let mut dirs = vec![&p.state, &p.run];
         let _ = std::fs::remove_file(&p.socket);
         dirs.push(&p.socket);
+        let seat = self.store.dirs(key);
         if delete_volume {
-            paths::remove_tree(&p.volume).map_err(destroy_err)?;
-            paths::remove_tree(&p.home).map_err(destroy_err)?;
-            dirs.extend([&p.volume, &p.home]);
+            self.store
+                .release_seat(&seat)
+                .map_err(|e| BackendError::Destroy(key.clone(), e.to_string()))?;
+            for dir in [&seat.old_volume, &seat.old_home] {
+                paths::remove_tree(dir).map_err(destroy_err)?;
+            }
+            dirs.extend([&seat.old_volume, &seat.old_home]);
             // Only now may another seat get this uid.
             self.uids().release(key);
         }
@@ -454,5 +515,14 @@ impl Backend for SandboxBackend {
 
     fn volume_dir(&self, key: &SeatKey) -> PathBuf {
         self.paths(key).volume
+    }
+
+    /// Zeros when disk limits are off or the seat's file system is not mounted.
+    fn disk_usage(&self, key: &SeatKey) -> Result<Option<DiskUsage>, BackendError> {
+        paths::validate(key).map_err(io("validate the seat key"))?;
+        self.store
+            .usage(&self.store.dirs(key))
+            .map(Some)
+            .map_err(BackendError::SeatStore)
     }
 }

@@ -15,10 +15,13 @@ mod args;
 mod etc;
 mod lifecycle;
 mod log;
+mod migrate;
 mod paths;
 mod record;
+pub mod seatfs;
 mod seccomp;
 mod spawn;
+pub mod store;
 mod uids;
 
 use std::collections::HashMap;
@@ -38,8 +41,10 @@ pub use args::{
     LISTEN_FD, SECCOMP_FDS,
 };
 pub use paths::{seat_name, SeatPaths, LEARNER_ID};
+pub use seatfs::DiskUsage;
 pub use seccomp::{SeccompError, SeccompPrograms};
 pub use spawn::health;
+pub use store::{SeatStore, SeatStoreError, StoreSize};
 pub use uids::{UidRange, UidRangeError};
 
 /// Default path of the bubblewrap binary (Debian package `bubblewrap`).
@@ -64,6 +69,8 @@ pub struct SandboxConfig {
     pub start_timeout: Duration,
     /// Networks of `open` and `allow` seats (see `netpolicy`).
     pub net: crate::netpolicy::NetConfig,
+    /// The seat store bounding each seat's volume and home (see `store`).
+    pub seat_store: StoreSize,
 }
 
 impl SandboxConfig {
@@ -78,6 +85,7 @@ impl SandboxConfig {
             cgroup_parent: "clarateach".into(),
             start_timeout: Duration::from_secs(10),
             net: crate::netpolicy::NetConfig::default(),
+            seat_store: StoreSize::Auto,
         }
     }
 }
@@ -117,6 +125,7 @@ pub struct SandboxBackend {
     /// Compiled once: every seat runs the same filters.
     seccomp: SeccompPrograms,
     uids: Mutex<uids::UidAllocator>,
+    store: Arc<SeatStore>,
     seats: Mutex<HashMap<SeatKey, Seat>>,
     net: crate::netpolicy::NetManager,
 }
@@ -153,6 +162,9 @@ impl SandboxBackend {
         let root = root_entries(&root_dir).map_err(io("read the sandbox root"))?;
         let net = crate::netpolicy::NetManager::new(cfg.net.clone(), &cfg.data_dir)
             .map_err(|e| BackendError::Unavailable(format!("seat network: {e}")))?;
+        let store = Arc::new(
+            SeatStore::open(&cfg.data_dir, cfg.seat_store).map_err(BackendError::SeatStore)?,
+        );
         tracing::info!(data_dir = %cfg.data_dir.display(), cgroups = ?cg.version(), "sandbox backend ready");
         Ok(Self {
             cfg,
@@ -162,6 +174,7 @@ impl SandboxBackend {
             etc_binds,
             seccomp,
             uids,
+            store,
             seats: Mutex::new(HashMap::new()),
             net,
         })
@@ -195,6 +208,11 @@ impl SandboxBackend {
     /// The seat networks (addresses of networked seats, for tests and status).
     pub fn net(&self) -> &crate::netpolicy::NetManager {
         &self.net
+    }
+
+    /// The seat store holding every seat's volume and home.
+    pub fn seat_store(&self) -> &SeatStore {
+        &self.store
     }
 
     fn paths(&self, key: &SeatKey) -> SeatPaths {

@@ -2,8 +2,9 @@
 //! that let the unprivileged bubblewrap reach its own seat and nothing else.
 //!
 //! ```text
-//! <data>/volumes/<ws>/seat-NN      -> /workspace       (owned by the seat's uid, kept)
-//! <data>/homes/<ws>/seat-NN        -> /home/learner    (owned by the seat's uid, kept)
+//! <data>/seats/<ws>/seat-NN/workspace -> /workspace  (owned by the seat's uid, kept; a per-seat
+//! <data>/seats/<ws>/seat-NN/home      -> /home/learner file system of disk_mb, see `store`)
+//! <data>/volumes|homes/<ws>/seat-NN                    (old layout, migrated into the store)
 //! <data>/sockets/<ws>/seat-NN.sock                     (daemon socket, bound by the agent; root
 //!                                                       0700 dirs, never visible in a seat)
 //! <data>/sandboxes/<ws>/seat-NN.json                   (state for re-adoption, 0600, root)
@@ -20,6 +21,8 @@ use std::path::{Path, PathBuf};
 
 use clarateach_core::agent_proto::SeatKey;
 use nix::unistd::{chown, Gid, Uid};
+
+use super::store::SEATS_DIR;
 
 /// Uid and gid of the learner inside every sandbox.
 pub const LEARNER_ID: u32 = 1000;
@@ -67,12 +70,13 @@ impl SeatPaths {
         let ws = &key.workshop_id;
         let run = data_dir.join("run").join(ws).join(&seat);
         Self {
-            volume: data_dir.join("volumes").join(ws).join(&seat),
-            home: data_dir.join("homes").join(ws).join(&seat),
-            socket: data_dir
-                .join("sockets")
+            volume: data_dir
+                .join(SEATS_DIR)
                 .join(ws)
-                .join(format!("{seat}.sock")),
+                .join(&seat)
+                .join("workspace"),
+            home: data_dir.join(SEATS_DIR).join(ws).join(&seat).join("home"),
+            socket: run.join("daemon.sock"),
             run,
             state: data_dir
                 .join("sandboxes")
@@ -123,9 +127,6 @@ pub fn prepare_data_dir(data_dir: &Path) -> std::io::Result<()> {
             data_dir,
             std::fs::Permissions::from_mode((mode & 0o7777) | 0o011),
         )?;
-    }
-    for sub in ["volumes", "homes"] {
-        mkdir_traversable(&data_dir.join(sub))?;
     }
     private_dir(&data_dir.join("sandboxes"))?;
     private_dir(&data_dir.join("sockets"))?;
@@ -218,9 +219,9 @@ mod tests {
             seat: 3,
         };
         let p = SeatPaths::new(Path::new("/d"), &key);
-        assert_eq!(p.volume, Path::new("/d/volumes/ws-abc123/seat-03"));
-        assert_eq!(p.home, Path::new("/d/homes/ws-abc123/seat-03"));
-        assert_eq!(p.socket, Path::new("/d/sockets/ws-abc123/seat-03.sock"));
+        assert_eq!(p.volume, Path::new("/d/seats/ws-abc123/seat-03/workspace"));
+        assert_eq!(p.home, Path::new("/d/seats/ws-abc123/seat-03/home"));
+        assert_eq!(p.socket, Path::new("/d/run/ws-abc123/seat-03/daemon.sock"));
         assert_eq!(p.state, Path::new("/d/sandboxes/ws-abc123/seat-03.json"));
         assert_eq!(seat_name(12), "seat-12");
     }

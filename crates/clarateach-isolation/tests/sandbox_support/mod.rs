@@ -57,9 +57,35 @@ pub fn skipped(test: &str) -> bool {
     }
 }
 
+/// A temp data dir whose seat store and seat file systems (loop mounts, kept across agent
+/// restarts by design) are unmounted when the test ends: tests leave no mounts behind.
+pub struct DataDir(tempfile::TempDir);
+
+impl DataDir {
+    pub fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        // Lazily: a seat still running holds its bind mounts in its own namespace. A few
+        // rounds, as the backend's thread that makes spare seat file systems may still mount one.
+        for _ in 0..5 {
+            let _ = clarateach_isolation::sandbox::store::unmount_under(self.0.path());
+            std::thread::sleep(std::time::Duration::from_millis(40));
+        }
+        let _ = clarateach_isolation::sandbox::store::unmount_under(self.0.path());
+    }
+}
+
+pub fn data_dir() -> DataDir {
+    DataDir(tempfile::tempdir().expect("tempdir"))
+}
+
 /// A backend over a temp data dir with its own cgroup parent, so parallel tests never collide.
 pub struct Harness {
-    pub dir: tempfile::TempDir,
+    pub dir: DataDir,
     pub backend: SandboxBackend,
     pub ws: String,
 }
@@ -83,13 +109,16 @@ pub fn fake_daemon(data_dir: &Path) -> PathBuf {
 pub fn config(data_dir: &Path, daemon: PathBuf) -> SandboxConfig {
     let mut cfg = SandboxConfig::new(data_dir, daemon);
     cfg.cgroup_parent = "clarateach-test".into();
+    // Seat images are sparse and tests write little: a fixed budget instead of `auto`, which
+    // refuses seats whose full growth does not fit this (shared) disk.
+    cfg.seat_store = clarateach_isolation::sandbox::StoreSize::Bytes(1 << 40);
     cfg
 }
 
 impl Harness {
     /// A backend running the stand-in daemon.
     pub fn new() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = data_dir();
         let daemon = dir.path().join("fake-daemon");
         let backend = SandboxBackend::new(config(dir.path(), daemon)).expect("backend");
         fake_daemon(dir.path());

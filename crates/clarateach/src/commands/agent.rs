@@ -11,7 +11,7 @@ use clarateach_image::{ImageError, ImageLayout};
 use clarateach_isolation::factory::BackendConfig;
 use clarateach_isolation::microvm::{Ipv4Subnet, MicrovmConfig, Net};
 use clarateach_isolation::netpolicy::{NetConfig, Resolver, SeatSubnet};
-use clarateach_isolation::sandbox::{SandboxConfig, UidRange};
+use clarateach_isolation::sandbox::{SandboxConfig, StoreSize, UidRange};
 use clarateach_isolation::{Backend, BackendKind};
 
 #[derive(clap::Args)]
@@ -82,9 +82,16 @@ pub fn resolve_data_dir(arg: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     std::path::absolute(&dir).with_context(|| format!("cannot resolve {}", dir.display()))
 }
 
-/// Options of the microvm backend, shared by `agent` and `up`.
+/// Options of the backends, shared by `agent` and `up`: the microvm guest and network, and the
+/// sandbox's seat store.
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct MicrovmArgs {
+    /// Sandbox backend: how big all seats' disks (one sparse ext4 image of limits.disk_mb each,
+    /// in DATA_DIR) may be together, e.g. 500G (not checked against the free space: overcommit
+    /// is your call); `auto` makes a seat only while all seats' growth fits in 90% of the free
+    /// space; `off` gives seats plain dirs and no disk limit (a seat can fill the data dir's disk).
+    #[arg(long, env = "CLARATEACH_SEAT_STORE_SIZE", default_value = "auto")]
+    pub seat_store_size: StoreSize,
     /// Guest image for the microvm backend, built by `clarateach image build --out DIR`
     /// (default DATA_DIR/images/default).
     #[arg(long, env = "CLARATEACH_IMAGE_DIR")]
@@ -172,6 +179,7 @@ pub fn build_backend(
             cfg.uid_range = range;
         }
         cfg.net = sandbox.net.config()?;
+        cfg.seat_store = microvm.seat_store_size;
         config.sandbox = Some(cfg);
     }
     if kind == BackendKind::Microvm {

@@ -52,6 +52,9 @@ impl Proc {
         let mut child = Command::new(BIN)
             .args(args)
             .env("CLARATEACH_LOG", "info")
+            // Seat images are sparse and tests write little: a fixed budget instead of `auto`,
+            // which would refuse seats whose full growth does not fit this (shared) disk.
+            .env("CLARATEACH_SEAT_STORE_SIZE", "1T")
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
@@ -283,19 +286,29 @@ pub async fn join(base: &str, code: &str) -> clarateach_core::JoinResponse {
         .expect("join")
 }
 
-pub fn data_dir() -> (tempfile::TempDir, PathBuf) {
+/// A temp data dir whose seat store and seat file systems (loop mounts the agent keeps across
+/// restarts by design) are unmounted, lazily, when the test ends.
+pub struct DataDir(tempfile::TempDir);
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        let _ = clarateach_isolation::sandbox::store::unmount_under(self.0.path());
+    }
+}
+
+pub fn data_dir() -> (DataDir, PathBuf) {
     let t = tempfile::Builder::new()
         .prefix("ct-e2e-")
         .tempdir()
         .expect("tempdir");
     let p = t.path().to_path_buf();
-    (t, p)
+    (DataDir(t), p)
 }
 
 /// A control plane (`serve`) and a separate agent on one temp data dir and a free port, the
 /// two-process set-up the restart tests kill and restart piece by piece.
 pub struct SplitStack {
-    pub tmp: tempfile::TempDir,
+    pub tmp: DataDir,
     pub dir: PathBuf,
     pub port: u16,
     pub base: String,
