@@ -43,6 +43,7 @@ async fn a_fork_bomb_is_stopped_by_the_pids_limit() {
         .expect("host can fork");
     assert!(out.success());
     // Stopping freezes and kills them all.
+    let pids = h.backend.pids(&h.key(1));
     let t = std::time::Instant::now();
     tokio::time::timeout(Duration::from_secs(15), h.backend.destroy(&h.key(1), true))
         .await
