@@ -343,4 +343,9 @@ impl Backend for SandboxBackend {
     fn volume_dir(&self, key: &SeatKey) -> PathBuf {
         self.paths(key).volume
     }
+
+    /// The seat's files belong to the host uid its user namespace maps root to.
+    fn volume_owner(&self, _key: &SeatKey) -> Option<(u32, u32)> {
+        Some((self.cfg.host_uid, self.cfg.host_gid))
+    }
 }
