@@ -12,9 +12,7 @@ use tokio::sync::OnceCell;
 
 use super::accel::{self, Accel};
 use super::seat::{bridge_address, ensure_volume, live_pid, write_private, SeatPaths, SeatRecord};
-use super::{
-    fc_launch, find_binary, lifecycle, net, AccelChoice, Flavour, MicrovmConfig, Net,
-};
+use super::{fc_launch, find_binary, lifecycle, net, AccelChoice, Flavour, MicrovmConfig, Net};
 use crate::{
     Backend, BackendError, BackendKind, DaemonAddr, DaemonEndpoint, WorkspaceSpec, WorkspaceStatus,
 };

@@ -22,7 +22,11 @@ pub fn walk(image: std::fs::File, sink: &mut dyn VolumeSink) -> std::io::Result<
     let fs = match Ext4::load(Box::new(image)) {
         Ok(fs) => fs,
         Err(e) => {
-            sink.skip(b"", "volume", &format!("the volume image cannot be read: {e}"));
+            sink.skip(
+                b"",
+                "volume",
+                &format!("the volume image cannot be read: {e}"),
+            );
             return Ok(());
         }
     };
@@ -184,25 +188,48 @@ mod tests {
             .arg(&img)
             .output()
             .expect("mkfs");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let before = std::fs::metadata(dir.path()).expect("meta");
 
         let mut sink = Collect::default();
         walk(std::fs::File::open(&img).expect("open"), &mut sink).expect("walk");
 
-        let main = sink.files.iter().find(|f| f.0 == "proj/main.py").expect("main.py");
+        let main = sink
+            .files
+            .iter()
+            .find(|f| f.0 == "proj/main.py")
+            .expect("main.py");
         assert_eq!((main.1, &main.2[..]), (9, &b"print(1)\n"[..]));
-        let huge = sink.files.iter().find(|f| f.0 == "huge.sparse").expect("sparse");
-        assert_eq!(huge.1, 100 << 30, "the size is reported, the sink decides the cap");
+        let huge = sink
+            .files
+            .iter()
+            .find(|f| f.0 == "huge.sparse")
+            .expect("sparse");
+        assert_eq!(
+            huge.1,
+            100 << 30,
+            "the size is reported, the sink decides the cap"
+        );
         assert!(huge.2.iter().all(|b| *b == 0));
         assert_eq!(sink.links, vec![("proj/leak".into(), "/etc/shadow".into())]);
-        assert!(sink.dirs.contains(&"proj/deep".to_string()), "{:?}", sink.dirs);
+        assert!(
+            sink.dirs.contains(&"proj/deep".to_string()),
+            "{:?}",
+            sink.dirs
+        );
         assert!(!sink.dirs.iter().any(|d| d.contains("lost+found")));
         let mut skipped = sink.skipped.clone();
         skipped.sort();
         assert_eq!(
             skipped,
-            vec![("pipe".into(), "fifo".into()), ("sock".into(), "socket".into())]
+            vec![
+                ("pipe".into(), "fifo".into()),
+                ("sock".into(), "socket".into())
+            ]
         );
         // Nothing new on the host: only src, the image and nothing else in the temp dir.
         let names: Vec<_> = std::fs::read_dir(dir.path())
@@ -210,7 +237,10 @@ mod tests {
             .map(|e| e.expect("entry").file_name())
             .collect();
         assert_eq!(names.len(), 2, "{names:?}");
-        assert_eq!(before.len(), std::fs::metadata(dir.path()).expect("meta").len());
+        assert_eq!(
+            before.len(),
+            std::fs::metadata(dir.path()).expect("meta").len()
+        );
     }
 
     #[test]

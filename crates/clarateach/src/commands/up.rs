@@ -113,6 +113,7 @@ impl Stack {
                 listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
                 data_url: None,
                 capacity: opts.capacity,
+                export_cap_bytes: clarateach_agent::export::archive::DEFAULT_CAP_BYTES,
             },
             backend,
         )
