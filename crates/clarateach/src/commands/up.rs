@@ -34,6 +34,11 @@ pub struct Args {
     /// Agent heartbeat interval in milliseconds.
     #[arg(long, env = "CLARATEACH_HEARTBEAT_MS", default_value_t = 2000)]
     heartbeat_ms: u64,
+    /// Most MiB one seat's export may archive (file data and entry headers); the rest of the
+    /// seat is listed in its EXPORT-REPORT.json.
+    #[arg(long, env = "CLARATEACH_EXPORT_CAP_MB", default_value_t = 1024,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    export_cap_mb: u64,
 }
 
 /// The local agent's token, kept in `DATA_DIR/agent/up-agent.token` (0600) and reissued when the
@@ -75,6 +80,8 @@ pub struct StackOptions {
     pub microvm: MicrovmArgs,
     pub capacity: u32,
     pub heartbeat: Duration,
+    /// Per-seat export cap in bytes (`AgentConfig::export_cap_bytes`).
+    pub export_cap_bytes: u64,
 }
 
 impl Stack {
@@ -113,7 +120,7 @@ impl Stack {
                 listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
                 data_url: None,
                 capacity: opts.capacity,
-                export_cap_bytes: clarateach_agent::export::archive::DEFAULT_CAP_BYTES,
+                export_cap_bytes: opts.export_cap_bytes,
             },
             backend,
         )
@@ -155,6 +162,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         microvm: args.microvm,
         capacity: args.capacity,
         heartbeat: Duration::from_millis(args.heartbeat_ms.max(100)),
+        export_cap_bytes: args.export_cap_mb << 20,
     })
     .await?;
     let token_file = data_dir.join(INSTRUCTOR_TOKEN_FILE);
