@@ -26,6 +26,8 @@ pub struct ApiState {
     pub backend: Arc<dyn Backend>,
     pub data_token: Arc<str>,
     pub agent_token: Arc<str>,
+    /// Per-seat cap on the bytes an export archives (`AgentConfig::export_cap_bytes`).
+    pub export_cap_bytes: u64,
 }
 
 /// An HTTP error answered as `{code, message}`.
@@ -201,14 +203,13 @@ async fn export_seat(
         ExportFormat::TarGz => "application/gzip",
         ExportFormat::TarFragment => "application/x-tar",
     };
-    let dir = match s.backend.prepare_export(&key).await {
-        Ok(dir) => dir,
-        Err(e) => {
-            tracing::warn!(error = %e, seat = key.seat, "exporting the seat volume failed");
-            s.backend.volume_dir(&key)
-        }
-    };
-    let body = Body::from_stream(export::stream(dir, q.prefix, format));
+    let body = Body::from_stream(export::stream(export::ExportJob {
+        source: s.backend.export_source(&key),
+        owner: s.backend.volume_owner(&key),
+        prefix: q.prefix,
+        format,
+        cap_bytes: s.export_cap_bytes,
+    }));
     Ok(([(http::header::CONTENT_TYPE, content_type)], body).into_response())
 }
 

@@ -38,6 +38,9 @@ pub struct AgentConfig {
     pub data_url: Option<String>,
     /// Seats this host may run.
     pub capacity: u32,
+    /// Per-seat cap on the bytes one seat's export archives (file data plus 512 per entry);
+    /// [`export::archive::DEFAULT_CAP_BYTES`] (1 GiB) unless configured.
+    pub export_cap_bytes: u64,
 }
 
 impl std::fmt::Debug for AgentConfig {
@@ -48,6 +51,7 @@ impl std::fmt::Debug for AgentConfig {
             .field("listen", &self.listen)
             .field("data_url", &self.data_url)
             .field("capacity", &self.capacity)
+            .field("export_cap_bytes", &self.export_cap_bytes)
             .finish_non_exhaustive()
     }
 }
@@ -99,6 +103,7 @@ impl Agent {
             backend: Arc::clone(&backend),
             data_token: Arc::clone(&data_token),
             agent_token: config.agent_token.clone().into(),
+            export_cap_bytes: config.export_cap_bytes,
         });
         let mut server_stop = shutdown_rx.clone();
         let server = tokio::spawn(async move {

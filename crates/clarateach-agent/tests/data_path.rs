@@ -195,6 +195,7 @@ async fn registers_creates_and_relays_http_and_websocket() {
         listen: "127.0.0.1:0".parse().expect("addr"),
         data_url: None,
         capacity: 4,
+        export_cap_bytes: clarateach_agent::export::archive::DEFAULT_CAP_BYTES,
     };
     let agent = Agent::start(config, backend).await.expect("agent");
 

@@ -11,6 +11,7 @@ use clarateach_core::agent_proto::SeatKey;
 use clarateach_core::Limits;
 
 pub mod cgroups;
+pub mod export;
 pub mod factory;
 pub mod microvm;
 pub mod netpolicy;
@@ -148,8 +149,8 @@ pub trait Backend: Send + Sync + 'static {
     /// Running ones are re-adopted: `endpoint` answers for them afterwards.
     async fn adopt(&self) -> Result<Vec<(SeatKey, WorkspaceStatus)>, BackendError>;
 
-    /// Directory holding the seat's `/workspace` files on the host, as of the last
-    /// [`Backend::prepare_export`] for backends whose volume is a disk image.
+    /// Directory holding the seat's `/workspace` files on the host (for backends whose volume
+    /// is a directory; others name where their volume lives).
     fn volume_dir(&self, key: &SeatKey) -> PathBuf;
 
     /// What the seat uses of its disk limit (`/workspace` and home together), for the UI;
@@ -159,10 +160,17 @@ pub trait Backend: Send + Sync + 'static {
         Ok(None)
     }
 
-    /// Makes [`Backend::volume_dir`] hold the seat's current files and returns it. A plain
-    /// directory volume (sandbox) is already there; a disk-image volume (microvm) is copied out,
-    /// which is slow I/O and therefore async rather than hidden in the getter.
-    async fn prepare_export(&self, key: &SeatKey) -> Result<PathBuf, BackendError> {
-        Ok(self.volume_dir(key))
+    /// What an export reads for this seat: the volume directory by default, an ext4 image for
+    /// backends whose volume is a disk image. The host never copies or mounts a volume to
+    /// export it.
+    fn export_source(&self, key: &SeatKey) -> export::ExportSource {
+        export::ExportSource::Dir(self.volume_dir(key))
+    }
+
+    /// The host `(uid, gid)` that owns the seat's files, so host-side reads of the volume can
+    /// run with the seat's own rights instead of root's. `None` when the files are not owned by
+    /// a dedicated seat uid (the reader then relies on walking by file descriptor alone).
+    fn volume_owner(&self, _key: &SeatKey) -> Option<(u32, u32)> {
+        None
     }
 }

@@ -150,15 +150,20 @@ async fn qemu_seat_lifecycle_keeps_the_volume() {
         console.contains("powering off"),
         "the guest shut down cleanly:\n{console}"
     );
-    let export = backend
-        .prepare_export(&key)
-        .await
-        .expect("export the volume");
+    let clarateach_isolation::export::ExportSource::Ext4Image(image) = backend.export_source(&key)
+    else {
+        panic!("a microVM volume is an ext4 image");
+    };
+    let mut sink = KeepFile::default();
+    clarateach_isolation::microvm::volume::walk(
+        std::fs::File::open(&image).expect("open the volume image"),
+        &mut sink,
+    )
+    .expect("walk the volume");
     assert_eq!(
-        std::fs::read_to_string(export.join("keep.txt"))
-            .expect("exported file")
-            .trim(),
-        "persisted"
+        String::from_utf8_lossy(&sink.0).trim(),
+        "persisted",
+        "keep.txt read from the volume image"
     );
 
     backend
@@ -167,4 +172,35 @@ async fn qemu_seat_lifecycle_keeps_the_volume() {
         .expect("destroy with volume");
     assert!(!data.path().join("volumes/ws-mvtest/seat-01.img").exists());
     assert!(qemu_pids_mentioning(&seat_needle).is_empty());
+}
+
+/// Keeps the bytes of `keep.txt` from a volume walk.
+#[derive(Default)]
+struct KeepFile(Vec<u8>);
+
+impl clarateach_isolation::export::VolumeSink for KeepFile {
+    fn dir(&mut self, _: &[u8], _: clarateach_isolation::export::EntryMeta) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn file(
+        &mut self,
+        path: &[u8],
+        _: clarateach_isolation::export::EntryMeta,
+        _: u64,
+        data: &mut dyn std::io::Read,
+    ) -> std::io::Result<()> {
+        if path == b"keep.txt" {
+            std::io::Read::read_to_end(&mut std::io::Read::take(data, 1 << 20), &mut self.0)?;
+        }
+        Ok(())
+    }
+    fn symlink(
+        &mut self,
+        _: &[u8],
+        _: clarateach_isolation::export::EntryMeta,
+        _: &[u8],
+    ) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn skip(&mut self, _: &[u8], _: &str, _: &str) {}
 }

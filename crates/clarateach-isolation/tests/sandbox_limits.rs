@@ -36,7 +36,10 @@ async fn a_fork_bomb_is_stopped_by_the_pids_limit() {
         most = most.max(n);
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
-    assert!(most >= 30, "the bomb did not run ({most} processes at most)");
+    assert!(
+        most >= 30,
+        "the bomb did not run ({most} processes at most)"
+    );
     // The host can still start processes.
     let out = std::process::Command::new("true")
         .status()

@@ -12,9 +12,7 @@ use tokio::sync::OnceCell;
 
 use super::accel::{self, Accel};
 use super::seat::{bridge_address, ensure_volume, live_pid, write_private, SeatPaths, SeatRecord};
-use super::{
-    fc_launch, find_binary, lifecycle, net, volume, AccelChoice, Flavour, MicrovmConfig, Net,
-};
+use super::{fc_launch, find_binary, lifecycle, net, AccelChoice, Flavour, MicrovmConfig, Net};
 use crate::{
     Backend, BackendError, BackendKind, DaemonAddr, DaemonEndpoint, WorkspaceSpec, WorkspaceStatus,
 };
@@ -130,15 +128,6 @@ impl MicrovmBackend {
         lifecycle::qmp(&self.paths(key), "cont")
             .await
             .map_err(|e| BackendError::Start(key.clone(), e.to_string()))
-    }
-
-    /// Copies the files of the seat's volume into `dest` (with `debugfs rdump`: no mount).
-    pub async fn export_volume(
-        &self,
-        key: &SeatKey,
-        dest: &std::path::Path,
-    ) -> Result<(), BackendError> {
-        volume::export(&self.paths(key).volume, dest).await
     }
 
     fn record(&self, key: &SeatKey) -> Result<SeatRecord, BackendError> {
@@ -291,16 +280,15 @@ impl Backend for MicrovmBackend {
         Ok(found)
     }
 
-    /// The volume is an ext4 image, not a directory: this refreshes a host copy of its files
-    /// (`debugfs rdump`, no mount, a few ms for a small workspace) and returns that directory.
+    /// Where the ext4 volume image lives (it is a file, not a directory of files).
     fn volume_dir(&self, key: &SeatKey) -> PathBuf {
-        self.paths(key).export
+        self.paths(key).volume
     }
 
-    async fn prepare_export(&self, key: &SeatKey) -> Result<PathBuf, BackendError> {
-        let paths = self.paths(key);
-        volume::export(&paths.volume, &paths.export).await?;
-        Ok(paths.export)
+    /// The volume is an ext4 image the guest writes: the export parses it in user space
+    /// ([`super::volume::walk`]) instead of mounting it or copying its files out.
+    fn export_source(&self, key: &SeatKey) -> crate::export::ExportSource {
+        crate::export::ExportSource::Ext4Image(self.paths(key).volume)
     }
 }
 

@@ -24,7 +24,7 @@ pub mod net;
 pub mod qemu;
 pub mod qmp;
 pub mod seat;
-mod volume;
+pub mod volume;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -149,7 +149,7 @@ pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
 }
 
 /// Creates a blank sparse volume of `size_mb` and formats it as ext4 owned by the learner, so it
-/// can be exported with debugfs before the guest ever boots. Keeps an existing volume.
+/// can be exported before the guest ever boots. Keeps an existing volume.
 pub fn ensure_volume(path: &Path, size_mb: u64) -> std::io::Result<()> {
     if path.exists() {
         return Ok(());

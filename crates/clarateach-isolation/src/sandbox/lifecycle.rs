@@ -525,4 +525,11 @@ impl Backend for SandboxBackend {
             .map(Some)
             .map_err(BackendError::SeatStore)
     }
+
+    /// The seat's files belong to its own host uid (the one its user namespace maps the learner
+    /// to); seats of the old shared uid until their next create.
+    fn volume_owner(&self, key: &SeatKey) -> Option<(u32, u32)> {
+        let uid = self.seat_uid(key)?;
+        Some((uid, uid))
+    }
 }

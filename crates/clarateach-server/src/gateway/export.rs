@@ -1,7 +1,10 @@
 //! `GET /api/workshops/{id}/export`: one tar.gz of every seat's files (`seat-01/...`), streamed
 //! while it is built. Each agent hands over its seats' volumes as tar fragments (entries already
 //! under `seat-NN/`, no end-of-archive blocks); the gateway concatenates them, closes the archive
-//! and compresses on the fly, so neither side holds a whole archive in memory.
+//! and compresses on the fly, so neither side holds a whole archive in memory. A seat whose
+//! fragment fails (its agent answers an error or the connection breaks part-way) costs only
+//! that seat: [`FragmentCursor`] knows where the seat's last entry ends, so the gateway pads it
+//! out, adds `seat-NN/EXPORT-ERROR.txt` saying what happened, and goes on with the next seat.
 
 use clarateach_core::ErrorBody;
 use std::io::Write;
@@ -71,10 +74,25 @@ pub async fn export_workshop(
                 "{}/seats/{ws}/{seat}/export?format=tar-fragment&prefix=seat-{seat:02}",
                 route.data_url.trim_end_matches('/')
             );
-            if let Err(e) = copy_seat(&mut sink, &url, &route.data_token).await {
-                tracing::warn!(workshop.id = %ws, seat, error = %e, "export of a seat failed");
-                let _ = tx.send(Err(std::io::Error::other(e))).await;
-                return;
+            let mut cursor = FragmentCursor::default();
+            match copy_seat(&mut sink, &mut cursor, &url, &route.data_token).await {
+                Ok(()) => {}
+                Err(SeatCopy::ClientGone) => return,
+                Err(SeatCopy::Failed(e)) => {
+                    tracing::warn!(workshop.id = %ws, seat, error = %e, "export of a seat failed");
+                    let note = format!(
+                        "The export of this seat stopped early: {e}.\nFiles listed before this \
+                         point are in the archive; export again to retry.\n"
+                    );
+                    let mut tail = cursor.close();
+                    tail.extend_from_slice(&note_entry(
+                        &format!("seat-{seat:02}/EXPORT-ERROR.txt"),
+                        &note,
+                    ));
+                    if sink.write(&tail).await.is_err() {
+                        return;
+                    }
+                }
             }
         }
         let _ = sink.finish().await;
@@ -154,31 +172,169 @@ fn unavailable(missing: &[(u32, String)]) -> ApiError {
     )
 }
 
-async fn copy_seat(sink: &mut Sink, url: &str, token: &str) -> Result<(), String> {
+/// Why copying one seat's fragment stopped.
+enum SeatCopy {
+    /// The browser went away: the whole export ends.
+    ClientGone,
+    /// This seat's fragment failed; the others can still be exported.
+    Failed(String),
+}
+
+async fn copy_seat(
+    sink: &mut Sink,
+    cursor: &mut FragmentCursor,
+    url: &str,
+    token: &str,
+) -> Result<(), SeatCopy> {
+    let failed = |e: &dyn std::fmt::Display| SeatCopy::Failed(e.to_string());
     let req = axum::http::Request::get(url)
         .header(header::AUTHORIZATION, format!("Bearer {token}"))
         .body(Body::empty())
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| failed(&e))?;
     let resp = super::proxy::client()
         .request(req)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| failed(&e))?;
     if !resp.status().is_success() {
-        return Err(format!("agent answered {}", resp.status()));
+        return Err(failed(&format!("the agent answered {}", resp.status())));
     }
     let mut stream = Body::new(resp.into_body()).into_data_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| e.to_string())?;
-        sink.write(&chunk)
+        let chunk = chunk.map_err(|e| failed(&e))?;
+        let whole = cursor.feed(&chunk);
+        sink.write(&whole)
             .await
-            .map_err(|()| "the client went away".to_string())?;
+            .map_err(|()| SeatCopy::ClientGone)?;
+    }
+    if cursor.mid_entry() {
+        return Err(failed(&"the agent's archive ended in the middle of a file"));
     }
     Ok(())
+}
+
+/// Follows the 512-byte blocks of a tar fragment as it streams: passes on only whole header
+/// blocks, drops zero blocks (an end-of-archive marker mid-stream would end the archive for
+/// every seat after it), and knows how many data bytes the current entry still owes.
+#[derive(Default)]
+struct FragmentCursor {
+    header: Vec<u8>,
+    data_left: u64,
+}
+
+impl FragmentCursor {
+    /// The bytes of `chunk` that may go into the archive now.
+    fn feed(&mut self, mut chunk: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(chunk.len() + 512);
+        while !chunk.is_empty() {
+            if self.data_left > 0 {
+                let n = chunk
+                    .len()
+                    .min(usize::try_from(self.data_left).unwrap_or(usize::MAX));
+                out.extend_from_slice(&chunk[..n]);
+                self.data_left -= n as u64;
+                chunk = &chunk[n..];
+                continue;
+            }
+            let n = chunk.len().min(512 - self.header.len());
+            self.header.extend_from_slice(&chunk[..n]);
+            chunk = &chunk[n..];
+            if self.header.len() == 512 {
+                if self.header.iter().any(|b| *b != 0) {
+                    self.data_left = entry_size(&self.header).div_ceil(512) * 512;
+                    out.extend_from_slice(&self.header);
+                }
+                self.header.clear();
+            }
+        }
+        out
+    }
+
+    fn mid_entry(&self) -> bool {
+        self.data_left > 0 || !self.header.is_empty()
+    }
+
+    /// Zeros completing the current entry (a half header is dropped, never passed on).
+    fn close(&mut self) -> Vec<u8> {
+        let pad = vec![0u8; usize::try_from(self.data_left).unwrap_or(0)];
+        self.data_left = 0;
+        self.header.clear();
+        pad
+    }
+}
+
+/// The size field of a tar header: octal, or base-256 when the high bit is set (GNU).
+fn entry_size(header: &[u8]) -> u64 {
+    let field = &header[124..136];
+    if field[0] & 0x80 != 0 {
+        return field[1..].iter().fold(0u64, |acc, b| {
+            acc.saturating_mul(256).saturating_add(u64::from(*b))
+        });
+    }
+    let text = String::from_utf8_lossy(field);
+    u64::from_str_radix(text.trim_matches(|c: char| c == '\0' || c == ' '), 8).unwrap_or(0)
+}
+
+/// A small regular file entry (header and padded data) written by the gateway itself.
+fn note_entry(path: &str, text: &str) -> Vec<u8> {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(0o644);
+    h.set_size(text.len() as u64);
+    let mut out = Vec::new();
+    let mut b = tar::Builder::new(&mut out);
+    let _ = b.append_data(&mut h, path, text.as_bytes());
+    let _ = b.into_inner();
+    // `into_inner` added the two end-of-archive blocks: the archive is not over yet.
+    out.truncate(out.len().saturating_sub(1024));
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A fragment cut anywhere (mid header, mid data) still leaves a readable archive holding
+    /// the other seats' files and the note.
+    #[test]
+    fn a_fragment_cut_anywhere_closes_cleanly() {
+        let mut frag = Vec::new();
+        let mut b = tar::Builder::new(&mut frag);
+        let mut h = tar::Header::new_gnu();
+        h.set_size(1000);
+        h.set_mode(0o644);
+        b.append_data(&mut h, "seat-01/a.bin", &[7u8; 1000][..])
+            .expect("append");
+        b.append_data(&mut h, "seat-01/b.bin", &[8u8; 1000][..])
+            .expect("append");
+        b.into_inner().expect("inner");
+        let whole = frag.clone();
+        for cut in [0, 100, 512, 700, 1536, 1600, frag.len() - 1024] {
+            let mut cursor = FragmentCursor::default();
+            let mut out = Vec::new();
+            for piece in frag[..cut].chunks(333) {
+                out.extend(cursor.feed(piece));
+            }
+            out.extend(cursor.close());
+            out.extend(note_entry("seat-01/EXPORT-ERROR.txt", "cut"));
+            let mut other = FragmentCursor::default();
+            out.extend(other.feed(&whole[..whole.len() - 1024]));
+            out.extend([0u8; 1024]);
+            let mut names = Vec::new();
+            for e in tar::Archive::new(&out[..]).entries().expect("entries") {
+                let e = e.expect("entry");
+                names.push(e.path().expect("path").to_string_lossy().to_string());
+            }
+            assert!(
+                names.contains(&"seat-01/EXPORT-ERROR.txt".to_string()),
+                "cut {cut}: {names:?}"
+            );
+            assert_eq!(
+                names.iter().filter(|n| n.ends_with("b.bin")).count(),
+                if cut >= 1536 + 512 { 2 } else { 1 },
+                "cut {cut}: {names:?}"
+            );
+        }
+    }
 
     #[test]
     fn unavailable_names_seats_and_agents() {

@@ -44,6 +44,11 @@ pub struct Args {
     /// Seats this host may run.
     #[arg(long, default_value_t = 50)]
     capacity: u32,
+    /// Most MiB one seat's export may archive (file data and entry headers); the rest of the
+    /// seat is listed in its EXPORT-REPORT.json.
+    #[arg(long, env = "CLARATEACH_EXPORT_CAP_MB", default_value_t = 1024,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    export_cap_mb: u64,
     /// On exit stop every workspace instead of leaving them for the next agent to re-adopt.
     #[arg(long)]
     stop_on_exit: bool,
@@ -250,6 +255,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         listen: args.listen,
         data_url: args.data_url,
         capacity: args.capacity,
+        export_cap_bytes: args.export_cap_mb << 20,
     };
     let agent = Agent::start(config, backend)
         .await

@@ -39,6 +39,11 @@ pub struct Args {
     heartbeat_ms: u64,
     #[command(flatten)]
     limits: LimitArgs,
+    /// Most MiB one seat's export may archive (file data and entry headers); the rest of the
+    /// seat is listed in its EXPORT-REPORT.json.
+    #[arg(long, env = "CLARATEACH_EXPORT_CAP_MB", default_value_t = 1024,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    export_cap_mb: u64,
 }
 
 /// The local agent's token, kept in `DATA_DIR/agent/up-agent.token` (0600) and reissued when the
@@ -84,6 +89,8 @@ pub struct StackOptions {
     pub heartbeat: Duration,
     /// Connection, body and WebSocket limits; the default keeps the server's.
     pub limits: LimitArgs,
+    /// Per-seat export cap in bytes (`AgentConfig::export_cap_bytes`).
+    pub export_cap_bytes: u64,
 }
 
 impl Stack {
@@ -123,6 +130,7 @@ impl Stack {
                 listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
                 data_url: None,
                 capacity: opts.capacity,
+                export_cap_bytes: opts.export_cap_bytes,
             },
             backend,
         )
@@ -166,6 +174,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         capacity: args.capacity,
         heartbeat: Duration::from_millis(args.heartbeat_ms.max(100)),
         limits: args.limits,
+        export_cap_bytes: args.export_cap_mb << 20,
     })
     .await?;
     let token_file = data_dir.join(INSTRUCTOR_TOKEN_FILE);

@@ -242,6 +242,7 @@ async fn bench(args: &Args, dir: &Path) -> anyhow::Result<()> {
         capacity: args.seats + args.ready_samples + 1,
         heartbeat: Duration::from_millis(500),
         limits: Default::default(),
+        export_cap_bytes: clarateach_agent::export::archive::DEFAULT_CAP_BYTES,
     })
     .await?;
     let result = measure(args, &stack, dir, mem_before).await;
