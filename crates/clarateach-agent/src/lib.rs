@@ -31,6 +31,9 @@ pub struct AgentConfig {
     /// Base URL of the control plane, e.g. `http://127.0.0.1:8080`.
     pub control_plane: String,
     pub agent_token: String,
+    /// The agent id to register as (the one its token is bound to); `None` keeps the id stored
+    /// in the data dir, creating `agent-<hostname>-<random>` on first start.
+    pub agent_id: Option<String>,
     pub data_dir: PathBuf,
     /// Where the local API and data path listen (`127.0.0.1:9090` by default; port 0 picks one).
     pub listen: SocketAddr,
@@ -44,6 +47,7 @@ impl std::fmt::Debug for AgentConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AgentConfig")
             .field("control_plane", &self.control_plane)
+            .field("agent_id", &self.agent_id)
             .field("data_dir", &self.data_dir)
             .field("listen", &self.listen)
             .field("data_url", &self.data_url)
@@ -79,7 +83,10 @@ impl Agent {
     /// Adopts existing workspaces, starts the HTTP server and connects to the control plane.
     pub async fn start(config: AgentConfig, backend: Arc<dyn Backend>) -> Result<Self, AgentError> {
         let hostname = identity::hostname();
-        let agent_id = identity::load_or_create_agent_id(&config.data_dir, &hostname)?;
+        let agent_id = match &config.agent_id {
+            Some(id) => identity::store_agent_id(&config.data_dir, id)?,
+            None => identity::load_or_create_agent_id(&config.data_dir, &hostname)?,
+        };
         let tokens = identity::DaemonTokens::load(&config.data_dir)?;
         let state = reconcile::spawn(Arc::clone(&backend), tokens)
             .await

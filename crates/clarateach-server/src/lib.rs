@@ -44,7 +44,10 @@ use axum::serve::ListenerExt;
 use clarateach_store::{SqliteStore, Store, StoreError};
 use tokio::sync::watch;
 
-pub use accounts::{create_instructor, issue_agent_token, AccountError, INSTRUCTOR_TOKEN_FILE};
+pub use accounts::{
+    create_instructor, issue_agent_token, issue_bound_agent_token, revoke_agent, AccountError,
+    INSTRUCTOR_TOKEN_FILE,
+};
 pub use auth::{Instructor, Learner};
 pub use config::{default_data_dir, ServerConfig};
 pub use error::ApiError;

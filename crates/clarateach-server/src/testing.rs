@@ -55,6 +55,10 @@ impl ProtocolAgent {
         if let Ok(v) = format!("Bearer {token}").parse() {
             req.headers_mut().insert("authorization", v);
         }
+        if let Ok(v) = agent_id.parse() {
+            req.headers_mut()
+                .insert(crate::handlers::agents::AGENT_ID_HEADER, v);
+        }
         let (ws, _) = tokio_tungstenite::connect_async(req)
             .await
             .map_err(ProtocolAgentError::Connect)?;

@@ -190,7 +190,13 @@ mod tests {
         assert_eq!(s.revoke_agent_tokens("agent-a").await.expect("revoke"), 1);
         assert!(!s.agent_token_exists("h1").await.expect("q"));
         assert!(!s.agent_token_active("t1").await.expect("q"));
-        assert!(s.agent_token_by_hash("h1").await.expect("q").expect("t1").revoked);
+        assert!(
+            s.agent_token_by_hash("h1")
+                .await
+                .expect("q")
+                .expect("t1")
+                .revoked
+        );
         assert!(s.agent_token_active("t2").await.expect("q"));
         assert_eq!(s.revoke_agent_tokens("agent-a").await.expect("again"), 0);
     }
