@@ -18,6 +18,8 @@ use crate::state::StateHandle;
 pub struct ControlPlaneLink {
     /// Base URL of the control plane, `http://host:port` (or `ws://`).
     pub control_plane: String,
+    /// How to verify a `wss://` control plane (`None` for plain `ws://`).
+    pub tls: Option<std::sync::Arc<clarateach_tls::ClientConfig>>,
     pub agent_token: String,
     pub agent_id: String,
     pub hostname: String,
@@ -155,7 +157,8 @@ async fn connect_once(
         .parse()
         .map_err(|_| ConnectionError::Url(url.clone()))?;
     request.headers_mut().insert(AGENT_ID_HEADER, id);
-    let (ws, _) = tokio_tungstenite::connect_async(request)
+    let connector = link.tls.clone().map(tokio_tungstenite::Connector::Rustls);
+    let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(request, None, true, connector)
         .await
         .map_err(|e| match e {
             tokio_tungstenite::tungstenite::Error::Http(resp) => {

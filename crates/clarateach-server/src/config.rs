@@ -25,6 +25,9 @@ pub struct ServerConfig {
     pub body_limit: usize,
     /// The web UI, served for every path the API does not match.
     pub web: Option<axum::Router>,
+    /// Serve HTTPS and WSS on the listener with this config (`serve --tls-cert/--tls-key`);
+    /// `None` serves plain HTTP, which `serve` allows quietly only on loopback.
+    pub tls: Option<std::sync::Arc<clarateach_tls::ServerConfig>>,
 }
 
 impl ServerConfig {
@@ -41,6 +44,7 @@ impl ServerConfig {
             token_ttl: Duration::from_secs(24 * 3600),
             body_limit: 1024 * 1024,
             web: None,
+            tls: None,
         }
     }
 }
@@ -70,6 +74,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("stop_timeout", &self.stop_timeout)
             .field("join_failures_per_minute", &self.join_failures_per_minute)
             .field("web", &self.web.is_some())
+            .field("tls", &self.tls.is_some())
             .finish_non_exhaustive()
     }
 }

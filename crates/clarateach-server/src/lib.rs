@@ -169,17 +169,33 @@ impl Server {
             tracing::info!(%addr, "control plane listening");
         }
         let signal = self.shutdown.clone();
-        // Keystroke echo frames are tiny: send them at once rather than after Nagle's delay.
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let result = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                let _ = signal.send(true);
-            })
-            .await
-            .map_err(ServerError::Serve);
+        let shutdown = async move {
+            shutdown.await;
+            let _ = signal.send(true);
+        };
+        let tls = self.state.config().tls.clone();
+        let result = match tls {
+            Some(tls) => {
+                // Handshakes run off the accept loop; the listener sets TCP_NODELAY itself.
+                // `tap_io` only gives axum's ConnectInfo<SocketAddr> impl a type it knows.
+                let listener = clarateach_tls::TlsListener::new(listener, tls)
+                    .map_err(ServerError::Bind)?
+                    .tap_io(|_| {});
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+            None => {
+                // Keystroke echo frames are tiny: send them at once rather than after Nagle's delay.
+                let listener = listener.tap_io(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+        }
+        .map_err(ServerError::Serve);
         let _ = self.shutdown.send(true);
         result
     }

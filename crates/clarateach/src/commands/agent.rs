@@ -28,6 +28,10 @@ pub struct Args {
     /// DATA_DIR/agent/agent-id, generated on first start).
     #[arg(long, env = "CLARATEACH_AGENT_ID")]
     id: Option<String>,
+    /// Trust only the CA certificate(s) in this PEM file for a wss:// / https:// control plane
+    /// (default: the Mozilla root set).
+    #[arg(long, env = "CLARATEACH_CA")]
+    ca: Option<PathBuf>,
     /// Holds seat volumes, sandbox state and the agent's identity.
     #[arg(long, env = "CLARATEACH_DATA_DIR")]
     data_dir: Option<PathBuf>,
@@ -214,6 +218,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         control_plane,
         agent_token: token,
         agent_id: args.id,
+        ca: args.ca,
         data_dir,
         listen: args.listen,
         data_url: args.data_url,

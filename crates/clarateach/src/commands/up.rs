@@ -119,6 +119,7 @@ impl Stack {
                 control_plane: format!("http://{loopback}"),
                 agent_token,
                 agent_id: Some(agent_id),
+                ca: None,
                 data_dir: data_dir.clone(),
                 listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
                 data_url: None,
