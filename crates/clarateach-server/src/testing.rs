@@ -48,6 +48,18 @@ impl ProtocolAgent {
         agent_id: &str,
         capacity: u32,
     ) -> Result<Self, ProtocolAgentError> {
+        Self::connect_tls(base, token, agent_id, capacity, None).await
+    }
+
+    /// Like [`ProtocolAgent::connect`]; an `https://` base is dialed as `wss://` verified
+    /// with `tls`.
+    pub async fn connect_tls(
+        base: &str,
+        token: &str,
+        agent_id: &str,
+        capacity: u32,
+        tls: Option<std::sync::Arc<clarateach_tls::ClientConfig>>,
+    ) -> Result<Self, ProtocolAgentError> {
         let url = format!("{}/api/agents/connect", base.replacen("http", "ws", 1));
         let mut req = url
             .into_client_request()
@@ -59,7 +71,8 @@ impl ProtocolAgent {
             req.headers_mut()
                 .insert(crate::handlers::agents::AGENT_ID_HEADER, v);
         }
-        let (ws, _) = tokio_tungstenite::connect_async(req)
+        let connector = tls.map(tokio_tungstenite::Connector::Rustls);
+        let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(req, None, true, connector)
             .await
             .map_err(ProtocolAgentError::Connect)?;
         let (mode, mode_rx) = watch::channel(Mode::Normal);
