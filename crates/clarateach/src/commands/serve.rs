@@ -48,7 +48,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                    keystrokes cross the network in clear; pass --tls-cert/--tls-key or put a TLS \
                    proxy in front";
         tracing::warn!(listen = %args.listen, "{why}");
-        eprintln!("warning: {why}");
     }
     let scheme = if config.tls.is_some() {
         "https"
