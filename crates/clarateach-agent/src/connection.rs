@@ -18,6 +18,8 @@ use crate::state::StateHandle;
 pub struct ControlPlaneLink {
     /// Base URL of the control plane, `http://host:port` (or `ws://`).
     pub control_plane: String,
+    /// How to verify a `wss://` control plane (`None` for plain `ws://`).
+    pub tls: Option<std::sync::Arc<clarateach_tls::ClientConfig>>,
     pub agent_token: String,
     pub agent_id: String,
     pub hostname: String,
@@ -44,8 +46,8 @@ pub enum ConnectionError {
     Url(String),
     #[error("connecting to the control plane failed")]
     Connect(#[source] Box<tokio_tungstenite::tungstenite::Error>),
-    #[error("the control plane refused the agent token (HTTP {0})")]
-    Refused(u16),
+    #[error("the control plane refused the agent token (HTTP {0}: {1})")]
+    Refused(u16, String),
     #[error("the WebSocket to the control plane failed")]
     Socket(#[source] Box<tokio_tungstenite::tungstenite::Error>),
     #[error("the control plane sent a message that is not valid JSON")]
@@ -53,6 +55,10 @@ pub enum ConnectionError {
     #[error("the agent is shutting down")]
     ShuttingDown,
 }
+
+/// Header naming the agent id the agent registers as (the control plane's
+/// `handlers::agents::AGENT_ID_HEADER`).
+pub const AGENT_ID_HEADER: &str = "clarateach-agent-id";
 
 /// `http://h:p/x` -> `ws://h:p/x/api/agents/connect`.
 pub fn connect_url(base: &str) -> Result<String, ConnectionError> {
@@ -141,15 +147,31 @@ async fn connect_once(
         .map_err(|e| ConnectionError::Connect(Box::new(e)))?;
     let auth = format!("Bearer {}", link.agent_token)
         .parse()
-        .map_err(|_| ConnectionError::Url(url))?;
+        .map_err(|_| ConnectionError::Url(url.clone()))?;
     request
         .headers_mut()
         .insert(http::header::AUTHORIZATION, auth);
-    let (ws, _) = tokio_tungstenite::connect_async(request)
+    // Named before the upgrade so a token bound to another id is refused with 403 at once.
+    let id = link
+        .agent_id
+        .parse()
+        .map_err(|_| ConnectionError::Url(url.clone()))?;
+    request.headers_mut().insert(AGENT_ID_HEADER, id);
+    let connector = link.tls.clone().map(tokio_tungstenite::Connector::Rustls);
+    let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(request, None, true, connector)
         .await
         .map_err(|e| match e {
             tokio_tungstenite::tungstenite::Error::Http(resp) => {
-                ConnectionError::Refused(resp.status().as_u16())
+                let body = resp
+                    .body()
+                    .as_deref()
+                    .map(String::from_utf8_lossy)
+                    .unwrap_or_default();
+                let code = serde_json::from_str::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v["code"].as_str().map(str::to_string))
+                    .unwrap_or_default();
+                ConnectionError::Refused(resp.status().as_u16(), code)
             }
             e => ConnectionError::Connect(Box::new(e)),
         })?;

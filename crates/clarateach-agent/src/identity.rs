@@ -91,6 +91,17 @@ pub fn load_or_create_agent_id(data_dir: &Path, hostname: &str) -> Result<String
     Ok(id)
 }
 
+/// Records `id` as the agent's id (given with `--id`, the id its token is bound to), so a later
+/// start without the flag registers under the same id; returns it.
+pub fn store_agent_id(data_dir: &Path, id: &str) -> Result<String, IdentityError> {
+    let path = state_dir(data_dir)?.join("agent-id");
+    let current = std::fs::read_to_string(&path).unwrap_or_default();
+    if current.trim() != id {
+        write_private(&path, id.as_bytes())?;
+    }
+    Ok(id.to_string())
+}
+
 /// The host name, for registration and display.
 pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -163,6 +174,11 @@ mod tests {
         let a = load_or_create_agent_id(dir.path(), "my host!").expect("id");
         assert!(a.starts_with("agent-myhost-"), "{a}");
         assert_eq!(load_or_create_agent_id(dir.path(), "other").expect("id"), a);
+        assert_eq!(store_agent_id(dir.path(), "gpu-1").expect("set"), "gpu-1");
+        assert_eq!(
+            load_or_create_agent_id(dir.path(), "x").expect("id"),
+            "gpu-1"
+        );
 
         let key = SeatKey {
             workshop_id: "ws-abc123".into(),

@@ -31,6 +31,12 @@ pub struct AgentConfig {
     /// Base URL of the control plane, e.g. `http://127.0.0.1:8080`.
     pub control_plane: String,
     pub agent_token: String,
+    /// The agent id to register as (the one its token is bound to); `None` keeps the id stored
+    /// in the data dir, creating `agent-<hostname>-<random>` on first start.
+    pub agent_id: Option<String>,
+    /// CA certificate(s) (PEM) to verify a `https://`/`wss://` control plane with; `None`
+    /// trusts the Mozilla root set.
+    pub ca: Option<PathBuf>,
     pub data_dir: PathBuf,
     /// Where the local API and data path listen (`127.0.0.1:9090` by default; port 0 picks one).
     pub listen: SocketAddr,
@@ -47,6 +53,8 @@ impl std::fmt::Debug for AgentConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AgentConfig")
             .field("control_plane", &self.control_plane)
+            .field("agent_id", &self.agent_id)
+            .field("ca", &self.ca)
             .field("data_dir", &self.data_dir)
             .field("listen", &self.listen)
             .field("data_url", &self.data_url)
@@ -65,6 +73,8 @@ pub enum AgentError {
     Adopt(#[source] BackendError),
     #[error("cannot listen on {0}")]
     Listen(SocketAddr, #[source] std::io::Error),
+    #[error("cannot set up TLS to the control plane")]
+    Tls(#[from] clarateach_tls::TlsError),
 }
 
 /// A running agent.
@@ -82,8 +92,21 @@ pub struct Agent {
 impl Agent {
     /// Adopts existing workspaces, starts the HTTP server and connects to the control plane.
     pub async fn start(config: AgentConfig, backend: Arc<dyn Backend>) -> Result<Self, AgentError> {
+        let tls = if clarateach_tls::is_tls_url(&config.control_plane) {
+            Some(clarateach_tls::client_config(config.ca.as_deref())?)
+        } else {
+            if !clarateach_tls::is_loopback_url(&config.control_plane) {
+                tracing::warn!(control_plane = %config.control_plane,
+                    "dialing the control plane over plain ws:// off this host: the agent token and \
+                     every seat's specs and API keys cross the network in clear; use https://");
+            }
+            None
+        };
         let hostname = identity::hostname();
-        let agent_id = identity::load_or_create_agent_id(&config.data_dir, &hostname)?;
+        let agent_id = match &config.agent_id {
+            Some(id) => identity::store_agent_id(&config.data_dir, id)?,
+            None => identity::load_or_create_agent_id(&config.data_dir, &hostname)?,
+        };
         let tokens = identity::DaemonTokens::load(&config.data_dir)?;
         let state = reconcile::spawn(Arc::clone(&backend), tokens)
             .await
@@ -122,16 +145,22 @@ impl Agent {
             }
         });
 
+        let data_url = config
+            .data_url
+            .unwrap_or_else(|| format!("http://{local_addr}"));
+        if !clarateach_tls::is_tls_url(&data_url) && !clarateach_tls::is_loopback_url(&data_url) {
+            tracing::warn!(%data_url, "the data path is plain HTTP off this host: keystrokes and \
+                files between the gateway and this agent cross the network in clear");
+        }
         let link = ControlPlaneLink {
             control_plane: config.control_plane,
+            tls,
             agent_token: config.agent_token,
             agent_id: agent_id.clone(),
             hostname,
             capacity: config.capacity,
             backends: vec![backend.kind().as_str().to_string()],
-            data_url: config
-                .data_url
-                .unwrap_or_else(|| format!("http://{local_addr}")),
+            data_url,
             data_token: data_token.to_string(),
         };
         tracing::info!(agent.id = %agent_id, listen = %local_addr, data_url = %link.data_url, "agent started");

@@ -191,6 +191,8 @@ async fn registers_creates_and_relays_http_and_websocket() {
     let config = AgentConfig {
         control_plane: format!("http://{cp}"),
         agent_token: "agent-secret".into(),
+        agent_id: None,
+        ca: None,
         data_dir: dir.path().into(),
         listen: "127.0.0.1:0".parse().expect("addr"),
         data_url: None,

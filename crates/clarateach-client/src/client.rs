@@ -43,16 +43,41 @@ impl Client {
     /// `base_url` is where the control plane listens, e.g. `http://127.0.0.1:8080`; a missing
     /// scheme means `http://`, and a path prefix (behind a reverse proxy) is kept.
     pub fn new(base_url: &str, token: Option<String>) -> Result<Self, ClientError> {
+        Self::build(base_url, token, None)
+    }
+
+    /// Like [`Client::new`], trusting also the CA certificate(s) in `ca_pem` for an `https://`
+    /// control plane whose certificate is from a private CA.
+    pub fn with_ca(
+        base_url: &str,
+        token: Option<String>,
+        ca_pem: &[u8],
+    ) -> Result<Self, ClientError> {
+        Self::build(base_url, token, Some(ca_pem))
+    }
+
+    fn build(
+        base_url: &str,
+        token: Option<String>,
+        ca_pem: Option<&[u8]>,
+    ) -> Result<Self, ClientError> {
         let base = parse_base(base_url)?;
-        let http = reqwest::Client::builder()
+        let invalid = |e: reqwest::Error| ClientError::InvalidUrl {
+            url: base_url.to_string(),
+            reason: e.to_string(),
+        };
+        let mut builder = reqwest::Client::builder();
+        if let Some(pem) = ca_pem {
+            for cert in reqwest::Certificate::from_pem_bundle(pem).map_err(invalid)? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder
             .connect_timeout(CONNECT_TIMEOUT)
             .read_timeout(READ_TIMEOUT)
             .user_agent(concat!("clarateach-client/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| ClientError::InvalidUrl {
-                url: base_url.to_string(),
-                reason: e.to_string(),
-            })?;
+            .map_err(invalid)?;
         Ok(Self { http, base, token })
     }
 

@@ -21,6 +21,8 @@ pub enum AccountError {
     File(#[from] FileError),
     #[error("the name must be 1 to 100 characters")]
     InvalidName,
+    #[error("an agent id is 1 to 64 characters: letters, digits, '-', '_' or '.'")]
+    InvalidAgentId,
 }
 
 /// A fresh random token with a prefix saying what it is for (`cti_` instructor, `cta_` agent).
@@ -59,7 +61,43 @@ pub async fn create_instructor(store: &dyn Store, name: &str) -> Result<String, 
     Ok(token)
 }
 
-/// Issues a token an agent presents on `GET /api/agents/connect`.
+/// Whether `id` may name an agent: 1-64 characters of `[A-Za-z0-9._-]` (what the agent's own
+/// generated ids are made of; nothing a log line or a URL would need to escape).
+pub fn valid_agent_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// Issues a token that may register only as `agent_id` (`clarateach agent token --id NAME`).
+/// Several tokens may be bound to one id (rotation); `revoke_agent` ends them all.
+pub async fn issue_bound_agent_token(
+    store: &dyn Store,
+    agent_id: &str,
+) -> Result<String, AccountError> {
+    if !valid_agent_id(agent_id) {
+        return Err(AccountError::InvalidAgentId);
+    }
+    let token = new_token("cta_");
+    store
+        .create_bound_agent_token(&new_id("at-"), &hash_token(&token), agent_id)
+        .await?;
+    Ok(token)
+}
+
+/// Revokes every token bound to `agent_id`: new connections are refused at once and a live
+/// session ends at its next credential check (one heartbeat interval). Returns how many.
+pub async fn revoke_agent(store: &dyn Store, agent_id: &str) -> Result<u64, AccountError> {
+    if !valid_agent_id(agent_id) {
+        return Err(AccountError::InvalidAgentId);
+    }
+    Ok(store.revoke_agent_tokens(agent_id).await?)
+}
+
+/// Issues an unbound token: it binds to the first agent id it registers with, and only if no
+/// live token is bound to that id yet. This is how tokens issued before binding existed keep
+/// working; new deployments use [`issue_bound_agent_token`].
 pub async fn issue_agent_token(store: &dyn Store) -> Result<String, AccountError> {
     let token = new_token("cta_");
     store

@@ -43,6 +43,9 @@ pub struct ServerConfig {
     pub metrics_token: Option<String>,
     /// The web UI, served for every path the API does not match.
     pub web: Option<axum::Router>,
+    /// Serve HTTPS and WSS on the listener with this config (`serve --tls-cert/--tls-key`);
+    /// `None` serves plain HTTP, which `serve` allows quietly only on loopback.
+    pub tls: Option<std::sync::Arc<clarateach_tls::ServerConfig>>,
 }
 
 impl ServerConfig {
@@ -67,6 +70,7 @@ impl ServerConfig {
             ws_max_message: 1024 * 1024,
             metrics_token: None,
             web: None,
+            tls: None,
         }
     }
 }
@@ -106,6 +110,7 @@ impl std::fmt::Debug for ServerConfig {
                 &self.metrics_token.as_ref().map(|_| "<hidden>"),
             )
             .field("web", &self.web.is_some())
+            .field("tls", &self.tls.is_some())
             .finish_non_exhaustive()
     }
 }

@@ -43,7 +43,10 @@ use std::sync::Arc;
 use clarateach_store::{SqliteStore, Store, StoreError};
 use tokio::sync::watch;
 
-pub use accounts::{create_instructor, issue_agent_token, AccountError, INSTRUCTOR_TOKEN_FILE};
+pub use accounts::{
+    create_instructor, issue_agent_token, issue_bound_agent_token, revoke_agent, AccountError,
+    INSTRUCTOR_TOKEN_FILE,
+};
 pub use auth::{Instructor, Learner};
 pub use config::{default_data_dir, ServerConfig};
 pub use error::ApiError;
@@ -170,7 +173,8 @@ impl Server {
             max_connections: config.max_connections,
         };
         let signal = self.shutdown.clone();
-        let result = listen::serve(listener, app, limits, async move {
+        let tls = self.state.config().tls.clone();
+        let result = listen::serve(listener, app, limits, tls, async move {
             shutdown.await;
             let _ = signal.send(true);
         })

@@ -78,13 +78,18 @@ pub struct ConnLimits {
 }
 
 /// Accepts on `listener` until `shutdown` completes, then lets in-flight requests finish
-/// (idle connections close at once) and returns. Upgraded connections live on their own.
+/// (idle connections close at once) and returns. Upgraded connections live on their own. With
+/// `tls`, each connection's handshake runs in its own task, inside its connection slot and
+/// bounded by the header-read timeout, so a client that never finishes one holds nothing for
+/// long and never delays the accept loop.
 pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ConnLimits,
+    tls: Option<Arc<clarateach_tls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
+    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let (closing_tx, closing_rx) = watch::channel(false);
     let mut conns = JoinSet::new();
@@ -118,14 +123,24 @@ pub(crate) async fn serve(
         };
         // Keystroke echo frames are tiny: send them at once rather than after Nagle's delay.
         let _ = tcp.set_nodelay(true);
-        conns.spawn(connection(
-            tcp,
-            peer,
-            permit,
-            app.clone(),
-            limits,
-            closing_rx.clone(),
-        ));
+        let guarded = Guarded {
+            inner: tcp,
+            stall: limits.stall_timeout,
+            write_stall: None,
+            _slot: permit,
+        };
+        let (app, closing) = (app.clone(), closing_rx.clone());
+        match tls.clone() {
+            None => conns.spawn(connection(guarded, peer, app, limits, closing)),
+            Some(acceptor) => conns.spawn(async move {
+                let handshake = acceptor.accept(guarded);
+                match tokio::time::timeout(limits.header_read_timeout, handshake).await {
+                    Ok(Ok(stream)) => connection(stream, peer, app, limits, closing).await,
+                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                }
+            }),
+        };
     }
     drop(listener);
     let _ = closing_tx.send(true);
@@ -133,21 +148,17 @@ pub(crate) async fn serve(
     Ok(())
 }
 
-async fn connection(
-    tcp: TcpStream,
+async fn connection<S>(
+    stream: S,
     peer: SocketAddr,
-    permit: OwnedSemaphorePermit,
     app: Router,
     limits: ConnLimits,
     mut closing: watch::Receiver<bool>,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let stall = limits.stall_timeout;
-    let io = TokioIo::new(Guarded {
-        inner: tcp,
-        stall,
-        write_stall: None,
-        _slot: permit,
-    });
+    let io = TokioIo::new(stream);
     let service = hyper::service::service_fn(
         move |mut req: hyper::Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(ConnectInfo(peer));
@@ -343,7 +354,7 @@ mod tests {
         let l = listen("127.0.0.1:0".parse().expect("addr")).expect("listen");
         let addr = l.local_addr().expect("addr");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(serve(l, app, limits, async move {
+        tokio::spawn(serve(l, app, limits, None, async move {
             let _ = rx.await;
         }));
         (addr, tx)

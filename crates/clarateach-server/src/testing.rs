@@ -48,8 +48,20 @@ impl ProtocolAgent {
         agent_id: &str,
         capacity: u32,
     ) -> Result<Self, ProtocolAgentError> {
+        Self::connect_tls(base, token, agent_id, capacity, None).await
+    }
+
+    /// Like [`ProtocolAgent::connect`]; an `https://` base is dialed as `wss://` verified
+    /// with `tls`.
+    pub async fn connect_tls(
+        base: &str,
+        token: &str,
+        agent_id: &str,
+        capacity: u32,
+        tls: Option<std::sync::Arc<clarateach_tls::ClientConfig>>,
+    ) -> Result<Self, ProtocolAgentError> {
         let data_url = format!("http://127.0.0.1:9/{agent_id}");
-        Self::connect_with_data_url(base, token, agent_id, capacity, &data_url).await
+        Self::connect_with(base, token, agent_id, capacity, &data_url, tls).await
     }
 
     /// Like [`Self::connect`], with seat traffic routed to `data_url` (a test's own server
@@ -61,6 +73,17 @@ impl ProtocolAgent {
         capacity: u32,
         data_url: &str,
     ) -> Result<Self, ProtocolAgentError> {
+        Self::connect_with(base, token, agent_id, capacity, data_url, None).await
+    }
+
+    async fn connect_with(
+        base: &str,
+        token: &str,
+        agent_id: &str,
+        capacity: u32,
+        data_url: &str,
+        tls: Option<std::sync::Arc<clarateach_tls::ClientConfig>>,
+    ) -> Result<Self, ProtocolAgentError> {
         let url = format!("{}/api/agents/connect", base.replacen("http", "ws", 1));
         let mut req = url
             .into_client_request()
@@ -68,7 +91,12 @@ impl ProtocolAgent {
         if let Ok(v) = format!("Bearer {token}").parse() {
             req.headers_mut().insert("authorization", v);
         }
-        let (ws, _) = tokio_tungstenite::connect_async(req)
+        if let Ok(v) = agent_id.parse() {
+            req.headers_mut()
+                .insert(crate::handlers::agents::AGENT_ID_HEADER, v);
+        }
+        let connector = tls.map(tokio_tungstenite::Connector::Rustls);
+        let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(req, None, true, connector)
             .await
             .map_err(ProtocolAgentError::Connect)?;
         let (mode, mode_rx) = watch::channel(Mode::Normal);

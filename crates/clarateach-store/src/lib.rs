@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use clarateach_core::{SeatState, WorkshopStatus};
 
-pub use records::{InstructorRecord, NewWorkshop, SeatRecord, WorkshopRecord};
+pub use records::{AgentTokenRecord, InstructorRecord, NewWorkshop, SeatRecord, WorkshopRecord};
 pub use sqlite::SqliteStore;
 
 /// Why a store operation failed.
@@ -58,7 +58,25 @@ pub trait AccountStore: Send + Sync {
     async fn instructor_by_token_hash(&self, token_hash: &str) -> Result<Option<InstructorRecord>>;
     async fn count_instructors(&self) -> Result<i64>;
     async fn create_agent_token(&self, id: &str, token_hash: &str) -> Result<()>;
+    /// True when a token with this hash exists and is not revoked.
     async fn agent_token_exists(&self, token_hash: &str) -> Result<bool>;
+    /// Inserts a token that may register only as `agent_id`.
+    async fn create_bound_agent_token(
+        &self,
+        id: &str,
+        token_hash: &str,
+        agent_id: &str,
+    ) -> Result<()>;
+    /// The token with this hash, revoked or not.
+    async fn agent_token_by_hash(&self, token_hash: &str) -> Result<Option<AgentTokenRecord>>;
+    /// Binds an unbound, unrevoked token to `agent_id`, only when no unrevoked token is bound to
+    /// that id yet (a legacy token cannot take over an id another credential holds); true when
+    /// bound.
+    async fn bind_agent_token(&self, token_id: &str, agent_id: &str) -> Result<bool>;
+    /// Revokes every token bound to `agent_id`; returns how many were revoked.
+    async fn revoke_agent_tokens(&self, agent_id: &str) -> Result<u64>;
+    /// True while the token with this id exists and is not revoked.
+    async fn agent_token_active(&self, token_id: &str) -> Result<bool>;
 }
 
 /// Workshops and their lifecycle status.

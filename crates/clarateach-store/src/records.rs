@@ -11,6 +11,16 @@ pub struct InstructorRecord {
     pub created_at: DateTime<Utc>,
 }
 
+/// An agent token (only its hash is stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentTokenRecord {
+    pub id: String,
+    /// The only agent id the token may register as; `None` for a token issued before tokens
+    /// were bound (it binds on first registration).
+    pub agent_id: Option<String>,
+    pub revoked: bool,
+}
+
 /// What `insert_workshop` needs.
 #[derive(Clone)]
 pub struct NewWorkshop {

@@ -17,6 +17,8 @@ pub struct AgentConn {
     pub capacity: u32,
     pub data_url: String,
     pub data_token: String,
+    /// Store id of the agent token this session proved; a reconnect must prove the same one.
+    pub token_id: String,
     pub tx: mpsc::UnboundedSender<ControlMessage>,
 }
 
@@ -44,7 +46,12 @@ enum Command {
     Register {
         conn: AgentConn,
         seats: Vec<SeatKey>,
-        reply: oneshot::Sender<u64>,
+        reply: oneshot::Sender<Option<u64>>,
+    },
+    MayTakeOver {
+        agent_id: String,
+        token_id: String,
+        reply: oneshot::Sender<bool>,
     },
     Unregister {
         agent_id: String,
@@ -114,15 +121,29 @@ impl RegistryHandle {
         rx.await.map_err(|_| ProvisionError::Closed)
     }
 
-    /// Adds (or replaces) an agent, with the seats the store says it hosts; returns a
-    /// connection id for `unregister`.
+    /// Adds an agent, with the seats the store says it hosts, or replaces its session when the
+    /// new one proved the same credential; returns a connection id for `unregister`, or `None`
+    /// (nothing changed) when a live session of that id holds another token.
     pub async fn register(
         &self,
         conn: AgentConn,
         seats: Vec<SeatKey>,
-    ) -> Result<u64, ProvisionError> {
+    ) -> Result<Option<u64>, ProvisionError> {
         self.ask(|reply| Command::Register { conn, seats, reply })
             .await
+    }
+
+    /// Whether a session proving `token_id` could register as `agent_id` now (no live session
+    /// of that id, or one with the same token); `register` decides for good.
+    pub async fn may_take_over(&self, agent_id: &str, token_id: &str) -> bool {
+        let (agent_id, token_id) = (agent_id.to_string(), token_id.to_string());
+        self.ask(|reply| Command::MayTakeOver {
+            agent_id,
+            token_id,
+            reply,
+        })
+        .await
+        .unwrap_or(false)
     }
 
     /// Removes the agent if `conn_id` is still its current connection; true when removed.
@@ -214,6 +235,13 @@ async fn run(mut rx: mpsc::Receiver<Command>) {
     while let Some(cmd) = rx.recv().await {
         match cmd {
             Command::Register { conn, seats, reply } => {
+                if agents
+                    .get(&conn.agent_id)
+                    .is_some_and(|e| e.conn.token_id != conn.token_id)
+                {
+                    let _ = reply.send(None);
+                    continue;
+                }
                 let conn_id = next_conn;
                 next_conn += 1;
                 // A re-registering agent replaces its old session (whose channel then closes).
@@ -225,7 +253,17 @@ async fn run(mut rx: mpsc::Receiver<Command>) {
                     placed: seats.into_iter().collect(),
                 };
                 agents.insert(entry.conn.agent_id.clone(), entry);
-                let _ = reply.send(conn_id);
+                let _ = reply.send(Some(conn_id));
+            }
+            Command::MayTakeOver {
+                agent_id,
+                token_id,
+                reply,
+            } => {
+                let free = agents
+                    .get(&agent_id)
+                    .is_none_or(|e| e.conn.token_id == token_id);
+                let _ = reply.send(free);
             }
             Command::Unregister {
                 agent_id,
@@ -363,6 +401,7 @@ mod tests {
             capacity,
             data_url: format!("http://{id}"),
             data_token: "t".into(),
+            token_id: format!("at-{id}"),
             tx,
         };
         (c, rx)
@@ -377,7 +416,7 @@ mod tests {
         ));
         let (a, _ra) = conn("a", 3);
         let (b, mut rb) = conn("b", 1);
-        let ida = r.register(a, vec![]).await.expect("reg");
+        let ida = r.register(a, vec![]).await.expect("reg").expect("new id");
         r.register(b, vec![]).await.expect("reg");
         assert!(matches!(
             r.reserve("ws-a", vec![1, 2, 3, 4, 5]).await,
@@ -412,5 +451,39 @@ mod tests {
         assert!(!r.unregister("a", ida + 100).await.expect("stale conn"));
         assert!(r.unregister("a", ida).await.expect("current conn"));
         assert_eq!(r.list().await.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_live_session_is_replaced_only_by_the_same_credential() {
+        let r = RegistryHandle::spawn();
+        let (a, mut ra) = conn("a", 2);
+        let first = r.register(a, vec![]).await.expect("reg").expect("new");
+        let (mut impostor, _ri) = conn("a", 9);
+        impostor.token_id = "at-other".into();
+        impostor.data_url = "http://impostor".into();
+        assert!(!r.may_take_over("a", "at-other").await);
+        assert_eq!(r.register(impostor, vec![]).await.expect("reg"), None);
+        // The real session is untouched: same route, same channel.
+        assert_eq!(
+            r.agent_route("a").await.map(|x| x.data_url),
+            Some("http://a".into())
+        );
+        let msg = ControlMessage::DestroySeat {
+            workshop_id: "ws-a".into(),
+            seat: 1,
+            delete_volume: false,
+        };
+        assert!(r.send("a", msg).await.expect("send"));
+        assert!(ra.recv().await.is_some());
+        // The same credential reconnecting replaces it.
+        assert!(r.may_take_over("a", "at-a").await);
+        let (again, _r2) = conn("a", 2);
+        let second = r
+            .register(again, vec![])
+            .await
+            .expect("reg")
+            .expect("replaced");
+        assert_ne!(first, second);
+        assert!(!r.unregister("a", first).await.expect("stale"));
     }
 }

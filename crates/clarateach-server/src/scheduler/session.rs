@@ -4,22 +4,29 @@
 //! store, so this survives a control-plane restart) and then `create_seat`/`destroy_seat` as the
 //! scheduler decides. Its `seat_status` reports update the store. Silence for three heartbeat
 //! intervals, or a closed socket, ends the session and marks its seats `lost`.
+//!
+//! The session is bound to the credential the agent connected with: `register` must name the
+//! agent id the token is bound to (a legacy token binds here), a live session of that id held by
+//! another token is never replaced, and the token is re-checked every heartbeat interval so a
+//! revoked agent is cut off within one interval. A refused `register` touches nothing: no seat
+//! report is recorded, no spec is sent, no route changes.
 
 use std::time::Duration;
 
-use axum::extract::ws::{Message, Utf8Bytes};
+use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes};
 use clarateach_core::agent_proto::{AgentMessage, ControlMessage, SeatKey};
 use futures::{Sink, SinkExt, Stream, StreamExt};
 use tokio::sync::mpsc;
 
 use super::registry::AgentConn;
+use crate::handlers::agents::{authorize_agent_id, AgentCredential};
 use crate::lifecycle;
 use crate::state::AppState;
 
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs the session until the agent leaves, goes silent, or the server shuts down.
-pub async fn run<S, E>(state: AppState, socket: S)
+pub async fn run<S, E>(state: AppState, socket: S, credential: AgentCredential)
 where
     S: Stream<Item = Result<Message, E>> + Sink<Message> + Unpin,
 {
@@ -37,6 +44,15 @@ where
     else {
         tracing::warn!("agent connection closed: the first message was not `register`");
         return;
+    };
+    let credential = match authorize_agent_id(&state, &credential, &agent_id).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(agent.id = %agent_id, token.id = %credential.token_id, code = e.code,
+                "agent registration refused: the token is not this agent's");
+            refuse(&mut sink, e.code).await;
+            return;
+        }
     };
     for report in seats {
         if let Err(e) = lifecycle::on_seat_report(&state, &agent_id, &report).await {
@@ -64,14 +80,22 @@ where
         capacity,
         data_url,
         data_token,
+        token_id: credential.token_id.clone(),
         tx,
     };
     let keys = hosted
         .into_iter()
         .map(|(workshop_id, seat)| SeatKey { workshop_id, seat })
         .collect();
-    let Ok(conn_id) = state.registry().register(conn, keys).await else {
-        return;
+    let conn_id = match state.registry().register(conn, keys).await {
+        Ok(Some(id)) => id,
+        Ok(None) => {
+            tracing::warn!(agent.id = %agent_id, token.id = %credential.token_id,
+                "agent registration refused: another credential holds the live session");
+            refuse(&mut sink, "agent_already_connected").await;
+            return;
+        }
+        Err(_) => return,
     };
     tracing::info!(agent.id = %agent_id, capacity, desired = desired.len(), "agent registered");
 
@@ -84,8 +108,16 @@ where
     let mut shutdown = state.shutdown_signal();
     let silence = interval * 3;
     let mut deadline = tokio::time::Instant::now() + silence;
+    let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     while alive {
         tokio::select! {
+            _ = recheck.tick() => {
+                if !matches!(state.store().agent_token_active(&credential.token_id).await, Ok(true)) {
+                    tracing::warn!(agent.id = %agent_id, "agent token revoked: closing its session");
+                    refuse(&mut sink, "agent_token_revoked").await;
+                    alive = false;
+                }
+            },
             msg = rx.recv() => match msg {
                 Some(msg) => alive = send(&mut sink, &msg).await,
                 None => alive = false, // replaced by a newer session of the same agent
@@ -122,6 +154,16 @@ where
             }
         }
     }
+}
+
+/// Ends the socket with a policy-violation close whose reason is the error code.
+async fn refuse<S: Sink<Message> + Unpin>(sink: &mut S, code: &str) {
+    let frame = CloseFrame {
+        code: close_code::POLICY,
+        reason: Utf8Bytes::from(code.to_string()),
+    };
+    let _ = sink.send(Message::Close(Some(frame))).await;
+    let _ = sink.close().await;
 }
 
 /// The next protocol message; `None` when the socket ends. Unparsable frames are logged and skipped.

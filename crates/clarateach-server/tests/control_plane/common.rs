@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clarateach_server::testing::ProtocolAgent;
-use clarateach_server::{issue_agent_token, AppState, Server, ServerConfig, INSTRUCTOR_TOKEN_FILE};
+use clarateach_server::{
+    issue_bound_agent_token, AppState, Server, ServerConfig, INSTRUCTOR_TOKEN_FILE,
+};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
@@ -95,7 +97,7 @@ impl TestServer {
         capacity: u32,
         data_url: &str,
     ) -> ProtocolAgent {
-        let token = issue_agent_token(self.state.store())
+        let token = issue_bound_agent_token(self.state.store(), id)
             .await
             .expect("agent token");
         let agent =

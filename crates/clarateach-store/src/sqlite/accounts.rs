@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::SqliteStore;
-use crate::{AccountStore, InstructorRecord, Result};
+use crate::{AccountStore, AgentTokenRecord, InstructorRecord, Result};
 
 #[async_trait]
 impl AccountStore for SqliteStore {
@@ -54,10 +54,82 @@ impl AccountStore for SqliteStore {
     }
 
     async fn agent_token_exists(&self, token_hash: &str) -> Result<bool> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM agent_tokens WHERE token_hash = ?")
-            .bind(token_hash)
-            .fetch_one(&self.reader)
-            .await?;
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM agent_tokens WHERE token_hash = ? AND revoked_at IS NULL",
+        )
+        .bind(token_hash)
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(n > 0)
+    }
+
+    async fn create_bound_agent_token(
+        &self,
+        id: &str,
+        token_hash: &str,
+        agent_id: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO agent_tokens (id, token_hash, created_at, bound_agent_id) VALUES (?, ?, ?, ?)",
+        )
+        .bind(id)
+        .bind(token_hash)
+        .bind(Utc::now())
+        .bind(agent_id)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn agent_token_by_hash(&self, token_hash: &str) -> Result<Option<AgentTokenRecord>> {
+        let row = sqlx::query(
+            "SELECT id, bound_agent_id, revoked_at IS NOT NULL AS revoked FROM agent_tokens WHERE token_hash = ?",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(match row {
+            Some(r) => Some(AgentTokenRecord {
+                id: r.try_get("id")?,
+                agent_id: r.try_get("bound_agent_id")?,
+                revoked: r.try_get("revoked")?,
+            }),
+            None => None,
+        })
+    }
+
+    async fn bind_agent_token(&self, token_id: &str, agent_id: &str) -> Result<bool> {
+        // One statement on the single writer: two legacy tokens racing for one id cannot both win.
+        let done = sqlx::query(
+            "UPDATE agent_tokens SET bound_agent_id = ?1 \
+             WHERE id = ?2 AND bound_agent_id IS NULL AND revoked_at IS NULL \
+             AND NOT EXISTS (SELECT 1 FROM agent_tokens WHERE bound_agent_id = ?1 AND revoked_at IS NULL)",
+        )
+        .bind(agent_id)
+        .bind(token_id)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn revoke_agent_tokens(&self, agent_id: &str) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE agent_tokens SET revoked_at = ? WHERE bound_agent_id = ? AND revoked_at IS NULL",
+        )
+        .bind(Utc::now())
+        .bind(agent_id)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn agent_token_active(&self, token_id: &str) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM agent_tokens WHERE id = ? AND revoked_at IS NULL",
+        )
+        .bind(token_id)
+        .fetch_one(&self.reader)
+        .await?;
         Ok(n > 0)
     }
 }
@@ -94,5 +166,38 @@ mod tests {
         s.create_agent_token("a1", "ah").await.expect("agent token");
         assert!(s.agent_token_exists("ah").await.expect("q"));
         assert!(!s.agent_token_exists("x").await.expect("q"));
+    }
+
+    #[tokio::test]
+    async fn agent_tokens_bind_once_and_revoke() {
+        let (_d, s) = temp_store().await;
+        s.create_bound_agent_token("t1", "h1", "agent-a")
+            .await
+            .expect("bound");
+        s.create_agent_token("t2", "h2").await.expect("legacy");
+        s.create_agent_token("t3", "h3").await.expect("legacy");
+        let t1 = s.agent_token_by_hash("h1").await.expect("q").expect("t1");
+        assert_eq!(t1.agent_id.as_deref(), Some("agent-a"));
+        let t2 = s.agent_token_by_hash("h2").await.expect("q").expect("t2");
+        assert_eq!((t2.agent_id, t2.revoked), (None, false));
+        // A legacy token cannot take an id another live token holds, but can take a free one,
+        // and only once.
+        assert!(!s.bind_agent_token("t2", "agent-a").await.expect("bind"));
+        assert!(s.bind_agent_token("t2", "agent-b").await.expect("bind"));
+        assert!(!s.bind_agent_token("t2", "agent-c").await.expect("rebind"));
+        assert!(!s.bind_agent_token("t3", "agent-b").await.expect("taken"));
+        // Revoking refuses the token at once; other ids' tokens are untouched.
+        assert_eq!(s.revoke_agent_tokens("agent-a").await.expect("revoke"), 1);
+        assert!(!s.agent_token_exists("h1").await.expect("q"));
+        assert!(!s.agent_token_active("t1").await.expect("q"));
+        assert!(
+            s.agent_token_by_hash("h1")
+                .await
+                .expect("q")
+                .expect("t1")
+                .revoked
+        );
+        assert!(s.agent_token_active("t2").await.expect("q"));
+        assert_eq!(s.revoke_agent_tokens("agent-a").await.expect("again"), 0);
     }
 }

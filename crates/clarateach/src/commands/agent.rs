@@ -1,5 +1,6 @@
-//! `clarateach agent`: runs a host agent against a control plane; `clarateach agent token`
-//! issues an agent token from the control plane's store in the data dir.
+//! `clarateach agent`: runs a host agent against a control plane; `clarateach agent token --id
+//! NAME` issues a token that may register only as agent NAME, and `clarateach agent revoke NAME`
+//! revokes NAME's tokens, both on the control plane's store in the data dir.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -22,9 +23,17 @@ pub struct Args {
     /// Base URL of the control plane, e.g. http://10.0.0.1:8080.
     #[arg(long, env = "CLARATEACH_CONTROL_PLANE")]
     control_plane: Option<String>,
-    /// Agent token from `clarateach agent token`.
+    /// Agent token from `clarateach agent token --id NAME`.
     #[arg(long, env = "CLARATEACH_AGENT_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Agent id to register as: the NAME the token was issued for (default: the id kept in
+    /// DATA_DIR/agent/agent-id, generated on first start).
+    #[arg(long, env = "CLARATEACH_AGENT_ID")]
+    id: Option<String>,
+    /// Trust only the CA certificate(s) in this PEM file for a wss:// / https:// control plane
+    /// (default: the Mozilla root set).
+    #[arg(long, env = "CLARATEACH_CA")]
+    ca: Option<PathBuf>,
     /// Holds seat volumes, sandbox state and the agent's identity.
     #[arg(long, env = "CLARATEACH_DATA_DIR")]
     data_dir: Option<PathBuf>,
@@ -56,8 +65,19 @@ pub struct Args {
 
 #[derive(clap::Subcommand)]
 enum Sub {
-    /// Issue an agent token (written to the control plane's store in DATA_DIR).
+    /// Issue a token for agent NAME (its hash is written to the control plane's store in
+    /// DATA_DIR); registering under any other id with it is refused.
     Token {
+        /// The agent id the token is for (letters, digits, '-', '_', '.'; up to 64).
+        #[arg(long)]
+        id: String,
+        #[arg(long, env = "CLARATEACH_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Revoke every token of agent NAME: new connections are refused at once, a connected
+    /// agent is cut off within one heartbeat interval.
+    Revoke {
+        name: String,
         #[arg(long, env = "CLARATEACH_DATA_DIR")]
         data_dir: Option<PathBuf>,
     },
@@ -230,17 +250,38 @@ fn check_image(dir: &Path) -> anyhow::Result<()> {
     }
 }
 
+async fn open_cp_store(
+    data_dir: Option<PathBuf>,
+) -> anyhow::Result<Arc<dyn clarateach_store::Store>> {
+    let dir = resolve_data_dir(data_dir)?;
+    clarateach_server::open_store(&dir)
+        .await
+        .context("cannot open the control plane's store")
+}
+
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    if let Some(Sub::Token { data_dir }) = args.command {
-        let dir = resolve_data_dir(data_dir)?;
-        let store = clarateach_server::open_store(&dir)
-            .await
-            .context("cannot open the control plane's store")?;
-        let token = clarateach_server::issue_agent_token(store.as_ref())
-            .await
-            .context("cannot issue an agent token")?;
-        println!("{token}");
-        return Ok(());
+    match args.command {
+        Some(Sub::Token { id, data_dir }) => {
+            let store = open_cp_store(data_dir).await?;
+            let token = clarateach_server::issue_bound_agent_token(store.as_ref(), &id)
+                .await
+                .context("cannot issue an agent token")?;
+            println!("{token}");
+            eprintln!("start the agent with: clarateach agent --id {id} --token <token> --control-plane URL");
+            return Ok(());
+        }
+        Some(Sub::Revoke { name, data_dir }) => {
+            let store = open_cp_store(data_dir).await?;
+            let n = clarateach_server::revoke_agent(store.as_ref(), &name)
+                .await
+                .context("cannot revoke the agent's tokens")?;
+            if n == 0 {
+                anyhow::bail!("agent {name} has no live token");
+            }
+            println!("revoked {n} token(s) of agent {name}");
+            return Ok(());
+        }
+        None => {}
     }
     let control_plane = args.control_plane.context("--control-plane is required")?;
     let token = args
@@ -251,6 +292,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let config = AgentConfig {
         control_plane,
         agent_token: token,
+        agent_id: args.id,
+        ca: args.ca,
         data_dir,
         listen: args.listen,
         data_url: args.data_url,

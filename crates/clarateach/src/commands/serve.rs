@@ -22,6 +22,13 @@ pub struct Args {
     /// Agent heartbeat interval in milliseconds; 3 missed heartbeats make an agent lost.
     #[arg(long, env = "CLARATEACH_HEARTBEAT_MS", default_value_t = 2000)]
     pub heartbeat_ms: u64,
+    /// Serve HTTPS and WSS with this certificate chain (PEM); needs --tls-key. Without TLS the
+    /// control plane should listen on loopback only (behind a TLS-terminating proxy).
+    #[arg(long, env = "CLARATEACH_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, env = "CLARATEACH_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -92,6 +99,22 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     config.heartbeat_interval = Duration::from_millis(args.heartbeat_ms.max(100));
     config.web = Some(clarateach_web::router());
     args.limits.apply(&mut config);
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        config.tls = Some(
+            clarateach_tls::server_config(cert, key)
+                .with_context(|| format!("cannot load the TLS certificate {}", cert.display()))?,
+        );
+    } else if !args.listen.ip().is_loopback() {
+        let why = "serving plain HTTP on a non-loopback address: agent tokens, learner tokens and \
+                   keystrokes cross the network in clear; pass --tls-cert/--tls-key or put a TLS \
+                   proxy in front";
+        tracing::warn!(listen = %args.listen, "{why}");
+    }
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let server = Server::open(config)
         .await
         .with_context(|| format!("cannot open the data dir {}", data_dir.display()))?;
@@ -105,7 +128,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let listener = clarateach_server::listen(args.listen)
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     println!(
-        "ClaraTeach control plane on http://{}",
+        "ClaraTeach control plane on {scheme}://{}",
         listener.local_addr().unwrap_or(args.listen)
     );
     server

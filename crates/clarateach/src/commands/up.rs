@@ -46,24 +46,32 @@ pub struct Args {
     export_cap_mb: u64,
 }
 
-/// The local agent's token, kept in `DATA_DIR/agent/up-agent.token` (0600) and reissued when the
-/// store no longer knows it.
-async fn local_agent_token(store: &dyn Store, data_dir: &Path) -> anyhow::Result<String> {
+/// The local agent's id and token, the token kept in `DATA_DIR/agent/up-agent.token` (0600) and
+/// reissued, bound to that id, when the store no longer accepts it for the id. (A token from
+/// before tokens were bound is unbound; it binds to this id on its first registration.)
+async fn local_agent_credential(
+    store: &dyn Store,
+    data_dir: &Path,
+) -> anyhow::Result<(String, String)> {
+    let agent_id = clarateach_agent::identity::load_or_create_agent_id(
+        data_dir,
+        &clarateach_agent::identity::hostname(),
+    )?;
     let path = clarateach_agent::identity::state_dir(data_dir)?.join("up-agent.token");
     if let Ok(t) = std::fs::read_to_string(&path) {
         let t = t.trim().to_string();
-        if store
-            .agent_token_exists(&clarateach_server::accounts::hash_token(&t))
-            .await?
-        {
-            return Ok(t);
+        let record = store
+            .agent_token_by_hash(&clarateach_server::accounts::hash_token(&t))
+            .await?;
+        if record.is_some_and(|r| !r.revoked && r.agent_id.is_none_or(|id| id == agent_id)) {
+            return Ok((agent_id, t));
         }
     }
-    let token = clarateach_server::issue_agent_token(store)
+    let token = clarateach_server::issue_bound_agent_token(store, &agent_id)
         .await
         .context("cannot issue the local agent's token")?;
     clarateach_agent::identity::write_private(&path, token.as_bytes())?;
-    Ok(token)
+    Ok((agent_id, token))
 }
 
 /// A running control plane plus its in-process agent (used by `up` and `bench seats`).
@@ -107,7 +115,8 @@ impl Stack {
         let server = Server::open(config)
             .await
             .with_context(|| format!("cannot open the data dir {}", data_dir.display()))?;
-        let agent_token = local_agent_token(server.state().store(), &data_dir).await?;
+        let (agent_id, agent_token) =
+            local_agent_credential(server.state().store(), &data_dir).await?;
         let listener = clarateach_server::listen(opts.listen)
             .with_context(|| format!("cannot listen on {}", opts.listen))?;
         let addr = listener
@@ -126,6 +135,8 @@ impl Stack {
             AgentConfig {
                 control_plane: format!("http://{loopback}"),
                 agent_token,
+                agent_id: Some(agent_id),
+                ca: None,
                 data_dir: data_dir.clone(),
                 listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
                 data_url: None,

@@ -156,27 +156,55 @@ pub fn serve(dir: &Path, port: u16) -> Proc {
     Proc::start(dir, "serve", &args, "control plane on")
 }
 
-/// Starts `clarateach agent` against the control plane on `port`, with its own data dir under
-/// `dir/agent-host`.
+/// The agent id [`agent_token`] issues its token for and [`agent`] registers as.
+pub const AGENT_ID: &str = "e2e-agent";
+
+/// Starts `clarateach agent` (as [`AGENT_ID`]) against the control plane on `port`, with its own
+/// data dir under `dir/agent-host`.
 pub fn agent(dir: &Path, port: u16, token: &str) -> Proc {
+    agent_as(dir, port, token, AGENT_ID, "agent")
+}
+
+/// Starts `clarateach agent --id ID` (log and process name `name`, data dir `dir/NAME-host`
+/// for any name but `agent`).
+pub fn agent_as(dir: &Path, port: u16, token: &str, id: &str, name: &str) -> Proc {
+    let host = if name == "agent" {
+        "agent-host".to_string()
+    } else {
+        format!("{name}-host")
+    };
     let args = strings(&[
         "agent",
+        "--id",
+        id,
         "--control-plane",
         &format!("http://127.0.0.1:{port}"),
         "--token",
         token,
         "--data-dir",
-        &dir.join("agent-host").display().to_string(),
+        &dir.join(host).display().to_string(),
         "--listen",
         "127.0.0.1:0",
     ]);
-    Proc::start(dir, "agent", &args, "listening on")
+    Proc::start(dir, name, &args, "listening on")
 }
 
-/// The agent token the control plane in `dir` issues (`clarateach agent token`).
+/// The agent token for [`AGENT_ID`] the control plane in `dir` issues.
 pub fn agent_token(dir: &Path) -> String {
+    agent_token_for(dir, AGENT_ID)
+}
+
+/// `clarateach agent token --id ID` on the control plane's data dir `dir`.
+pub fn agent_token_for(dir: &Path, id: &str) -> String {
     let out = Command::new(BIN)
-        .args(["agent", "token", "--data-dir", &dir.display().to_string()])
+        .args([
+            "agent",
+            "token",
+            "--id",
+            id,
+            "--data-dir",
+            &dir.display().to_string(),
+        ])
         .output()
         .expect("agent token");
     assert!(

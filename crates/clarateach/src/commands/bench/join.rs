@@ -41,6 +41,41 @@ pub struct Args {
     /// Seats per workshop for the memory figure.
     #[arg(long, default_value_t = 20)]
     seats: u32,
+    /// Serve HTTPS (`serve --tls-cert/--tls-key` with a CA made for the run) and join over it.
+    #[arg(long)]
+    tls: bool,
+}
+
+/// Where the learners go: the base URL and, over TLS, the CA they trust.
+struct Endpoint {
+    base: String,
+    ca: Option<Vec<u8>>,
+}
+
+impl Endpoint {
+    fn client(&self, token: Option<String>) -> anyhow::Result<Client> {
+        Ok(match &self.ca {
+            Some(pem) => Client::with_ca(&self.base, token, pem)?,
+            None => Client::new(&self.base, token)?,
+        })
+    }
+}
+
+/// A CA and a certificate it signs for `localhost` and 127.0.0.1, written to `dir`; returns the CA's PEM.
+fn make_tls_files(dir: &Path) -> anyhow::Result<Vec<u8>> {
+    let ca_key = rcgen::KeyPair::generate()?;
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "clarateach bench CA");
+    let ca = ca.self_signed(&ca_key)?;
+    let key = rcgen::KeyPair::generate()?;
+    let cert =
+        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?
+            .signed_by(&key, &ca, &ca_key)?;
+    std::fs::write(dir.join("tls.pem"), cert.pem())?;
+    std::fs::write(dir.join("tls.key"), key.serialize_pem())?;
+    Ok(ca.pem().into_bytes())
 }
 
 /// How the learners of one round reach the server.
@@ -58,29 +93,47 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let data_dir = scratch.join("data");
     let port = free_port()?;
     let exe = std::env::current_exe().context("cannot find the clarateach binary")?;
-    let mut child = tokio::process::Command::new(exe)
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-        ])
-        .arg(&data_dir)
+    let mut cmd = tokio::process::Command::new(exe);
+    cmd.args([
+        "serve",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--data-dir",
+    ])
+    .arg(&data_dir);
+    let ca = if args.tls {
+        let ca = make_tls_files(&scratch)?;
+        cmd.arg("--tls-cert")
+            .arg(scratch.join("tls.pem"))
+            .arg("--tls-key")
+            .arg(scratch.join("tls.key"));
+        Some(ca)
+    } else {
+        None
+    };
+    let ep = Endpoint {
+        base: format!(
+            "{}://127.0.0.1:{port}",
+            if args.tls { "https" } else { "http" }
+        ),
+        ca,
+    };
+    let mut child = cmd
         .env("CLARATEACH_LOG", "warn")
         .stdout(Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .context("cannot start `clarateach serve`")?;
     let pid = child.id().context("the server exited at once")?;
-    let result = measure(&args, &data_dir, port, pid).await;
+    let result = measure(&args, &data_dir, &ep, pid).await;
     let _ = child.kill().await;
     let _ = std::fs::remove_dir_all(&scratch);
     result
 }
 
-async fn measure(args: &Args, data_dir: &Path, port: u16, pid: u32) -> anyhow::Result<()> {
-    let base = format!("http://127.0.0.1:{port}");
-    let anon = Client::new(&base, None)?;
+async fn measure(args: &Args, data_dir: &Path, ep: &Endpoint, pid: u32) -> anyhow::Result<()> {
+    let base = ep.base.clone();
+    let anon = ep.client(None)?;
     let mut up = false;
     for _ in 0..200 {
         if anon.health().await.is_ok() {
@@ -93,7 +146,7 @@ async fn measure(args: &Args, data_dir: &Path, port: u16, pid: u32) -> anyhow::R
     let token = std::fs::read_to_string(data_dir.join(clarateach_server::INSTRUCTOR_TOKEN_FILE))?
         .trim()
         .to_string();
-    let instructor = Client::new(&base, Some(token))?;
+    let instructor = ep.client(Some(token))?;
     let store = clarateach_server::open_store(data_dir).await?;
     let agent_token = clarateach_server::issue_agent_token(store.as_ref()).await?;
     let scenarios = [
@@ -115,16 +168,25 @@ async fn measure(args: &Args, data_dir: &Path, port: u16, pid: u32) -> anyhow::R
     ];
     let capacity =
         (args.learners * args.rounds * scenarios.len() as u32 + args.workshops * args.seats).max(1);
-    let _agent = ProtocolAgent::connect(&base, &agent_token, "bench-agent", capacity).await?;
+    let tls = match &ep.ca {
+        Some(pem) => {
+            let path = data_dir.join("bench-ca.pem");
+            std::fs::write(&path, pem)?;
+            Some(clarateach_tls::client_config(Some(&path))?)
+        }
+        None => None,
+    };
+    let _agent =
+        ProtocolAgent::connect_tls(&base, &agent_token, "bench-agent", capacity, tls).await?;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let rss_idle = rss_kib(pid)?;
 
     for (n, scenario) in scenarios.iter().enumerate() {
-        join_latency(args, &base, &instructor, pid, n, *scenario).await?;
+        join_latency(args, ep, &instructor, pid, n, *scenario).await?;
     }
 
     // Memory with many workshops, every seat joined.
-    let learner = Client::new(&base, None)?;
+    let learner = ep.client(None)?;
     for w in 0..args.workshops {
         let code = running_workshop(&instructor, &format!("bench mem {w}"), args.seats).await?;
         for _ in 0..args.seats {
@@ -152,7 +214,7 @@ async fn measure(args: &Args, data_dir: &Path, port: u16, pid: u32) -> anyhow::R
 /// Runs `args.rounds` rounds of one scenario and prints its figures.
 async fn join_latency(
     args: &Args,
-    base: &str,
+    ep: &Endpoint,
     instructor: &Client,
     pid: u32,
     n: usize,
@@ -166,7 +228,7 @@ async fn join_latency(
         let name = format!("bench join {n}.{round}");
         let code = running_workshop(instructor, &name, args.learners).await?;
         let clients = (0..args.learners)
-            .map(|_| Client::new(base, None))
+            .map(|_| ep.client(None))
             .collect::<Result<Vec<_>, _>>()?;
         if scenario.warm {
             futures::future::try_join_all(clients.iter().map(Client::health))

@@ -1,0 +1,234 @@
+//! TLS between the control plane and its agent on loopback, with a CA this test makes (rcgen):
+//! `serve --tls-cert/--tls-key` answers HTTPS and WSS on one listener, `agent --ca` verifies it
+//! and registers over `wss://`, a learner joins over HTTPS and gets a terminal round trip
+//! through the gateway over WSS; an agent given the wrong CA refuses to connect and never
+//! registers. Needs root and bubblewrap (the agent runs a sandbox seat).
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use support::*;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+/// A CA, and a server certificate it signs for `localhost` and 127.0.0.1; returns the CA's PEM.
+fn make_pki(dir: &Path, name: &str, server: bool) -> String {
+    let ca_key = rcgen::KeyPair::generate().expect("ca key");
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, format!("{name} test CA"));
+    ca.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
+    let ca = ca.self_signed(&ca_key).expect("ca cert");
+    std::fs::write(dir.join(format!("{name}-ca.pem")), ca.pem()).expect("write ca");
+    if server {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params =
+            rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("params");
+        params
+            .subject_alt_names
+            .push(rcgen::SanType::IpAddress("127.0.0.1".parse().expect("ip")));
+        let cert = params.signed_by(&key, &ca, &ca_key).expect("server cert");
+        std::fs::write(dir.join("server.pem"), cert.pem()).expect("write cert");
+        std::fs::write(dir.join("server.key"), key.serialize_pem()).expect("write key");
+    }
+    ca.pem()
+}
+
+fn serve_tls(dir: &Path, port: u16) -> Proc {
+    let d = dir.display().to_string();
+    let args: Vec<String> = [
+        "serve",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--data-dir",
+        &d,
+        "--heartbeat-ms",
+        "300",
+        "--tls-cert",
+        &format!("{d}/server.pem"),
+        "--tls-key",
+        &format!("{d}/server.key"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    Proc::start(dir, "serve", &args, "control plane on https://")
+}
+
+fn agent_tls(dir: &Path, port: u16, token: &str, ca: &str, name: &str) -> Proc {
+    let args: Vec<String> = [
+        "agent",
+        "--id",
+        AGENT_ID,
+        "--control-plane",
+        &format!("https://localhost:{port}"),
+        "--ca",
+        &dir.join(ca).display().to_string(),
+        "--token",
+        token,
+        "--data-dir",
+        &dir.join(format!("{name}-host")).display().to_string(),
+        "--listen",
+        "127.0.0.1:0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    Proc::start(dir, name, &args, "listening on")
+}
+
+async fn agent_count(http: &reqwest::Client, base: &str, instructor: &str) -> usize {
+    let v: serde_json::Value = http
+        .get(format!("{base}/api/agents"))
+        .bearer_auth(instructor)
+        .send()
+        .await
+        .expect("https request")
+        .json()
+        .await
+        .expect("json");
+    v["agents"].as_array().map_or(0, Vec::len)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_over_wss_with_a_private_ca_and_a_wrong_ca_is_refused() {
+    if let Some(why) = skip_reason() {
+        eprintln!("SKIPPED agent_over_wss_with_a_private_ca: {why}");
+        println!("SKIP: agent_over_wss_with_a_private_ca: {why}");
+        return;
+    }
+    let (_tmp, dir) = data_dir();
+    let ca_pem = make_pki(&dir, "good", true);
+    make_pki(&dir, "wrong", false);
+    let port = free_port();
+    let base = format!("https://localhost:{port}");
+    let _cp = serve_tls(&dir, port);
+    let instructor = instructor_token(&dir);
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("ca"))
+        .build()
+        .expect("https client");
+    // Plain HTTP on the TLS port gets nowhere.
+    assert!(
+        reqwest::get(format!("http://127.0.0.1:{port}/api/health"))
+            .await
+            .is_err(),
+        "the TLS listener must not answer plain HTTP"
+    );
+
+    // An agent that trusts another CA refuses the control plane's certificate.
+    let token = agent_token(&dir);
+    let wrong = agent_tls(&dir, port, &token, "wrong-ca.pem", "wrong");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let log = std::fs::read_to_string(dir.join("wrong.log")).unwrap_or_default();
+    assert!(
+        log.contains("UnknownIssuer") || log.contains("certificate"),
+        "the agent with the wrong CA must fail verification; log:\n{log}"
+    );
+    assert_eq!(agent_count(&http, &base, &instructor).await, 0);
+    drop(wrong);
+
+    // The right CA: registers over wss://.
+    let _ag = agent_tls(&dir, port, &token, "good-ca.pem", "agent");
+    eventually(
+        "agent registered over wss",
+        Duration::from_secs(20),
+        || async { (agent_count(&http, &base, &instructor).await == 1).then_some(()) },
+    )
+    .await;
+
+    // A workshop, a learner joining over HTTPS, a terminal round trip over WSS.
+    let created: serde_json::Value = http
+        .post(format!("{base}/api/workshops"))
+        .bearer_auth(&instructor)
+        .json(&serde_json::json!({"name": "tls", "seats": 1}))
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
+    let w = created.get("workshop").unwrap_or(&created);
+    let (id, code) = (
+        w["id"].as_str().expect("id").to_string(),
+        w["code"].as_str().expect("code").to_string(),
+    );
+    let start = http
+        .post(format!("{base}/api/workshops/{id}/start"))
+        .bearer_auth(&instructor)
+        .send()
+        .await
+        .expect("start");
+    assert!(start.status().is_success(), "{}", start.status());
+    eventually("seat ready", Duration::from_secs(30), || async {
+        let w: serde_json::Value = http
+            .get(format!("{base}/api/workshops/{id}"))
+            .bearer_auth(&instructor)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let w = w.get("workshop").unwrap_or(&w);
+        (w["seats_ready"] == 1).then_some(())
+    })
+    .await;
+    let joined: serde_json::Value = http
+        .post(format!("{base}/api/join"))
+        .json(&serde_json::json!({"code": code}))
+        .send()
+        .await
+        .expect("join")
+        .json()
+        .await
+        .expect("json");
+    let learner = joined["token"].as_str().expect("token");
+
+    let tls = clarateach_tls::client_config(Some(&dir.join("good-ca.pem"))).expect("tls");
+    let mut req = format!("wss://localhost:{port}/api/session/terminal")
+        .into_client_request()
+        .expect("request");
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {learner}").parse().expect("header"),
+    );
+    let (mut term, _) = tokio_tungstenite::connect_async_tls_with_config(
+        req,
+        None,
+        true,
+        Some(tokio_tungstenite::Connector::Rustls(tls)),
+    )
+    .await
+    .expect("terminal over wss");
+    let input = serde_json::json!({"type": "input", "data": "echo tls-$((6*7))\r"}).to_string();
+    term.send(Message::text(input)).await.expect("input");
+    let mut seen = Vec::new();
+    let found = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(msg)) = term.next().await {
+            match msg {
+                Message::Binary(b) => seen.extend_from_slice(&b),
+                Message::Text(t) => seen.extend_from_slice(t.as_bytes()),
+                _ => {}
+            }
+            if seen.windows(6).any(|w| w == b"tls-42") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(
+        found.ok(),
+        Some(true),
+        "echo over wss; got {:?}",
+        String::from_utf8_lossy(&seen)
+    );
+}
