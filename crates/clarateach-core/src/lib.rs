@@ -9,6 +9,8 @@ pub mod api;
 pub mod error;
 pub mod hop;
 pub mod ids;
+pub mod session_api;
 
 pub use api::*;
 pub use error::ErrorBody;
+pub use session_api::*;

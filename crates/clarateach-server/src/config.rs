@@ -19,8 +19,18 @@ pub struct ServerConfig {
     pub stop_timeout: Duration,
     /// Failed joins per client address per minute before 429.
     pub join_failures_per_minute: u32,
+    /// Failed joins per minute charged to a workshop, once an address has joined it (a class
+    /// behind one NAT address shares this larger budget instead of the address's).
+    pub workshop_join_failures_per_minute: u32,
+    /// Unknown reconnect codes per client address per minute, and per workshop.
+    pub reconnect_failures_per_minute: u32,
+    pub workshop_reconnect_failures_per_minute: u32,
+    /// Peers whose `X-Forwarded-For` is believed (`--trusted-proxy CIDR`).
+    pub trusted_proxies: Vec<crate::extract::Cidr>,
     /// Learner token lifetime.
     pub token_ttl: Duration,
+    /// Instructor browser session lifetime.
+    pub session_ttl: Duration,
     /// Largest accepted request body.
     pub body_limit: usize,
     /// The web UI, served for every path the API does not match.
@@ -29,7 +39,9 @@ pub struct ServerConfig {
 
 impl ServerConfig {
     /// Defaults for a data dir: listen on 127.0.0.1:8080, 2 s heartbeats, 10 s stop timeout,
-    /// 10 failed joins a minute, 24 h tokens, 1 MiB bodies.
+    /// 10 failed joins a minute per address (100 per workshop), 10 unknown reconnect codes a
+    /// minute per address (60 per workshop), 24 h learner tokens, 12 h instructor sessions,
+    /// 1 MiB bodies, no trusted proxy.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
@@ -38,7 +50,12 @@ impl ServerConfig {
             heartbeat_interval: Duration::from_secs(2),
             stop_timeout: Duration::from_secs(10),
             join_failures_per_minute: 10,
+            workshop_join_failures_per_minute: 100,
+            reconnect_failures_per_minute: 10,
+            workshop_reconnect_failures_per_minute: 60,
+            trusted_proxies: Vec::new(),
             token_ttl: Duration::from_secs(24 * 3600),
+            session_ttl: Duration::from_secs(12 * 3600),
             body_limit: 1024 * 1024,
             web: None,
         }
@@ -69,6 +86,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("heartbeat_interval", &self.heartbeat_interval)
             .field("stop_timeout", &self.stop_timeout)
             .field("join_failures_per_minute", &self.join_failures_per_minute)
+            .field("trusted_proxies", &self.trusted_proxies)
             .field("web", &self.web.is_some())
             .finish_non_exhaustive()
     }

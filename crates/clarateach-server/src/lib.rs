@@ -34,6 +34,7 @@ pub mod secrets;
 mod state;
 pub mod testing;
 pub mod throttle;
+pub mod tickets;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -130,6 +131,7 @@ impl Server {
             provisioner,
             shutdown: shutdown_rx,
         });
+        state.throttle().restore().await?;
         Ok(Self {
             state,
             web,

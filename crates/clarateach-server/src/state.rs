@@ -15,7 +15,8 @@ use crate::keys::SigningKeys;
 use crate::metrics::Metrics;
 use crate::scheduler::{Provisioner, RegistryHandle, SeatRoute};
 use crate::secrets::SecretBox;
-use crate::throttle::Throttle;
+use crate::throttle::{Budgets, Throttle};
+use crate::tickets::Tickets;
 
 /// Activity timestamps are written at most this often per seat.
 const ACTIVITY_WRITE_EVERY: Duration = Duration::from_secs(5);
@@ -29,6 +30,7 @@ struct Inner {
     provisioner: Arc<dyn Provisioner>,
     metrics: Metrics,
     throttle: Throttle,
+    tickets: Tickets,
     join_codes: JoinCodes,
     activity: Mutex<HashMap<(String, u32), Instant>>,
     shutdown: watch::Receiver<bool>,
@@ -61,7 +63,7 @@ pub(crate) struct Parts {
 
 impl AppState {
     pub(crate) fn new(p: Parts) -> Self {
-        let throttle = Throttle::new(p.config.join_failures_per_minute);
+        let throttle = Throttle::new(Budgets::from_config(&p.config), p.store.clone());
         Self {
             inner: Arc::new(Inner {
                 config: p.config,
@@ -72,6 +74,7 @@ impl AppState {
                 provisioner: p.provisioner,
                 metrics: Metrics::default(),
                 throttle,
+                tickets: Tickets::default(),
                 join_codes: JoinCodes::default(),
                 activity: Mutex::new(HashMap::new()),
                 shutdown: p.shutdown,
@@ -105,6 +108,10 @@ impl AppState {
     }
     pub fn throttle(&self) -> &Throttle {
         &self.inner.throttle
+    }
+    /// One-time WebSocket tickets.
+    pub fn tickets(&self) -> &Tickets {
+        &self.inner.tickets
     }
     pub(crate) fn join_codes(&self) -> &JoinCodes {
         &self.inner.join_codes

@@ -45,7 +45,7 @@ pub(super) fn daemon_query(raw: Option<&str>, access: &SeatAccess, terminal: boo
         .filter(|p| !p.is_empty())
         .filter(|p| {
             let key = p.split('=').next().unwrap_or("");
-            !matches!(key, "token" | "workshop_id" | "seat" | "mode")
+            !matches!(key, "token" | "ticket" | "workshop_id" | "seat" | "mode")
         })
         .map(str::to_string)
         .collect();

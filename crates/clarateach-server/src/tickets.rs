@@ -1,0 +1,115 @@
+//! One-time WebSocket tickets. Browsers cannot set headers on a WebSocket, and a long-lived
+//! token in a URL lands in reverse proxies' access logs, so the browser first trades its token
+//! (in a header) for a ticket: random, valid 30 s, good for one upgrade, and bound to the seat
+//! and mode it was issued for. Tickets live only in memory: a restart voids them, which costs
+//! a client one more `POST /api/session/ticket`.
+//!
+//! A plain mutex is fine: it is held for a map operation, never across an `.await`.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use clarateach_core::TokenClaims;
+
+use crate::accounts::new_token;
+use crate::gateway::SeatAccess;
+
+/// How long a ticket stays valid.
+pub const TICKET_TTL: Duration = Duration::from_secs(30);
+/// Prefix of every ticket, so one is recognisable in a bug report (never in a log).
+pub const TICKET_PREFIX: &str = "ctk_";
+/// Above this many live tickets, new ones are refused (each is a few hundred bytes; a client
+/// minting in a loop must not grow the map without bound).
+const MAX_LIVE: usize = 50_000;
+/// Expired tickets are swept once the map holds this many.
+const SWEEP_AT: usize = 1024;
+
+/// What a redeemed ticket grants.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub access: SeatAccess,
+    /// For a learner's ticket, the token's claims, re-checked against the store on redemption.
+    pub learner: Option<TokenClaims>,
+}
+
+/// Live tickets.
+#[derive(Debug, Default)]
+pub struct Tickets {
+    live: Mutex<HashMap<String, (Instant, Grant)>>,
+}
+
+impl Tickets {
+    /// A new ticket for `grant`; `None` when too many are live.
+    pub fn issue(&self, grant: Grant) -> Option<String> {
+        self.issue_at(grant, Instant::now())
+    }
+
+    /// Takes the ticket out (single use); `None` when unknown, used or expired.
+    pub fn redeem(&self, ticket: &str) -> Option<Grant> {
+        self.redeem_at(ticket, Instant::now())
+    }
+
+    fn issue_at(&self, grant: Grant, now: Instant) -> Option<String> {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        if live.len() >= SWEEP_AT {
+            live.retain(|_, (issued, _)| now.duration_since(*issued) < TICKET_TTL);
+        }
+        if live.len() >= MAX_LIVE {
+            return None;
+        }
+        let ticket = new_token(TICKET_PREFIX);
+        live.insert(ticket.clone(), (now, grant));
+        Some(ticket)
+    }
+
+    fn redeem_at(&self, ticket: &str, now: Instant) -> Option<Grant> {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        let (issued, grant) = live.remove(ticket)?;
+        (now.duration_since(issued) < TICKET_TTL).then_some(grant)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::{Mode, Role};
+
+    fn grant() -> Grant {
+        Grant {
+            access: SeatAccess {
+                workshop_id: "ws-a".into(),
+                seat: 1,
+                role: Role::Learner,
+                mode: Mode::Interactive,
+            },
+            learner: None,
+        }
+    }
+
+    #[test]
+    fn single_use_and_expiry() {
+        let t = Tickets::default();
+        let now = Instant::now();
+        let a = t.issue_at(grant(), now).expect("issue");
+        assert!(a.starts_with(TICKET_PREFIX));
+        assert!(t.redeem_at(&a, now + Duration::from_secs(29)).is_some());
+        assert!(t.redeem_at(&a, now).is_none(), "second use");
+        let b = t.issue_at(grant(), now).expect("issue");
+        assert!(t.redeem_at(&b, now + TICKET_TTL).is_none(), "expired");
+        assert!(t.redeem_at(&b, now).is_none(), "an expired ticket is gone");
+        assert!(t.redeem_at("ctk_guess", now).is_none());
+    }
+
+    #[test]
+    fn expired_tickets_are_swept_and_live_ones_capped() {
+        let t = Tickets::default();
+        let now = Instant::now();
+        for _ in 0..SWEEP_AT {
+            t.issue_at(grant(), now).expect("issue");
+        }
+        t.issue_at(grant(), now + TICKET_TTL)
+            .expect("issue after sweep");
+        assert_eq!(t.live.lock().expect("lock").len(), 1);
+    }
+}
