@@ -8,6 +8,8 @@ mod errors;
 mod join;
 mod lifecycle;
 mod security;
+mod sessions;
+mod throttling;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
