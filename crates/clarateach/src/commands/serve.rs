@@ -22,6 +22,10 @@ pub struct Args {
     /// Agent heartbeat interval in milliseconds; 3 missed heartbeats make an agent lost.
     #[arg(long, env = "CLARATEACH_HEARTBEAT_MS", default_value_t = 2000)]
     pub heartbeat_ms: u64,
+    /// A reverse proxy (address or CIDR, repeatable) whose X-Forwarded-For is believed when
+    /// counting failed joins per client; the rightmost hop it did not add counts.
+    #[arg(long = "trusted-proxy", value_name = "CIDR")]
+    pub trusted_proxies: Vec<clarateach_server::extract::Cidr>,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -29,6 +33,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut config = ServerConfig::new(&data_dir);
     config.listen = args.listen;
     config.public_url = args.public_url;
+    config.trusted_proxies = args.trusted_proxies;
     config.heartbeat_interval = Duration::from_millis(args.heartbeat_ms.max(100));
     config.web = Some(clarateach_web::router());
     let server = Server::open(config)

@@ -34,6 +34,10 @@ pub struct Args {
     /// Agent heartbeat interval in milliseconds.
     #[arg(long, env = "CLARATEACH_HEARTBEAT_MS", default_value_t = 2000)]
     heartbeat_ms: u64,
+    /// A reverse proxy (address or CIDR, repeatable) whose X-Forwarded-For is believed when
+    /// counting failed joins per client; the rightmost hop it did not add counts.
+    #[arg(long = "trusted-proxy", value_name = "CIDR")]
+    trusted_proxies: Vec<clarateach_server::extract::Cidr>,
 }
 
 /// The local agent's token, kept in `DATA_DIR/agent/up-agent.token` (0600) and reissued when the
@@ -75,6 +79,8 @@ pub struct StackOptions {
     pub microvm: MicrovmArgs,
     pub capacity: u32,
     pub heartbeat: Duration,
+    /// Reverse proxies whose X-Forwarded-For counts (`--trusted-proxy`).
+    pub trusted_proxies: Vec<clarateach_server::extract::Cidr>,
 }
 
 impl Stack {
@@ -86,6 +92,7 @@ impl Stack {
         let mut config = ServerConfig::new(&data_dir);
         config.listen = opts.listen;
         config.heartbeat_interval = opts.heartbeat;
+        config.trusted_proxies = opts.trusted_proxies;
         config.web = Some(clarateach_web::router());
         let server = Server::open(config)
             .await
@@ -154,6 +161,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         microvm: args.microvm,
         capacity: args.capacity,
         heartbeat: Duration::from_millis(args.heartbeat_ms.max(100)),
+        trusted_proxies: args.trusted_proxies,
     })
     .await?;
     let token_file = data_dir.join(INSTRUCTOR_TOKEN_FILE);

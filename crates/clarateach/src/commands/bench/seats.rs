@@ -240,6 +240,7 @@ async fn bench(args: &Args, dir: &Path) -> anyhow::Result<()> {
         microvm: Default::default(),
         capacity: args.seats + args.ready_samples + 1,
         heartbeat: Duration::from_millis(500),
+        trusted_proxies: Vec::new(),
     })
     .await?;
     let result = measure(args, &stack, dir, mem_before).await;
