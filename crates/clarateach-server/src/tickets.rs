@@ -22,6 +22,9 @@ pub const TICKET_PREFIX: &str = "ctk_";
 /// Above this many live tickets, new ones are refused (each is a few hundred bytes; a client
 /// minting in a loop must not grow the map without bound).
 const MAX_LIVE: usize = 50_000;
+/// Live tickets per seat and role, so one seat minting in a loop cannot use up `MAX_LIVE` for
+/// everyone else (a browser needs a handful: one per terminal tab and the file watcher).
+const MAX_PER_SEAT: u32 = 64;
 /// Expired tickets are swept once the map holds this many.
 const SWEEP_AT: usize = 1024;
 
@@ -33,10 +36,62 @@ pub struct Grant {
     pub learner: Option<TokenClaims>,
 }
 
+type SeatKey = (String, u32, bool);
+
+fn seat_key(g: &Grant) -> SeatKey {
+    (
+        g.access.workshop_id.clone(),
+        g.access.seat,
+        g.learner.is_some(),
+    )
+}
+
+#[derive(Debug, Default)]
+struct Live {
+    tickets: HashMap<String, (Instant, Grant)>,
+    per_seat: HashMap<SeatKey, u32>,
+    last_sweep: Option<Instant>,
+}
+
+impl Live {
+    fn forget(&mut self, grant: &Grant) {
+        let key = seat_key(grant);
+        if let Some(n) = self.per_seat.get_mut(&key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_seat.remove(&key);
+            }
+        }
+    }
+
+    /// Drops expired tickets; at most once a second, so a client hammering a full seat cannot
+    /// make every request scan the whole map.
+    fn sweep(&mut self, now: Instant) {
+        if self
+            .last_sweep
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.last_sweep = Some(now);
+        let expired: Vec<String> = self
+            .tickets
+            .iter()
+            .filter(|(_, (issued, _))| now.duration_since(*issued) >= TICKET_TTL)
+            .map(|(t, _)| t.clone())
+            .collect();
+        for t in expired {
+            if let Some((_, g)) = self.tickets.remove(&t) {
+                self.forget(&g);
+            }
+        }
+    }
+}
+
 /// Live tickets.
 #[derive(Debug, Default)]
 pub struct Tickets {
-    live: Mutex<HashMap<String, (Instant, Grant)>>,
+    live: Mutex<Live>,
 }
 
 impl Tickets {
@@ -52,20 +107,27 @@ impl Tickets {
 
     fn issue_at(&self, grant: Grant, now: Instant) -> Option<String> {
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        if live.len() >= SWEEP_AT {
-            live.retain(|_, (issued, _)| now.duration_since(*issued) < TICKET_TTL);
+        let key = seat_key(&grant);
+        let full = |l: &Live| {
+            l.tickets.len() >= MAX_LIVE
+                || l.per_seat.get(&key).copied().unwrap_or(0) >= MAX_PER_SEAT
+        };
+        if live.tickets.len() >= SWEEP_AT || full(&live) {
+            live.sweep(now);
         }
-        if live.len() >= MAX_LIVE {
+        if full(&live) {
             return None;
         }
         let ticket = new_token(TICKET_PREFIX);
-        live.insert(ticket.clone(), (now, grant));
+        *live.per_seat.entry(key).or_insert(0) += 1;
+        live.tickets.insert(ticket.clone(), (now, grant));
         Some(ticket)
     }
 
     fn redeem_at(&self, ticket: &str, now: Instant) -> Option<Grant> {
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        let (issued, grant) = live.remove(ticket)?;
+        let (issued, grant) = live.tickets.remove(ticket)?;
+        live.forget(&grant);
         (now.duration_since(issued) < TICKET_TTL).then_some(grant)
     }
 }
