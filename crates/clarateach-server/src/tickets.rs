@@ -164,14 +164,23 @@ mod tests {
     }
 
     #[test]
-    fn expired_tickets_are_swept_and_live_ones_capped() {
+    fn one_seat_is_capped_and_expired_tickets_are_swept() {
         let t = Tickets::default();
         let now = Instant::now();
-        for _ in 0..SWEEP_AT {
+        for _ in 0..MAX_PER_SEAT {
             t.issue_at(grant(), now).expect("issue");
         }
-        t.issue_at(grant(), now + TICKET_TTL)
-            .expect("issue after sweep");
-        assert_eq!(t.live.lock().expect("lock").len(), 1);
+        assert!(t.issue_at(grant(), now).is_none(), "seat over its cap");
+        let mut other = grant();
+        other.access.seat = 2;
+        assert!(
+            t.issue_at(other, now).is_some(),
+            "another seat is unaffected"
+        );
+        let late = now + TICKET_TTL;
+        t.issue_at(grant(), late).expect("issue after the sweep");
+        let live = t.live.lock().expect("lock");
+        assert_eq!(live.tickets.len(), 1);
+        assert_eq!(live.per_seat.values().sum::<u32>(), 1);
     }
 }
