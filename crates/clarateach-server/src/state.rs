@@ -33,6 +33,7 @@ struct Inner {
     tickets: Tickets,
     join_codes: JoinCodes,
     activity: Mutex<HashMap<(String, u32), Instant>>,
+    seat_resets: tokio::sync::broadcast::Sender<(String, u32)>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -77,6 +78,7 @@ impl AppState {
                 tickets: Tickets::default(),
                 join_codes: JoinCodes::default(),
                 activity: Mutex::new(HashMap::new()),
+                seat_resets: tokio::sync::broadcast::channel(256).0,
                 shutdown: p.shutdown,
             }),
         }
@@ -116,6 +118,36 @@ impl AppState {
     pub(crate) fn join_codes(&self) -> &JoinCodes {
         &self.inner.join_codes
     }
+    /// Tells open learner connections of a seat that it was reset (they close).
+    pub fn announce_seat_reset(&self, workshop_id: &str, seat: u32) {
+        let _ = self.inner.seat_resets.send((workshop_id.to_string(), seat));
+    }
+
+    /// A future that completes when the seat is reset. Subscribes when called, so call it before
+    /// the connection it guards is handed over, not when it is first polled.
+    pub fn seat_reset(
+        &self,
+        workshop_id: &str,
+        seat: u32,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.inner.seat_resets.subscribe();
+        let key = (workshop_id.to_string(), seat);
+        async move {
+            loop {
+                match rx.recv().await {
+                    Ok(k) if k == key => return,
+                    Ok(_) => continue,
+                    // Missed announcements may have been ours: close rather than keep a stale
+                    // learner attached (the client reconnects and is checked afresh).
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        std::future::pending::<()>().await
+                    }
+                }
+            }
+        }
+    }
+
     /// Changes to `true` when the server shuts down; long-lived sessions end on it.
     pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.inner.shutdown.clone()

@@ -359,7 +359,7 @@ fn start_waits_for_seats_then_export_and_stop_through_up() {
         .expect("code")
         .to_string();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let (old_token, old_code) = rt.block_on(async {
+    let (old_token, old_code, mut old_term) = rt.block_on(async {
         let anonymous = clarateach_client::Client::new(&server.url, None).expect("client");
         let req = clarateach_core::JoinRequest {
             code,
@@ -379,7 +379,11 @@ fn start_waits_for_seats_then_export_and_stop_through_up() {
         term.read_until(b"written-42", Duration::from_secs(15))
             .await
             .expect("file written");
-        (learner.token().expect("token").to_string(), joined.odehash)
+        (
+            learner.token().expect("token").to_string(),
+            joined.odehash,
+            term,
+        )
     });
     let info = stdout(&ok(server.cli(&["info", &id])));
     assert!(info.contains("Ada") && info.contains("ready"), "{info}");
@@ -401,6 +405,20 @@ fn start_waits_for_seats_then_export_and_stop_through_up() {
         .to_string();
     one_line_error(&server.cli(&["reset-seat", &id, "2"]), "(seat_not_joined)");
     rt.block_on(async {
+        // The terminal the old learner still had open was closed by the reset.
+        let closed = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match old_term.next_event().await {
+                    Ok(Some(_)) => continue,
+                    Ok(None) | Err(_) => return,
+                }
+            }
+        })
+        .await;
+        assert!(
+            closed.is_ok(),
+            "the old learner's terminal stayed open after the reset"
+        );
         let stale = clarateach_client::Client::new(&server.url, Some(old_token)).expect("client");
         let refused = stale.terminal(&Default::default()).await;
         assert!(refused.is_err(), "the old token still opens the terminal");

@@ -71,6 +71,7 @@ pub async fn reset(
         match state.store().reset_seat(&w.id, seat, &ids::odehash()).await {
             Ok(Some(rec)) => {
                 tracing::info!(workshop.id = %w.id, seat, generation = rec.generation, "seat reset");
+                state.announce_seat_reset(&w.id, seat);
                 return Ok(Json(ResetSeatResponse {
                     seat,
                     odehash: rec.odehash.unwrap_or_default(),
