@@ -45,3 +45,31 @@ pub struct ResetSeatResponse {
     pub odehash: String,
     pub generation: u32,
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::TokenClaims;
+
+    #[test]
+    fn tokens_from_before_generations_read_as_generation_zero() {
+        let old = r#"{"workshop_id":"ws-a","container_id":"ws-a-seat-01","seat":1,
+            "odehash":"abcde","agent_id":null,"exp":10,"iat":0}"#;
+        let claims: TokenClaims = serde_json::from_str(old).expect("old claims");
+        assert_eq!(claims.generation, 0);
+        let new = serde_json::to_value(TokenClaims {
+            generation: 3,
+            ..claims
+        })
+        .expect("json");
+        assert_eq!(new["generation"], 3);
+    }
+
+    #[test]
+    fn ticket_requests_refuse_unknown_fields() {
+        assert!(serde_json::from_str::<super::TicketRequest>(r#"{"token":"x"}"#).is_err());
+        let r: super::TicketRequest =
+            serde_json::from_str(r#"{"workshop_id":"ws-a","seat":2,"mode":"watch"}"#)
+                .expect("request");
+        assert_eq!((r.seat, r.mode.as_deref()), (Some(2), Some("watch")));
+    }
+}
