@@ -19,8 +19,9 @@ pub struct ServerConfig {
     pub stop_timeout: Duration,
     /// Failed joins per client address per minute before 429.
     pub join_failures_per_minute: u32,
-    /// Failed joins per minute charged to a workshop, once an address has joined it (a class
-    /// behind one NAT address shares this larger budget instead of the address's).
+    /// Failed joins per minute for an address that has joined a workshop, charged to that
+    /// workshop and address (a class behind one NAT shares this larger budget instead of the
+    /// address's own).
     pub workshop_join_failures_per_minute: u32,
     /// Unknown reconnect codes per client address per minute, and per workshop.
     pub reconnect_failures_per_minute: u32,

@@ -7,9 +7,10 @@
 //!   holding a /64 rotates through it for free).
 //! - Only failures count; a successful join never costs budget.
 //! - A whole class behind one NAT address must not be locked out by ten typos: once an address
-//!   has joined a workshop, its failed join codes are charged to that workshop's larger budget
-//!   instead of the address's own small one (a guesser has to know one valid code first, and
-//!   then still gets only the workshop's budget).
+//!   has joined a workshop (in the last 15 minutes), its failed join codes are charged to the
+//!   workshop's larger budget for that address instead of the address's own small one (a guesser
+//!   has to hold one valid code first, and then still gets only that budget). It is kept per
+//!   address so that one learner elsewhere cannot use up a classroom's budget.
 //! - Unknown reconnect codes have their own budgets: per address, and per workshop across all
 //!   addresses (many addresses guessing one workshop's seats are still bounded).
 //! - Counters are written through to the store and loaded on start, so a restart does not
@@ -108,7 +109,9 @@ impl Counters {
     /// The bucket and limit a failed join code from `addr` is charged to.
     fn code_bucket(&self, addr: &str, b: &Budgets, now: i64) -> (String, u32) {
         match self.credited(addr, now) {
-            Some(w) => (format!("code-ws:{w}"), b.code_per_workshop),
+            // Keyed by address too: a learner of the workshop typing wrong codes at home must
+            // not use up the budget of the classroom's NAT address.
+            Some(w) => (format!("code-ws:{w}:{addr}"), b.code_per_workshop),
             None => (format!("code:{addr}"), b.code_per_address),
         }
     }
