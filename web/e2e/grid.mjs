@@ -19,9 +19,13 @@ export async function measureGrid(browser, url, token, viewport, watches) {
     const s = await fetch(`${url}/api/workshops/${workshop.id}/start`, { method: 'POST', headers });
     if (!s.ok) throw new Error(`start grid workshop: ${s.status}`);
   }
+  // The UI keeps only a short-lived session, in sessionStorage.
+  const sess = await fetch(`${url}/api/instructor/sessions`, { method: 'POST', headers });
+  if (sess.status !== 201) throw new Error(`instructor session: ${sess.status}`);
+  const session = await sess.json();
   const ctx = await browser.newContext({ viewport });
-  await ctx.addInitScript((t) => {
-    localStorage.setItem('clarateach.instructor', t);
+  await ctx.addInitScript((s) => {
+    sessionStorage.setItem('clarateach.instructor.session', JSON.stringify(s));
     window.__longTasks = [];
     window.__frames = [];
     new PerformanceObserver((l) => l.getEntries().forEach((e) => window.__longTasks.push(e.duration))).observe({
@@ -35,7 +39,7 @@ export async function measureGrid(browser, url, token, viewport, watches) {
       requestAnimationFrame(frame);
     };
     requestAnimationFrame(frame);
-  }, token);
+  }, session);
   const page = await ctx.newPage();
   watches.push(new PageWatch('instructor-grid', page));
   await page.goto(`${url}/instructor/workshops/${workshop.id}`);

@@ -61,12 +61,24 @@ async function main() {
     const ipage = await ictx.newPage();
     const iwatch = new PageWatch('instructor', ipage);
     watches.push(iwatch);
+    const wsUrls = [];
+    ipage.on('websocket', (ws) => wsUrls.push(ws.url()));
     checkHardeningHeaders(await ipage.goto(`${url}/instructor`), 'instructor page');
     evil = await startEvilOrigin(`${url}/instructor`);
     await checkNotFramable(browser, url, evil);
     await ipage.getByLabel('Instructor token').fill(token);
     await ipage.getByRole('button', { name: 'Sign in' }).click();
     await ipage.getByRole('heading', { name: 'Workshops' }).waitFor();
+    // The long-lived token was traded for a session: only the session is kept, in sessionStorage.
+    const stored = await ipage.evaluate(() => ({
+      local: JSON.stringify({ ...localStorage }),
+      session: sessionStorage.getItem('clarateach.instructor.session'),
+    }));
+    check(!stored.local.includes(token), 'instructor token not in localStorage');
+    check(!String(stored.session).includes(token), 'instructor token not in sessionStorage');
+    const sessionToken = JSON.parse(stored.session ?? '{}').token ?? '';
+    check(sessionToken.startsWith('cts_'), `a session token in sessionStorage (${stored.session})`);
+    log('instructor signed in with a session; the instructor token is not stored');
     await ipage.getByLabel('Name', { exact: true }).fill('Intro to the shell');
     await ipage.getByLabel('Seats', { exact: true }).fill('3');
     await ipage.getByLabel(/API key/).fill('sk-e2e-secret-0123456789');
@@ -95,6 +107,7 @@ async function main() {
 
     // Learner A joins with a sloppy code (lower case, space instead of dash).
     const a = await newLearner(browser, url, watches, 'learner-a');
+    a.page.on('websocket', (ws) => wsUrls.push(ws.url()));
     const sloppy = ` ${code.toLowerCase().replace('-', ' ')} `;
     await a.page.getByLabel('Workshop code').fill(sloppy);
     await a.page.getByLabel(/Your name/).fill('Ada');
@@ -225,6 +238,14 @@ async function main() {
     await ipage.getByRole('switch', { name: 'Take over' }).uncheck();
     await a.page.getByTestId('takeover-banner').waitFor({ state: 'detached', timeout: 10000 });
     log('instructor watched live, took over, learner saw the notice');
+    const learnerToken = await a.page.evaluate(() => JSON.parse(localStorage.getItem('clarateach.learner') ?? '{}').token);
+    check(wsUrls.length >= 3, `websockets seen: ${wsUrls.length}`);
+    for (const u of wsUrls) {
+      const q = new URL(u).searchParams;
+      check(q.has('ticket') && !q.has('token'), `websocket opened with a ticket: ${u}`);
+      check(![token, sessionToken, learnerToken].some((t) => t && u.includes(t)), `no token in a websocket URL: ${u}`);
+    }
+    log(`${wsUrls.length} websockets opened with one-time tickets, no token in any URL`);
 
     // Export: the archive of every seat's files downloads through the bearer-authenticated fetch.
     const [download] = await Promise.all([
@@ -239,14 +260,42 @@ async function main() {
     check(/hello\.py/.test(listing), `export holds the learner's file:\n${listing}`);
     log(`export downloaded (${statSync(archive).size} bytes)`);
 
+    // Reset learner A's seat from the grid: new reconnect code, the old token and code refused,
+    // the files kept.
+    const aWatch = watches.find((w) => w.name === 'learner-a');
+    if (aWatch) aWatch.expectErrors = true; // its token is refused on purpose from here on
+    await card.click().catch(() => {});
+    await ipage.getByTestId('reset-seat').click();
+    await ipage.getByRole('dialog').getByRole('button', { name: 'Reset learner' }).click();
+    const newCode = (await ipage.getByTestId('reset-code').locator('.code-chip').textContent()).trim();
+    check(newCode.length === 5 && newCode !== reconnect, `new reconnect code ${newCode} (was ${reconnect})`);
+    const me = await fetch(`${url}/api/me`, { headers: { Authorization: `Bearer ${learnerToken}` } });
+    check(me.status === 401, `old learner token refused after reset (${me.status})`);
+    const oldJoin = await fetch(`${url}/api/join`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ code, odehash: reconnect }),
+    });
+    check(oldJoin.status === 404, `old reconnect code refused (${oldJoin.status})`);
+    const rejoin = await fetch(`${url}/api/join`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ code, odehash: newCode }),
+    });
+    const rejoined = await rejoin.json();
+    check(rejoin.status === 200 && rejoined.seat === seatNo, `new code rejoins seat ${seatNo}: ${JSON.stringify(rejoined)}`);
+    const files = await fetch(`${url}/api/session/files?path=/`, { headers: { Authorization: `Bearer ${rejoined.token}` } });
+    const listing0 = await files.text();
+    check(files.status === 200 && /hello\.py/.test(listing0), `files kept after reset: ${listing0}`);
+    log(`seat ${seatNo} reset: new code ${newCode}, old token 401, old code 404, hello.py still there`);
+
     // Stop: learners see "workshop ended".
-    const problemsBeforeStop = watches.flatMap((w) => w.problems);
+    const problemsBeforeStop = watches.filter((w) => !w.expectErrors).flatMap((w) => w.problems);
     watches.forEach((w) => (w.expectErrors = true));
     await ipage.getByRole('button', { name: 'Stop' }).click();
     await ipage.getByRole('button', { name: 'Stop workshop' }).click();
-    await a.page.getByTestId('workshop-ended').waitFor({ timeout: 30000 });
     await b.page.getByTestId('workshop-ended').waitFor({ timeout: 30000 });
-    await a.page.screenshot({ path: join(SHOTS, 'workshop-ended.png') });
+    await b.page.screenshot({ path: join(SHOTS, 'workshop-ended.png') });
     log('stop shows both learners the "workshop ended" state');
     await a.ctx.close();
     await b.ctx.close();

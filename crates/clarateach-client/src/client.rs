@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use clarateach_core::{
     CreateWorkshopRequest, HealthResponse, JoinRequest, JoinResponse, ListSeatsResponse,
-    ListWorkshopsResponse, Seat, Workshop, WorkshopResponse,
+    ListWorkshopsResponse, ResetSeatResponse, Seat, TicketRequest, TicketResponse, Workshop,
+    WorkshopResponse,
 };
 use reqwest::{Method, Url};
 use serde::de::DeserializeOwned;
@@ -192,6 +193,25 @@ impl Client {
             return Err(from_error_body(url.as_str(), status.as_u16(), &body));
         }
         Ok(Export::new(url.to_string(), resp))
+    }
+
+    /// `POST /api/workshops/{id}/seats/{seat}/reset`: a new reconnect code for the seat; every
+    /// earlier learner token and the old code stop working, the files stay.
+    pub async fn reset_seat(&self, id: &str, seat: u32) -> Result<ResetSeatResponse, ClientError> {
+        let seat = seat.to_string();
+        self.call(
+            Method::POST,
+            &["workshops", id, "seats", &seat, "reset"],
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// `POST /api/session/ticket`: a one-time ticket for one WebSocket (`?ticket=`), for
+    /// callers that cannot send an Authorization header on the upgrade.
+    pub async fn session_ticket(&self, req: &TicketRequest) -> Result<TicketResponse, ClientError> {
+        self.call(Method::POST, &["session", "ticket"], Some(req))
+            .await
     }
 
     /// `POST /api/join` (no token needed).

@@ -209,7 +209,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Terminal<S> {
 }
 
 impl crate::Client {
-    /// `ws(s)://.../api/session/terminal?token=...&...` with this client's token.
+    /// `ws(s)://.../api/session/terminal?...` with the options; never a token (tokens in URLs
+    /// are refused: [`crate::Client::terminal`] sends it in the Authorization header).
     pub fn terminal_url(&self, opts: &TerminalOptions) -> Result<reqwest::Url, ClientError> {
         let mut url = self.url(&["session", "terminal"])?;
         let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
@@ -218,12 +219,10 @@ impl crate::Client {
                 url: url.to_string(),
                 reason: "cannot use ws scheme".into(),
             })?;
-        {
+        let pairs = opts.query_pairs();
+        if !pairs.is_empty() {
             let mut q = url.query_pairs_mut();
-            if let Some(token) = self.token() {
-                q.append_pair("token", token);
-            }
-            for (k, v) in opts.query_pairs() {
+            for (k, v) in pairs {
                 q.append_pair(k, &v);
             }
         }
@@ -231,12 +230,25 @@ impl crate::Client {
     }
 
     /// Opens a seat's terminal through the control plane's gateway, authorised by this client's
-    /// token (learner or instructor) in the `token` query parameter, as a browser does.
+    /// token (learner or instructor) in the Authorization header of the upgrade.
     pub async fn terminal(
         &self,
         opts: &TerminalOptions,
     ) -> Result<Terminal<MaybeTlsStream<TcpStream>>, ClientError> {
         let url = self.terminal_url(opts)?;
+        Terminal::connect(url.as_str(), self.token()).await
+    }
+
+    /// Like [`crate::Client::terminal`], with a one-time ticket in the URL instead of the
+    /// header (what a browser does; here for tests and tools that want the same path).
+    pub async fn terminal_with_ticket(
+        &self,
+        opts: &TerminalOptions,
+        req: &clarateach_core::TicketRequest,
+    ) -> Result<Terminal<MaybeTlsStream<TcpStream>>, ClientError> {
+        let ticket = self.session_ticket(req).await?;
+        let mut url = self.terminal_url(opts)?;
+        url.query_pairs_mut().append_pair("ticket", &ticket.ticket);
         Terminal::connect(url.as_str(), None).await
     }
 }

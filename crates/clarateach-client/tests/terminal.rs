@@ -14,12 +14,18 @@ use clarateach_core::{TerminalClientMessage, TerminalServerMessage};
 
 async fn terminal(
     ws: WebSocketUpgrade,
+    headers: axum::http::HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> impl IntoResponse {
-    ws.on_upgrade(move |socket| pty(socket, q))
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    ws.on_upgrade(move |socket| pty(socket, q, auth))
 }
 
-async fn pty(mut socket: WebSocket, q: HashMap<String, String>) {
+async fn pty(mut socket: WebSocket, q: HashMap<String, String>, auth: String) {
     let attached = TerminalServerMessage::Attached {
         session: q.get("session").cloned().unwrap_or_else(|| "main".into()),
         new: true,
@@ -29,7 +35,10 @@ async fn pty(mut socket: WebSocket, q: HashMap<String, String>) {
     if socket.send(Message::Text(hello.into())).await.is_err() {
         return;
     }
-    let token = format!("token={}\r\n", q.get("token").cloned().unwrap_or_default());
+    let token = format!(
+        "auth={auth} query-token={}\r\n",
+        q.get("token").cloned().unwrap_or_default()
+    );
     if socket
         .send(Message::Binary(token.into_bytes().into()))
         .await
@@ -91,9 +100,10 @@ async fn input_resize_and_output_round_trip() {
         mode: "interactive".into(),
     };
     assert_eq!(first, TerminalEvent::Control(expected));
-    term.read_until(b"token=learner.jwt", WAIT)
+    term.read_until(b"auth=Bearer learner.jwt query-token=\r\n", WAIT)
         .await
-        .expect("token passed in the query");
+        .expect("token in the Authorization header, never in the query");
+    assert!(!ws_url.as_str().contains("learner.jwt"), "{ws_url}");
 
     term.send_input("echo hi\r").await.expect("input");
     let out = term.read_until(b"echo hi", WAIT).await.expect("echo");

@@ -470,6 +470,10 @@ pub struct TokenClaims {
     pub exp: u64,
     /// Issued at, seconds since the epoch.
     pub iat: u64,
+    /// The seat's generation when the token was issued; a seat reset bumps it and every older
+    /// token is refused. Tokens from before generations existed read as 0.
+    #[serde(default)]
+    pub generation: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -9,7 +9,9 @@ pub mod api;
 pub mod error;
 pub mod hop;
 pub mod ids;
+pub mod session_api;
 pub mod text;
 
 pub use api::*;
 pub use error::ErrorBody;
+pub use session_api::*;

@@ -1,20 +1,23 @@
 //! Auth extractors: a handler that takes [`Instructor`] or [`Learner`] cannot forget the check.
-//! Both read `Authorization: Bearer ...` or, for WebSockets (browsers cannot set headers there),
-//! a `token` query parameter. Every failure is 401 `unauthorized`.
+//! Both read only `Authorization: Bearer ...`: a long-lived token in a URL ends up in proxies'
+//! access logs and browser history, so `?token=` is refused everywhere (WebSockets, which
+//! browsers cannot give headers, use a one-time ticket instead, see `handlers::sessions`).
+//! Every failure is 401 `unauthorized`.
 
-use std::collections::HashMap;
-
-use axum::extract::{FromRequestParts, Query};
+use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use clarateach_core::{TokenClaims, WorkshopStatus};
-use clarateach_store::WorkshopRecord;
+use clarateach_store::{InstructorRecord, WorkshopRecord};
 
 use crate::accounts::hash_token;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// The bearer token of a request: the Authorization header, else the `token` query parameter.
+/// Prefix of instructor session tokens (the long-lived instructor token starts with `cti_`).
+pub const SESSION_TOKEN_PREFIX: &str = "cts_";
+
+/// The bearer token of a request, from the Authorization header only.
 pub fn bearer_token(parts: &Parts) -> Option<String> {
     if let Some(value) = parts
         .headers
@@ -27,17 +30,50 @@ pub fn bearer_token(parts: &Parts) -> Option<String> {
                 return Some(token.trim().to_string());
             }
         }
-        return None;
     }
-    let query: Query<HashMap<String, String>> = Query::try_from_uri(&parts.uri).ok()?;
-    query.0.get("token").filter(|t| !t.is_empty()).cloned()
+    None
 }
 
-/// An authenticated instructor.
+/// Which kind of instructor credential a token is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstructorCredential {
+    /// The long-lived token `instructor add` printed.
+    Token,
+    /// A short-lived browser session minted from it.
+    Session,
+}
+
+/// The instructor a token (long-lived or session) belongs to; `None` when it is neither.
+pub async fn instructor_for_token(
+    state: &AppState,
+    token: &str,
+) -> Result<Option<(InstructorRecord, InstructorCredential)>, ApiError> {
+    let hash = hash_token(token);
+    if token.starts_with(SESSION_TOKEN_PREFIX) {
+        let found = state
+            .store()
+            .instructor_by_session_hash(&hash, chrono::Utc::now())
+            .await?;
+        return Ok(found.map(|r| (r, InstructorCredential::Session)));
+    }
+    let found = state.store().instructor_by_token_hash(&hash).await?;
+    Ok(found.map(|r| (r, InstructorCredential::Token)))
+}
+
+/// An authenticated instructor (by the long-lived token or a session token).
 #[derive(Debug, Clone)]
 pub struct Instructor {
     pub id: String,
     pub name: String,
+}
+
+impl From<InstructorRecord> for Instructor {
+    fn from(rec: InstructorRecord) -> Self {
+        Self {
+            id: rec.id,
+            name: rec.name,
+        }
+    }
 }
 
 impl Instructor {
@@ -59,15 +95,8 @@ impl FromRequestParts<AppState> for Instructor {
     ) -> Result<Self, Self::Rejection> {
         let token = bearer_token(parts)
             .ok_or_else(|| ApiError::unauthorized("An instructor token is required."))?;
-        match state
-            .store()
-            .instructor_by_token_hash(&hash_token(&token))
-            .await?
-        {
-            Some(rec) => Ok(Self {
-                id: rec.id,
-                name: rec.name,
-            }),
+        match instructor_for_token(state, &token).await? {
+            Some((rec, _)) => Ok(rec.into()),
             None => Err(ApiError::unauthorized("The instructor token is not valid.")),
         }
     }
@@ -81,12 +110,18 @@ pub struct Learner {
 
 impl Learner {
     /// Checks a learner token: signature, expiry, and that the workshop still runs and the seat
-    /// still belongs to the token's reconnect code.
+    /// still belongs to the token's reconnect code and generation (a reset refuses older ones).
     pub async fn verify(state: &AppState, token: &str) -> Result<Self, ApiError> {
         let claims = state
             .keys()
             .verify(token)
             .ok_or_else(|| ApiError::unauthorized("The learner token is not valid."))?;
+        Self::check(state, claims).await
+    }
+
+    /// The store half of [`Learner::verify`] for claims whose signature was already checked
+    /// (a ticket re-checks them when it is redeemed: the seat may have been reset since).
+    pub async fn check(state: &AppState, claims: TokenClaims) -> Result<Self, ApiError> {
         let workshop = state.store().get_workshop(&claims.workshop_id).await?;
         if !matches!(workshop.map(|w| w.status), Some(WorkshopStatus::Running)) {
             return Err(ApiError::unauthorized(
@@ -97,7 +132,10 @@ impl Learner {
             .store()
             .get_seat(&claims.workshop_id, claims.seat)
             .await?;
-        if seat.and_then(|s| s.odehash).as_deref() != Some(claims.odehash.as_str()) {
+        let held = seat.is_some_and(|s| {
+            s.generation == claims.generation && s.odehash.as_deref() == Some(&claims.odehash)
+        });
+        if !held {
             return Err(ApiError::unauthorized(
                 "The token's seat is no longer held.",
             ));

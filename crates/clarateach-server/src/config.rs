@@ -22,8 +22,19 @@ pub struct ServerConfig {
     pub stop_timeout: Duration,
     /// Failed joins per client address per minute before 429.
     pub join_failures_per_minute: u32,
+    /// Failed joins per minute for an address that has joined a workshop, charged to that
+    /// workshop and address (a class behind one NAT shares this larger budget instead of the
+    /// address's own).
+    pub workshop_join_failures_per_minute: u32,
+    /// Unknown reconnect codes per client address per minute, and per workshop.
+    pub reconnect_failures_per_minute: u32,
+    pub workshop_reconnect_failures_per_minute: u32,
+    /// Peers whose `X-Forwarded-For` is believed (`--trusted-proxy CIDR`).
+    pub trusted_proxies: Vec<crate::extract::Cidr>,
     /// Learner token lifetime.
     pub token_ttl: Duration,
+    /// Instructor browser session lifetime.
+    pub session_ttl: Duration,
     /// Largest accepted request body on the control plane's own (JSON) routes.
     pub body_limit: usize,
     /// Largest request body the gateway streams to a seat (file uploads); the workspace daemon
@@ -50,9 +61,11 @@ pub struct ServerConfig {
 
 impl ServerConfig {
     /// Defaults for a data dir: listen on 127.0.0.1:8080, 2 s heartbeats, 10 s stop timeout,
-    /// 10 failed joins a minute, 24 h tokens, 1 MiB bodies (files: the daemon's 10 MiB limit,
-    /// base64-encoded, plus slack), 10 s to send headers, 30 s stalls, 4096 connections,
-    /// 1 MiB WebSocket messages, `/metrics` for loopback only.
+    /// 10 failed joins a minute per address (100 per workshop), 10 unknown reconnect codes a
+    /// minute per address (60 per workshop), 24 h learner tokens, 12 h instructor sessions, no
+    /// trusted proxy, 1 MiB bodies (files: the daemon's 10 MiB limit, base64-encoded, plus
+    /// slack), 10 s to send headers, 30 s stalls, 4096 connections, 1 MiB WebSocket messages,
+    /// `/metrics` for loopback only.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
@@ -61,7 +74,12 @@ impl ServerConfig {
             heartbeat_interval: Duration::from_secs(2),
             stop_timeout: Duration::from_secs(10),
             join_failures_per_minute: 10,
+            workshop_join_failures_per_minute: 100,
+            reconnect_failures_per_minute: 10,
+            workshop_reconnect_failures_per_minute: 60,
+            trusted_proxies: Vec::new(),
             token_ttl: Duration::from_secs(24 * 3600),
+            session_ttl: Duration::from_secs(12 * 3600),
             body_limit: 1024 * 1024,
             file_body_limit: DEFAULT_FILE_BODY_LIMIT,
             header_read_timeout: Duration::from_secs(10),
@@ -109,6 +127,7 @@ impl std::fmt::Debug for ServerConfig {
                 "metrics_token",
                 &self.metrics_token.as_ref().map(|_| "<hidden>"),
             )
+            .field("trusted_proxies", &self.trusted_proxies)
             .field("web", &self.web.is_some())
             .field("tls", &self.tls.is_some())
             .finish_non_exhaustive()

@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// `axum::Json` with our rejection.
 pub struct ApiJson<T>(pub T);
@@ -94,20 +95,188 @@ where
     }
 }
 
-/// The peer address of the connection (unspecified when the router runs without
-/// `ConnectInfo`, e.g. in `oneshot` tests; `Server::serve` always sets it).
+/// An address range, e.g. `10.0.0.0/8` or `2001:db8::/32` (a bare address is a /32 or /128).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+/// Why a `--trusted-proxy` value is not a CIDR.
+#[derive(Debug, thiserror::Error)]
+#[error("not an address range like 10.0.0.0/8 or 2001:db8::/32: {0:?}")]
+pub struct CidrError(String);
+
+impl std::str::FromStr for Cidr {
+    type Err = CidrError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || CidrError(s.to_string());
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr.trim().parse().map_err(|_| bad())?;
+        let addr = canonical(addr);
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p.trim().parse::<u8>().map_err(|_| bad())?,
+            None => max,
+        };
+        if prefix > max {
+            return Err(bad());
+        }
+        Ok(Self { addr, prefix })
+    }
+}
+
+impl Cidr {
+    /// Whether `ip` lies in this range.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, canonical(ip)) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`, what a dual-stack socket reports) as IPv4.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    }
+}
+
+/// The client a request comes from: the peer address, or when the peer is a trusted proxy,
+/// the rightmost `X-Forwarded-For` hop that is not itself a trusted proxy (hops to the left of
+/// it were written by the client and prove nothing). Unspecified when the router runs without
+/// `into_make_service_with_connect_info`, e.g. in `oneshot` tests.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub IpAddr);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+impl ClientIp {
+    /// The client address for a request from `peer` with these `X-Forwarded-For` values.
+    pub fn resolve<'a>(
+        peer: IpAddr,
+        forwarded: impl Iterator<Item = &'a str>,
+        trusted: &[Cidr],
+    ) -> IpAddr {
+        let peer = canonical(peer);
+        let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
+        if !is_trusted(peer) {
+            return peer;
+        }
+        let hops: Vec<&str> = forwarded.flat_map(|v| v.split(',')).collect();
+        let mut client = peer;
+        for hop in hops.iter().rev() {
+            let Ok(ip) = hop.trim().parse::<IpAddr>() else {
+                // A hop we cannot read ends the chain we can trust: the last trusted proxy
+                // is the client as far as we can tell.
+                break;
+            };
+            client = canonical(ip);
+            if !is_trusted(client) {
+                break;
+            }
+        }
+        client
+    }
+}
+
+impl FromRequestParts<AppState> for ClientIp {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let ip = parts
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip())
             .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        Ok(Self(ip))
+        let forwarded = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        Ok(Self(Self::resolve(
+            peer,
+            forwarded,
+            &state.config().trusted_proxies,
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("ip")
+    }
+
+    #[test]
+    fn cidr_parse_and_contains() {
+        let net: Cidr = "10.1.0.0/16".parse().expect("cidr");
+        assert!(net.contains(ip("10.1.200.3")));
+        assert!(net.contains(ip("::ffff:10.1.0.1")), "mapped v4");
+        assert!(!net.contains(ip("10.2.0.1")));
+        let one: Cidr = "192.0.2.7".parse().expect("bare");
+        assert!(one.contains(ip("192.0.2.7")) && !one.contains(ip("192.0.2.8")));
+        let v6: Cidr = "2001:db8::/32".parse().expect("v6");
+        assert!(v6.contains(ip("2001:db8:1::1")) && !v6.contains(ip("2001:db9::1")));
+        let all: Cidr = "0.0.0.0/0".parse().expect("all");
+        assert!(all.contains(ip("203.0.113.9")));
+        for bad in ["10.0.0.0/33", "nope", "10.0.0.0/x", "::/129"] {
+            assert!(bad.parse::<Cidr>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn forwarded_for_counts_only_behind_a_trusted_proxy() {
+        let trusted = [
+            "127.0.0.1".parse().expect("c"),
+            "10.0.0.0/8".parse().expect("c"),
+        ];
+        // Not a trusted peer: its header is ignored.
+        assert_eq!(
+            ClientIp::resolve(ip("203.0.113.5"), ["198.51.100.1"].into_iter(), &trusted),
+            ip("203.0.113.5")
+        );
+        // Rightmost untrusted hop; the client's own spoofed entry on the left is ignored.
+        assert_eq!(
+            ClientIp::resolve(
+                ip("127.0.0.1"),
+                ["1.2.3.4, 198.51.100.9", "10.0.0.2"].into_iter(),
+                &trusted
+            ),
+            ip("198.51.100.9")
+        );
+        // No header: the proxy itself.
+        assert_eq!(
+            ClientIp::resolve(ip("127.0.0.1"), std::iter::empty(), &trusted),
+            ip("127.0.0.1")
+        );
+        // Garbage ends the chain at the last trusted hop.
+        assert_eq!(
+            ClientIp::resolve(ip("127.0.0.1"), ["junk"].into_iter(), &trusted),
+            ip("127.0.0.1")
+        );
     }
 }

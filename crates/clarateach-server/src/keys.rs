@@ -97,6 +97,7 @@ mod tests {
             agent_id: None,
             exp,
             iat: 0,
+            generation: 0,
         }
     }
 

@@ -35,6 +35,7 @@ pub mod secrets;
 mod state;
 pub mod testing;
 pub mod throttle;
+pub mod tickets;
 
 use std::future::Future;
 use std::path::Path;
@@ -132,6 +133,7 @@ impl Server {
             provisioner,
             shutdown: shutdown_rx,
         });
+        state.throttle().restore().await?;
         Ok(Self {
             state,
             web,

@@ -10,7 +10,8 @@ use crate::handlers;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "ClaraTeach control plane", description = "Workshops, seats, learner joins and agents. \
-        Every error is `{code, message}`. Instructor routes take `Authorization: Bearer <instructor token>`."),
+        Every error is `{code, message}`. Instructor routes take `Authorization: Bearer <instructor token or session token>`; \
+        tokens are never accepted in URLs, WebSockets take a one-time `?ticket=` from `POST /api/session/ticket`."),
     paths(
         handlers::health::health,
         handlers::health::openapi,
@@ -22,6 +23,10 @@ use crate::handlers;
         handlers::workshops::stop,
         handlers::workshops::delete,
         handlers::seats::list,
+        handlers::seats::reset,
+        handlers::sessions::create,
+        handlers::sessions::revoke,
+        handlers::sessions::ticket,
         handlers::join::join,
         handlers::join::me,
         handlers::agents::connect,

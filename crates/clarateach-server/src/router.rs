@@ -12,7 +12,7 @@ use axum::routing::{any, get, post};
 use axum::Router;
 
 use crate::error::ApiError;
-use crate::handlers::{agents, health, join, seats, workshops};
+use crate::handlers::{agents, health, join, seats, sessions, workshops};
 use crate::state::AppState;
 use crate::{gateway, headers, metrics};
 
@@ -35,6 +35,12 @@ pub fn build(state: AppState, web: Option<Router>) -> Router {
         .route("/api/workshops/{id}/start", post(workshops::start))
         .route("/api/workshops/{id}/stop", post(workshops::stop))
         .route("/api/workshops/{id}/seats", get(seats::list))
+        .route("/api/workshops/{id}/seats/{seat}/reset", post(seats::reset))
+        .route(
+            "/api/instructor/sessions",
+            post(sessions::create).delete(sessions::revoke),
+        )
+        .route("/api/session/ticket", post(sessions::ticket))
         .route("/api/join", post(join::join))
         .route("/api/me", get(join::me))
         .route("/api/agents", get(agents::list))

@@ -15,7 +15,8 @@ use crate::keys::SigningKeys;
 use crate::metrics::Metrics;
 use crate::scheduler::{Provisioner, RegistryHandle, SeatRoute};
 use crate::secrets::SecretBox;
-use crate::throttle::Throttle;
+use crate::throttle::{Budgets, Throttle};
+use crate::tickets::Tickets;
 
 /// Activity timestamps are written at most this often per seat.
 const ACTIVITY_WRITE_EVERY: Duration = Duration::from_secs(5);
@@ -29,8 +30,10 @@ struct Inner {
     provisioner: Arc<dyn Provisioner>,
     metrics: Metrics,
     throttle: Throttle,
+    tickets: Tickets,
     join_codes: JoinCodes,
     activity: Mutex<HashMap<(String, u32), Instant>>,
+    seat_resets: tokio::sync::broadcast::Sender<(String, u32)>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -61,7 +64,7 @@ pub(crate) struct Parts {
 
 impl AppState {
     pub(crate) fn new(p: Parts) -> Self {
-        let throttle = Throttle::new(p.config.join_failures_per_minute);
+        let throttle = Throttle::new(Budgets::from_config(&p.config), p.store.clone());
         Self {
             inner: Arc::new(Inner {
                 config: p.config,
@@ -72,8 +75,10 @@ impl AppState {
                 provisioner: p.provisioner,
                 metrics: Metrics::default(),
                 throttle,
+                tickets: Tickets::default(),
                 join_codes: JoinCodes::default(),
                 activity: Mutex::new(HashMap::new()),
+                seat_resets: tokio::sync::broadcast::channel(256).0,
                 shutdown: p.shutdown,
             }),
         }
@@ -106,9 +111,43 @@ impl AppState {
     pub fn throttle(&self) -> &Throttle {
         &self.inner.throttle
     }
+    /// One-time WebSocket tickets.
+    pub fn tickets(&self) -> &Tickets {
+        &self.inner.tickets
+    }
     pub(crate) fn join_codes(&self) -> &JoinCodes {
         &self.inner.join_codes
     }
+    /// Tells open learner connections of a seat that it was reset (they close).
+    pub fn announce_seat_reset(&self, workshop_id: &str, seat: u32) {
+        let _ = self.inner.seat_resets.send((workshop_id.to_string(), seat));
+    }
+
+    /// A future that completes when the seat is reset. Subscribes when called, so call it before
+    /// the connection it guards is handed over, not when it is first polled.
+    pub fn seat_reset(
+        &self,
+        workshop_id: &str,
+        seat: u32,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.inner.seat_resets.subscribe();
+        let key = (workshop_id.to_string(), seat);
+        async move {
+            loop {
+                match rx.recv().await {
+                    Ok(k) if k == key => return,
+                    Ok(_) => continue,
+                    // Missed announcements may have been ours: close rather than keep a stale
+                    // learner attached (the client reconnects and is checked afresh).
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        std::future::pending::<()>().await
+                    }
+                }
+            }
+        }
+    }
+
     /// Changes to `true` when the server shuts down; long-lived sessions end on it.
     pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.inner.shutdown.clone()

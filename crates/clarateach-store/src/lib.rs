@@ -1,7 +1,7 @@
 //! The control plane's source of truth: instructors, agent tokens, workshops and seats.
 //!
 //! Callers see only the [`Store`] trait (split by resource into [`AccountStore`],
-//! [`WorkshopStore`] and [`SeatStore`]) so the embedded SQLite store ([`SqliteStore`]) can be
+//! [`WorkshopStore`], [`SeatStore`] and [`ThrottleStore`]) so the embedded SQLite store ([`SqliteStore`]) can be
 //! swapped for PostgreSQL when several control planes share one database. Schema changes are
 //! append-only files in `migrations/`, embedded into the binary.
 
@@ -77,6 +77,31 @@ pub trait AccountStore: Send + Sync {
     async fn revoke_agent_tokens(&self, agent_id: &str) -> Result<u64>;
     /// True while the token with this id exists and is not revoked.
     async fn agent_token_active(&self, token_id: &str) -> Result<bool>;
+    /// Stores a short-lived instructor session (hash only); expired sessions are swept here.
+    async fn create_instructor_session(
+        &self,
+        token_hash: &str,
+        instructor_id: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<()>;
+    /// The instructor of a session that has not expired at `now`.
+    async fn instructor_by_session_hash(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<InstructorRecord>>;
+    /// Revokes a session; true when it existed.
+    async fn delete_instructor_session(&self, token_hash: &str) -> Result<bool>;
+}
+
+/// The join limiter's counters, kept so a restart does not reset every budget.
+#[async_trait]
+pub trait ThrottleStore: Send + Sync {
+    /// Every bucket whose window started at or after `since` (seconds since the epoch), as
+    /// `(bucket, window_start, failures)`; older ones are deleted.
+    async fn load_throttle(&self, since: i64) -> Result<Vec<(String, i64, u32)>>;
+    /// Writes one bucket's counter.
+    async fn save_throttle(&self, bucket: &str, window_start: i64, failures: u32) -> Result<()>;
 }
 
 /// Workshops and their lifecycle status.
@@ -149,10 +174,18 @@ pub trait SeatStore: Send + Sync {
     /// Seats an agent should host: its seats in provisioning or running workshops.
     async fn seats_for_agent(&self, agent_id: &str) -> Result<Vec<(String, u32)>>;
     async fn touch_activity(&self, workshop_id: &str, seat: u32, at: DateTime<Utc>) -> Result<()>;
+    /// Gives a held seat a new reconnect code and bumps its generation (files, name and
+    /// placement stay). `None` when the seat has no learner; `Conflict` when `odehash` is taken.
+    async fn reset_seat(
+        &self,
+        workshop_id: &str,
+        seat: u32,
+        odehash: &str,
+    ) -> Result<Option<SeatRecord>>;
     async fn count_seats_by_state(&self) -> Result<Vec<(SeatState, i64)>>;
 }
 
 /// Everything the control plane needs from its database.
-pub trait Store: AccountStore + WorkshopStore + SeatStore {}
+pub trait Store: AccountStore + WorkshopStore + SeatStore + ThrottleStore {}
 
-impl<T: AccountStore + WorkshopStore + SeatStore> Store for T {}
+impl<T: AccountStore + WorkshopStore + SeatStore + ThrottleStore> Store for T {}

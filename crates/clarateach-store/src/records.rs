@@ -94,4 +94,6 @@ pub struct SeatRecord {
     pub name: Option<String>,
     pub joined_at: Option<DateTime<Utc>>,
     pub last_activity_at: Option<DateTime<Utc>>,
+    /// Bumped by every reset; learner tokens of an older generation are refused.
+    pub generation: u32,
 }

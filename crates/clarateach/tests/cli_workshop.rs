@@ -359,7 +359,7 @@ fn start_waits_for_seats_then_export_and_stop_through_up() {
         .expect("code")
         .to_string();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    rt.block_on(async {
+    let (old_token, old_code, mut old_term) = rt.block_on(async {
         let anonymous = clarateach_client::Client::new(&server.url, None).expect("client");
         let req = clarateach_core::JoinRequest {
             code,
@@ -379,9 +379,98 @@ fn start_waits_for_seats_then_export_and_stop_through_up() {
         term.read_until(b"written-42", Duration::from_secs(15))
             .await
             .expect("file written");
+        (
+            learner.token().expect("token").to_string(),
+            joined.odehash,
+            term,
+        )
     });
     let info = stdout(&ok(server.cli(&["info", &id])));
     assert!(info.contains("Ada") && info.contains("ready"), "{info}");
+
+    // Reset the seat: a new reconnect code; the old token and code are refused; files stay.
+    let reset = json(server.cli(&["reset-seat", &id, "1", "--json"]));
+    let new_code = reset["reset"]["odehash"]
+        .as_str()
+        .expect("new code")
+        .to_string();
+    assert_ne!(new_code, old_code);
+    let out = stdout(&ok(server.cli(&["reset-seat", &id, "1"])));
+    assert!(out.contains("New reconnect code"), "{out}");
+    let newest = out
+        .split("New reconnect code: ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("code printed")
+        .to_string();
+    one_line_error(&server.cli(&["reset-seat", &id, "2"]), "(seat_not_joined)");
+    rt.block_on(async {
+        // The terminal the old learner still had open was closed by the reset.
+        let closed = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match old_term.next_event().await {
+                    Ok(Some(_)) => continue,
+                    Ok(None) | Err(_) => return,
+                }
+            }
+        })
+        .await;
+        assert!(
+            closed.is_ok(),
+            "the old learner's terminal stayed open after the reset"
+        );
+        let stale = clarateach_client::Client::new(&server.url, Some(old_token)).expect("client");
+        let refused = stale.terminal(&Default::default()).await;
+        assert!(refused.is_err(), "the old token still opens the terminal");
+        let anonymous = clarateach_client::Client::new(&server.url, None).expect("client");
+        let code = again["workshop"]["code"]
+            .as_str()
+            .expect("code")
+            .to_string();
+        let old = anonymous
+            .join(&clarateach_core::JoinRequest {
+                code: code.clone(),
+                odehash: Some(old_code),
+                name: None,
+            })
+            .await;
+        assert_eq!(old.err().and_then(|e| e.status()), Some(404), "old code");
+        for stale_code in [new_code] {
+            let r = anonymous
+                .join(&clarateach_core::JoinRequest {
+                    code: code.clone(),
+                    odehash: Some(stale_code),
+                    name: None,
+                })
+                .await;
+            assert_eq!(
+                r.err().and_then(|e| e.status()),
+                Some(404),
+                "first reset's code"
+            );
+        }
+        let joined = anonymous
+            .join(&clarateach_core::JoinRequest {
+                code,
+                odehash: Some(newest),
+                name: None,
+            })
+            .await
+            .expect("rejoin with the new code");
+        assert_eq!(joined.seat, 1);
+        let learner =
+            clarateach_client::Client::new(&server.url, Some(joined.token)).expect("client");
+        let mut term = learner
+            .terminal(&Default::default())
+            .await
+            .expect("terminal after reset");
+        term.send_input("cat /workspace/proof.txt\r")
+            .await
+            .expect("input");
+        term.read_until(b"cli-export-proof", Duration::from_secs(15))
+            .await
+            .expect("the seat's files survive the reset");
+    });
 
     let target = server.dir.path().join("class.tar.gz");
     let out = stdout(&ok(server.cli(&[

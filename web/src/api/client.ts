@@ -94,8 +94,29 @@ export function encodeFilePath(path: string): string {
     .join('/');
 }
 
+export interface TicketRequest {
+  workshop_id?: string;
+  seat?: number;
+  mode?: string;
+}
+
 export const api = {
   join: (req: JoinRequest) => json<JoinResponse>('/api/join', { method: 'POST', body: req }),
+
+  /** A one-time ticket (30 s, single use) for one WebSocket of a seat, bound to seat and mode. */
+  sessionTicket: (token: string, req: TicketRequest) =>
+    json<{ ticket: string; expires_in: number }>('/api/session/ticket', { method: 'POST', token, body: req }),
+
+  // Instructor browser sessions: the long-lived token is traded once and never kept.
+  createInstructorSession: (instructorToken: string) =>
+    json<{ token: string; expires_at: string }>('/api/instructor/sessions', { method: 'POST', token: instructorToken }),
+  revokeInstructorSession: (sessionToken: string) =>
+    json<unknown>('/api/instructor/sessions', { method: 'DELETE', token: sessionToken }),
+  resetSeat: (token: string, id: string, seat: number) =>
+    json<{ seat: number; odehash: string; generation: number }>(
+      `/api/workshops/${encodeURIComponent(id)}/seats/${seat}/reset`,
+      { method: 'POST', token },
+    ),
 
   // Learner seat traffic.
   listFiles: (token: string, path: string, signal?: AbortSignal) =>

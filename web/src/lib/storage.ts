@@ -1,6 +1,7 @@
 // What the browser remembers between visits: the learner's seat (token + reconnect code), the
-// instructor token, the theme and the learner's terminal tabs. Every access tolerates a browser
-// with storage disabled.
+// theme and the learner's terminal tabs in localStorage; the instructor's short-lived session
+// token in sessionStorage only (gone with the tab; the long-lived instructor token is never
+// stored). Every access tolerates a browser with storage disabled.
 
 export interface LearnerSession {
   token: string;
@@ -15,6 +16,7 @@ export interface LearnerSession {
 const KEYS = {
   learner: 'clarateach.learner',
   instructor: 'clarateach.instructor',
+  instructorSession: 'clarateach.instructor.session',
   terminals: 'clarateach.terminals',
 } as const;
 
@@ -53,12 +55,41 @@ export function saveLearner(s: LearnerSession | null): void {
   write(KEYS.learner, s ? JSON.stringify(s) : null);
 }
 
-export function loadInstructorToken(): string | null {
-  return read(KEYS.instructor);
+/** A browser session standing in for the instructor token (`POST /api/instructor/sessions`). */
+export interface InstructorSession {
+  token: string;
+  expires_at: string;
 }
 
-export function saveInstructorToken(token: string | null): void {
-  write(KEYS.instructor, token);
+/** The instructor session of this tab, if it has not expired. */
+export function loadInstructorSession(now: number = Date.now()): InstructorSession | null {
+  // Earlier versions kept the long-lived instructor token in localStorage: drop it.
+  write(KEYS.instructor, null);
+  let raw: string | null = null;
+  try {
+    raw = sessionStorage.getItem(KEYS.instructorSession);
+  } catch {
+    return null;
+  }
+  if (!raw) return null;
+  try {
+    const v = JSON.parse(raw) as Partial<InstructorSession>;
+    if (typeof v.token === 'string' && typeof v.expires_at === 'string' && Date.parse(v.expires_at) > now) {
+      return { token: v.token, expires_at: v.expires_at };
+    }
+  } catch {
+    // fall through
+  }
+  return null;
+}
+
+export function saveInstructorSession(s: InstructorSession | null): void {
+  try {
+    if (s === null) sessionStorage.removeItem(KEYS.instructorSession);
+    else sessionStorage.setItem(KEYS.instructorSession, JSON.stringify(s));
+  } catch {
+    // Storage disabled: the session lasts as long as the page.
+  }
 }
 
 export function loadTerminalTabs(workshopId: string): string[] {

@@ -48,16 +48,17 @@ describe('decodeFrame', () => {
 
 describe('terminalUrl', () => {
   it('builds a ws url on the same origin', () => {
-    const u = new URL(terminalUrl('https://x.test/workspace', { token: 'a b', session: 'main', mode: 'interactive' }));
+    const u = new URL(terminalUrl('https://x.test/workspace', { ticket: 'a b', session: 'main', mode: 'interactive' }));
     expect(u.protocol).toBe('wss:');
     expect(u.host).toBe('x.test');
     expect(u.pathname).toBe('/api/session/terminal');
-    expect(u.searchParams.get('token')).toBe('a b');
+    expect(u.searchParams.get('ticket')).toBe('a b');
+    expect(u.searchParams.get('token')).toBeNull();
     expect(u.searchParams.get('workshop_id')).toBeNull();
   });
   it('adds the instructor params', () => {
     const u = new URL(
-      terminalUrl('http://127.0.0.1:8080/', { token: 't', session: 's', mode: 'watch', workshopId: 'ws-1', seat: 3 }),
+      terminalUrl('http://127.0.0.1:8080/', { ticket: 't', session: 's', mode: 'watch', workshopId: 'ws-1', seat: 3 }),
     );
     expect(u.protocol).toBe('ws:');
     expect(u.searchParams.get('workshop_id')).toBe('ws-1');

@@ -76,7 +76,8 @@ export function decodeFrame(data: ArrayBuffer | Uint8Array | string): DecodedFra
 }
 
 export interface TerminalUrlParams {
-  token: string;
+  /** One-time ticket from `POST /api/session/ticket`; never a token (refused in URLs). */
+  ticket: string;
   session: string;
   mode: TerminalMode;
   workshopId?: string;
@@ -87,7 +88,7 @@ export interface TerminalUrlParams {
 export function terminalUrl(base: string, p: TerminalUrlParams): string {
   const url = new URL('/api/session/terminal', base);
   url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
-  url.searchParams.set('token', p.token);
+  url.searchParams.set('ticket', p.ticket);
   url.searchParams.set('session', p.session);
   url.searchParams.set('mode', p.mode);
   if (p.workshopId !== undefined) url.searchParams.set('workshop_id', p.workshopId);

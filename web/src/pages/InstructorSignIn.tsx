@@ -1,9 +1,10 @@
-// Instructor sign-in: paste the token `clarateach up` printed (also in DATA_DIR/instructor.token).
+// Instructor sign-in: paste the token `clarateach up` printed (also in DATA_DIR/instructor.token);
+// it is traded for a 12 h browser session at once and never stored.
 
 import { useState, type FormEvent } from 'react';
 import { ApiError, api, describeError } from '../api/client';
 import { TopBar } from '../components/TopBar';
-import { saveInstructorToken } from '../lib/storage';
+import { saveInstructorSession } from '../lib/storage';
 
 export function InstructorSignIn({ onSignedIn, notice }: { onSignedIn: (token: string) => void; notice?: string | null }) {
   const [token, setToken] = useState('');
@@ -20,9 +21,11 @@ export function InstructorSignIn({ onSignedIn, notice }: { onSignedIn: (token: s
     setBusy(true);
     setError(null);
     try {
-      await api.listWorkshops(t);
-      saveInstructorToken(t);
-      onSignedIn(t);
+      // Trade the long-lived token for a short-lived session once; only the session is kept.
+      const session = await api.createInstructorSession(t);
+      saveInstructorSession(session);
+      setToken('');
+      onSignedIn(session.token);
     } catch (err) {
       setError(err instanceof ApiError && err.status === 401 ? 'That token was not accepted.' : describeError(err));
     } finally {

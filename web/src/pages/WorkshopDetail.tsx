@@ -44,7 +44,7 @@ export function WorkshopDetail({ token, id, signOut }: { token: string; id: stri
   const [now, setNow] = useState(() => Date.now());
 
   const handle = (err: unknown) => {
-    if (err instanceof ApiError && err.status === 401) signOut('Your instructor token is no longer accepted.');
+    if (err instanceof ApiError && err.status === 401) signOut('Your session has ended; sign in again.');
     else setError(describeError(err));
   };
 
@@ -197,7 +197,24 @@ function ShadowTerminal({ token, workshop, seat, seatNo, onClose }: { token: str
   const [takeover, setTakeover] = useState(false);
   const [status, setStatus] = useState<ConnectionStatus>({ state: 'connecting' });
   const [note, setNote] = useState<string | null>(null);
+  const [confirmReset, setConfirmReset] = useState(false);
+  const [resetting, setResetting] = useState(false);
+  const [newCode, setNewCode] = useState<string | null>(null);
   const mode = takeover ? 'takeover' : 'watch';
+
+  async function resetSeat() {
+    setResetting(true);
+    try {
+      const r = await api.resetSeat(token, workshop.id, seatNo);
+      setNewCode(r.odehash);
+      setNote(null);
+    } catch (err) {
+      setNote(describeError(err));
+    } finally {
+      setResetting(false);
+      setConfirmReset(false);
+    }
+  }
 
   return (
     <section className="card shadow-panel" aria-label={`Seat ${seatNo} terminal`} data-testid="shadow-panel">
@@ -230,10 +247,21 @@ function ShadowTerminal({ token, workshop, seat, seatNo, onClose }: { token: str
         <span id="takeover-hint" className="sr-only">
           Lets you type in the learner’s terminal; the learner sees a notice while it is on.
         </span>
+        {seat?.joined && (
+          <button type="button" className="btn small" data-testid="reset-seat" disabled={resetting} onClick={() => setConfirmReset(true)}>
+            Reset learner
+          </button>
+        )}
         <button type="button" className="btn ghost small" onClick={onClose} aria-label="Close terminal">
           Close
         </button>
       </div>
+      {newCode && (
+        <div className="alert info small" role="status" data-testid="reset-code" style={{ borderRadius: 0 }}>
+          Seat {seatNo} reset. New reconnect code <span className="code-chip">{newCode}</span>: the old code and every
+          earlier sign-in of this seat no longer work. The seat’s files are kept.
+        </div>
+      )}
       {note && (
         <div className="alert warn small" role="status" style={{ borderRadius: 0 }}>
           {note}
@@ -243,7 +271,10 @@ function ShadowTerminal({ token, workshop, seat, seatNo, onClose }: { token: str
         <TerminalView
           connectionKey={`${seatNo}:${session}:${mode}`}
           label={`Seat ${seatNo} terminal ${session}`}
-          url={() => terminalUrl(location.href, { token, session, mode, workshopId: workshop.id, seat: seatNo })}
+          url={async () => {
+            const { ticket } = await api.sessionTicket(token, { workshop_id: workshop.id, seat: seatNo, mode });
+            return terminalUrl(location.href, { ticket, session, mode, workshopId: workshop.id, seat: seatNo });
+          }}
           probe={async () => {
             try {
               const w = await api.getWorkshop(token, workshop.id);
@@ -265,6 +296,20 @@ function ShadowTerminal({ token, workshop, seat, seatNo, onClose }: { token: str
           }}
         />
       </div>
+      <ConfirmDialog
+        open={confirmReset}
+        title={`Reset seat ${seatNo}?`}
+        confirmLabel="Reset learner"
+        danger
+        busy={resetting}
+        onCancel={() => setConfirmReset(false)}
+        onConfirm={() => void resetSeat()}
+      >
+        <p style={{ margin: 0 }}>
+          The seat gets a new reconnect code; whoever holds the old code or is signed in to this seat is signed out.
+          The seat’s files stay.
+        </p>
+      </ConfirmDialog>
     </section>
   );
 }

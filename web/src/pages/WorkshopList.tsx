@@ -19,7 +19,7 @@ export function WorkshopList({ token, signOut }: { token: string; signOut: (why?
   const [pending, setPending] = useState<Pending>(null);
 
   const handle = (err: unknown) => {
-    if (err instanceof ApiError && err.status === 401) signOut('Your instructor token is no longer accepted.');
+    if (err instanceof ApiError && err.status === 401) signOut('Your session has ended; sign in again.');
     else setError(describeError(err));
   };
 

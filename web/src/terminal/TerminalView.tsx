@@ -55,8 +55,8 @@ function bufferText(t: Terminal): string {
 }
 
 export interface TerminalViewProps {
-  /** Builds the WebSocket URL for each attempt. */
-  url: () => string;
+  /** Builds the WebSocket URL for each attempt (with a fresh one-time ticket). */
+  url: () => string | Promise<string>;
   probe: () => Promise<'retry' | { ended: string }>;
   /** Whether keystrokes go to the shell (false: instructor watching). */
   interactive: boolean;

@@ -136,4 +136,35 @@ describe('TerminalConnection', () => {
     await vi.advanceTimersByTimeAsync(5000);
     expect(FakeSocket.all.length).toBe(2);
   });
+
+  it('asks for a fresh ticket URL per attempt and treats a refused ticket as a drop', async () => {
+    let n = 0;
+    let refuse = false;
+    const probes: number[] = [];
+    const conn = new TerminalConnection(
+      {
+        url: async () => {
+          if (refuse) throw new Error('ticket refused');
+          return `ws://x/t?ticket=ctk_${n++}`;
+        },
+        probe: async () => {
+          probes.push(n);
+          return { ended: 'Session over.' };
+        },
+      },
+      { onOutput: () => {}, onReplay: () => {}, onControl: () => {}, onStatus: () => {} },
+    );
+    conn.connect();
+    await vi.waitFor(() => expect(FakeSocket.all).toHaveLength(1));
+    expect(FakeSocket.all[0].url).toBe('ws://x/t?ticket=ctk_0');
+    conn.reconnectNow();
+    await vi.waitFor(() => expect(FakeSocket.all).toHaveLength(2));
+    expect(FakeSocket.all[1].url).toBe('ws://x/t?ticket=ctk_1');
+    refuse = true;
+    conn.reconnectNow();
+    await vi.waitFor(() => expect(conn.current).toEqual({ state: 'ended', reason: 'Session over.' }));
+    expect(FakeSocket.all).toHaveLength(2);
+    expect(probes).toEqual([2]);
+    conn.close();
+  });
 });

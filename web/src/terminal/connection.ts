@@ -21,8 +21,11 @@ export interface ConnectionHandlers {
 }
 
 export interface ConnectionOptions {
-  /** Builds the URL for each attempt (tokens may have been refreshed). */
-  url: () => string;
+  /**
+   * Builds the URL for each attempt: a fresh one-time ticket each time (tickets are single use
+   * and valid 30 s), so it may be async. A rejected promise counts as a failed attempt.
+   */
+  url: () => string | Promise<string>;
   /**
    * Asked after a connection failed or dropped: `'ended'` stops reconnecting (token refused,
    * workshop stopped), `'retry'` backs off and tries again.
@@ -38,6 +41,7 @@ export class TerminalConnection {
   private size: { cols: number; rows: number } | null = null;
   private readonly backoff: Backoff;
   private status: ConnectionStatus = { state: 'connecting' };
+  private attempt = 0;
 
   constructor(
     private readonly opts: ConnectionOptions,
@@ -59,9 +63,32 @@ export class TerminalConnection {
     if (this.closed) return;
     this.clearTimer();
     this.setStatus({ state: 'connecting' });
+    const attempt = ++this.attempt;
+    let url: string | Promise<string>;
+    try {
+      url = this.opts.url();
+    } catch {
+      void this.afterDrop();
+      return;
+    }
+    if (typeof url === 'string') {
+      this.open(url);
+      return;
+    }
+    url.then(
+      (u) => {
+        if (!this.closed && attempt === this.attempt) this.open(u);
+      },
+      () => {
+        if (!this.closed && attempt === this.attempt) void this.afterDrop();
+      },
+    );
+  }
+
+  private open(url: string): void {
     let ws: WebSocket;
     try {
-      ws = new WebSocket(this.opts.url());
+      ws = new WebSocket(url);
     } catch {
       void this.afterDrop();
       return;
@@ -127,6 +154,7 @@ export class TerminalConnection {
   /** Reconnects now (the "retry now" button, or restarting an exited shell). */
   reconnectNow(): void {
     if (this.closed) return;
+    this.attempt++;
     const ws = this.ws;
     this.ws = null;
     ws?.close();
@@ -148,6 +176,7 @@ export class TerminalConnection {
 
   close(): void {
     this.closed = true;
+    this.attempt++;
     this.clearTimer();
     const ws = this.ws;
     this.ws = null;

@@ -41,7 +41,8 @@ function isObj(v: unknown): v is Record<string, unknown> {
 }
 
 export interface WatcherOptions {
-  url: () => string;
+  /** A fresh URL per attempt (with a one-time ticket, so possibly async). */
+  url: () => string | Promise<string>;
   probe: () => Promise<ProbeVerdict>;
   onEvents: (events: ChangeEvent[]) => void;
   /** Connected (again): events may have been missed, so refresh. */
@@ -59,7 +60,35 @@ export class FileWatcher {
 
   connect(): void {
     if (this.closed) return;
-    const ws = new WebSocket(this.opts.url());
+    let url: string | Promise<string>;
+    try {
+      url = this.opts.url();
+    } catch {
+      this.retryLater();
+      return;
+    }
+    if (typeof url === 'string') this.open(url);
+    else
+      url.then(
+        (u) => {
+          if (!this.closed) this.open(u);
+        },
+        () => this.retryLater(),
+      );
+  }
+
+  /** The URL could not be built (ticket refused or unreachable): ask the probe, maybe retry. */
+  private retryLater(): void {
+    if (this.closed) return;
+    this.opts.onLive(false);
+    void this.opts.probe().then((v) => {
+      if (this.closed || v !== 'retry') return;
+      this.timer = setTimeout(() => this.connect(), this.backoff.next());
+    });
+  }
+
+  private open(url: string): void {
+    const ws = new WebSocket(url);
     this.ws = ws;
     ws.onopen = () => {
       this.backoff.reset();

@@ -84,11 +84,15 @@ export class SeatSession {
     }
   }
 
-  /** WebSocket URL on this origin with the token as a query parameter. */
-  wsUrl(path: string, params: Record<string, string> = {}): string {
+  /**
+   * WebSocket URL on this origin with a fresh one-time ticket (the token itself never goes in a
+   * URL). The ticket is bound to `params.mode`; a refused token is renewed once as in `call`.
+   */
+  async wsUrl(path: string, params: Record<string, string> = {}): Promise<string> {
+    const { ticket } = await this.call((token) => api.sessionTicket(token, { mode: params.mode }));
     const url = new URL(path, location.href);
     url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
-    url.searchParams.set('token', this.token);
+    url.searchParams.set('ticket', ticket);
     for (const [k, v] of Object.entries(params)) url.searchParams.set(k, v);
     return url.toString();
   }

@@ -1,7 +1,9 @@
 //! OpenAPI entries for the session gateway. The gateway serves these paths through one
 //! catch-all relay (`/api/session/{*rest}`), so the document gets one annotated item per path
-//! here; the functions are never routed. Every path takes the learner token (Bearer or `token`
-//! query), or the instructor token with `workshop_id` and `seat` query parameters.
+//! here; the functions are never routed. Every path takes the learner token, or the instructor
+//! token (or session) with `workshop_id` and `seat` query parameters, in the Authorization
+//! header; WebSocket upgrades may instead carry a one-time `ticket` (`POST /api/session/ticket`).
+//! A `token` query parameter is refused (401).
 #![allow(dead_code)]
 
 use clarateach_core::{
@@ -15,7 +17,7 @@ use clarateach_core::{
         ("session" = Option<String>, Query, description = "Session name, default `main`"),
         ("mode" = Option<String>, Query, description = "interactive | watch | takeover (instructors)"),
         ("format" = Option<String>, Query, description = "binary (default) | json"),
-        ("token" = Option<String>, Query, description = "Learner or instructor token"),
+        ("ticket" = Option<String>, Query, description = "One-time ticket from POST /api/session/ticket (instead of the Authorization header)"),
         ("workshop_id" = Option<String>, Query, description = "Instructor only"),
         ("seat" = Option<u32>, Query, description = "Instructor only"),
     ),
@@ -49,6 +51,7 @@ pub fn delete_file() {}
 
 /// Change events of the workspace (WebSocket).
 #[utoipa::path(get, path = "/api/session/files/watch", tag = "session",
+    params(("ticket" = Option<String>, Query, description = "One-time ticket from POST /api/session/ticket (instead of the Authorization header)")),
     responses((status = 101, description = "WebSocket upgrade"), (status = 401, body = ErrorBody)))]
 pub fn watch_files() {}
 

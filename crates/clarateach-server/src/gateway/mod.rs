@@ -104,6 +104,11 @@ mod tests {
             "?path=%2Fsrc"
         );
         assert_eq!(proxy::daemon_query(None, &learner, false), "");
+        assert_eq!(
+            proxy::daemon_query(Some("ticket=ctk_x&session=s1"), &learner, true),
+            "?session=s1&mode=interactive",
+            "a ticket never reaches the agent or the daemon"
+        );
         let watcher = SeatAccess {
             role: Role::Instructor,
             mode: Mode::Watch,

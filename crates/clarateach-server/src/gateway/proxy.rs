@@ -46,7 +46,7 @@ pub(super) fn daemon_query(raw: Option<&str>, access: &SeatAccess, terminal: boo
         .filter(|p| !p.is_empty())
         .filter(|p| {
             let key = p.split('=').next().unwrap_or("");
-            !matches!(key, "token" | "workshop_id" | "seat" | "mode")
+            !matches!(key, "token" | "ticket" | "workshop_id" | "seat" | "mode")
         })
         .map(str::to_string)
         .collect();
@@ -119,10 +119,20 @@ pub(super) async fn forward(
     }
     let agent_upgrade = hyper::upgrade::on(&mut resp);
     let (state, access) = (state.clone(), access.clone());
+    // A seat reset signs its learner out: their open WebSockets close too.
+    let reset = (access.role == super::access::Role::Learner)
+        .then(|| state.seat_reset(&access.workshop_id, access.seat));
     tokio::spawn(async move {
         match tokio::try_join!(client_upgrade, agent_upgrade) {
             Ok((client, agent)) => {
-                splice(&state, &access, TokioIo::new(client), TokioIo::new(agent)).await
+                let spliced = splice(&state, &access, TokioIo::new(client), TokioIo::new(agent));
+                match reset {
+                    Some(reset) => tokio::select! {
+                        () = spliced => {}
+                        () = reset => tracing::info!(workshop.id = %access.workshop_id, seat = access.seat, "learner connection closed: seat reset"),
+                    },
+                    None => spliced.await,
+                }
             }
             Err(e) => tracing::debug!(error = %e, "gateway upgrade failed"),
         }

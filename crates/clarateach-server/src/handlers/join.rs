@@ -1,11 +1,10 @@
 //! `POST /api/join`: a learner trades a join code (and optionally a reconnect code) for a
-//! seat and a token. Failed guesses (unknown code or reconnect code) count against the client
-//! address; past the budget every join from it is 429 for the rest of the minute.
+//! seat and a token. Unknown join codes and unknown reconnect codes are counted by
+//! [`crate::throttle`]; past a budget the join is 429 for the rest of the minute.
 
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::Json;
 use chrono::Utc;
 use clarateach_core::{
@@ -36,17 +35,20 @@ pub async fn join(
     BaseUrl(base): BaseUrl,
     ApiJson(req): ApiJson<JoinRequest>,
 ) -> Result<Json<JoinResponse>, ApiError> {
-    if let Err(secs) = state.throttle().check(ip) {
+    if let Err(secs) = state.throttle().check_code(ip) {
         state.metrics().observe_join("too_many_attempts");
         return Err(ApiError::too_many_attempts(secs));
     }
-    let result = join_seat(&state, &base, req).await;
+    let result = join_seat(&state, &base, req, ip).await;
     match &result {
-        Ok(_) => state.metrics().observe_join("accepted"),
+        Ok(joined) => {
+            state.throttle().succeeded(ip, &joined.workshop_id);
+            state.metrics().observe_join("accepted");
+        }
         Err(e) => {
             state.metrics().observe_join(e.code);
-            if e.status == StatusCode::NOT_FOUND {
-                state.throttle().fail(ip);
+            if e.code == "workshop_not_found" {
+                state.throttle().fail_code(ip).await;
             }
         }
     }
@@ -57,6 +59,7 @@ async fn join_seat(
     state: &AppState,
     base: &str,
     req: JoinRequest,
+    ip: std::net::IpAddr,
 ) -> Result<JoinResponse, ApiError> {
     if req.code.trim().is_empty() || req.code.chars().count() > 40 {
         return Err(ApiError::validation("code must be 1 to 40 characters"));
@@ -77,14 +80,20 @@ async fn join_seat(
         .filter(|o| !o.is_empty());
     if let Some(odehash) = odehash {
         let target = running_by_code(state, &code).await?;
+        if let Err(secs) = state.throttle().check_reconnect(ip, &target.id) {
+            return Err(ApiError::too_many_attempts(secs));
+        }
         let found = if ids::is_valid_odehash(&odehash) {
             state.store().seat_by_odehash(&target.id, &odehash).await?
         } else {
             None
         };
-        let seat = found.ok_or_else(|| {
-            ApiError::not_found("No seat with that reconnect code in this workshop.")
-        })?;
+        let Some(seat) = found else {
+            state.throttle().fail_reconnect(ip, &target.id).await;
+            return Err(ApiError::not_found(
+                "No seat with that reconnect code in this workshop.",
+            ));
+        };
         return token_for(state, base, &target, seat);
     }
     let target = match state.join_codes().get(&code) {
@@ -170,6 +179,7 @@ fn token_for(
         agent_id: seat.agent_id,
         exp,
         iat,
+        generation: seat.generation,
     };
     let token = state
         .keys()

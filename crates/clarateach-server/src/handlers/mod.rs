@@ -6,6 +6,7 @@ pub mod agents;
 pub mod health;
 pub mod join;
 pub mod seats;
+pub mod sessions;
 pub mod workshops;
 
 use axum::extract::FromRequestParts;

@@ -1,9 +1,12 @@
 //! `GET /api/workshops/{id}/seats`: every seat of an instructor's workshop, with its learner
-//! and the last activity the gateway saw.
+//! and the last activity the gateway saw; `POST .../seats/{seat}/reset`: a new reconnect code
+//! and generation for a seat, so every earlier token and the old code stop working (a leaked
+//! code, or another learner taking the chair) while the seat's files stay.
 
 use axum::extract::State;
 use axum::Json;
-use clarateach_core::{ErrorBody, ListSeatsResponse, Seat};
+use clarateach_core::{ids, ErrorBody, ListSeatsResponse, ResetSeatResponse, Seat};
+use clarateach_store::StoreError;
 
 use crate::auth::Instructor;
 use crate::error::ApiError;
@@ -41,4 +44,49 @@ pub async fn list(
         })
         .collect();
     Ok(Json(ListSeatsResponse { seats }))
+}
+
+/// Reset a seat's learner: new reconnect code, earlier tokens refused, files kept.
+#[utoipa::path(post, path = "/api/workshops/{id}/seats/{seat}/reset", tag = "workshops",
+    params(("id" = String, Path, description = "Workshop id"),
+        ("seat" = u32, Path, description = "Seat number")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = ResetSeatResponse),
+        (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "`seat_not_joined`: nobody holds the seat", body = ErrorBody),
+        (status = 422, body = ErrorBody),
+    ))]
+pub async fn reset(
+    State(state): State<AppState>,
+    instructor: Instructor,
+    ApiPath((id, seat)): ApiPath<(String, u32)>,
+) -> Result<Json<ResetSeatResponse>, ApiError> {
+    let w = instructor.workshop(&state, &id).await?;
+    if seat == 0 || seat > w.seats {
+        return Err(ApiError::not_found("This workshop has no such seat."));
+    }
+    for _ in 0..5 {
+        match state.store().reset_seat(&w.id, seat, &ids::odehash()).await {
+            Ok(Some(rec)) => {
+                tracing::info!(workshop.id = %w.id, seat, generation = rec.generation, "seat reset");
+                state.announce_seat_reset(&w.id, seat);
+                return Ok(Json(ResetSeatResponse {
+                    seat,
+                    odehash: rec.odehash.unwrap_or_default(),
+                    generation: rec.generation,
+                }));
+            }
+            Ok(None) => {
+                return Err(ApiError::conflict(
+                    "seat_not_joined",
+                    "Nobody holds this seat; there is nothing to reset.",
+                ))
+            }
+            Err(StoreError::Conflict) => continue, // the new reconnect code is taken: draw again
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::internal(&StoreError::Conflict))
 }

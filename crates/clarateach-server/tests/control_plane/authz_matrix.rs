@@ -190,8 +190,14 @@ async fn world() -> World {
 }
 
 /// A body that would be accepted from the right caller.
-fn body_for(w: &World, method: &Method, path: &str) -> Option<Value> {
+fn body_for(w: &World, method: &Method, path: &str, who: Who) -> Option<Value> {
     match (method.as_str(), path) {
+        ("POST", "/api/session/ticket") => Some(match who {
+            Who::InstructorA | Who::InstructorB => {
+                json!({"workshop_id": w.ws_a, "seat": 1, "mode": "watch"})
+            }
+            _ => json!({}),
+        }),
         ("POST", "/api/workshops") => Some(json!({"name": "New", "seats": 1})),
         ("POST", "/api/join") => Some(json!({"code": w.code_a})),
         ("POST", "/api/session/files-mkdir") => Some(json!({"path": "d"})),
@@ -257,6 +263,26 @@ fn expected(method: &Method, path: &str, who: Who) -> Option<StatusCode> {
             InstructorB => StatusCode::NOT_FOUND,
             _ => unauth,
         },
+        // Sessions are minted from the long-lived instructor token only, and only a session
+        // token can be revoked (the long-lived one is not a session).
+        "/api/instructor/sessions" => match (who, m) {
+            (InstructorA | InstructorB, "POST") => StatusCode::CREATED,
+            _ => unauth,
+        },
+        // A ticket for what the caller may open: a learner its own seat, instructor A a watch of
+        // A's seat 1, instructor B nothing of A's.
+        "/api/session/ticket" => match who {
+            _ if learner => ok,
+            InstructorA => ok,
+            InstructorB => StatusCode::NOT_FOUND,
+            _ => unauth,
+        },
+        // {seat} is A's seat 2 (its learner's token is not used after this row).
+        "/api/workshops/{id}/seats/{seat}/reset" => match who {
+            InstructorA => ok,
+            InstructorB => StatusCode::NOT_FOUND,
+            _ => unauth,
+        },
         p if p.starts_with("/api/session/") => match who {
             _ if learner => ok,
             // The instructor names A's seat 1; watching is read-only.
@@ -273,8 +299,14 @@ fn concrete(w: &World, method: &Method, path: &str, who: Who) -> String {
     let destructive = (method == Method::DELETE && path == "/api/workshops/{id}")
         || path == "/api/workshops/{id}/stop";
     let id = if destructive { &w.ws_victim } else { &w.ws_a };
-    let mut p = path.replace("{id}", id).replace("{path}", "notes.txt");
-    if p.starts_with("/api/session/") && matches!(who, Who::InstructorA | Who::InstructorB) {
+    let mut p = path
+        .replace("{id}", id)
+        .replace("{path}", "notes.txt")
+        .replace("{seat}", "2");
+    if p.starts_with("/api/session/")
+        && p != "/api/session/ticket"
+        && matches!(who, Who::InstructorA | Who::InstructorB)
+    {
         p.push_str(&format!("?workshop_id={}&seat=1", w.ws_a));
     }
     p
@@ -348,7 +380,7 @@ async fn every_route_by_every_caller() {
                 method.clone(),
                 &url,
                 who,
-                body_for(&w, method, path),
+                body_for(&w, method, path, who),
                 &[],
             )
             .await;
@@ -359,7 +391,10 @@ async fn every_route_by_every_caller() {
                 continue;
             }
             // Seat traffic must land on the caller's own seat.
-            if got == StatusCode::OK && path.starts_with("/api/session/") {
+            if got == StatusCode::OK
+                && path.starts_with("/api/session/")
+                && path != "/api/session/ticket"
+            {
                 let (ws, seat) = seat_of(who, &w).expect("seat");
                 let line = serde_json::from_str::<Value>(&text).unwrap_or_default()["line"]
                     .as_str()

@@ -158,14 +158,14 @@ async fn unknown_routes_methods_and_auth_answer_json() {
         .await
         .expect("send");
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-    // Token as query parameter (what browsers use for WebSockets).
+    // A token as query parameter is refused (it would land in access logs); see sessions.rs.
     let res = s
         .http
         .get(s.url(&format!("/api/workshops?token={}", s.token)))
         .send()
         .await
         .expect("send");
-    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     // Agent channel: no token 401; a valid token but not a WebSocket 400.
     let res = s
         .http

@@ -11,6 +11,8 @@ mod join;
 mod lifecycle;
 mod limits;
 mod security;
+mod sessions;
+mod throttling;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};

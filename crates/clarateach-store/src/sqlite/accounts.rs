@@ -132,6 +132,63 @@ impl AccountStore for SqliteStore {
         .await?;
         Ok(n > 0)
     }
+
+    async fn create_instructor_session(
+        &self,
+        token_hash: &str,
+        instructor_id: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<()> {
+        let now = Utc::now();
+        let mut tx = self.writer.begin().await?;
+        sqlx::query("DELETE FROM instructor_sessions WHERE expires_at <= ?")
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO instructor_sessions (token_hash, instructor_id, created_at, expires_at) \
+             VALUES (?, ?, ?, ?)",
+        )
+        .bind(token_hash)
+        .bind(instructor_id)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn instructor_by_session_hash(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<InstructorRecord>> {
+        let row = sqlx::query(
+            "SELECT i.id, i.name, i.created_at FROM instructor_sessions s \
+             JOIN instructors i ON i.id = s.instructor_id WHERE s.token_hash = ? AND s.expires_at > ?",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(match row {
+            Some(r) => Some(InstructorRecord {
+                id: r.try_get("id")?,
+                name: r.try_get("name")?,
+                created_at: r.try_get::<DateTime<Utc>, _>("created_at")?,
+            }),
+            None => None,
+        })
+    }
+
+    async fn delete_instructor_session(&self, token_hash: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM instructor_sessions WHERE token_hash = ?")
+            .bind(token_hash)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
 }
 
 #[cfg(test)]
@@ -199,5 +256,41 @@ mod tests {
         );
         assert!(s.agent_token_active("t2").await.expect("q"));
         assert_eq!(s.revoke_agent_tokens("agent-a").await.expect("again"), 0);
+    }
+
+    #[tokio::test]
+    async fn sessions_expire_and_revoke() {
+        let (_d, s) = temp_store().await;
+        s.create_instructor("i1", "ada", "h1")
+            .await
+            .expect("create");
+        let now = Utc::now();
+        let later = now + chrono::Duration::hours(12);
+        s.create_instructor_session("sh", "i1", later)
+            .await
+            .expect("session");
+        let found = s.instructor_by_session_hash("sh", now).await.expect("q");
+        assert_eq!(found.map(|i| i.id), Some("i1".into()));
+        assert!(
+            s.instructor_by_session_hash("sh", later)
+                .await
+                .expect("q")
+                .is_none(),
+            "expired at its expiry"
+        );
+        assert!(
+            s.instructor_by_session_hash("h1", now)
+                .await
+                .expect("q")
+                .is_none(),
+            "the instructor's own token hash is not a session"
+        );
+        assert!(s.delete_instructor_session("sh").await.expect("delete"));
+        assert!(!s.delete_instructor_session("sh").await.expect("again"));
+        assert!(s
+            .instructor_by_session_hash("sh", now)
+            .await
+            .expect("q")
+            .is_none());
     }
 }

@@ -8,6 +8,7 @@
 mod accounts;
 mod claims;
 mod seats;
+mod throttle;
 mod workshops;
 
 use std::path::Path;

@@ -18,7 +18,7 @@ fn claim_task_gone() -> StoreError {
 }
 
 pub(super) const COLUMNS: &str =
-    "workshop_id, seat, state, agent_id, odehash, name, joined_at, last_activity_at";
+    "workshop_id, seat, state, agent_id, odehash, name, joined_at, last_activity_at, generation";
 
 pub(super) fn record(r: &SqliteRow) -> Result<SeatRecord> {
     Ok(SeatRecord {
@@ -30,6 +30,7 @@ pub(super) fn record(r: &SqliteRow) -> Result<SeatRecord> {
         name: r.try_get("name")?,
         joined_at: r.try_get::<Option<DateTime<Utc>>, _>("joined_at")?,
         last_activity_at: r.try_get::<Option<DateTime<Utc>>, _>("last_activity_at")?,
+        generation: to_u32(r.try_get("generation")?, "generation")?,
     })
 }
 
@@ -201,6 +202,24 @@ impl SeatStore for SqliteStore {
         Ok(())
     }
 
+    async fn reset_seat(
+        &self,
+        workshop_id: &str,
+        seat: u32,
+        odehash: &str,
+    ) -> Result<Option<SeatRecord>> {
+        let row = sqlx::query(&format!(
+            "UPDATE seats SET odehash = ?, generation = generation + 1 \
+             WHERE workshop_id = ? AND seat = ? AND odehash IS NOT NULL RETURNING {COLUMNS}"
+        ))
+        .bind(odehash)
+        .bind(workshop_id)
+        .bind(i64::from(seat))
+        .fetch_optional(&self.writer)
+        .await?;
+        row.as_ref().map(record).transpose()
+    }
+
     async fn count_seats_by_state(&self) -> Result<Vec<(SeatState, i64)>> {
         let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM seats GROUP BY state")
             .fetch_all(&self.reader)
@@ -348,7 +367,7 @@ mod tests {
             .expect("seat");
         assert_eq!(
             s.seat_by_odehash("ws-a", "abcde").await.expect("q"),
-            Some(claimed)
+            Some(claimed.clone())
         );
         s.touch_activity("ws-a", 1, Utc::now())
             .await
@@ -370,6 +389,33 @@ mod tests {
             .map(|x| x.state)
             .collect();
         assert_eq!(states, vec![SeatState::Destroyed, SeatState::Lost]);
+        assert_eq!(claimed.generation, 0);
+        let reset = s
+            .reset_seat("ws-a", claimed.seat, "fghij")
+            .await
+            .expect("reset")
+            .expect("held seat");
+        assert_eq!(
+            (reset.generation, reset.odehash.as_deref()),
+            (1, Some("fghij"))
+        );
+        assert_eq!(
+            reset.name.as_deref(),
+            Some("Ann"),
+            "the learner's name is kept"
+        );
+        assert!(s
+            .seat_by_odehash("ws-a", "abcde")
+            .await
+            .expect("q")
+            .is_none());
+        assert!(
+            s.reset_seat("ws-a", 2, "klmno")
+                .await
+                .expect("reset")
+                .is_none(),
+            "a free seat has no learner to reset"
+        );
         assert_eq!(s.count_seats_by_state().await.expect("count").len(), 2);
     }
 }

@@ -29,6 +29,10 @@ pub struct Args {
     /// Private key (PEM) of --tls-cert.
     #[arg(long, env = "CLARATEACH_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// A reverse proxy (address or CIDR, repeatable) whose X-Forwarded-For is believed when
+    /// counting failed joins per client; the rightmost hop it did not add counts.
+    #[arg(long = "trusted-proxy", value_name = "CIDR")]
+    pub trusted_proxies: Vec<clarateach_server::extract::Cidr>,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -96,6 +100,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut config = ServerConfig::new(&data_dir);
     config.listen = args.listen;
     config.public_url = args.public_url;
+    config.trusted_proxies = args.trusted_proxies;
     config.heartbeat_interval = Duration::from_millis(args.heartbeat_ms.max(100));
     config.web = Some(clarateach_web::router());
     args.limits.apply(&mut config);

@@ -44,6 +44,10 @@ pub struct Args {
     #[arg(long, env = "CLARATEACH_EXPORT_CAP_MB", default_value_t = 1024,
           value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
     export_cap_mb: u64,
+    /// A reverse proxy (address or CIDR, repeatable) whose X-Forwarded-For is believed when
+    /// counting failed joins per client; the rightmost hop it did not add counts.
+    #[arg(long = "trusted-proxy", value_name = "CIDR")]
+    trusted_proxies: Vec<clarateach_server::extract::Cidr>,
 }
 
 /// The local agent's id and token, the token kept in `DATA_DIR/agent/up-agent.token` (0600) and
@@ -99,6 +103,8 @@ pub struct StackOptions {
     pub limits: LimitArgs,
     /// Per-seat export cap in bytes (`AgentConfig::export_cap_bytes`).
     pub export_cap_bytes: u64,
+    /// Reverse proxies whose X-Forwarded-For counts (`--trusted-proxy`).
+    pub trusted_proxies: Vec<clarateach_server::extract::Cidr>,
 }
 
 impl Stack {
@@ -110,6 +116,7 @@ impl Stack {
         let mut config = ServerConfig::new(&data_dir);
         config.listen = opts.listen;
         config.heartbeat_interval = opts.heartbeat;
+        config.trusted_proxies = opts.trusted_proxies;
         config.web = Some(clarateach_web::router());
         opts.limits.apply(&mut config);
         let server = Server::open(config)
@@ -186,6 +193,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         heartbeat: Duration::from_millis(args.heartbeat_ms.max(100)),
         limits: args.limits,
         export_cap_bytes: args.export_cap_mb << 20,
+        trusted_proxies: args.trusted_proxies,
     })
     .await?;
     let token_file = data_dir.join(INSTRUCTOR_TOKEN_FILE);

@@ -44,6 +44,17 @@ pub struct Proc {
 impl Proc {
     /// Starts `clarateach args...` and waits until a stdout line contains `ready_marker`.
     pub fn start(dir: &Path, name: &str, args: &[String], ready_marker: &str) -> Self {
+        Self::start_logging(dir, name, args, ready_marker, "info")
+    }
+
+    /// Like [`Proc::start`] with `CLARATEACH_LOG=level` (e.g. `debug`).
+    pub fn start_logging(
+        dir: &Path,
+        name: &str,
+        args: &[String],
+        ready_marker: &str,
+        level: &str,
+    ) -> Self {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -51,7 +62,7 @@ impl Proc {
             .expect("log file");
         let mut child = Command::new(BIN)
             .args(args)
-            .env("CLARATEACH_LOG", "info")
+            .env("CLARATEACH_LOG", level)
             // Seat images are sparse and tests write little: a fixed budget instead of `auto`,
             // which would refuse seats whose full growth does not fit this (shared) disk.
             .env("CLARATEACH_SEAT_STORE_SIZE", "1T")

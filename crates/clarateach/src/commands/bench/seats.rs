@@ -243,6 +243,7 @@ async fn bench(args: &Args, dir: &Path) -> anyhow::Result<()> {
         heartbeat: Duration::from_millis(500),
         limits: Default::default(),
         export_cap_bytes: clarateach_agent::export::archive::DEFAULT_CAP_BYTES,
+        trusted_proxies: Vec::new(),
     })
     .await?;
     let result = measure(args, &stack, dir, mem_before).await;

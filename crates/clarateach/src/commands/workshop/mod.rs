@@ -9,6 +9,7 @@ mod export;
 mod info;
 mod list;
 mod output;
+mod reset_seat;
 mod start;
 mod stop;
 mod wait;
@@ -45,6 +46,9 @@ enum Verb {
     Delete(delete::Args),
     /// Download a tar.gz of every seat's files.
     Export(export::Args),
+    /// Give a seat a new reconnect code: the learner signed in there (and anyone holding the
+    /// old code) is signed out; the seat's files stay.
+    ResetSeat(reset_seat::Args),
 }
 
 /// What every verb gets: the client and how to print.
@@ -68,6 +72,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Verb::Stop(a) => stop::run(&ctx, a).await,
         Verb::Delete(a) => delete::run(&ctx, a).await,
         Verb::Export(a) => export::run(&ctx, a).await,
+        Verb::ResetSeat(a) => reset_seat::run(&ctx, a).await,
     };
     result.map_err(|e| one_line(e, &session, id.as_deref()))
 }
@@ -82,6 +87,7 @@ impl Verb {
             Verb::Stop(a) => Some(&a.id),
             Verb::Delete(a) => Some(&a.id),
             Verb::Export(a) => Some(&a.id),
+            Verb::ResetSeat(a) => Some(&a.id),
         }
     }
 }

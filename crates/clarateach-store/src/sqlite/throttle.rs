@@ -1,0 +1,66 @@
+//! The join limiter's counters. Written only on a failed join below its budget (a blocked
+//! client is refused before anything is written), so a flood costs at most one write per
+//! budget unit and bucket.
+
+use async_trait::async_trait;
+use sqlx::Row;
+
+use super::{to_u32, SqliteStore};
+use crate::{Result, ThrottleStore};
+
+#[async_trait]
+impl ThrottleStore for SqliteStore {
+    async fn load_throttle(&self, since: i64) -> Result<Vec<(String, i64, u32)>> {
+        sqlx::query("DELETE FROM join_throttle WHERE window_start < ?")
+            .bind(since)
+            .execute(&self.writer)
+            .await?;
+        let rows = sqlx::query("SELECT bucket, window_start, failures FROM join_throttle")
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("bucket")?,
+                    r.try_get("window_start")?,
+                    to_u32(r.try_get("failures")?, "failures")?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn save_throttle(&self, bucket: &str, window_start: i64, failures: u32) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO join_throttle (bucket, window_start, failures) VALUES (?, ?, ?) \
+             ON CONFLICT (bucket) DO UPDATE SET window_start = excluded.window_start, \
+             failures = excluded.failures",
+        )
+        .bind(bucket)
+        .bind(window_start)
+        .bind(i64::from(failures))
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::temp_store;
+    use super::*;
+
+    #[tokio::test]
+    async fn counters_upsert_load_and_expire() {
+        let (_d, s) = temp_store().await;
+        s.save_throttle("a:10.0.0.1", 100, 1).await.expect("save");
+        s.save_throttle("a:10.0.0.1", 100, 2).await.expect("update");
+        s.save_throttle("a:10.0.0.2", 10, 5).await.expect("old");
+        let loaded = s.load_throttle(50).await.expect("load");
+        assert_eq!(loaded, vec![("a:10.0.0.1".to_string(), 100, 2)]);
+        assert_eq!(
+            s.load_throttle(0).await.expect("reload").len(),
+            1,
+            "old row deleted"
+        );
+    }
+}
