@@ -1,7 +1,7 @@
 //! `MicrovmBackend`: the `Backend` trait over per-seat VMs. Seat state lives on disk (seat dir,
 //! pid file) so an agent restart re-adopts running VMs; the in-memory map only caches endpoints.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -26,6 +26,11 @@ pub struct MicrovmBackend {
     pub(super) endpoints: Mutex<HashMap<SeatKey, DaemonEndpoint>>,
     /// Serialises bridge address allocation (scan the records, pick, save).
     alloc: Mutex<()>,
+    /// Each seat's environment (the workshop's API key among it), in memory only: neither the
+    /// seat record nor the config disk on the agent's disk holds it. `create` (which the agent
+    /// always runs before `start`, with the spec the control plane re-sends after a restart)
+    /// sets it; QEMU gets it in a memfd config disk.
+    pub(super) envs: Mutex<HashMap<SeatKey, BTreeMap<String, String>>>,
 }
 
 impl MicrovmBackend {
@@ -65,6 +70,7 @@ impl MicrovmBackend {
             accel: OnceCell::new(),
             endpoints: Mutex::new(HashMap::new()),
             alloc: Mutex::new(()),
+            envs: Mutex::new(HashMap::new()),
         })
     }
 
@@ -139,6 +145,14 @@ impl MicrovmBackend {
             m.remove(key);
         }
     }
+
+    /// The seat's environment as `create` was given it (empty when unknown).
+    pub(super) fn env_of(&self, key: &SeatKey) -> BTreeMap<String, String> {
+        self.envs
+            .lock()
+            .map(|m| m.get(key).cloned().unwrap_or_default())
+            .unwrap_or_default()
+    }
 }
 
 #[async_trait]
@@ -148,6 +162,13 @@ impl Backend for MicrovmBackend {
     }
 
     async fn create(&self, spec: &WorkspaceSpec) -> Result<(), BackendError> {
+        if matches!(self.cfg.net, Net::User) && spec.limits.network.reaches_out() {
+            return Err(BackendError::Unsupported(
+                spec.key.clone(),
+                "limits.network \"open\" or an allow-list needs --microvm-bridge: user-mode \
+                 networking would give the seat the host's loopback as 10.0.2.2",
+            ));
+        }
         let paths = self.paths(&spec.key);
         let io = |action| move |source| BackendError::Io { action, source };
         std::fs::create_dir_all(&paths.dir).map_err(io("creating the seat dir"))?;
@@ -155,7 +176,11 @@ impl Backend for MicrovmBackend {
         if let Ok(old) = SeatRecord::load(&paths.record()) {
             (record.addr, record.guest_ip) = (old.addr, old.guest_ip);
         }
-        let mut config = GuestConfig::new(spec.daemon_token.clone(), spec.env.clone());
+        if let Ok(mut m) = self.envs.lock() {
+            m.insert(spec.key.clone(), spec.env.clone());
+        }
+        // The disk copy carries no environment (see `envs`).
+        let mut config = GuestConfig::new(spec.daemon_token.clone(), BTreeMap::new());
         {
             // Held across scan + save so two seats created at once cannot pick the same address.
             let _alloc = self.alloc.lock();
@@ -213,6 +238,9 @@ impl Backend for MicrovmBackend {
 
     async fn destroy(&self, key: &SeatKey, delete_volume: bool) -> Result<(), BackendError> {
         self.forget(key);
+        if let Ok(mut m) = self.envs.lock() {
+            m.remove(key);
+        }
         let paths = self.paths(key);
         lifecycle::stop_vm(&paths)
             .await

@@ -61,7 +61,10 @@ pub(super) async fn start_firecracker(
         run("ip", &args).await.map_err(|e| fail(e.to_string()))?;
     }
     std::fs::write(paths.dir.join("tap"), &tap).map_err(|e| fail(e.to_string()))?;
-    let mut config = clarateach_image::GuestConfig::new(record.token.clone(), record.env.clone());
+    // Firecracker opens its drives by path (inside the jail), so its config disk is a 0600 file
+    // holding the environment while the VM runs; QEMU seats get a memfd instead. Known gap.
+    let mut config =
+        clarateach_image::GuestConfig::new(record.token.clone(), b.env_of(&record.key()));
     config.net = clarateach_image::GuestNet {
         address: format!("{guest_ip}/30"),
         gateway: host_ip.to_string(),

@@ -68,6 +68,14 @@ pub(super) async fn start_qemu(
             Some((tap, ip))
         }
     };
+    // The config disk with the seat's environment, in memory only (see `MicrovmBackend::envs`).
+    let on_disk = std::fs::read(paths.config_disk()).map_err(|e| fail(e.to_string()))?;
+    let mut config = clarateach_image::GuestConfig::from_disk(&on_disk)
+        .ok_or_else(|| fail("the seat's config disk is unreadable: recreate it".into()))?;
+    config.env = b.env_of(&key);
+    let config_fd = std::sync::Arc::new(
+        qemu::config_memfd(&config.to_disk()).map_err(|e| fail(format!("config memfd: {e}")))?,
+    );
     // Two tries in user mode: another process may grab the free port before QEMU binds it.
     let mut last = String::new();
     for _ in 0..2 {
@@ -91,6 +99,7 @@ pub(super) async fn start_qemu(
             limits: record.limits.clone(),
             net,
             root: root.clone(),
+            config_fd: Some(config_fd.clone()),
         };
         let _ = std::fs::remove_file(paths.console());
         let child = qemu::spawn(&launch, &b.image, paths)

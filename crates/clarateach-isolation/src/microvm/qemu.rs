@@ -28,6 +28,10 @@ pub struct QemuLaunch {
     pub accel: Accel,
     pub limits: Limits,
     pub net: QemuNet,
+    /// The config disk as a read-only memfd (it holds the seat's environment, which never goes
+    /// to the agent's disk), handed to QEMU as fd [`CONFIG_FD`] in fd set 1; `None` uses the
+    /// seat's `config.img` file.
+    pub config_fd: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
     /// Root disk: the seat's qcow2 overlay, or the shared raw rootfs opened with `snapshot=on`
     /// when `qemu-img` is missing (then root changes do not survive a stop).
     pub root: RootDisk,
@@ -101,18 +105,23 @@ pub fn args(l: &QemuLaunch, image: &ImageLayout, seat: &SeatPaths) -> Vec<OsStri
             "id=vol,file={},format=raw,if=none,discard=unmap",
             path(&seat.volume)
         ),
-        format!(
-            "id=cfg,file={},format=raw,if=none,read-only=on",
-            path(&seat.config_disk())
-        ),
+        match l.config_fd {
+            Some(_) => "id=cfg,file=/dev/fdset/1,format=raw,if=none,read-only=on".to_string(),
+            None => format!(
+                "id=cfg,file={},format=raw,if=none,read-only=on",
+                path(&seat.config_disk())
+            ),
+        },
     ];
     let (netdev, nic) = match &l.net {
-        // Without egress the guest may not reach the host or beyond (restrict=on); the
-        // daemon's forward from the host still works, as QEMU exempts explicit forwards.
+        // Always restrict=on: the guest reaches neither the host nor beyond. Unrestricted user
+        // networking maps 10.0.2.2 to the host's loopback, so a seat would reach the control
+        // plane's and agent's ports; seats that need a network get a TAP on a bridge instead
+        // (`MicrovmBackend::create` refuses them here). The daemon's forward from the host
+        // still works, as QEMU exempts explicit forwards.
         QemuNet::User { host_port } => (
             format!(
-                "user,id=n0,restrict={},hostfwd=tcp:127.0.0.1:{host_port}-:{GUEST_DAEMON_PORT}",
-                if l.limits.egress { "off" } else { "on" }
+                "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{host_port}-:{GUEST_DAEMON_PORT}"
             ),
             "virtio-net-device,netdev=n0".to_string(),
         ),
@@ -129,6 +138,9 @@ pub fn args(l: &QemuLaunch, image: &ImageLayout, seat: &SeatPaths) -> Vec<OsStri
         "-append".into(),
         KERNEL_CMDLINE.into(),
     ];
+    if l.config_fd.is_some() {
+        a2.extend(["-add-fd".into(), format!("fd={CONFIG_FD},set=1")]);
+    }
     for (i, d) in disks.iter().enumerate() {
         let id = ["root", "vol", "cfg"][i];
         a2.extend([
@@ -167,22 +179,60 @@ pub async fn create_overlay(image: &ImageLayout, overlay: &Path) -> std::io::Res
     Ok(())
 }
 
+/// The descriptor number QEMU finds the memfd config disk on (`-add-fd fd=3,set=1`).
+pub const CONFIG_FD: i32 = 3;
+
+/// A read-only memfd holding `bytes`: a config disk that exists in memory only. Read-only
+/// because QEMU opens a `read-only=on` drive from an fd set only with a matching access mode.
+pub fn config_memfd(bytes: &[u8]) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::io::Write;
+    let fd = rustix::fs::memfd_create("clarateach-config", rustix::fs::MemfdFlags::CLOEXEC)?;
+    let mut file = std::fs::File::from(fd);
+    file.write_all(bytes)?;
+    let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file));
+    // A second, read-only open of the same memory file; `file` (read-write) is closed here.
+    Ok(std::fs::File::open(path)?.into())
+}
+
 /// Spawns QEMU in its own process group (a Ctrl-C on the agent's terminal does not reach it),
 /// stdin from /dev/null (QEMU in the background with a terminal stdin printed nothing).
+#[allow(unsafe_code)]
 pub fn spawn(
     l: &QemuLaunch,
     image: &ImageLayout,
     seat: &SeatPaths,
 ) -> std::io::Result<tokio::process::Child> {
+    use std::os::fd::AsRawFd;
     let stderr = std::fs::File::create(seat.dir.join("qemu.stderr"))?;
-    tokio::process::Command::new(&l.qemu)
-        .args(args(l, image, seat))
+    let mut cmd = tokio::process::Command::new(&l.qemu);
+    cmd.args(args(l, image, seat))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(stderr)
         .process_group(0)
-        .kill_on_drop(false)
-        .spawn()
+        .kill_on_drop(false);
+    if let Some(fd) = &l.config_fd {
+        let src = fd.as_raw_fd();
+        // SAFETY: the closure runs in the forked child before exec and calls only dup2 and
+        // fcntl (async-signal-safe) on a descriptor number copied in; `l.config_fd` keeps the
+        // fd open in the parent until spawn returns.
+        unsafe {
+            cmd.pre_exec(move || {
+                // dup2 onto another number clears FD_CLOEXEC; onto itself it does not.
+                let ok = if src == CONFIG_FD {
+                    libc::fcntl(CONFIG_FD, libc::F_SETFD, 0) == 0
+                } else {
+                    libc::dup2(src, CONFIG_FD) == CONFIG_FD
+                };
+                if ok {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+    }
+    cmd.spawn()
 }
 
 #[cfg(test)]
@@ -209,6 +259,7 @@ mod tests {
             accel: Accel::Tcg,
             limits,
             net: QemuNet::User { host_port: 40123 },
+            config_fd: None,
             root: RootDisk::Overlay(seat.overlay()),
         };
         let line: Vec<String> = args(&l, &image, &seat)
@@ -238,7 +289,10 @@ mod tests {
             .map(|s| s.to_string_lossy().into_owned())
             .collect::<Vec<_>>()
             .join(" ");
-        assert!(joined_open.contains("-netdev user,id=n0,restrict=off,"));
+        assert!(
+            joined_open.contains("-netdev user,id=n0,restrict=on,"),
+            "user networking never maps the host's loopback into a seat"
+        );
         assert!(
             joined.contains("-qmp unix:/data/microvm/ws-abc/seat-03/qmp.sock,server=on,wait=off")
         );
@@ -272,6 +326,7 @@ mod tests {
                 mac: "52:54:0b:ad:f0:0d".into(),
             },
             root: RootDisk::Snapshot("/img/rootfs.ext4".into()),
+            config_fd: None,
         };
         let joined = args(&l, &image, &seat)
             .iter()
@@ -285,5 +340,54 @@ mod tests {
              -device virtio-net-device,netdev=n0,mac=52:54:0b:ad:f0:0d"
         ));
         assert!(!joined.contains("hostfwd"));
+    }
+
+    #[test]
+    fn the_config_disk_can_live_in_a_read_only_memfd() {
+        let bytes = clarateach_image::GuestConfig::new("tok", Default::default()).to_disk();
+        let fd = config_memfd(&bytes).expect("memfd");
+        let link = std::fs::read_link(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&fd)
+        ))
+        .expect("link");
+        assert!(
+            link.to_string_lossy()
+                .starts_with("/memfd:clarateach-config"),
+            "not on any file system: {link:?}"
+        );
+        let flags = rustix::fs::fcntl_getfl(&fd).expect("getfl");
+        assert_eq!(
+            flags & rustix::fs::OFlags::ACCMODE,
+            rustix::fs::OFlags::RDONLY
+        );
+        let mut back = Vec::new();
+        std::io::Read::read_to_end(&mut std::fs::File::from(fd), &mut back).expect("read");
+        assert_eq!(back, bytes);
+
+        let image = ImageLayout::new("/img");
+        let seat = SeatPaths::new(
+            Path::new("/data"),
+            &clarateach_core::agent_proto::SeatKey {
+                workshop_id: "ws-abc".into(),
+                seat: 3,
+            },
+        );
+        let l = QemuLaunch {
+            qemu: "q".into(),
+            accel: Accel::Tcg,
+            limits: Limits::default(),
+            net: QemuNet::User { host_port: 1 },
+            root: RootDisk::Snapshot("/img/rootfs.ext4".into()),
+            config_fd: Some(std::sync::Arc::new(config_memfd(&bytes).expect("memfd"))),
+        };
+        let joined = args(&l, &image, &seat)
+            .iter()
+            .map(|s| s.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(joined.contains("-add-fd fd=3,set=1"));
+        assert!(joined.contains("id=cfg,file=/dev/fdset/1,format=raw,if=none,read-only=on"));
+        assert!(!joined.contains("config.img"));
     }
 }

@@ -73,7 +73,9 @@ pub struct SeatRecord {
     pub seat: u32,
     pub limits: Limits,
     pub token: String,
-    #[serde(default)]
+    /// Read from records of older versions only, never written: the environment holds the
+    /// workshop's API key and stays in the backend's memory (`MicrovmBackend::envs`).
+    #[serde(default, skip_serializing)]
     pub env: BTreeMap<String, String>,
     /// Where the daemon answers from the host (QEMU's forwarded port or the guest's TAP address).
     #[serde(default)]
