@@ -112,6 +112,8 @@ pub enum BackendError {
     Network(SeatKey, #[source] netpolicy::NetError),
     #[error("backend unavailable: {0}")]
     Unavailable(String),
+    #[error("workspace {0:?} cannot be made on this backend: {1}")]
+    Unsupported(SeatKey, &'static str),
     #[error("the seat store failed")]
     SeatStore(#[source] sandbox::SeatStoreError),
     #[error("io error during {action}")]

@@ -148,6 +148,13 @@ impl Backend for MicrovmBackend {
     }
 
     async fn create(&self, spec: &WorkspaceSpec) -> Result<(), BackendError> {
+        if matches!(self.cfg.net, Net::User) && spec.limits.network.reaches_out() {
+            return Err(BackendError::Unsupported(
+                spec.key.clone(),
+                "limits.network \"open\" or an allow-list needs --microvm-bridge: user-mode \
+                 networking would give the seat the host's loopback as 10.0.2.2",
+            ));
+        }
         let paths = self.paths(&spec.key);
         let io = |action| move |source| BackendError::Io { action, source };
         std::fs::create_dir_all(&paths.dir).map_err(io("creating the seat dir"))?;

@@ -107,12 +107,14 @@ pub fn args(l: &QemuLaunch, image: &ImageLayout, seat: &SeatPaths) -> Vec<OsStri
         ),
     ];
     let (netdev, nic) = match &l.net {
-        // Without egress the guest may not reach the host or beyond (restrict=on); the
-        // daemon's forward from the host still works, as QEMU exempts explicit forwards.
+        // Always restrict=on: the guest reaches neither the host nor beyond. Unrestricted user
+        // networking maps 10.0.2.2 to the host's loopback, so a seat would reach the control
+        // plane's and agent's ports; seats that need a network get a TAP on a bridge instead
+        // (`MicrovmBackend::create` refuses them here). The daemon's forward from the host
+        // still works, as QEMU exempts explicit forwards.
         QemuNet::User { host_port } => (
             format!(
-                "user,id=n0,restrict={},hostfwd=tcp:127.0.0.1:{host_port}-:{GUEST_DAEMON_PORT}",
-                if l.limits.egress { "off" } else { "on" }
+                "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{host_port}-:{GUEST_DAEMON_PORT}"
             ),
             "virtio-net-device,netdev=n0".to_string(),
         ),
@@ -238,7 +240,10 @@ mod tests {
             .map(|s| s.to_string_lossy().into_owned())
             .collect::<Vec<_>>()
             .join(" ");
-        assert!(joined_open.contains("-netdev user,id=n0,restrict=off,"));
+        assert!(
+            joined_open.contains("-netdev user,id=n0,restrict=on,"),
+            "user networking never maps the host's loopback into a seat"
+        );
         assert!(
             joined.contains("-qmp unix:/data/microvm/ws-abc/seat-03/qmp.sock,server=on,wait=off")
         );
