@@ -122,6 +122,7 @@ impl SandboxBackend {
         &self,
         key: &SeatKey,
         p: &SeatPaths,
+        disk_mb: u32,
         running_uid: Option<u32>,
     ) -> Result<u32, BackendError> {
         let uid = match running_uid {
@@ -143,11 +144,6 @@ impl SandboxBackend {
                     )
                 })
                 .collect();
-        let disk_mb = self
-            .lock()
-            .get(key)
-            .map(|s| s.record.limits.disk_mb)
-            .unwrap_or_else(|| clarateach_core::Limits::default().disk_mb);
         self.prepare_store(key, disk_mb, uid, running_uid.is_none())
             .await?;
         if running_uid.is_some() {
@@ -292,7 +288,9 @@ impl Backend for SandboxBackend {
                 .filter(|s| s.running)
                 .map(|s| s.record.host_uid.unwrap_or(LEGACY_UID))
         };
-        let uid = self.seat_uid_for_create(key, &p, running_uid).await?;
+        let uid = self
+            .seat_uid_for_create(key, &p, spec.limits.disk_mb, running_uid)
+            .await?;
         if let Some(dir) = p.state.parent() {
             paths::private_dir(dir).map_err(io("create the state dir"))?;
         }
