@@ -18,16 +18,27 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 base="http://127.0.0.1:$port"
 "$bin" up --listen "127.0.0.1:$port" --data-dir "$data" >"$data/up.log" 2>&1 &
 up_pid=$!
-cleanup() { kill "$up_pid" 2>/dev/null || true; wait "$up_pid" 2>/dev/null || true; rm -rf "$data"; }
+cleanup() {
+  kill "$up_pid" 2>/dev/null || true
+  wait "$up_pid" 2>/dev/null || true
+  # Seat file systems stay mounted after `up` stops (files are kept): unmount them first.
+  findmnt -rn -o TARGET | grep "^$data/" | sort -r | while read -r m; do umount -l "$m" || true; done
+  rm -rf "$data"
+}
 trap cleanup EXIT
 for _ in $(seq 1 100); do curl -sf "$base/api/health" >/dev/null && break; sleep 0.1; done
 token=$(cat "$data/instructor.token")
 api() { curl -sf -H "Authorization: Bearer $token" -H 'content-type: application/json' "$@"; }
 ws=$(api -d '{"name":"schemathesis","seats":3}' "$base/api/workshops" | python3 -c 'import json,sys; print(json.load(sys.stdin)["workshop"]["id"])')
 api -X POST "$base/api/workshops/$ws/start" >/dev/null
-for _ in $(seq 1 100); do
+for _ in $(seq 1 300); do
   api "$base/api/workshops/$ws" | grep -q '"status":"running"' && break; sleep 0.1
 done
+if ! api "$base/api/workshops/$ws" | grep -q '"status":"running"'; then
+  echo "schemathesis: the workshop never ran; clarateach up said:" >&2
+  tail -20 "$data/up.log" >&2
+  exit 1
+fi
 code=$(api "$base/api/workshops/$ws" | python3 -c 'import json,sys; print(json.load(sys.stdin)["workshop"]["code"])')
 learner=$(curl -sf -H 'content-type: application/json' -d "{\"code\":\"$code\"}" "$base/api/join" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
 cfg="$data/schemathesis.toml"
