@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clarateach_store::Store;
+use clarateach_tls::data_ca::DataCa;
 use tokio::sync::watch;
 
 use crate::config::ServerConfig;
@@ -28,6 +29,7 @@ struct Inner {
     secrets: SecretBox,
     registry: RegistryHandle,
     provisioner: Arc<dyn Provisioner>,
+    data_ca: Arc<DataCa>,
     metrics: Metrics,
     throttle: Throttle,
     tickets: Tickets,
@@ -59,6 +61,8 @@ pub(crate) struct Parts {
     pub secrets: SecretBox,
     pub registry: RegistryHandle,
     pub provisioner: Arc<dyn Provisioner>,
+    /// Issues agents their data-path certificates; the gateway trusts only it.
+    pub data_ca: Arc<DataCa>,
     pub shutdown: watch::Receiver<bool>,
 }
 
@@ -73,6 +77,7 @@ impl AppState {
                 secrets: p.secrets,
                 registry: p.registry,
                 provisioner: p.provisioner,
+                data_ca: p.data_ca,
                 metrics: Metrics::default(),
                 throttle,
                 tickets: Tickets::default(),
@@ -92,6 +97,10 @@ impl AppState {
     }
     pub fn store_arc(&self) -> Arc<dyn Store> {
         self.inner.store.clone()
+    }
+    /// The data-path CA (`DATA_DIR/data-ca.pem`).
+    pub fn data_ca(&self) -> &DataCa {
+        &self.inner.data_ca
     }
     pub fn keys(&self) -> &SigningKeys {
         &self.inner.keys

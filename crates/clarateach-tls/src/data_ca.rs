@@ -76,7 +76,9 @@ fn write_private(path: &Path, contents: &str) -> Result<(), DataTlsError> {
 /// Loads the P-256 key in `path`, or creates it (0600) when missing.
 fn load_or_create_key(path: &Path) -> Result<KeyPair, DataTlsError> {
     match std::fs::read_to_string(path) {
-        Ok(pem) => KeyPair::from_pem(&pem).map_err(|e| DataTlsError::BadFile(path.to_path_buf(), e)),
+        Ok(pem) => {
+            KeyPair::from_pem(&pem).map_err(|e| DataTlsError::BadFile(path.to_path_buf(), e))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
                 .map_err(DataTlsError::Generate)?;
@@ -290,12 +292,14 @@ impl AgentKey {
             .collect::<Result<Vec<_>, _>>()
             .map_err(DataTlsError::BadIssuedPem)?;
         if chain.is_empty() {
-            return Err(DataTlsError::BadIssued(rustls::Error::NoCertificatesPresented));
+            return Err(DataTlsError::BadIssued(
+                rustls::Error::NoCertificatesPresented,
+            ));
         }
         let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes())
             .map_err(DataTlsError::BadIssuedPem)?;
-        let certified = CertifiedKey::from_der(chain, key, &provider())
-            .map_err(DataTlsError::BadIssued)?;
+        let certified =
+            CertifiedKey::from_der(chain, key, &provider()).map_err(DataTlsError::BadIssued)?;
         if let Ok(mut slot) = self.current.write() {
             *slot = Some(Arc::new(certified));
         }
@@ -330,10 +334,12 @@ mod tests {
     fn verify(ca: &DataCa, cert_pem: &str, name: &str) -> Result<(), rustls::Error> {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(ca.cert.der().clone())?;
-        let verifier =
-            rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
-                .build()
-                .map_err(|e| rustls::Error::General(e.to_string()))?;
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider(),
+        )
+        .build()
+        .map_err(|e| rustls::Error::General(e.to_string()))?;
         let leaf = CertificateDer::from_pem_slice(cert_pem.as_bytes())
             .map_err(|e| rustls::Error::General(e.to_string()))?;
         let name = ServerName::try_from(name.to_string())
@@ -374,7 +380,11 @@ mod tests {
 
         // DNS hosts become DNS SANs.
         let dns = ca
-            .issue("agent-a", "https://Host-1.example.org:9/x", agent.public_key_pem())
+            .issue(
+                "agent-a",
+                "https://Host-1.example.org:9/x",
+                agent.public_key_pem(),
+            )
             .expect("issue");
         verify(&ca, &dns.cert_pem, "host-1.example.org").expect("dns SAN");
     }

@@ -3,8 +3,13 @@
 //! Plain HTTP goes through a pooled client with streamed bodies; a WebSocket upgrade gets its own
 //! connection and, after `101`, the two upgraded sockets are spliced byte for byte, so terminal
 //! frames are never parsed, buffered whole or re-framed on the way.
+//!
+//! An `https://` data URL is dialed with rustls trusting only the control plane's data-path CA
+//! and verifying the SAN of the agent the seat is routed to (`data_ca::agent_server_name`), so
+//! a certificate from another CA or issued to another agent is refused before the data token is
+//! sent. Those connections are not pooled: one per request.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -13,9 +18,12 @@ use axum::http::header::{self, HeaderValue};
 use axum::http::{StatusCode, Uri};
 use axum::response::Response;
 use clarateach_core::hop::{forward_headers, is_upgrade};
+use clarateach_tls::data_ca;
+use clarateach_tls::ClientConfig;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_rustls::TlsConnector;
 
 use super::access::SeatAccess;
 use super::answer::{self, BodyKind};
@@ -93,9 +101,7 @@ pub(super) async fn forward(
     let kind = BodyKind::of_request(req.method(), rest, req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
-    let mut out = axum::http::Request::builder()
-        .method(parts.method)
-        .uri(uri.clone());
+    let mut out = axum::http::Request::builder().method(parts.method).uri(uri);
     if let Some(h) = out.headers_mut() {
         forward_headers(&parts.headers, h, upgrade, &[header::COOKIE]);
         let bearer = HeaderValue::try_from(format!("Bearer {}", route.data_token))
@@ -104,14 +110,14 @@ pub(super) async fn forward(
     }
     let out = out.body(body).map_err(|e| unreachable(&e, access))?;
 
+    let tls = state.data_ca().client_config();
     let Some(client_upgrade) = client_upgrade else {
-        let resp = client()
-            .request(out)
+        let resp = send(&tls, &route, out, false)
             .await
             .map_err(|e| unreachable(&e, access))?;
         return Ok(distrusted(resp.map(Body::new), kind, false));
     };
-    let mut resp = send_upgrade(&route, &uri, out)
+    let mut resp = send(&tls, &route, out, true)
         .await
         .map_err(|e| unreachable(&e, access))?;
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
@@ -154,25 +160,56 @@ fn distrusted(resp: Response, kind: BodyKind, upgraded: bool) -> Response {
     Response::from_parts(parts, body)
 }
 
-async fn send_upgrade(
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Sends `req` (its URI is on `route.data_url`) to the agent: `http://` plain requests through the
+/// pooled client, anything else on a connection of its own (kept open for an upgrade), over
+/// TLS verified as `route`'s agent when the data URL is `https://`.
+pub(super) async fn send(
+    tls: &Arc<ClientConfig>,
     route: &SeatRoute,
-    uri: &Uri,
     req: axum::http::Request<Body>,
-) -> Result<axum::http::Response<hyper::body::Incoming>, Box<dyn std::error::Error + Send + Sync>> {
-    if uri.scheme_str() != Some("http") {
-        return Err(format!("unsupported data path scheme in {}", route.data_url).into());
+    upgrade: bool,
+) -> Result<axum::http::Response<hyper::body::Incoming>, BoxError> {
+    let uri = req.uri().clone();
+    match uri.scheme_str() {
+        Some("http") if !upgrade => Ok(client().request(req).await?),
+        Some("http") => exchange(TokioIo::new(dial(&uri, 80).await?), req).await,
+        Some("https") => {
+            let tcp = dial(&uri, 443).await?;
+            let name = data_ca::agent_server_name(&route.agent_id)?;
+            let stream = tokio::time::timeout(
+                Duration::from_secs(5),
+                TlsConnector::from(Arc::clone(tls)).connect(name, tcp),
+            )
+            .await??;
+            exchange(TokioIo::new(stream), req).await
+        }
+        _ => Err(format!("unsupported data path scheme in {}", route.data_url).into()),
     }
-    let authority = uri
-        .authority()
-        .ok_or("data path URL without a host")?
-        .as_str();
+}
+
+async fn dial(uri: &Uri, default_port: u16) -> Result<tokio::net::TcpStream, BoxError> {
+    let host = uri.host().ok_or("data path URL without a host")?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = uri.port_u16().unwrap_or(default_port);
     let stream = tokio::time::timeout(
         Duration::from_secs(5),
-        tokio::net::TcpStream::connect(authority),
+        tokio::net::TcpStream::connect((host, port)),
     )
     .await??;
     stream.set_nodelay(true)?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    Ok(stream)
+}
+
+async fn exchange<I>(
+    io: TokioIo<I>,
+    req: axum::http::Request<Body>,
+) -> Result<axum::http::Response<hyper::body::Incoming>, BoxError>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
     tokio::spawn(async move {
         if let Err(e) = conn.with_upgrades().await {
             tracing::debug!(error = %e, "agent connection ended");

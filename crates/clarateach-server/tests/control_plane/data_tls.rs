@@ -1,0 +1,149 @@
+//! The gateway's TLS dial to an `https://` data URL: it trusts only the control plane's
+//! data-path CA and the SAN of the agent the seat is routed to. A test TLS server stands in for
+//! the agent's data path with (a) a certificate from another CA, (b) one from the real CA issued
+//! to another agent id, and (c) the right one; the gateway must answer 502
+//! `workspace_unreachable` for (a) and (b) without sending a byte of HTTP (so never the data
+//! token), and reach (c) with the data token.
+
+use std::sync::{Arc, Mutex};
+
+use clarateach_tls::data_ca::{AgentKey, DataCa};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::common::TestServer;
+
+/// What the stand-in data path saw: finished handshakes and the plaintext received.
+#[derive(Default)]
+struct Seen {
+    handshakes: usize,
+    failed_handshakes: usize,
+    plaintext: Vec<u8>,
+}
+
+/// A TLS data path on 127.0.0.1 presenting a certificate `ca` issued to `cert_agent_id`.
+async fn tls_data_path(ca: &DataCa, cert_agent_id: &str) -> (String, Arc<Mutex<Seen>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("https://{}", listener.local_addr().expect("addr"));
+    let key_dir = tempfile::tempdir().expect("tempdir");
+    let key = AgentKey::load_or_create(key_dir.path()).expect("key");
+    let issued = ca
+        .issue(cert_agent_id, &url, key.public_key_pem())
+        .expect("issue");
+    key.install(&issued.cert_pem).expect("install");
+    let acceptor = tokio_rustls::TlsAcceptor::from(key.server_config().expect("config"));
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let record = Arc::clone(&seen);
+    tokio::spawn(async move {
+        let _keep = key_dir;
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, record) = (acceptor.clone(), Arc::clone(&record));
+            tokio::spawn(async move {
+                let mut tls = match acceptor.accept(tcp).await {
+                    Ok(s) => s,
+                    Err(_) => {
+                        record.lock().expect("seen").failed_handshakes += 1;
+                        return;
+                    }
+                };
+                record.lock().expect("seen").handshakes += 1;
+                let mut buf = vec![0u8; 8192];
+                let n = tls.read(&mut buf).await.unwrap_or(0);
+                record
+                    .lock()
+                    .expect("seen")
+                    .plaintext
+                    .extend_from_slice(&buf[..n]);
+                let body = r#"{"path":"a.txt","content":"hi"}"#;
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+                     Connection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tls.write_all(resp.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    (url, seen)
+}
+
+/// Starts a one-seat workshop on `agent_id` (whose data URL is `data_url`) and returns the
+/// answer to a learner's file read through the gateway.
+async fn learner_read(s: &TestServer, agent_id: &str, data_url: &str) -> (StatusCode, String) {
+    let _agent = s.agent_with_data_url(agent_id, 10, data_url).await;
+    let w = s.create(json!({"name": "Data TLS", "seats": 1})).await;
+    let id = w["id"].as_str().expect("id").to_string();
+    let (status, _) = s
+        .call(Method::POST, &format!("/api/workshops/{id}/start"), None)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    s.wait_status(&id, "running").await;
+    let (status, joined, _) = s.join(json!({"code": w["code"]})).await;
+    assert_eq!(status, StatusCode::OK, "{joined}");
+    let token = joined["token"].as_str().expect("token").to_string();
+    let res = s
+        .http
+        .get(s.url("/api/session/files/a.txt"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("get");
+    let status = res.status();
+    (status, res.text().await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn the_gateway_reaches_a_tls_data_path_with_the_right_certificate_only() {
+    // (c) The control plane's own CA, issued to the agent the seat is on: reached.
+    let s = TestServer::start().await;
+    let real_ca = DataCa::load_or_create(&s.dir).expect("the server's CA");
+    let (url, seen) = tls_data_path(&real_ca, "ag-right").await;
+    let (status, body) = learner_read(&s, "ag-right", &url).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let plain = String::from_utf8_lossy(&seen.lock().expect("seen").plaintext).to_string();
+    assert!(
+        plain.contains("/seats/") && plain.contains("Bearer data-ag-right"),
+        "the request and its data token arrive over TLS: {plain}"
+    );
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_data_path_certificate_from_another_ca_is_refused() {
+    let s = TestServer::start().await;
+    let other_dir = tempfile::tempdir().expect("tempdir");
+    let other_ca = DataCa::load_or_create(other_dir.path()).expect("other CA");
+    // Right agent id and host, wrong issuer.
+    let (url, seen) = tls_data_path(&other_ca, "ag-victim").await;
+    let (status, body) = learner_read(&s, "ag-victim", &url).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert!(body.contains("workspace_unreachable"), "{body}");
+    let seen = seen.lock().expect("seen");
+    assert!(seen.failed_handshakes >= 1, "the gateway did dial it");
+    assert_eq!(seen.handshakes, 0);
+    assert!(seen.plaintext.is_empty(), "no request, no data token sent");
+    drop(seen);
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn another_agents_data_path_certificate_is_refused() {
+    let s = TestServer::start().await;
+    let real_ca = DataCa::load_or_create(&s.dir).expect("the server's CA");
+    // A genuine certificate of the control plane's CA, but issued to another agent: it cannot
+    // stand in for the data path of the agent the seat is routed to.
+    let (url, seen) = tls_data_path(&real_ca, "ag-other").await;
+    let (status, body) = learner_read(&s, "ag-victim", &url).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert!(body.contains("workspace_unreachable"), "{body}");
+    let seen = seen.lock().expect("seen");
+    assert!(seen.failed_handshakes >= 1, "the gateway did dial it");
+    assert_eq!(seen.handshakes, 0);
+    assert!(seen.plaintext.is_empty(), "no request, no data token sent");
+    drop(seen);
+    s.shutdown().await;
+}
