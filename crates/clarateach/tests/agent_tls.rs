@@ -178,7 +178,7 @@ async fn learner_terminal(
 ) -> Terminal {
     let created: serde_json::Value = http
         .post(format!("{base}/api/workshops"))
-        .bearer_auth(&instructor)
+        .bearer_auth(instructor)
         .json(&serde_json::json!({"name": "tls", "seats": 1}))
         .send()
         .await
@@ -193,7 +193,7 @@ async fn learner_terminal(
     );
     let start = http
         .post(format!("{base}/api/workshops/{id}/start"))
-        .bearer_auth(&instructor)
+        .bearer_auth(instructor)
         .send()
         .await
         .expect("start");
@@ -201,7 +201,7 @@ async fn learner_terminal(
     eventually("seat ready", Duration::from_secs(30), || async {
         let w: serde_json::Value = http
             .get(format!("{base}/api/workshops/{id}"))
-            .bearer_auth(&instructor)
+            .bearer_auth(instructor)
             .send()
             .await
             .ok()?

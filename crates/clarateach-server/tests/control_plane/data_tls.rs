@@ -96,6 +96,14 @@ async fn learner_read(s: &TestServer, agent_id: &str, data_url: &str) -> (Status
     (status, res.text().await.unwrap_or_default())
 }
 
+/// The gateway dialed but refused the handshake: not one byte of HTTP reached the impostor.
+fn assert_never_spoken_to(seen: &Mutex<Seen>) {
+    let seen = seen.lock().expect("seen");
+    assert!(seen.failed_handshakes >= 1, "the gateway did dial it");
+    assert_eq!(seen.handshakes, 0);
+    assert!(seen.plaintext.is_empty(), "no request, no data token sent");
+}
+
 #[tokio::test]
 async fn the_gateway_reaches_a_tls_data_path_with_the_right_certificate_only() {
     // (c) The control plane's own CA, issued to the agent the seat is on: reached.
@@ -122,11 +130,7 @@ async fn a_data_path_certificate_from_another_ca_is_refused() {
     let (status, body) = learner_read(&s, "ag-victim", &url).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
     assert!(body.contains("workspace_unreachable"), "{body}");
-    let seen = seen.lock().expect("seen");
-    assert!(seen.failed_handshakes >= 1, "the gateway did dial it");
-    assert_eq!(seen.handshakes, 0);
-    assert!(seen.plaintext.is_empty(), "no request, no data token sent");
-    drop(seen);
+    assert_never_spoken_to(&seen);
     s.shutdown().await;
 }
 
@@ -140,10 +144,6 @@ async fn another_agents_data_path_certificate_is_refused() {
     let (status, body) = learner_read(&s, "ag-victim", &url).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
     assert!(body.contains("workspace_unreachable"), "{body}");
-    let seen = seen.lock().expect("seen");
-    assert!(seen.failed_handshakes >= 1, "the gateway did dial it");
-    assert_eq!(seen.handshakes, 0);
-    assert!(seen.plaintext.is_empty(), "no request, no data token sent");
-    drop(seen);
+    assert_never_spoken_to(&seen);
     s.shutdown().await;
 }
