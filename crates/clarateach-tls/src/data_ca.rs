@@ -28,6 +28,14 @@ const CA_CERT_FILE: &str = "data-ca.pem";
 const CA_KEY_FILE: &str = "data-ca-key.pem";
 /// The agent's key file in its data dir.
 const AGENT_KEY_FILE: &str = "data-tls-key.pem";
+/// How long an agent's certificate is valid. It is re-issued at every registration (each
+/// reconnect), so this only bounds how long a stolen agent key and certificate stay usable.
+const AGENT_CERT_VALIDITY: time::Duration = time::Duration::days(365);
+/// The CA certificate's validity, counted from each start (it is re-derived from the key).
+const CA_VALIDITY: time::Duration = time::Duration::days(3650);
+/// Clock skew allowed between the control plane and the gateway's check (the same process
+/// today; kept for a gateway on another host).
+const BACKDATE: time::Duration = time::Duration::hours(1);
 /// DER prefix of a SubjectPublicKeyInfo holding an uncompressed P-256 point.
 const P256_SPKI_PREFIX: [u8; 26] = [
     0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
@@ -144,6 +152,9 @@ fn ca_params() -> CertificateParams {
     dn.push(DnType::CommonName, "ClaraTeach data-path CA");
     params.distinguished_name = dn;
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - BACKDATE;
+    params.not_after = now + CA_VALIDITY;
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     params
 }
@@ -179,10 +190,9 @@ impl DataCa {
         let cert = ca_params()
             .self_signed(&key)
             .map_err(DataTlsError::Generate)?;
+        // Public: rewritten each start so the file matches the certificate in use.
         let cert_path = dir.join(CA_CERT_FILE);
-        if !cert_path.exists() {
-            std::fs::write(&cert_path, cert.pem()).map_err(|e| DataTlsError::Io(cert_path, e))?;
-        }
+        std::fs::write(&cert_path, cert.pem()).map_err(|e| DataTlsError::Io(cert_path, e))?;
         let mut roots = rustls::RootCertStore::empty();
         roots
             .add(cert.der().clone())
@@ -226,6 +236,9 @@ impl DataCa {
             ),
         ];
         params.is_ca = IsCa::ExplicitNoCa;
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - BACKDATE;
+        params.not_after = now + AGENT_CERT_VALIDITY;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let cert = params
@@ -332,6 +345,15 @@ mod tests {
     use super::*;
 
     fn verify(ca: &DataCa, cert_pem: &str, name: &str) -> Result<(), rustls::Error> {
+        verify_at(ca, cert_pem, name, rustls_pki_types::UnixTime::now())
+    }
+
+    fn verify_at(
+        ca: &DataCa,
+        cert_pem: &str,
+        name: &str,
+        at: rustls_pki_types::UnixTime,
+    ) -> Result<(), rustls::Error> {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(ca.cert.der().clone())?;
         let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
@@ -350,7 +372,7 @@ mod tests {
             &[],
             &name,
             &[],
-            rustls_pki_types::UnixTime::now(),
+            at,
         )
         .map(|_| ())
     }
@@ -368,6 +390,18 @@ mod tests {
         // Another agent's name, or a host not in the data URL, is refused.
         assert!(verify(&ca, &issued.cert_pem, &agent_san("agent-b")).is_err());
         assert!(verify(&ca, &issued.cert_pem, "10.0.0.6").is_err());
+        // Valid for a year from issue, not forever.
+        let later = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            + std::time::Duration::from_secs(400 * 86_400);
+        assert!(verify_at(
+            &ca,
+            &issued.cert_pem,
+            &agent_san("agent-a"),
+            rustls_pki_types::UnixTime::since_unix_epoch(later)
+        )
+        .is_err());
         agent.install(&issued.cert_pem).expect("install");
         assert!(agent.has_cert());
 
