@@ -30,6 +30,7 @@ struct Inner {
     registry: RegistryHandle,
     provisioner: Arc<dyn Provisioner>,
     data_ca: Arc<DataCa>,
+    data_clients: crate::gateway::proxy::TlsClients,
     metrics: Metrics,
     throttle: Throttle,
     tickets: Tickets,
@@ -78,6 +79,7 @@ impl AppState {
                 registry: p.registry,
                 provisioner: p.provisioner,
                 data_ca: p.data_ca,
+                data_clients: Default::default(),
                 metrics: Metrics::default(),
                 throttle,
                 tickets: Tickets::default(),
@@ -101,6 +103,10 @@ impl AppState {
     /// The data-path CA (`DATA_DIR/data-ca.pem`).
     pub fn data_ca(&self) -> &DataCa {
         &self.inner.data_ca
+    }
+    /// The gateway's pooled clients for agents' `https://` data paths.
+    pub(crate) fn data_clients(&self) -> &crate::gateway::proxy::TlsClients {
+        &self.inner.data_clients
     }
     pub fn keys(&self) -> &SigningKeys {
         &self.inner.keys

@@ -65,6 +65,7 @@ pub async fn export_workshop(
     let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(16);
     let ws = workshop.id.clone();
     let tls = state.data_ca().client_config();
+    let state_for_pool = state.clone();
     tokio::spawn(async move {
         let mut sink = Sink {
             gz: flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()),
@@ -76,7 +77,16 @@ pub async fn export_workshop(
                 route.data_url.trim_end_matches('/')
             );
             let mut cursor = FragmentCursor::default();
-            match copy_seat(&mut sink, &mut cursor, &url, &route, &tls).await {
+            match copy_seat(
+                &mut sink,
+                &mut cursor,
+                &url,
+                &route,
+                &tls,
+                state_for_pool.data_clients(),
+            )
+            .await
+            {
                 Ok(()) => {}
                 Err(SeatCopy::ClientGone) => return,
                 Err(SeatCopy::Failed(e)) => {
@@ -187,6 +197,7 @@ async fn copy_seat(
     url: &str,
     route: &crate::scheduler::SeatRoute,
     tls: &std::sync::Arc<clarateach_tls::ClientConfig>,
+    pool: &super::proxy::TlsClients,
 ) -> Result<(), SeatCopy> {
     let token = &route.data_token;
     let failed = |e: &dyn std::fmt::Display| SeatCopy::Failed(e.to_string());
@@ -194,7 +205,7 @@ async fn copy_seat(
         .header(header::AUTHORIZATION, format!("Bearer {token}"))
         .body(Body::empty())
         .map_err(|e| failed(&e))?;
-    let resp = super::proxy::send(tls, route, req, false)
+    let resp = super::proxy::send(pool, tls, route, req, false)
         .await
         .map_err(|e| failed(&e))?;
     if !resp.status().is_success() {

@@ -7,8 +7,10 @@
 //! An `https://` data URL is dialed with rustls trusting only the control plane's data-path CA
 //! and verifying the SAN of the agent the seat is routed to (`data_ca::agent_server_name`), so
 //! a certificate from another CA or issued to another agent is refused before the data token is
-//! sent. Those connections are not pooled: one per request.
+//! sent. Plain requests to such an agent share a pooled client of their own (one per agent id,
+//! in [`TlsClients`]); upgrades get a connection each, as over plain HTTP.
 
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -112,12 +114,12 @@ pub(super) async fn forward(
 
     let tls = state.data_ca().client_config();
     let Some(client_upgrade) = client_upgrade else {
-        let resp = send(&tls, &route, out, false)
+        let resp = send(state.data_clients(), &tls, &route, out, false)
             .await
             .map_err(|e| unreachable(&e, access))?;
         return Ok(distrusted(resp.map(Body::new), kind, false));
     };
-    let mut resp = send(&tls, &route, out, true)
+    let mut resp = send(state.data_clients(), &tls, &route, out, true)
         .await
         .map_err(|e| unreachable(&e, access))?;
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
@@ -162,10 +164,129 @@ fn distrusted(resp: Response, kind: BodyKind, upgraded: bool) -> Response {
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+type TlsClient = Client<AgentTlsConnector, Body>;
+
+/// Pooled HTTPS clients for agents' `https://` data paths, one per agent id: each one's
+/// connector verifies that agent's SAN, so a pooled connection is only ever one that proved to
+/// be the agent the request is routed to.
+#[derive(Default)]
+pub struct TlsClients(std::sync::Mutex<HashMap<String, TlsClient>>);
+
+impl std::fmt::Debug for TlsClients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsClients").finish_non_exhaustive()
+    }
+}
+
+impl TlsClients {
+    fn get(&self, tls: &Arc<ClientConfig>, agent_id: &str) -> Result<TlsClient, BoxError> {
+        let mut map = self
+            .0
+            .lock()
+            .map_err(|_| "the data-path client pool is poisoned")?;
+        if let Some(c) = map.get(agent_id) {
+            return Ok(c.clone());
+        }
+        let connector = AgentTlsConnector {
+            tls: Arc::clone(tls),
+            name: data_ca::agent_server_name(agent_id)?,
+        };
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(connector);
+        map.insert(agent_id.to_string(), client.clone());
+        Ok(client)
+    }
+}
+
+/// Dials one agent's `https://` data path, verifying its agent SAN.
+#[derive(Clone)]
+pub struct AgentTlsConnector {
+    tls: Arc<ClientConfig>,
+    name: tokio_rustls::rustls::pki_types::ServerName<'static>,
+}
+
+impl tower::Service<Uri> for AgentTlsConnector {
+    type Response = AgentTlsConn;
+    type Error = BoxError;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<AgentTlsConn, BoxError>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), BoxError>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let (tls, name) = (Arc::clone(&self.tls), self.name.clone());
+        Box::pin(async move {
+            let stream = tls_dial(&uri, tls, name).await?;
+            Ok(AgentTlsConn(TokioIo::new(stream)))
+        })
+    }
+}
+
+/// A verified TLS connection to an agent's data path, for the pooled client.
+pub struct AgentTlsConn(TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>);
+
+impl hyper_util::client::legacy::connect::Connection for AgentTlsConn {
+    fn connected(&self) -> hyper_util::client::legacy::connect::Connected {
+        hyper_util::client::legacy::connect::Connected::new()
+    }
+}
+
+impl hyper::rt::Read for AgentTlsConn {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for AgentTlsConn {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+async fn tls_dial(
+    uri: &Uri,
+    tls: Arc<ClientConfig>,
+    name: tokio_rustls::rustls::pki_types::ServerName<'static>,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, BoxError> {
+    let tcp = dial(uri, 443).await?;
+    Ok(tokio::time::timeout(
+        Duration::from_secs(5),
+        TlsConnector::from(tls).connect(name, tcp),
+    )
+    .await??)
+}
+
 /// Sends `req` (its URI is on `route.data_url`) to the agent: `http://` plain requests through the
 /// pooled client, anything else on a connection of its own (kept open for an upgrade), over
 /// TLS verified as `route`'s agent when the data URL is `https://`.
 pub(super) async fn send(
+    tls_clients: &TlsClients,
     tls: &Arc<ClientConfig>,
     route: &SeatRoute,
     req: axum::http::Request<Body>,
@@ -174,15 +295,13 @@ pub(super) async fn send(
     let uri = req.uri().clone();
     match uri.scheme_str() {
         Some("http") if !upgrade => Ok(client().request(req).await?),
+        Some("https") if !upgrade => {
+            Ok(tls_clients.get(tls, &route.agent_id)?.request(req).await?)
+        }
         Some("http") => exchange(TokioIo::new(dial(&uri, 80).await?), req).await,
         Some("https") => {
-            let tcp = dial(&uri, 443).await?;
             let name = data_ca::agent_server_name(&route.agent_id)?;
-            let stream = tokio::time::timeout(
-                Duration::from_secs(5),
-                TlsConnector::from(Arc::clone(tls)).connect(name, tcp),
-            )
-            .await??;
+            let stream = tls_dial(&uri, Arc::clone(tls), name).await?;
             exchange(TokioIo::new(stream), req).await
         }
         _ => Err(format!("unsupported data path scheme in {}", route.data_url).into()),

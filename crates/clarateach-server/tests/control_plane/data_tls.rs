@@ -50,21 +50,28 @@ async fn tls_data_path(ca: &DataCa, cert_agent_id: &str) -> (String, Arc<Mutex<S
                     }
                 };
                 record.lock().expect("seen").handshakes += 1;
+                // Keep-alive: one small GET per read, answered, until the gateway closes.
                 let mut buf = vec![0u8; 8192];
-                let n = tls.read(&mut buf).await.unwrap_or(0);
-                record
-                    .lock()
-                    .expect("seen")
-                    .plaintext
-                    .extend_from_slice(&buf[..n]);
-                let body = r#"{"path":"a.txt","content":"hi"}"#;
-                let resp = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
-                     Connection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = tls.write_all(resp.as_bytes()).await;
-                let _ = tls.shutdown().await;
+                loop {
+                    let n = tls.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    record
+                        .lock()
+                        .expect("seen")
+                        .plaintext
+                        .extend_from_slice(&buf[..n]);
+                    let body = r#"{"path":"a.txt","content":"hi"}"#;
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                         Content-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if tls.write_all(resp.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
             });
         }
     });
@@ -72,8 +79,26 @@ async fn tls_data_path(ca: &DataCa, cert_agent_id: &str) -> (String, Arc<Mutex<S
 }
 
 /// Starts a one-seat workshop on `agent_id` (whose data URL is `data_url`) and returns the
-/// answer to a learner's file read through the gateway.
-async fn learner_read(s: &TestServer, agent_id: &str, data_url: &str) -> (StatusCode, String) {
+/// answer to a learner's file read through the gateway (the last of `reads`).
+async fn learner_read(
+    s: &TestServer,
+    agent_id: &str,
+    data_url: &str,
+    reads: usize,
+) -> (StatusCode, String) {
+    let (last, _) = learner_read_and_terminal(s, agent_id, data_url, reads, false).await;
+    last
+}
+
+/// Like [`learner_read`]; with `terminal`, also the HTTP status a terminal upgrade got (101 if
+/// it went through).
+async fn learner_read_and_terminal(
+    s: &TestServer,
+    agent_id: &str,
+    data_url: &str,
+    reads: usize,
+    terminal: bool,
+) -> ((StatusCode, String), Option<u16>) {
     let _agent = s.agent_with_data_url(agent_id, 10, data_url).await;
     let w = s.create(json!({"name": "Data TLS", "seats": 1})).await;
     let id = w["id"].as_str().expect("id").to_string();
@@ -85,15 +110,35 @@ async fn learner_read(s: &TestServer, agent_id: &str, data_url: &str) -> (Status
     let (status, joined, _) = s.join(json!({"code": w["code"]})).await;
     assert_eq!(status, StatusCode::OK, "{joined}");
     let token = joined["token"].as_str().expect("token").to_string();
-    let res = s
-        .http
-        .get(s.url("/api/session/files/a.txt"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("get");
-    let status = res.status();
-    (status, res.text().await.unwrap_or_default())
+    let mut last = (StatusCode::IM_A_TEAPOT, String::new());
+    for _ in 0..reads {
+        let res = s
+            .http
+            .get(s.url("/api/session/files/a.txt"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("get");
+        let status = res.status();
+        last = (status, res.text().await.unwrap_or_default());
+    }
+    if !terminal {
+        return (last, None);
+    }
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("{}/api/session/terminal", s.base.replacen("http", "ws", 1))
+        .into_client_request()
+        .expect("request");
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    let upgrade = match tokio_tungstenite::connect_async(req).await {
+        Ok(_) => 101,
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => resp.status().as_u16(),
+        Err(e) => panic!("terminal upgrade: {e}"),
+    };
+    (last, Some(upgrade))
 }
 
 /// The gateway dialed but refused the handshake: not one byte of HTTP reached the impostor.
@@ -110,12 +155,23 @@ async fn the_gateway_reaches_a_tls_data_path_with_the_right_certificate_only() {
     let s = TestServer::start().await;
     let real_ca = DataCa::load_or_create(&s.dir).expect("the server's CA");
     let (url, seen) = tls_data_path(&real_ca, "ag-right").await;
-    let (status, body) = learner_read(&s, "ag-right", &url).await;
+    let (status, body) = learner_read(&s, "ag-right", &url, 3).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let plain = String::from_utf8_lossy(&seen.lock().expect("seen").plaintext).to_string();
+    let (plain, handshakes) = {
+        let seen = seen.lock().expect("seen");
+        (
+            String::from_utf8_lossy(&seen.plaintext).to_string(),
+            seen.handshakes,
+        )
+    };
     assert!(
         plain.contains("/seats/") && plain.contains("Bearer data-ag-right"),
         "the request and its data token arrive over TLS: {plain}"
+    );
+    assert_eq!(plain.matches("GET ").count(), 3, "{plain}");
+    assert_eq!(
+        handshakes, 1,
+        "plain requests reuse one pooled TLS connection"
     );
     s.shutdown().await;
 }
@@ -127,7 +183,8 @@ async fn a_data_path_certificate_from_another_ca_is_refused() {
     let other_ca = DataCa::load_or_create(other_dir.path()).expect("other CA");
     // Right agent id and host, wrong issuer.
     let (url, seen) = tls_data_path(&other_ca, "ag-victim").await;
-    let (status, body) = learner_read(&s, "ag-victim", &url).await;
+    let ((status, body), upgrade) = learner_read_and_terminal(&s, "ag-victim", &url, 1, true).await;
+    assert_eq!(upgrade, Some(502), "the terminal upgrade is refused too");
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
     assert!(body.contains("workspace_unreachable"), "{body}");
     assert_never_spoken_to(&seen);
@@ -141,7 +198,8 @@ async fn another_agents_data_path_certificate_is_refused() {
     // A genuine certificate of the control plane's CA, but issued to another agent: it cannot
     // stand in for the data path of the agent the seat is routed to.
     let (url, seen) = tls_data_path(&real_ca, "ag-other").await;
-    let (status, body) = learner_read(&s, "ag-victim", &url).await;
+    let ((status, body), upgrade) = learner_read_and_terminal(&s, "ag-victim", &url, 1, true).await;
+    assert_eq!(upgrade, Some(502), "the terminal upgrade is refused too");
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
     assert!(body.contains("workspace_unreachable"), "{body}");
     assert_never_spoken_to(&seen);
