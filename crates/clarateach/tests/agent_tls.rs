@@ -160,9 +160,10 @@ async fn agent_over_wss_with_a_private_ca_and_a_wrong_ca_is_refused() {
     .await;
 
     // A workshop, a learner joining over HTTPS, a terminal round trip over WSS.
-    let mut term = learner_terminal(&http, &base, port, &dir, &instructor).await;
+    let (mut term, learner) = learner_terminal(&http, &base, port, &dir, &instructor).await;
     echo_round_trip(&mut term).await;
     echo_figures(&mut term, "plain http:// data path").await;
+    file_read_figures(&mut term, &http, &base, &learner, "plain http:// data path").await;
 }
 
 type Terminal =
@@ -175,7 +176,7 @@ async fn learner_terminal(
     port: u16,
     dir: &Path,
     instructor: &str,
-) -> Terminal {
+) -> (Terminal, String) {
     let created: serde_json::Value = http
         .post(format!("{base}/api/workshops"))
         .bearer_auth(instructor)
@@ -239,7 +240,50 @@ async fn learner_terminal(
     )
     .await
     .expect("terminal over wss");
-    term
+    (term, learner.to_string())
+}
+
+/// p50/p99 of 100 learner file reads (`GET /api/session/files/figure.txt` over HTTPS to the
+/// gateway, which forwards each to the agent's data path): request sent to body read.
+async fn file_read_figures(
+    term: &mut Terminal,
+    http: &reqwest::Client,
+    base: &str,
+    learner: &str,
+    what: &str,
+) {
+    let input =
+        serde_json::json!({"type": "input", "data": "echo fig > figure.txt; echo W$((1+1))W\r"})
+            .to_string();
+    term.send(Message::text(input)).await.expect("input");
+    read_until(term, b"W2W").await.expect("file written");
+    let mut samples = Vec::new();
+    for _ in 0..100 {
+        let started = std::time::Instant::now();
+        let res = http
+            .get(format!("{base}/api/session/files/figure.txt"))
+            .bearer_auth(learner)
+            .send()
+            .await
+            .expect("read");
+        assert!(res.status().is_success(), "{}", res.status());
+        let body = res.text().await.expect("body");
+        assert!(body.contains("fig"), "{body}");
+        samples.push(started.elapsed());
+    }
+    samples.sort();
+    let (p50, p99) = (
+        samples[samples.len() / 2],
+        samples[samples.len() * 99 / 100],
+    );
+    let line = format!(
+        "FIGURE learner file read through the gateway, {what}: p50 {:.2} ms, p99 {:.2} ms (n={})",
+        p50.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3,
+        samples.len()
+    );
+    eprintln!("{line}");
+    println!("{line}");
 }
 
 /// Bytes of the terminal's output until `want` shows up (or 10 s pass).
@@ -370,7 +414,8 @@ async fn terminal_over_a_tls_data_path() {
         "the agent's https:// data listener must not answer plain HTTP"
     );
 
-    let mut term = learner_terminal(&http, &base, port, &dir, &instructor).await;
+    let (mut term, learner) = learner_terminal(&http, &base, port, &dir, &instructor).await;
     echo_round_trip(&mut term).await;
     echo_figures(&mut term, "TLS https:// data path").await;
+    file_read_figures(&mut term, &http, &base, &learner, "TLS https:// data path").await;
 }
