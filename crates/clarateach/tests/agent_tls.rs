@@ -160,10 +160,11 @@ async fn agent_over_wss_with_a_private_ca_and_a_wrong_ca_is_refused() {
     .await;
 
     // A workshop, a learner joining over HTTPS, a terminal round trip over WSS.
-    let (mut term, learner) = learner_terminal(&http, &base, port, &dir, &instructor).await;
+    let (mut term, learner, id) = learner_terminal(&http, &base, port, &dir, &instructor).await;
     echo_round_trip(&mut term).await;
     echo_figures(&mut term, "plain http:// data path").await;
     file_read_figures(&mut term, &http, &base, &learner, "plain http:// data path").await;
+    let _ = id;
 }
 
 type Terminal =
@@ -176,7 +177,7 @@ async fn learner_terminal(
     port: u16,
     dir: &Path,
     instructor: &str,
-) -> (Terminal, String) {
+) -> (Terminal, String, String) {
     let created: serde_json::Value = http
         .post(format!("{base}/api/workshops"))
         .bearer_auth(instructor)
@@ -240,7 +241,7 @@ async fn learner_terminal(
     )
     .await
     .expect("terminal over wss");
-    (term, learner.to_string())
+    (term, learner.to_string(), id)
 }
 
 /// p50/p99 of 100 learner file reads (`GET /api/session/files/figure.txt` over HTTPS to the
@@ -414,8 +415,38 @@ async fn terminal_over_a_tls_data_path() {
         "the agent's https:// data listener must not answer plain HTTP"
     );
 
-    let (mut term, learner) = learner_terminal(&http, &base, port, &dir, &instructor).await;
+    let (mut term, learner, id) = learner_terminal(&http, &base, port, &dir, &instructor).await;
     echo_round_trip(&mut term).await;
     echo_figures(&mut term, "TLS https:// data path").await;
     file_read_figures(&mut term, &http, &base, &learner, "TLS https:// data path").await;
+
+    // The instructor's export streams from the agent over the TLS data path too.
+    let res = http
+        .get(format!("{base}/api/workshops/{id}/export"))
+        .bearer_auth(&instructor)
+        .send()
+        .await
+        .expect("export");
+    assert_eq!(res.status().as_u16(), 200);
+    let archive = res.bytes().await.expect("export body");
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(&archive[..]));
+    let names: Vec<String> = tar
+        .entries()
+        .expect("entries")
+        .map(|e| {
+            e.expect("entry")
+                .path()
+                .expect("path")
+                .display()
+                .to_string()
+        })
+        .collect();
+    assert!(
+        names.iter().any(|n| n.ends_with("figure.txt")),
+        "the learner's file is in the export: {names:?}"
+    );
+    assert!(
+        !names.iter().any(|n| n.contains("EXPORT-ERROR")),
+        "{names:?}"
+    );
 }
