@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use clarateach_core::agent_proto::{AgentMessage, ControlMessage};
+use clarateach_core::agent_proto::{AgentMessage, ControlMessage, DataTlsCert};
 use futures::{SinkExt, StreamExt};
 use rand::Rng;
 use tokio::sync::{mpsc, watch};
@@ -27,6 +27,8 @@ pub struct ControlPlaneLink {
     pub backends: Vec<String>,
     pub data_url: String,
     pub data_token: String,
+    /// With an `https://` data URL: the data-path key; its certificate arrives in `registered`.
+    pub data_tls: Option<std::sync::Arc<clarateach_tls::data_ca::AgentKey>>,
 }
 
 impl std::fmt::Debug for ControlPlaneLink {
@@ -189,6 +191,10 @@ async fn connect_once(
         data_url: link.data_url.clone(),
         data_token: link.data_token.clone(),
         seats,
+        data_tls_public_key: link
+            .data_tls
+            .as_ref()
+            .map(|k| k.public_key_pem().to_string()),
     };
     send(&mut sink, &register).await?;
     tracing::info!(agent.id = %link.agent_id, "connected to the control plane");
@@ -198,8 +204,9 @@ async fn connect_once(
             frame = stream.next() => match frame {
                 Some(Ok(Message::Text(text))) => {
                     let msg: ControlMessage = serde_json::from_str(text.as_str()).map_err(ConnectionError::Decode)?;
-                    if let ControlMessage::Registered { heartbeat_interval_ms, .. } = &msg {
+                    if let ControlMessage::Registered { heartbeat_interval_ms, data_tls, .. } = &msg {
                         *registered = true;
+                        install_data_cert(link, data_tls.as_ref());
                         let every = Duration::from_millis((*heartbeat_interval_ms).clamp(100, 60_000));
                         heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
                     }
@@ -222,6 +229,23 @@ async fn connect_once(
                 return Err(ConnectionError::ShuttingDown);
             }
         }
+    }
+}
+
+/// Puts the data-path certificate from `registered` in place (kept from an earlier
+/// registration when none came).
+fn install_data_cert(link: &ControlPlaneLink, issued: Option<&DataTlsCert>) {
+    let Some(key) = &link.data_tls else { return };
+    match issued {
+        Some(cert) => match key.install(&cert.cert_pem) {
+            Ok(()) => tracing::info!(data_url = %link.data_url, "data-path certificate installed"),
+            Err(e) => tracing::error!(error = %crate::reconcile::error_chain(&e),
+                "the control plane's data-path certificate is not usable"),
+        },
+        None if !key.has_cert() => tracing::error!(data_url = %link.data_url,
+            "the control plane issued no data-path certificate: the gateway cannot reach this \
+             agent's https:// data URL"),
+        None => {}
     }
 }
 

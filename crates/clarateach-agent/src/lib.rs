@@ -75,6 +75,8 @@ pub enum AgentError {
     Listen(SocketAddr, #[source] std::io::Error),
     #[error("cannot set up TLS to the control plane")]
     Tls(#[from] clarateach_tls::TlsError),
+    #[error("cannot set up TLS on the data path")]
+    DataTls(#[from] clarateach_tls::data_ca::DataTlsError),
 }
 
 /// A running agent.
@@ -121,6 +123,15 @@ impl Agent {
         let data_token: Arc<str> = identity::random_token().into();
         let (shutdown, shutdown_rx) = watch::channel(false);
 
+        // An https:// data URL: serve TLS with the certificate the control plane issues at
+        // registration; handshakes fail (no certificate) until it has arrived.
+        let data_key = match &config.data_url {
+            Some(url) if clarateach_tls::is_tls_url(url) => Some(
+                clarateach_tls::data_ca::AgentKey::load_or_create(&config.data_dir)?,
+            ),
+            _ => None,
+        };
+        let data_tls = data_key.as_ref().map(|k| k.server_config()).transpose()?;
         let router = api::router(api::ApiState {
             state: state.clone(),
             backend: Arc::clone(&backend),
@@ -133,14 +144,27 @@ impl Agent {
             let stop = async move {
                 let _ = server_stop.wait_for(|v| *v).await;
             };
-            // Terminal frames are relayed as they come: no Nagle delay on the data path.
-            let listener = listener.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            if let Err(e) = axum::serve(listener, router)
-                .with_graceful_shutdown(stop)
-                .await
-            {
+            let served = match data_tls {
+                // TlsListener sets TCP_NODELAY itself.
+                Some(tls) => match clarateach_tls::TlsListener::new(listener, tls) {
+                    Ok(listener) => {
+                        axum::serve(listener, router)
+                            .with_graceful_shutdown(stop)
+                            .await
+                    }
+                    Err(e) => Err(e),
+                },
+                None => {
+                    // Terminal frames are relayed as they come: no Nagle delay on the data path.
+                    let listener = listener.tap_io(|tcp| {
+                        let _ = tcp.set_nodelay(true);
+                    });
+                    axum::serve(listener, router)
+                        .with_graceful_shutdown(stop)
+                        .await
+                }
+            };
+            if let Err(e) = served {
                 tracing::error!(error = %e, "agent HTTP server failed");
             }
         });
@@ -162,6 +186,7 @@ impl Agent {
             backends: vec![backend.kind().as_str().to_string()],
             data_url,
             data_token: data_token.to_string(),
+            data_tls: data_key,
         };
         tracing::info!(agent.id = %agent_id, listen = %local_addr, data_url = %link.data_url, "agent started");
         let (registered_tx, registered) = watch::channel(false);

@@ -155,6 +155,7 @@ async fn fake_control_plane(out: mpsc::Sender<AgentMessage>) -> std::net::Socket
                         let reply = ControlMessage::Registered {
                             heartbeat_interval_ms: 100,
                             desired: vec![spec],
+                            data_tls: None,
                         };
                         socket
                             .send(AxMessage::Text(

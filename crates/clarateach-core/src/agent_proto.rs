@@ -82,6 +82,10 @@ pub enum AgentMessage {
         data_token: String,
         /// Workspaces that exist on the host right now.
         seats: Vec<SeatReport>,
+        /// With an `https://` data URL: the agent's data-path public key (P-256
+        /// SubjectPublicKeyInfo, PEM) for the control plane's CA to certify.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        data_tls_public_key: Option<String>,
     },
     Heartbeat {
         /// Seats currently hosted.
@@ -89,6 +93,15 @@ pub enum AgentMessage {
     },
     /// A seat changed state.
     SeatStatus(SeatReport),
+}
+
+/// A data-path certificate the control plane's CA issued to an agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataTlsCert {
+    /// The agent's certificate (PEM): SANs for the data URL's host and the agent id.
+    pub cert_pem: String,
+    /// The control plane's data-path CA certificate (PEM).
+    pub ca_pem: String,
 }
 
 /// Control plane -> agent.
@@ -100,6 +113,9 @@ pub enum ControlMessage {
     Registered {
         heartbeat_interval_ms: u64,
         desired: Vec<SeatSpec>,
+        /// The certificate issued for `data_tls_public_key`, when the agent sent one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        data_tls: Option<DataTlsCert>,
     },
     CreateSeat(SeatSpec),
     /// Destroy the workspace; delete its volume only when `delete_volume` (workshop deleted).

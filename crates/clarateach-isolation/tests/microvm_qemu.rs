@@ -112,7 +112,10 @@ async fn qemu_seat_lifecycle_keeps_the_volume() {
     // The environment (where a workshop's API key lives) reached the guest without touching the
     // agent's disk: no seat record or config disk holds it (QEMU has it in a memfd).
     let on_disk = files_containing(data.path(), b"hello-from-env");
-    assert!(on_disk.is_empty(), "the seat's environment is on disk: {on_disk:?}");
+    assert!(
+        on_disk.is_empty(),
+        "the seat's environment is on disk: {on_disk:?}"
+    );
     let (_, code) = run(
         addr,
         &ep.token,

@@ -71,6 +71,8 @@ pub enum ServerError {
     Secrets(#[from] secrets::SecretError),
     #[error("cannot create the first instructor")]
     Accounts(#[from] AccountError),
+    #[error("cannot load the data-path CA")]
+    DataCa(#[from] clarateach_tls::data_ca::DataTlsError),
     #[error("cannot bind the listen address")]
     Bind(#[source] std::io::Error),
     #[error("the HTTP server failed")]
@@ -119,6 +121,7 @@ impl Server {
         let store = open_store(&dir).await?;
         let keys = keys::SigningKeys::load_or_create(&dir.join("jwt.key"))?;
         let secrets = secrets::SecretBox::load_or_create(&dir.join("secret.key"))?;
+        let data_ca = Arc::new(clarateach_tls::data_ca::DataCa::load_or_create(&dir)?);
         let first_token = accounts::ensure_first_instructor(store.as_ref(), &dir).await?;
         let registry = RegistryHandle::spawn();
         let provisioner = provisioner(store.clone(), registry.clone());
@@ -131,6 +134,7 @@ impl Server {
             secrets,
             registry,
             provisioner,
+            data_ca,
             shutdown: shutdown_rx,
         });
         state.throttle().restore().await?;

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clarateach_store::Store;
+use clarateach_tls::data_ca::DataCa;
 use tokio::sync::watch;
 
 use crate::config::ServerConfig;
@@ -28,6 +29,8 @@ struct Inner {
     secrets: SecretBox,
     registry: RegistryHandle,
     provisioner: Arc<dyn Provisioner>,
+    data_ca: Arc<DataCa>,
+    data_clients: crate::gateway::proxy::TlsClients,
     metrics: Metrics,
     throttle: Throttle,
     tickets: Tickets,
@@ -59,6 +62,8 @@ pub(crate) struct Parts {
     pub secrets: SecretBox,
     pub registry: RegistryHandle,
     pub provisioner: Arc<dyn Provisioner>,
+    /// Issues agents their data-path certificates; the gateway trusts only it.
+    pub data_ca: Arc<DataCa>,
     pub shutdown: watch::Receiver<bool>,
 }
 
@@ -73,6 +78,8 @@ impl AppState {
                 secrets: p.secrets,
                 registry: p.registry,
                 provisioner: p.provisioner,
+                data_ca: p.data_ca,
+                data_clients: Default::default(),
                 metrics: Metrics::default(),
                 throttle,
                 tickets: Tickets::default(),
@@ -92,6 +99,14 @@ impl AppState {
     }
     pub fn store_arc(&self) -> Arc<dyn Store> {
         self.inner.store.clone()
+    }
+    /// The data-path CA (`DATA_DIR/data-ca.pem`).
+    pub fn data_ca(&self) -> &DataCa {
+        &self.inner.data_ca
+    }
+    /// The gateway's pooled clients for agents' `https://` data paths.
+    pub(crate) fn data_clients(&self) -> &crate::gateway::proxy::TlsClients {
+        &self.inner.data_clients
     }
     pub fn keys(&self) -> &SigningKeys {
         &self.inner.keys

@@ -108,6 +108,7 @@ impl ProtocolAgent {
             data_url: data_url.to_string(),
             data_token: format!("data-{agent_id}"),
             seats: vec![],
+            data_tls_public_key: None,
         };
         let specs = Arc::new(Mutex::new(Vec::new()));
         let task = tokio::spawn(run(ws, register, mode_rx, specs.clone()));
@@ -173,7 +174,7 @@ async fn run<S>(
                 }
                 let Ok(msg) = serde_json::from_str::<ControlMessage>(t.as_str()) else { continue };
                 let replies = match msg {
-                    ControlMessage::Registered { heartbeat_interval_ms, desired } => {
+                    ControlMessage::Registered { heartbeat_interval_ms, desired, .. } => {
                         beat = tokio::time::interval(Duration::from_millis(heartbeat_interval_ms.max(10)));
                         hosted = desired.len() as u32;
                         if let Ok(mut v) = specs.lock() { v.extend(desired.iter().cloned()); }

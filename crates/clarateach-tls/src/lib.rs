@@ -9,6 +9,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod data_ca;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

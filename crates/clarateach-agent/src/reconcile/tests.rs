@@ -164,6 +164,7 @@ async fn registered_creates_missing_seats_and_publishes_routes() {
         .control(ControlMessage::Registered {
             heartbeat_interval_ms: 1000,
             desired: vec![spec(1), spec(2)],
+            data_tls: None,
         })
         .await
         .expect("send");
@@ -213,6 +214,7 @@ async fn reconnect_reconciles_adopted_workspaces() {
         .control(ControlMessage::Registered {
             heartbeat_interval_ms: 1000,
             desired: vec![spec(1), spec(2), spec(4)],
+            data_tls: None,
         })
         .await
         .expect("send");

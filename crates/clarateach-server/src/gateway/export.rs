@@ -64,6 +64,8 @@ pub async fn export_workshop(
     let plan = plan(&state, &workshop.id).await?;
     let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(16);
     let ws = workshop.id.clone();
+    let tls = state.data_ca().client_config();
+    let state_for_pool = state.clone();
     tokio::spawn(async move {
         let mut sink = Sink {
             gz: flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()),
@@ -75,7 +77,16 @@ pub async fn export_workshop(
                 route.data_url.trim_end_matches('/')
             );
             let mut cursor = FragmentCursor::default();
-            match copy_seat(&mut sink, &mut cursor, &url, &route.data_token).await {
+            match copy_seat(
+                &mut sink,
+                &mut cursor,
+                &url,
+                &route,
+                &tls,
+                state_for_pool.data_clients(),
+            )
+            .await
+            {
                 Ok(()) => {}
                 Err(SeatCopy::ClientGone) => return,
                 Err(SeatCopy::Failed(e)) => {
@@ -184,15 +195,17 @@ async fn copy_seat(
     sink: &mut Sink,
     cursor: &mut FragmentCursor,
     url: &str,
-    token: &str,
+    route: &crate::scheduler::SeatRoute,
+    tls: &std::sync::Arc<clarateach_tls::ClientConfig>,
+    pool: &super::proxy::TlsClients,
 ) -> Result<(), SeatCopy> {
+    let token = &route.data_token;
     let failed = |e: &dyn std::fmt::Display| SeatCopy::Failed(e.to_string());
     let req = axum::http::Request::get(url)
         .header(header::AUTHORIZATION, format!("Bearer {token}"))
         .body(Body::empty())
         .map_err(|e| failed(&e))?;
-    let resp = super::proxy::client()
-        .request(req)
+    let resp = super::proxy::send(pool, tls, route, req, false)
         .await
         .map_err(|e| failed(&e))?;
     if !resp.status().is_success() {

@@ -8,7 +8,7 @@ pub mod access;
 mod answer;
 pub(crate) mod docs;
 pub(crate) mod export;
-mod proxy;
+pub(crate) mod proxy;
 
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};

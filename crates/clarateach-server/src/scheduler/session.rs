@@ -14,7 +14,7 @@
 use std::time::Duration;
 
 use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes};
-use clarateach_core::agent_proto::{AgentMessage, ControlMessage, SeatKey};
+use clarateach_core::agent_proto::{AgentMessage, ControlMessage, DataTlsCert, SeatKey};
 use futures::{Sink, SinkExt, Stream, StreamExt};
 use tokio::sync::mpsc;
 
@@ -39,6 +39,7 @@ where
         data_url,
         data_token,
         seats,
+        data_tls_public_key,
         ..
     })) = first
     else {
@@ -73,6 +74,7 @@ where
             return;
         }
     };
+    let data_tls = issue_data_cert(&state, &agent_id, &data_url, data_tls_public_key.as_deref());
     let (tx, mut rx) = mpsc::unbounded_channel();
     let conn = AgentConn {
         agent_id: agent_id.clone(),
@@ -103,6 +105,7 @@ where
     let registered = ControlMessage::Registered {
         heartbeat_interval_ms: interval.as_millis() as u64,
         desired,
+        data_tls,
     };
     let mut alive = send(&mut sink, &registered).await;
     let mut shutdown = state.shutdown_signal();
@@ -152,6 +155,32 @@ where
             Err(e) => {
                 tracing::error!(agent.id = %agent_id, error = %e, "cannot mark the agent's seats lost")
             }
+        }
+    }
+}
+
+/// The data-path certificate for an agent with an `https://` data URL (from the public key it
+/// sent). Without one its data path cannot be reached: the gateway answers 502 and says why in
+/// the log.
+fn issue_data_cert(
+    state: &AppState,
+    agent_id: &str,
+    data_url: &str,
+    public_key: Option<&str>,
+) -> Option<DataTlsCert> {
+    let key = public_key?;
+    if !clarateach_tls::is_tls_url(data_url) {
+        return None;
+    }
+    match state.data_ca().issue(agent_id, data_url, key) {
+        Ok(c) => Some(DataTlsCert {
+            cert_pem: c.cert_pem,
+            ca_pem: c.ca_pem,
+        }),
+        Err(e) => {
+            tracing::warn!(agent.id = %agent_id, %data_url, error = %e,
+                "cannot issue the agent's data-path certificate: its seats are unreachable");
+            None
         }
     }
 }

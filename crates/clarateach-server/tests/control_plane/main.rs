@@ -5,6 +5,7 @@
 
 mod authz_matrix;
 mod common;
+mod data_tls;
 mod errors;
 mod hostile_daemon;
 mod join;

@@ -41,6 +41,8 @@ pub struct Args {
     #[arg(long, default_value = "127.0.0.1:9090")]
     listen: SocketAddr,
     /// URL the control plane uses to reach this agent's data path (default http://LISTEN).
+    /// `https://HOST:PORT` serves it over TLS with a certificate the control plane's CA issues
+    /// at registration (for HOST and this agent's id).
     #[arg(long)]
     data_url: Option<String>,
     /// Isolation backend (default: the first this host can run).
