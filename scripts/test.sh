@@ -19,7 +19,7 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "==> rust tests"
 cargo build -p clarateach
 export CLARATEACH_BIN="$PWD/target/debug/clarateach"
-cargo test --workspace
+cargo test --workspace --no-fail-fast
 
 echo "==> fuzzing (bounded; a longer run is recorded in BENCHMARKS.md)"
 scripts/fuzz.sh "${CLARATEACH_FUZZ_SECONDS:-20}"
