@@ -1,7 +1,7 @@
 // End-to-end harness: starts a real `clarateach up` on a free loopback port with a temp data dir,
 // launches Debian's Chromium through playwright-core (never a downloaded browser) and watches
 // every page for console errors and failed requests.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -93,9 +93,23 @@ export async function startServer() {
         while (!exited && Date.now() < deadline) await sleep(100);
         if (!exited) child.kill('SIGKILL');
       }
-      if (!keep) rmSync(dataDir, { recursive: true, force: true });
+      if (!keep) {
+        unmountUnder(dataDir);
+        rmSync(dataDir, { recursive: true, force: true });
+      }
     },
   };
+}
+
+/** Seats' file systems stay mounted after `up` stops (their files are kept): unmount every
+ * mount below `dir`, deepest first, so the data dir can be removed. */
+function unmountUnder(dir) {
+  const out = spawnSync('findmnt', ['-rn', '-o', 'TARGET'], { encoding: 'utf8' }).stdout || '';
+  const mounts = out
+    .split('\n')
+    .filter((m) => m.startsWith(`${dir}/`))
+    .sort((a, b) => b.length - a.length);
+  for (const m of mounts) spawnSync('umount', ['-l', m]);
 }
 
 export async function launchBrowser() {
