@@ -12,7 +12,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::common::TestServer;
+use crate::common::{b64, unb64, TestServer};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Who {
@@ -122,18 +122,6 @@ async fn join(s: &TestServer, code: &str) -> String {
     let (st, v, _) = s.join(json!({ "code": code })).await;
     assert_eq!(st, StatusCode::OK, "{v}");
     v["token"].as_str().expect("token").to_string()
-}
-
-fn b64(s: &str) -> Vec<u8> {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(s)
-        .expect("base64")
-}
-
-fn unb64(b: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
 }
 
 async fn world() -> World {

@@ -233,3 +233,17 @@ pub fn uuid_like() -> String {
         N.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+/// Decodes a JWT part (base64url without padding).
+pub fn b64(s: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .expect("base64")
+}
+
+/// Encodes a JWT part (base64url without padding).
+pub fn unb64(b: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}

@@ -7,7 +7,7 @@ use clarateach_server::keys::SigningKeys;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::common::TestServer;
+use crate::common::{b64, unb64, TestServer};
 
 #[tokio::test]
 async fn tampered_expired_and_stopped_workshop_tokens_are_401() {
@@ -213,18 +213,6 @@ async fn restart_keeps_workshops_seats_and_tokens() {
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
-}
-
-fn b64(s: &str) -> Vec<u8> {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(s)
-        .expect("base64")
-}
-
-fn unb64(b: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
 }
 
 #[tokio::test]
