@@ -431,7 +431,7 @@ async fn the_real_daemon_keeps_its_socket_to_itself() {
         );
         return;
     };
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = sandbox_support::data_dir();
     let backend = SandboxBackend::new(config(dir.path(), bin)).expect("backend");
     let key = SeatKey {
         workshop_id: format!("ws-hostile-{}", std::process::id()),
@@ -499,7 +499,7 @@ async fn a_failed_start_still_reports_the_seats_last_words_through_the_log_pipe(
     if skipped("a_failed_start_still_reports_the_seats_last_words_through_the_log_pipe") {
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = sandbox_support::data_dir();
     let daemon = dir.path().join("dying-daemon");
     std::fs::write(&daemon, "#!/bin/sh\necho last-words-h1 >&2\nexit 3\n").expect("write");
     use std::os::unix::fs::PermissionsExt;
@@ -528,7 +528,7 @@ async fn seat_uids_survive_agent_restarts_and_are_reused_only_after_the_volume_g
     if skipped("seat_uids_survive_agent_restarts_and_are_reused_only_after_the_volume_goes") {
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = sandbox_support::data_dir();
     let daemon = sandbox_support::fake_daemon(dir.path());
     let mut cfg = config(dir.path(), daemon);
     cfg.uid_range = "230000-230002".parse().expect("range");

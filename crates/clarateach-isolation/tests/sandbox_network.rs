@@ -150,7 +150,7 @@ impl Drop for Internet {
 
 /// A sandbox backend whose seats use `subnet`, NAT out of the test veth, with its own nft table.
 struct Net {
-    dir: tempfile::TempDir,
+    dir: sandbox_support::DataDir,
     backend: Option<SandboxBackend>,
     net: NetConfig,
     ws: String,
@@ -169,7 +169,7 @@ fn hosts_file(dir: &Path) -> PathBuf {
 
 impl Net {
     fn new(tag: u32, subnet: &str, egress: &str) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = sandbox_support::data_dir();
         let net = NetConfig {
             seat_subnet: subnet.parse().expect("subnet"),
             egress_iface: Some(egress.to_string()),
