@@ -5,6 +5,7 @@
 //! qemu process. Skips with a printed reason when qemu or debootstrap is missing.
 
 mod microvm_support;
+mod scan;
 
 use std::time::Instant;
 
@@ -111,7 +112,7 @@ async fn qemu_seat_lifecycle_keeps_the_volume() {
     );
     // The environment (where a workshop's API key lives) reached the guest without touching the
     // agent's disk: no seat record or config disk holds it (QEMU has it in a memfd).
-    let on_disk = files_containing(data.path(), b"hello-from-env");
+    let on_disk = scan::files_containing(data.path(), b"hello-from-env");
     assert!(
         on_disk.is_empty(),
         "the seat's environment is on disk: {on_disk:?}"
@@ -210,28 +211,4 @@ impl clarateach_isolation::export::VolumeSink for KeepFile {
         Ok(())
     }
     fn skip(&mut self, _: &[u8], _: &str, _: &str) {}
-}
-
-/// Files under `dir` whose bytes contain `needle` (seat volumes are small in this test).
-fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
-    let mut hits = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let Ok(ft) = e.file_type() else { continue };
-            if ft.is_dir() {
-                stack.push(e.path());
-            } else if ft.is_file() {
-                if let Ok(bytes) = std::fs::read(e.path()) {
-                    if bytes.windows(needle.len()).any(|w| w == needle) {
-                        hits.push(e.path());
-                    }
-                }
-            }
-        }
-    }
-    hits
 }

@@ -4,6 +4,7 @@
 //! Needs root and bubblewrap; skips with a printed reason otherwise.
 
 mod sandbox_support;
+mod scan;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -315,31 +316,6 @@ async fn the_seat_sees_no_host_configuration_and_bounded_tmp() {
     h.backend.destroy(&h.key(1), true).await.expect("destroy");
 }
 
-/// Every file under `dir` whose bytes contain `needle` (sockets and other specials skipped).
-fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
-    let mut hits = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let Ok(ft) = e.file_type() else { continue };
-            if ft.is_dir() {
-                stack.push(e.path());
-            } else if ft.is_file() {
-                // Seat images are large and mostly holes: a fast substring search.
-                if let Ok(bytes) = std::fs::read(e.path()) {
-                    if memchr::memmem::find(&bytes, needle).is_some() {
-                        hits.push(e.path());
-                    }
-                }
-            }
-        }
-    }
-    hits
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_plaintext_api_key_in_the_data_dir_during_and_after_a_run() {
     if skipped("no_plaintext_api_key_in_the_data_dir_during_and_after_a_run") {
@@ -354,10 +330,10 @@ async fn no_plaintext_api_key_in_the_data_dir_during_and_after_a_run() {
     };
     let ep = h.seat(1, small, &[("ANTHROPIC_API_KEY", &key)]).await;
     assert_eq!(ok(&ep, "printf %s \"$ANTHROPIC_API_KEY\"").await, key);
-    let hits = files_containing(h.dir.path(), key.as_bytes());
+    let hits = scan::files_containing(h.dir.path(), key.as_bytes());
     assert!(hits.is_empty(), "key on disk while running: {hits:?}");
     h.backend.stop(&h.key(1)).await.expect("stop");
-    let hits = files_containing(h.dir.path(), key.as_bytes());
+    let hits = scan::files_containing(h.dir.path(), key.as_bytes());
     assert!(hits.is_empty(), "key on disk after stop: {hits:?}");
     h.backend.destroy(&h.key(1), true).await.expect("destroy");
 }

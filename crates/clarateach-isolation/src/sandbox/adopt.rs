@@ -129,31 +129,12 @@ pub(super) async fn adopt(
             out.push((key, WorkspaceStatus::Stopped));
         }
     }
+    // Volumes with no record (destroyed without deleting the volume): the seat store's and
+    // old-style ones not migrated yet.
     let mut known: BTreeSet<SeatKey> = out.iter().map(|(k, _)| k.clone()).collect();
-    // Volumes in the seat store, and old-style ones not migrated yet.
-    let roots = [
-        b.cfg.data_dir.join(super::store::SEATS_DIR),
-        b.cfg.data_dir.join("volumes"),
-    ];
-    for ws in roots.iter().flat_map(|r| subdirs(r)) {
-        let Some(workshop_id) = ws.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
-            continue;
-        };
-        for seat_dir in subdirs(&ws) {
-            let Some(seat) = seat_dir
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(parse_seat)
-            else {
-                continue;
-            };
-            let key = SeatKey {
-                workshop_id: workshop_id.clone(),
-                seat,
-            };
-            if known.insert(key.clone()) {
-                out.push((key, WorkspaceStatus::Missing));
-            }
+    for (key, _) in volumes(&b.cfg.data_dir) {
+        if known.insert(key.clone()) {
+            out.push((key, WorkspaceStatus::Missing));
         }
     }
     Ok(out)
