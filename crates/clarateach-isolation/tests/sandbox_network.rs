@@ -660,7 +660,12 @@ async fn bench_network_setup_and_proxy() {
         let began = Instant::now();
         let started = futures::future::join_all(keys.iter().map(|k| n.b().start(k))).await;
         let wall = began.elapsed().as_secs_f64() * 1e3;
-        assert!(started.iter().all(|r| r.is_ok()), "a seat failed to start");
+        let failed: Vec<String> = started
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .map(|e| format!("{e:#}: {:?}", std::error::Error::source(e)))
+            .collect();
+        assert!(failed.is_empty(), "seats failed to start: {failed:?}");
         println!("{label}: all ready in {wall:.0} ms");
         for k in &keys {
             n.b().destroy(k, true).await.expect("destroy");

@@ -1,10 +1,15 @@
 //! The kernel objects of one seat's network: a named network namespace (`/run/netns/ctns-*`,
 //! so it outlives the agent and a restarted agent finds it), a veth pair with the host side in
-//! the root namespace and `eth0` inside, addresses and the seat's route. Made with iproute2 in
-//! two `ip -batch` runs (one per namespace); every step is undone by `remove`.
+//! the root namespace and `eth0` inside, addresses and the seat's route. Made with rtnetlink
+//! from one short-lived thread (it `unshare`s the namespace, so no pooled thread of the runtime
+//! ever changes namespace), the way `ip netns add` and `ip link/addr/route` would, without
+//! forking them (each `ip` process cost 3-4 ms of the seat's start); every step is undone by
+//! `remove`.
 
 use std::fs::File;
 use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::PathBuf;
 use std::process::Stdio;
 
@@ -12,6 +17,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 use super::addr::SlotAddrs;
+use super::netlink::{Msg, Socket, NETLINK_ROUTE, NLM_F_CREATE, NLM_F_EXCL};
 use super::NetError;
 
 /// Where `ip netns` keeps named namespaces.
@@ -26,42 +32,237 @@ pub fn netns_path(name: &str) -> PathBuf {
 /// `default_route` gives the seat a default route via its gateway (open mode); without it the
 /// seat reaches its own /30 only (allow mode: just the proxy).
 pub async fn create(addrs: &SlotAddrs, default_route: bool) -> Result<(), NetError> {
-    let (veth, ns) = (addrs.veth(), addrs.netns());
     remove(addrs).await?;
-    // `netns add` inside the batch returns to the root namespace for the next lines.
-    let host = format!(
-        "netns add {ns}\n\
-         link add {veth} type veth peer name eth0 netns {ns}\n\
-         addr add {}/30 dev {veth}\n\
-         link set {veth} up\n",
-        addrs.host
-    );
-    run("ip", &["-batch", "-"], Some(host)).await?;
-    let mut inner = format!(
-        "link set lo up\naddr add {}/30 dev eth0\nlink set eth0 up\n",
-        addrs.seat
-    );
-    if default_route {
-        inner.push_str(&format!("route add default via {}\n", addrs.host));
+    let addrs = *addrs;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    // A thread of its own: `unshare(CLONE_NEWNET)` moves the calling thread into the new
+    // namespace, and this thread ends right after.
+    std::thread::Builder::new()
+        .name("seat-netns".into())
+        .spawn(move || {
+            let _ = tx.send(create_blocking(&addrs, default_route));
+        })
+        .map_err(|source| NetError::Netlink {
+            step: "start the namespace thread",
+            source,
+        })?;
+    let made = rx.await.unwrap_or_else(|_| {
+        Err(NetError::Netlink {
+            step: "the namespace thread ended without an answer",
+            source: io::Error::other("thread panicked"),
+        })
+    });
+    if made.is_err() {
+        let _ = remove(&addrs).await;
     }
-    run("ip", &["-n", &ns, "-batch", "-"], Some(inner)).await?;
+    made
+}
+
+fn nl(step: &'static str) -> impl FnOnce(io::Error) -> NetError {
+    move |source| NetError::Netlink { step, source }
+}
+
+/// Makes `/run/netns` a shared mount point once, as `ip netns add` does, so the namespaces
+/// mounted under it show in mount namespaces made later (`ip netns exec`).
+fn netns_dir_shared() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use nix::mount::{mount, MsFlags};
+        let _ = std::fs::DirBuilder::new().mode(0o755).create(NETNS_DIR);
+        let shared = || {
+            mount(
+                None::<&str>,
+                NETNS_DIR,
+                Some("none"),
+                MsFlags::MS_SHARED | MsFlags::MS_REC,
+                None::<&str>,
+            )
+        };
+        if shared() == Err(nix::errno::Errno::EINVAL) {
+            let _ = mount(
+                Some(NETNS_DIR),
+                NETNS_DIR,
+                Some("none"),
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            );
+            let _ = shared();
+        }
+    });
+}
+
+/// Everything `create` does, on the calling thread, which it leaves in the seat's namespace.
+fn create_blocking(addrs: &SlotAddrs, default_route: bool) -> Result<(), NetError> {
+    use nix::mount::{mount, MsFlags};
+    use nix::sched::{unshare, CloneFlags};
+    let (veth, ns) = (addrs.veth(), addrs.netns());
+    // Opened before the unshare: this socket stays in the root namespace.
+    let mut root = Socket::open(NETLINK_ROUTE).map_err(nl("open a netlink socket"))?;
+    netns_dir_shared();
+    let path = netns_path(&ns);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0)
+        .open(&path)
+        .map_err(nl("create the namespace mount point"))?;
+    unshare(CloneFlags::CLONE_NEWNET).map_err(|e| NetError::Netlink {
+        step: "unshare the network namespace",
+        source: e.into(),
+    })?;
+    mount(
+        Some("/proc/thread-self/ns/net"),
+        &path,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| NetError::Netlink {
+        step: "mount the network namespace",
+        source: e.into(),
+    })?;
+    let mut inner = Socket::open(NETLINK_ROUTE).map_err(nl("open a netlink socket in the seat"))?;
+    let ns_fd = File::open(&path).map_err(|source| NetError::OpenNetns {
+        name: ns.clone(),
+        source,
+    })?;
+    set_up(&mut inner, LOOPBACK_IFINDEX).map_err(nl("bring up the seat's loopback"))?;
+    // The pair, host end here, `eth0` in the seat's namespace.
+    let create = Msg::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL)
+        .fixed(&ifinfomsg(0, 0, 0))
+        .attr_str(IFLA_IFNAME, &veth)
+        .nest(IFLA_LINKINFO)
+        .attr(IFLA_INFO_KIND, b"veth")
+        .nest(IFLA_INFO_DATA)
+        .nest(VETH_INFO_PEER)
+        .fixed(&ifinfomsg(0, 0, 0))
+        .attr_str(IFLA_IFNAME, "eth0")
+        .attr_u32(IFLA_NET_NS_FD, ns_fd.as_raw_fd() as u32)
+        .end()
+        .end()
+        .end();
+    root.request(vec![create], |_, _| {})
+        .map_err(nl("create the veth pair"))?;
+    drop(ns_fd);
+    let host_idx = index_of(&mut root, &veth).map_err(nl("look up the host veth"))?;
+    add_addr(&mut root, host_idx, addrs.host).map_err(nl("address the host veth"))?;
+    set_up(&mut root, host_idx).map_err(nl("bring up the host veth"))?;
+    let eth0 = index_of(&mut inner, "eth0").map_err(nl("look up the seat's eth0"))?;
+    add_addr(&mut inner, eth0, addrs.seat).map_err(nl("address the seat's eth0"))?;
+    set_up(&mut inner, eth0).map_err(nl("bring up the seat's eth0"))?;
+    if default_route {
+        let mut rt = [0u8; 12];
+        rt[0] = libc::AF_INET as u8;
+        rt[4] = RT_TABLE_MAIN;
+        rt[5] = RTPROT_BOOT;
+        rt[6] = RT_SCOPE_UNIVERSE;
+        rt[7] = RTN_UNICAST;
+        let route = Msg::new(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL)
+            .fixed(&rt)
+            .attr(RTA_GATEWAY, &addrs.host.octets())
+            .attr_u32(RTA_OIF, eth0);
+        inner
+            .request(vec![route], |_, _| {})
+            .map_err(nl("add the seat's default route"))?;
+    }
     Ok(())
+}
+
+const RTM_NEWLINK: u16 = 16;
+const RTM_DELLINK: u16 = 17;
+const RTM_GETLINK: u16 = 18;
+const RTM_NEWADDR: u16 = 20;
+const RTM_NEWROUTE: u16 = 24;
+const IFLA_IFNAME: u16 = 3;
+const IFLA_LINKINFO: u16 = 18;
+const IFLA_INFO_KIND: u16 = 1;
+const IFLA_INFO_DATA: u16 = 2;
+const IFLA_NET_NS_FD: u16 = 28;
+const VETH_INFO_PEER: u16 = 1;
+const IFA_ADDRESS: u16 = 1;
+const IFA_LOCAL: u16 = 2;
+const RTA_OIF: u16 = 4;
+const RTA_GATEWAY: u16 = 5;
+const RT_TABLE_MAIN: u8 = 254;
+const RTPROT_BOOT: u8 = 3;
+const RT_SCOPE_UNIVERSE: u8 = 0;
+const RTN_UNICAST: u8 = 1;
+const IFF_UP: u32 = 1;
+/// The loopback device of every network namespace has index 1.
+const LOOPBACK_IFINDEX: u32 = 1;
+
+/// `struct ifinfomsg` (family unspecified).
+fn ifinfomsg(index: u32, flags: u32, change: u32) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[4..8].copy_from_slice(&index.to_ne_bytes());
+    b[8..12].copy_from_slice(&flags.to_ne_bytes());
+    b[12..16].copy_from_slice(&change.to_ne_bytes());
+    b
+}
+
+fn set_up(sock: &mut Socket, index: u32) -> io::Result<()> {
+    let m = Msg::new(RTM_NEWLINK, 0).fixed(&ifinfomsg(index, IFF_UP, IFF_UP));
+    sock.request(vec![m], |_, _| {})
+}
+
+/// `addr add <ip>/30 dev <index>`.
+fn add_addr(sock: &mut Socket, index: u32, ip: std::net::Ipv4Addr) -> io::Result<()> {
+    let mut ifa = [0u8; 8];
+    ifa[0] = libc::AF_INET as u8;
+    ifa[1] = 30;
+    ifa[4..8].copy_from_slice(&index.to_ne_bytes());
+    let m = Msg::new(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL)
+        .fixed(&ifa)
+        .attr(IFA_LOCAL, &ip.octets())
+        .attr(IFA_ADDRESS, &ip.octets());
+    sock.request(vec![m], |_, _| {})
+}
+
+/// The index of the interface `name` in the socket's namespace.
+fn index_of(sock: &mut Socket, name: &str) -> io::Result<u32> {
+    let m = Msg::new(RTM_GETLINK, 0)
+        .fixed(&ifinfomsg(0, 0, 0))
+        .attr_str(IFLA_IFNAME, name);
+    let mut index = None;
+    sock.request(vec![m], |ty, payload| {
+        if ty == RTM_NEWLINK && payload.len() >= 16 {
+            index = Some(u32::from_ne_bytes([
+                payload[4], payload[5], payload[6], payload[7],
+            ]));
+        }
+    })?;
+    index.ok_or_else(|| io::Error::from_raw_os_error(libc::ENODEV))
 }
 
 /// Removes the veth pair (both ends go together) and the namespace; missing ones are fine.
 pub async fn remove(addrs: &SlotAddrs) -> Result<(), NetError> {
     let (veth, ns) = (addrs.veth(), addrs.netns());
-    let mut batch = String::new();
-    if std::path::Path::new("/sys/class/net").join(&veth).exists() {
-        batch.push_str(&format!("link del {veth}\n"));
+    let mut root = Socket::open(NETLINK_ROUTE).map_err(nl("open a netlink socket"))?;
+    let del = Msg::new(RTM_DELLINK, 0)
+        .fixed(&ifinfomsg(0, 0, 0))
+        .attr_str(IFLA_IFNAME, &veth);
+    match root.request(vec![del], |_, _| {}) {
+        Err(e) if e.raw_os_error() != Some(libc::ENODEV) => {
+            return Err(nl("delete the veth pair")(e))
+        }
+        _ => {}
     }
-    if netns_path(&ns).exists() {
-        batch.push_str(&format!("netns del {ns}\n"));
+    let path = netns_path(&ns);
+    match nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
+        Err(e) => {
+            return Err(NetError::Netlink {
+                step: "unmount the network namespace",
+                source: e.into(),
+            })
+        }
     }
-    if !batch.is_empty() {
-        run("ip", &["-batch", "-"], Some(batch)).await?;
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            Err(nl("remove the namespace mount point")(e))
+        }
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// True when the seat's namespace and host-side veth both still exist (after an agent restart).
@@ -91,18 +292,25 @@ pub fn enable_forwarding(ifname: &str) -> Result<(), NetError> {
     std::fs::write(&path, "1").map_err(|source| NetError::Sysctl { path, source })
 }
 
-/// The interface of the host's default route (`ip -o route show default`).
-pub async fn default_route_iface() -> Result<String, NetError> {
-    let out = run("ip", &["-o", "-4", "route", "show", "default"], None).await?;
-    let mut words = out.split_whitespace();
-    while let Some(w) = words.next() {
-        if w == "dev" {
-            if let Some(dev) = words.next() {
-                return Ok(dev.to_string());
-            }
-        }
-    }
-    Err(NetError::NoDefaultRoute)
+/// The interface of the host's IPv4 default route (the first in `/proc/net/route`).
+pub fn default_route_iface() -> Result<String, NetError> {
+    let table = std::fs::read_to_string("/proc/net/route").map_err(|source| NetError::Sysctl {
+        path: "/proc/net/route".into(),
+        source,
+    })?;
+    default_route_in(&table).ok_or(NetError::NoDefaultRoute)
+}
+
+fn default_route_in(table: &str) -> Option<String> {
+    table.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        // Iface Destination Gateway Flags RefCnt Use Metric Mask ...; flag 1 = RTF_UP.
+        let up = f
+            .get(3)
+            .and_then(|x| u32::from_str_radix(x, 16).ok())
+            .is_some_and(|fl| fl & 1 != 0);
+        (f.len() > 7 && f[1] == "00000000" && f[7] == "00000000" && up).then(|| f[0].to_string())
+    })
 }
 
 /// Runs a tool, feeding `stdin` when given; its stdout on success, stderr in the error.
@@ -144,5 +352,21 @@ pub async fn run(prog: &str, args: &[&str], stdin: Option<String>) -> Result<Str
             cmd: cmd_line(),
             stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_route_is_read_from_proc() {
+        let table =
+            "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+                     eth1\t0000A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
+                     eth9\t00000000\t00000000\t0000\t0\t0\t0\t00000000\t0\t0\t0\n\
+                     eth0\t00000000\t0102A8C0\t0003\t0\t0\t100\t00000000\t0\t0\t0\n";
+        assert_eq!(default_route_in(table).as_deref(), Some("eth0"));
+        assert_eq!(default_route_in("Iface\tDestination\n"), None);
     }
 }

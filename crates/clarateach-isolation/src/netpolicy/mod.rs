@@ -21,6 +21,7 @@
 pub mod addr;
 mod dns;
 mod link;
+mod netlink;
 pub mod nft;
 pub mod proxy;
 
@@ -48,6 +49,12 @@ pub enum NetError {
     #[error("running `{cmd}` failed")]
     Spawn {
         cmd: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("netlink: {step}")]
+    Netlink {
+        step: &'static str,
         #[source]
         source: std::io::Error,
     },
@@ -189,7 +196,7 @@ struct State {
     /// Bumped on every change of `active`.
     version: u64,
     /// nft deltas of the changes not loaded yet, in order.
-    pending: Vec<String>,
+    pending: Vec<nft::Delta>,
     egress: Option<String>,
 }
 
@@ -329,7 +336,7 @@ impl NetManager {
         {
             return Ok(e);
         }
-        let dev = link::default_route_iface().await?;
+        let dev = link::default_route_iface()?;
         if !nft::valid_ifname(&dev) {
             return Err(NetError::BadName(dev));
         }
@@ -337,24 +344,27 @@ impl NetManager {
         Ok(dev)
     }
 
-    /// Brings the kernel's table up to date: the pending deltas, or the whole table when it is
-    /// not known to be in place or a delta fails; the table goes when the last seat does.
+    /// Brings the kernel's table up to date: the pending deltas (one netlink transaction), or the
+    /// whole table when it is not known to be in place or a delta fails. The table stays while
+    /// any seat has a slot (a stopped seat starts again without a whole reload) and goes when
+    /// the last slot is released.
     async fn apply(&self) -> Result<(), NetError> {
         let wanted = self.lock().version;
         let mut loaded = self.nft_gate.lock().await;
         if loaded.version >= wanted {
             return Ok(());
         }
-        let (version, deltas, rules) = {
+        let (version, deltas, rules, keep) = {
             let mut st = self.lock();
             let rules: Vec<nft::SeatRule> = st.active.values().map(|a| a.rule.clone()).collect();
-            (st.version, std::mem::take(&mut st.pending), rules)
+            let keep = !rules.is_empty() || !st.slots.is_empty();
+            (st.version, std::mem::take(&mut st.pending), rules, keep)
         };
         let table = &self.cfg.nft_table;
-        let result = if rules.is_empty() {
+        let result = if !keep {
             nft_load(nft::render_delete(table)).await
         } else if loaded.whole {
-            match nft_load(deltas.concat()).await {
+            match nft::apply(&deltas) {
                 Ok(()) => Ok(()),
                 Err(e) => {
                     tracing::warn!(error = %e, "nft delta failed; reloading the whole table");
@@ -368,7 +378,7 @@ impl NetManager {
             Ok(()) => {
                 *loaded = Loaded {
                     version,
-                    whole: !rules.is_empty(),
+                    whole: keep,
                 };
                 Ok(())
             }
@@ -463,8 +473,16 @@ impl NetManager {
         mode: SeatMode,
         addrs: &SlotAddrs,
     ) -> Result<(), NetError> {
+        let began = std::time::Instant::now();
         link::create(addrs, mode == SeatMode::Open).await?;
-        self.activate(key, policy, mode, addrs).await
+        let link_us = began.elapsed().as_secs_f64() * 1e6;
+        let r = self.activate(key, policy, mode, addrs).await;
+        tracing::debug!(
+            link_us,
+            total_us = began.elapsed().as_secs_f64() * 1e6,
+            "seat network up"
+        );
+        r
     }
 
     /// Forwarding, the listener and the rules for a seat whose link exists.
@@ -539,7 +557,19 @@ impl NetManager {
     /// Tears down and frees the slot for another seat (on destroy).
     pub async fn release(&self, key: &SeatKey) -> Result<(), NetError> {
         self.teardown(key).await?;
-        self.lock().slots.remove(key);
+        let last = {
+            let mut st = self.lock();
+            let had = st.slots.remove(key).is_some();
+            let last = had && st.slots.is_empty() && st.active.is_empty();
+            if last {
+                // The table goes with the last slot.
+                st.version += 1;
+            }
+            last
+        };
+        if last {
+            self.apply().await?;
+        }
         let file = self.seat_file(key, "json");
         match std::fs::remove_file(&file) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
