@@ -103,7 +103,7 @@ fn create_blocking(addrs: &SlotAddrs, default_route: bool) -> Result<(), NetErro
     std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0)
+        .mode(0o000)
         .open(&path)
         .map_err(nl("create the namespace mount point"))?;
     unshare(CloneFlags::CLONE_NEWNET).map_err(|e| NetError::Netlink {

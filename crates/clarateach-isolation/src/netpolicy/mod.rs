@@ -19,6 +19,7 @@
 //! packet from or to a seat interface.
 
 pub mod addr;
+mod conntrack;
 mod dns;
 mod link;
 mod netlink;
@@ -549,6 +550,7 @@ impl NetManager {
         }
         if let Some(addrs) = slot.and_then(|s| self.cfg.seat_subnet.slot(s)) {
             link::remove(&addrs).await?;
+            forget_connections(&addrs);
         }
         let _ = std::fs::remove_file(self.seat_file(key, "resolv.conf"));
         Ok(())
@@ -586,6 +588,28 @@ impl NetManager {
         Ok(())
     }
 
+    /// After adopt: every slot without an active seat loses its link (an agent that died
+    /// between making a seat's network and starting the seat leaves one behind), and the
+    /// kernel's table is reloaded to hold exactly the active seats (or goes when no slot is
+    /// left).
+    pub async fn resync(&self) -> Result<(), NetError> {
+        let idle: Vec<SlotAddrs> = {
+            let st = self.lock();
+            st.slots
+                .iter()
+                .filter(|(k, _)| !st.active.contains_key(*k))
+                .filter_map(|(_, s)| self.cfg.seat_subnet.slot(*s))
+                .collect()
+        };
+        for addrs in &idle {
+            link::remove(addrs).await?;
+            forget_connections(addrs);
+        }
+        self.nft_gate.lock().await.whole = false;
+        self.lock().version += 1;
+        self.apply().await
+    }
+
     /// The seat's addresses while it has a slot (for tests and status).
     pub fn addrs(&self, key: &SeatKey) -> Option<SlotAddrs> {
         let slot = self.lock().slots.get(key).copied()?;
@@ -595,6 +619,16 @@ impl NetManager {
     /// The configuration in use.
     pub fn config(&self) -> &NetConfig {
         &self.cfg
+    }
+}
+
+/// Drops the conntrack entries of a seat whose link is gone (a failure only delays them to
+/// their timeout, so it is logged, not returned).
+fn forget_connections(addrs: &SlotAddrs) {
+    match conntrack::forget(addrs.seat) {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!(seat = %addrs.seat, entries = n, "seat connections forgotten"),
+        Err(e) => tracing::warn!(seat = %addrs.seat, error = %e, "seat connections not forgotten"),
     }
 }
 

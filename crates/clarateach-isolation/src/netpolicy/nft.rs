@@ -431,7 +431,7 @@ mod tests {
         assert_eq!(key, want);
         // Begin, one message per element, end.
         let d = add_seat("t", "eth9", &rules()[0]);
-        assert_eq!(batch(&[d.clone()]).len(), d.elems.len() + 2);
+        assert_eq!(batch(std::slice::from_ref(&d)).len(), d.elems.len() + 2);
     }
 
     #[test]

@@ -508,6 +508,10 @@ impl Backend for SandboxBackend {
                 tracing::warn!(workshop.id = %key.workshop_id, seat = key.seat, error = %e, "seat network not re-adopted");
             }
         }
+        // Networks made for a start the agent did not finish, and rules of seats gone.
+        if let Err(e) = self.net.resync().await {
+            tracing::warn!(error = %e, "seat networks not resynchronised after adopt");
+        }
         Ok(found)
     }
 
