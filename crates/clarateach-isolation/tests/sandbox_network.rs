@@ -687,6 +687,11 @@ async fn a_reused_slot_carries_nothing_and_a_half_made_network_goes_at_adopt() {
     drop(half);
     assert!(Path::new("/sys/class/net").join(a4.veth()).exists());
     assert!(nft_table(&n.net.nft_table).contains(&a4.veth()));
+    // No seat runs when the agent comes back, so no re-adopted seat reloads the table: adopt
+    // itself must clear what the half-made start left.
+    for seat in [1, 3] {
+        n.b().stop(&n.key(seat)).await.expect("stop");
+    }
     n.restart();
     n.b().adopt().await.expect("adopt");
     assert!(
@@ -702,10 +707,12 @@ async fn a_reused_slot_carries_nothing_and_a_half_made_network_goes_at_adopt() {
         !table.contains(&a4.veth()),
         "half-made seat's elements left after adopt: {table}"
     );
-    // The seats that ran keep their network.
-    for ep in [&keep, &next] {
+    // The stopped seats start again with their network.
+    drop((keep, next));
+    for seat in [1, 3] {
+        let ep = n.b().start(&n.key(seat)).await.expect("start");
         assert_eq!(
-            curl(ep, "http://203.0.113.10/").await.1,
+            curl(&ep, "http://203.0.113.10/").await.1,
             "hello from the internet"
         );
     }
