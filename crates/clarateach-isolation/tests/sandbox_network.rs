@@ -722,6 +722,20 @@ async fn a_reused_slot_carries_nothing_and_a_half_made_network_goes_at_adopt() {
     assert_eq!(n.leftovers(), Vec::<String>::new());
 }
 
+/// CPU time of this process and its reaped children (user + system), in ms, from
+/// `/proc/self/stat` (clock ticks of 10 ms): less at the mercy of the machine's load than wall time.
+fn cpu_ms() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("stat");
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    // Fields after the name: state is 3rd overall; utime, stime, cutime, cstime are 14..=17.
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f[11..15]
+        .iter()
+        .map(|v| v.parse::<f64>().expect("ticks"))
+        .sum();
+    ticks * 10.0
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -753,6 +767,7 @@ async fn bench_network_setup_and_proxy() {
     // Network setup alone (netns + veth + forwarding + listener + one nft load), per seat.
     let mut setup = Vec::new();
     let mut down = Vec::new();
+    let cpu_before = cpu_ms();
     for seat in 100..100 + SEATS {
         let began = Instant::now();
         let net = n
@@ -764,11 +779,16 @@ async fn bench_network_setup_and_proxy() {
         setup.push(began.elapsed().as_secs_f64() * 1e3);
         drop(net);
     }
+    let cpu_setup = cpu_ms() - cpu_before;
     for seat in 100..100 + SEATS {
         let began = Instant::now();
         n.b().net().release(&n.key(seat)).await.expect("release");
         down.push(began.elapsed().as_secs_f64() * 1e3);
     }
+    println!(
+        "net setup (open) CPU per seat, this process and its children (10 ms ticks / {SEATS}): {:.2} ms",
+        cpu_setup / f64::from(SEATS)
+    );
     summary("net setup (open), sequential", setup);
     summary("net release, sequential", down);
 
