@@ -595,6 +595,11 @@ impl NetManager {
     pub async fn resync(&self) -> Result<(), NetError> {
         let idle: Vec<SlotAddrs> = {
             let st = self.lock();
+            if st.slots.is_empty() {
+                // This agent never networked a seat (or released them all): nothing to clear,
+                // and no `nft` run on hosts that only have `none` seats.
+                return Ok(());
+            }
             st.slots
                 .iter()
                 .filter(|(k, _)| !st.active.contains_key(*k))
