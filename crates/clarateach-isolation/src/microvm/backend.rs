@@ -12,7 +12,10 @@ use tokio::sync::OnceCell;
 
 use super::accel::{self, Accel};
 use super::seat::{bridge_address, ensure_volume, live_pid, write_private, SeatPaths, SeatRecord};
-use super::{fc_launch, find_binary, lifecycle, net, AccelChoice, Flavour, MicrovmConfig, Net};
+use super::{
+    fc_launch, find_binary, lifecycle, net, seat_net, AccelChoice, Flavour, MicrovmConfig, Net,
+};
+use crate::netpolicy::NetError;
 use crate::{
     Backend, BackendError, BackendKind, DaemonAddr, DaemonEndpoint, WorkspaceSpec, WorkspaceStatus,
 };
@@ -31,6 +34,8 @@ pub struct MicrovmBackend {
     /// always runs before `start`, with the spec the control plane re-sends after a restart)
     /// sets it; QEMU gets it in a memfd config disk.
     pub(super) envs: Mutex<HashMap<SeatKey, BTreeMap<String, String>>>,
+    /// The seat network (TAPs, nft rules, proxies) of seats that have one (`seat_net`).
+    pub(super) net: crate::netpolicy::NetManager,
 }
 
 impl MicrovmBackend {
@@ -63,6 +68,8 @@ impl MicrovmBackend {
         if let Some(f) = fc {
             cfg.firecracker_binary = f;
         }
+        let net = crate::netpolicy::NetManager::new(cfg.seat_net.clone(), &cfg.data_dir)
+            .map_err(|e| BackendError::Unavailable(format!("seat network: {e}")))?;
         Ok(Self {
             cfg,
             image,
@@ -71,7 +78,13 @@ impl MicrovmBackend {
             endpoints: Mutex::new(HashMap::new()),
             alloc: Mutex::new(()),
             envs: Mutex::new(HashMap::new()),
+            net,
         })
+    }
+
+    /// The seat network (addresses of seats that have one, for tests and status).
+    pub fn net(&self) -> &crate::netpolicy::NetManager {
+        &self.net
     }
 
     /// `uname -r` of the guests.
@@ -162,13 +175,10 @@ impl Backend for MicrovmBackend {
     }
 
     async fn create(&self, spec: &WorkspaceSpec) -> Result<(), BackendError> {
-        if matches!(self.cfg.net, Net::User) && spec.limits.network.reaches_out() {
-            return Err(BackendError::Unsupported(
-                spec.key.clone(),
-                "limits.network \"open\" or an allow-list needs --microvm-bridge: user-mode \
-                 networking would give the seat the host's loopback as 10.0.2.2",
-            ));
-        }
+        spec.limits
+            .network
+            .validate()
+            .map_err(|e| BackendError::Network(spec.key.clone(), NetError::Policy(e)))?;
         let paths = self.paths(&spec.key);
         let io = |action| move |source| BackendError::Io { action, source };
         std::fs::create_dir_all(&paths.dir).map_err(io("creating the seat dir"))?;
@@ -184,16 +194,17 @@ impl Backend for MicrovmBackend {
         {
             // Held across scan + save so two seats created at once cannot pick the same address.
             let _alloc = self.alloc.lock();
+            // Only `none` seats are bridged; the others get a seat-network TAP at start.
             record.guest_ip = match &self.cfg.net {
-                Net::User => None,
-                Net::Bridge { subnet, .. } => {
+                Net::Bridge { subnet, .. } if !spec.limits.network.reaches_out() => {
                     let seats = lifecycle::seat_records(&self.cfg.data_dir.join("microvm"));
                     let ip = bridge_address(&record, subnet, &seats)
                         .map_err(|e| BackendError::Start(spec.key.clone(), e.to_string()))?;
                     record.addr = Some((ip, config.port).into());
-                    config.net = net::guest_net(subnet, ip, spec.limits.egress);
+                    config.net = net::guest_net(subnet, ip, false);
                     Some(ip)
                 }
+                _ => None,
             };
             record
                 .save(&paths.record())
@@ -233,7 +244,12 @@ impl Backend for MicrovmBackend {
         self.forget(key);
         lifecycle::stop_vm(&self.paths(key))
             .await
-            .map_err(|e| BackendError::Stop(key.clone(), e))
+            .map_err(|e| BackendError::Stop(key.clone(), e))?;
+        // The VM is gone: its TAP, rules and proxy go too (the slot stays for the restart).
+        self.net
+            .teardown(key)
+            .await
+            .map_err(|e| BackendError::Network(key.clone(), e))
     }
 
     async fn destroy(&self, key: &SeatKey, delete_volume: bool) -> Result<(), BackendError> {
@@ -246,6 +262,10 @@ impl Backend for MicrovmBackend {
             .await
             .map_err(|e| BackendError::Destroy(key.clone(), e))?;
         lifecycle::release_host(self, key, &paths).await;
+        self.net
+            .release(key)
+            .await
+            .map_err(|e| BackendError::Network(key.clone(), e))?;
         let gone = |r: std::io::Result<()>| match r {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 Err(BackendError::Destroy(key.clone(), e.to_string()))
@@ -283,6 +303,7 @@ impl Backend for MicrovmBackend {
 
     async fn adopt(&self) -> Result<Vec<(SeatKey, WorkspaceStatus)>, BackendError> {
         let mut found = Vec::new();
+        let flavour = self.flavour().await;
         for record_path in lifecycle::seat_records(&self.cfg.data_dir.join("microvm")) {
             let Ok(record) = SeatRecord::load(&record_path) else {
                 continue;
@@ -295,6 +316,11 @@ impl Backend for MicrovmBackend {
                 {
                     m.insert(key.clone(), ep);
                 }
+                if let Err(e) = seat_net::readopt(self, &record, flavour).await {
+                    tracing::warn!(workshop.id = %key.workshop_id, seat = key.seat, error = ?e, "the seat's network did not come back");
+                }
+            } else if let Err(e) = self.net.teardown(&key).await {
+                tracing::warn!(workshop.id = %key.workshop_id, seat = key.seat, error = %e, "tearing down a stopped seat's network failed");
             }
             found.push((
                 key,

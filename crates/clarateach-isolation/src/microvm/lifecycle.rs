@@ -16,7 +16,7 @@ use clarateach_image::guest::config::GUEST_DAEMON_PORT;
 use super::firecracker;
 use super::qemu::{self, QemuLaunch, QemuNet, RootDisk};
 use super::seat::{live_pid, SeatPaths, SeatRecord};
-use super::{bridge, fc_launch, http, net, qmp as qmp_client, Net};
+use super::{bridge, fc_launch, http, net, qmp as qmp_client, seat_net, Flavour};
 use crate::{BackendError, DaemonEndpoint};
 
 pub(super) fn endpoint_of(record: &SeatRecord) -> Option<DaemonEndpoint> {
@@ -46,33 +46,17 @@ pub(super) async fn start_qemu(
         }
         RootDisk::Overlay(paths.overlay())
     };
-    let tap = match &b.cfg.net {
-        Net::User => None,
-        Net::Bridge { bridge: br, subnet } => {
-            let ip = record.guest_ip.ok_or_else(|| {
-                fail(
-                    "the seat has no bridge address (created in user-net mode): recreate it".into(),
-                )
-            })?;
-            let tap = net::tap_name(&key);
-            bridge::ensure_bridge(br, subnet)
-                .await
-                .map_err(|e| fail(e.to_string()))?;
-            bridge::add_tap(&tap, br)
-                .await
-                .map_err(|e| fail(e.to_string()))?;
-            std::fs::write(paths.dir.join("tap"), &tap).map_err(|e| fail(e.to_string()))?;
-            bridge::masquerade(br, ip, record.limits.egress)
-                .await
-                .map_err(|e| fail(e.to_string()))?;
-            Some((tap, ip))
-        }
+    let link = seat_net::bring_up(b, record, paths, Flavour::Qemu, None).await?;
+    let tap = match (link.tap(), link.guest_ip()) {
+        (Some(t), Some(ip)) => Some((t.to_string(), ip)),
+        _ => None,
     };
     // The config disk with the seat's environment, in memory only (see `MicrovmBackend::envs`).
     let on_disk = std::fs::read(paths.config_disk()).map_err(|e| fail(e.to_string()))?;
     let mut config = clarateach_image::GuestConfig::from_disk(&on_disk)
         .ok_or_else(|| fail("the seat's config disk is unreadable: recreate it".into()))?;
     config.env = b.env_of(&key);
+    link.configure(&mut config);
     let config_fd = std::sync::Arc::new(
         qemu::config_memfd(&config.to_disk()).map_err(|e| fail(format!("config memfd: {e}")))?,
     );
@@ -216,21 +200,12 @@ async fn exits(pid: i32, limit: Duration) -> bool {
     false
 }
 
-/// Releases what a seat holds on the host besides its files: its TAP device (both flavours), its
-/// egress NAT rule (bridge mode) and its jail (Firecracker under the jailer).
+/// Releases what a seat holds on the host besides its files and its seat network (the backend
+/// releases that): its bridge TAP and its jail (Firecracker under the jailer).
 pub(super) async fn release_host(b: &MicrovmBackend, key: &SeatKey, paths: &SeatPaths) {
     if let Ok(tap) = std::fs::read_to_string(paths.dir.join("tap")) {
         if let Err(e) = bridge::del_tap(tap.trim()).await {
             tracing::warn!(error = %e, "removing the seat's TAP failed");
-        }
-    }
-    if let (Net::Bridge { bridge: br, .. }, Ok(record)) =
-        (&b.cfg.net, SeatRecord::load(&paths.record()))
-    {
-        if let Some(ip) = record.guest_ip {
-            if let Err(e) = bridge::masquerade(br, ip, false).await {
-                tracing::warn!(error = %e, "removing the seat's NAT rule failed");
-            }
         }
     }
     if let Some(j) = fc_launch::jail(&b.cfg, key) {

@@ -24,12 +24,14 @@ pub mod net;
 pub mod qemu;
 pub mod qmp;
 pub mod seat;
+mod seat_net;
 pub mod volume;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use backend::MicrovmBackend;
+pub use fc_launch::LaunchError;
 pub use lifecycle::health;
 pub use net::{Ipv4Subnet, Net};
 
@@ -73,6 +75,10 @@ pub struct MicrovmConfig {
     /// Unprivileged user and group the jailer runs Firecracker as.
     pub jail_uid: u32,
     pub jail_gid: u32,
+    /// The seat network of `open` and allow-list seats (and of every Firecracker seat): a TAP
+    /// per seat with a /30 of `--seat-subnet`, under the same nft rules as a sandbox seat's veth
+    /// (`netpolicy`). Root only.
+    pub seat_net: crate::netpolicy::NetConfig,
 }
 
 impl MicrovmConfig {
@@ -90,6 +96,7 @@ impl MicrovmConfig {
             jailer_binary: None,
             jail_uid: 65534,
             jail_gid: 65534,
+            seat_net: crate::netpolicy::NetConfig::default(),
         }
     }
 }

@@ -23,6 +23,7 @@ mod dns;
 mod link;
 pub mod nft;
 pub mod proxy;
+pub mod tap;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -38,6 +39,7 @@ use serde::{Deserialize, Serialize};
 pub use addr::{SeatSubnet, SeatSubnetError, SlotAddrs};
 pub use nft::{SeatMode, DNS_PORT, PROXY_PORT};
 pub use proxy::Resolver;
+pub use tap::TapNet;
 
 /// Default `--seat-subnet`: room for 16384 seats per agent.
 pub const DEFAULT_SEAT_SUBNET: &str = "10.214.0.0/16";

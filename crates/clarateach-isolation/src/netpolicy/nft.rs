@@ -34,6 +34,9 @@ pub enum SeatMode {
     Open,
     /// Only the proxy on its gateway.
     Proxy,
+    /// Nothing at all: a microVM seat without network, whose TAP exists only so the host can
+    /// dial its daemon (Firecracker has no user-mode networking).
+    Closed,
 }
 
 /// One networked seat in the ruleset.
@@ -78,6 +81,9 @@ pub fn add_seat(table: &str, egress: &str, r: &SeatRule) -> String {
         let _ = writeln!(s, "add chain {t} {c}_{veth}\nflush chain {t} {c}_{veth}");
     }
     let _ = writeln!(s, "add rule {t} in_{veth} ip saddr != {ip} drop");
+    // Replies to connections the host opened (the agent dialling a microVM seat's daemon). A
+    // connection the seat opens is never established: its first packet is dropped below.
+    let _ = writeln!(s, "add rule {t} in_{veth} ct state established accept");
     let _ = match r.mode {
         SeatMode::Proxy => writeln!(
             s,
@@ -87,6 +93,7 @@ pub fn add_seat(table: &str, egress: &str, r: &SeatRule) -> String {
             s,
             "add rule {t} in_{veth} ip daddr {gw} udp dport {DNS_PORT} accept"
         ),
+        SeatMode::Closed => Ok(()),
     };
     let _ = writeln!(s, "add rule {t} in_{veth} drop");
     let _ = writeln!(
@@ -251,6 +258,30 @@ mod tests {
         assert!(
             del.find("delete element").expect("elem") < del.find("delete chain").expect("chain")
         );
+    }
+
+    #[test]
+    fn a_closed_seat_gets_only_replies_to_the_host() {
+        let s: SeatSubnet = "10.214.0.0/16".parse().expect("subnet");
+        let r = SeatRule {
+            addrs: s.slot(2).expect("slot"),
+            mode: SeatMode::Closed,
+        };
+        let add = add_seat("t", "eth9", &r);
+        let input: Vec<&str> = add
+            .lines()
+            .filter(|l| l.starts_with("add rule inet t in_ct0ad60009 "))
+            .collect();
+        assert_eq!(
+            input,
+            [
+                "add rule inet t in_ct0ad60009 ip saddr != 10.214.0.10 drop",
+                "add rule inet t in_ct0ad60009 ct state established accept",
+                "add rule inet t in_ct0ad60009 drop",
+            ]
+        );
+        assert!(!add.contains("from_ct0ad60009 oifname") && !add.contains("masq"));
+        assert!(!remove_seat("t", &r).contains("masq"));
     }
 
     #[test]
