@@ -12,13 +12,10 @@ use tokio::sync::OnceCell;
 
 use super::accel::{self, Accel};
 use super::seat::{bridge_address, ensure_volume, live_pid, write_private, SeatPaths, SeatRecord};
-use super::{
-    fc_launch, find_binary, lifecycle, net, seat_net, AccelChoice, Flavour, MicrovmConfig, Net,
-};
+use super::vmm::{FirecrackerVmm, Launch, QemuVmm, VmNet, Vmm};
+use super::{find_binary, lifecycle, net, seat_net, AccelChoice, Flavour, MicrovmConfig, Net};
 use crate::netpolicy::NetError;
-use crate::{
-    Backend, BackendError, BackendKind, DaemonAddr, DaemonEndpoint, WorkspaceSpec, WorkspaceStatus,
-};
+use crate::{Backend, BackendError, BackendKind, DaemonEndpoint, WorkspaceSpec, WorkspaceStatus};
 
 /// One VM per seat; see the module docs.
 pub struct MicrovmBackend {
@@ -26,6 +23,8 @@ pub struct MicrovmBackend {
     pub(super) image: ImageLayout,
     manifest: Manifest,
     accel: OnceCell<Accel>,
+    /// The VMM that runs this backend's seats, chosen at the first start (it needs the probe).
+    vmm: OnceCell<Box<dyn Vmm>>,
     pub(super) endpoints: Mutex<HashMap<SeatKey, DaemonEndpoint>>,
     /// Serialises bridge address allocation (scan the records, pick, save).
     alloc: Mutex<()>,
@@ -75,6 +74,7 @@ impl MicrovmBackend {
             image,
             manifest,
             accel: OnceCell::new(),
+            vmm: OnceCell::new(),
             endpoints: Mutex::new(HashMap::new()),
             alloc: Mutex::new(()),
             envs: Mutex::new(HashMap::new()),
@@ -124,6 +124,30 @@ impl MicrovmBackend {
             Flavour::Auto => Flavour::Qemu,
             f => f,
         }
+    }
+
+    /// The VMM for this backend's flavour (probing KVM first when needed).
+    async fn vmm(&self) -> &dyn Vmm {
+        let accel = self.accel().await;
+        let flavour = self.flavour().await;
+        self.vmm
+            .get_or_init(|| async {
+                let vmm: Box<dyn Vmm> = match flavour {
+                    Flavour::Firecracker => Box::new(FirecrackerVmm {
+                        cfg: self.cfg.clone(),
+                        image: self.image.clone(),
+                    }),
+                    _ => Box::new(QemuVmm {
+                        qemu: self.cfg.qemu_binary.clone(),
+                        image: self.image.clone(),
+                        accel,
+                        boot_timeout: self.cfg.boot_timeout,
+                    }),
+                };
+                vmm
+            })
+            .await
+            .as_ref()
     }
 
     pub fn paths(&self, key: &SeatKey) -> SeatPaths {
@@ -229,11 +253,48 @@ impl Backend for MicrovmBackend {
                 return Ok(ep);
             }
         }
-        let accel = self.accel().await;
-        let endpoint = match self.flavour().await {
-            Flavour::Firecracker => fc_launch::start_firecracker(self, &record, &paths).await?,
-            _ => lifecycle::start_qemu(self, &record, &paths, accel).await?,
+        let vmm = self.vmm().await;
+        let link = seat_net::bring_up(
+            &self.cfg.net,
+            &self.net,
+            &record,
+            &paths,
+            vmm.flavour(),
+            vmm.tap_owner(),
+        )
+        .await?;
+        // The guest's config, the environment among it, in memory only (see `envs`).
+        let mut config = GuestConfig::new(record.token.clone(), self.env_of(key));
+        link.configure(&mut config);
+        let net = match (link.tap(), link.guest_ip()) {
+            (Some(ifname), Some(guest_ip)) => VmNet::Tap {
+                ifname: ifname.to_string(),
+                guest_ip,
+            },
+            _ => VmNet::User,
         };
+        let launched = vmm
+            .launch(Launch {
+                record: &record,
+                paths: &paths,
+                net,
+                config_disk: config.to_disk(),
+            })
+            .await;
+        let addr = match launched {
+            Ok(addr) => addr,
+            Err(e) => {
+                if let Err(t) = self.net.teardown(key).await {
+                    tracing::warn!(error = %t, "tearing down a failed seat's network failed");
+                }
+                return Err(BackendError::Launch(key.clone(), e));
+            }
+        };
+        let endpoint =
+            lifecycle::save_addr(&record, &paths, addr).map_err(|source| BackendError::Io {
+                action: "recording the daemon's address in seat.json",
+                source,
+            })?;
         if let Ok(mut m) = self.endpoints.lock() {
             m.insert(key.clone(), endpoint.clone());
         }
@@ -261,7 +322,7 @@ impl Backend for MicrovmBackend {
         lifecycle::stop_vm(&paths)
             .await
             .map_err(|e| BackendError::Destroy(key.clone(), e))?;
-        lifecycle::release_host(self, key, &paths).await;
+        lifecycle::release_host(&self.cfg, key, &paths).await;
         self.net
             .release(key)
             .await
@@ -316,7 +377,8 @@ impl Backend for MicrovmBackend {
                 {
                     m.insert(key.clone(), ep);
                 }
-                if let Err(e) = seat_net::readopt(self, &record, flavour).await {
+                if let Err(e) = seat_net::readopt(&self.cfg.net, &self.net, &record, flavour).await
+                {
                     tracing::warn!(workshop.id = %key.workshop_id, seat = key.seat, error = ?e, "the seat's network did not come back");
                 }
             } else if let Err(e) = self.net.teardown(&key).await {
@@ -343,13 +405,5 @@ impl Backend for MicrovmBackend {
     /// ([`super::volume::walk`]) instead of mounting it or copying its files out.
     fn export_source(&self, key: &SeatKey) -> crate::export::ExportSource {
         crate::export::ExportSource::Ext4Image(self.paths(key).volume)
-    }
-}
-
-/// Daemon endpoint on the host side of QEMU's port forward.
-pub(super) fn tcp_endpoint(addr: std::net::SocketAddr, token: &str) -> DaemonEndpoint {
-    DaemonEndpoint {
-        addr: DaemonAddr::Tcp(addr),
-        token: token.to_string(),
     }
 }

@@ -14,44 +14,17 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use clarateach_core::agent_proto::SeatKey;
 
-use super::backend::MicrovmBackend;
 use super::bridge::run;
 use super::firecracker::{self, FcSpec};
 use super::jailer::{find_jailer, jail_id, Jail, StagedFile};
-use super::lifecycle::{save_addr, wait_for_path, wait_ready};
+use super::lifecycle::{wait_for_path, wait_ready};
 use super::qemu::{config_memfd, inherit_fd, CONFIG_FD};
-use super::seat::{SeatPaths, SeatRecord};
-use super::{seat_net, Flavour, MicrovmConfig};
-use crate::{BackendError, DaemonEndpoint};
-
-/// One failed step of starting a Firecracker seat, with its cause.
-#[derive(Debug, thiserror::Error)]
-pub enum LaunchError {
-    #[error("copying the rootfs for the seat")]
-    CopyRootfs(#[source] super::bridge::NetError),
-    #[error("the seat's network has no TAP")]
-    NoTap,
-    #[error("making the config disk")]
-    ConfigDisk(#[source] std::io::Error),
-    #[error("staging the jail")]
-    StageJail(#[source] std::io::Error),
-    #[error("writing {what} in the seat dir")]
-    SeatFile {
-        what: &'static str,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("running firecracker")]
-    Spawn(#[source] std::io::Error),
-    #[error("firecracker's API socket did not appear")]
-    ApiSocket,
-    #[error("configuring the VM over the API")]
-    Configure(#[source] std::io::Error),
-    #[error("booting: {0}")]
-    Boot(String),
-}
+use super::vmm::{Launch, LaunchError, VmNet, Vmm};
+use super::{Flavour, MicrovmConfig};
+use clarateach_image::ImageLayout;
 
 /// Where Firecracker finds the memfd config disk it inherited (unjailed).
 pub const CONFIG_FD_PATH: &str = "/proc/self/fd/3";
@@ -71,112 +44,127 @@ pub(super) fn jail(cfg: &MicrovmConfig, key: &SeatKey) -> Option<Jail> {
     })
 }
 
-pub(super) async fn start_firecracker(
-    b: &MicrovmBackend,
-    record: &SeatRecord,
-    paths: &SeatPaths,
-) -> Result<DaemonEndpoint, BackendError> {
-    let key = record.key();
-    let fail = |e: LaunchError| BackendError::Launch(key.clone(), e);
-    let file = |what| move |source| LaunchError::SeatFile { what, source };
-    if !paths.rootfs_copy().exists() {
-        let (src, dst) = (s(&b.image.rootfs()), s(&paths.rootfs_copy()));
-        run("cp", &["--sparse=always", "--reflink=auto", &src, &dst])
+/// Firecracker, through its jailer when one is configured or installed next to it.
+pub(super) struct FirecrackerVmm {
+    pub cfg: MicrovmConfig,
+    pub image: ImageLayout,
+}
+
+#[async_trait]
+impl Vmm for FirecrackerVmm {
+    fn flavour(&self) -> Flavour {
+        Flavour::Firecracker
+    }
+
+    fn tap_owner(&self) -> Option<(u32, u32)> {
+        // The jailed VMM is not root: the TAP must be its own to open.
+        find_jailer(
+            self.cfg.jailer_binary.as_deref(),
+            &self.cfg.firecracker_binary,
+        )
+        .map(|_| (self.cfg.jail_uid, self.cfg.jail_gid))
+    }
+
+    async fn launch(&self, l: Launch<'_>) -> Result<SocketAddr, LaunchError> {
+        let (record, paths) = (l.record, l.paths);
+        let key = record.key();
+        let file = |what| move |source| LaunchError::SeatFile { what, source };
+        let VmNet::Tap {
+            ifname: tap,
+            guest_ip,
+        } = l.net
+        else {
+            return Err(LaunchError::NoTap);
+        };
+        if !paths.rootfs_copy().exists() {
+            let (src, dst) = (s(&self.image.rootfs()), s(&paths.rootfs_copy()));
+            run("cp", &["--sparse=always", "--reflink=auto", &src, &dst])
+                .await
+                .map_err(LaunchError::CopyRootfs)?;
+        }
+        let jail = jail(&self.cfg, &key);
+        for f in [paths.api_socket(), paths.jail_id(), paths.config_disk()] {
+            let _ = std::fs::remove_file(f);
+        }
+        let files = [
+            (self.image.vmlinux(), "vmlinux", false),
+            (self.image.initrd(), "initrd.cpio", false),
+            (paths.rootfs_copy(), "rootfs.ext4", true),
+            (paths.volume.clone(), "volume.img", true),
+        ];
+        let mut secrets: Option<JailSecrets> = None;
+        let (mut cmd, disks, socket) = match &jail {
+            Some(j) => {
+                let staged: Vec<StagedFile> = files
+                    .iter()
+                    .map(|(host, name, owned)| StagedFile {
+                        host: host.clone(),
+                        name,
+                        owned: *owned,
+                    })
+                    .collect();
+                let mut inside = j.stage(&staged).map_err(LaunchError::StageJail)?;
+                secrets =
+                    Some(JailSecrets::mount(j, &l.config_disk).map_err(LaunchError::ConfigDisk)?);
+                inside.push(PathBuf::from(JAIL_CONFIG));
+                std::fs::write(paths.jail_id(), &j.id).map_err(file("jail-id"))?;
+                let mut cmd = tokio::process::Command::new(&j.jailer);
+                cmd.args(j.args());
+                tracing::info!(jail = %j.root().display(), "starting firecracker through the jailer");
+                (cmd, inside, j.api_socket())
+            }
+            None => {
+                let fd = config_memfd(&l.config_disk).map_err(LaunchError::ConfigDisk)?;
+                let mut cmd = tokio::process::Command::new(&self.cfg.firecracker_binary);
+                cmd.arg("--api-sock").arg(paths.api_socket());
+                inherit_fd(cmd.as_std_mut(), std::sync::Arc::new(fd), CONFIG_FD);
+                let mut host: Vec<PathBuf> = files.iter().map(|f| f.0.clone()).collect();
+                host.push(PathBuf::from(CONFIG_FD_PATH));
+                (cmd, host, paths.api_socket())
+            }
+        };
+        let console = std::fs::File::create(paths.console()).map_err(file("console.log"))?;
+        let child = cmd
+            .stdin(std::process::Stdio::null())
+            .stdout(console)
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()
+            .map_err(LaunchError::Spawn)?;
+        drop(cmd); // closes the parent's copy of the memfd
+        if let Some(pid) = child.id() {
+            std::fs::write(paths.pidfile(), pid.to_string()).map_err(file("vmm.pid"))?;
+        }
+        wait_for_path(&socket, Duration::from_secs(5))
             .await
-            .map_err(|e| fail(LaunchError::CopyRootfs(e)))?;
-    }
-    let jail = jail(&b.cfg, &key);
-    // The jailed VMM is not root: the TAP must be its own to open.
-    let owner = jail.as_ref().map(|_| (b.cfg.jail_uid, b.cfg.jail_gid));
-    let link = seat_net::bring_up(b, record, paths, Flavour::Firecracker, owner).await?;
-    let (Some(tap), Some(guest_ip)) = (link.tap().map(str::to_string), link.guest_ip()) else {
-        return Err(fail(LaunchError::NoTap));
-    };
-    let mut config = clarateach_image::GuestConfig::new(record.token.clone(), b.env_of(&key));
-    link.configure(&mut config);
-    let disk = config.to_disk();
-    for f in [paths.api_socket(), paths.jail_id(), paths.config_disk()] {
-        let _ = std::fs::remove_file(f);
-    }
-    let files = [
-        (b.image.vmlinux(), "vmlinux", false),
-        (b.image.initrd(), "initrd.cpio", false),
-        (paths.rootfs_copy(), "rootfs.ext4", true),
-        (paths.volume.clone(), "volume.img", true),
-    ];
-    let mut secrets: Option<JailSecrets> = None;
-    let (mut cmd, disks, socket) = match &jail {
-        Some(j) => {
-            let staged: Vec<StagedFile> = files
-                .iter()
-                .map(|(host, name, owned)| StagedFile {
-                    host: host.clone(),
-                    name,
-                    owned: *owned,
-                })
-                .collect();
-            let mut inside = j
-                .stage(&staged)
-                .map_err(|e| fail(LaunchError::StageJail(e)))?;
-            let sec = JailSecrets::mount(j, &disk).map_err(|e| fail(LaunchError::ConfigDisk(e)))?;
-            inside.push(PathBuf::from(JAIL_CONFIG));
-            secrets = Some(sec);
-            std::fs::write(paths.jail_id(), &j.id).map_err(|e| fail(file("jail-id")(e)))?;
-            let mut cmd = tokio::process::Command::new(&j.jailer);
-            cmd.args(j.args());
-            tracing::info!(jail = %j.root().display(), "starting firecracker through the jailer");
-            (cmd, inside, j.api_socket())
+            .map_err(|_| LaunchError::ApiSocket)?;
+        if socket != paths.api_socket() {
+            // Stop, pause and Ctrl-Alt-Del all use the seat dir's socket path.
+            std::os::unix::fs::symlink(&socket, paths.api_socket())
+                .map_err(file("the API socket link"))?;
         }
-        None => {
-            let fd = config_memfd(&disk).map_err(|e| fail(LaunchError::ConfigDisk(e)))?;
-            let mut cmd = tokio::process::Command::new(&b.cfg.firecracker_binary);
-            cmd.arg("--api-sock").arg(paths.api_socket());
-            inherit_fd(cmd.as_std_mut(), std::sync::Arc::new(fd), CONFIG_FD);
-            let mut host: Vec<PathBuf> = files.iter().map(|f| f.0.clone()).collect();
-            host.push(PathBuf::from(CONFIG_FD_PATH));
-            (cmd, host, paths.api_socket())
-        }
-    };
-    let console =
-        std::fs::File::create(paths.console()).map_err(|e| fail(file("console.log")(e)))?;
-    let child = cmd
-        .stdin(std::process::Stdio::null())
-        .stdout(console)
-        .stderr(std::process::Stdio::null())
-        .process_group(0)
-        .spawn()
-        .map_err(|e| fail(LaunchError::Spawn(e)))?;
-    drop(cmd); // closes the parent's copy of the memfd
-    if let Some(pid) = child.id() {
-        std::fs::write(paths.pidfile(), pid.to_string()).map_err(|e| fail(file("vmm.pid")(e)))?;
+        let spec = FcSpec {
+            limits: record.limits.clone(),
+            vmlinux: disks[0].clone(),
+            initrd: disks[1].clone(),
+            rootfs: disks[2].clone(),
+            volume: disks[3].clone(),
+            config_disk: disks[4].clone(),
+            tap,
+            guest_mac: guest_mac(guest_ip),
+        };
+        let configured =
+            firecracker::apply(&paths.api_socket(), &firecracker::requests(&spec)).await;
+        // Firecracker has the drive open once it started the instance: the secret's file goes.
+        drop(secrets);
+        configured.map_err(LaunchError::Configure)?;
+        let addr: SocketAddr =
+            (guest_ip, clarateach_image::guest::config::GUEST_DAEMON_PORT).into();
+        wait_ready(child, addr, self.cfg.boot_timeout, paths)
+            .await
+            .map_err(LaunchError::Boot)?;
+        Ok(addr)
     }
-    wait_for_path(&socket, Duration::from_secs(5))
-        .await
-        .map_err(|_| fail(LaunchError::ApiSocket))?;
-    if socket != paths.api_socket() {
-        // Stop, pause and Ctrl-Alt-Del all use the seat dir's socket path.
-        std::os::unix::fs::symlink(&socket, paths.api_socket())
-            .map_err(|e| fail(file("the API socket link")(e)))?;
-    }
-    let spec = FcSpec {
-        limits: record.limits.clone(),
-        vmlinux: disks[0].clone(),
-        initrd: disks[1].clone(),
-        rootfs: disks[2].clone(),
-        volume: disks[3].clone(),
-        config_disk: disks[4].clone(),
-        tap,
-        guest_mac: guest_mac(guest_ip),
-    };
-    let configured = firecracker::apply(&paths.api_socket(), &firecracker::requests(&spec)).await;
-    // Firecracker has the drive open once it started the instance: the secret's file goes.
-    drop(secrets);
-    configured.map_err(|e| fail(LaunchError::Configure(e)))?;
-    let addr: SocketAddr = (guest_ip, clarateach_image::guest::config::GUEST_DAEMON_PORT).into();
-    wait_ready(child, addr, b.cfg.boot_timeout, paths)
-        .await
-        .map_err(|e| fail(LaunchError::Boot(e)))?;
-    save_addr(record, paths, addr).map_err(|e| BackendError::Start(key.clone(), e))
 }
 
 /// A stable MAC from the guest's address.

@@ -1,8 +1,10 @@
 //! The `microvm` backend: one real VM per seat, the strongest isolation for untrusted code.
 //!
-//! Two flavours share the seat layout (`seat.rs`), the image (`clarateach-image`) and the guest's
-//! PID 1: QEMU `-M microvm` (`qemu.rs`, lifecycle over QMP) and Firecracker (`firecracker.rs`,
-//! its REST API over a Unix socket), chosen by `MicrovmConfig::flavour`. KVM is used when a real
+//! Two flavours share the seat layout (`seat.rs`), the image (`clarateach-image`), the seat
+//! network (`seat_net.rs`) and the guest's PID 1: QEMU `-M microvm` (`qemu.rs`, lifecycle over
+//! QMP) and Firecracker (`firecracker.rs`, its REST API over a Unix socket), each behind the
+//! `Vmm` trait (`vmm.rs`: `QemuVmm`, `FirecrackerVmm` in `fc_launch.rs`), chosen by
+//! `MicrovmConfig::flavour`; `backend.rs` does the shared part and dispatches. KVM is used when a real
 //! boot under it works (`accel.rs`), TCG otherwise.
 //!
 //! ```no_run
@@ -25,15 +27,17 @@ pub mod qemu;
 pub mod qmp;
 pub mod seat;
 mod seat_net;
+mod vmm;
 pub mod volume;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use backend::MicrovmBackend;
-pub use fc_launch::LaunchError;
 pub use lifecycle::health;
+pub use lifecycle::BootError;
 pub use net::{Ipv4Subnet, Net};
+pub use vmm::LaunchError;
 
 /// Which VMM runs the seats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

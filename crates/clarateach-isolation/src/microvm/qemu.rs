@@ -116,9 +116,9 @@ pub fn args(l: &QemuLaunch, image: &ImageLayout, seat: &SeatPaths) -> Vec<OsStri
     let (netdev, nic) = match &l.net {
         // Always restrict=on: the guest reaches neither the host nor beyond. Unrestricted user
         // networking maps 10.0.2.2 to the host's loopback, so a seat would reach the control
-        // plane's and agent's ports; seats that need a network get a TAP on a bridge instead
-        // (`MicrovmBackend::create` refuses them here). The daemon's forward from the host
-        // still works, as QEMU exempts explicit forwards.
+        // plane's and agent's ports; seats that need a network get a seat-network TAP instead
+        // (`seat_net`). The daemon's forward from the host still works, as QEMU exempts
+        // explicit forwards.
         QemuNet::User { host_port } => (
             format!(
                 "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{host_port}-:{GUEST_DAEMON_PORT}"

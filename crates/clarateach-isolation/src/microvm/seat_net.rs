@@ -15,10 +15,10 @@ use std::net::Ipv4Addr;
 
 use clarateach_image::{GuestConfig, GuestNet};
 
-use super::backend::MicrovmBackend;
 use super::seat::{SeatPaths, SeatRecord};
+use super::vmm::LaunchError;
 use super::{bridge, net, Flavour, Net};
-use crate::netpolicy::TapNet;
+use crate::netpolicy::{NetManager, TapNet};
 use crate::BackendError;
 
 /// A started seat's network link.
@@ -89,36 +89,41 @@ pub(super) fn uses_seat_net(cfg_net: &Net, flavour: Flavour, record: &SeatRecord
 
 /// Brings the seat's link up. `owner`: who the TAP belongs to (a jailed, unprivileged VMM).
 pub(super) async fn bring_up(
-    b: &MicrovmBackend,
+    cfg_net: &Net,
+    seat_net: &NetManager,
     record: &SeatRecord,
     paths: &SeatPaths,
     flavour: Flavour,
     owner: Option<(u32, u32)>,
 ) -> Result<SeatLink, BackendError> {
     let key = record.key();
-    if uses_seat_net(&b.cfg.net, flavour, record) {
-        return b
-            .net
+    if uses_seat_net(cfg_net, flavour, record) {
+        return seat_net
             .setup_tap(&key, &record.limits.network, owner)
             .await
             .map(SeatLink::Policy)
             .map_err(|e| BackendError::Network(key, e));
     }
-    let Net::Bridge { bridge: br, subnet } = &b.cfg.net else {
+    let Net::Bridge { bridge: br, subnet } = cfg_net else {
         return Ok(SeatLink::User);
     };
-    let fail = |e: String| BackendError::Start(key.clone(), e);
-    let ip = record.guest_ip.ok_or_else(|| {
-        fail("the seat has no bridge address (created in user-net mode): recreate it".into())
-    })?;
+    let fail = |e: LaunchError| BackendError::Launch(key.clone(), e);
+    let ip = record
+        .guest_ip
+        .ok_or_else(|| fail(LaunchError::NoBridgeAddress))?;
     let tap = net::tap_name(&key);
     bridge::ensure_bridge(br, subnet)
         .await
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| fail(LaunchError::CreateTap(e)))?;
     bridge::add_tap(&tap, br, owner)
         .await
-        .map_err(|e| fail(e.to_string()))?;
-    std::fs::write(paths.dir.join("tap"), &tap).map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| fail(LaunchError::CreateTap(e)))?;
+    std::fs::write(paths.dir.join("tap"), &tap).map_err(|source| {
+        fail(LaunchError::SeatFile {
+            what: "the TAP's name",
+            source,
+        })
+    })?;
     Ok(SeatLink::Bridge {
         tap,
         ip,
@@ -129,15 +134,16 @@ pub(super) async fn bring_up(
 /// After an agent restart, for a running seat: its seat-network rules and listener come back
 /// (a bridge TAP needs nothing: the kernel kept it).
 pub(super) async fn readopt(
-    b: &MicrovmBackend,
+    cfg_net: &Net,
+    seat_net: &NetManager,
     record: &SeatRecord,
     flavour: Flavour,
 ) -> Result<(), BackendError> {
-    if !uses_seat_net(&b.cfg.net, flavour, record) {
+    if !uses_seat_net(cfg_net, flavour, record) {
         return Ok(());
     }
     let key = record.key();
-    b.net
+    seat_net
         .readopt_tap(&key, &record.limits.network)
         .await
         .map_err(|e| BackendError::Network(key, e))
