@@ -437,12 +437,17 @@ async fn bench_tap_setup() {
         return;
     }
     let t = tag();
-    let inet = Internet::new(t, "198.51.100", "169.254.170.2");
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut net = seat_net(t, 219, "ct_bn", &inet, dir.path());
-    net.seat_subnet = format!("10.219.{}.0/22", (t % 60) * 4)
-        .parse()
-        .expect("subnet");
+    // No internet needed: nothing is sent, and `lo` as the egress keeps it so.
+    let net = NetConfig {
+        seat_subnet: format!("10.219.{}.0/22", (t % 60) * 4)
+            .parse()
+            .expect("subnet"),
+        egress_iface: Some("lo".into()),
+        nft_table: format!("ct_bn_{t}"),
+        resolver: Resolver::parse("").expect("empty hosts"),
+        dns_upstream: Some("127.0.0.1:53".parse().expect("addr")),
+    };
     let _cleanup = Cleanup {
         data: dir.path().to_path_buf(),
         nets: vec![net.clone()],
