@@ -116,6 +116,8 @@ pub enum BackendError {
     Unsupported(SeatKey, &'static str),
     #[error("the seat store failed")]
     SeatStore(#[source] sandbox::SeatStoreError),
+    #[error("starting the microVM {0:?} failed")]
+    Launch(SeatKey, #[source] microvm::LaunchError),
     #[error("io error during {action}")]
     Io {
         action: &'static str,

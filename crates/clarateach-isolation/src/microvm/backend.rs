@@ -12,10 +12,10 @@ use tokio::sync::OnceCell;
 
 use super::accel::{self, Accel};
 use super::seat::{bridge_address, ensure_volume, live_pid, write_private, SeatPaths, SeatRecord};
-use super::{fc_launch, find_binary, lifecycle, net, AccelChoice, Flavour, MicrovmConfig, Net};
-use crate::{
-    Backend, BackendError, BackendKind, DaemonAddr, DaemonEndpoint, WorkspaceSpec, WorkspaceStatus,
-};
+use super::vmm::{FirecrackerVmm, Launch, QemuVmm, VmNet, Vmm};
+use super::{find_binary, lifecycle, net, seat_net, AccelChoice, Flavour, MicrovmConfig, Net};
+use crate::netpolicy::NetError;
+use crate::{Backend, BackendError, BackendKind, DaemonEndpoint, WorkspaceSpec, WorkspaceStatus};
 
 /// One VM per seat; see the module docs.
 pub struct MicrovmBackend {
@@ -23,6 +23,8 @@ pub struct MicrovmBackend {
     pub(super) image: ImageLayout,
     manifest: Manifest,
     accel: OnceCell<Accel>,
+    /// The VMM that runs this backend's seats, chosen at the first start (it needs the probe).
+    vmm: OnceCell<Box<dyn Vmm>>,
     pub(super) endpoints: Mutex<HashMap<SeatKey, DaemonEndpoint>>,
     /// Serialises bridge address allocation (scan the records, pick, save).
     alloc: Mutex<()>,
@@ -31,6 +33,8 @@ pub struct MicrovmBackend {
     /// always runs before `start`, with the spec the control plane re-sends after a restart)
     /// sets it; QEMU gets it in a memfd config disk.
     pub(super) envs: Mutex<HashMap<SeatKey, BTreeMap<String, String>>>,
+    /// The seat network (TAPs, nft rules, proxies) of seats that have one (`seat_net`).
+    pub(super) net: crate::netpolicy::NetManager,
 }
 
 impl MicrovmBackend {
@@ -63,15 +67,24 @@ impl MicrovmBackend {
         if let Some(f) = fc {
             cfg.firecracker_binary = f;
         }
+        let net = crate::netpolicy::NetManager::new(cfg.seat_net.clone(), &cfg.data_dir)
+            .map_err(|e| BackendError::Unavailable(format!("seat network: {e}")))?;
         Ok(Self {
             cfg,
             image,
             manifest,
             accel: OnceCell::new(),
+            vmm: OnceCell::new(),
             endpoints: Mutex::new(HashMap::new()),
             alloc: Mutex::new(()),
             envs: Mutex::new(HashMap::new()),
+            net,
         })
+    }
+
+    /// The seat network (addresses of seats that have one, for tests and status).
+    pub fn net(&self) -> &crate::netpolicy::NetManager {
+        &self.net
     }
 
     /// `uname -r` of the guests.
@@ -111,6 +124,30 @@ impl MicrovmBackend {
             Flavour::Auto => Flavour::Qemu,
             f => f,
         }
+    }
+
+    /// The VMM for this backend's flavour (probing KVM first when needed).
+    async fn vmm(&self) -> &dyn Vmm {
+        let accel = self.accel().await;
+        let flavour = self.flavour().await;
+        self.vmm
+            .get_or_init(|| async {
+                let vmm: Box<dyn Vmm> = match flavour {
+                    Flavour::Firecracker => Box::new(FirecrackerVmm {
+                        cfg: self.cfg.clone(),
+                        image: self.image.clone(),
+                    }),
+                    _ => Box::new(QemuVmm {
+                        qemu: self.cfg.qemu_binary.clone(),
+                        image: self.image.clone(),
+                        accel,
+                        boot_timeout: self.cfg.boot_timeout,
+                    }),
+                };
+                vmm
+            })
+            .await
+            .as_ref()
     }
 
     pub fn paths(&self, key: &SeatKey) -> SeatPaths {
@@ -162,13 +199,10 @@ impl Backend for MicrovmBackend {
     }
 
     async fn create(&self, spec: &WorkspaceSpec) -> Result<(), BackendError> {
-        if matches!(self.cfg.net, Net::User) && spec.limits.network.reaches_out() {
-            return Err(BackendError::Unsupported(
-                spec.key.clone(),
-                "limits.network \"open\" or an allow-list needs --microvm-bridge: user-mode \
-                 networking would give the seat the host's loopback as 10.0.2.2",
-            ));
-        }
+        spec.limits
+            .network
+            .validate()
+            .map_err(|e| BackendError::Network(spec.key.clone(), NetError::Policy(e)))?;
         let paths = self.paths(&spec.key);
         let io = |action| move |source| BackendError::Io { action, source };
         std::fs::create_dir_all(&paths.dir).map_err(io("creating the seat dir"))?;
@@ -184,16 +218,17 @@ impl Backend for MicrovmBackend {
         {
             // Held across scan + save so two seats created at once cannot pick the same address.
             let _alloc = self.alloc.lock();
+            // Only `none` seats are bridged; the others get a seat-network TAP at start.
             record.guest_ip = match &self.cfg.net {
-                Net::User => None,
-                Net::Bridge { subnet, .. } => {
+                Net::Bridge { subnet, .. } if !spec.limits.network.reaches_out() => {
                     let seats = lifecycle::seat_records(&self.cfg.data_dir.join("microvm"));
                     let ip = bridge_address(&record, subnet, &seats)
                         .map_err(|e| BackendError::Start(spec.key.clone(), e.to_string()))?;
                     record.addr = Some((ip, config.port).into());
-                    config.net = net::guest_net(subnet, ip, spec.limits.egress);
+                    config.net = net::guest_net(subnet, ip, false);
                     Some(ip)
                 }
+                _ => None,
             };
             record
                 .save(&paths.record())
@@ -218,11 +253,48 @@ impl Backend for MicrovmBackend {
                 return Ok(ep);
             }
         }
-        let accel = self.accel().await;
-        let endpoint = match self.flavour().await {
-            Flavour::Firecracker => fc_launch::start_firecracker(self, &record, &paths).await?,
-            _ => lifecycle::start_qemu(self, &record, &paths, accel).await?,
+        let vmm = self.vmm().await;
+        let link = seat_net::bring_up(
+            &self.cfg.net,
+            &self.net,
+            &record,
+            &paths,
+            vmm.flavour(),
+            vmm.tap_owner(),
+        )
+        .await?;
+        // The guest's config, the environment among it, in memory only (see `envs`).
+        let mut config = GuestConfig::new(record.token.clone(), self.env_of(key));
+        link.configure(&mut config);
+        let net = match (link.tap(), link.guest_ip()) {
+            (Some(ifname), Some(guest_ip)) => VmNet::Tap {
+                ifname: ifname.to_string(),
+                guest_ip,
+            },
+            _ => VmNet::User,
         };
+        let launched = vmm
+            .launch(Launch {
+                record: &record,
+                paths: &paths,
+                net,
+                config_disk: config.to_disk(),
+            })
+            .await;
+        let addr = match launched {
+            Ok(addr) => addr,
+            Err(e) => {
+                if let Err(t) = self.net.teardown(key).await {
+                    tracing::warn!(error = %t, "tearing down a failed seat's network failed");
+                }
+                return Err(BackendError::Launch(key.clone(), e));
+            }
+        };
+        let endpoint =
+            lifecycle::save_addr(&record, &paths, addr).map_err(|source| BackendError::Io {
+                action: "recording the daemon's address in seat.json",
+                source,
+            })?;
         if let Ok(mut m) = self.endpoints.lock() {
             m.insert(key.clone(), endpoint.clone());
         }
@@ -233,7 +305,12 @@ impl Backend for MicrovmBackend {
         self.forget(key);
         lifecycle::stop_vm(&self.paths(key))
             .await
-            .map_err(|e| BackendError::Stop(key.clone(), e))
+            .map_err(|e| BackendError::Stop(key.clone(), e))?;
+        // The VM is gone: its TAP, rules and proxy go too (the slot stays for the restart).
+        self.net
+            .teardown(key)
+            .await
+            .map_err(|e| BackendError::Network(key.clone(), e))
     }
 
     async fn destroy(&self, key: &SeatKey, delete_volume: bool) -> Result<(), BackendError> {
@@ -245,7 +322,11 @@ impl Backend for MicrovmBackend {
         lifecycle::stop_vm(&paths)
             .await
             .map_err(|e| BackendError::Destroy(key.clone(), e))?;
-        lifecycle::release_host(self, key, &paths).await;
+        lifecycle::release_host(&self.cfg, key, &paths).await;
+        self.net
+            .release(key)
+            .await
+            .map_err(|e| BackendError::Network(key.clone(), e))?;
         let gone = |r: std::io::Result<()>| match r {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 Err(BackendError::Destroy(key.clone(), e.to_string()))
@@ -283,6 +364,7 @@ impl Backend for MicrovmBackend {
 
     async fn adopt(&self) -> Result<Vec<(SeatKey, WorkspaceStatus)>, BackendError> {
         let mut found = Vec::new();
+        let flavour = self.flavour().await;
         for record_path in lifecycle::seat_records(&self.cfg.data_dir.join("microvm")) {
             let Ok(record) = SeatRecord::load(&record_path) else {
                 continue;
@@ -295,6 +377,12 @@ impl Backend for MicrovmBackend {
                 {
                     m.insert(key.clone(), ep);
                 }
+                if let Err(e) = seat_net::readopt(&self.cfg.net, &self.net, &record, flavour).await
+                {
+                    tracing::warn!(workshop.id = %key.workshop_id, seat = key.seat, error = ?e, "the seat's network did not come back");
+                }
+            } else if let Err(e) = self.net.teardown(&key).await {
+                tracing::warn!(workshop.id = %key.workshop_id, seat = key.seat, error = %e, "tearing down a stopped seat's network failed");
             }
             found.push((
                 key,
@@ -317,13 +405,5 @@ impl Backend for MicrovmBackend {
     /// ([`super::volume::walk`]) instead of mounting it or copying its files out.
     fn export_source(&self, key: &SeatKey) -> crate::export::ExportSource {
         crate::export::ExportSource::Ext4Image(self.paths(key).volume)
-    }
-}
-
-/// Daemon endpoint on the host side of QEMU's port forward.
-pub(super) fn tcp_endpoint(addr: std::net::SocketAddr, token: &str) -> DaemonEndpoint {
-    DaemonEndpoint {
-        addr: DaemonAddr::Tcp(addr),
-        token: token.to_string(),
     }
 }

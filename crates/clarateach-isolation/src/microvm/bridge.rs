@@ -1,18 +1,19 @@
 //! Host side of `Net::Bridge`: the bridge (created when missing), one TAP per seat attached to it,
 //! and nothing else. Every step is idempotent so a restart or a retried start converges.
 //!
-//! Egress: a seat without `limits.egress` gets no default route in the guest, no NAT and no
-//! forwarding rule on the host, so it reaches the host's bridge address and nothing beyond (its
-//! learner is not root in the guest and cannot add a route). The TAPs are bridge ports with
-//! `isolated on`, so seats cannot reach each other either, only the host. A seat with egress gets
-//! the bridge as its default gateway and, where `iptables` is installed, a MASQUERADE rule for its
-//! own address; the host must have `net.ipv4.ip_forward=1` (we do not flip host-wide settings).
+//! Only `none` seats are bridged (`seat_net`): they get no default route in the guest, no NAT
+//! and no forwarding on the host, so they reach the host's bridge address and nothing beyond
+//! (the learner is not root in the guest and cannot add a route). The TAPs are bridge ports with
+//! `isolated on`, so seats cannot reach each other either, only the host. Seats with a network
+//! (`open`, allow-list) never come here: they get a seat-network TAP under the agent's nft rules
+//! (`netpolicy::tap`), which drop the host, private ranges and other seats; the bridge used to
+//! masquerade them through iptables with nothing dropped, which is why that is gone.
 
 use std::net::Ipv4Addr;
 
 use super::net::Ipv4Subnet;
 
-/// An `ip`/`bridge`/`iptables` invocation that failed; the message carries its stderr.
+/// An `ip`/`bridge` invocation that failed; the message carries its stderr.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct NetError(pub String);
@@ -37,12 +38,20 @@ pub async fn ensure_bridge(bridge: &str, subnet: &Ipv4Subnet) -> Result<(), NetE
     run("ip", &["link", "set", bridge, "up"]).await
 }
 
-/// (Re)creates the seat's TAP on `bridge`, isolated from the other seats' ports.
-pub async fn add_tap(tap: &str, bridge: &str) -> Result<(), NetError> {
+/// (Re)creates the seat's TAP on `bridge`, isolated from the other seats' ports; `owner` (uid,
+/// gid) lets an unprivileged VMM open it.
+pub async fn add_tap(tap: &str, bridge: &str, owner: Option<(u32, u32)>) -> Result<(), NetError> {
     if link_exists(tap) {
         run("ip", &["link", "del", tap]).await?;
     }
-    run("ip", &["tuntap", "add", "dev", tap, "mode", "tap"]).await?;
+    let (uid, gid) = owner.map_or((String::new(), String::new()), |(u, g)| {
+        (u.to_string(), g.to_string())
+    });
+    let mut add = vec!["tuntap", "add", "dev", tap, "mode", "tap"];
+    if owner.is_some() {
+        add.extend(["user", &uid, "group", &gid]);
+    }
+    run("ip", &add).await?;
     run("ip", &["link", "set", tap, "master", bridge]).await?;
     // Port isolation (Linux 4.18+): isolated ports only talk to non-isolated ones (the host).
     if let Err(e) = run("bridge", &["link", "set", "dev", tap, "isolated", "on"]).await {
@@ -57,37 +66,6 @@ pub async fn del_tap(tap: &str) -> Result<(), NetError> {
         run("ip", &["link", "del", tap]).await?;
     }
     Ok(())
-}
-
-/// Adds (`on`) or removes a MASQUERADE rule for one guest address leaving through anything but
-/// the bridge. Without iptables on the host, egress stays off and a warning says why.
-pub async fn masquerade(bridge: &str, ip: Ipv4Addr, on: bool) -> Result<(), NetError> {
-    if super::find_binary(std::path::Path::new("iptables")).is_none() {
-        if on {
-            tracing::warn!(%ip, "iptables is not installed: this seat's egress cannot be NATed");
-        }
-        return Ok(());
-    }
-    let src = format!("{ip}/32");
-    let rule = |op: &'static str| {
-        let src = src.clone();
-        let br = bridge.to_string();
-        async move {
-            let args = ["-t", "nat", op, "POSTROUTING", "-s", &src, "!", "-o", &br];
-            let args: Vec<&str> = args.into_iter().chain(["-j", "MASQUERADE"]).collect();
-            run("iptables", &args).await
-        }
-    };
-    let forwarding = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap_or_default();
-    if on && forwarding.trim() != "1" {
-        tracing::warn!(%ip, "net.ipv4.ip_forward is off: this seat's egress will not be routed");
-    }
-    let present = rule("-C").await.is_ok();
-    match (on, present) {
-        (true, false) => rule("-A").await,
-        (false, true) => rule("-D").await,
-        _ => Ok(()),
-    }
 }
 
 /// Whether a network interface of that name exists.

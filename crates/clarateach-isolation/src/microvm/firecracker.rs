@@ -3,7 +3,6 @@
 //! list is a pure function, unit-tested against a fake API server; networking is a per-seat TAP
 //! device with a /30 (the daemon is reached at the guest's address).
 
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -107,24 +106,6 @@ pub async fn send_ctrl_alt_del(socket: &Path) -> std::io::Result<()> {
     apply(socket, &[call]).await
 }
 
-/// A stable /30 per seat inside 172.30.0.0/16: (host address, guest address).
-pub fn seat_subnet(key: &str) -> (Ipv4Addr, Ipv4Addr) {
-    let h = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-    });
-    let block = (h % 16384) as u32 * 4;
-    let base = u32::from(Ipv4Addr::new(172, 30, 0, 0)) + block;
-    (Ipv4Addr::from(base + 1), Ipv4Addr::from(base + 2))
-}
-
-/// TAP names must fit IFNAMSIZ (15 characters).
-pub fn tap_name(key: &str) -> String {
-    let h = key.bytes().fold(0x811c_9dc5u32, |h, b| {
-        (h ^ b as u32).wrapping_mul(0x0100_0193)
-    });
-    format!("ctap{h:08x}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,14 +196,5 @@ mod tests {
         assert_eq!(seen[4].1["is_read_only"], true);
         assert_eq!(seen[5].1["host_dev_name"], "ctap0001");
         assert_eq!(seen[6].1, json!({"action_type": "InstanceStart"}));
-    }
-
-    #[test]
-    fn subnets_and_tap_names() {
-        let (host, guest) = seat_subnet("ws-abc/1");
-        assert_eq!(u32::from(guest), u32::from(host) + 1);
-        assert_eq!(host.octets()[..2], [172, 30]);
-        assert!(tap_name("ws-abc/1").len() <= 15);
-        assert_ne!(tap_name("ws-abc/1"), tap_name("ws-abc/2"));
     }
 }

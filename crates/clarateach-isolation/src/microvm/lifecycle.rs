@@ -1,5 +1,5 @@
-//! Starting and stopping one seat's VMM process: spawn, wait for the daemon's `/health`, then
-//! graceful power-down (QMP `system_powerdown` or Firecracker's Ctrl-Alt-Del) with a hard kill
+//! What both VMMs share around one seat's VMM process: waiting for the daemon's `/health`,
+//! recording where it answers, then graceful power-down (QMP `system_powerdown` or Firecracker's Ctrl-Alt-Del) with a hard kill
 //! as the last resort, so a stop never leaves a VMM process behind.
 
 use std::net::SocketAddr;
@@ -8,16 +8,12 @@ use std::time::{Duration, Instant};
 
 use tokio::process::Child;
 
-use super::accel::Accel;
-use super::backend::{tcp_endpoint, MicrovmBackend};
 use clarateach_core::agent_proto::SeatKey;
-use clarateach_image::guest::config::GUEST_DAEMON_PORT;
 
 use super::firecracker;
-use super::qemu::{self, QemuLaunch, QemuNet, RootDisk};
 use super::seat::{live_pid, SeatPaths, SeatRecord};
-use super::{bridge, fc_launch, http, net, qmp as qmp_client, Net};
-use crate::{BackendError, DaemonEndpoint};
+use super::{bridge, fc_launch, http, qmp as qmp_client, MicrovmConfig};
+use crate::{DaemonAddr, DaemonEndpoint};
 
 pub(super) fn endpoint_of(record: &SeatRecord) -> Option<DaemonEndpoint> {
     record.addr.map(|a| tcp_endpoint(a, &record.token))
@@ -27,101 +23,31 @@ pub(super) async fn qmp(paths: &SeatPaths, cmd: &str) -> std::io::Result<()> {
     qmp_client::command(&paths.qmp(), cmd).await.map(|_| ())
 }
 
-pub(super) async fn start_qemu(
-    b: &MicrovmBackend,
-    record: &SeatRecord,
-    paths: &SeatPaths,
-    accel: Accel,
-) -> Result<DaemonEndpoint, BackendError> {
-    let key = record.key();
-    let fail = |e: String| BackendError::Start(key.clone(), e);
-    let root = if !paths.overlay().exists() && super::find_binary(Path::new("qemu-img")).is_none() {
-        tracing::warn!("qemu-img (qemu-utils) missing: the root disk is a throw-away snapshot");
-        RootDisk::Snapshot(b.image.rootfs())
-    } else {
-        if !paths.overlay().exists() {
-            qemu::create_overlay(&b.image, &paths.overlay())
-                .await
-                .map_err(|e| fail(e.to_string()))?;
-        }
-        RootDisk::Overlay(paths.overlay())
-    };
-    let tap = match &b.cfg.net {
-        Net::User => None,
-        Net::Bridge { bridge: br, subnet } => {
-            let ip = record.guest_ip.ok_or_else(|| {
-                fail(
-                    "the seat has no bridge address (created in user-net mode): recreate it".into(),
-                )
-            })?;
-            let tap = net::tap_name(&key);
-            bridge::ensure_bridge(br, subnet)
-                .await
-                .map_err(|e| fail(e.to_string()))?;
-            bridge::add_tap(&tap, br)
-                .await
-                .map_err(|e| fail(e.to_string()))?;
-            std::fs::write(paths.dir.join("tap"), &tap).map_err(|e| fail(e.to_string()))?;
-            bridge::masquerade(br, ip, record.limits.egress)
-                .await
-                .map_err(|e| fail(e.to_string()))?;
-            Some((tap, ip))
-        }
-    };
-    // The config disk with the seat's environment, in memory only (see `MicrovmBackend::envs`).
-    let on_disk = std::fs::read(paths.config_disk()).map_err(|e| fail(e.to_string()))?;
-    let mut config = clarateach_image::GuestConfig::from_disk(&on_disk)
-        .ok_or_else(|| fail("the seat's config disk is unreadable: recreate it".into()))?;
-    config.env = b.env_of(&key);
-    let config_fd = std::sync::Arc::new(
-        qemu::config_memfd(&config.to_disk()).map_err(|e| fail(format!("config memfd: {e}")))?,
-    );
-    // Two tries in user mode: another process may grab the free port before QEMU binds it.
-    let mut last = String::new();
-    for _ in 0..2 {
-        let (net, addr) = match &tap {
-            Some((ifname, ip)) => (
-                QemuNet::Tap {
-                    ifname: ifname.clone(),
-                    mac: net::seat_mac(&key),
-                },
-                SocketAddr::from((*ip, GUEST_DAEMON_PORT)),
-            ),
-            None => {
-                let port = free_port().map_err(|e| fail(e.to_string()))?;
-                let addr = SocketAddr::from(([127, 0, 0, 1], port));
-                (QemuNet::User { host_port: port }, addr)
-            }
-        };
-        let launch = QemuLaunch {
-            qemu: b.cfg.qemu_binary.clone(),
-            accel,
-            limits: record.limits.clone(),
-            net,
-            root: root.clone(),
-            config_fd: Some(config_fd.clone()),
-        };
-        let _ = std::fs::remove_file(paths.console());
-        let child = qemu::spawn(&launch, &b.image, paths)
-            .map_err(|e| fail(format!("cannot run qemu: {e}")))?;
-        match wait_ready(child, addr, b.cfg.boot_timeout, paths).await {
-            Ok(()) => return save_addr(record, paths, addr).map_err(fail),
-            Err(e) if tap.is_none() => last = e,
-            Err(e) => return Err(fail(e)),
-        }
-    }
-    Err(fail(last))
-}
-
+/// Records where the seat's daemon answers (for adoption after a restart).
 pub(super) fn save_addr(
     record: &SeatRecord,
     paths: &SeatPaths,
     addr: SocketAddr,
-) -> Result<DaemonEndpoint, String> {
+) -> std::io::Result<DaemonEndpoint> {
     let mut r = record.clone();
     r.addr = Some(addr);
-    r.save(&paths.record()).map_err(|e| e.to_string())?;
+    r.save(&paths.record())?;
     Ok(tcp_endpoint(addr, &r.token))
+}
+
+/// Why a VM's daemon never answered, with the tail of its serial console.
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    #[error(
+        "the VM exited ({status}) before its daemon answered: {stderr}\nconsole tail:\n{console}"
+    )]
+    Exited {
+        status: std::process::ExitStatus,
+        stderr: String,
+        console: String,
+    },
+    #[error("the daemon did not answer within {secs}s\nconsole tail:\n{console}")]
+    Timeout { secs: u64, console: String },
 }
 
 /// Waits for `/health` to answer 200; on timeout or early exit kills the VMM and returns why,
@@ -131,18 +57,28 @@ pub(super) async fn wait_ready(
     addr: SocketAddr,
     limit: Duration,
     paths: &SeatPaths,
-) -> Result<(), String> {
+) -> Result<(), BootError> {
     let start = Instant::now();
-    let why = loop {
+    let tail = || {
+        let console = std::fs::read_to_string(paths.console()).unwrap_or_default();
+        let tail: Vec<&str> = console.lines().rev().take(12).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    };
+    loop {
         if let Ok(Some(status)) = child.try_wait() {
             let err = std::fs::read_to_string(paths.dir.join("qemu.stderr")).unwrap_or_default();
-            break format!(
-                "the VM exited ({status}) before its daemon answered: {}",
-                err.trim()
-            );
+            return Err(BootError::Exited {
+                status,
+                stderr: err.trim().to_string(),
+                console: tail(),
+            });
         }
         if start.elapsed() > limit {
-            break format!("the daemon did not answer within {}s", limit.as_secs());
+            let _ = child.kill().await;
+            return Err(BootError::Timeout {
+                secs: limit.as_secs(),
+                console: tail(),
+            });
         }
         if health(addr).await {
             tracing::info!(ms = start.elapsed().as_millis() as u64, %addr, "microvm seat ready");
@@ -152,14 +88,7 @@ pub(super) async fn wait_ready(
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let _ = child.kill().await;
-    let console = std::fs::read_to_string(paths.console()).unwrap_or_default();
-    let tail: Vec<&str> = console.lines().rev().take(12).collect();
-    Err(format!(
-        "{why}\nconsole tail:\n{}",
-        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-    ))
+    }
 }
 
 /// True when `GET /health` answers 200 (QEMU's forward accepts before the guest listens).
@@ -216,24 +145,15 @@ async fn exits(pid: i32, limit: Duration) -> bool {
     false
 }
 
-/// Releases what a seat holds on the host besides its files: its TAP device (both flavours), its
-/// egress NAT rule (bridge mode) and its jail (Firecracker under the jailer).
-pub(super) async fn release_host(b: &MicrovmBackend, key: &SeatKey, paths: &SeatPaths) {
+/// Releases what a seat holds on the host besides its files and its seat network (the backend
+/// releases that): its bridge TAP and its jail (Firecracker under the jailer).
+pub(super) async fn release_host(cfg: &MicrovmConfig, key: &SeatKey, paths: &SeatPaths) {
     if let Ok(tap) = std::fs::read_to_string(paths.dir.join("tap")) {
         if let Err(e) = bridge::del_tap(tap.trim()).await {
             tracing::warn!(error = %e, "removing the seat's TAP failed");
         }
     }
-    if let (Net::Bridge { bridge: br, .. }, Ok(record)) =
-        (&b.cfg.net, SeatRecord::load(&paths.record()))
-    {
-        if let Some(ip) = record.guest_ip {
-            if let Err(e) = bridge::masquerade(br, ip, false).await {
-                tracing::warn!(error = %e, "removing the seat's NAT rule failed");
-            }
-        }
-    }
-    if let Some(j) = fc_launch::jail(&b.cfg, key) {
+    if let Some(j) = fc_launch::jail(cfg, key) {
         let _ = std::fs::remove_dir_all(j.dir());
     }
 }
@@ -258,7 +178,7 @@ pub(super) fn seat_records(root: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-fn free_port() -> std::io::Result<u16> {
+pub(super) fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
@@ -273,4 +193,12 @@ pub(super) async fn wait_for_path(p: &Path, limit: Duration) -> Result<(), Strin
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     Ok(())
+}
+
+/// Daemon endpoint on the host side of QEMU's port forward.
+pub(super) fn tcp_endpoint(addr: std::net::SocketAddr, token: &str) -> DaemonEndpoint {
+    DaemonEndpoint {
+        addr: DaemonAddr::Tcp(addr),
+        token: token.to_string(),
+    }
 }

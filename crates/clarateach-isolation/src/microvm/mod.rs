@@ -1,8 +1,10 @@
 //! The `microvm` backend: one real VM per seat, the strongest isolation for untrusted code.
 //!
-//! Two flavours share the seat layout (`seat.rs`), the image (`clarateach-image`) and the guest's
-//! PID 1: QEMU `-M microvm` (`qemu.rs`, lifecycle over QMP) and Firecracker (`firecracker.rs`,
-//! its REST API over a Unix socket), chosen by `MicrovmConfig::flavour`. KVM is used when a real
+//! Two flavours share the seat layout (`seat.rs`), the image (`clarateach-image`), the seat
+//! network (`seat_net.rs`) and the guest's PID 1: QEMU `-M microvm` (`qemu.rs`, lifecycle over
+//! QMP) and Firecracker (`firecracker.rs`, its REST API over a Unix socket), each behind the
+//! `Vmm` trait (`vmm.rs`: `QemuVmm`, `FirecrackerVmm` in `fc_launch.rs`), chosen by
+//! `MicrovmConfig::flavour`; `backend.rs` does the shared part and dispatches. KVM is used when a real
 //! boot under it works (`accel.rs`), TCG otherwise.
 //!
 //! ```no_run
@@ -24,6 +26,8 @@ pub mod net;
 pub mod qemu;
 pub mod qmp;
 pub mod seat;
+mod seat_net;
+mod vmm;
 pub mod volume;
 
 use std::path::{Path, PathBuf};
@@ -31,7 +35,9 @@ use std::time::Duration;
 
 pub use backend::MicrovmBackend;
 pub use lifecycle::health;
+pub use lifecycle::BootError;
 pub use net::{Ipv4Subnet, Net};
+pub use vmm::LaunchError;
 
 /// Which VMM runs the seats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +79,10 @@ pub struct MicrovmConfig {
     /// Unprivileged user and group the jailer runs Firecracker as.
     pub jail_uid: u32,
     pub jail_gid: u32,
+    /// The seat network of `open` and allow-list seats (and of every Firecracker seat): a TAP
+    /// per seat with a /30 of `--seat-subnet`, under the same nft rules as a sandbox seat's veth
+    /// (`netpolicy`). Root only.
+    pub seat_net: crate::netpolicy::NetConfig,
 }
 
 impl MicrovmConfig {
@@ -90,6 +100,7 @@ impl MicrovmConfig {
             jailer_binary: None,
             jail_uid: 65534,
             jail_gid: 65534,
+            seat_net: crate::netpolicy::NetConfig::default(),
         }
     }
 }

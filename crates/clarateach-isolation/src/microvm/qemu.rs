@@ -116,9 +116,9 @@ pub fn args(l: &QemuLaunch, image: &ImageLayout, seat: &SeatPaths) -> Vec<OsStri
     let (netdev, nic) = match &l.net {
         // Always restrict=on: the guest reaches neither the host nor beyond. Unrestricted user
         // networking maps 10.0.2.2 to the host's loopback, so a seat would reach the control
-        // plane's and agent's ports; seats that need a network get a TAP on a bridge instead
-        // (`MicrovmBackend::create` refuses them here). The daemon's forward from the host
-        // still works, as QEMU exempts explicit forwards.
+        // plane's and agent's ports; seats that need a network get a seat-network TAP instead
+        // (`seat_net`). The daemon's forward from the host still works, as QEMU exempts
+        // explicit forwards.
         QemuNet::User { host_port } => (
             format!(
                 "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{host_port}-:{GUEST_DAEMON_PORT}"
@@ -196,13 +196,11 @@ pub fn config_memfd(bytes: &[u8]) -> std::io::Result<std::os::fd::OwnedFd> {
 
 /// Spawns QEMU in its own process group (a Ctrl-C on the agent's terminal does not reach it),
 /// stdin from /dev/null (QEMU in the background with a terminal stdin printed nothing).
-#[allow(unsafe_code)]
 pub fn spawn(
     l: &QemuLaunch,
     image: &ImageLayout,
     seat: &SeatPaths,
 ) -> std::io::Result<tokio::process::Child> {
-    use std::os::fd::AsRawFd;
     let stderr = std::fs::File::create(seat.dir.join("qemu.stderr"))?;
     let mut cmd = tokio::process::Command::new(&l.qemu);
     cmd.args(args(l, image, seat))
@@ -212,27 +210,41 @@ pub fn spawn(
         .process_group(0)
         .kill_on_drop(false);
     if let Some(fd) = &l.config_fd {
-        let src = fd.as_raw_fd();
-        // SAFETY: the closure runs in the forked child before exec and calls only dup2 and
-        // fcntl (async-signal-safe) on a descriptor number copied in; `l.config_fd` keeps the
-        // fd open in the parent until spawn returns.
-        unsafe {
-            cmd.pre_exec(move || {
-                // dup2 onto another number clears FD_CLOEXEC; onto itself it does not.
-                let ok = if src == CONFIG_FD {
-                    libc::fcntl(CONFIG_FD, libc::F_SETFD, 0) == 0
-                } else {
-                    libc::dup2(src, CONFIG_FD) == CONFIG_FD
-                };
-                if ok {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
-                }
-            });
-        }
+        inherit_fd(cmd.as_std_mut(), fd.clone(), CONFIG_FD);
     }
     cmd.spawn()
+}
+
+/// Makes the child find `fd` as descriptor `target` (without close-on-exec); `cmd` keeps `fd`
+/// open until it is dropped.
+#[allow(unsafe_code)]
+pub fn inherit_fd(
+    cmd: &mut std::process::Command,
+    fd: std::sync::Arc<std::os::fd::OwnedFd>,
+    target: i32,
+) {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let src = fd.as_raw_fd();
+    // SAFETY: the closure runs in the forked child before exec and calls only dup2 and fcntl
+    // (async-signal-safe) on descriptor numbers copied in; the closure owns `fd`, so it stays
+    // open in the parent as long as `cmd` lives.
+    unsafe {
+        cmd.pre_exec(move || {
+            let _keep = &fd;
+            // dup2 onto another number clears FD_CLOEXEC; onto itself it does not.
+            let ok = if src == target {
+                libc::fcntl(target, libc::F_SETFD, 0) == 0
+            } else {
+                libc::dup2(src, target) == target
+            };
+            if ok {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
 }
 
 #[cfg(test)]

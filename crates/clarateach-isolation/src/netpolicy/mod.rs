@@ -25,6 +25,7 @@ mod link;
 mod netlink;
 pub mod nft;
 pub mod proxy;
+pub mod tap;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -40,6 +41,7 @@ use serde::{Deserialize, Serialize};
 pub use addr::{SeatSubnet, SeatSubnetError, SlotAddrs};
 pub use nft::{SeatMode, DNS_PORT, PROXY_PORT};
 pub use proxy::Resolver;
+pub use tap::TapNet;
 
 /// Default `--seat-subnet`: room for 16384 seats per agent.
 pub const DEFAULT_SEAT_SUBNET: &str = "10.214.0.0/16";

@@ -8,7 +8,9 @@
 //!
 //! Per seat (host-side veth `ctXXXXXXXX`, addresses from `addr`):
 //! - input: from a seat interface only (seat address, that interface, its gateway, its service
-//!   port) is accepted: the proxy port (allow) or the DNS port (open). Every other packet to any
+//!   port) is accepted: the proxy port (allow) or the DNS port (open); plus replies on
+//!   connections the host opened (the agent dialling a microVM seat's daemon on its TAP: a
+//!   connection the seat opens is never established, its first packet is dropped). Every other packet to any
 //!   local address (the host's own addresses, loopback, other gateways) is dropped, and so are
 //!   forged source addresses and anything not IPv4.
 //! - forward: an `open` seat may go out of the egress interface only, never to a blocked range;
@@ -39,6 +41,9 @@ pub enum SeatMode {
     Open,
     /// Only the proxy on its gateway.
     Proxy,
+    /// Nothing at all: a microVM seat without network, whose TAP exists only so the host can
+    /// dial its daemon (Firecracker has no user-mode networking).
+    Closed,
 }
 
 /// One networked seat in the ruleset.
@@ -145,9 +150,10 @@ impl Delta {
 fn elems(r: &SeatRule) -> Vec<Elem> {
     let ifn = Field::Iface(r.ifname());
     let (gw, ip) = (Field::V4(r.addrs.host), Field::V4(r.addrs.seat));
-    let (proto, port) = match r.mode {
-        SeatMode::Proxy => (TCP, PROXY_PORT),
-        SeatMode::Open => (UDP, DNS_PORT),
+    let service = match r.mode {
+        SeatMode::Proxy => Some((TCP, PROXY_PORT)),
+        SeatMode::Open => Some((UDP, DNS_PORT)),
+        SeatMode::Closed => None,
     };
     let mut v = vec![
         Elem {
@@ -158,7 +164,9 @@ fn elems(r: &SeatRule) -> Vec<Elem> {
             set: "seat_src",
             key: vec![ip.clone(), ifn.clone()],
         },
-        Elem {
+    ];
+    if let Some((proto, port)) = service {
+        v.push(Elem {
             set: "seat_svc",
             key: vec![
                 ip.clone(),
@@ -167,8 +175,8 @@ fn elems(r: &SeatRule) -> Vec<Elem> {
                 Field::Proto(proto),
                 Field::Port(port),
             ],
-        },
-    ];
+        });
+    }
     if r.mode == SeatMode::Open {
         v.push(Elem {
             set: "open_src",
@@ -198,7 +206,7 @@ pub fn render(table: &str, egress: &str, seats: &[SeatRule]) -> String {
          set open_src {{ type ipv4_addr . ifname; }}\n  \
          set masq {{ type ipv4_addr; }}\n  \
          chain input {{ type filter hook input priority -10; policy accept;\n    iifname @seat_ifs jump seat_in\n  }}\n  \
-         chain seat_in {{\n    ip saddr . iifname . ip daddr . meta l4proto . th dport @seat_svc accept\n    drop\n  }}\n  \
+         chain seat_in {{\n    ip saddr . iifname @seat_src ct state established accept\n    ip saddr . iifname . ip daddr . meta l4proto . th dport @seat_svc accept\n    drop\n  }}\n  \
          chain forward {{ type filter hook forward priority -10; policy accept;\n    oifname @seat_ifs jump seat_to\n    iifname @seat_ifs jump seat_from\n  }}\n  \
          chain seat_to {{\n    iifname {eg} ip daddr . oifname @seat_src ct state established,related accept\n    drop\n  }}\n  \
          chain seat_from {{\n    oifname {eg} ip saddr . iifname @open_src ip daddr != @blocked4 accept\n    drop\n  }}\n  \
@@ -432,6 +440,26 @@ mod tests {
         // Begin, one message per element, end.
         let d = add_seat("t", "eth9", &rules()[0]);
         assert_eq!(batch(std::slice::from_ref(&d)).len(), d.elems.len() + 2);
+    }
+
+    #[test]
+    fn a_closed_seat_gets_only_replies_to_the_host() {
+        let s: SeatSubnet = "10.214.0.0/16".parse().expect("subnet");
+        let r = SeatRule {
+            addrs: s.slot(2).expect("slot"),
+            mode: SeatMode::Closed,
+        };
+        // Its interface and address only: no service on its gateway, no way out, no NAT. What
+        // the input chain lets through from it is the established-reply rule and nothing else.
+        let add = add_seat("t", "eth9", &r);
+        let sets: Vec<&str> = add.elems.iter().map(|e| e.set).collect();
+        assert_eq!(sets, ["seat_ifs", "seat_src"]);
+        assert_eq!(remove_seat("t", &r).elems, add.elems);
+        let table = render("t", "eth9", std::slice::from_ref(&r));
+        assert!(table.contains(
+            "chain seat_in {\n    ip saddr . iifname @seat_src ct state established accept\n    \
+             ip saddr . iifname . ip daddr . meta l4proto . th dport @seat_svc accept\n    drop\n  }"
+        ));
     }
 
     #[test]

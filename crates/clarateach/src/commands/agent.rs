@@ -123,8 +123,9 @@ pub struct MicrovmArgs {
     /// (default DATA_DIR/images/default).
     #[arg(long, env = "CLARATEACH_IMAGE_DIR")]
     pub image_dir: Option<PathBuf>,
-    /// Attach microVM seats to this host bridge, one TAP each, instead of QEMU user-mode
-    /// networking (production hosts, as root; the bridge is created when missing).
+    /// Attach microVM seats without network (`limits.network` "none") to this host bridge, one
+    /// isolated TAP each, instead of QEMU user-mode networking (as root; the bridge is created
+    /// when missing). Seats with a network never use it: they get a TAP of --seat-subnet.
     #[arg(long, env = "CLARATEACH_MICROVM_BRIDGE", requires = "microvm_subnet")]
     pub microvm_bridge: Option<String>,
     /// IPv4 subnet of that bridge, e.g. 10.213.0.0/24: the bridge takes the first address,
@@ -150,11 +151,12 @@ fn parse_uid_range(s: &str) -> Result<UidRange, String> {
         .map_err(|e: clarateach_isolation::sandbox::UidRangeError| e.to_string())
 }
 
-/// Networks of sandbox seats whose `limits.network` is `open` or an allow-list, shared by `agent`
-/// and `up`. Each such seat gets its own network namespace and a /30 of `--seat-subnet`.
+/// Networks of seats whose `limits.network` is `open` or an allow-list, shared by `agent` and
+/// `up`. Each such seat gets a /30 of `--seat-subnet`: a sandbox seat its own network namespace
+/// and veth, a microVM seat a TAP (Firecracker seats always get one).
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct SeatNetArgs {
-    /// IPv4 subnet for networked sandbox seats, one /30 each (default 10.214.0.0/16); must not
+    /// IPv4 subnet for networked seats (sandbox and microVM), one /30 each (default 10.214.0.0/16); must not
     /// overlap any network the host uses.
     #[arg(long, env = "CLARATEACH_SEAT_SUBNET")]
     pub seat_subnet: Option<SeatSubnet>,
@@ -215,6 +217,9 @@ pub fn build_backend(
             .with_context(|| format!("cannot resolve {}", image.display()))?;
         check_image(&image)?;
         let mut cfg = MicrovmConfig::new(data_dir, image);
+        // open/allow-list microVM seats (and every Firecracker seat) get a TAP of the same seat
+        // network as sandbox seats: one allocator, one nft table, the same flags.
+        cfg.seat_net = sandbox.net.config()?;
         if let (Some(bridge), Some(subnet)) = (&microvm.microvm_bridge, microvm.microvm_subnet) {
             cfg.net = Net::Bridge {
                 bridge: bridge.clone(),

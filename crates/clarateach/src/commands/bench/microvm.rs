@@ -26,6 +26,14 @@ pub struct Args {
     /// Guest memory (MiB) per seat.
     #[arg(long, default_value_t = 256)]
     memory_mb: u32,
+    /// The seats' `limits.network`: `none` (QEMU user-mode, restricted) or `open` (a TAP of the
+    /// seat network under the agent's nft rules; root only).
+    #[arg(long, default_value = "none", value_parser = ["none", "open"])]
+    network: String,
+    /// Interface `open` seats would be masqueraded out of. Default `lo`: the benchmark's guests
+    /// send nothing, and nothing they could send leaves the machine.
+    #[arg(long, default_value = "lo")]
+    egress_iface: String,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -49,6 +57,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         _ => AccelChoice::Auto,
     };
     cfg.volume_mb = 512;
+    // Its own nft table and subnet, so a running agent's seats are never touched.
+    cfg.seat_net.egress_iface = Some(args.egress_iface.clone());
+    cfg.seat_net.nft_table = format!("ct_bench_{}", std::process::id());
+    cfg.seat_net.seat_subnet = "10.220.0.0/24".parse()?;
+    let network = match args.network.as_str() {
+        "open" => clarateach_core::NetworkPolicy::Open,
+        _ => clarateach_core::NetworkPolicy::None,
+    };
     let backend = MicrovmBackend::new(cfg)?;
     let probe_start = Instant::now();
     let accel = backend.accel().await;
@@ -69,7 +85,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             limits: Limits {
                 memory_mb: args.memory_mb,
                 ..Limits::default()
-            },
+            }
+            .with_network(network.clone()),
             image: None,
             env: Default::default(),
             daemon_token: format!("bench-{i}"),
@@ -77,7 +94,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let t = Instant::now();
         backend.create(&spec).await?;
         backend.start(&key).await?;
-        ready.push(t.elapsed());
+        let ready_in = t.elapsed();
+        ready.push(ready_in);
         tokio::time::sleep(Duration::from_secs(3)).await; // let the idle guest settle
         let pid = std::fs::read_to_string(backend.paths(&key).pidfile())?
             .trim()
@@ -86,7 +104,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         println!(
             "seat {}: ready in {} ms, idle VMM RSS {rss} MiB (guest RAM {} MiB)",
             i + 1,
-            t.elapsed().as_millis(),
+            ready_in.as_millis(),
             args.memory_mb
         );
         let t = Instant::now();
@@ -100,9 +118,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         stops.get(stops.len() / 2).copied().unwrap_or_default()
     };
     println!(
-        "seat ready median: {} ms over {} samples ({accel:?})",
+        "seat ready median: {} ms over {} samples ({accel:?}, network {})",
         median.as_millis(),
-        ready.len()
+        ready.len(),
+        args.network
     );
     println!("graceful stop median: {} ms", stop_median.as_millis());
     let _ = std::fs::remove_dir_all(&data);
