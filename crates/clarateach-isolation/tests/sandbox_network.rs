@@ -82,13 +82,17 @@ impl Internet {
         must(&format!("ip netns add {ns}"));
         must(&format!(
             "ip link add {veth} type veth peer name eth0 netns {ns} && \
-             ip addr add 203.0.113.1/24 dev {veth} && ip link set {veth} up && \
+             ip addr add 203.0.113.1/32 dev {veth} && ip link set {veth} up && \
+             ip route add 203.0.113.10/32 dev {veth} && ip route add 203.0.113.11/32 dev {veth} && \
              ip route add 169.254.169.254/32 dev {veth}"
         ));
+        // Host routes (/32), not the whole /24: a TEST-NET address may be something real on
+        // the machine running the tests (here 203.0.113.80 is the apt mirror in /etc/hosts).
         must(&format!(
-            "ip -n {ns} link set lo up && ip -n {ns} addr add 203.0.113.10/24 dev eth0 && \
-             ip -n {ns} addr add 203.0.113.11/24 dev eth0 && \
-             ip -n {ns} addr add 169.254.169.254/32 dev eth0 && ip -n {ns} link set eth0 up"
+            "ip -n {ns} link set lo up && ip -n {ns} addr add 203.0.113.10/32 dev eth0 && \
+             ip -n {ns} addr add 203.0.113.11/32 dev eth0 && \
+             ip -n {ns} addr add 169.254.169.254/32 dev eth0 && ip -n {ns} link set eth0 up && \
+             ip -n {ns} route add 203.0.113.1/32 dev eth0"
         ));
         net
     }

@@ -68,13 +68,17 @@ impl Internet {
         must(&format!("ip netns add {ns}"));
         must(&format!(
             "ip link add {veth} type veth peer name eth0 netns {ns} && \
-             ip addr add {prefix}.1/24 dev {veth} && ip link set {veth} up && \
+             ip addr add {prefix}.1/32 dev {veth} && ip link set {veth} up && \
+             ip route add {prefix}.10/32 dev {veth} && ip route add {prefix}.11/32 dev {veth} && \
              ip route add {metadata}/32 dev {veth}"
         ));
+        // Host routes (/32), not the whole /24: a TEST-NET address may be something real on
+        // the machine running the tests (203.0.113.80 is an apt mirror on some CI hosts).
         must(&format!(
-            "ip -n {ns} link set lo up && ip -n {ns} addr add {prefix}.10/24 dev eth0 && \
-             ip -n {ns} addr add {prefix}.11/24 dev eth0 && \
-             ip -n {ns} addr add {metadata}/32 dev eth0 && ip -n {ns} link set eth0 up"
+            "ip -n {ns} link set lo up && ip -n {ns} addr add {prefix}.10/32 dev eth0 && \
+             ip -n {ns} addr add {prefix}.11/32 dev eth0 && \
+             ip -n {ns} addr add {metadata}/32 dev eth0 && ip -n {ns} link set eth0 up && \
+             ip -n {ns} route add {prefix}.1/32 dev eth0"
         ));
         net
     }
