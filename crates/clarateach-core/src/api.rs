@@ -557,8 +557,9 @@ pub struct RunResponse {
     pub truncated: bool,
 }
 
-/// Control messages a terminal client sends as WebSocket text frames.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Control messages a terminal client sends as WebSocket text frames. In the OpenAPI document's
+/// components (no route returns it) so the web app's types come from here too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum TerminalClientMessage {
     Input { data: String },
@@ -566,8 +567,8 @@ pub enum TerminalClientMessage {
 }
 
 /// Control messages the daemon sends as WebSocket text frames (output is binary frames unless
-/// the client asked for `?format=json`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// the client asked for `?format=json`). In the OpenAPI document's components, like the client's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum TerminalServerMessage {
     Output {
@@ -590,6 +591,10 @@ pub enum TerminalServerMessage {
     /// Sent to the other viewers when a `mode=takeover` viewer (the instructor) attaches/detaches.
     Takeover {
         active: bool,
+    },
+    /// A line for the viewer to show beside the terminal (api/ws-protocol.md).
+    Notice {
+        message: String,
     },
 }
 

@@ -38,14 +38,19 @@ let markedInteractive = false;
 
 /**
  * Plain text of every mounted terminal by label. The WebGL/canvas renderers draw pixels, so this
- * is how the end-to-end tests (and a curious developer in the console) read what a terminal shows.
+ * is how the end-to-end tests read what a terminal shows. Exposed on `window` only in the e2e
+ * build (`npm run build:e2e`); the production bundle has neither the globals nor their names.
  */
 const terminalTexts = new Map<string, () => string>();
-(window as unknown as { __claraTerminals: typeof terminalTexts }).__claraTerminals = terminalTexts;
 
 /** Grid geometry of every mounted terminal by label, so the end-to-end tests can point at a cell. */
 const terminalGrids = new Map<string, () => { cols: number; rows: number; viewportY: number }>();
-(window as unknown as { __claraTerminalGrids: typeof terminalGrids }).__claraTerminalGrids = terminalGrids;
+
+if (__CLARA_TEST_HOOKS__) {
+  const w = window as unknown as Record<string, unknown>;
+  w.__claraTerminals = terminalTexts;
+  w.__claraTerminalGrids = terminalGrids;
+}
 
 function bufferText(t: Terminal): string {
   const b = t.buffer.active;

@@ -244,6 +244,7 @@ async fn bench(args: &Args, dir: &Path) -> anyhow::Result<()> {
         limits: Default::default(),
         export_cap_bytes: clarateach_agent::export::archive::DEFAULT_CAP_BYTES,
         trusted_proxies: Vec::new(),
+        web: Default::default(),
     })
     .await?;
     let result = measure(args, &stack, dir, mem_before).await;
