@@ -199,17 +199,23 @@ async function main() {
     await a.page.getByTestId('connection-status').filter({ hasText: 'Connected' }).waitFor({ timeout: 20000 });
     await waitTerm(a.page, 'Terminal main', /^hello$/m, 'scrollback after reload');
     check((await a.page.locator('.topbar .meta').textContent()) === seatA, 'same seat after reload');
+    // Load -> interactive ends once the scrollback replay is on screen ('terminal-replayed');
+    // the socket being open ('terminal-interactive') is recorded beside it.
     const loads = [];
+    const opens = [];
     for (let i = 0; i < 5; i++) {
       await a.page.reload();
-      const t = await waitFor('terminal-interactive mark', () =>
-        a.page.evaluate(() => performance.getEntriesByName('terminal-interactive')[0]?.startTime),
+      const t = await waitFor('terminal-replayed mark', () =>
+        a.page.evaluate(() => performance.getEntriesByName('terminal-replayed')[0]?.startTime),
       );
       loads.push(Math.round(t));
+      opens.push(Math.round(await a.page.evaluate(() => performance.getEntriesByName('terminal-interactive')[0]?.startTime ?? -1)));
     }
     loads.sort((x, y) => x - y);
-    figures.load_to_interactive_terminal_ms = { median: loads[2], min: loads[0], max: loads[4], runs: loads };
-    log(`reload keeps seat and scrollback; load -> interactive terminal ${JSON.stringify(loads)} ms`);
+    opens.sort((x, y) => x - y);
+    figures.load_to_interactive_terminal_ms = { median: loads[2], min: loads[0], max: loads[4], runs: loads, until: 'scrollback replay on screen' };
+    figures.load_to_terminal_socket_open_ms = { median: opens[2], runs: opens };
+    log(`reload keeps seat and scrollback; load -> interactive terminal (replay on screen) ${JSON.stringify(loads)} ms, socket open ${JSON.stringify(opens)} ms`);
 
     // Rejoin from another browser with the reconnect code.
     const r = await newLearner(browser, url, watches, 'learner-a-elsewhere');

@@ -582,11 +582,14 @@ pub enum TerminalServerMessage {
         code: String,
         message: String,
     },
-    /// Sent on attach: the session name and whether it was just started.
+    /// Sent on attach: the session name and whether it was just started. `replay_bytes` output
+    /// bytes of scrollback follow before live output, so a client knows when it has caught up.
     Attached {
         session: String,
         new: bool,
         mode: String,
+        #[serde(default)]
+        replay_bytes: u64,
     },
     /// Sent to the other viewers when a `mode=takeover` viewer (the instructor) attaches/detaches.
     Takeover {

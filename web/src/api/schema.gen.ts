@@ -689,6 +689,8 @@ export interface components {
         } | {
             mode: string;
             new: boolean;
+            /** Format: int64 */
+            replay_bytes?: number;
             session: string;
             /** @enum {string} */
             type: "attached";

@@ -36,6 +36,7 @@ function parseControl(v: Record<string, unknown>): ServerControl | null {
         session: typeof v.session === 'string' ? v.session : 'main',
         new: v.new === true,
         mode: typeof v.mode === 'string' ? v.mode : 'interactive',
+        replay_bytes: typeof v.replay_bytes === 'number' ? v.replay_bytes : 0,
       };
     case 'exit':
       return { type: 'exit', code: typeof v.code === 'number' ? v.code : -1 };

@@ -35,6 +35,7 @@ const THEMES: Record<Theme, ITheme> = {
 };
 
 let markedInteractive = false;
+let markedReplayed = false;
 
 /**
  * Plain text of every mounted terminal by label. The WebGL/canvas renderers draw pixels, so this
@@ -122,6 +123,14 @@ export function TerminalView(props: TerminalViewProps) {
       {
         onOutput: (bytes) => t.write(bytes),
         onReplay: () => t.reset(),
+        onReplayed: () => {
+          // The load figure ends when the scrollback is on screen, not when the socket opened:
+          // an empty write's callback runs once xterm has parsed everything written before it.
+          if (!markedReplayed) {
+            markedReplayed = true;
+            t.write('', () => performance.mark('terminal-replayed'));
+          }
+        },
         onControl: (m) => {
           if (m.type === 'exit') {
             exited = true;
