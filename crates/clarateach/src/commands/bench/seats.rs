@@ -223,6 +223,29 @@ async fn host_pty_throughput(mib: u64) -> anyhow::Result<f64> {
     Ok(total as f64 / (1 << 20) as f64 / secs)
 }
 
+/// Starts a workshop over the API and polls every `poll` until it runs with every seat ready.
+async fn start_and_wait(
+    admin: &Client,
+    id: &str,
+    poll: Duration,
+    limit: Duration,
+) -> anyhow::Result<()> {
+    let t = Instant::now();
+    admin.start_workshop(id).await?;
+    loop {
+        let w = admin.get_workshop(id).await?;
+        if w.status == WorkshopStatus::Running && w.seats_ready == w.seats {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            t.elapsed() < limit,
+            "workshop {id} not running with every seat ready after {} s",
+            limit.as_secs()
+        );
+        tokio::time::sleep(poll).await;
+    }
+}
+
 /// Seat ready as a learner lives it: a one-seat workshop is started over the API, and the clock
 /// stops at the first byte of the joined learner's terminal through the gateway. The status is
 /// polled every millisecond, so up to 1 ms of each sample is the poll.
@@ -243,18 +266,13 @@ async fn learner_path_ready(
             })
             .await?;
         let t = Instant::now();
-        admin.start_workshop(&ws.id).await?;
-        loop {
-            let w = admin.get_workshop(&ws.id).await?;
-            if w.status == WorkshopStatus::Running && w.seats_ready == w.seats {
-                break;
-            }
-            anyhow::ensure!(
-                t.elapsed() < Duration::from_secs(60),
-                "a one-seat workshop was not running after 60 s"
-            );
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        start_and_wait(
+            admin,
+            &ws.id,
+            Duration::from_millis(1),
+            Duration::from_secs(60),
+        )
+        .await?;
         let join = Client::new(url, None)?
             .join(&JoinRequest {
                 code: ws.code.clone(),
@@ -360,18 +378,13 @@ async fn measure(args: &Args, stack: &Stack, dir: &Path, mem_before: u64) -> any
     };
     let ws = admin.create_workshop(&req).await?;
     let t = Instant::now();
-    admin.start_workshop(&ws.id).await?;
-    loop {
-        let w = admin.get_workshop(&ws.id).await?;
-        if w.status == WorkshopStatus::Running && w.seats_ready == w.seats {
-            break;
-        }
-        anyhow::ensure!(
-            t.elapsed() < Duration::from_secs(120),
-            "seats not running after 120 s"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    start_and_wait(
+        &admin,
+        &ws.id,
+        Duration::from_millis(5),
+        Duration::from_secs(120),
+    )
+    .await?;
     println!(
         "start -> {} seats running: {}  (goal <= 1 s)",
         args.seats,
