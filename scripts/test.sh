@@ -27,9 +27,14 @@ scripts/fuzz.sh "${CLARATEACH_FUZZ_SECONDS:-20}"
 echo "==> schemathesis against the served OpenAPI document"
 scripts/schemathesis.sh
 
-echo "==> web unit tests"
+echo "==> web unit tests and contract checks"
 (cd web && npm test)
+# The web app's API types are generated from api/openapi.json; fail on drift.
+(cd web && npm run check:api)
+# web/dist is the production bundle cargo embedded above: it must carry no test hooks.
+(cd web && npm run check:bundle)
 
 echo "==> web end-to-end tests (Chromium)"
-(cd web && CLARATEACH_BIN="$PWD/../target/debug/clarateach" npm run e2e)
+# The e2e loads a build with test hooks (terminal text), served by `up --web-dir`.
+(cd web && npm run build:e2e && CLARATEACH_BIN="$PWD/../target/debug/clarateach" npm run e2e)
 echo "==> all tests passed"

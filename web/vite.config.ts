@@ -3,8 +3,13 @@
 // (Monaco stays behind its dynamic import, in its own lazily loaded chunks), and Vitest.
 import { defineConfig } from 'vite';
 
+// Test hooks (terminal text for the end-to-end tests) exist only in `npm run build:e2e`; the
+// production build replaces the flag with `false` and drops the code.
+const testHooks = process.env.CLARATEACH_WEB_TEST_HOOKS === '1';
+
 export default defineConfig({
   esbuild: { jsx: 'automatic' },
+  define: { __CLARA_TEST_HOOKS__: JSON.stringify(testHooks) },
   build: {
     target: 'es2022',
     sourcemap: false,

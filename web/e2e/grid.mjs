@@ -1,7 +1,7 @@
 // Figure: the instructor seat grid with 50 seats staying live. Starts a 50-seat workshop, opens
 // its grid, then for 20 s (ten 2 s polls) has a learner join through the API every second while
 // Chromium records long tasks (> 50 ms main-thread blocks) and frame intervals. Stops it after.
-import { PageWatch, log, waitFor } from './harness.mjs';
+import { PageWatch, SHOTS, log, waitFor } from './harness.mjs';
 
 const SEATS = Number(process.env.E2E_GRID_SEATS ?? 50);
 const START = (process.env.E2E_GRID_START ?? '1') !== '0';
@@ -87,7 +87,7 @@ export async function measureGrid(browser, url, token, viewport, watches) {
     frame_p99_ms: p(0.99),
     frames_over_50ms: frames.filter((f) => f > 50).length,
   };
-  await page.screenshot({ path: new URL('../../docs/screenshots/instructor-grid-50.png', import.meta.url).pathname });
+  await page.screenshot({ path: `${SHOTS}/instructor-grid-50.png` });
   await ctx.close();
   if (START) {
     await fetch(`${url}/api/workshops/${workshop.id}/stop`, { method: 'POST', headers });

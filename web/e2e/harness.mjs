@@ -11,6 +11,20 @@ import { chromium } from 'playwright-core';
 
 export const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 
+/**
+ * Where screenshots go: `CLARATEACH_SCREENSHOTS_DIR` (`npm run screenshots` points it at
+ * docs/screenshots to refresh the README's), else a fresh temp dir, never over tracked files.
+ */
+export const SHOTS = process.env.CLARATEACH_SCREENSHOTS_DIR
+  ? resolve(process.env.CLARATEACH_SCREENSHOTS_DIR)
+  : mkdtempSync(join(tmpdir(), 'clarateach-shots-'));
+
+/**
+ * The UI build the tests load: `npm run build:e2e` (the production bundle has no test hooks, so
+ * the tests could not read the terminals), served by `up --web-dir`.
+ */
+export const WEB_DIR = resolve(process.env.CLARATEACH_WEB_DIR ?? join(import.meta.dirname, '../dist-e2e'));
+
 export function log(...args) {
   console.log(`[e2e ${new Date().toISOString().slice(11, 19)}]`, ...args);
 }
@@ -49,12 +63,13 @@ function freePort() {
 export async function startServer() {
   const bin = resolve(process.env.CLARATEACH_BIN ?? join(import.meta.dirname, '../../target/debug/clarateach'));
   check(existsSync(bin), `clarateach binary not found at ${bin} (set CLARATEACH_BIN)`);
+  check(existsSync(join(WEB_DIR, 'index.html')), `no e2e UI build at ${WEB_DIR}: run \`npm run build:e2e\` in web/ (or set CLARATEACH_WEB_DIR)`);
   const dataDir = mkdtempSync(join(tmpdir(), 'clarateach-e2e-'));
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const logPath = join(dataDir, 'server.log');
   const out = createWriteStream(logPath);
-  const child = spawn(bin, ['up', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir], {
+  const child = spawn(bin, ['up', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--web-dir', WEB_DIR], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info' },
   });

@@ -3,16 +3,16 @@
 // file in Monaco (autosave), `cat`s it; reload keeps the seat and scrollback; rejoin from another
 // browser with the reconnect code; join errors; the instructor watches the terminal live, takes
 // over, the learner sees the notice; stop shows the learners "workshop ended". Also measures the
-// figures of BENCHMARKS.md and writes screenshots to docs/screenshots/.
+// figures of BENCHMARKS.md and writes screenshots to a temp dir (`npm run screenshots`: docs/screenshots/).
 //
 // Usage: CLARATEACH_BIN=/path/to/clarateach npm run e2e   (root needed for the sandboxes)
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PageWatch, check, launchBrowser, log, startProxy, startServer, waitFor } from './harness.mjs';
+import { PageWatch, SHOTS, check, launchBrowser, log, startProxy, startServer, waitFor } from './harness.mjs';
 import { measureGrid } from './grid.mjs';
+import { measurePageWeight } from './weight.mjs';
 import { checkHardeningHeaders, checkNotFramable, checkTerminalLink, cspViolations, startEvilOrigin, watchCsp } from './security.mjs';
 
-const SHOTS = join(import.meta.dirname, '../../docs/screenshots');
 const VIEWPORT = { width: 1440, height: 900 };
 
 const termText = (page, label) =>
@@ -54,6 +54,14 @@ async function main() {
   try {
     mkdirSync(SHOTS, { recursive: true });
     const { url, token } = server;
+
+    // Page weight on the wire, cold cache (issue 15's goal: <= 300 KB for the first page).
+    figures.page_weight_join = await measurePageWeight(browser, `${url}/`);
+    figures.page_weight_instructor = await measurePageWeight(browser, `${url}/instructor`);
+    check(figures.page_weight_join.uncompressed_scripts.length === 0,
+      `scripts come compressed (${figures.page_weight_join.uncompressed_scripts})`);
+    check(figures.page_weight_join.wire_bytes <= 300 * 1024,
+      `join page weighs ${figures.page_weight_join.wire_bytes} bytes on the wire (goal <= 300 KB)`);
 
     // Instructor: sign in, create, start.
     const ictx = await browser.newContext({ viewport: VIEWPORT });
@@ -191,17 +199,23 @@ async function main() {
     await a.page.getByTestId('connection-status').filter({ hasText: 'Connected' }).waitFor({ timeout: 20000 });
     await waitTerm(a.page, 'Terminal main', /^hello$/m, 'scrollback after reload');
     check((await a.page.locator('.topbar .meta').textContent()) === seatA, 'same seat after reload');
+    // Load -> interactive ends once the scrollback replay is on screen ('terminal-replayed');
+    // the socket being open ('terminal-interactive') is recorded beside it.
     const loads = [];
+    const opens = [];
     for (let i = 0; i < 5; i++) {
       await a.page.reload();
-      const t = await waitFor('terminal-interactive mark', () =>
-        a.page.evaluate(() => performance.getEntriesByName('terminal-interactive')[0]?.startTime),
+      const t = await waitFor('terminal-replayed mark', () =>
+        a.page.evaluate(() => performance.getEntriesByName('terminal-replayed')[0]?.startTime),
       );
       loads.push(Math.round(t));
+      opens.push(Math.round(await a.page.evaluate(() => performance.getEntriesByName('terminal-interactive')[0]?.startTime ?? -1)));
     }
     loads.sort((x, y) => x - y);
-    figures.load_to_interactive_terminal_ms = { median: loads[2], min: loads[0], max: loads[4], runs: loads };
-    log(`reload keeps seat and scrollback; load -> interactive terminal ${JSON.stringify(loads)} ms`);
+    opens.sort((x, y) => x - y);
+    figures.load_to_interactive_terminal_ms = { median: loads[2], min: loads[0], max: loads[4], runs: loads, until: 'scrollback replay on screen' };
+    figures.load_to_terminal_socket_open_ms = { median: opens[2], runs: opens };
+    log(`reload keeps seat and scrollback; load -> interactive terminal (replay on screen) ${JSON.stringify(loads)} ms, socket open ${JSON.stringify(opens)} ms`);
 
     // Rejoin from another browser with the reconnect code.
     const r = await newLearner(browser, url, watches, 'learner-a-elsewhere');

@@ -30,6 +30,7 @@ async fn pty(mut socket: WebSocket, q: HashMap<String, String>, auth: String) {
         session: q.get("session").cloned().unwrap_or_else(|| "main".into()),
         new: true,
         mode: q.get("mode").cloned().unwrap_or_default(),
+        replay_bytes: 0,
     };
     let hello = serde_json::to_string(&attached).expect("json");
     if socket.send(Message::Text(hello.into())).await.is_err() {
@@ -98,6 +99,7 @@ async fn input_resize_and_output_round_trip() {
         session: "s1".into(),
         new: true,
         mode: "interactive".into(),
+        replay_bytes: 0,
     };
     assert_eq!(first, TerminalEvent::Control(expected));
     term.read_until(b"auth=Bearer learner.jwt query-token=\r\n", WAIT)

@@ -557,8 +557,9 @@ pub struct RunResponse {
     pub truncated: bool,
 }
 
-/// Control messages a terminal client sends as WebSocket text frames.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Control messages a terminal client sends as WebSocket text frames. In the OpenAPI document's
+/// components (no route returns it) so the web app's types come from here too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum TerminalClientMessage {
     Input { data: String },
@@ -566,8 +567,8 @@ pub enum TerminalClientMessage {
 }
 
 /// Control messages the daemon sends as WebSocket text frames (output is binary frames unless
-/// the client asked for `?format=json`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// the client asked for `?format=json`). In the OpenAPI document's components, like the client's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum TerminalServerMessage {
     Output {
@@ -581,15 +582,22 @@ pub enum TerminalServerMessage {
         code: String,
         message: String,
     },
-    /// Sent on attach: the session name and whether it was just started.
+    /// Sent on attach: the session name and whether it was just started. `replay_bytes` output
+    /// bytes of scrollback follow before live output, so a client knows when it has caught up.
     Attached {
         session: String,
         new: bool,
         mode: String,
+        #[serde(default)]
+        replay_bytes: u64,
     },
     /// Sent to the other viewers when a `mode=takeover` viewer (the instructor) attaches/detaches.
     Takeover {
         active: bool,
+    },
+    /// A line for the viewer to show beside the terminal (api/ws-protocol.md).
+    Notice {
+        message: String,
     },
 }
 

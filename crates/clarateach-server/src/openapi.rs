@@ -42,8 +42,12 @@ use crate::handlers;
         crate::gateway::docs::mkdir,
         crate::gateway::docs::run,
     ),
-    components(schemas(clarateach_core::ErrorBody)),
-    modifiers(&BearerAuth),
+    components(schemas(
+        clarateach_core::ErrorBody,
+        clarateach_core::api::TerminalClientMessage,
+        clarateach_core::api::TerminalServerMessage
+    )),
+    modifiers(&BearerAuth, &UniqueOperationIds),
 )]
 pub struct ApiDoc;
 
@@ -59,6 +63,75 @@ impl Modify for BearerAuth {
     }
 }
 
+/// utoipa names an operation after its handler function, so `workshops::list` and `seats::list`
+/// would both be `list`; generators (the web app's `openapi-typescript`) need unique ids. A
+/// shared name gets the last literal segment of its path (`list_workshops`, `list_seats`), and the
+/// whole path if that still clashes.
+struct UniqueOperationIds;
+
+impl Modify for UniqueOperationIds {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use std::collections::HashMap;
+        let mut ops: Vec<(&String, &mut utoipa::openapi::path::Operation)> = Vec::new();
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.options,
+                &mut item.head,
+                &mut item.patch,
+                &mut item.trace,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                ops.push((path, op));
+            }
+        }
+        let id_of =
+            |op: &utoipa::openapi::path::Operation| op.operation_id.clone().unwrap_or_default();
+        let count = |ops: &[(&String, &mut utoipa::openapi::path::Operation)]| {
+            let mut n: HashMap<String, usize> = HashMap::new();
+            for (_, op) in ops {
+                *n.entry(id_of(op)).or_default() += 1;
+            }
+            n
+        };
+        type Naming = fn(&str, &str) -> String;
+        let namings: [Naming; 2] = [
+            |id, path| {
+                let last = path
+                    .split('/')
+                    .rfind(|s| !s.is_empty() && !s.starts_with('{'))
+                    .unwrap_or("root");
+                format!("{id}_{}", last.replace(['-', '.'], "_"))
+            },
+            |id, path| {
+                let words: Vec<String> = path
+                    .split('/')
+                    .filter(|s| !s.is_empty() && *s != "api")
+                    .map(|s| {
+                        s.trim_matches(|c| c == '{' || c == '}')
+                            .replace(['-', '.', '*'], "_")
+                    })
+                    .collect();
+                format!("{id}_{}", words.join("_"))
+            },
+        ];
+        for naming in namings {
+            let n = count(&ops);
+            for (path, op) in ops.iter_mut() {
+                let id = id_of(op);
+                if n.get(&id).copied().unwrap_or(0) > 1 {
+                    op.operation_id = Some(naming(&id, path));
+                }
+            }
+        }
+    }
+}
+
 /// The document as pretty JSON (what `api/openapi.json` holds).
 pub fn document() -> String {
     let mut doc = ApiDoc::openapi();
@@ -69,6 +142,22 @@ pub fn document() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn operation_ids_are_unique() {
+        let doc: serde_json::Value = serde_json::from_str(&document()).expect("valid JSON");
+        let mut seen = std::collections::BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, op) in item.as_object().expect("path item") {
+                let id = op["operationId"].as_str().unwrap_or_default().to_string();
+                assert!(!id.is_empty(), "{method} {path} has no operationId");
+                assert!(
+                    seen.insert(id.clone()),
+                    "{method} {path}: duplicate operationId {id}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn openapi_matches_checked_in_file() {

@@ -156,6 +156,7 @@ pub async fn run_viewer<S, R, E>(
         session: session.name.clone(),
         new,
         mode: mode.as_str().into(),
+        replay_bytes: att.replay.len() as u64,
     };
     if out.control(&attached).await.is_err() {
         return;

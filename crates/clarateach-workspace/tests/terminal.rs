@@ -12,7 +12,9 @@ use serde_json::json;
 async fn echo_attached_first_and_resize() {
     let d = Daemon::start().await;
     let mut t = d.ws("").await;
-    let attached = t.until_event("attached", 5).await;
+    let mut attached = t.until_event("attached", 5).await;
+    assert!(attached["replay_bytes"].is_u64(), "{attached}");
+    attached.as_object_mut().unwrap().remove("replay_bytes");
     assert_eq!(
         attached,
         json!({"type": "attached", "session": "main", "new": true, "mode": "interactive"})
@@ -52,6 +54,18 @@ async fn reconnect_replays_scrollback_and_continues() {
     let mut b = d.ws("?session=tab-1").await;
     let attached = b.until_event("attached", 5).await;
     assert_eq!(attached["new"], false);
+    // `replay_bytes` announces exactly the scrollback that comes before live output.
+    let replay = attached["replay_bytes"].as_u64().unwrap() as usize;
+    assert!(replay > 0, "{attached}");
+    assert!(b.text.is_empty());
+    while b.text.len() < replay {
+        b.next().await.unwrap();
+    }
+    assert!(
+        b.text[..replay].contains("mark-42"),
+        "{:?}",
+        &b.text[..replay]
+    );
     b.until_text("mark-42", 5).await;
     b.input("echo again-$X\r").await; // same shell: the variable survives
     b.until_text("again-7", 5).await;

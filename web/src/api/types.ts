@@ -1,73 +1,22 @@
-// Shapes of the control-plane API, mirroring crates/clarateach-core/src/api.rs.
+// Shapes of the control-plane API. They come from api/openapi.json (generated from the Rust types
+// in crates/clarateach-core) through `npm run gen:api`: edit the Rust side, never these aliases'
+// targets. `npm run check:api` fails when src/api/schema.gen.ts drifts from the spec.
 
-export type WorkshopStatus = 'created' | 'provisioning' | 'running' | 'stopping' | 'stopped' | 'failed';
-export type SeatState = 'pending' | 'creating' | 'ready' | 'lost' | 'failed' | 'destroyed';
+import type { components } from './schema.gen';
 
-export interface Limits {
-  memory_mb: number;
-  pids: number;
-  cpu_millis: number;
-  disk_mb: number;
-  network: "none" | "open" | { allow: string[] };
-  /** Deprecated: network !== "none". */
-  egress: boolean;
-}
+type Schemas = components['schemas'];
 
-export interface Workshop {
-  id: string;
-  name: string;
-  code: string;
-  seats: number;
-  status: WorkshopStatus;
-  created_at: string;
-  endpoint: string | null;
-  image: string | null;
-  limits: Limits;
-  has_api_key: boolean;
-  seats_ready: number;
-  seats_joined: number;
-}
-
-export interface Seat {
-  seat: number;
-  state: SeatState;
-  joined: boolean;
-  name: string | null;
-  agent_id: string | null;
-  joined_at: string | null;
-  last_activity_at: string | null;
-}
-
-export interface JoinRequest {
-  code: string;
-  odehash?: string;
-  name?: string;
-}
-
-export interface JoinResponse {
-  token: string;
-  endpoint: string;
-  odehash: string;
-  seat: number;
-  workshop_id: string;
-  workshop_name: string;
-}
-
-export interface FileInfo {
-  name: string;
-  path: string;
-  is_directory: boolean;
-  size: number;
-  modified_at: string;
-}
-
-export interface ReadFileResponse {
-  content: string;
-  encoding: 'utf-8' | 'base64' | string;
-}
-
-export interface CreateWorkshopRequest {
-  name: string;
-  seats: number;
-  api_key?: string;
-}
+export type WorkshopStatus = Schemas['WorkshopStatus'];
+export type SeatState = Schemas['SeatState'];
+export type Limits = Schemas['Limits'];
+export type NetworkPolicy = Schemas['NetworkPolicy'];
+export type Workshop = Schemas['Workshop'];
+export type Seat = Schemas['Seat'];
+export type JoinRequest = Schemas['JoinRequest'];
+export type JoinResponse = Schemas['JoinResponse'];
+export type FileInfo = Schemas['FileInfo'];
+export type ReadFileResponse = Schemas['ReadFileResponse'];
+export type CreateWorkshopRequest = Schemas['CreateWorkshopRequest'];
+export type ErrorBody = Schemas['ErrorBody'];
+export type TerminalClientMessage = Schemas['TerminalClientMessage'];
+export type TerminalServerMessage = Schemas['TerminalServerMessage'];

@@ -23,7 +23,7 @@ describe('decodeFrame', () => {
   it('decodes every control message', () => {
     expect(decodeFrame('{"type":"attached","session":"main","new":true,"mode":"watch"}')).toEqual({
       kind: 'control',
-      msg: { type: 'attached', session: 'main', new: true, mode: 'watch' },
+      msg: { type: 'attached', session: 'main', new: true, mode: 'watch', replay_bytes: 0 },
     });
     expect(decodeFrame('{"type":"exit","code":3}')).toEqual({ kind: 'control', msg: { type: 'exit', code: 3 } });
     expect(decodeFrame('{"type":"error","code":"read_only","message":"no"}')).toEqual({

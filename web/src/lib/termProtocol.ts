@@ -1,12 +1,10 @@
 // Terminal WebSocket protocol (api/ws-protocol.md): output arrives as binary frames of raw PTY
 // bytes (or `{"type":"output"}` text frames), control messages are JSON text frames.
 
-export type ServerControl =
-  | { type: 'attached'; session: string; new: boolean; mode: string }
-  | { type: 'exit'; code: number }
-  | { type: 'error'; code: string; message: string }
-  | { type: 'takeover'; active: boolean }
-  | { type: 'notice'; message: string };
+import type { TerminalClientMessage, TerminalServerMessage } from '../api/types';
+
+/** Every server message but output, which arrives as bytes (`DecodedFrame.output`). */
+export type ServerControl = Exclude<TerminalServerMessage, { type: 'output' }>;
 
 export type DecodedFrame =
   | { kind: 'output'; bytes: Uint8Array }
@@ -18,12 +16,12 @@ export type TerminalMode = 'interactive' | 'watch' | 'takeover';
 const encoder = new TextEncoder();
 
 export function encodeInput(data: string): string {
-  return JSON.stringify({ type: 'input', data });
+  return JSON.stringify({ type: 'input', data } satisfies TerminalClientMessage);
 }
 
 export function encodeResize(cols: number, rows: number): string {
   const clamp = (n: number) => Math.max(1, Math.min(65535, Math.floor(n)));
-  return JSON.stringify({ type: 'resize', cols: clamp(cols), rows: clamp(rows) });
+  return JSON.stringify({ type: 'resize', cols: clamp(cols), rows: clamp(rows) } satisfies TerminalClientMessage);
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {
@@ -38,6 +36,7 @@ function parseControl(v: Record<string, unknown>): ServerControl | null {
         session: typeof v.session === 'string' ? v.session : 'main',
         new: v.new === true,
         mode: typeof v.mode === 'string' ? v.mode : 'interactive',
+        replay_bytes: typeof v.replay_bytes === 'number' ? v.replay_bytes : 0,
       };
     case 'exit':
       return { type: 'exit', code: typeof v.code === 'number' ? v.code : -1 };

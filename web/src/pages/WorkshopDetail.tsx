@@ -186,7 +186,7 @@ const SeatCard = memo(function SeatCard({ seat, now, selected, onSelect }: { sea
         <span className={`badge ${SEAT_TONE[seat.state]}`}>{seat.state}</span>
       </div>
       <div className="who">{seat.joined ? <strong>{seat.name ?? 'Anonymous learner'}</strong> : <span className="free">free</span>}</div>
-      <div className="activity">{seat.joined ? `Active ${relativeTime(seat.last_activity_at ?? seat.joined_at, now)}` : '\u00a0'}</div>
+      <div className="activity">{seat.joined ? `Active ${relativeTime(seat.last_activity_at ?? seat.joined_at ?? null, now)}` : '\u00a0'}</div>
     </button>
   );
 });

@@ -35,17 +35,23 @@ const THEMES: Record<Theme, ITheme> = {
 };
 
 let markedInteractive = false;
+let markedReplayed = false;
 
 /**
  * Plain text of every mounted terminal by label. The WebGL/canvas renderers draw pixels, so this
- * is how the end-to-end tests (and a curious developer in the console) read what a terminal shows.
+ * is how the end-to-end tests read what a terminal shows. Exposed on `window` only in the e2e
+ * build (`npm run build:e2e`); the production bundle has neither the globals nor their names.
  */
 const terminalTexts = new Map<string, () => string>();
-(window as unknown as { __claraTerminals: typeof terminalTexts }).__claraTerminals = terminalTexts;
 
 /** Grid geometry of every mounted terminal by label, so the end-to-end tests can point at a cell. */
 const terminalGrids = new Map<string, () => { cols: number; rows: number; viewportY: number }>();
-(window as unknown as { __claraTerminalGrids: typeof terminalGrids }).__claraTerminalGrids = terminalGrids;
+
+if (__CLARA_TEST_HOOKS__) {
+  const w = window as unknown as Record<string, unknown>;
+  w.__claraTerminals = terminalTexts;
+  w.__claraTerminalGrids = terminalGrids;
+}
 
 function bufferText(t: Terminal): string {
   const b = t.buffer.active;
@@ -117,6 +123,14 @@ export function TerminalView(props: TerminalViewProps) {
       {
         onOutput: (bytes) => t.write(bytes),
         onReplay: () => t.reset(),
+        onReplayed: () => {
+          // The load figure ends when the scrollback is on screen, not when the socket opened:
+          // an empty write's callback runs once xterm has parsed everything written before it.
+          if (!markedReplayed) {
+            markedReplayed = true;
+            t.write('', () => performance.mark('terminal-replayed'));
+          }
+        },
         onControl: (m) => {
           if (m.type === 'exit') {
             exited = true;

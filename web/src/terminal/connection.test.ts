@@ -54,6 +54,45 @@ function setup(probe: () => Promise<'retry' | { ended: string }> = async () => '
   return { conn, out, statuses, replays: () => replays };
 }
 
+describe('TerminalConnection replay', () => {
+  beforeEach(() => {
+    FakeSocket.all = [];
+    vi.stubGlobal('WebSocket', FakeSocket);
+  });
+  afterEach(() => vi.unstubAllGlobals());
+
+  it('says when the attach replay has been handed over, by the byte count the server announced', () => {
+    let replayed = 0;
+    const conn = new TerminalConnection(
+      { url: () => 'ws://x/t', probe: async () => 'retry' },
+      { onOutput: () => {}, onReplay: () => {}, onReplayed: () => replayed++, onControl: () => {}, onStatus: () => {} },
+    );
+    conn.connect();
+    const ws = FakeSocket.all[0];
+    ws.open();
+    ws.message('{"type":"attached","session":"main","new":false,"mode":"interactive","replay_bytes":5}');
+    expect(replayed).toBe(0);
+    ws.message(new Uint8Array([1, 2, 3]).buffer);
+    expect(replayed).toBe(0);
+    ws.message(new Uint8Array([4, 5]).buffer);
+    expect(replayed).toBe(1);
+    ws.message(new Uint8Array([6]).buffer); // live output: no second signal
+    expect(replayed).toBe(1);
+  });
+
+  it('says so at once when there is nothing to replay (or an older server does not say)', () => {
+    let replayed = 0;
+    const conn = new TerminalConnection(
+      { url: () => 'ws://x/t', probe: async () => 'retry' },
+      { onOutput: () => {}, onReplay: () => {}, onReplayed: () => replayed++, onControl: () => {}, onStatus: () => {} },
+    );
+    conn.connect();
+    FakeSocket.all[0].open();
+    FakeSocket.all[0].message('{"type":"attached","session":"main","new":true,"mode":"interactive"}');
+    expect(replayed).toBe(1);
+  });
+});
+
 describe('TerminalConnection', () => {
   beforeEach(() => {
     FakeSocket.all = [];

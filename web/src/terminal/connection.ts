@@ -16,6 +16,8 @@ export interface ConnectionHandlers {
   onOutput(bytes: Uint8Array): void;
   /** A scrollback replay follows: clear the screen. */
   onReplay(): void;
+  /** Every byte of the attach replay has been handed to `onOutput` (at once when it was empty). */
+  onReplayed?(): void;
   onControl(msg: ServerControl): void;
   onStatus(status: ConnectionStatus): void;
 }
@@ -96,6 +98,12 @@ export class TerminalConnection {
     ws.binaryType = 'arraybuffer';
     this.ws = ws;
     let attached = false;
+    // Bytes of the attach replay still to come; the server says how many in `attached`.
+    let replayLeft = -1;
+    const replayed = () => {
+      replayLeft = -1;
+      this.handlers.onReplayed?.();
+    };
     ws.onopen = () => {
       if (this.size) ws.send(encodeResize(this.size.cols, this.size.rows));
     };
@@ -103,6 +111,10 @@ export class TerminalConnection {
       const f = decodeFrame(ev.data);
       if (f.kind === 'output') {
         this.handlers.onOutput(f.bytes);
+        if (replayLeft > 0) {
+          replayLeft -= f.bytes.length;
+          if (replayLeft <= 0) replayed();
+        }
         return;
       }
       if (f.kind !== 'control') return;
@@ -112,6 +124,8 @@ export class TerminalConnection {
         this.backoff.reset();
         this.handlers.onReplay();
         this.setStatus({ state: 'open' });
+        replayLeft = msg.replay_bytes ?? 0;
+        if (replayLeft <= 0) replayed();
       } else if (msg.type === 'error' && msg.code === 'resync') {
         this.handlers.onReplay();
       } else if (msg.type === 'exit') {

@@ -2,6 +2,7 @@
 
 mod join;
 mod microvm;
+mod pty;
 mod seats;
 mod terminal;
 

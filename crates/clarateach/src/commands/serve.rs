@@ -35,6 +35,29 @@ pub struct Args {
     pub trusted_proxies: Vec<clarateach_server::extract::Cidr>,
     #[command(flatten)]
     pub limits: LimitArgs,
+    #[command(flatten)]
+    pub web: WebArgs,
+}
+
+/// Where the web UI comes from, shared by `serve` and `up`: the build embedded in the binary, or
+/// a directory (`npm run build:e2e` for the end-to-end tests, or a UI developer's own build).
+#[derive(clap::Args, Clone, Default)]
+pub struct WebArgs {
+    /// Serve the web UI from this build directory (read once at start) instead of the one
+    /// embedded in the binary.
+    #[arg(long, env = "CLARATEACH_WEB_DIR", value_name = "DIR")]
+    pub web_dir: Option<PathBuf>,
+}
+
+impl WebArgs {
+    /// The UI router these arguments name.
+    pub fn router(&self) -> anyhow::Result<axum::Router> {
+        match &self.web_dir {
+            None => Ok(clarateach_web::router()),
+            Some(dir) => clarateach_web::router_from_dir(dir)
+                .with_context(|| format!("cannot serve the web UI from {}", dir.display())),
+        }
+    }
 }
 
 /// Connection, body and WebSocket limits and `/metrics` access, shared by `serve` and `up`.
@@ -102,7 +125,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     config.public_url = args.public_url;
     config.trusted_proxies = args.trusted_proxies;
     config.heartbeat_interval = Duration::from_millis(args.heartbeat_ms.max(100));
-    config.web = Some(clarateach_web::router());
+    config.web = Some(args.web.router()?);
     args.limits.apply(&mut config);
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         config.tls = Some(

@@ -13,7 +13,7 @@ use clarateach_server::{Server, ServerConfig, INSTRUCTOR_TOKEN_FILE};
 use clarateach_store::Store;
 
 use super::agent::{build_backend, resolve_data_dir, BackendArg, MicrovmArgs, SandboxArgs};
-use super::serve::LimitArgs;
+use super::serve::{LimitArgs, WebArgs};
 use super::shutdown_signal;
 
 #[derive(clap::Args)]
@@ -39,6 +39,8 @@ pub struct Args {
     heartbeat_ms: u64,
     #[command(flatten)]
     limits: LimitArgs,
+    #[command(flatten)]
+    web: WebArgs,
     /// Most MiB one seat's export may archive (file data and entry headers); the rest of the
     /// seat is listed in its EXPORT-REPORT.json.
     #[arg(long, env = "CLARATEACH_EXPORT_CAP_MB", default_value_t = 1024,
@@ -105,6 +107,8 @@ pub struct StackOptions {
     pub export_cap_bytes: u64,
     /// Reverse proxies whose X-Forwarded-For counts (`--trusted-proxy`).
     pub trusted_proxies: Vec<clarateach_server::extract::Cidr>,
+    /// Where the web UI comes from (`--web-dir`).
+    pub web: WebArgs,
 }
 
 impl Stack {
@@ -117,7 +121,7 @@ impl Stack {
         config.listen = opts.listen;
         config.heartbeat_interval = opts.heartbeat;
         config.trusted_proxies = opts.trusted_proxies;
-        config.web = Some(clarateach_web::router());
+        config.web = Some(opts.web.router()?);
         opts.limits.apply(&mut config);
         let server = Server::open(config)
             .await
@@ -194,6 +198,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         limits: args.limits,
         export_cap_bytes: args.export_cap_mb << 20,
         trusted_proxies: args.trusted_proxies,
+        web: args.web,
     })
     .await?;
     let token_file = data_dir.join(INSTRUCTOR_TOKEN_FILE);

@@ -1,7 +1,8 @@
 //! `clarateach bench microvm --image-dir DIR`: the microVM figures of BENCHMARKS.md, measured on
 //! real VMs in a scratch data dir: image build time (cold is whatever the first build took; the
 //! cached rebuild is timed here), seat ready time (create + start until `/health` answers), VMM
-//! RSS per idle seat, and graceful stop time.
+//! RSS per idle seat (stated against the guest memory actually touched as well as the configured
+//! size), and graceful stop time.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -101,11 +102,25 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .trim()
             .parse::<i32>()?;
         let rss = rss_mib(pid);
+        let touched = guest_ram_rss_mib(pid, args.memory_mb);
+        let overhead = match touched {
+            Some(g) => format!(
+                "guest touched {g} MiB of its {} MiB -> VMM overhead {} MiB over the touched memory, \
+                 {} MiB over the configured size",
+                args.memory_mb,
+                rss.saturating_sub(g),
+                i128::from(rss) - i128::from(args.memory_mb)
+            ),
+            None => format!(
+                "guest RAM mapping not found in smaps; {} MiB over the configured {} MiB",
+                i128::from(rss) - i128::from(args.memory_mb),
+                args.memory_mb
+            ),
+        };
         println!(
-            "seat {}: ready in {} ms, idle VMM RSS {rss} MiB (guest RAM {} MiB)",
+            "seat {}: ready in {} ms, idle VMM RSS {rss} MiB: {overhead}",
             i + 1,
             ready_in.as_millis(),
-            args.memory_mb
         );
         let t = Instant::now();
         backend.destroy(&key, true).await?;
@@ -126,6 +141,24 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     println!("graceful stop median: {} ms", stop_median.as_millis());
     let _ = std::fs::remove_dir_all(&data);
     Ok(())
+}
+
+/// Resident MiB of the guest's RAM inside the VMM: the anonymous mapping of exactly the
+/// configured size (QEMU allocates guest RAM as one mapping), i.e. the memory the guest touched.
+fn guest_ram_rss_mib(pid: i32, memory_mb: u32) -> Option<u64> {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).ok()?;
+    let want_kib = u64::from(memory_mb) * 1024;
+    let mut size = None;
+    for line in smaps.lines() {
+        if let Some(v) = line.strip_prefix("Size:") {
+            size = v.split_whitespace().next()?.parse::<u64>().ok();
+        } else if let Some(v) = line.strip_prefix("Rss:") {
+            if size == Some(want_kib) {
+                return Some(v.split_whitespace().next()?.parse::<u64>().ok()? / 1024);
+            }
+        }
+    }
+    None
 }
 
 fn rss_mib(pid: i32) -> u64 {

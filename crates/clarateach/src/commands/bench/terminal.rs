@@ -21,12 +21,10 @@ pub struct Args {
     /// Keystrokes timed, one at a time, for the echo percentiles.
     #[arg(long, default_value_t = 2000)]
     keystrokes: usize,
-    /// MB of output (`cat` of a text file) for the daemon and raw PTY throughput.
-    #[arg(long, default_value_t = 200)]
+    /// MB of output (`cat` of a text file) for the throughput of every server: the raw PTY, the
+    /// daemon and terminado all get the same file, so no one is timed on an easier run.
+    #[arg(long, default_value_t = 50)]
     size_mb: u64,
-    /// MB of output for terminado (it is slow: ~2 MB/s).
-    #[arg(long, default_value_t = 20)]
-    terminado_size_mb: u64,
     /// Viewers of one session for the fan-out figure.
     #[arg(long, default_value_t = 5)]
     viewers: usize,
@@ -243,31 +241,14 @@ fn slowest(all: &[Delivery]) -> Option<&Delivery> {
 
 /// The physical limit: `cat file` on a PTY, read directly by this process.
 async fn raw_pty(file: &Path) -> anyhow::Result<f64> {
-    let spec = clarateach_workspace::pty::SpawnSpec {
-        argv: vec!["cat".into(), file.display().to_string()],
-        cwd: std::env::temp_dir(),
-        env: vec![],
-        env_remove: vec![],
-        cols: 80,
-        rows: 24,
-    };
-    let start = Instant::now();
-    let (pty, mut child) = clarateach_workspace::pty::spawn(&spec)?;
-    let (mut buf, mut total) = (vec![0u8; 64 * 1024], 0u64);
-    loop {
-        match pty.read(&mut buf).await? {
-            0 => break,
-            n => total += n as u64,
-        }
-    }
-    child.wait().await?;
+    let (total, secs) = super::pty::drain(vec!["cat".into(), file.display().to_string()]).await?;
     // The same measure as the viewers': the file's size (the PTY adds a \r per line).
     let size = std::fs::metadata(file)?.len();
     anyhow::ensure!(
         total >= size,
         "the PTY gave {total} bytes of a {size}-byte file"
     );
-    Ok(size as f64 / 1e6 / start.elapsed().as_secs_f64())
+    Ok(size as f64 / 1e6 / secs)
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -329,9 +310,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
 async fn bench(args: &Args, dir: &Path) -> anyhow::Result<()> {
     let big: PathBuf = dir.join("big.txt");
-    let small: PathBuf = dir.join("small.txt");
     write_file(&big, args.size_mb)?;
-    write_file(&small, args.terminado_size_mb)?;
     let port = free_port()?;
     let daemon = tokio::process::Command::new(std::env::current_exe()?)
         .args([
@@ -394,7 +373,7 @@ async fn bench(args: &Args, dir: &Path) -> anyhow::Result<()> {
         ),
     ];
     if !args.terminado_script.is_empty() {
-        match terminado(args, &small).await {
+        match terminado(args, &big).await {
             Ok(row) => table.push(row),
             Err(e) => println!("terminado skipped: {e:#} (pip install terminado)"),
         }
