@@ -490,3 +490,89 @@ async fn bench_tap_setup() {
         m.release(&key(seat)).await.expect("release");
     }
 }
+
+/// A `none` seat's TAP (Firecracker has no user-mode networking): no gateway, no resolver, no
+/// proxy; nft lets nothing in from it but replies to the host's own connections, forwards
+/// nothing, and the rules come back after an agent restart. No VM needed: the kernel objects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_none_seats_tap_is_closed_and_survives_a_restart() {
+    let test = "a_none_seats_tap_is_closed_and_survives_a_restart";
+    let why = missing_tool(&["nft", "ip"])
+        .or_else(|| (!nix::unistd::Uid::effective().is_root()).then(|| "needs root".into()))
+        .or_else(|| {
+            (!Path::new("/dev/net/tun").exists()).then(|| "/dev/net/tun is missing".into())
+        });
+    if let Some(why) = why {
+        eprintln!("SKIPPED {test}: {why}");
+        println!("SKIPPED {test}: {why}");
+        return;
+    }
+    let t = tag();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = NetConfig {
+        seat_subnet: format!("10.221.{}.0/24", t % 250).parse().expect("subnet"),
+        egress_iface: Some("lo".into()),
+        nft_table: format!("ct_cl_{t}"),
+        resolver: Resolver::parse("").expect("empty hosts"),
+        dns_upstream: Some("127.0.0.1:53".parse().expect("addr")),
+    };
+    let _cleanup = Cleanup {
+        data: dir.path().to_path_buf(),
+        nets: vec![net.clone()],
+    };
+    let key = SeatKey {
+        workshop_id: "ws-closed".into(),
+        seat: 1,
+    };
+    let m = NetManager::new(net.clone(), dir.path()).expect("manager");
+    let tap = m
+        .setup_tap(&key, &NetworkPolicy::None, None)
+        .await
+        .expect("setup");
+    assert_eq!(tap.mode, clarateach_isolation::netpolicy::SeatMode::Closed);
+    assert_eq!((tap.gateway(), tap.dns()), (None, None));
+    assert!(tap.env.is_empty());
+    assert!(Path::new("/sys/class/net")
+        .join(&tap.ifname)
+        .join("tun_flags")
+        .exists());
+    let chain = |c: &str| {
+        let out = std::process::Command::new("nft")
+            .args([
+                "list",
+                "chain",
+                "inet",
+                &net.nft_table,
+                &format!("{c}_{}", tap.ifname),
+            ])
+            .output()
+            .expect("nft");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let input = chain("in");
+    assert!(input.contains("ct state established accept"), "{input}");
+    assert!(
+        !input.contains("dport"),
+        "a closed seat reaches no port: {input}"
+    );
+    assert!(
+        !chain("from").contains("accept"),
+        "a closed seat forwards nothing"
+    );
+    // An agent restart: the TAP stayed in the kernel, the rules are brought back.
+    drop(m);
+    sh(&format!("nft delete table inet {}", net.nft_table));
+    let m = NetManager::new(net.clone(), dir.path()).expect("manager");
+    m.readopt_tap(&key, &NetworkPolicy::None)
+        .await
+        .expect("readopt");
+    assert_eq!(
+        m.addrs(&key),
+        Some(tap.addrs),
+        "same slot after the restart"
+    );
+    assert!(chain("in").contains("ct state established accept"));
+    m.release(&key).await.expect("release");
+    assert!(!Path::new("/sys/class/net").join(&tap.ifname).exists());
+    assert!(!sh(&format!("nft list table inet {}", net.nft_table)));
+}

@@ -31,7 +31,7 @@ pub struct MicrovmBackend {
     /// Each seat's environment (the workshop's API key among it), in memory only: neither the
     /// seat record nor the config disk on the agent's disk holds it. `create` (which the agent
     /// always runs before `start`, with the spec the control plane re-sends after a restart)
-    /// sets it; QEMU gets it in a memfd config disk.
+    /// sets it; the VMM gets it in a memfd config disk (a jailed Firecracker: a tmpfs file).
     pub(super) envs: Mutex<HashMap<SeatKey, BTreeMap<String, String>>>,
     /// The seat network (TAPs, nft rules, proxies) of seats that have one (`seat_net`).
     pub(super) net: crate::netpolicy::NetManager,
@@ -364,7 +364,6 @@ impl Backend for MicrovmBackend {
 
     async fn adopt(&self) -> Result<Vec<(SeatKey, WorkspaceStatus)>, BackendError> {
         let mut found = Vec::new();
-        let flavour = self.flavour().await;
         for record_path in lifecycle::seat_records(&self.cfg.data_dir.join("microvm")) {
             let Ok(record) = SeatRecord::load(&record_path) else {
                 continue;
@@ -377,8 +376,7 @@ impl Backend for MicrovmBackend {
                 {
                     m.insert(key.clone(), ep);
                 }
-                if let Err(e) = seat_net::readopt(&self.cfg.net, &self.net, &record, flavour).await
-                {
+                if let Err(e) = seat_net::readopt(&self.net, &record).await {
                     tracing::warn!(workshop.id = %key.workshop_id, seat = key.seat, error = ?e, "the seat's network did not come back");
                 }
             } else if let Err(e) = self.net.teardown(&key).await {

@@ -132,17 +132,16 @@ pub(super) async fn bring_up(
 }
 
 /// After an agent restart, for a running seat: its seat-network rules and listener come back
-/// (a bridge TAP needs nothing: the kernel kept it).
+/// (a bridge TAP or user-mode seat needs nothing: the kernel or the VMM kept it). A seat that
+/// ran on the seat network has a recorded slot, so no KVM probe is needed to tell the flavour.
 pub(super) async fn readopt(
-    cfg_net: &Net,
     seat_net: &NetManager,
     record: &SeatRecord,
-    flavour: Flavour,
 ) -> Result<(), BackendError> {
-    if !uses_seat_net(cfg_net, flavour, record) {
+    let key = record.key();
+    if seat_net.addrs(&key).is_none() {
         return Ok(());
     }
-    let key = record.key();
     seat_net
         .readopt_tap(&key, &record.limits.network)
         .await
