@@ -3,6 +3,7 @@
 # (created if missing), listening on 127.0.0.1 only, on a free port, with a random password.
 #
 #   eval "$(scripts/pg.sh start DIR)"   # exports CLARATEACH_TEST_DATABASE_URL (and PG_DIR)
+#                                       # DIR: a new directory (e.g. mktemp -d) in a world-traversable parent
 #   scripts/pg.sh stop DIR              # stops the cluster (call it from a trap)
 #
 # Nothing outside DIR is written except the `postgres` system user. Needs Debian's

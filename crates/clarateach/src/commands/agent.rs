@@ -75,6 +75,9 @@ enum Sub {
         id: String,
         #[arg(long, env = "CLARATEACH_DATA_DIR")]
         data_dir: Option<PathBuf>,
+        /// The control plane's PostgreSQL database, when it has one (`serve --database-url`).
+        #[arg(long, env = "CLARATEACH_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
     },
     /// Revoke every token of agent NAME: new connections are refused at once, a connected
     /// agent is cut off within one heartbeat interval.
@@ -82,6 +85,9 @@ enum Sub {
         name: String,
         #[arg(long, env = "CLARATEACH_DATA_DIR")]
         data_dir: Option<PathBuf>,
+        /// The control plane's PostgreSQL database, when it has one (`serve --database-url`).
+        #[arg(long, env = "CLARATEACH_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
     },
 }
 
@@ -254,17 +260,22 @@ fn check_image(dir: &Path) -> anyhow::Result<()> {
 
 async fn open_cp_store(
     data_dir: Option<PathBuf>,
+    database_url: Option<String>,
 ) -> anyhow::Result<Arc<dyn clarateach_store::Store>> {
     let dir = resolve_data_dir(data_dir)?;
-    clarateach_server::open_store(&dir)
+    clarateach_server::open_database(&dir, database_url.as_deref())
         .await
         .context("cannot open the control plane's store")
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
-        Some(Sub::Token { id, data_dir }) => {
-            let store = open_cp_store(data_dir).await?;
+        Some(Sub::Token {
+            id,
+            data_dir,
+            database_url,
+        }) => {
+            let store = open_cp_store(data_dir, database_url).await?;
             let token = clarateach_server::issue_bound_agent_token(store.as_ref(), &id)
                 .await
                 .context("cannot issue an agent token")?;
@@ -272,8 +283,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             eprintln!("start the agent with: clarateach agent --id {id} --token <token> --control-plane URL");
             return Ok(());
         }
-        Some(Sub::Revoke { name, data_dir }) => {
-            let store = open_cp_store(data_dir).await?;
+        Some(Sub::Revoke {
+            name,
+            data_dir,
+            database_url,
+        }) => {
+            let store = open_cp_store(data_dir, database_url).await?;
             let n = clarateach_server::revoke_agent(store.as_ref(), &name)
                 .await
                 .context("cannot revoke the agent's tokens")?;

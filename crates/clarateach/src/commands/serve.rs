@@ -37,8 +37,8 @@ pub struct Args {
     pub limits: LimitArgs,
 }
 
-/// Connection, body and WebSocket limits and `/metrics` access, shared by `serve` and `up`.
-/// Unset values keep the server's defaults.
+/// Connection, body and WebSocket limits, `/metrics` access and the store's database, shared
+/// by `serve` and `up`. Unset values keep the server's defaults.
 #[derive(clap::Args, Clone, Default)]
 pub struct LimitArgs {
     /// Seconds a client has to send a request's headers (also the keep-alive idle timeout)
@@ -65,6 +65,10 @@ pub struct LimitArgs {
     /// Bearer token `GET /metrics` requires; without it `/metrics` answers loopback clients only.
     #[arg(long, env = "CLARATEACH_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
+    /// `postgres://USER:PASSWORD@HOST:PORT/DB`: keep the store in this PostgreSQL database,
+    /// which several `serve` replicas may share [default: the SQLite file in the data dir].
+    #[arg(long, env = "CLARATEACH_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
 }
 
 impl LimitArgs {
@@ -91,6 +95,9 @@ impl LimitArgs {
         }
         if let Some(t) = self.metrics_token.as_ref().filter(|t| !t.is_empty()) {
             config.metrics_token = Some(t.clone());
+        }
+        if let Some(u) = self.database_url.as_ref().filter(|u| !u.trim().is_empty()) {
+            config.database_url = Some(u.clone());
         }
     }
 }
