@@ -20,9 +20,10 @@ use clarateach_isolation::{Backend, BackendKind};
 pub struct Args {
     #[command(subcommand)]
     command: Option<Sub>,
-    /// Base URL of the control plane, e.g. http://10.0.0.1:8080.
-    #[arg(long, env = "CLARATEACH_CONTROL_PLANE")]
-    control_plane: Option<String>,
+    /// Base URL of the control plane, e.g. https://10.0.0.1:8443; repeat it (or give a
+    /// comma-separated list) for several replicas: the agent fails over between them.
+    #[arg(long, env = "CLARATEACH_CONTROL_PLANE", value_delimiter = ',')]
+    control_plane: Vec<String>,
     /// Agent token from `clarateach agent token --id NAME`.
     #[arg(long, env = "CLARATEACH_AGENT_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -300,7 +301,18 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
         None => {}
     }
-    let control_plane = args.control_plane.context("--control-plane is required")?;
+    let urls: Vec<String> = args
+        .control_plane
+        .iter()
+        .map(|u| u.trim().to_string())
+        .filter(|u| !u.is_empty())
+        .collect();
+    anyhow::ensure!(!urls.is_empty(), "--control-plane is required");
+    for url in &urls {
+        clarateach_agent::connection::connect_url(url)
+            .with_context(|| format!("--control-plane {url}"))?;
+    }
+    let control_plane = urls.join(",");
     let token = args
         .token
         .context("--token is required (see `clarateach agent token`)")?;
