@@ -132,6 +132,17 @@ impl TestServer {
         all
     }
 
+    /// Stops serving at once without the orderly shutdown (no agent session is ended, nothing
+    /// is written): what a replica killed with SIGKILL leaves behind, as far as one process
+    /// can stage it (connection tasks already spawned are the caller's to cut).
+    pub fn kill(mut self) -> Option<tempfile::TempDir> {
+        self.stop.take();
+        if let Some(h) = self.handle.take() {
+            h.abort();
+        }
+        self._tmp.take()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
