@@ -144,3 +144,18 @@ impl std::fmt::Debug for ServerConfig {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ServerConfig;
+
+    /// The config is logged at startup; the database password must not be.
+    #[test]
+    fn debug_hides_the_database_password() {
+        let mut c = ServerConfig::new("/tmp/x");
+        c.database_url = Some("postgres://ct:hunter2-secret@db:5432/ct".into());
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2-secret"), "{shown}");
+        assert!(shown.contains("postgres://ct:***@db:5432/ct"), "{shown}");
+    }
+}
