@@ -5,7 +5,7 @@ set -euo pipefail
 
 need=(bubblewrap nodejs npm e2fsprogs nftables iproute2)
 if [ "${1:-}" = "test" ]; then
-  need+=(qemu-system-x86 qemu-utils debootstrap e2fsprogs chromium python3-venv curl)
+  need+=(qemu-system-x86 qemu-utils debootstrap e2fsprogs chromium python3-venv curl postgresql)
 fi
 
 missing=()

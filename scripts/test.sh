@@ -16,10 +16,18 @@ echo "==> cargo fmt / clippy"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 
-echo "==> rust tests"
+echo "==> rust tests (store: SQLite)"
 cargo build -p clarateach
 export CLARATEACH_BIN="$PWD/target/debug/clarateach"
+unset CLARATEACH_TEST_DATABASE_URL
 cargo test --workspace --no-fail-fast
+
+echo "==> store and control-plane tests again on PostgreSQL (a throwaway cluster)"
+pg_dir=$(mktemp -d /tmp/clarateach-pg.XXXXXX)
+trap 'scripts/pg.sh stop "$pg_dir"; rm -rf "$pg_dir"' EXIT
+eval "$(scripts/pg.sh start "$pg_dir")"
+cargo test -p clarateach-store -p clarateach-server --no-fail-fast
+unset CLARATEACH_TEST_DATABASE_URL
 
 echo "==> fuzzing (bounded; a longer run is recorded in BENCHMARKS.md)"
 scripts/fuzz.sh "${CLARATEACH_FUZZ_SECONDS:-20}"

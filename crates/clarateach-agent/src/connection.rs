@@ -16,7 +16,8 @@ use crate::state::StateHandle;
 /// Who the agent is and how to reach the control plane.
 #[derive(Clone)]
 pub struct ControlPlaneLink {
-    /// Base URL of the control plane, `http://host:port` (or `ws://`).
+    /// Base URL of the control plane, `http://host:port` (or `ws://`), or several replicas'
+    /// URLs separated by commas: the agent fails over to the next when one drops or refuses.
     pub control_plane: String,
     /// How to verify a `wss://` control plane (`None` for plain `ws://`).
     pub tls: Option<std::sync::Arc<clarateach_tls::ClientConfig>>,
@@ -81,6 +82,22 @@ pub fn connect_url(base: &str) -> Result<String, ConnectionError> {
     Ok(format!("{rest}/api/agents/connect"))
 }
 
+/// The replicas' base URLs in `list` (comma-separated, blanks ignored), in order.
+pub fn control_plane_urls(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Delay before trying the next replica of a list that has not been tried through yet: short,
+/// so losing a replica costs its agents well under a second, randomised so they do not all
+/// arrive at the same instant.
+fn failover_delay() -> Duration {
+    Duration::from_millis(rand::thread_rng().gen_range(50..=250))
+}
+
 /// Delay before the `attempt`-th reconnection: doubling from 200 ms up to 10 s, with the upper
 /// half randomised so a restarted control plane is not hit by every agent at once.
 pub fn backoff(attempt: u32) -> Duration {
@@ -97,10 +114,20 @@ pub async fn run(
     registered_tx: watch::Sender<bool>,
 ) {
     let mut attempt = 0u32;
+    let mut urls = control_plane_urls(&link.control_plane);
+    if urls.is_empty() {
+        urls.push(link.control_plane.clone());
+    }
+    // Which replica to dial, and how many replicas failed in a row (a full round of failures
+    // backs off; a single replica's loss only moves on to the next).
+    let mut current = 0usize;
+    let mut failed_in_round = 0usize;
     loop {
         let mut registered = false;
+        let url = &urls[current % urls.len()];
         let result = connect_once(
             &link,
+            url,
             &state,
             &mut shutdown,
             &mut registered,
@@ -111,6 +138,7 @@ pub async fn run(
         state.disconnected().await;
         if registered {
             attempt = 0;
+            failed_in_round = 0;
         }
         match result {
             Err(ConnectionError::ShuttingDown) => return,
@@ -122,10 +150,19 @@ pub async fn run(
         if *shutdown.borrow() {
             return;
         }
-        let delay = backoff(attempt);
-        attempt = attempt.saturating_add(1);
+        current = (current + 1) % urls.len();
+        failed_in_round += 1;
+        let delay = if failed_in_round < urls.len() {
+            failover_delay()
+        } else {
+            failed_in_round = 0;
+            let d = backoff(attempt);
+            attempt = attempt.saturating_add(1);
+            d
+        };
         tracing::info!(
             delay_ms = delay.as_millis() as u64,
+            control_plane = %urls[current],
             "reconnecting to the control plane"
         );
         tokio::select! {
@@ -137,12 +174,13 @@ pub async fn run(
 
 async fn connect_once(
     link: &ControlPlaneLink,
+    base: &str,
     state: &StateHandle,
     shutdown: &mut watch::Receiver<bool>,
     registered: &mut bool,
     registered_tx: &watch::Sender<bool>,
 ) -> Result<(), ConnectionError> {
-    let url = connect_url(&link.control_plane)?;
+    let url = connect_url(base)?;
     let mut request = url
         .clone()
         .into_client_request()
@@ -197,7 +235,7 @@ async fn connect_once(
             .map(|k| k.public_key_pem().to_string()),
     };
     send(&mut sink, &register).await?;
-    tracing::info!(agent.id = %link.agent_id, "connected to the control plane");
+    tracing::info!(agent.id = %link.agent_id, control_plane = %base, "connected to the control plane");
     let mut heartbeat = tokio::time::interval(Duration::from_secs(5));
     loop {
         tokio::select! {
@@ -274,6 +312,11 @@ mod tests {
             "wss://cp.example/api/agents/connect"
         );
         assert!(connect_url("ftp://x").is_err());
+        assert_eq!(
+            control_plane_urls(" http://a:1, https://b:2 ,,"),
+            vec!["http://a:1".to_string(), "https://b:2".to_string()]
+        );
+        assert_eq!(control_plane_urls("http://a"), vec!["http://a".to_string()]);
         for attempt in 0..20 {
             let d = backoff(attempt);
             assert!(

@@ -28,7 +28,8 @@ pub use state::{SeatView, StateHandle};
 /// How to run an agent.
 #[derive(Clone)]
 pub struct AgentConfig {
-    /// Base URL of the control plane, e.g. `http://127.0.0.1:8080`.
+    /// Base URL of the control plane, e.g. `http://127.0.0.1:8080`, or several replicas' URLs
+    /// separated by commas (the agent fails over between them).
     pub control_plane: String,
     pub agent_token: String,
     /// The agent id to register as (the one its token is bound to); `None` keeps the id stored
@@ -94,16 +95,19 @@ pub struct Agent {
 impl Agent {
     /// Adopts existing workspaces, starts the HTTP server and connects to the control plane.
     pub async fn start(config: AgentConfig, backend: Arc<dyn Backend>) -> Result<Self, AgentError> {
-        let tls = if clarateach_tls::is_tls_url(&config.control_plane) {
+        let urls = connection::control_plane_urls(&config.control_plane);
+        let tls = if urls.iter().any(|u| clarateach_tls::is_tls_url(u)) {
             Some(clarateach_tls::client_config(config.ca.as_deref())?)
         } else {
-            if !clarateach_tls::is_loopback_url(&config.control_plane) {
-                tracing::warn!(control_plane = %config.control_plane,
+            None
+        };
+        for url in urls.iter().filter(|u| !clarateach_tls::is_tls_url(u)) {
+            if !clarateach_tls::is_loopback_url(url) {
+                tracing::warn!(control_plane = %url,
                     "dialing the control plane over plain ws:// off this host: the agent token and \
                      every seat's specs and API keys cross the network in clear; use https://");
             }
-            None
-        };
+        }
         let hostname = identity::hostname();
         let agent_id = match &config.agent_id {
             Some(id) => identity::store_agent_id(&config.data_dir, id)?,

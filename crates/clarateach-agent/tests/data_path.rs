@@ -290,3 +290,47 @@ async fn registers_creates_and_relays_http_and_websocket() {
     assert_eq!(vms["vms"][0]["state"], "ready");
     agent.shutdown(true).await;
 }
+
+/// With several control-plane replicas listed, an agent whose first replica is gone (nothing
+/// listens there any more, as after kill -9) registers with the next one at once, without
+/// waiting for the reconnect backoff.
+#[tokio::test]
+async fn fails_over_to_the_next_control_plane_replica() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (tx, mut rx) = mpsc::channel(64);
+    let cp = fake_control_plane(tx).await;
+    let gone = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let backend = Arc::new(SocketBackend {
+        dir: dir.path().into(),
+        tokens: Mutex::default(),
+        running: Mutex::default(),
+    });
+    let config = AgentConfig {
+        control_plane: format!("http://{gone}, http://{cp}"),
+        agent_token: "agent-secret".into(),
+        agent_id: None,
+        ca: None,
+        data_dir: dir.path().into(),
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        data_url: None,
+        capacity: 4,
+        export_cap_bytes: clarateach_agent::export::archive::DEFAULT_CAP_BYTES,
+    };
+    let started = std::time::Instant::now();
+    let _agent = Agent::start(config, backend).await.expect("agent");
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(2), rx.recv())
+            .await
+            .expect("registered with the second replica within 2 s")
+            .expect("open");
+        if matches!(msg, AgentMessage::Register { .. }) {
+            break;
+        }
+    }
+    let took = started.elapsed();
+    println!("failover to the second replica took {took:?}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+}

@@ -14,6 +14,9 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Holds the store, keys and secrets.
     pub data_dir: PathBuf,
+    /// `postgres://...`: the store is this PostgreSQL database (shared by every replica)
+    /// instead of the SQLite file in the data dir.
+    pub database_url: Option<String>,
     /// Public base URL (e.g. `https://teach.example.org`); derived from the Host header if unset.
     pub public_url: Option<String>,
     /// Agents heartbeat this often; three missed intervals make an agent lost.
@@ -70,6 +73,7 @@ impl ServerConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: data_dir.into(),
+            database_url: None,
             public_url: None,
             heartbeat_interval: Duration::from_secs(2),
             stop_timeout: Duration::from_secs(10),
@@ -113,6 +117,13 @@ impl std::fmt::Debug for ServerConfig {
         f.debug_struct("ServerConfig")
             .field("listen", &self.listen)
             .field("data_dir", &self.data_dir)
+            .field(
+                "database_url",
+                &self
+                    .database_url
+                    .as_deref()
+                    .map(clarateach_store::redact_database_url),
+            )
             .field("public_url", &self.public_url)
             .field("heartbeat_interval", &self.heartbeat_interval)
             .field("stop_timeout", &self.stop_timeout)
@@ -131,5 +142,20 @@ impl std::fmt::Debug for ServerConfig {
             .field("web", &self.web.is_some())
             .field("tls", &self.tls.is_some())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ServerConfig;
+
+    /// The config is logged at startup; the database password must not be.
+    #[test]
+    fn debug_hides_the_database_password() {
+        let mut c = ServerConfig::new("/tmp/x");
+        c.database_url = Some("postgres://ct:hunter2-secret@db:5432/ct".into());
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2-secret"), "{shown}");
+        assert!(shown.contains("postgres://ct:***@db:5432/ct"), "{shown}");
     }
 }

@@ -41,7 +41,7 @@ use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 
-use clarateach_store::{SqliteStore, Store, StoreError};
+use clarateach_store::{PgStore, SqliteStore, Store, StoreError};
 use tokio::sync::watch;
 
 pub use accounts::{
@@ -65,6 +65,8 @@ pub enum ServerError {
     DataDir(#[source] files::FileError),
     #[error("cannot open the store")]
     Store(#[from] StoreError),
+    #[error("the database URL {0} is neither postgres:// nor postgresql:// (leave it unset for the embedded SQLite store)")]
+    DatabaseUrl(String),
     #[error("cannot load the token signing key")]
     Keys(#[from] keys::KeyError),
     #[error("cannot load the secret encryption key")]
@@ -82,7 +84,25 @@ pub enum ServerError {
 /// Opens the store in `data_dir` (the same one `Server::open` uses), for CLI commands that
 /// work on the data dir directly (`instructor add`, `agent token`).
 pub async fn open_store(data_dir: &Path) -> Result<Arc<dyn Store>, ServerError> {
+    open_database(data_dir, None).await
+}
+
+/// Opens the store: PostgreSQL when `database_url` is given (`postgres://...`, shared by every
+/// replica), else the SQLite file in `data_dir`. The data dir is prepared either way (keys and
+/// secrets live there).
+pub async fn open_database(
+    data_dir: &Path,
+    database_url: Option<&str>,
+) -> Result<Arc<dyn Store>, ServerError> {
     files::ensure_dir(data_dir).map_err(ServerError::DataDir)?;
+    if let Some(url) = database_url.map(str::trim).filter(|u| !u.is_empty()) {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(ServerError::DatabaseUrl(
+                clarateach_store::redact_database_url(url),
+            ));
+        }
+        return Ok(Arc::new(PgStore::open(url).await?));
+    }
     let path = data_dir.join(DB_FILE);
     let store = SqliteStore::open(&path).await?;
     for suffix in ["", "-wal", "-shm"] {
@@ -118,7 +138,7 @@ impl Server {
         provisioner: impl FnOnce(Arc<dyn Store>, RegistryHandle) -> Arc<dyn Provisioner>,
     ) -> Result<Self, ServerError> {
         let dir = config.data_dir.clone();
-        let store = open_store(&dir).await?;
+        let store = open_database(&dir, config.database_url.as_deref()).await?;
         let keys = keys::SigningKeys::load_or_create(&dir.join("jwt.key"))?;
         let secrets = secrets::SecretBox::load_or_create(&dir.join("secret.key"))?;
         let data_ca = Arc::new(clarateach_tls::data_ca::DataCa::load_or_create(&dir)?);

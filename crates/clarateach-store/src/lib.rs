@@ -1,19 +1,27 @@
 //! The control plane's source of truth: instructors, agent tokens, workshops and seats.
 //!
 //! Callers see only the [`Store`] trait (split by resource into [`AccountStore`],
-//! [`WorkshopStore`], [`SeatStore`] and [`ThrottleStore`]) so the embedded SQLite store ([`SqliteStore`]) can be
-//! swapped for PostgreSQL when several control planes share one database. Schema changes are
-//! append-only files in `migrations/`, embedded into the binary.
+//! [`WorkshopStore`], [`SeatStore`] and [`ThrottleStore`]), implemented by the embedded SQLite
+//! store ([`SqliteStore`], the default) and by PostgreSQL ([`PgStore`]) for several control-plane
+//! replicas sharing one database. Schema changes are append-only files in `migrations/`
+//! (SQLite) and `migrations-postgres/` (the same versions in PostgreSQL's spelling), embedded
+//! into the binary.
 
 #![forbid(unsafe_code)]
 
+#[cfg(test)]
+mod conformance;
+mod postgres;
 mod records;
 mod sqlite;
+#[doc(hidden)]
+pub mod test_support;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use clarateach_core::{SeatState, WorkshopStatus};
 
+pub use postgres::{redact as redact_database_url, PgStore};
 pub use records::{AgentTokenRecord, InstructorRecord, NewWorkshop, SeatRecord, WorkshopRecord};
 pub use sqlite::SqliteStore;
 

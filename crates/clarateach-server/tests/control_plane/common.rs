@@ -1,4 +1,9 @@
 //! A real control plane on 127.0.0.1:0 with a temp data dir, plus request helpers.
+//!
+//! The store is SQLite in the data dir, or, when `CLARATEACH_TEST_DATABASE_URL` names a test
+//! PostgreSQL server (scripts/test.sh starts one), a new database on it per data dir (its URL is
+//! kept in the data dir so a restart in the same dir finds the same database): the whole suite
+//! runs on either back end.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -34,6 +39,7 @@ impl TestServer {
 
     pub async fn start_in(dir: &Path, tweak: impl FnOnce(&mut ServerConfig)) -> Self {
         let mut config = ServerConfig::new(dir);
+        config.database_url = test_database_for(dir).await;
         config.heartbeat_interval = Duration::from_millis(100);
         config.stop_timeout = Duration::from_secs(3);
         tweak(&mut config);
@@ -77,6 +83,62 @@ impl TestServer {
         }
         if let Some(h) = self.handle.take() {
             let _ = tokio::time::timeout(Duration::from_secs(5), h).await;
+        }
+        self._tmp.take()
+    }
+
+    /// Everything the store holds, as bytes: the SQLite file and its WAL, or every row of every
+    /// table of the PostgreSQL database as text (to look for plaintext secrets).
+    pub async fn stored_bytes(&self) -> Vec<u8> {
+        let mut all = Vec::new();
+        match test_database_for(&self.dir).await {
+            None => {
+                for f in ["clarateach.db", "clarateach.db-wal"] {
+                    all.extend(std::fs::read(self.dir.join(f)).unwrap_or_default());
+                }
+            }
+            Some(url) => {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
+                let tables: Vec<String> = sqlx::query_scalar(
+                    "SELECT tablename::TEXT FROM pg_tables WHERE schemaname = 'public'",
+                )
+                .fetch_all(&mut conn)
+                .await
+                .expect("tables");
+                assert!(tables.iter().any(|t| t == "workshops"), "{tables:?}");
+                for t in tables {
+                    // bytea as its raw bytes too (row_to_json would hex-encode it).
+                    let rows: Vec<String> = sqlx::query_scalar(&format!(
+                        "SELECT row_to_json(x)::TEXT FROM \"{t}\" AS x"
+                    ))
+                    .fetch_all(&mut conn)
+                    .await
+                    .expect("rows");
+                    for r in rows {
+                        all.extend(r.into_bytes());
+                    }
+                }
+                let keys: Vec<Option<Vec<u8>>> =
+                    sqlx::query_scalar("SELECT api_key_enc FROM workshops")
+                        .fetch_all(&mut conn)
+                        .await
+                        .expect("keys");
+                for k in keys.into_iter().flatten() {
+                    all.extend(k);
+                }
+            }
+        }
+        all
+    }
+
+    /// Stops serving at once without the orderly shutdown (no agent session is ended, nothing
+    /// is written): what a replica killed with SIGKILL leaves behind, as far as one process
+    /// can stage it (connection tasks already spawned are the caller's to cut).
+    pub fn kill(mut self) -> Option<tempfile::TempDir> {
+        self.stop.take();
+        if let Some(h) = self.handle.take() {
+            h.abort();
         }
         self._tmp.take()
     }
@@ -222,6 +284,25 @@ impl TestServer {
             .expect("me")
             .status()
     }
+}
+
+/// The test PostgreSQL database of data dir `dir` (created on first use), or `None` for SQLite.
+pub async fn test_database_for(dir: &Path) -> Option<String> {
+    clarateach_store::test_support::test_server_url()?;
+    let file = dir.with_extension("test-database-url");
+    if let Ok(url) = std::fs::read_to_string(&file) {
+        return Some(url.trim().to_string());
+    }
+    let url = clarateach_store::test_support::fresh_database_url()
+        .await
+        .expect("create a test database")?;
+    std::fs::write(&file, &url).expect("remember the test database");
+    Some(url)
+}
+
+/// True when the suite runs on PostgreSQL (the SQLite file checks do not apply).
+pub fn on_postgres() -> bool {
+    clarateach_store::test_support::test_server_url().is_some()
 }
 
 pub fn uuid_like() -> String {

@@ -23,6 +23,9 @@ use tokio::sync::mpsc;
 
 use crate::{Result, StoreError};
 
+#[cfg(test)]
+pub(crate) use workshops::tests::new_workshop;
+
 /// SQLite implementation of [`crate::Store`].
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
@@ -80,15 +83,15 @@ impl SqliteStore {
     }
 }
 
-fn workshop_status(s: &str) -> Result<WorkshopStatus> {
+pub(crate) fn workshop_status(s: &str) -> Result<WorkshopStatus> {
     WorkshopStatus::parse(s).ok_or_else(|| StoreError::Corrupt(format!("workshop status {s:?}")))
 }
 
-fn seat_state(s: &str) -> Result<SeatState> {
+pub(crate) fn seat_state(s: &str) -> Result<SeatState> {
     SeatState::parse(s).ok_or_else(|| StoreError::Corrupt(format!("seat state {s:?}")))
 }
 
-fn to_u32(v: i64, what: &str) -> Result<u32> {
+pub(crate) fn to_u32(v: i64, what: &str) -> Result<u32> {
     u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("{what} {v}")))
 }
 

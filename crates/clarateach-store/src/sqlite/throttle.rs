@@ -43,24 +43,3 @@ impl ThrottleStore for SqliteStore {
         Ok(())
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::super::temp_store;
-    use super::*;
-
-    #[tokio::test]
-    async fn counters_upsert_load_and_expire() {
-        let (_d, s) = temp_store().await;
-        s.save_throttle("a:10.0.0.1", 100, 1).await.expect("save");
-        s.save_throttle("a:10.0.0.1", 100, 2).await.expect("update");
-        s.save_throttle("a:10.0.0.2", 10, 5).await.expect("old");
-        let loaded = s.load_throttle(50).await.expect("load");
-        assert_eq!(loaded, vec![("a:10.0.0.1".to_string(), 100, 2)]);
-        assert_eq!(
-            s.load_throttle(0).await.expect("reload").len(),
-            1,
-            "old row deleted"
-        );
-    }
-}

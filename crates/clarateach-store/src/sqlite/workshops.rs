@@ -156,9 +156,7 @@ impl WorkshopStore for SqliteStore {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use super::super::temp_store;
     use super::*;
-    use crate::AccountStore;
 
     pub(crate) fn new_workshop(id: &str, code: &str, seats: u32) -> NewWorkshop {
         NewWorkshop {
@@ -172,58 +170,5 @@ pub(crate) mod tests {
             limits: Limits::default(),
             api_key_enc: Some(vec![1, 2, 3]),
         }
-    }
-
-    #[tokio::test]
-    async fn insert_get_transition_delete() {
-        let (_d, s) = temp_store().await;
-        s.create_instructor("i1", "ada", "h")
-            .await
-            .expect("instructor");
-        s.insert_workshop(&new_workshop("ws-a", "CLAUDE-AAAA", 3))
-            .await
-            .expect("insert");
-        let dup = s
-            .insert_workshop(&new_workshop("ws-b", "CLAUDE-AAAA", 3))
-            .await;
-        assert!(matches!(dup, Err(StoreError::Conflict)));
-        let w = s.get_workshop("ws-a").await.expect("get").expect("exists");
-        assert_eq!(
-            (w.seats, w.status, w.seats_ready),
-            (3, WorkshopStatus::Created, 0)
-        );
-        assert_eq!(
-            s.workshop_by_code("CLAUDE-AAAA")
-                .await
-                .expect("q")
-                .map(|w| w.id),
-            Some("ws-a".into())
-        );
-        assert_eq!(s.list_workshops("i1").await.expect("list").len(), 1);
-        assert!(s.list_workshops("other").await.expect("list").is_empty());
-        use WorkshopStatus::*;
-        assert!(s
-            .transition("ws-a", &[Created, Stopped], Provisioning)
-            .await
-            .expect("t"));
-        assert!(!s
-            .transition("ws-a", &[Created], Provisioning)
-            .await
-            .expect("t"));
-        assert!(!s.promote_if_all_ready("ws-a").await.expect("promote"));
-        s.clear_api_key("ws-a").await.expect("clear");
-        assert!(s
-            .get_workshop("ws-a")
-            .await
-            .expect("get")
-            .expect("exists")
-            .api_key_enc
-            .is_none());
-        assert_eq!(
-            s.count_workshops_by_status().await.expect("count"),
-            vec![(Provisioning, 1)]
-        );
-        assert!(s.delete_workshop("ws-a").await.expect("delete"));
-        assert!(s.get_workshop("ws-a").await.expect("get").is_none());
     }
 }

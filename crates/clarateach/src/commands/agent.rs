@@ -20,12 +20,19 @@ use clarateach_isolation::{Backend, BackendKind};
 pub struct Args {
     #[command(subcommand)]
     command: Option<Sub>,
-    /// Base URL of the control plane, e.g. http://10.0.0.1:8080.
-    #[arg(long, env = "CLARATEACH_CONTROL_PLANE")]
-    control_plane: Option<String>,
+    /// TOML file with these settings (deploy/agent.toml); flags and environment override it.
+    #[arg(long, env = "CLARATEACH_AGENT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Base URL of the control plane, e.g. https://10.0.0.1:8443; repeat it (or give a
+    /// comma-separated list) for several replicas: the agent fails over between them.
+    #[arg(long, env = "CLARATEACH_CONTROL_PLANE", value_delimiter = ',')]
+    control_plane: Vec<String>,
     /// Agent token from `clarateach agent token --id NAME`.
     #[arg(long, env = "CLARATEACH_AGENT_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// File whose first line is the agent token (keeps it out of argv).
+    #[arg(long, env = "CLARATEACH_AGENT_TOKEN_FILE", conflicts_with = "token")]
+    token_file: Option<PathBuf>,
     /// Agent id to register as: the NAME the token was issued for (default: the id kept in
     /// DATA_DIR/agent/agent-id, generated on first start).
     #[arg(long, env = "CLARATEACH_AGENT_ID")]
@@ -37,9 +44,9 @@ pub struct Args {
     /// Holds seat volumes, sandbox state and the agent's identity.
     #[arg(long, env = "CLARATEACH_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// Local API and data path.
-    #[arg(long, default_value = "127.0.0.1:9090")]
-    listen: SocketAddr,
+    /// Local API and data path [default: 127.0.0.1:9090].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
     /// URL the control plane uses to reach this agent's data path (default http://LISTEN).
     /// `https://HOST:PORT` serves it over TLS with a certificate the control plane's CA issues
     /// at registration (for HOST and this agent's id).
@@ -52,14 +59,14 @@ pub struct Args {
     microvm: MicrovmArgs,
     #[command(flatten)]
     sandbox: SandboxArgs,
-    /// Seats this host may run.
-    #[arg(long, default_value_t = 50)]
-    capacity: u32,
+    /// Seats this host may run [default: 50].
+    #[arg(long)]
+    capacity: Option<u32>,
     /// Most MiB one seat's export may archive (file data and entry headers); the rest of the
-    /// seat is listed in its EXPORT-REPORT.json.
-    #[arg(long, env = "CLARATEACH_EXPORT_CAP_MB", default_value_t = 1024,
+    /// seat is listed in its EXPORT-REPORT.json [default: 1024].
+    #[arg(long, env = "CLARATEACH_EXPORT_CAP_MB",
           value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
-    export_cap_mb: u64,
+    export_cap_mb: Option<u64>,
     /// On exit stop every workspace instead of leaving them for the next agent to re-adopt.
     #[arg(long)]
     stop_on_exit: bool,
@@ -75,6 +82,9 @@ enum Sub {
         id: String,
         #[arg(long, env = "CLARATEACH_DATA_DIR")]
         data_dir: Option<PathBuf>,
+        /// The control plane's PostgreSQL database, when it has one (`serve --database-url`).
+        #[arg(long, env = "CLARATEACH_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
     },
     /// Revoke every token of agent NAME: new connections are refused at once, a connected
     /// agent is cut off within one heartbeat interval.
@@ -82,6 +92,9 @@ enum Sub {
         name: String,
         #[arg(long, env = "CLARATEACH_DATA_DIR")]
         data_dir: Option<PathBuf>,
+        /// The control plane's PostgreSQL database, when it has one (`serve --database-url`).
+        #[arg(long, env = "CLARATEACH_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
     },
 }
 
@@ -259,17 +272,69 @@ fn check_image(dir: &Path) -> anyhow::Result<()> {
 
 async fn open_cp_store(
     data_dir: Option<PathBuf>,
+    database_url: Option<String>,
 ) -> anyhow::Result<Arc<dyn clarateach_store::Store>> {
     let dir = resolve_data_dir(data_dir)?;
-    clarateach_server::open_store(&dir)
+    clarateach_server::open_database(&dir, database_url.as_deref())
         .await
         .context("cannot open the control plane's store")
 }
 
+/// Fills every setting the command line (or environment) left unset from the config file.
+fn apply_agent_file(args: &mut Args, f: super::config_file::AgentFile) -> anyhow::Result<()> {
+    if args.control_plane.is_empty() {
+        args.control_plane = f.control_plane.map(|c| c.into_vec()).unwrap_or_default();
+    }
+    if args.token.is_none() && args.token_file.is_none() {
+        args.token_file = f.token_file;
+    }
+    args.id = args.id.take().or(f.id);
+    args.ca = args.ca.take().or(f.ca);
+    args.data_dir = args.data_dir.take().or(f.data_dir);
+    args.listen = args.listen.or(f.listen);
+    args.data_url = args.data_url.take().or(f.data_url);
+    if args.backend.is_none() {
+        if let Some(b) = f.backend {
+            args.backend = Some(<BackendArg as clap::ValueEnum>::from_str(&b, true).map_err(
+                |_| anyhow::anyhow!("config key backend: {b:?} is neither sandbox nor microvm"),
+            )?);
+        }
+    }
+    args.capacity = args.capacity.or(f.capacity);
+    args.microvm.image_dir = args.microvm.image_dir.take().or(f.image_dir);
+    if args.microvm.microvm_bridge.is_none() && args.microvm.microvm_subnet.is_none() {
+        args.microvm.microvm_bridge = f.microvm_bridge;
+        args.microvm.microvm_subnet = match f.microvm_subnet {
+            Some(s) => Some(
+                s.parse()
+                    .map_err(|e| anyhow::anyhow!("config key microvm_subnet: {e}"))?,
+            ),
+            None => None,
+        };
+        anyhow::ensure!(
+            args.microvm.microvm_bridge.is_some() == args.microvm.microvm_subnet.is_some(),
+            "config keys microvm_bridge and microvm_subnet go together"
+        );
+    }
+    if let Some(mb) = f.export_cap_mb {
+        anyhow::ensure!(
+            (1..=1 << 20).contains(&mb),
+            "config key export_cap_mb: {mb} is not in 1..=1048576"
+        );
+    }
+    args.export_cap_mb = args.export_cap_mb.or(f.export_cap_mb);
+    args.stop_on_exit = args.stop_on_exit || f.stop_on_exit.unwrap_or(false);
+    Ok(())
+}
+
 pub async fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
-        Some(Sub::Token { id, data_dir }) => {
-            let store = open_cp_store(data_dir).await?;
+        Some(Sub::Token {
+            id,
+            data_dir,
+            database_url,
+        }) => {
+            let store = open_cp_store(data_dir, database_url).await?;
             let token = clarateach_server::issue_bound_agent_token(store.as_ref(), &id)
                 .await
                 .context("cannot issue an agent token")?;
@@ -277,8 +342,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             eprintln!("start the agent with: clarateach agent --id {id} --token <token> --control-plane URL");
             return Ok(());
         }
-        Some(Sub::Revoke { name, data_dir }) => {
-            let store = open_cp_store(data_dir).await?;
+        Some(Sub::Revoke {
+            name,
+            data_dir,
+            database_url,
+        }) => {
+            let store = open_cp_store(data_dir, database_url).await?;
             let n = clarateach_server::revoke_agent(store.as_ref(), &name)
                 .await
                 .context("cannot revoke the agent's tokens")?;
@@ -290,7 +359,26 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
         None => {}
     }
-    let control_plane = args.control_plane.context("--control-plane is required")?;
+    let mut args = args;
+    if let Some(path) = args.config.clone() {
+        let file: super::config_file::AgentFile = super::config_file::load(&path)?;
+        apply_agent_file(&mut args, file)?;
+    }
+    if let Some(path) = &args.token_file {
+        args.token = Some(super::config_file::read_secret(path)?).filter(|t| !t.is_empty());
+    }
+    let urls: Vec<String> = args
+        .control_plane
+        .iter()
+        .map(|u| u.trim().to_string())
+        .filter(|u| !u.is_empty())
+        .collect();
+    anyhow::ensure!(!urls.is_empty(), "--control-plane is required");
+    for url in &urls {
+        clarateach_agent::connection::connect_url(url)
+            .with_context(|| format!("--control-plane {url}"))?;
+    }
+    let control_plane = urls.join(",");
     let token = args
         .token
         .context("--token is required (see `clarateach agent token`)")?;
@@ -302,10 +390,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         agent_id: args.id,
         ca: args.ca,
         data_dir,
-        listen: args.listen,
+        listen: args
+            .listen
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9090))),
         data_url: args.data_url,
-        capacity: args.capacity,
-        export_cap_bytes: args.export_cap_mb << 20,
+        capacity: args.capacity.unwrap_or(50),
+        export_cap_bytes: args.export_cap_mb.unwrap_or(1024) << 20,
     };
     let agent = Agent::start(config, backend)
         .await

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clarateach_server::{create_instructor, default_data_dir, open_store};
+use clarateach_server::{create_instructor, default_data_dir, open_database};
 
 #[derive(clap::Subcommand)]
 pub enum Command {
@@ -15,14 +15,21 @@ pub enum Command {
         /// Data dir of the control plane; defaults to the XDG data dir.
         #[arg(long, env = "CLARATEACH_DATA_DIR")]
         data_dir: Option<PathBuf>,
+        /// The control plane's PostgreSQL database, when it has one (`serve --database-url`).
+        #[arg(long, env = "CLARATEACH_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
     },
 }
 
 pub async fn run(cmd: Command) -> anyhow::Result<()> {
     match cmd {
-        Command::Add { name, data_dir } => {
+        Command::Add {
+            name,
+            data_dir,
+            database_url,
+        } => {
             let data_dir = data_dir.unwrap_or_else(default_data_dir);
-            let store = open_store(&data_dir)
+            let store = open_database(&data_dir, database_url.as_deref())
                 .await
                 .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
             let token = create_instructor(store.as_ref(), &name)

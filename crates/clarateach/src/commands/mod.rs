@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod bench;
+pub mod config_file;
 pub mod guest_init;
 pub mod image;
 pub mod instructor;

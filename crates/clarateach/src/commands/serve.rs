@@ -10,18 +10,22 @@ use clarateach_server::{default_data_dir, Server, ServerConfig, INSTRUCTOR_TOKEN
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Address to listen on.
-    #[arg(long, env = "CLARATEACH_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
+    /// TOML file with these settings (deploy/serve.toml); flags and environment override it.
+    #[arg(long, env = "CLARATEACH_SERVE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "CLARATEACH_LISTEN")]
+    pub listen: Option<SocketAddr>,
     /// Data dir (store, keys, secrets); defaults to the XDG data dir.
     #[arg(long, env = "CLARATEACH_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// Public base URL learners and agents reach (default: from each request's Host header).
     #[arg(long, env = "CLARATEACH_PUBLIC_URL")]
     pub public_url: Option<String>,
-    /// Agent heartbeat interval in milliseconds; 3 missed heartbeats make an agent lost.
-    #[arg(long, env = "CLARATEACH_HEARTBEAT_MS", default_value_t = 2000)]
-    pub heartbeat_ms: u64,
+    /// Agent heartbeat interval in milliseconds; 3 missed heartbeats make an agent lost
+    /// [default: 2000].
+    #[arg(long, env = "CLARATEACH_HEARTBEAT_MS")]
+    pub heartbeat_ms: Option<u64>,
     /// Serve HTTPS and WSS with this certificate chain (PEM); needs --tls-key. Without TLS the
     /// control plane should listen on loopback only (behind a TLS-terminating proxy).
     #[arg(long, env = "CLARATEACH_TLS_CERT", requires = "tls_key")]
@@ -60,8 +64,8 @@ impl WebArgs {
     }
 }
 
-/// Connection, body and WebSocket limits and `/metrics` access, shared by `serve` and `up`.
-/// Unset values keep the server's defaults.
+/// Connection, body and WebSocket limits, `/metrics` access and the store's database, shared
+/// by `serve` and `up`. Unset values keep the server's defaults.
 #[derive(clap::Args, Clone, Default)]
 pub struct LimitArgs {
     /// Seconds a client has to send a request's headers (also the keep-alive idle timeout)
@@ -88,6 +92,10 @@ pub struct LimitArgs {
     /// Bearer token `GET /metrics` requires; without it `/metrics` answers loopback clients only.
     #[arg(long, env = "CLARATEACH_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
+    /// `postgres://USER:PASSWORD@HOST:PORT/DB`: keep the store in this PostgreSQL database,
+    /// which several `serve` replicas may share [default: the SQLite file in the data dir].
+    #[arg(long, env = "CLARATEACH_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
 }
 
 impl LimitArgs {
@@ -115,16 +123,80 @@ impl LimitArgs {
         if let Some(t) = self.metrics_token.as_ref().filter(|t| !t.is_empty()) {
             config.metrics_token = Some(t.clone());
         }
+        if let Some(u) = self.database_url.as_ref().filter(|u| !u.trim().is_empty()) {
+            config.database_url = Some(u.clone());
+        }
     }
 }
 
+/// Fills every setting the command line (or environment) left unset from the config file.
+fn apply_serve_file(args: &mut Args, f: super::config_file::ServeFile) -> anyhow::Result<()> {
+    use super::config_file::read_secret;
+    args.listen = args.listen.or(f.listen);
+    args.data_dir = args.data_dir.take().or(f.data_dir);
+    args.public_url = args.public_url.take().or(f.public_url);
+    args.heartbeat_ms = args.heartbeat_ms.or(f.heartbeat_ms);
+    if args.tls_cert.is_none() && args.tls_key.is_none() {
+        anyhow::ensure!(
+            f.tls_cert.is_some() == f.tls_key.is_some(),
+            "config keys tls_cert and tls_key go together"
+        );
+        args.tls_cert = f.tls_cert;
+        args.tls_key = f.tls_key;
+    }
+    if args.trusted_proxies.is_empty() {
+        for p in f.trusted_proxies.unwrap_or_default() {
+            args.trusted_proxies.push(
+                p.parse()
+                    .map_err(|e| anyhow::anyhow!("config key trusted_proxies: {p:?}: {e}"))?,
+            );
+        }
+    }
+    let l = &mut args.limits;
+    if l.database_url.is_none() {
+        if let Some(path) = f.database_url_file {
+            l.database_url = Some(read_secret(&path)?);
+        }
+    }
+    if l.metrics_token.is_none() {
+        if let Some(path) = f.metrics_token_file {
+            l.metrics_token = Some(read_secret(&path)?);
+        }
+    }
+    for (key, v) in [
+        ("header_timeout_secs", f.header_timeout_secs),
+        ("stall_timeout_secs", f.stall_timeout_secs),
+        ("max_connections", f.max_connections),
+        ("body_limit_kb", f.body_limit_kb),
+        ("file_body_limit_kb", f.file_body_limit_kb),
+        ("ws_max_message_kb", f.ws_max_message_kb),
+    ] {
+        anyhow::ensure!(v != Some(0), "config key {key} must be at least 1");
+    }
+    l.header_timeout_secs = l.header_timeout_secs.or(f.header_timeout_secs);
+    l.stall_timeout_secs = l.stall_timeout_secs.or(f.stall_timeout_secs);
+    l.max_connections = l.max_connections.or(f.max_connections);
+    l.body_limit_kb = l.body_limit_kb.or(f.body_limit_kb);
+    l.file_body_limit_kb = l.file_body_limit_kb.or(f.file_body_limit_kb);
+    l.ws_max_message_kb = l.ws_max_message_kb.or(f.ws_max_message_kb);
+    Ok(())
+}
+
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
+    let mut args = args;
+    if let Some(path) = args.config.clone() {
+        let file: super::config_file::ServeFile = super::config_file::load(&path)?;
+        apply_serve_file(&mut args, file)?;
+    }
+    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    let listen = args
+        .listen
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
     let mut config = ServerConfig::new(&data_dir);
-    config.listen = args.listen;
-    config.public_url = args.public_url;
-    config.trusted_proxies = args.trusted_proxies;
-    config.heartbeat_interval = Duration::from_millis(args.heartbeat_ms.max(100));
+    config.listen = listen;
+    config.public_url = args.public_url.clone();
+    config.trusted_proxies = args.trusted_proxies.clone();
+    config.heartbeat_interval = Duration::from_millis(args.heartbeat_ms.unwrap_or(2000).max(100));
     config.web = Some(args.web.router()?);
     args.limits.apply(&mut config);
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
@@ -132,11 +204,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             clarateach_tls::server_config(cert, key)
                 .with_context(|| format!("cannot load the TLS certificate {}", cert.display()))?,
         );
-    } else if !args.listen.ip().is_loopback() {
+    } else if !listen.ip().is_loopback() {
         let why = "serving plain HTTP on a non-loopback address: agent tokens, learner tokens and \
                    keystrokes cross the network in clear; pass --tls-cert/--tls-key or put a TLS \
                    proxy in front";
-        tracing::warn!(listen = %args.listen, "{why}");
+        tracing::warn!(listen = %listen, "{why}");
     }
     let scheme = if config.tls.is_some() {
         "https"
@@ -153,11 +225,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         );
         println!("{token}");
     }
-    let listener = clarateach_server::listen(args.listen)
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listener =
+        clarateach_server::listen(listen).with_context(|| format!("cannot listen on {listen}"))?;
     println!(
         "ClaraTeach control plane on {scheme}://{}",
-        listener.local_addr().unwrap_or(args.listen)
+        listener.local_addr().unwrap_or(listen)
     );
     server
         .serve(listener, async {

@@ -147,7 +147,10 @@ async fn measure(args: &Args, data_dir: &Path, ep: &Endpoint, pid: u32) -> anyho
         .trim()
         .to_string();
     let instructor = ep.client(Some(token))?;
-    let store = clarateach_server::open_store(data_dir).await?;
+    // The `serve` child reads CLARATEACH_DATABASE_URL from the environment too, so a run with
+    // it set measures the PostgreSQL store.
+    let database_url = std::env::var("CLARATEACH_DATABASE_URL").ok();
+    let store = clarateach_server::open_database(data_dir, database_url.as_deref()).await?;
     let agent_token = clarateach_server::issue_agent_token(store.as_ref()).await?;
     let scenarios = [
         Scenario {

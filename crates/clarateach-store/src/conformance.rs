@@ -1,0 +1,433 @@
+//! The store's behaviour, tested once and run on every back end: each test below is
+//! instantiated for SQLite (always) and PostgreSQL (when `CLARATEACH_TEST_DATABASE_URL` names a
+//! test server, see `test_support`; otherwise it prints SKIP). A new store trait gets its tests
+//! here and one line in `on_every_back_end!`.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use chrono::Utc;
+use clarateach_core::{SeatState, WorkshopStatus};
+
+use crate::sqlite::new_workshop;
+use crate::{PgStore, Store, StoreError};
+
+/// A store holding instructor `i1` and workshop `ws-a` (code CLAUDE-AAAA) with `seats` seats.
+async fn with_workshop(s: &dyn Store, seats: u32) {
+    s.create_instructor("i1", "ada", "h")
+        .await
+        .expect("instructor");
+    s.insert_workshop(&new_workshop("ws-a", "CLAUDE-AAAA", seats))
+        .await
+        .expect("insert");
+}
+
+pub(crate) async fn sqlite() -> (tempfile::TempDir, Arc<dyn Store>) {
+    let (d, s) = crate::sqlite::temp_store().await;
+    (d, Arc::new(s))
+}
+
+/// A store on a new database of the test server, `None` (after a SKIP line) without one.
+pub(crate) async fn postgres(test: &str) -> Option<Arc<dyn Store>> {
+    match crate::test_support::fresh_database_url()
+        .await
+        .expect("create a test database")
+    {
+        Some(url) => Some(Arc::new(PgStore::open(&url).await.expect("open pg store"))),
+        None => {
+            crate::test_support::skip_postgres(test);
+            None
+        }
+    }
+}
+
+macro_rules! on_every_back_end {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                let (_dir, s) = super::sqlite().await;
+                super::$name(s).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                if let Some(s) = super::postgres(concat!(stringify!($name), "::postgres")).await {
+                    super::$name(s).await;
+                }
+            }
+        }
+    )*};
+}
+
+on_every_back_end!(
+    instructors_by_hash_and_unique,
+    agent_tokens_bind_once_and_revoke,
+    sessions_expire_and_revoke,
+    insert_get_transition_delete,
+    concurrent_claims_get_distinct_seats,
+    a_taken_reconnect_code_fails_only_its_own_claim_in_a_batch,
+    placement_reports_and_promotion,
+    counters_upsert_load_and_expire,
+);
+
+async fn instructors_by_hash_and_unique(s: Arc<dyn Store>) {
+    s.create_instructor("i1", "ada", "h1")
+        .await
+        .expect("create");
+    assert!(matches!(
+        s.create_instructor("i2", "bob", "h1").await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(
+        s.instructor_by_token_hash("h1")
+            .await
+            .expect("q")
+            .map(|i| i.name),
+        Some("ada".into())
+    );
+    assert!(s
+        .instructor_by_token_hash("nope")
+        .await
+        .expect("q")
+        .is_none());
+    assert_eq!(s.count_instructors().await.expect("count"), 1);
+    s.create_agent_token("a1", "ah").await.expect("agent token");
+    assert!(s.agent_token_exists("ah").await.expect("q"));
+    assert!(!s.agent_token_exists("x").await.expect("q"));
+}
+
+async fn agent_tokens_bind_once_and_revoke(s: Arc<dyn Store>) {
+    s.create_bound_agent_token("t1", "h1", "agent-a")
+        .await
+        .expect("bound");
+    s.create_agent_token("t2", "h2").await.expect("legacy");
+    s.create_agent_token("t3", "h3").await.expect("legacy");
+    let t1 = s.agent_token_by_hash("h1").await.expect("q").expect("t1");
+    assert_eq!(t1.agent_id.as_deref(), Some("agent-a"));
+    let t2 = s.agent_token_by_hash("h2").await.expect("q").expect("t2");
+    assert_eq!((t2.agent_id, t2.revoked), (None, false));
+    // A legacy token cannot take an id another live token holds, but can take a free one,
+    // and only once.
+    assert!(!s.bind_agent_token("t2", "agent-a").await.expect("bind"));
+    assert!(s.bind_agent_token("t2", "agent-b").await.expect("bind"));
+    assert!(!s.bind_agent_token("t2", "agent-c").await.expect("rebind"));
+    assert!(!s.bind_agent_token("t3", "agent-b").await.expect("taken"));
+    // Revoking refuses the token at once; other ids' tokens are untouched.
+    assert_eq!(s.revoke_agent_tokens("agent-a").await.expect("revoke"), 1);
+    assert!(!s.agent_token_exists("h1").await.expect("q"));
+    assert!(!s.agent_token_active("t1").await.expect("q"));
+    assert!(
+        s.agent_token_by_hash("h1")
+            .await
+            .expect("q")
+            .expect("t1")
+            .revoked
+    );
+    assert!(s.agent_token_active("t2").await.expect("q"));
+    assert_eq!(s.revoke_agent_tokens("agent-a").await.expect("again"), 0);
+}
+
+async fn sessions_expire_and_revoke(s: Arc<dyn Store>) {
+    s.create_instructor("i1", "ada", "h1")
+        .await
+        .expect("create");
+    let now = Utc::now();
+    let later = now + chrono::Duration::hours(12);
+    s.create_instructor_session("sh", "i1", later)
+        .await
+        .expect("session");
+    let found = s.instructor_by_session_hash("sh", now).await.expect("q");
+    assert_eq!(found.map(|i| i.id), Some("i1".into()));
+    assert!(
+        s.instructor_by_session_hash("sh", later)
+            .await
+            .expect("q")
+            .is_none(),
+        "expired at its expiry"
+    );
+    assert!(
+        s.instructor_by_session_hash("h1", now)
+            .await
+            .expect("q")
+            .is_none(),
+        "the instructor's own token hash is not a session"
+    );
+    assert!(s.delete_instructor_session("sh").await.expect("delete"));
+    assert!(!s.delete_instructor_session("sh").await.expect("again"));
+    assert!(s
+        .instructor_by_session_hash("sh", now)
+        .await
+        .expect("q")
+        .is_none());
+}
+
+async fn insert_get_transition_delete(s: Arc<dyn Store>) {
+    s.create_instructor("i1", "ada", "h")
+        .await
+        .expect("instructor");
+    s.insert_workshop(&new_workshop("ws-a", "CLAUDE-AAAA", 3))
+        .await
+        .expect("insert");
+    let dup = s
+        .insert_workshop(&new_workshop("ws-b", "CLAUDE-AAAA", 3))
+        .await;
+    assert!(matches!(dup, Err(StoreError::Conflict)));
+    let w = s.get_workshop("ws-a").await.expect("get").expect("exists");
+    assert_eq!(
+        (w.seats, w.status, w.seats_ready),
+        (3, WorkshopStatus::Created, 0)
+    );
+    assert_eq!(
+        s.workshop_by_code("CLAUDE-AAAA")
+            .await
+            .expect("q")
+            .map(|w| w.id),
+        Some("ws-a".into())
+    );
+    assert_eq!(s.list_workshops("i1").await.expect("list").len(), 1);
+    assert!(s.list_workshops("other").await.expect("list").is_empty());
+    use WorkshopStatus::*;
+    assert!(s
+        .transition("ws-a", &[Created, Stopped], Provisioning)
+        .await
+        .expect("t"));
+    assert!(!s
+        .transition("ws-a", &[Created], Provisioning)
+        .await
+        .expect("t"));
+    assert!(!s.promote_if_all_ready("ws-a").await.expect("promote"));
+    s.clear_api_key("ws-a").await.expect("clear");
+    assert!(s
+        .get_workshop("ws-a")
+        .await
+        .expect("get")
+        .expect("exists")
+        .api_key_enc
+        .is_none());
+    assert_eq!(
+        s.count_workshops_by_status().await.expect("count"),
+        vec![(Provisioning, 1)]
+    );
+    assert!(s.delete_workshop("ws-a").await.expect("delete"));
+    assert!(s.get_workshop("ws-a").await.expect("get").is_none());
+}
+
+async fn concurrent_claims_get_distinct_seats(s: Arc<dyn Store>) {
+    with_workshop(s.as_ref(), 10).await;
+    assert_eq!(
+        s.claim_seat("ws-a", "early", None, Utc::now())
+            .await
+            .expect("claim"),
+        None,
+        "a workshop that is not running gives no seat"
+    );
+    s.transition("ws-a", &[WorkshopStatus::Created], WorkshopStatus::Running)
+        .await
+        .expect("t");
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.claim_seat("ws-a", &format!("h{i:04}"), None, Utc::now())
+                    .await
+            })
+        })
+        .collect();
+    let mut got = BTreeSet::new();
+    let mut full = 0;
+    for t in tasks {
+        match t.await.expect("join").expect("claim") {
+            Some(seat) => assert!(got.insert(seat.seat)),
+            None => full += 1,
+        }
+    }
+    assert_eq!(got, (1..=10).collect::<BTreeSet<u32>>());
+    assert_eq!(full, 40);
+    let dup = s.claim_seat("ws-a", "h0001", None, Utc::now()).await;
+    assert!(matches!(dup, Ok(None) | Err(StoreError::Conflict)));
+}
+
+async fn a_taken_reconnect_code_fails_only_its_own_claim_in_a_batch(s: Arc<dyn Store>) {
+    with_workshop(s.as_ref(), 10).await;
+    s.transition("ws-a", &[WorkshopStatus::Created], WorkshopStatus::Running)
+        .await
+        .expect("t");
+    // Queued together, so the claim task commits them in one transaction.
+    let (a, b, c) = tokio::join!(
+        s.claim_seat("ws-a", "aaaaa", None, Utc::now()),
+        s.claim_seat("ws-a", "aaaaa", None, Utc::now()),
+        s.claim_seat("ws-a", "bbbbb", None, Utc::now()),
+    );
+    assert_eq!(a.expect("first").map(|x| x.seat), Some(1));
+    assert!(matches!(b, Err(StoreError::Conflict)));
+    assert_eq!(c.expect("third").map(|x| x.seat), Some(2));
+    let kept: Vec<_> = s
+        .list_seats("ws-a")
+        .await
+        .expect("list")
+        .into_iter()
+        .filter_map(|x| x.odehash)
+        .collect();
+    assert_eq!(kept, vec!["aaaaa".to_string(), "bbbbb".to_string()]);
+}
+
+async fn placement_reports_and_promotion(s: Arc<dyn Store>) {
+    with_workshop(s.as_ref(), 2).await;
+    s.transition(
+        "ws-a",
+        &[WorkshopStatus::Created],
+        WorkshopStatus::Provisioning,
+    )
+    .await
+    .expect("t");
+    s.place_seats(
+        "ws-a",
+        &[(1, "ag1".into()), (2, "ag2".into())],
+        SeatState::Creating,
+    )
+    .await
+    .expect("place");
+    assert_eq!(
+        s.seats_for_agent("ag1").await.expect("q"),
+        vec![("ws-a".to_string(), 1)]
+    );
+    assert!(!s
+        .report_seat("ws-a", 1, "ag2", SeatState::Ready)
+        .await
+        .expect("wrong agent"));
+    assert!(s
+        .report_seat("ws-a", 1, "ag1", SeatState::Ready)
+        .await
+        .expect("report"));
+    assert!(!s.promote_if_all_ready("ws-a").await.expect("promote"));
+    assert!(s
+        .report_seat("ws-a", 2, "ag2", SeatState::Ready)
+        .await
+        .expect("report"));
+    assert!(s.promote_if_all_ready("ws-a").await.expect("promote"));
+    assert_eq!(s.mark_agent_seats_lost("ag2").await.expect("lost"), 1);
+    assert_eq!(
+        s.get_seat("ws-a", 2).await.expect("q").map(|x| x.state),
+        Some(SeatState::Lost)
+    );
+    let claimed = s
+        .claim_seat("ws-a", "abcde", Some("Ann"), Utc::now())
+        .await
+        .expect("claim")
+        .expect("seat");
+    assert_eq!(
+        s.seat_by_odehash("ws-a", "abcde").await.expect("q"),
+        Some(claimed.clone())
+    );
+    s.touch_activity("ws-a", 1, Utc::now())
+        .await
+        .expect("touch");
+    assert!(s
+        .get_seat("ws-a", 1)
+        .await
+        .expect("q")
+        .and_then(|x| x.last_activity_at)
+        .is_some());
+    s.set_seats_state("ws-a", Some(&[1]), SeatState::Destroyed)
+        .await
+        .expect("set");
+    let states: Vec<_> = s
+        .list_seats("ws-a")
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|x| x.state)
+        .collect();
+    assert_eq!(states, vec![SeatState::Destroyed, SeatState::Lost]);
+    assert_eq!(claimed.generation, 0);
+    let reset = s
+        .reset_seat("ws-a", claimed.seat, "fghij")
+        .await
+        .expect("reset")
+        .expect("held seat");
+    assert_eq!(
+        (reset.generation, reset.odehash.as_deref()),
+        (1, Some("fghij"))
+    );
+    assert_eq!(
+        reset.name.as_deref(),
+        Some("Ann"),
+        "the learner's name is kept"
+    );
+    assert!(s
+        .seat_by_odehash("ws-a", "abcde")
+        .await
+        .expect("q")
+        .is_none());
+    assert!(
+        s.reset_seat("ws-a", 2, "klmno")
+            .await
+            .expect("reset")
+            .is_none(),
+        "a free seat has no learner to reset"
+    );
+    assert_eq!(s.count_seats_by_state().await.expect("count").len(), 2);
+}
+
+async fn counters_upsert_load_and_expire(s: Arc<dyn Store>) {
+    s.save_throttle("a:10.0.0.1", 100, 1).await.expect("save");
+    s.save_throttle("a:10.0.0.1", 100, 2).await.expect("update");
+    s.save_throttle("a:10.0.0.2", 10, 5).await.expect("old");
+    let loaded = s.load_throttle(50).await.expect("load");
+    assert_eq!(loaded, vec![("a:10.0.0.1".to_string(), 100, 2)]);
+    assert_eq!(
+        s.load_throttle(0).await.expect("reload").len(),
+        1,
+        "old row deleted"
+    );
+}
+
+/// Two stores on one PostgreSQL database stand for two control-plane replicas: a burst of
+/// claims split across both gets distinct seats, the lowest first, and no claim is told
+/// "full" while a seat is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_claim_distinct_seats_postgres() {
+    let Some(url) = crate::test_support::fresh_database_url()
+        .await
+        .expect("create a test database")
+    else {
+        crate::test_support::skip_postgres("two_replicas_claim_distinct_seats_postgres");
+        return;
+    };
+    let a: Arc<dyn Store> = Arc::new(PgStore::open(&url).await.expect("open a"));
+    let b: Arc<dyn Store> = Arc::new(PgStore::open(&url).await.expect("open b"));
+    a.create_instructor("i1", "ada", "h")
+        .await
+        .expect("instructor");
+    // Several rounds, each a fresh workshop, so the two replicas' batches overlap in time.
+    for round in 0..3 {
+        let ws = format!("ws-{round}");
+        a.insert_workshop(&new_workshop(&ws, &format!("CODE-{round}"), 600))
+            .await
+            .expect("insert");
+        a.transition(&ws, &[WorkshopStatus::Created], WorkshopStatus::Running)
+            .await
+            .expect("t");
+        let tasks: Vec<_> = (0..800)
+            .map(|i| {
+                let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+                let ws = ws.clone();
+                tokio::spawn(async move {
+                    s.claim_seat(&ws, &format!("r{i:04}"), None, Utc::now())
+                        .await
+                })
+            })
+            .collect();
+        let mut got = BTreeSet::new();
+        let mut full = 0;
+        for t in tasks {
+            match t.await.expect("join").expect("claim") {
+                Some(seat) => assert!(got.insert(seat.seat), "seat {} given twice", seat.seat),
+                None => full += 1,
+            }
+        }
+        assert_eq!(got, (1..=600).collect::<BTreeSet<u32>>(), "round {round}");
+        assert_eq!(full, 200, "round {round}: refused while seats were free");
+    }
+}
