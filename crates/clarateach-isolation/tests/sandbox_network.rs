@@ -8,42 +8,24 @@
 //! Figures (ignored by default):
 //! cargo test -p clarateach-isolation --release --test sandbox_network -- --ignored --nocapture
 
+mod net_support;
 mod sandbox_support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Instant;
 
 use clarateach_core::agent_proto::SeatKey;
 use clarateach_core::{Limits, NetworkPolicy};
 use clarateach_isolation::netpolicy::{NetConfig, Resolver, SeatSubnet};
 use clarateach_isolation::sandbox::SandboxBackend;
 use clarateach_isolation::{Backend, DaemonEndpoint, WorkspaceSpec};
+use net_support::{must, sh, Internet, PY};
 use sandbox_support::{config, fake_daemon, ok, run, skipped};
-
-const PY: &str = "/usr/bin/python3";
 
 /// The test internet takes 203.0.113.1 on the host: one test at a time uses it.
 static INTERNET: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn sh(cmd: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", cmd])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn must(cmd: &str) {
-    let out = Command::new("sh").args(["-c", cmd]).output().expect("sh");
-    assert!(
-        out.status.success(),
-        "`{cmd}` failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Prints why the network tests cannot run here, if they cannot.
 fn net_skipped(test: &str) -> bool {
@@ -58,98 +40,6 @@ fn net_skipped(test: &str) -> bool {
         }
     }
     false
-}
-
-/// The test's internet; everything is removed on drop, also when an assertion fails.
-struct Internet {
-    ns: String,
-    veth: String,
-    servers: Vec<Child>,
-    www: tempfile::TempDir,
-}
-
-impl Internet {
-    fn new(tag: u32) -> Self {
-        let ns = format!("ctinet-{tag}");
-        let veth = format!("cti{tag:x}");
-        let www = tempfile::tempdir().expect("tempdir");
-        let net = Self {
-            ns: ns.clone(),
-            veth: veth.clone(),
-            servers: Vec::new(),
-            www,
-        };
-        must(&format!("ip netns add {ns}"));
-        must(&format!(
-            "ip link add {veth} type veth peer name eth0 netns {ns} && \
-             ip addr add 203.0.113.1/32 dev {veth} && ip link set {veth} up && \
-             ip route add 203.0.113.10/32 dev {veth} && ip route add 203.0.113.11/32 dev {veth} && \
-             ip route add 169.254.169.254/32 dev {veth}"
-        ));
-        // Host routes (/32), not the whole /24: a TEST-NET address may be something real on
-        // the machine running the tests (here 203.0.113.80 is the apt mirror in /etc/hosts).
-        must(&format!(
-            "ip -n {ns} link set lo up && ip -n {ns} addr add 203.0.113.10/32 dev eth0 && \
-             ip -n {ns} addr add 203.0.113.11/32 dev eth0 && \
-             ip -n {ns} addr add 169.254.169.254/32 dev eth0 && ip -n {ns} link set eth0 up && \
-             ip -n {ns} route add 203.0.113.1/32 dev eth0"
-        ));
-        net
-    }
-
-    fn serve(&mut self) {
-        std::fs::write(
-            self.www.path().join("index.html"),
-            "hello from the internet\n",
-        )
-        .expect("write");
-        let big = vec![b'x'; 64 << 20];
-        std::fs::write(self.www.path().join("big"), big).expect("write");
-        for port in ["80", "443"] {
-            let child = Command::new("ip")
-                .args(["netns", "exec", &self.ns, PY, "-m", "http.server", port])
-                .args(["--bind", "0.0.0.0", "--directory"])
-                .arg(self.www.path())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("http server");
-            self.servers.push(child);
-        }
-        // A DNS stand-in: answers every datagram with its bytes reversed.
-        let dns = "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
-                   s.bind(('203.0.113.10',53))\nwhile True:\n d,a=s.recvfrom(4096)\n s.sendto(d[::-1],a)\n";
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns, PY, "-c", dns])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dns server");
-        self.servers.push(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !(sh(
-            "curl -sf -m 1 http://203.0.113.10:80/ && curl -sf -m 1 http://203.0.113.10:443/",
-        )) {
-            assert!(Instant::now() < deadline, "test internet did not come up");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Internet {
-    fn drop(&mut self) {
-        for c in &mut self.servers {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        sh(&format!(
-            "ip route del 169.254.169.254/32 dev {}",
-            self.veth
-        ));
-        sh(&format!("ip link del {}", self.veth));
-        sh(&format!("ip netns pids {} | xargs -r kill -9", self.ns));
-        sh(&format!("ip netns del {}", self.ns));
-    }
 }
 
 /// A sandbox backend whose seats use `subnet`, NAT out of the test veth, with its own nft table.
@@ -306,7 +196,7 @@ async fn seats_reach_only_what_their_policy_allows() {
     }
     let _one_at_a_time = INTERNET.lock().await;
     let t = tag();
-    let mut inet = Internet::new(t);
+    let mut inet = Internet::new(t, "203.0.113", "169.254.169.254");
     inet.serve();
     let mut n = Net::new(t, &format!("10.216.{}.0/24", t % 250), &inet.veth);
 
@@ -587,7 +477,7 @@ async fn a_reused_slot_carries_nothing_and_a_half_made_network_goes_at_adopt() {
     }
     let _one_at_a_time = INTERNET.lock().await;
     let t = tag() ^ 0x3c3c;
-    let mut inet = Internet::new(t);
+    let mut inet = Internet::new(t, "203.0.113", "169.254.169.254");
     inet.serve();
     let mut n = Net::new(t, &format!("10.218.{}.0/24", t % 250), &inet.veth);
 
@@ -763,7 +653,7 @@ async fn bench_network_setup_and_proxy() {
     }
     let _one_at_a_time = INTERNET.lock().await;
     let t = tag() ^ 0x5a5a;
-    let mut inet = Internet::new(t);
+    let mut inet = Internet::new(t, "203.0.113", "169.254.169.254");
     inet.serve();
     let n = Net::new(t, &format!("10.217.{}.0/24", t % 250), &inet.veth);
     const SEATS: u32 = 30;

@@ -94,6 +94,8 @@ impl Internet {
             "hello from the internet\n",
         )
         .expect("write");
+        // 64 MiB for the proxy throughput figures.
+        std::fs::write(self.www.path().join("big"), vec![b'x'; 64 << 20]).expect("write");
         for port in ["80", "443"] {
             let child = Command::new("ip")
                 .args(["netns", "exec", &self.ns, PY, "-m", "http.server", port])
