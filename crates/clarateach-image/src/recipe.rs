@@ -243,9 +243,15 @@ mod tests {
             assert!(r.apt.iter().any(|p| p == "bash"));
         }
         let claude = Recipe::builtin("claude").expect("claude");
-        assert!(claude.npm.iter().any(|p| p.starts_with("@anthropic-ai/claude-code")));
+        assert!(claude
+            .npm
+            .iter()
+            .any(|p| p.starts_with("@anthropic-ai/claude-code")));
         assert!(claude.node.as_deref().is_some_and(|v| v.starts_with("20.")));
-        assert!(claude.smoke.as_deref().is_some_and(|s| s.contains("claude --version")));
+        assert!(claude
+            .smoke
+            .as_deref()
+            .is_some_and(|s| s.contains("claude --version")));
     }
 
     #[test]

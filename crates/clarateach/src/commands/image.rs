@@ -169,13 +169,21 @@ fn print_info(i: &ImageInfo) {
     if !i.description.is_empty() {
         println!("  about     {}", i.description);
     }
-    println!("  size      {} ({} Debian packages)", human(i.size_bytes), i.dpkg_count);
+    println!(
+        "  size      {} ({} Debian packages)",
+        human(i.size_bytes),
+        i.dpkg_count
+    );
     println!("  suite     {} from {}", i.suite, i.mirror);
     println!("  packages  {}", i.packages.join(" "));
     if let Some(s) = &i.recipe.smoke {
         println!("  smoke     {s}");
     }
-    println!("  built     {} (took {:.1}s)", when(i.built_at), i.build_seconds);
+    println!(
+        "  built     {} (took {:.1}s)",
+        when(i.built_at),
+        i.build_seconds
+    );
 }
 
 fn human(bytes: u64) -> String {
