@@ -48,7 +48,11 @@ impl TemplateStore for SqliteStore {
         Ok(())
     }
 
-    async fn get_template(&self, instructor_id: &str, name: &str) -> Result<Option<TemplateRecord>> {
+    async fn get_template(
+        &self,
+        instructor_id: &str,
+        name: &str,
+    ) -> Result<Option<TemplateRecord>> {
         let row = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM templates WHERE instructor_id = ? AND name = ?"
         ))
@@ -147,8 +151,14 @@ mod tests {
             s.insert_template(&t).await,
             Err(crate::StoreError::Conflict)
         ));
-        s.insert_template(&template("i-2", "py")).await.expect("same name, other owner");
-        let got = s.get_template("i1", "py").await.expect("get").expect("some");
+        s.insert_template(&template("i-2", "py"))
+            .await
+            .expect("same name, other owner");
+        let got = s
+            .get_template("i1", "py")
+            .await
+            .expect("get")
+            .expect("some");
         assert_eq!(got.files, Some(vec![1, 2, 3]));
         assert_eq!(got.readme, "# Hello");
         assert_eq!(s.list_templates("i1").await.expect("list").len(), 1);
@@ -166,8 +176,13 @@ mod tests {
             files: None,
             files_sha256: None,
         };
-        s.set_workshop_starter("ws-t1", &starter).await.expect("starter");
-        assert_eq!(s.workshop_starter("ws-t1").await.expect("get"), Some(starter));
+        s.set_workshop_starter("ws-t1", &starter)
+            .await
+            .expect("starter");
+        assert_eq!(
+            s.workshop_starter("ws-t1").await.expect("get"),
+            Some(starter)
+        );
         assert!(s.delete_workshop("ws-t1").await.expect("delete"));
         assert_eq!(s.workshop_starter("ws-t1").await.expect("gone"), None);
     }

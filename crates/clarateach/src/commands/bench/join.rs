@@ -301,6 +301,7 @@ async fn join_latency(
 
 async fn running_workshop(c: &Client, name: &str, seats: u32) -> anyhow::Result<String> {
     let req = CreateWorkshopRequest {
+        template: None,
         name: name.into(),
         seats,
         api_key: None,

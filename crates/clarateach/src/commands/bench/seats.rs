@@ -283,6 +283,7 @@ async fn measure(args: &Args, stack: &Stack, dir: &Path, mem_before: u64) -> any
     let token = stack.instructor_token().context("no instructor token")?;
     let admin = Client::new(&stack.url, Some(token))?;
     let req = CreateWorkshopRequest {
+        template: None,
         name: "bench".into(),
         seats: args.seats,
         api_key: None,

@@ -88,6 +88,7 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     let api_key = api_key(&args).await?;
     let limits = limits(&args);
     let req = CreateWorkshopRequest {
+        template: None,
         name: args.name,
         seats: args.seats,
         api_key,
