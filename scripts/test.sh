@@ -19,6 +19,12 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "==> rust tests (store: SQLite)"
 cargo build -p clarateach
 export CLARATEACH_BIN="$PWD/target/debug/clarateach"
+echo "==> seat images (cached by the hash of their recipes: seconds when unchanged)"
+export CLARATEACH_SEAT_IMAGES=/var/cache/clarateach/seat-images
+for image in base claude; do
+  "$CLARATEACH_BIN" image build "$image" --images-dir "$CLARATEACH_SEAT_IMAGES"
+done
+
 unset CLARATEACH_TEST_DATABASE_URL
 cargo test --workspace --no-fail-fast
 

@@ -30,6 +30,8 @@ pub struct ControlPlaneLink {
     pub data_token: String,
     /// With an `https://` data URL: the data-path key; its certificate arrives in `registered`.
     pub data_tls: Option<std::sync::Arc<clarateach_tls::data_ca::AgentKey>>,
+    /// Seat-image store whose built images `register` reports (read at every registration).
+    pub images_dir: std::path::PathBuf,
 }
 
 impl std::fmt::Debug for ControlPlaneLink {
@@ -222,6 +224,7 @@ async fn connect_once(
         .await
         .map_err(|_| ConnectionError::ShuttingDown)?;
     let register = AgentMessage::Register {
+        images: clarateach_image::ImageStore::new(&link.images_dir).names(),
         agent_id: link.agent_id.clone(),
         hostname: link.hostname.clone(),
         capacity: link.capacity,

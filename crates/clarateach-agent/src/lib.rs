@@ -11,6 +11,7 @@ pub mod export;
 pub mod identity;
 mod reconcile;
 pub mod relay;
+pub mod starter;
 pub mod state;
 
 use std::net::SocketAddr;
@@ -191,6 +192,9 @@ impl Agent {
             data_url,
             data_token: data_token.to_string(),
             data_tls: data_key,
+            images_dir: std::env::var_os("CLARATEACH_IMAGES_DIR")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| config.data_dir.join("images")),
         };
         tracing::info!(agent.id = %agent_id, listen = %local_addr, data_url = %link.data_url, "agent started");
         let (registered_tx, registered) = watch::channel(false);

@@ -199,6 +199,7 @@ impl Reconciler {
             Command::Control(msg) => self.control(msg),
             Command::LocalCreate { key, reply } => {
                 let spec = SeatSpec {
+                    starter: None,
                     workshop_id: key.workshop_id.clone(),
                     seat: key.seat,
                     image: None,

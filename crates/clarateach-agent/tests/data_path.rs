@@ -146,6 +146,7 @@ async fn fake_control_plane(out: mpsc::Sender<AgentMessage>) -> std::net::Socket
                         serde_json::from_str(t.as_str()).expect("agent message");
                     if matches!(msg, AgentMessage::Register { .. }) {
                         let spec = SeatSpec {
+                            starter: None,
                             workshop_id: "ws-data01".into(),
                             seat: 1,
                             image: None,

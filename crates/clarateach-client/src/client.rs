@@ -112,6 +112,53 @@ impl Client {
         Ok(r.workshop)
     }
 
+    /// `GET /api/templates`: the caller's templates.
+    pub async fn list_templates(&self) -> Result<Vec<clarateach_core::Template>, ClientError> {
+        let r: clarateach_core::ListTemplatesResponse =
+            self.call(Method::GET, &["templates"], None::<&()>).await?;
+        Ok(r.templates)
+    }
+
+    /// `POST /api/templates`
+    pub async fn create_template(
+        &self,
+        req: &clarateach_core::CreateTemplateRequest,
+    ) -> Result<clarateach_core::Template, ClientError> {
+        let r: clarateach_core::TemplateResponse =
+            self.call(Method::POST, &["templates"], Some(req)).await?;
+        Ok(r.template)
+    }
+
+    /// `GET /api/templates/{name}`
+    pub async fn get_template(&self, name: &str) -> Result<clarateach_core::Template, ClientError> {
+        let r: clarateach_core::TemplateResponse = self
+            .call(Method::GET, &["templates", name], None::<&()>)
+            .await?;
+        Ok(r.template)
+    }
+
+    /// `DELETE /api/templates/{name}`
+    pub async fn delete_template(&self, name: &str) -> Result<(), ClientError> {
+        let url = self.url(&["templates", name])?;
+        let resp = self
+            .send(
+                Method::DELETE,
+                url.clone(),
+                None::<&()>,
+                Some(REQUEST_TIMEOUT),
+            )
+            .await?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| from_reqwest(url.as_str(), e))?;
+        Err(from_error_body(url.as_str(), status.as_u16(), &bytes))
+    }
+
     /// `GET /api/workshops/{id}`
     pub async fn get_workshop(&self, id: &str) -> Result<Workshop, ClientError> {
         let r: WorkshopResponse = self

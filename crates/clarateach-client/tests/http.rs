@@ -132,6 +132,7 @@ async fn decodes_success_bodies_and_sends_the_token() {
     );
 
     let req = CreateWorkshopRequest {
+        template: None,
         name: "Rust".into(),
         seats: 5,
         api_key: Some("sk-0123456789".into()),

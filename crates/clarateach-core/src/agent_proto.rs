@@ -24,6 +24,9 @@ pub struct SeatSpec {
     pub limits: Limits,
     /// Environment for the seat's shells (holds the decrypted api key, hence the Debug below).
     pub env: BTreeMap<String, String>,
+    /// Starter files copied into the seat's volume once, when the volume is new.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starter: Option<crate::templates::SeatStarter>,
 }
 
 impl std::fmt::Debug for SeatSpec {
@@ -33,6 +36,7 @@ impl std::fmt::Debug for SeatSpec {
             .field("seat", &self.seat)
             .field("image", &self.image)
             .field("limits", &self.limits)
+            .field("starter", &self.starter)
             .field(
                 "env",
                 &self
@@ -86,6 +90,9 @@ pub enum AgentMessage {
         /// SubjectPublicKeyInfo, PEM) for the control plane's CA to certify.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         data_tls_public_key: Option<String>,
+        /// Seat images built on this host (`clarateach image build NAME`).
+        #[serde(default)]
+        images: Vec<String>,
     },
     Heartbeat {
         /// Seats currently hosted.
@@ -133,6 +140,7 @@ mod tests {
     #[test]
     fn seat_spec_debug_hides_env_values() {
         let spec = SeatSpec {
+            starter: None,
             workshop_id: "ws-abc123".into(),
             seat: 1,
             image: None,

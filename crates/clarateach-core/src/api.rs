@@ -342,6 +342,10 @@ pub struct CreateWorkshopRequest {
     pub image: Option<String>,
     #[serde(default)]
     pub limits: Option<Limits>,
+    /// A template (`GET /api/templates`) giving the image, limits, starter files and README;
+    /// `image` and `limits` given here override the template's.
+    #[serde(default)]
+    pub template: Option<String>,
 }
 
 /// Shows every field but the api key, so a stray `{:?}` in a log cannot leak it.
@@ -353,6 +357,7 @@ impl std::fmt::Debug for CreateWorkshopRequest {
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("image", &self.image)
             .field("limits", &self.limits)
+            .field("template", &self.template)
             .finish()
     }
 }
@@ -395,6 +400,11 @@ impl CreateWorkshopRequest {
         }
         if let Some(limits) = &self.limits {
             limits.validate()?;
+        }
+        if let Some(t) = &self.template {
+            if !valid_image_name(t) {
+                return Err("template must be a valid template name".into());
+            }
         }
         Ok(())
     }
@@ -608,6 +618,7 @@ mod tests {
     #[test]
     fn create_request_debug_hides_api_key() {
         let req = CreateWorkshopRequest {
+            template: None,
             name: "Intro".into(),
             seats: 3,
             api_key: Some("sk-ant-very-secret".into()),
@@ -622,6 +633,7 @@ mod tests {
     #[test]
     fn validation_names_the_field() {
         let mut req = CreateWorkshopRequest {
+            template: None,
             name: "x".into(),
             seats: 0,
             api_key: None,
@@ -669,6 +681,7 @@ mod tests {
         ] {
             assert!(!valid_image_name(bad), "{bad:?} should fail");
             let req = CreateWorkshopRequest {
+                template: None,
                 name: "x".into(),
                 seats: 1,
                 api_key: None,

@@ -10,8 +10,10 @@ pub mod error;
 pub mod hop;
 pub mod ids;
 pub mod session_api;
+pub mod templates;
 pub mod text;
 
 pub use api::*;
 pub use error::ErrorBody;
 pub use session_api::*;
+pub use templates::*;

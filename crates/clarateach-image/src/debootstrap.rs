@@ -95,13 +95,31 @@ pub(crate) fn debootstrap(
     dest: &Path,
     bar: &ProgressBar,
 ) -> Result<(), ImageError> {
+    debootstrap_cached(suite, mirror, packages, None, dest, bar)
+}
+
+/// `debootstrap`, keeping the downloaded .debs in `debs` (when given) so the next build of any
+/// recipe fetches only what changed.
+pub(crate) fn debootstrap_cached(
+    suite: &str,
+    mirror: &str,
+    packages: &[String],
+    debs: Option<&Path>,
+    dest: &Path,
+    bar: &ProgressBar,
+) -> Result<(), ImageError> {
     let tmp = dest.with_extension("partial");
     let _ = std::fs::remove_dir_all(&tmp);
-    let mut child = Command::new("debootstrap")
-        .args([
-            "--variant=minbase",
-            &format!("--include={}", packages.join(",")),
-        ])
+    let mut cmd = Command::new("debootstrap");
+    cmd.args([
+        "--variant=minbase",
+        &format!("--include={}", packages.join(",")),
+    ]);
+    if let Some(d) = debs {
+        std::fs::create_dir_all(d).map_err(ImageError::io("creating", d))?;
+        cmd.arg(format!("--cache-dir={}", d.display()));
+    }
+    let mut child = cmd
         .arg(suite)
         .arg(&tmp)
         .arg(mirror)

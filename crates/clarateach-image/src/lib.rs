@@ -8,6 +8,9 @@
 //!   modules) because that kernel has virtio-blk as a module and cannot mount its root alone;
 //! - `rootfs.ext4`: `debootstrap --variant=minbase` plus packages, packed by `mkfs.ext4 -d`;
 //! - `manifest.json`: what went in, and the hash of the inputs that makes a rebuild instant.
+//!
+//! Seat images (`recipe`, `store`) are named root trees built from a TOML recipe (Debian packages,
+//! Node.js, npm and pip packages): a sandbox seat binds one read-only as `/`.
 
 #![deny(unsafe_code)]
 
@@ -17,7 +20,9 @@ mod debootstrap;
 pub mod guest;
 mod kernel;
 pub mod layout;
+pub mod recipe;
 mod rootfs;
+pub mod store;
 mod tools;
 mod vmlinux;
 
@@ -26,6 +31,8 @@ use std::path::PathBuf;
 pub use build::{build, BuildOptions, BuildOutcome};
 pub use guest::config::{GuestConfig, GuestNet};
 pub use layout::{ImageLayout, Manifest, GUEST_MODULES};
+pub use recipe::{Recipe, RecipeError};
+pub use store::{ImageInfo, ImageStore, SeatBuildOptions, SeatBuildOutcome};
 
 /// Errors while building or reading an image; each variant names the step that failed.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +62,24 @@ pub enum ImageError {
     Vmlinux(PathBuf),
     #[error("image in {0} is incomplete or missing (run `clarateach image build --out DIR`)")]
     Incomplete(PathBuf),
+    #[error("invalid image name {0:?} (1-64 of letters, digits, '-', '_', '.')")]
+    BadName(String),
+    #[error("no image named {0:?} is built")]
+    NotFound(String),
+    #[error("image {name} ({digest}) is in use by a running seat (pid {pid}); stop it first")]
+    InUse {
+        name: String,
+        digest: String,
+        pid: u32,
+    },
+    #[error("smoke command `{command}` failed ({status}):\n{output}")]
+    Smoke {
+        command: String,
+        status: String,
+        output: String,
+    },
+    #[error(transparent)]
+    Recipe(#[from] RecipeError),
     #[error("manifest {path} is invalid")]
     Manifest {
         path: PathBuf,

@@ -33,8 +33,9 @@ pub fn to_api(w: WorkshopRecord, base: &str) -> Workshop {
     }
 }
 
-/// What each seat's workspace should look like; the decrypted api key goes into its env only.
-pub fn seat_specs(
+/// What each seat's workspace should look like; the decrypted api key goes into its env only,
+/// the starter files of the workshop's template (if any) ride along for a new volume.
+pub async fn seat_specs(
     state: &AppState,
     w: &WorkshopRecord,
     seats: &[u32],
@@ -48,9 +49,11 @@ pub fn seat_specs(
         env.insert("ANTHROPIC_API_KEY".to_string(), key.expose().to_string());
         env.insert("CLAUDE_API_KEY".to_string(), key.expose().to_string());
     }
+    let starter = crate::handlers::templates::seat_starter(state, &w.id).await?;
     Ok(seats
         .iter()
         .map(|&seat| SeatSpec {
+            starter: starter.clone(),
             workshop_id: w.id.clone(),
             seat,
             image: w.image.clone(),
@@ -72,7 +75,7 @@ pub async fn desired_specs(
     let mut out = Vec::new();
     for (ws, seats) in by_workshop {
         if let Some(w) = state.store().get_workshop(ws).await? {
-            out.extend(seat_specs(state, &w, &seats)?);
+            out.extend(seat_specs(state, &w, &seats).await?);
         }
     }
     Ok(out)
@@ -108,7 +111,7 @@ pub async fn start(state: &AppState, w: WorkshopRecord) -> Result<WorkshopRecord
         return reload(state, &w.id).await; // a concurrent start won
     }
     let seats: Vec<u32> = (1..=w.seats).collect();
-    let placed = match seat_specs(state, &w, &seats) {
+    let placed = match seat_specs(state, &w, &seats).await {
         Ok(specs) => {
             store
                 .set_seats_state(&w.id, None, SeatState::Pending)

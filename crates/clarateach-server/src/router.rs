@@ -12,7 +12,7 @@ use axum::routing::{any, get, post};
 use axum::Router;
 
 use crate::error::ApiError;
-use crate::handlers::{agents, health, join, seats, sessions, workshops};
+use crate::handlers::{agents, health, join, seats, sessions, templates, workshops};
 use crate::state::AppState;
 use crate::{gateway, headers, metrics};
 
@@ -43,6 +43,16 @@ pub fn build(state: AppState, web: Option<Router>) -> Router {
         .route("/api/session/ticket", post(sessions::ticket))
         .route("/api/join", post(join::join))
         .route("/api/me", get(join::me))
+        .route(
+            "/api/templates",
+            get(templates::list)
+                .post(templates::create)
+                .layer(DefaultBodyLimit::max(limit.max(templates::BODY_LIMIT))),
+        )
+        .route(
+            "/api/templates/{name}",
+            get(templates::get).delete(templates::delete),
+        )
         .route("/api/agents", get(agents::list))
         .route("/api/agents/connect", get(agents::connect))
         .merge(gateway::routes().layer(from_fn_with_state(FileLimit(file_limit), limit_stream)))

@@ -101,6 +101,7 @@ impl ProtocolAgent {
             .map_err(ProtocolAgentError::Connect)?;
         let (mode, mode_rx) = watch::channel(Mode::Normal);
         let register = AgentMessage::Register {
+            images: vec![],
             agent_id: agent_id.to_string(),
             hostname: "protocol-agent".into(),
             capacity,

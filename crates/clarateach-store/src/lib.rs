@@ -14,6 +14,7 @@ mod conformance;
 mod postgres;
 mod records;
 mod sqlite;
+mod templates;
 #[doc(hidden)]
 pub mod test_support;
 
@@ -24,6 +25,7 @@ use clarateach_core::{SeatState, WorkshopStatus};
 pub use postgres::{redact as redact_database_url, PgStore};
 pub use records::{AgentTokenRecord, InstructorRecord, NewWorkshop, SeatRecord, WorkshopRecord};
 pub use sqlite::SqliteStore;
+pub use templates::{TemplateRecord, WorkshopStarter};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -194,6 +196,21 @@ pub trait SeatStore: Send + Sync {
 }
 
 /// Everything the control plane needs from its database.
-pub trait Store: AccountStore + WorkshopStore + SeatStore + ThrottleStore {}
+pub trait Store: AccountStore + WorkshopStore + SeatStore + ThrottleStore + TemplateStore {}
 
-impl<T: AccountStore + WorkshopStore + SeatStore + ThrottleStore> Store for T {}
+impl<T: AccountStore + WorkshopStore + SeatStore + ThrottleStore + TemplateStore> Store for T {}
+
+/// Workshop templates (per instructor) and the starter a workshop copied from one.
+#[async_trait]
+pub trait TemplateStore: Send + Sync {
+    /// `Conflict` when the instructor already has a template of that name.
+    async fn insert_template(&self, t: &TemplateRecord) -> Result<()>;
+    async fn get_template(&self, instructor_id: &str, name: &str)
+        -> Result<Option<TemplateRecord>>;
+    async fn list_templates(&self, instructor_id: &str) -> Result<Vec<TemplateRecord>>;
+    /// True when it existed.
+    async fn delete_template(&self, instructor_id: &str, name: &str) -> Result<bool>;
+    /// Records the starter of a new workshop (deleted with the workshop).
+    async fn set_workshop_starter(&self, workshop_id: &str, s: &WorkshopStarter) -> Result<()>;
+    async fn workshop_starter(&self, workshop_id: &str) -> Result<Option<WorkshopStarter>>;
+}

@@ -45,9 +45,11 @@ enum Command {
     Agent(commands::agent::Args),
     /// Run the in-workspace daemon (terminal, files, run).
     WorkspaceServer(commands::workspace_server::Args),
-    /// Build guest images for the microVM backend.
+    /// Seat images from recipes (build, list, inspect, rm) and the microVM guest image.
     #[command(subcommand)]
     Image(commands::image::Command),
+    /// Workshop templates: image, starter files, limits, check command, README.
+    Template(commands::template::Args),
     /// PID 1 inside a microVM guest.
     #[command(hide = true)]
     GuestInit(commands::guest_init::Args),
@@ -89,6 +91,7 @@ fn main() -> ExitCode {
             Command::Agent(a) => commands::agent::run(a).await,
             Command::WorkspaceServer(a) => commands::workspace_server::run(a).await,
             Command::Image(c) => commands::image::run(c).await,
+            Command::Template(a) => commands::template::run(a).await,
             Command::Bench(c) => commands::bench::run(c).await,
             Command::GuestInit(_) => unreachable!("handled before the runtime starts"),
         }

@@ -72,6 +72,7 @@ async fn full_flow_through_up() {
         ..Limits::default()
     };
     let req = CreateWorkshopRequest {
+        template: None,
         name: "e2e".into(),
         seats: 10,
         api_key: None,

@@ -71,12 +71,15 @@ impl Reconciler {
             };
             let outcome = match backend.create(&ws).await {
                 Err(e) => Outcome::Failed(error_chain(&e)),
-                Ok(()) => match backend.start(&key).await {
-                    Ok(ep) => Outcome::Ready(DaemonEndpoint {
-                        addr: ep.addr,
-                        token,
-                    }),
-                    Err(e) => Outcome::Failed(error_chain(&e)),
+                Ok(()) => match copy_starter(backend.as_ref(), &key, spec.starter).await {
+                    Err(msg) => Outcome::Failed(msg),
+                    Ok(()) => match backend.start(&key).await {
+                        Ok(ep) => Outcome::Ready(DaemonEndpoint {
+                            addr: ep.addr,
+                            token,
+                        }),
+                        Err(e) => Outcome::Failed(error_chain(&e)),
+                    },
                 },
             };
             let _ = tx.send(Command::OpDone { key, outcome }).await;
@@ -212,4 +215,29 @@ impl Reconciler {
         }
         tracing::info!(stopped = keys.len(), "all workspaces stopped");
     }
+}
+
+/// Copies a template's starter files into a new sandbox volume (once: see `crate::starter`),
+/// before the seat runs; backends whose volume is not a host directory get none yet.
+async fn copy_starter(
+    backend: &dyn clarateach_isolation::Backend,
+    key: &SeatKey,
+    starter: Option<clarateach_core::SeatStarter>,
+) -> Result<(), String> {
+    let Some(st) = starter else { return Ok(()) };
+    if backend.kind() != clarateach_isolation::BackendKind::Sandbox {
+        tracing::warn!(workshop.id = %key.workshop_id, seat = key.seat, "starter files are only copied into sandbox seats");
+        return Ok(());
+    }
+    let (volume, owner) = (backend.volume_dir(key), backend.volume_owner(key));
+    let k = key.clone();
+    tokio::task::spawn_blocking(move || crate::starter::apply(&volume, owner, &st.sha256, &st.tar_gz))
+        .await
+        .map_err(|e| format!("starter task: {e}"))?
+        .map(|n| {
+            if n > 0 {
+                tracing::info!(workshop.id = %k.workshop_id, seat = k.seat, files = n, "starter files copied");
+            }
+        })
+        .map_err(|e| error_chain(&e))
 }

@@ -109,6 +109,7 @@ fn key(seat: u32) -> SeatKey {
 
 fn spec(seat: u32) -> SeatSpec {
     SeatSpec {
+        starter: None,
         workshop_id: "ws-test01".into(),
         seat,
         image: None,

@@ -81,7 +81,10 @@ pub enum Etc<'a> {
         dir: &'a Path,
         host_binds: &'a [PathBuf],
     },
-    /// Image rootfs: its own `/etc` (part of `root`), with passwd and group from `dir` over it.
+    /// Image rootfs: its own `/etc` (part of `root`), with the generated passwd, group, hosts
+    /// and resolv.conf from `dir` over it (the seat's users and name resolution are ours; the
+    /// image's own copies came from whatever machine built it). The image store writes all four
+    /// as files, so the mount points exist in the read-only tree.
     Image { dir: &'a Path },
 }
 
@@ -166,8 +169,12 @@ pub fn build(input: &ArgsInput<'_>) -> Vec<OsString> {
             }
         }
         Etc::Image { dir } => {
-            push(&[&"--ro-bind", &dir.join("passwd"), &"/etc/passwd"]);
-            push(&[&"--ro-bind", &dir.join("group"), &"/etc/group"]);
+            for name in ["passwd", "group", "hosts"] {
+                push(&[&"--ro-bind", &dir.join(name), &format!("/etc/{name}")]);
+            }
+            if input.resolv_conf.is_none() {
+                push(&[&"--ro-bind", &dir.join("resolv.conf"), &"/etc/resolv.conf"]);
+            }
         }
     }
     if let Some(resolv) = input.resolv_conf {
@@ -337,9 +344,16 @@ mod tests {
         };
         let s = joined(&build(&i));
         assert!(s.contains(
-            "--ro-bind /d/sandbox-etc/passwd /etc/passwd --ro-bind /d/sandbox-etc/group /etc/group"
+            "--ro-bind /d/sandbox-etc/passwd /etc/passwd --ro-bind /d/sandbox-etc/group /etc/group \
+             --ro-bind /d/sandbox-etc/hosts /etc/hosts \
+             --ro-bind /d/sandbox-etc/resolv.conf /etc/resolv.conf"
         ));
         assert!(!s.contains("/d/sandbox-etc /etc "));
+        // A networked seat's resolver replaces the generated one, once.
+        i.resolv_conf = Some(Path::new("/d/net/r.conf"));
+        let s = joined(&build(&i));
+        assert!(!s.contains("/d/sandbox-etc/resolv.conf"));
+        assert_eq!(s.matches("/etc/resolv.conf").count(), 1);
     }
 
     #[test]

@@ -33,6 +33,8 @@ if [ "$(id -u)" -eq 0 ]; then
 else
   PATH="/usr/local/bin:/usr/bin:/bin:/usr/local/games:/usr/games"
 fi
+# npm globals and `pip install --user` land in the home (NPM_CONFIG_PREFIX is in the seat's env).
+PATH="$HOME/.local/bin:${NPM_CONFIG_PREFIX:-$HOME/.npm-global}/bin:$PATH"
 export PATH
 if [ "${PS1-}" ]; then
   if [ "${BASH-}" ] && [ "$BASH" != "/bin/sh" ]; then

@@ -46,10 +46,16 @@ impl SandboxBackend {
             ("SHELL", "/bin/bash"),
             (
                 "PATH",
-                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "/home/learner/.local/bin:/home/learner/.npm-global/bin:\
+                 /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             ),
             ("TERM", "xterm-256color"),
             ("LANG", "C.UTF-8"),
+            // `npm i -g` and `pip install --user` write into the home, the only writable place
+            // besides /workspace (Debian's pip refuses --user without this; the system
+            // site-packages are read-only anyway).
+            ("NPM_CONFIG_PREFIX", "/home/learner/.npm-global"),
+            ("PIP_BREAK_SYSTEM_PACKAGES", "1"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -96,20 +102,25 @@ impl SandboxBackend {
             .map_err(BackendError::SeatStore)
     }
 
-    /// The root of a seat and whether it is an image's (which brings its own `/etc`).
-    fn root_entries_for(&self, rec: &SeatRecord) -> (Vec<args::RootEntry>, bool) {
-        // An image named in the spec wins when its rootfs directory exists in the data dir.
-        let image_root = rec
-            .image
-            .as_ref()
-            .map(|i| self.cfg.data_dir.join("images").join(i).join("rootfs"));
-        let image = image_root
-            .filter(|p| p.is_dir())
-            .and_then(|dir| args::root_entries(&dir).ok());
-        match image {
-            Some(entries) => (entries, true),
-            None => (self.root.clone(), self.cfg.rootfs.is_some()),
-        }
+    /// The root of a seat and whether it is an image's (which brings its own `/etc`). A seat
+    /// whose spec names an image runs on that image's current digest (resolved now, so a later
+    /// rebuild leaves this run's root alone) or does not start: never silently on the host's.
+    fn root_entries_for(
+        &self,
+        rec: &SeatRecord,
+    ) -> Result<(Vec<args::RootEntry>, bool), BackendError> {
+        let Some(name) = rec.image.as_deref() else {
+            return Ok((self.root.clone(), self.cfg.rootfs.is_some()));
+        };
+        let store = clarateach_image::ImageStore::new(&self.cfg.images_dir);
+        let dir = store.rootfs(name).ok_or_else(|| {
+            BackendError::Start(
+                rec.key.clone(),
+                format!("image {name:?} is not built on this host (clarateach image build {name})"),
+            )
+        })?;
+        let entries = args::root_entries(&dir).map_err(io("read the image root"))?;
+        Ok((entries, true))
     }
 
     /// The uid `key` runs as from now on, its volume and home owned by it. A seat of the old
@@ -170,6 +181,7 @@ impl SandboxBackend {
     ) -> Result<(tokio::process::Child, tokio::task::JoinHandle<()>), BackendError> {
         let key = rec.key.clone();
         let start_err = |msg: String| BackendError::Start(key.clone(), msg);
+        let (root, image) = self.root_entries_for(rec)?;
         // Leftovers of an earlier run would escape the new limits: clear them first. Meanwhile
         // the seat's network is made: a seat that reaches out gets its own namespace or does not
         // start, never the host's.
@@ -199,7 +211,6 @@ impl SandboxBackend {
         self.cg
             .create(&rec.cgroup, &rec.limits)
             .map_err(|e| start_err(e.to_string()))?;
-        let (root, image) = self.root_entries_for(rec);
         let hostname = seat_name(key.seat);
         let etc = if image {
             args::Etc::Image { dir: &self.etc_dir }

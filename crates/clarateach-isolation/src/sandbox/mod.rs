@@ -59,6 +59,9 @@ pub struct SandboxConfig {
     pub daemon_binary: PathBuf,
     /// Image rootfs directory used as `/` instead of the host's system directories.
     pub rootfs: Option<PathBuf>,
+    /// Seat-image store (`clarateach image build NAME`): a seat whose spec names an image gets
+    /// that image's current tree as `/`. Default `<data_dir>/images`.
+    pub images_dir: PathBuf,
     /// Path of bwrap.
     pub bwrap: PathBuf,
     /// Host uids (gid = uid) given out one per seat, shown as 1000 `learner` inside.
@@ -76,8 +79,10 @@ pub struct SandboxConfig {
 impl SandboxConfig {
     /// Defaults: host bwrap, host system dirs, uids 200000-265535, cgroups under `clarateach`, 10 s.
     pub fn new(data_dir: impl Into<PathBuf>, daemon_binary: impl Into<PathBuf>) -> Self {
+        let data_dir: PathBuf = data_dir.into();
         Self {
-            data_dir: data_dir.into(),
+            images_dir: data_dir.join("images"),
+            data_dir,
             daemon_binary: daemon_binary.into(),
             rootfs: None,
             bwrap: PathBuf::from(BWRAP),

@@ -7,6 +7,7 @@ pub mod health;
 pub mod join;
 pub mod seats;
 pub mod sessions;
+pub mod templates;
 pub mod workshops;
 
 use axum::extract::FromRequestParts;

@@ -29,15 +29,16 @@ const INSERT_TRIES: usize = 8;
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 413, body = ErrorBody),
-        (status = 422, description = "A field is missing, of the wrong type or out of range", body = ErrorBody),
+        (status = 422, description = "A field is missing, of the wrong type or out of range; `unknown_template` or `unknown_image` naming it", body = ErrorBody),
     ))]
 pub async fn create(
     State(state): State<AppState>,
     instructor: Instructor,
     BaseUrl(base): BaseUrl,
-    ApiJson(req): ApiJson<CreateWorkshopRequest>,
+    ApiJson(mut req): ApiJson<CreateWorkshopRequest>,
 ) -> Result<(StatusCode, Json<WorkshopResponse>), ApiError> {
     req.validate().map_err(ApiError::validation)?;
+    let starter = super::templates::apply_template(&state, &instructor, &mut req).await?;
     let api_key = req.api_key.map(ApiKey::new);
     for _ in 0..INSERT_TRIES {
         let id = ids::workshop_id();
@@ -63,6 +64,9 @@ pub async fn create(
         };
         match state.store().insert_workshop(&new).await {
             Ok(()) => {
+                if let Some(s) = &starter {
+                    state.store().set_workshop_starter(&id, s).await?;
+                }
                 tracing::info!(workshop.id = %id, seats = new.seats, instructor.id = %instructor.id, "workshop created");
                 let w = instructor.workshop(&state, &id).await?;
                 return Ok((

@@ -20,6 +20,8 @@ pub struct AgentConn {
     /// Store id of the agent token this session proved; a reconnect must prove the same one.
     pub token_id: String,
     pub tx: mpsc::UnboundedSender<ControlMessage>,
+    /// Seat images built on the agent's host (from `register`).
+    pub images: Vec<String>,
 }
 
 /// A connected agent as reported to callers.
@@ -32,6 +34,8 @@ pub struct AgentInfo {
     pub placed: u32,
     /// Seats it reported hosting in its last heartbeat.
     pub used: u32,
+    /// Seat images built on its host.
+    pub images: Vec<String>,
 }
 
 struct Entry {
@@ -327,6 +331,7 @@ async fn run(mut rx: mpsc::Receiver<Command>) {
                         capacity: e.conn.capacity,
                         placed: e.placed.len() as u32,
                         used: e.used,
+                        images: e.conn.images.clone(),
                     })
                     .collect();
                 list.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
@@ -396,6 +401,7 @@ mod tests {
     fn conn(id: &str, capacity: u32) -> (AgentConn, mpsc::UnboundedReceiver<ControlMessage>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let c = AgentConn {
+            images: Vec::new(),
             agent_id: id.into(),
             hostname: "h".into(),
             capacity,

@@ -40,6 +40,7 @@ where
         data_token,
         seats,
         data_tls_public_key,
+        images,
         ..
     })) = first
     else {
@@ -84,6 +85,7 @@ where
         data_token,
         token_id: credential.token_id.clone(),
         tx,
+        images,
     };
     let keys = hosted
         .into_iter()

@@ -9,6 +9,7 @@
 mod accounts;
 mod claims;
 mod seats;
+mod templates;
 mod throttle;
 mod workshops;
 

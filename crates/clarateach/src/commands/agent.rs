@@ -222,6 +222,10 @@ pub fn build_backend(
         }
         cfg.net = sandbox.net.config()?;
         cfg.seat_store = microvm.seat_store_size;
+        // Seat images (`clarateach image build NAME`): DATA_DIR/images unless elsewhere.
+        if let Some(dir) = std::env::var_os("CLARATEACH_IMAGES_DIR") {
+            cfg.images_dir = dir.into();
+        }
         config.sandbox = Some(cfg);
     }
     if kind == BackendKind::Microvm {

@@ -7,6 +7,7 @@ pub mod guest_init;
 pub mod image;
 pub mod instructor;
 pub mod serve;
+pub mod template;
 pub mod up;
 pub mod workshop;
 pub mod workspace_server;

@@ -271,6 +271,7 @@ where
 /// A workshop request with `seats` seats and every option left to its default.
 pub fn workshop_request(name: &str, seats: u32) -> clarateach_core::CreateWorkshopRequest {
     clarateach_core::CreateWorkshopRequest {
+        template: None,
         name: name.into(),
         seats,
         api_key: None,

@@ -326,6 +326,7 @@ async fn join_latency(
 
 async fn running_workshop(c: &Client, name: &str, seats: u32) -> anyhow::Result<String> {
     let req = CreateWorkshopRequest {
+        template: None,
         name: name.into(),
         seats,
         api_key: None,

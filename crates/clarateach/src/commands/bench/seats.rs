@@ -263,6 +263,7 @@ async fn learner_path_ready(
                 api_key: None,
                 image: None,
                 limits: None,
+                template: None,
             })
             .await?;
         let t = Instant::now();
@@ -370,6 +371,7 @@ async fn measure(args: &Args, stack: &Stack, dir: &Path, mem_before: u64) -> any
         path.len()
     );
     let req = CreateWorkshopRequest {
+        template: None,
         name: "bench".into(),
         seats: args.seats,
         api_key: None,

@@ -39,9 +39,14 @@ pub struct Args {
     #[arg(long, group = "api_key_source")]
     api_key_stdin: bool,
 
-    /// Guest image name (default: the control plane's default).
+    /// Guest image name (default: the template's, else the control plane's default).
     #[arg(long)]
     image: Option<String>,
+
+    /// Template (`clarateach template list`): image, limits, starter files and README; the
+    /// flags given here override it.
+    #[arg(long)]
+    template: Option<String>,
 
     /// Memory limit per seat in MiB [default: 512].
     #[arg(long, value_name = "MIB")]
@@ -88,6 +93,7 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     let api_key = api_key(&args).await?;
     let limits = limits(&args);
     let req = CreateWorkshopRequest {
+        template: args.template,
         name: args.name,
         seats: args.seats,
         api_key,

@@ -2,7 +2,7 @@
 //! clarateach-client in its own file; this module resolves where the control plane is and which
 //! token to use, and turns every client error into one readable line.
 
-mod conn;
+pub(crate) mod conn;
 mod create;
 mod delete;
 mod export;
