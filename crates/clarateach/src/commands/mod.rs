@@ -5,6 +5,7 @@ pub mod bench;
 pub mod guest_init;
 pub mod image;
 pub mod instructor;
+pub mod sandbox;
 pub mod serve;
 pub mod up;
 pub mod workshop;

@@ -1,0 +1,387 @@
+//! The sandbox operations: create, start, stop, clean, list, status, run. Each state change
+//! holds the state lock from before the backend is built until the store records the outcome,
+//! so concurrent CLIs take turns (see `lock`); a run only reads the store and talks to the
+//! sandbox's daemon.
+//!
+//! A sandbox is one seat (`SeatKey { workshop_id: <id>, seat: 1 }`) of a backend whose data dir
+//! is the state dir's `sandbox-backend/`, with uids, cgroups and nft names of its own so it never
+//! meets an agent's seats on the same host. The sandbox outlives the CLI process that started it
+//! (the backend spawns it in its own session); the next CLI finds it through the store.
+//! `stop` keeps `/workspace` only for `--persist` sandboxes: the others are destroyed with
+//! their volume and made afresh by `start`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use chrono::Utc;
+use clarateach_core::agent_proto::SeatKey;
+use clarateach_core::{NetworkPolicy, RunRequest};
+use clarateach_isolation::factory::{self, BackendConfig};
+use clarateach_isolation::sandbox::{SandboxConfig, StoreSize, UidRange};
+use clarateach_isolation::{Backend, WorkspaceSpec};
+use rand::RngCore;
+use serde::Serialize;
+
+use crate::daemon::{Daemon, DaemonError};
+use crate::db::Db;
+use crate::lock::StateLock;
+use crate::record::{BackendChoice, SandboxInfo, SandboxRecord, SandboxState, StoredAddr};
+use crate::spec::{self, LimitArgs};
+use crate::{SandboxError, StateDir};
+
+/// Host uids of standalone sandboxes: apart from the agent's default range (200000-265535).
+pub const UID_RANGE: UidRange = UidRange {
+    start: 300_000,
+    end: 365_535,
+};
+/// Cgroup parent of standalone sandboxes.
+pub const CGROUP_PARENT: &str = "clarateach-sandbox";
+
+/// What `create` asks for.
+#[derive(Debug, Clone)]
+pub struct CreateRequest {
+    pub name: Option<String>,
+    pub language: String,
+    pub limits: LimitArgs,
+    pub persist: bool,
+    pub backend: BackendChoice,
+    /// Instructor id for sandboxes made through the HTTP API.
+    pub owner: Option<String>,
+}
+
+/// What `run` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub command: String,
+    /// Staged into the run directory: name -> content.
+    pub files: BTreeMap<String, Vec<u8>>,
+    pub env: BTreeMap<String, String>,
+    pub timeout_s: Option<u64>,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunOutcome {
+    pub id: String,
+    pub exit_code: Option<i32>,
+    pub timed_out: bool,
+    pub duration_ms: u64,
+    pub truncated: bool,
+    pub stdout: String,
+    pub stderr: String,
+    pub stdout_path: PathBuf,
+    pub stderr_path: PathBuf,
+}
+
+/// The sandboxes of one state dir.
+pub struct Sandboxes {
+    dir: StateDir,
+    db: Db,
+    backends: Mutex<BTreeMap<&'static str, Arc<dyn Backend>>>,
+}
+
+fn key(id: &str) -> SeatKey {
+    SeatKey {
+        workshop_id: id.to_string(),
+        seat: 1,
+    }
+}
+
+impl Sandboxes {
+    /// Opens the state dir (made if missing) and its store.
+    pub async fn open(dir: StateDir) -> Result<Self, SandboxError> {
+        dir.prepare().map_err(|source| SandboxError::StateDir {
+            path: dir.root().display().to_string(),
+            source,
+        })?;
+        let db = Db::open(&dir.db()).await?;
+        Ok(Self {
+            dir,
+            db,
+            backends: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    pub fn state_dir(&self) -> &StateDir {
+        &self.dir
+    }
+
+    async fn lock(&self) -> Result<StateLock, SandboxError> {
+        let path = self.dir.lock();
+        let state_err = |source| SandboxError::StateDir {
+            path: path.display().to_string(),
+            source,
+        };
+        let p = path.clone();
+        tokio::task::spawn_blocking(move || StateLock::acquire(&p))
+            .await
+            .map_err(|e| state_err(std::io::Error::other(e)))?
+            .map_err(state_err)
+    }
+
+    /// The backend for `choice`, built on first use (building probes the host and reads the
+    /// uids on disk, so only under the lock).
+    fn backend(&self, choice: BackendChoice) -> Result<Arc<dyn Backend>, SandboxError> {
+        let name = choice.kind().as_str();
+        let mut backends = self.backends.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(b) = backends.get(name) {
+            return Ok(b.clone());
+        }
+        let data = self.dir.backend();
+        let exe = std::env::current_exe().map_err(|source| SandboxError::StateDir {
+            path: "the clarateach binary".into(),
+            source,
+        })?;
+        let mut sandbox = SandboxConfig::new(&data, &exe);
+        sandbox.uid_range = UID_RANGE;
+        sandbox.cgroup_parent = CGROUP_PARENT.into();
+        sandbox.net.nft_table = "clarateach_sandbox".into();
+        if let Some(size) = std::env::var("CLARATEACH_SEAT_STORE_SIZE")
+            .ok()
+            .and_then(|s| s.parse::<StoreSize>().ok())
+        {
+            sandbox.seat_store = size;
+        }
+        let mut cfg = BackendConfig::new(&data, &exe);
+        cfg.sandbox = Some(sandbox);
+        let backend = factory::build(choice.kind(), &cfg)?;
+        backends.insert(name, backend.clone());
+        Ok(backend)
+    }
+
+    /// Creates and starts a sandbox.
+    pub async fn create(&self, req: CreateRequest) -> Result<SandboxInfo, SandboxError> {
+        if let Some(name) = &req.name {
+            if !spec::valid_name(name) {
+                return Err(SandboxError::BadName(name.clone()));
+            }
+        }
+        if req.limits.network != NetworkPolicy::None {
+            return Err(SandboxError::NetworkNeedsServer);
+        }
+        let limits = spec::limits(&req.limits)?;
+        let runtime = spec::runtime_for(&req.language, &self.dir.backend())?;
+        let _lock = self.lock().await?;
+        let id = req
+            .name
+            .clone()
+            .unwrap_or_else(|| spec::new_id(&runtime.language));
+        let mut token = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut token);
+        let mut rec = SandboxRecord {
+            info: SandboxInfo {
+                id: id.clone(),
+                language: runtime.language,
+                image: runtime.image,
+                backend: req.backend,
+                status: SandboxState::Stopped,
+                persist: req.persist,
+                limits,
+                created_at: Utc::now(),
+                last_run_at: None,
+                owner: req.owner,
+            },
+            daemon_token: token.iter().map(|b| format!("{b:02x}")).collect(),
+            daemon: None,
+        };
+        if !self.db.insert(&rec).await? {
+            return Err(SandboxError::NameTaken(id));
+        }
+        if let Err(e) = self.launch(&mut rec).await {
+            // Nothing of a failed create stays behind.
+            if let Ok(b) = self.backend(rec.info.backend) {
+                let _ = b.destroy(&key(&id), true).await;
+            }
+            self.db.delete(&id).await?;
+            return Err(e);
+        }
+        self.db.update(&rec).await?;
+        Ok(rec.info)
+    }
+
+    /// Creates (idempotent) and starts the seat of `rec`, recording where its daemon listens.
+    async fn launch(&self, rec: &mut SandboxRecord) -> Result<(), SandboxError> {
+        let backend = self.backend(rec.info.backend)?;
+        let spec = WorkspaceSpec {
+            key: key(&rec.info.id),
+            limits: rec.info.limits.clone(),
+            image: rec.info.image.clone(),
+            env: BTreeMap::new(),
+            daemon_token: rec.daemon_token.clone(),
+        };
+        backend.create(&spec).await?;
+        let ep = backend.start(&spec.key).await?;
+        rec.daemon = Some(StoredAddr::from(&ep.addr));
+        rec.info.status = SandboxState::Running;
+        Ok(())
+    }
+
+    async fn record(&self, id: &str) -> Result<SandboxRecord, SandboxError> {
+        self.db
+            .get(id)
+            .await?
+            .ok_or_else(|| SandboxError::Unknown(id.to_string()))
+    }
+
+    /// Whether the daemon of a record that says running answers.
+    async fn alive(rec: &SandboxRecord) -> bool {
+        match rec.endpoint() {
+            Some(ep) if rec.info.status == SandboxState::Running => Daemon::new(ep).healthy().await,
+            _ => false,
+        }
+    }
+
+    /// Starts a stopped sandbox (a running one is left alone).
+    pub async fn start(&self, id: &str) -> Result<SandboxInfo, SandboxError> {
+        let _lock = self.lock().await?;
+        let mut rec = self.record(id).await?;
+        if Self::alive(&rec).await {
+            return Ok(rec.info);
+        }
+        self.launch(&mut rec).await?;
+        self.db.update(&rec).await?;
+        Ok(rec.info)
+    }
+
+    /// Stops a sandbox: every process ends; `/workspace` stays only when it persists.
+    pub async fn stop(&self, id: &str) -> Result<SandboxInfo, SandboxError> {
+        let _lock = self.lock().await?;
+        let mut rec = self.record(id).await?;
+        let backend = self.backend(rec.info.backend)?;
+        if rec.info.persist {
+            backend.stop(&key(id)).await?;
+        } else {
+            backend.destroy(&key(id), true).await?;
+        }
+        rec.info.status = SandboxState::Stopped;
+        rec.daemon = None;
+        self.db.update(&rec).await?;
+        Ok(rec.info)
+    }
+
+    /// Removes a sandbox and everything of it: processes, mounts, cgroup, volume, output, record.
+    pub async fn clean(&self, id: &str) -> Result<(), SandboxError> {
+        let _lock = self.lock().await?;
+        let rec = self.record(id).await?;
+        self.clean_locked(&rec).await
+    }
+
+    /// Removes every sandbox; returns the ids removed.
+    pub async fn clean_all(&self) -> Result<Vec<String>, SandboxError> {
+        let _lock = self.lock().await?;
+        let mut done = Vec::new();
+        for rec in self.db.list().await? {
+            self.clean_locked(&rec).await?;
+            done.push(rec.info.id);
+        }
+        Ok(done)
+    }
+
+    async fn clean_locked(&self, rec: &SandboxRecord) -> Result<(), SandboxError> {
+        let id = &rec.info.id;
+        self.backend(rec.info.backend)?
+            .destroy(&key(id), true)
+            .await?;
+        let dir = self.dir.sandbox(id);
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(SandboxError::Output {
+                    path: dir.display().to_string(),
+                    source: e,
+                })
+            }
+            _ => {}
+        }
+        self.db.delete(id).await?;
+        Ok(())
+    }
+
+    /// Every sandbox, with `status` as its daemon answers now.
+    pub async fn list(&self) -> Result<Vec<SandboxInfo>, SandboxError> {
+        let mut out = Vec::new();
+        for rec in self.db.list().await? {
+            out.push(Self::live_info(rec).await);
+        }
+        Ok(out)
+    }
+
+    /// One sandbox, with `status` as its daemon answers now.
+    pub async fn status(&self, id: &str) -> Result<SandboxInfo, SandboxError> {
+        Ok(Self::live_info(self.record(id).await?).await)
+    }
+
+    async fn live_info(rec: SandboxRecord) -> SandboxInfo {
+        let alive = Self::alive(&rec).await;
+        let mut info = rec.info;
+        if !alive {
+            info.status = SandboxState::Stopped;
+        }
+        info
+    }
+
+    /// The daemon of a running sandbox (for runs, files and terminals).
+    pub async fn daemon(&self, id: &str) -> Result<Daemon, SandboxError> {
+        let rec = self.record(id).await?;
+        match (rec.info.status, rec.endpoint()) {
+            (SandboxState::Running, Some(ep)) => Ok(Daemon::new(ep)),
+            _ => Err(SandboxError::NotRunning(id.to_string())),
+        }
+    }
+
+    /// Runs a command in a fresh directory of the sandbox with the files staged there, keeps
+    /// its output in the sandbox's `out/`.
+    pub async fn run(&self, id: &str, opts: RunOptions) -> Result<RunOutcome, SandboxError> {
+        let daemon = self.daemon(id).await?;
+        let mut files = BTreeMap::new();
+        for (name, data) in opts.files {
+            let text =
+                String::from_utf8(data).map_err(|_| SandboxError::FileNotText(name.clone()))?;
+            files.insert(name, text);
+        }
+        let req = RunRequest {
+            command: opts.command,
+            files,
+            env: opts.env,
+            timeout_s: opts.timeout_s,
+        };
+        let resp = daemon.run(&req).await.map_err(|e| match e {
+            DaemonError::Connect(_) => SandboxError::NotRunning(id.to_string()),
+            DaemonError::Refused {
+                ref code,
+                ref message,
+                ..
+            } if code == "spawn_failed" => SandboxError::CannotStart(message.clone()),
+            other => SandboxError::Daemon(other),
+        })?;
+        let out = self.dir.out(id);
+        let (stdout_path, stderr_path) = (out.join("stdout.log"), out.join("stderr.log"));
+        let write = |path: &PathBuf, data: &str| {
+            std::fs::create_dir_all(&out)
+                .and_then(|()| std::fs::write(path, data))
+                .map_err(|source| SandboxError::Output {
+                    path: path.display().to_string(),
+                    source,
+                })
+        };
+        write(&stdout_path, &resp.stdout)?;
+        write(&stderr_path, &resp.stderr)?;
+        self.db.touch_run(id, Utc::now()).await?;
+        Ok(RunOutcome {
+            id: id.to_string(),
+            exit_code: resp.exit_code,
+            timed_out: resp.timed_out,
+            duration_ms: resp.duration_ms,
+            truncated: resp.truncated,
+            stdout: resp.stdout,
+            stderr: resp.stderr,
+            stdout_path,
+            stderr_path,
+        })
+    }
+
+    /// Closes the store.
+    pub async fn close(&self) {
+        self.db.close().await;
+    }
+}
