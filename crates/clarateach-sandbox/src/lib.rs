@@ -17,6 +17,7 @@ pub mod manager;
 pub mod record;
 pub mod spec;
 pub mod statedir;
+mod teardown;
 
 pub use daemon::{Daemon, DaemonError};
 pub use manager::{CreateRequest, RunOptions, RunOutcome, Sandboxes};

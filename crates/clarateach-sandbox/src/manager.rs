@@ -30,13 +30,35 @@ use crate::record::{BackendChoice, SandboxInfo, SandboxRecord, SandboxState, Sto
 use crate::spec::{self, LimitArgs};
 use crate::{SandboxError, StateDir};
 
-/// Host uids of standalone sandboxes: apart from the agent's default range (200000-265535).
-pub const UID_RANGE: UidRange = UidRange {
-    start: 300_000,
-    end: 365_535,
-};
-/// Cgroup parent of standalone sandboxes.
+/// Host uids of standalone sandboxes start here, apart from the agent's default range
+/// (200000-265535); each state dir takes one of [`UID_SLICES`] slices of [`UID_SLICE`] uids.
+pub const UID_BASE: u32 = 300_000;
+pub const UID_SLICE: u32 = 1024;
+pub const UID_SLICES: u64 = 64;
+/// Cgroup parent of standalone sandboxes; each state dir has its own group below it.
 pub const CGROUP_PARENT: &str = "clarateach-sandbox";
+
+/// FNV-1a: a hash that stays the same across builds (the std hasher does not promise that).
+fn stable_hash(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The names a state dir's sandboxes use on the host that other state dirs' sandboxes must not
+/// share: the cgroup group (a create empties its seat's group first, so a shared name would kill
+/// another state dir's sandbox of the same id) and the uid slice.
+pub fn host_names(dir: &StateDir) -> (String, UidRange) {
+    let h = stable_hash(dir.root().as_os_str().as_encoded_bytes());
+    let start = UID_BASE + (h % UID_SLICES) as u32 * UID_SLICE;
+    (
+        format!("{CGROUP_PARENT}/{:08x}", h as u32),
+        UidRange {
+            start,
+            end: start + UID_SLICE - 1,
+        },
+    )
+}
 
 /// What `create` asks for.
 #[derive(Debug, Clone)]
@@ -134,8 +156,9 @@ impl Sandboxes {
             source,
         })?;
         let mut sandbox = SandboxConfig::new(&data, &exe);
-        sandbox.uid_range = UID_RANGE;
-        sandbox.cgroup_parent = CGROUP_PARENT.into();
+        let (cgroup, uids) = host_names(&self.dir);
+        sandbox.uid_range = uids;
+        sandbox.cgroup_parent = cgroup;
         sandbox.net.nft_table = "clarateach_sandbox".into();
         if let Some(size) = std::env::var("CLARATEACH_SEAT_STORE_SIZE")
             .ok()
@@ -267,7 +290,9 @@ impl Sandboxes {
         self.clean_locked(&rec).await
     }
 
-    /// Removes every sandbox; returns the ids removed.
+    /// Removes every sandbox, then what the backend shares between them (mounts, spare file
+    /// systems, the parent cgroup): the state dir keeps only the store and the lock. Returns
+    /// the ids removed.
     pub async fn clean_all(&self) -> Result<Vec<String>, SandboxError> {
         let _lock = self.lock().await?;
         let mut done = Vec::new();
@@ -275,6 +300,23 @@ impl Sandboxes {
             self.clean_locked(&rec).await?;
             done.push(rec.info.id);
         }
+        // The backends go first: nothing of this process may hold the mounts below.
+        self.backends
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        let dir = self.dir.backend();
+        let (cgroup, _) = host_names(&self.dir);
+        tokio::task::spawn_blocking(move || crate::teardown::shared_parts(&dir, &cgroup))
+            .await
+            .map_err(|e| SandboxError::StateDir {
+                path: self.dir.backend().display().to_string(),
+                source: std::io::Error::other(e),
+            })?
+            .map_err(|source| SandboxError::StateDir {
+                path: self.dir.backend().display().to_string(),
+                source,
+            })?;
         Ok(done)
     }
 
