@@ -57,6 +57,8 @@ pub enum SandboxError {
     BadName(String),
     #[error("--network {0:?}: use none, open or allow:HOST,...")]
     BadNetwork(String),
+    #[error("the sandbox refused: {message} ({code})")]
+    Refused { code: String, message: String },
     #[error("cp needs one side ID:PATH and the other a host file")]
     BadCopy,
     #[error("bad limits: {0}")]
@@ -98,6 +100,24 @@ pub enum SandboxError {
 }
 
 impl SandboxError {
+    /// What a failed daemon request of sandbox `id` means for the user: a daemon that does not
+    /// answer is a sandbox not running, a 4xx is the request's fault, `spawn_failed` a command
+    /// that cannot start.
+    pub fn from_daemon(id: &str, e: DaemonError) -> Self {
+        match e {
+            DaemonError::Connect(_) => Self::NotRunning(id.to_string()),
+            DaemonError::Refused { code, message, .. } if code == "spawn_failed" => {
+                Self::CannotStart(message)
+            }
+            DaemonError::Refused {
+                status,
+                code,
+                message,
+            } if (400..500).contains(&status) => Self::Refused { code, message },
+            other => Self::Daemon(other),
+        }
+    }
+
     /// The documented exit status for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
@@ -108,6 +128,7 @@ impl SandboxError {
             | Self::BadNetwork(_)
             | Self::BadLimits(_)
             | Self::BadCopy
+            | Self::Refused { .. }
             | Self::NetworkNeedsServer
             | Self::MissingInterpreter { .. }
             | Self::UnknownImage(_) => exit::BAD_INPUT,
@@ -131,6 +152,7 @@ impl SandboxError {
             Self::BadNetwork(_) => "bad_network",
             Self::BadLimits(_) => "bad_limits",
             Self::BadCopy => "bad_copy",
+            Self::Refused { .. } => "refused",
             Self::NetworkNeedsServer => "network_unavailable",
             Self::MissingInterpreter { .. } => "missing_interpreter",
             Self::UnknownImage(_) => "unknown_image",

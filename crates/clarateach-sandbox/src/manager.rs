@@ -23,7 +23,7 @@ use clarateach_isolation::{Backend, WorkspaceSpec};
 use rand::RngCore;
 use serde::Serialize;
 
-use crate::daemon::{Daemon, DaemonError};
+use crate::daemon::Daemon;
 use crate::db::Db;
 use crate::lock::StateLock;
 use crate::record::{BackendChoice, SandboxInfo, SandboxRecord, SandboxState, StoredAddr};
@@ -100,7 +100,8 @@ pub struct RunOutcome {
 pub struct Sandboxes {
     dir: StateDir,
     db: Db,
-    backends: Mutex<BTreeMap<&'static str, Arc<dyn Backend>>>,
+    /// Built backends by kind (and image dir for microVMs).
+    backends: Mutex<BTreeMap<String, Arc<dyn Backend>>>,
 }
 
 fn key(id: &str) -> SeatKey {
@@ -144,11 +145,16 @@ impl Sandboxes {
 
     /// The backend for `choice`, built on first use (building probes the host and reads the
     /// uids on disk, so only under the lock).
-    fn backend(&self, choice: BackendChoice) -> Result<Arc<dyn Backend>, SandboxError> {
-        let name = choice.kind().as_str();
-        let mut backends = self.backends.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(b) = backends.get(name) {
-            return Ok(b.clone());
+    async fn backend(&self, rec: &SandboxRecord) -> Result<Arc<dyn Backend>, SandboxError> {
+        let choice = rec.info.backend;
+        let name = match &rec.image_dir {
+            Some(dir) if choice == BackendChoice::Microvm => {
+                format!("microvm:{}", dir.display())
+            }
+            _ => choice.kind().as_str().to_string(),
+        };
+        if let Some(b) = self.cached_backend(&name) {
+            return Ok(b);
         }
         let data = self.dir.backend();
         let exe = std::env::current_exe().map_err(|source| SandboxError::StateDir {
@@ -168,9 +174,30 @@ impl Sandboxes {
         }
         let mut cfg = BackendConfig::new(&data, &exe);
         cfg.sandbox = Some(sandbox);
+        if let Some(dir) = &rec.image_dir {
+            cfg.microvm = Some(clarateach_isolation::microvm::MicrovmConfig::new(
+                &data, dir,
+            ));
+        }
         let backend = factory::build(choice.kind(), &cfg)?;
-        backends.insert(name, backend.clone());
+        if choice == BackendChoice::Microvm {
+            // A microVM backend knows its running guests (QEMU pids, forwarded ports) only
+            // after adopting them; the sandbox backend reads each seat's record on demand.
+            backend.adopt().await?;
+        }
+        self.backends
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name, backend.clone());
         Ok(backend)
+    }
+
+    fn cached_backend(&self, name: &str) -> Option<Arc<dyn Backend>> {
+        self.backends
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
     }
 
     /// Creates and starts a sandbox.
@@ -207,13 +234,18 @@ impl Sandboxes {
             },
             daemon_token: token.iter().map(|b| format!("{b:02x}")).collect(),
             daemon: None,
+            image_dir: (req.backend == BackendChoice::Microvm).then(|| {
+                std::env::var_os("CLARATEACH_IMAGE_DIR")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| self.dir.backend().join("images/default"))
+            }),
         };
         if !self.db.insert(&rec).await? {
             return Err(SandboxError::NameTaken(id));
         }
         if let Err(e) = self.launch(&mut rec).await {
             // Nothing of a failed create stays behind.
-            if let Ok(b) = self.backend(rec.info.backend) {
+            if let Ok(b) = self.backend(&rec).await {
                 let _ = b.destroy(&key(&id), true).await;
             }
             self.db.delete(&id).await?;
@@ -225,7 +257,7 @@ impl Sandboxes {
 
     /// Creates (idempotent) and starts the seat of `rec`, recording where its daemon listens.
     async fn launch(&self, rec: &mut SandboxRecord) -> Result<(), SandboxError> {
-        let backend = self.backend(rec.info.backend)?;
+        let backend = self.backend(rec).await?;
         let spec = WorkspaceSpec {
             key: key(&rec.info.id),
             limits: rec.info.limits.clone(),
@@ -271,7 +303,7 @@ impl Sandboxes {
     pub async fn stop(&self, id: &str) -> Result<SandboxInfo, SandboxError> {
         let _lock = self.lock().await?;
         let mut rec = self.record(id).await?;
-        let backend = self.backend(rec.info.backend)?;
+        let backend = self.backend(&rec).await?;
         if rec.info.persist {
             backend.stop(&key(id)).await?;
         } else {
@@ -322,9 +354,7 @@ impl Sandboxes {
 
     async fn clean_locked(&self, rec: &SandboxRecord) -> Result<(), SandboxError> {
         let id = &rec.info.id;
-        self.backend(rec.info.backend)?
-            .destroy(&key(id), true)
-            .await?;
+        self.backend(rec).await?.destroy(&key(id), true).await?;
         let dir = self.dir.sandbox(id);
         match std::fs::remove_dir_all(&dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -387,15 +417,10 @@ impl Sandboxes {
             env: opts.env,
             timeout_s: opts.timeout_s,
         };
-        let resp = daemon.run(&req).await.map_err(|e| match e {
-            DaemonError::Connect(_) => SandboxError::NotRunning(id.to_string()),
-            DaemonError::Refused {
-                ref code,
-                ref message,
-                ..
-            } if code == "spawn_failed" => SandboxError::CannotStart(message.clone()),
-            other => SandboxError::Daemon(other),
-        })?;
+        let resp = daemon
+            .run(&req)
+            .await
+            .map_err(|e| SandboxError::from_daemon(id, e))?;
         let out = self.dir.out(id);
         let (stdout_path, stderr_path) = (out.join("stdout.log"), out.join("stderr.log"));
         let write = |path: &PathBuf, data: &str| {

@@ -48,6 +48,9 @@ pub struct SandboxRecord {
     pub daemon_token: String,
     /// Where the daemon listens while running.
     pub daemon: Option<StoredAddr>,
+    /// The guest image dir of a microVM sandbox, fixed at create (`CLARATEACH_IMAGE_DIR`).
+    #[serde(default)]
+    pub image_dir: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for SandboxRecord {
@@ -56,6 +59,7 @@ impl std::fmt::Debug for SandboxRecord {
             .field("info", &self.info)
             .field("daemon_token", &"<redacted>")
             .field("daemon", &self.daemon)
+            .field("image_dir", &self.image_dir)
             .finish()
     }
 }

@@ -85,8 +85,8 @@ pub fn parse_network(s: &str) -> Result<NetworkPolicy, SandboxError> {
         }
     };
     // The core type checks host names and counts.
-    let json = serde_json::to_value(&policy).map_err(|_| bad())?;
-    serde_json::from_value(json).map_err(|_| bad())
+    policy.validate().map_err(|_| bad())?;
+    Ok(policy)
 }
 
 /// What `create` may set of the limits; the rest keep their defaults.
@@ -100,24 +100,21 @@ pub struct LimitArgs {
 
 /// Limits from the flags, checked by the core type's own rules.
 pub fn limits(args: &LimitArgs) -> Result<Limits, SandboxError> {
-    let mut obj = serde_json::Map::new();
+    let mut l = Limits::default().with_network(args.network.clone());
     if let Some(cpu) = args.cpu {
-        if !cpu.is_finite() || cpu <= 0.0 {
+        if !cpu.is_finite() || cpu <= 0.0 || cpu > 1000.0 {
             return Err(SandboxError::BadLimits(format!("--cpu {cpu}")));
         }
-        obj.insert("cpu_millis".into(), ((cpu * 1000.0).round() as u64).into());
+        l.cpu_millis = (cpu * 1000.0).round() as u32;
     }
     if let Some(m) = args.mem_mib {
-        obj.insert("memory_mb".into(), m.into());
+        l.memory_mb = m;
     }
     if let Some(d) = args.disk_mib {
-        obj.insert("disk_mb".into(), d.into());
+        l.disk_mb = d;
     }
-    let net = serde_json::to_value(&args.network)
-        .map_err(|_| SandboxError::BadLimits("--network".into()))?;
-    obj.insert("network".into(), net);
-    serde_json::from_value(serde_json::Value::Object(obj))
-        .map_err(|e| SandboxError::BadLimits(e.to_string()))
+    l.validate().map_err(SandboxError::BadLimits)?;
+    Ok(l)
 }
 
 /// A user-given name: what the backend accepts as a key, at most 40 characters, starting with a

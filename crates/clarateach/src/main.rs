@@ -70,8 +70,9 @@ fn main() -> ExitCode {
         restore_default_sigpipe();
     }
     if matches!(cli.command, Command::Sandbox(_)) && std::env::var_os("CLARATEACH_LOG").is_none() {
-        // A sandbox command's output is its result: the backends' progress logs stay quiet.
-        std::env::set_var("CLARATEACH_LOG", "warn");
+        // A sandbox command's output is its result and its errors are one line of its own:
+        // the backends' logs stay quiet unless asked for (`CLARATEACH_LOG=debug`).
+        std::env::set_var("CLARATEACH_LOG", "off");
     }
     logging::init(cli.log_format);
     // The workspace daemon runs in every seat: one thread keeps its idle memory small.

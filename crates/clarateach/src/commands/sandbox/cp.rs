@@ -30,14 +30,23 @@ pub async fn cp(sbx: &Sandboxes, a: CpArgs, out: &Out) -> Result<(), SandboxErro
                 source,
             })?;
             let bytes = data.len();
-            sbx.daemon(id).await?.write_file(path, data).await?;
+            sbx.daemon(id)
+                .await?
+                .write_file(path, data)
+                .await
+                .map_err(|e| SandboxError::from_daemon(id, e))?;
             out.message(
                 &format!("copied {} -> {id}:{path} ({bytes} bytes)", a.src),
                 serde_json::json!({ "id": id, "path": path, "bytes": bytes }),
             );
         }
         (Some((id, path)), None) => {
-            let data = sbx.daemon(id).await?.read_file(path).await?;
+            let data = sbx
+                .daemon(id)
+                .await?
+                .read_file(path)
+                .await
+                .map_err(|e| SandboxError::from_daemon(id, e))?;
             let target = PathBuf::from(&a.dst);
             std::fs::write(&target, &data).map_err(|source| SandboxError::Output {
                 path: a.dst.clone(),
