@@ -59,6 +59,8 @@ pub enum SandboxError {
     BadNetwork(String),
     #[error("the sandbox refused: {message} ({code})")]
     Refused { code: String, message: String },
+    #[error("the sandbox quota of {0} is used up: clean one first")]
+    QuotaExceeded(usize),
     #[error("cp needs one side ID:PATH and the other a host file")]
     BadCopy,
     #[error("bad limits: {0}")]
@@ -129,6 +131,7 @@ impl SandboxError {
             | Self::BadLimits(_)
             | Self::BadCopy
             | Self::Refused { .. }
+            | Self::QuotaExceeded(_)
             | Self::NetworkNeedsServer
             | Self::MissingInterpreter { .. }
             | Self::UnknownImage(_) => exit::BAD_INPUT,
@@ -153,6 +156,7 @@ impl SandboxError {
             Self::BadLimits(_) => "bad_limits",
             Self::BadCopy => "bad_copy",
             Self::Refused { .. } => "refused",
+            Self::QuotaExceeded(_) => "quota_exceeded",
             Self::NetworkNeedsServer => "network_unavailable",
             Self::MissingInterpreter { .. } => "missing_interpreter",
             Self::UnknownImage(_) => "unknown_image",

@@ -70,6 +70,9 @@ pub struct CreateRequest {
     pub backend: BackendChoice,
     /// Instructor id for sandboxes made through the HTTP API.
     pub owner: Option<String>,
+    /// At most this many sandboxes of `owner` (checked under the lock, so concurrent creates
+    /// cannot both take the last one).
+    pub quota: Option<usize>,
 }
 
 /// What `run` asks for.
@@ -213,6 +216,18 @@ impl Sandboxes {
         let limits = spec::limits(&req.limits)?;
         let runtime = spec::runtime_for(&req.language, &self.dir.backend())?;
         let _lock = self.lock().await?;
+        if let Some(quota) = req.quota {
+            let owned = self
+                .db
+                .list()
+                .await?
+                .iter()
+                .filter(|r| r.info.owner == req.owner)
+                .count();
+            if owned >= quota {
+                return Err(SandboxError::QuotaExceeded(quota));
+            }
+        }
         let id = req
             .name
             .clone()

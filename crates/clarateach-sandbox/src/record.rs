@@ -7,7 +7,7 @@ use clarateach_isolation::{DaemonAddr, DaemonEndpoint};
 use serde::{Deserialize, Serialize};
 
 /// Running or stopped; a cleaned sandbox has no record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SandboxState {
     Running,
@@ -24,7 +24,7 @@ impl SandboxState {
 }
 
 /// Which backend runs the sandbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BackendChoice {
     Sandbox,
@@ -98,7 +98,7 @@ impl From<&DaemonAddr> for StoredAddr {
 }
 
 /// A sandbox as `create`, `status` and `list` print it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SandboxInfo {
     pub id: String,
     /// `python`, `node`, `claude`, `base` or an image name.

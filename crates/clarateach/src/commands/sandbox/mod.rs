@@ -145,6 +145,7 @@ async fn dispatch(sbx: &Sandboxes, command: Command, out: &Out) -> Result<u8, Sa
                     BackendArg::Microvm => BackendChoice::Microvm,
                 },
                 owner: None,
+                quota: None,
             };
             out.info("sandbox created", &sbx.create(req).await?);
         }
