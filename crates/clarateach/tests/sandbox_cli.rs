@@ -487,3 +487,138 @@ fn microvm_backend_runs_one_command() {
         .collect();
     assert!(qemu_left.is_empty(), "{qemu_left:?}");
 }
+
+#[test]
+fn http_api_with_the_instructors_token_and_quota() {
+    if skip() {
+        return;
+    }
+    let state = State::new();
+    let data = tempfile::tempdir().expect("data dir");
+    // `up` inherits these: the same state dir as the CLI of this test, a quota of 2.
+    std::env::set_var("CLARATEACH_STATE_DIR", state.path());
+    std::env::set_var("CLARATEACH_SANDBOX_QUOTA", "2");
+    let port = support::free_port();
+    let (up, url, token) = support::start_up(data.path(), port);
+    let other = Command::new(BIN)
+        .args(["instructor", "add", "other", "--data-dir"])
+        .arg(data.path())
+        .output()
+        .expect("instructor add");
+    let other = text(&other.stdout).trim().to_string();
+
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        let api = |m: reqwest::Method, p: &str, tok: Option<&str>| {
+            let r = http.request(m, format!("{url}{p}"));
+            match tok {
+                Some(t) => r.bearer_auth(t),
+                None => r,
+            }
+        };
+        use reqwest::Method as M;
+        let r = api(M::POST, "/api/sandboxes", None)
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), 401);
+
+        let r = api(M::POST, "/api/sandboxes", Some(&token))
+            .json(&serde_json::json!({"name": "api-1", "mem_mib": 256}))
+            .send()
+            .await
+            .expect("create");
+        assert_eq!(r.status(), 201, "{:?}", r.text().await);
+        let info: serde_json::Value = r.json().await.expect("json");
+        assert_eq!(info["id"], "api-1");
+        assert_eq!(info["status"], "running");
+
+        let r = api(M::POST, "/api/sandboxes/api-1/run", Some(&token))
+            .json(&serde_json::json!({"command": "python3 hello.py; exit 4",
+                "files": {"hello.py": "print('Hello from VM!')"}}))
+            .send()
+            .await
+            .expect("run");
+        assert_eq!(r.status(), 200);
+        let run: serde_json::Value = r.json().await.expect("json");
+        assert_eq!(run["stdout"], "Hello from VM!\n");
+        assert_eq!(run["exit_code"], 4);
+
+        let r = api(M::PUT, "/api/sandboxes/api-1/files/dir/a.txt", Some(&token))
+            .body("file body")
+            .send()
+            .await
+            .expect("put");
+        assert_eq!(r.status(), 204, "{:?}", r.text().await);
+        let r = api(M::GET, "/api/sandboxes/api-1/files/dir/a.txt", Some(&token))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(r.text().await.expect("body"), "file body");
+
+        // Another instructor sees none of it.
+        for (m, p) in [
+            (M::GET, "/api/sandboxes/api-1"),
+            (M::DELETE, "/api/sandboxes/api-1"),
+        ] {
+            let r = api(m, p, Some(&other)).send().await.expect("other");
+            assert_eq!(r.status(), 404);
+        }
+        let r = api(M::POST, "/api/sandboxes/api-1/run", Some(&other))
+            .json(&serde_json::json!({"command": "true"}))
+            .send()
+            .await
+            .expect("other run");
+        assert_eq!(r.status(), 404);
+        let list: serde_json::Value = api(M::GET, "/api/sandboxes", Some(&other))
+            .send()
+            .await
+            .expect("list")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(list["sandboxes"].as_array().map(Vec::len), Some(0));
+
+        // Quota 2: the third is refused.
+        let r = api(M::POST, "/api/sandboxes", Some(&token))
+            .json(&serde_json::json!({"name": "api-2"}))
+            .send()
+            .await
+            .expect("2");
+        assert_eq!(r.status(), 201);
+        let r = api(M::POST, "/api/sandboxes", Some(&token))
+            .json(&serde_json::json!({"name": "api-3"}))
+            .send()
+            .await
+            .expect("3");
+        assert_eq!(r.status(), 429);
+        let body: serde_json::Value = r.json().await.expect("json");
+        assert_eq!(body["code"], "quota_exceeded");
+        let r = api(M::POST, "/api/sandboxes", Some(&token))
+            .json(&serde_json::json!({"mem_mib": 1}))
+            .send()
+            .await
+            .expect("bad");
+        assert!(r.status() == 422 || r.status() == 429, "{}", r.status());
+
+        // The CLI sees the same sandboxes.
+        assert_eq!(state.json(&["status", "api-1"])[0]["status"], "running");
+
+        for id in ["api-1", "api-2"] {
+            let r = api(M::DELETE, &format!("/api/sandboxes/{id}"), Some(&token))
+                .send()
+                .await
+                .expect("delete");
+            assert_eq!(r.status(), 204);
+        }
+        let r = api(M::GET, "/api/sandboxes/api-1", Some(&token))
+            .send()
+            .await
+            .expect("gone");
+        assert_eq!(r.status(), 404);
+    });
+    up.stop("TERM");
+    assert_eq!(leftovers(state.path(), "api-1"), Vec::<String>::new());
+}
