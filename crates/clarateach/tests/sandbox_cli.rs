@@ -619,6 +619,6 @@ fn http_api_with_the_instructors_token_and_quota() {
             .expect("gone");
         assert_eq!(r.status(), 404);
     });
-    up.stop("TERM");
+    up.stop("-TERM");
     assert_eq!(leftovers(state.path(), "api-1"), Vec::<String>::new());
 }
