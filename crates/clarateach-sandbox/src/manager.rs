@@ -467,3 +467,21 @@ impl Sandboxes {
         self.db.close().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_state_dir_gets_its_own_cgroup_and_a_uid_slice_apart_from_the_agents() {
+        let (cg_a, uids_a) = host_names(&StateDir::at("/var/lib/clarateach"));
+        let (cg_b, _) = host_names(&StateDir::at("/tmp/other"));
+        assert_ne!(cg_a, cg_b);
+        assert!(cg_a.starts_with("clarateach-sandbox/"));
+        // Stable across runs and builds: a later CLI finds the same names.
+        assert_eq!(host_names(&StateDir::at("/var/lib/clarateach")).0, cg_a);
+        assert!(uids_a.start >= UID_BASE && uids_a.end < UID_BASE + UID_SLICE * 64);
+        assert!(uids_a.start > UidRange::DEFAULT.end);
+        assert_eq!(uids_a.end - uids_a.start + 1, UID_SLICE);
+    }
+}
