@@ -12,7 +12,7 @@ use axum::routing::{any, get, post};
 use axum::Router;
 
 use crate::error::ApiError;
-use crate::handlers::{agents, health, join, seats, sessions, templates, workshops};
+use crate::handlers::{agents, health, join, sandboxes, seats, sessions, templates, workshops};
 use crate::state::AppState;
 use crate::{gateway, headers, metrics};
 
@@ -31,6 +31,19 @@ pub fn build(state: AppState, web: Option<Router>) -> Router {
         .route(
             "/api/workshops/{id}",
             get(workshops::get).delete(workshops::delete),
+        )
+        .route(
+            "/api/sandboxes",
+            get(sandboxes::list).post(sandboxes::create),
+        )
+        .route(
+            "/api/sandboxes/{id}",
+            get(sandboxes::get).delete(sandboxes::delete),
+        )
+        .route("/api/sandboxes/{id}/run", post(sandboxes::run))
+        .route(
+            "/api/sandboxes/{id}/files/{*path}",
+            get(sandboxes::read_file).put(sandboxes::write_file),
         )
         .route("/api/workshops/{id}/start", post(workshops::start))
         .route("/api/workshops/{id}/stop", post(workshops::stop))

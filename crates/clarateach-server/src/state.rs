@@ -38,6 +38,8 @@ struct Inner {
     activity: Mutex<HashMap<(String, u32), Instant>>,
     seat_resets: tokio::sync::broadcast::Sender<(String, u32)>,
     shutdown: watch::Receiver<bool>,
+    /// Standalone sandboxes (`/api/sandboxes`), opened on first use.
+    sandboxes: tokio::sync::OnceCell<Arc<clarateach_sandbox::Sandboxes>>,
 }
 
 /// Shared server state.
@@ -87,10 +89,15 @@ impl AppState {
                 activity: Mutex::new(HashMap::new()),
                 seat_resets: tokio::sync::broadcast::channel(256).0,
                 shutdown: p.shutdown,
+                sandboxes: tokio::sync::OnceCell::new(),
             }),
         }
     }
 
+    /// Standalone sandboxes of this host, opened by the first `/api/sandboxes` request.
+    pub fn sandboxes(&self) -> &tokio::sync::OnceCell<Arc<clarateach_sandbox::Sandboxes>> {
+        &self.inner.sandboxes
+    }
     pub fn config(&self) -> &ServerConfig {
         &self.inner.config
     }

@@ -16,6 +16,10 @@ pub fn init(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // A workspace daemon's stderr is a FIFO nobody may be reading (its agent restarting, a
+        // standalone sandbox's CLI gone): the failed write is dropped, never reported with an
+        // `eprintln!` that would panic on the same broken pipe and kill the request's task.
+        .log_internal_errors(false)
         .with_ansi(std::io::stderr().is_terminal());
     let _ = match format {
         LogFormat::Text => builder.try_init(),

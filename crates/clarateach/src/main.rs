@@ -53,6 +53,8 @@ enum Command {
     /// PID 1 inside a microVM guest.
     #[command(hide = true)]
     GuestInit(commands::guest_init::Args),
+    /// Standalone sandboxes: create, run code in, stop and clean isolated seats without a server.
+    Sandbox(commands::sandbox::Args),
     /// Benchmarks that print the figures recorded in BENCHMARKS.md.
     #[command(subcommand)]
     Bench(commands::bench::Command),
@@ -68,6 +70,11 @@ fn main() -> ExitCode {
         // Printing commands end quietly when their reader goes away (`... | head`), like any
         // Unix tool, instead of panicking on EPIPE. Servers keep Rust's SIGPIPE-ignored default.
         restore_default_sigpipe();
+    }
+    if matches!(cli.command, Command::Sandbox(_)) && std::env::var_os("CLARATEACH_LOG").is_none() {
+        // A sandbox command's output is its result and its errors are one line of its own:
+        // the backends' logs stay quiet unless asked for (`CLARATEACH_LOG=debug`).
+        std::env::set_var("CLARATEACH_LOG", "off");
     }
     logging::init(cli.log_format);
     // The workspace daemon runs in every seat: one thread keeps its idle memory small.
@@ -93,6 +100,7 @@ fn main() -> ExitCode {
             Command::Image(c) => commands::image::run(c).await,
             Command::Template(a) => commands::template::run(a).await,
             Command::Bench(c) => commands::bench::run(c).await,
+            Command::Sandbox(a) => commands::sandbox::run(a).await,
             Command::GuestInit(_) => unreachable!("handled before the runtime starts"),
         }
     }))
@@ -112,6 +120,10 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // `sandbox` said what there was to say; only its exit status is left.
+            if let Some(commands::sandbox::Exit(code)) = e.downcast_ref() {
+                return ExitCode::from(*code);
+            }
             eprintln!("error: {e}");
             for cause in e.chain().skip(1) {
                 eprintln!("  caused by: {cause}");

@@ -6,6 +6,7 @@ pub mod config_file;
 pub mod guest_init;
 pub mod image;
 pub mod instructor;
+pub mod sandbox;
 pub mod serve;
 pub mod template;
 pub mod up;
