@@ -61,16 +61,20 @@ pub enum SeatState {
     Failed,
     /// Destroyed after stop.
     Destroyed,
+    /// Frozen (cgroup freezer or QMP `stop`) by the instructor or the idle policy: memory,
+    /// processes and terminal sessions are kept; resume makes it `ready` again.
+    Paused,
 }
 
 impl SeatState {
-    pub const ALL: [SeatState; 6] = [
+    pub const ALL: [SeatState; 7] = [
         Self::Pending,
         Self::Creating,
         Self::Ready,
         Self::Lost,
         Self::Failed,
         Self::Destroyed,
+        Self::Paused,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -81,6 +85,7 @@ impl SeatState {
             Self::Lost => "lost",
             Self::Failed => "failed",
             Self::Destroyed => "destroyed",
+            Self::Paused => "paused",
         }
     }
 
