@@ -94,6 +94,30 @@ impl SeatState {
     }
 }
 
+/// Who paused a seat: the instructor (the learner waits until resumed) or the workshop's idle
+/// policy (the learner's next connection resumes it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PauseReason {
+    Instructor,
+    Idle,
+}
+
+impl PauseReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Instructor => "instructor",
+            Self::Idle => "idle",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Instructor, Self::Idle]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
+}
+
 /// What a seat may reach on the network. In every mode the host, its loopback, link-local and
 /// metadata addresses, private ranges and other seats stay unreachable; the policy only decides
 /// what of the public internet is.

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod records;
+mod schedule;
 mod sqlite;
 
 use async_trait::async_trait;
@@ -15,6 +16,7 @@ use chrono::{DateTime, Utc};
 use clarateach_core::{SeatState, WorkshopStatus};
 
 pub use records::{AgentTokenRecord, InstructorRecord, NewWorkshop, SeatRecord, WorkshopRecord};
+pub use schedule::{ScheduleStore, WorkshopSchedule};
 pub use sqlite::SqliteStore;
 
 /// Why a store operation failed.
@@ -186,6 +188,6 @@ pub trait SeatStore: Send + Sync {
 }
 
 /// Everything the control plane needs from its database.
-pub trait Store: AccountStore + WorkshopStore + SeatStore + ThrottleStore {}
+pub trait Store: AccountStore + WorkshopStore + SeatStore + ThrottleStore + ScheduleStore {}
 
-impl<T: AccountStore + WorkshopStore + SeatStore + ThrottleStore> Store for T {}
+impl<T: AccountStore + WorkshopStore + SeatStore + ThrottleStore + ScheduleStore> Store for T {}
