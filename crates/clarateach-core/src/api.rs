@@ -354,6 +354,30 @@ pub struct Workshop {
     pub seats_ready: u32,
     /// Seats taken by a learner.
     pub seats_joined: u32,
+    /// When the control plane starts the workshop by itself (`POST .../start {"at"}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_at: Option<DateTime<Utc>>,
+    /// Idle policy: ready seats are paused after this many minutes without learner input or
+    /// connection (`PUT .../idle-policy`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_pause_minutes: Option<u32>,
+}
+
+/// `POST /api/workshops/{id}/start` (optional body): `at` in the future schedules the start,
+/// in the past (or absent) starts now.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartWorkshopRequest {
+    #[serde(default)]
+    pub at: Option<DateTime<Utc>>,
+}
+
+/// `PUT /api/workshops/{id}/idle-policy`: pause ready seats after this many minutes (1-1440)
+/// without learner input or connection; `null` turns the policy off.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IdlePolicyRequest {
+    pub pause_after_minutes: Option<u32>,
 }
 
 /// `POST /api/workshops`

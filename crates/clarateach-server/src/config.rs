@@ -57,6 +57,8 @@ pub struct ServerConfig {
     /// Serve HTTPS and WSS on the listener with this config (`serve --tls-cert/--tls-key`);
     /// `None` serves plain HTTP, which `serve` allows quietly only on loopback.
     pub tls: Option<std::sync::Arc<clarateach_tls::ServerConfig>>,
+    /// How often the control plane looks for scheduled starts and idle seats.
+    pub schedule_tick: Duration,
 }
 
 impl ServerConfig {
@@ -89,6 +91,7 @@ impl ServerConfig {
             metrics_token: None,
             web: None,
             tls: None,
+            schedule_tick: Duration::from_secs(5),
         }
     }
 }

@@ -36,6 +36,7 @@ struct Inner {
     tickets: Tickets,
     join_codes: JoinCodes,
     activity: Mutex<HashMap<(String, u32), Instant>>,
+    connections: crate::pause::Connections,
     seat_resets: tokio::sync::broadcast::Sender<(String, u32)>,
     shutdown: watch::Receiver<bool>,
 }
@@ -85,10 +86,16 @@ impl AppState {
                 tickets: Tickets::default(),
                 join_codes: JoinCodes::default(),
                 activity: Mutex::new(HashMap::new()),
+                connections: Default::default(),
                 seat_resets: tokio::sync::broadcast::channel(256).0,
                 shutdown: p.shutdown,
             }),
         }
+    }
+
+    /// Open learner connections per seat, for the idle policy.
+    pub fn connections(&self) -> &crate::pause::Connections {
+        &self.inner.connections
     }
 
     pub fn config(&self) -> &ServerConfig {

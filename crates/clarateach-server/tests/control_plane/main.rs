@@ -11,6 +11,7 @@ mod hostile_daemon;
 mod join;
 mod lifecycle;
 mod limits;
+mod pause;
 mod security;
 mod sessions;
 mod throttling;
