@@ -93,6 +93,20 @@ pub async fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn step(w: &Workshop) -> Step {
+    match w.status {
+        WorkshopStatus::Running => Step::Done,
+        WorkshopStatus::Created | WorkshopStatus::Provisioning => Step::Continue,
+        WorkshopStatus::Failed => Step::Fail(format!(
+            "workshop {} failed to start ({} of {} seats ready); see `clarateach workshop info {}`",
+            w.id, w.seats_ready, w.seats, w.id
+        )),
+        WorkshopStatus::Stopping | WorkshopStatus::Stopped => {
+            Step::Fail(format!("workshop {} was stopped while starting", w.id))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,19 +120,5 @@ mod tests {
         assert_eq!(local.date_naive(), Local::now().date_naive());
         assert!(parse_at("25:00").is_err());
         assert!(parse_at("tomorrow").is_err());
-    }
-}
-
-fn step(w: &Workshop) -> Step {
-    match w.status {
-        WorkshopStatus::Running => Step::Done,
-        WorkshopStatus::Created | WorkshopStatus::Provisioning => Step::Continue,
-        WorkshopStatus::Failed => Step::Fail(format!(
-            "workshop {} failed to start ({} of {} seats ready); see `clarateach workshop info {}`",
-            w.id, w.seats_ready, w.seats, w.id
-        )),
-        WorkshopStatus::Stopping | WorkshopStatus::Stopped => {
-            Step::Fail(format!("workshop {} was stopped while starting", w.id))
-        }
     }
 }
