@@ -1,7 +1,7 @@
 // Shapes of the control-plane API, mirroring crates/clarateach-core/src/api.rs.
 
 export type WorkshopStatus = 'created' | 'provisioning' | 'running' | 'stopping' | 'stopped' | 'failed';
-export type SeatState = 'pending' | 'creating' | 'ready' | 'lost' | 'failed' | 'destroyed';
+export type SeatState = 'pending' | 'creating' | 'ready' | 'lost' | 'failed' | 'destroyed' | 'paused';
 
 export interface Limits {
   memory_mb: number;
