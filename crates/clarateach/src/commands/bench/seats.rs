@@ -209,6 +209,32 @@ async fn throughput<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// The same output through a PTY on the host (`script`), read by this process.
+/// Pause then resume every seat through the API (cgroup freezer behind it); each call returns
+/// once the agent reported every seat changed.
+async fn pause_resume(admin: &Client, id: &str, seats: u32) -> anyhow::Result<()> {
+    use clarateach_core::SeatState;
+    let t = Instant::now();
+    let paused = admin.pause(id, None, true).await?;
+    let pause_took = t.elapsed();
+    anyhow::ensure!(
+        paused.iter().all(|s| s.state == SeatState::Paused),
+        "not every seat paused"
+    );
+    let t = Instant::now();
+    let resumed = admin.pause(id, None, false).await?;
+    let resume_took = t.elapsed();
+    anyhow::ensure!(
+        resumed.iter().all(|s| s.state == SeatState::Ready),
+        "not every seat resumed"
+    );
+    println!(
+        "pause {seats} seats: {}, resume {seats} seats: {} (API call until every seat reported)",
+        ms(pause_took),
+        ms(resume_took)
+    );
+    Ok(())
+}
+
 async fn host_pty_throughput(mib: u64) -> anyhow::Result<f64> {
     let start = Instant::now();
     let out = tokio::process::Command::new("script")
@@ -308,6 +334,8 @@ async fn measure(args: &Args, stack: &Stack, dir: &Path, mem_before: u64) -> any
         args.seats,
         ms(t.elapsed())
     );
+
+    pause_resume(&admin, &ws.id, args.seats).await?;
 
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (pss, procs) = pss_kib_of(dir);
