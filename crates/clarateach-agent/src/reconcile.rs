@@ -24,6 +24,10 @@ pub(crate) enum Outcome {
     Ready(DaemonEndpoint),
     Failed(String),
     Destroyed,
+    /// The workspace is frozen.
+    Paused,
+    /// Freezing or thawing failed; the workspace stays as it was.
+    PauseFailed(String),
 }
 
 enum Desired {
@@ -42,10 +46,17 @@ enum Phase {
     Ready(DaemonEndpoint),
     Failed(String),
     Destroying,
+    /// Frozen; the endpoint comes back into the route table on resume.
+    Paused(DaemonEndpoint),
+    /// A freeze (true) or thaw (false) is under way.
+    Freezing(DaemonEndpoint, bool),
 }
 
 struct Seat {
     desired: Desired,
+    /// Whether the control plane wants the workspace frozen. Survives reconnects (the agent
+    /// reports `paused` on registration); an agent restart thaws adopted workspaces.
+    paused: bool,
     phase: Phase,
     /// Set when an operation failed; cleared by the next command about this seat, so a broken
     /// workspace is not retried in a tight loop.
@@ -58,6 +69,7 @@ impl Seat {
     fn new(phase: Phase) -> Self {
         Self {
             desired: Desired::Undecided,
+            paused: false,
             phase,
             blocked: false,
             ready_waiters: vec![],
@@ -66,7 +78,10 @@ impl Seat {
     }
 
     fn busy(&self) -> bool {
-        matches!(self.phase, Phase::Creating | Phase::Destroying)
+        matches!(
+            self.phase,
+            Phase::Creating | Phase::Destroying | Phase::Freezing(..)
+        )
     }
 
     fn view(&self, key: &SeatKey) -> SeatView {
@@ -77,6 +92,9 @@ impl Seat {
             Phase::Ready(_) => ("ready", None),
             Phase::Failed(e) => ("failed", Some(e.clone())),
             Phase::Destroying => ("destroying", None),
+            Phase::Paused(_) => ("paused", None),
+            Phase::Freezing(_, true) => ("pausing", None),
+            Phase::Freezing(_, false) => ("resuming", None),
         };
         SeatView {
             workshop_id: key.workshop_id.clone(),
@@ -92,7 +110,8 @@ impl Seat {
             Phase::Missing | Phase::Destroying => return None,
             Phase::Stopped => (SeatState::Pending, None),
             Phase::Creating => (SeatState::Creating, None),
-            Phase::Ready(_) => (SeatState::Ready, None),
+            Phase::Ready(_) | Phase::Freezing(_, true) => (SeatState::Ready, None),
+            Phase::Paused(_) | Phase::Freezing(_, false) => (SeatState::Paused, None),
             Phase::Failed(e) => (SeatState::Failed, Some(e.clone())),
         };
         Some(SeatReport {
@@ -235,6 +254,26 @@ impl Reconciler {
         }
     }
 
+    /// Records whether the seat should be frozen; a seat already as asked is reported again, so
+    /// the control plane's view converges even after a lost report.
+    fn set_paused(&mut self, key: SeatKey, paused: bool) {
+        let Some(seat) = self.seats.get_mut(&key) else {
+            tracing::info!(workshop.id = %key.workshop_id, seat = key.seat, paused, "pause for an unknown seat ignored");
+            return;
+        };
+        seat.paused = paused;
+        seat.blocked = false;
+        let settled = match &seat.phase {
+            Phase::Paused(_) if paused => Some(SeatState::Paused),
+            Phase::Ready(_) if !paused => Some(SeatState::Ready),
+            _ => None,
+        };
+        if let Some(state) = settled {
+            self.report(&key, state, None);
+        }
+        self.drive(&key);
+    }
+
     fn want(&mut self, spec: SeatSpec) -> &mut Seat {
         let seat = self
             .seats
@@ -267,7 +306,10 @@ impl Reconciler {
             ControlMessage::CreateSeat(spec) => {
                 let key = spec.key();
                 let seat = self.want(spec);
-                if let Some(report) = seat.report(&key).filter(|r| r.state == SeatState::Ready) {
+                if let Some(report) = seat
+                    .report(&key)
+                    .filter(|r| matches!(r.state, SeatState::Ready | SeatState::Paused))
+                {
                     self.send(AgentMessage::SeatStatus(report));
                 }
                 self.drive(&key);
@@ -288,6 +330,12 @@ impl Reconciler {
                     self.report(&key, SeatState::Destroyed, None);
                 }
                 self.drive(&key);
+            }
+            ControlMessage::PauseSeat { workshop_id, seat } => {
+                self.set_paused(SeatKey { workshop_id, seat }, true)
+            }
+            ControlMessage::ResumeSeat { workshop_id, seat } => {
+                self.set_paused(SeatKey { workshop_id, seat }, false)
             }
         }
     }

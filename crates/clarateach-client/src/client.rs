@@ -254,6 +254,38 @@ impl Client {
         .await
     }
 
+    /// `POST /api/workshops/{id}/start {"at"}`: schedules the start (a time in the past starts
+    /// at once).
+    pub async fn start_workshop_at(
+        &self,
+        id: &str,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Workshop, ClientError> {
+        let body = clarateach_core::StartWorkshopRequest { at: Some(at) };
+        let r: WorkshopResponse = self
+            .call(Method::POST, &["workshops", id, "start"], Some(&body))
+            .await?;
+        Ok(r.workshop)
+    }
+
+    /// `POST /api/workshops/{id}[/seats/{seat}]/pause` (or `resume` when `!paused`): the
+    /// workshop's seats once the agents froze or thawed them.
+    pub async fn pause(
+        &self,
+        id: &str,
+        seat: Option<u32>,
+        paused: bool,
+    ) -> Result<Vec<Seat>, ClientError> {
+        let verb = if paused { "pause" } else { "resume" };
+        let seat = seat.map(|s| s.to_string());
+        let segments: Vec<&str> = match &seat {
+            Some(s) => vec!["workshops", id, "seats", s, verb],
+            None => vec!["workshops", id, verb],
+        };
+        let r: ListSeatsResponse = self.call(Method::POST, &segments, None::<&()>).await?;
+        Ok(r.seats)
+    }
+
     /// `POST /api/session/ticket`: a one-time ticket for one WebSocket (`?ticket=`), for
     /// callers that cannot send an Authorization header on the upgrade.
     pub async fn session_ticket(&self, req: &TicketRequest) -> Result<TicketResponse, ClientError> {

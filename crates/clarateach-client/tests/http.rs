@@ -26,6 +26,8 @@ fn workshop(id: &str, status: WorkshopStatus) -> Workshop {
         has_api_key: false,
         seats_ready: 0,
         seats_joined: 0,
+        start_at: None,
+        idle_pause_minutes: None,
     }
 }
 

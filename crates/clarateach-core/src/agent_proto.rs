@@ -131,6 +131,17 @@ pub enum ControlMessage {
         seat: u32,
         delete_volume: bool,
     },
+    /// Freeze the running workspace (processes, memory and terminal sessions kept); the agent
+    /// answers with a `paused` seat status.
+    PauseSeat {
+        workshop_id: String,
+        seat: u32,
+    },
+    /// Thaw a paused workspace; the agent answers with a `ready` seat status.
+    ResumeSeat {
+        workshop_id: String,
+        seat: u32,
+    },
 }
 
 #[cfg(test)]

@@ -61,16 +61,20 @@ pub enum SeatState {
     Failed,
     /// Destroyed after stop.
     Destroyed,
+    /// Frozen (cgroup freezer or QMP `stop`) by the instructor or the idle policy: memory,
+    /// processes and terminal sessions are kept; resume makes it `ready` again.
+    Paused,
 }
 
 impl SeatState {
-    pub const ALL: [SeatState; 6] = [
+    pub const ALL: [SeatState; 7] = [
         Self::Pending,
         Self::Creating,
         Self::Ready,
         Self::Lost,
         Self::Failed,
         Self::Destroyed,
+        Self::Paused,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -81,11 +85,36 @@ impl SeatState {
             Self::Lost => "lost",
             Self::Failed => "failed",
             Self::Destroyed => "destroyed",
+            Self::Paused => "paused",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// Who paused a seat: the instructor (the learner waits until resumed) or the workshop's idle
+/// policy (the learner's next connection resumes it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PauseReason {
+    Instructor,
+    Idle,
+}
+
+impl PauseReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Instructor => "instructor",
+            Self::Idle => "idle",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Instructor, Self::Idle]
+            .into_iter()
+            .find(|v| v.as_str() == s)
     }
 }
 
@@ -325,6 +354,30 @@ pub struct Workshop {
     pub seats_ready: u32,
     /// Seats taken by a learner.
     pub seats_joined: u32,
+    /// When the control plane starts the workshop by itself (`POST .../start {"at"}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_at: Option<DateTime<Utc>>,
+    /// Idle policy: ready seats are paused after this many minutes without learner input or
+    /// connection (`PUT .../idle-policy`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_pause_minutes: Option<u32>,
+}
+
+/// `POST /api/workshops/{id}/start` (optional body): `at` in the future schedules the start,
+/// in the past (or absent) starts now.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartWorkshopRequest {
+    #[serde(default)]
+    pub at: Option<DateTime<Utc>>,
+}
+
+/// `PUT /api/workshops/{id}/idle-policy`: pause ready seats after this many minutes (1-1440)
+/// without learner input or connection; `null` turns the policy off.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IdlePolicyRequest {
+    pub pause_after_minutes: Option<u32>,
 }
 
 /// `POST /api/workshops`

@@ -118,6 +118,8 @@ pub enum BackendError {
     SeatStore(#[source] sandbox::SeatStoreError),
     #[error("starting the microVM {0:?} failed")]
     Launch(SeatKey, #[source] microvm::LaunchError),
+    #[error("freezing or thawing the workspace {0:?} failed")]
+    Freeze(SeatKey, #[source] cgroups::CgroupError),
     #[error("io error during {action}")]
     Io {
         action: &'static str,
@@ -176,5 +178,22 @@ pub trait Backend: Send + Sync + 'static {
     /// a dedicated seat uid (the reader then relies on walking by file descriptor alone).
     fn volume_owner(&self, _key: &SeatKey) -> Option<(u32, u32)> {
         None
+    }
+
+    /// Freezes every process of a running workspace (cgroup freezer, QMP `stop`): nothing runs,
+    /// memory and open sessions are kept. Idempotent.
+    async fn pause(&self, key: &SeatKey) -> Result<(), BackendError> {
+        Err(BackendError::Unsupported(
+            key.clone(),
+            "this backend cannot pause",
+        ))
+    }
+
+    /// Thaws a paused workspace. Idempotent; resuming a running one succeeds.
+    async fn resume(&self, key: &SeatKey) -> Result<(), BackendError> {
+        Err(BackendError::Unsupported(
+            key.clone(),
+            "this backend cannot pause",
+        ))
     }
 }

@@ -1,6 +1,6 @@
 //! The QEMU microvm backend for real, under TCG where KVM does not work (CI): build (or reuse)
 //! the guest image, start one seat, the daemon answers, `uname -r` shows the guest kernel, a
-//! guest cannot reach the host without egress, a file in /workspace survives destroy +
+//! guest cannot reach the host without egress, pause (QMP stop) and resume keep its processes, a file in /workspace survives destroy +
 //! recreate, export reads the volume, and a stop leaves no
 //! qemu process. Skips with a printed reason when qemu or debootstrap is missing.
 
@@ -105,6 +105,34 @@ async fn qemu_seat_lifecycle_keeps_the_volume() {
     let (reach, _) = run(addr, &ep.token, &probe).await;
     assert!(reach.contains("BLOCKED"), "guest reached the host: {reach}");
     drop(host);
+    // Pause over a break (QMP stop): the guest does not answer; resume (QMP cont) and the same
+    // guest goes on (same boot, same daemon).
+    let (boot_before, code) = run(addr, &ep.token, "cat /proc/sys/kernel/random/boot_id").await;
+    assert_eq!(code, 0);
+    let t = Instant::now();
+    Backend::pause(&backend, &key).await.expect("pause");
+    eprintln!("microVM pause (QMP stop) took {:?}", t.elapsed());
+    let answered = tokio::time::timeout(
+        std::time::Duration::from_millis(800),
+        clarateach_isolation::microvm::health(addr),
+    )
+    .await;
+    assert!(
+        !matches!(answered, Ok(true)),
+        "a paused guest answered /health"
+    );
+    let t = Instant::now();
+    Backend::resume(&backend, &key).await.expect("resume");
+    eprintln!("microVM resume (QMP cont) took {:?}", t.elapsed());
+    assert!(
+        clarateach_isolation::microvm::health(addr).await,
+        "daemon /health after resume"
+    );
+    let (boot_after, _) = run(addr, &ep.token, "cat /proc/sys/kernel/random/boot_id").await;
+    assert_eq!(
+        boot_after, boot_before,
+        "the guest was restarted, not resumed"
+    );
     let (who, _) = run(addr, &ep.token, "id -un; echo $WORKSHOP_GREETING").await;
     assert_eq!(
         who.split_whitespace().collect::<Vec<_>>(),

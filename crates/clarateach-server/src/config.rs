@@ -60,6 +60,8 @@ pub struct ServerConfig {
     /// Serve HTTPS and WSS on the listener with this config (`serve --tls-cert/--tls-key`);
     /// `None` serves plain HTTP, which `serve` allows quietly only on loopback.
     pub tls: Option<std::sync::Arc<clarateach_tls::ServerConfig>>,
+    /// How often the control plane looks for scheduled starts and idle seats.
+    pub schedule_tick: Duration,
 }
 
 impl ServerConfig {
@@ -93,6 +95,7 @@ impl ServerConfig {
             metrics_token: None,
             web: None,
             tls: None,
+            schedule_tick: Duration::from_secs(5),
         }
     }
 }

@@ -29,7 +29,9 @@ pub mod lifecycle;
 mod listen;
 pub mod metrics;
 pub mod openapi;
+pub mod pause;
 mod router;
+pub mod schedule;
 pub mod scheduler;
 pub mod secrets;
 mod state;
@@ -199,6 +201,7 @@ impl Server {
             max_connections: config.max_connections,
         };
         let signal = self.shutdown.clone();
+        tokio::spawn(schedule::run(self.state.clone(), self.shutdown.subscribe()));
         let tls = self.state.config().tls.clone();
         let result = listen::serve(listener, app, limits, tls, async move {
             shutdown.await;

@@ -30,7 +30,22 @@ pub fn to_api(w: WorkshopRecord, base: &str) -> Workshop {
         limits: w.limits,
         seats_ready: w.seats_ready,
         seats_joined: w.seats_joined,
+        start_at: None,
+        idle_pause_minutes: None,
     }
+}
+
+/// [`to_api`] with the schedule fields (scheduled start, idle policy) from the store.
+pub async fn to_api_scheduled(
+    state: &AppState,
+    w: WorkshopRecord,
+    base: &str,
+) -> Result<Workshop, ApiError> {
+    let schedule = state.store().schedule(&w.id).await?;
+    let mut out = to_api(w, base);
+    out.start_at = schedule.start_at;
+    out.idle_pause_minutes = schedule.idle_pause_minutes;
+    Ok(out)
 }
 
 /// What each seat's workspace should look like; the decrypted api key goes into its env only,
@@ -179,7 +194,12 @@ async fn finish_stop(state: AppState, id: String) {
             Ok(seats) => {
                 left = seats
                     .iter()
-                    .filter(|s| matches!(s.state, SeatState::Creating | SeatState::Ready))
+                    .filter(|s| {
+                        matches!(
+                            s.state,
+                            SeatState::Creating | SeatState::Ready | SeatState::Paused
+                        )
+                    })
                     .map(|s| s.seat)
                     .collect();
                 if left.is_empty() {
@@ -252,6 +272,9 @@ pub async fn on_seat_report(
         .await?
     {
         return Ok(());
+    }
+    if r.state == SeatState::Ready {
+        crate::pause::on_ready(state, &r.workshop_id, r.seat).await;
     }
     match r.state {
         SeatState::Ready if store.promote_if_all_ready(&r.workshop_id).await? => {

@@ -12,7 +12,9 @@ use axum::routing::{any, get, post};
 use axum::Router;
 
 use crate::error::ApiError;
-use crate::handlers::{agents, health, join, sandboxes, seats, sessions, templates, workshops};
+use crate::handlers::{
+    agents, health, join, pause, sandboxes, seats, sessions, templates, workshops,
+};
 use crate::state::AppState;
 use crate::{gateway, headers, metrics};
 
@@ -49,6 +51,20 @@ pub fn build(state: AppState, web: Option<Router>) -> Router {
         .route("/api/workshops/{id}/stop", post(workshops::stop))
         .route("/api/workshops/{id}/seats", get(seats::list))
         .route("/api/workshops/{id}/seats/{seat}/reset", post(seats::reset))
+        .route("/api/workshops/{id}/pause", post(pause::pause_workshop))
+        .route("/api/workshops/{id}/resume", post(pause::resume_workshop))
+        .route(
+            "/api/workshops/{id}/seats/{seat}/pause",
+            post(pause::pause_seat),
+        )
+        .route(
+            "/api/workshops/{id}/seats/{seat}/resume",
+            post(pause::resume_seat),
+        )
+        .route(
+            "/api/workshops/{id}/idle-policy",
+            axum::routing::put(pause::idle_policy),
+        )
         .route(
             "/api/instructor/sessions",
             post(sessions::create).delete(sessions::revoke),

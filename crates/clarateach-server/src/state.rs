@@ -36,6 +36,7 @@ struct Inner {
     tickets: Tickets,
     join_codes: JoinCodes,
     activity: Mutex<HashMap<(String, u32), Instant>>,
+    connections: crate::pause::Connections,
     seat_resets: tokio::sync::broadcast::Sender<(String, u32)>,
     shutdown: watch::Receiver<bool>,
     /// Standalone sandboxes (`/api/sandboxes`), opened on first use.
@@ -87,6 +88,7 @@ impl AppState {
                 tickets: Tickets::default(),
                 join_codes: JoinCodes::default(),
                 activity: Mutex::new(HashMap::new()),
+                connections: Default::default(),
                 seat_resets: tokio::sync::broadcast::channel(256).0,
                 shutdown: p.shutdown,
                 sandboxes: tokio::sync::OnceCell::new(),
@@ -98,6 +100,11 @@ impl AppState {
     pub fn sandboxes(&self) -> &tokio::sync::OnceCell<Arc<clarateach_sandbox::Sandboxes>> {
         &self.inner.sandboxes
     }
+    /// Open learner connections per seat, for the idle policy.
+    pub fn connections(&self) -> &crate::pause::Connections {
+        &self.inner.connections
+    }
+
     pub fn config(&self) -> &ServerConfig {
         &self.inner.config
     }

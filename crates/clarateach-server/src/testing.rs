@@ -190,6 +190,12 @@ async fn run<S>(
                         hosted = hosted.saturating_sub(1);
                         vec![report(workshop_id, seat, SeatState::Destroyed)]
                     }
+                    ControlMessage::PauseSeat { workshop_id, seat } => {
+                        vec![report(workshop_id, seat, SeatState::Paused)]
+                    }
+                    ControlMessage::ResumeSeat { workshop_id, seat } => {
+                        vec![report(workshop_id, seat, SeatState::Ready)]
+                    }
                 };
                 for r in replies {
                     if sink.send(text(&r)).await.is_err() {

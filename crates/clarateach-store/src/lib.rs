@@ -13,6 +13,7 @@
 mod conformance;
 mod postgres;
 mod records;
+mod schedule;
 mod sqlite;
 mod templates;
 #[doc(hidden)]
@@ -24,6 +25,7 @@ use clarateach_core::{SeatState, WorkshopStatus};
 
 pub use postgres::{redact as redact_database_url, PgStore};
 pub use records::{AgentTokenRecord, InstructorRecord, NewWorkshop, SeatRecord, WorkshopRecord};
+pub use schedule::{ScheduleStore, WorkshopSchedule};
 pub use sqlite::SqliteStore;
 pub use templates::{TemplateRecord, WorkshopStarter};
 
@@ -196,9 +198,15 @@ pub trait SeatStore: Send + Sync {
 }
 
 /// Everything the control plane needs from its database.
-pub trait Store: AccountStore + WorkshopStore + SeatStore + ThrottleStore + TemplateStore {}
+pub trait Store:
+    AccountStore + WorkshopStore + SeatStore + ThrottleStore + TemplateStore + ScheduleStore
+{
+}
 
-impl<T: AccountStore + WorkshopStore + SeatStore + ThrottleStore + TemplateStore> Store for T {}
+impl<T> Store for T where
+    T: AccountStore + WorkshopStore + SeatStore + ThrottleStore + TemplateStore + ScheduleStore
+{
+}
 
 /// Workshop templates (per instructor) and the starter a workshop copied from one.
 #[async_trait]

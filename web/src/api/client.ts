@@ -143,6 +143,12 @@ export const api = {
     json<{ workshop: Workshop }>(`/api/workshops/${encodeURIComponent(id)}`, { token, signal }).then((r) => r.workshop),
   startWorkshop: (token: string, id: string) =>
     json<{ workshop: Workshop }>(`/api/workshops/${encodeURIComponent(id)}/start`, { method: 'POST', token }),
+  /** Pauses (or resumes) every seat, or one: processes, memory and terminals are kept. */
+  pauseSeats: (token: string, id: string, paused: boolean, seat?: number) =>
+    json<{ seats: Seat[] }>(
+      `/api/workshops/${encodeURIComponent(id)}${seat === undefined ? '' : `/seats/${seat}`}/${paused ? 'pause' : 'resume'}`,
+      { method: 'POST', token },
+    ).then((r) => r.seats),
   stopWorkshop: (token: string, id: string) =>
     json<unknown>(`/api/workshops/${encodeURIComponent(id)}/stop`, { method: 'POST', token }),
   deleteWorkshop: (token: string, id: string) =>
@@ -178,6 +184,8 @@ export function describeError(err: unknown, context: 'join' | 'rejoin' | 'genera
       return err.retryAfter !== null
         ? `Too many attempts. Try again in ${err.retryAfter} second${err.retryAfter === 1 ? '' : 's'}.`
         : 'Too many attempts. Wait a moment and try again.';
+    case 'seat_paused':
+      return 'Your instructor paused this seat for a break. Everything is kept; it goes on where it was when they resume it.';
     case 'no_capacity':
       return 'No workspace capacity is available right now. Try again in a minute.';
     case 'unauthorized':

@@ -75,6 +75,11 @@ export function WorkshopDetail({ token, id, signOut }: { token: string; id: stri
     }
   }
 
+  async function pauseAll(paused: boolean) {
+    const after = await api.pauseSeats(token, id, paused);
+    setSeats((prev) => mergeSeats(prev, after));
+  }
+
   const running = workshop?.status === 'running' || workshop?.status === 'provisioning';
   return (
     <div>
@@ -108,6 +113,22 @@ export function WorkshopDetail({ token, id, signOut }: { token: string; id: stri
           {workshop && !running && workshop.status !== 'stopping' && (
             <button type="button" className="btn primary" disabled={busy} onClick={() => void act(() => api.startWorkshop(token, id))}>
               Start
+            </button>
+          )}
+          {running && seats.some((s) => s.state === 'ready') && (
+            <button
+              type="button"
+              className="btn"
+              disabled={busy}
+              title="Freeze every seat over a break: processes, memory and terminals are kept"
+              onClick={() => void act(() => pauseAll(true))}
+            >
+              Pause all
+            </button>
+          )}
+          {running && seats.some((s) => s.state === 'paused') && (
+            <button type="button" className="btn" disabled={busy} onClick={() => void act(() => pauseAll(false))}>
+              Resume all
             </button>
           )}
           {running && (
@@ -167,7 +188,7 @@ export function WorkshopDetail({ token, id, signOut }: { token: string; id: stri
 }
 
 const SEAT_TONE: Record<Seat['state'], string> = {
-  pending: '', creating: 'warn', ready: 'ok', lost: 'danger', failed: 'danger', destroyed: '',
+  pending: '', creating: 'warn', ready: 'ok', lost: 'danger', failed: 'danger', destroyed: '', paused: 'warn',
 };
 
 const SeatCard = memo(function SeatCard({ seat, now, selected, onSelect }: { seat: Seat; now: number; selected: boolean; onSelect: (n: number) => void }) {
@@ -250,6 +271,16 @@ function ShadowTerminal({ token, workshop, seat, seatNo, onClose }: { token: str
         {seat?.joined && (
           <button type="button" className="btn small" data-testid="reset-seat" disabled={resetting} onClick={() => setConfirmReset(true)}>
             Reset learner
+          </button>
+        )}
+        {(seat?.state === 'ready' || seat?.state === 'paused') && (
+          <button
+            type="button"
+            className="btn small"
+            data-testid="pause-seat"
+            onClick={() => void api.pauseSeats(token, workshop.id, seat.state === 'ready', seatNo).catch(() => undefined)}
+          >
+            {seat.state === 'ready' ? 'Pause seat' : 'Resume seat'}
           </button>
         )}
         <button type="button" className="btn ghost small" onClick={onClose} aria-label="Close terminal">

@@ -24,7 +24,17 @@ impl Reconciler {
             return;
         }
         match (&seat.desired, &seat.phase) {
-            (Desired::Undecided, _) | (Desired::Present(_), Phase::Ready(_)) => {}
+            (Desired::Present(_), Phase::Ready(ep)) if seat.paused => {
+                let ep = ep.clone();
+                self.launch_freeze(key.clone(), ep, true);
+            }
+            (Desired::Present(_), Phase::Paused(ep)) if !seat.paused => {
+                let ep = ep.clone();
+                self.launch_freeze(key.clone(), ep, false);
+            }
+            (Desired::Undecided, _)
+            | (Desired::Present(_), Phase::Ready(_))
+            | (Desired::Present(_), Phase::Paused(_)) => {}
             (Desired::Present(spec), _) => {
                 let spec = (**spec).clone();
                 self.launch_ensure(spec);
@@ -86,6 +96,27 @@ impl Reconciler {
         });
     }
 
+    /// Freezes (`frozen`) or thaws a ready or paused workspace in its own task.
+    fn launch_freeze(&mut self, key: SeatKey, ep: DaemonEndpoint, frozen: bool) {
+        if let Some(seat) = self.seats.get_mut(&key) {
+            seat.phase = Phase::Freezing(ep.clone(), frozen);
+        }
+        let (backend, tx) = (Arc::clone(&self.backend), self.tx.clone());
+        tokio::spawn(async move {
+            let done = if frozen {
+                backend.pause(&key).await
+            } else {
+                backend.resume(&key).await
+            };
+            let outcome = match (done, frozen) {
+                (Ok(()), true) => Outcome::Paused,
+                (Ok(()), false) => Outcome::Ready(ep),
+                (Err(e), _) => Outcome::PauseFailed(error_chain(&e)),
+            };
+            let _ = tx.send(Command::OpDone { key, outcome }).await;
+        });
+    }
+
     fn launch_destroy(&mut self, key: SeatKey, delete_volume: bool) {
         if let Some(seat) = self.seats.get_mut(&key) {
             seat.phase = Phase::Destroying;
@@ -106,6 +137,27 @@ impl Reconciler {
             return;
         };
         match outcome {
+            Outcome::Paused => {
+                let Phase::Freezing(ep, _) = &seat.phase else {
+                    return;
+                };
+                tracing::info!(workshop.id = %key.workshop_id, seat = key.seat, "workspace paused");
+                seat.phase = Phase::Paused(ep.clone());
+                self.report(&key, SeatState::Paused, None);
+            }
+            Outcome::PauseFailed(error) => {
+                tracing::warn!(workshop.id = %key.workshop_id, seat = key.seat, %error, "pausing or resuming failed");
+                // Back to what it was; no retry until the next command about this seat.
+                let (phase, state) = match &seat.phase {
+                    Phase::Freezing(ep, true) => (Phase::Ready(ep.clone()), SeatState::Ready),
+                    Phase::Freezing(ep, false) => (Phase::Paused(ep.clone()), SeatState::Paused),
+                    _ => return,
+                };
+                seat.phase = phase;
+                seat.paused = state == SeatState::Paused;
+                seat.blocked = true;
+                self.report(&key, state, Some(error));
+            }
             Outcome::Ready(ep) => {
                 tracing::info!(workshop.id = %key.workshop_id, seat = key.seat, "workspace ready");
                 seat.phase = Phase::Ready(ep);
@@ -152,7 +204,12 @@ impl Reconciler {
         let used = self
             .seats
             .values()
-            .filter(|s| matches!(s.phase, Phase::Creating | Phase::Ready(_)))
+            .filter(|s| {
+                matches!(
+                    s.phase,
+                    Phase::Creating | Phase::Ready(_) | Phase::Paused(_) | Phase::Freezing(..)
+                )
+            })
             .count();
         self.used
             .store(u32::try_from(used).unwrap_or(u32::MAX), Ordering::Relaxed);

@@ -98,6 +98,14 @@ impl Backend for Fake {
     fn volume_dir(&self, key: &SeatKey) -> PathBuf {
         PathBuf::from(format!("/fake/{}", key.seat))
     }
+    async fn pause(&self, key: &SeatKey) -> Result<(), BackendError> {
+        self.log(format!("pause {}", key.seat));
+        Ok(())
+    }
+    async fn resume(&self, key: &SeatKey) -> Result<(), BackendError> {
+        self.log(format!("resume {}", key.seat));
+        Ok(())
+    }
 }
 
 fn key(seat: u32) -> SeatKey {
@@ -273,4 +281,60 @@ async fn destroy_unknown_seat_deletes_volume_and_shutdown_stops_all() {
     handle.shutdown().await;
     assert!(fake.calls().contains(&"stop 5".to_string()));
     assert!(handle.list().await.is_err(), "task ended");
+}
+
+#[tokio::test]
+async fn pause_takes_the_seat_off_the_routes_and_resume_brings_it_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fake = Arc::new(Fake::default());
+    let (handle, mut rx, _) = setup(fake.clone(), dir.path()).await;
+    handle
+        .control(ControlMessage::CreateSeat(spec(1)))
+        .await
+        .expect("send");
+    wait_reports(&mut rx, SeatState::Ready, 1).await;
+    let pause = || ControlMessage::PauseSeat {
+        workshop_id: "ws-test01".into(),
+        seat: 1,
+    };
+    handle.control(pause()).await.expect("send");
+    wait_reports(&mut rx, SeatState::Paused, 1).await;
+    assert!(
+        handle.route(&key(1)).is_none(),
+        "a frozen daemon is not routed"
+    );
+    assert_eq!(handle.used(), 1, "a paused seat still holds its place");
+    let list = handle.list().await.expect("list");
+    assert_eq!(list[0].state, "paused");
+    // Asked again: reported again, not frozen twice.
+    handle.control(pause()).await.expect("send");
+    wait_reports(&mut rx, SeatState::Paused, 1).await;
+    handle
+        .control(ControlMessage::ResumeSeat {
+            workshop_id: "ws-test01".into(),
+            seat: 1,
+        })
+        .await
+        .expect("send");
+    wait_reports(&mut rx, SeatState::Ready, 1).await;
+    assert!(handle.route(&key(1)).is_some());
+    let calls = fake.calls();
+    assert_eq!(
+        calls.iter().filter(|c| c.starts_with("pause")).count(),
+        1,
+        "{calls:?}"
+    );
+    assert!(calls.contains(&"resume 1".to_string()), "{calls:?}");
+    // A paused seat is destroyed like any other.
+    handle.control(pause()).await.expect("send");
+    wait_reports(&mut rx, SeatState::Paused, 1).await;
+    handle
+        .control(ControlMessage::DestroySeat {
+            workshop_id: "ws-test01".into(),
+            seat: 1,
+            delete_volume: false,
+        })
+        .await
+        .expect("send");
+    wait_reports(&mut rx, SeatState::Destroyed, 1).await;
 }

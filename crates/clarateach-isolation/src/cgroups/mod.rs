@@ -23,6 +23,9 @@ pub use mountinfo::{detect, detect_host, Layout};
 pub use v1::CgroupV1;
 pub use v2::CgroupV2;
 
+/// How long a freeze or thaw may take before it counts as failed.
+pub const FREEZE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Period of the CPU bandwidth controller, in microseconds.
 pub const CPU_PERIOD_US: u64 = 100_000;
 
@@ -41,6 +44,8 @@ pub enum CgroupError {
     Remove(PathBuf, #[source] std::io::Error),
     #[error("cgroup {0} still has processes after {1:?}")]
     NotEmpty(String, Duration),
+    #[error("cgroup {0} did not reach the asked freezer state in {1:?}")]
+    FreezeTimeout(String, Duration),
 }
 
 /// Which cgroup version a manager drives.

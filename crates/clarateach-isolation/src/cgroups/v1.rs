@@ -107,11 +107,30 @@ impl CgroupManager for CgroupV1 {
         if !dir.exists() {
             return Ok(false);
         }
-        write_file(
-            &dir.join("freezer.state"),
-            if frozen { "FROZEN" } else { "THAWED" },
-        )?;
-        Ok(true)
+        let state = dir.join("freezer.state");
+        let want = if frozen { "FROZEN" } else { "THAWED" };
+        write_file(&state, want)?;
+        // v1 answers the write at once and may report FREEZING for a while: a pause is done
+        // only once every task is stopped.
+        let deadline = std::time::Instant::now() + super::FREEZE_TIMEOUT;
+        loop {
+            let now =
+                std::fs::read_to_string(&state).map_err(|e| CgroupError::Read(state.clone(), e))?;
+            // The kernel's file ends with a newline; a test's plain file holds what we wrote.
+            if now.trim() == want {
+                return Ok(true);
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(CgroupError::FreezeTimeout(
+                    name.to_string(),
+                    super::FREEZE_TIMEOUT,
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_micros(200));
+            // A task that was forking may have been missed; asking again is what the kernel
+            // documentation recommends.
+            write_file(&state, want)?;
+        }
     }
 
     fn remove(&self, name: &str) -> Result<(), CgroupError> {

@@ -404,4 +404,12 @@ impl Backend for MicrovmBackend {
     fn export_source(&self, key: &SeatKey) -> crate::export::ExportSource {
         crate::export::ExportSource::Ext4Image(self.paths(key).volume)
     }
+
+    async fn pause(&self, key: &SeatKey) -> Result<(), BackendError> {
+        MicrovmBackend::pause(self, key).await
+    }
+
+    async fn resume(&self, key: &SeatKey) -> Result<(), BackendError> {
+        MicrovmBackend::resume(self, key).await
+    }
 }

@@ -87,6 +87,14 @@ pub(super) async fn adopt(
                 out.push((key, WorkspaceStatus::Running));
                 continue;
             }
+            if rec.process_alive() {
+                // A seat paused before the agent went away has a frozen daemon that would fail
+                // the health check and be killed: thaw it first (it comes back running; the
+                // control plane sees it ready and may pause it again).
+                if let Err(e) = b.cg.freeze(&rec.cgroup, false) {
+                    tracing::warn!(workshop.id = %key.workshop_id, seat = key.seat, error = %e, "cannot thaw an adopted seat");
+                }
+            }
             let alive = rec.process_alive() && spawn::health(&rec.socket, &rec.daemon_token).await;
             if alive {
                 tracing::info!(workshop.id = %key.workshop_id, seat = key.seat, pid = rec.pid, "seat re-adopted");

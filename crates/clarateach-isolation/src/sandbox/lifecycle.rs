@@ -81,6 +81,43 @@ impl SandboxBackend {
         })
     }
 
+    /// Freezes or thaws the seat's group, off the runtime (v1 polls until the kernel says
+    /// `FROZEN`). A seat that does not run is refused rather than silently "paused".
+    async fn freeze(&self, key: &SeatKey, frozen: bool) -> Result<(), BackendError> {
+        if !matches!(self.status(key).await?, WorkspaceStatus::Running) {
+            return Err(BackendError::Unknown(key.clone()));
+        }
+        let name = self
+            .record_of(key)
+            .map(|r| r.cgroup)
+            .unwrap_or_else(|| self.cgroup_name(key));
+        let cg: Arc<dyn CgroupManager> = self.cg.clone();
+        let began = Instant::now();
+        let done = tokio::task::spawn_blocking(move || cg.freeze(&name, frozen))
+            .await
+            .unwrap_or_else(|e| {
+                Err(cgroups::CgroupError::Write(
+                    PathBuf::from(e.to_string()),
+                    std::io::Error::other("task"),
+                ))
+            })
+            .map_err(|e| BackendError::Freeze(key.clone(), e))?;
+        if !done {
+            return Err(BackendError::Unsupported(
+                key.clone(),
+                "the host has no cgroup freezer",
+            ));
+        }
+        tracing::info!(
+            workshop.id = %key.workshop_id,
+            seat = key.seat,
+            frozen,
+            us = began.elapsed().as_secs_f64() * 1e6,
+            "seat freezer changed"
+        );
+        Ok(())
+    }
+
     /// Makes (first time) and mounts the seat's file system and its volume and home, owned by
     /// `uid`, migrating old-style dirs when `migrate`; blocking (a mount, maybe a copy), so off
     /// the runtime.
@@ -544,5 +581,14 @@ impl Backend for SandboxBackend {
     fn volume_owner(&self, key: &SeatKey) -> Option<(u32, u32)> {
         let uid = self.seat_uid(key)?;
         Some((uid, uid))
+    }
+
+    /// The seat's freezer group: every process, the daemon included, stops where it is.
+    async fn pause(&self, key: &SeatKey) -> Result<(), BackendError> {
+        self.freeze(key, true).await
+    }
+
+    async fn resume(&self, key: &SeatKey) -> Result<(), BackendError> {
+        self.freeze(key, false).await
     }
 }

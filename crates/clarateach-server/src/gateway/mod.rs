@@ -65,6 +65,7 @@ async fn session(
             "Watching a seat is read-only; open it with mode=takeover to change it.",
         ));
     }
+    crate::pause::admit(&state, &access).await?;
     proxy::forward(&state, &access, &rest, req).await
 }
 

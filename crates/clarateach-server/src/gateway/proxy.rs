@@ -130,7 +130,11 @@ pub(super) async fn forward(
     // A seat reset signs its learner out: their open WebSockets close too.
     let reset = (access.role == super::access::Role::Learner)
         .then(|| state.seat_reset(&access.workshop_id, access.seat));
+    // An open learner connection keeps the idle policy away from the seat.
+    let open = (access.role == super::access::Role::Learner)
+        .then(|| crate::pause::connection_opened(&state, &access.workshop_id, access.seat));
     tokio::spawn(async move {
+        let _open = open;
         match tokio::try_join!(client_upgrade, agent_upgrade) {
             Ok((client, agent)) => {
                 let spliced = splice(&state, &access, TokioIo::new(client), TokioIo::new(agent));

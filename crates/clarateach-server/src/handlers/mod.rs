@@ -5,6 +5,7 @@
 pub mod agents;
 pub mod health;
 pub mod join;
+pub mod pause;
 pub mod sandboxes;
 pub mod seats;
 pub mod sessions;

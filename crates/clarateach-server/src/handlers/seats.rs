@@ -33,17 +33,22 @@ pub async fn list(
         .list_seats(&w.id)
         .await?
         .into_iter()
-        .map(|s| Seat {
-            seat: s.seat,
-            state: s.state,
-            joined: s.odehash.is_some(),
-            name: s.name,
-            agent_id: s.agent_id,
-            joined_at: s.joined_at,
-            last_activity_at: s.last_activity_at,
-        })
+        .map(seat_to_api)
         .collect();
     Ok(Json(ListSeatsResponse { seats }))
+}
+
+/// The API shape of a seat row.
+pub(crate) fn seat_to_api(s: clarateach_store::SeatRecord) -> Seat {
+    Seat {
+        seat: s.seat,
+        state: s.state,
+        joined: s.odehash.is_some(),
+        name: s.name,
+        agent_id: s.agent_id,
+        joined_at: s.joined_at,
+        last_activity_at: s.last_activity_at,
+    }
 }
 
 /// Reset a seat's learner: new reconnect code, earlier tokens refused, files kept.

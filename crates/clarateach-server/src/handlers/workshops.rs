@@ -6,7 +6,8 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::Utc;
 use clarateach_core::{
-    ids, CreateWorkshopRequest, ErrorBody, ListWorkshopsResponse, WorkshopResponse, WorkshopStatus,
+    ids, CreateWorkshopRequest, ErrorBody, ListWorkshopsResponse, StartWorkshopRequest,
+    WorkshopResponse, WorkshopStatus,
 };
 use clarateach_store::{NewWorkshop, StoreError};
 
@@ -91,10 +92,11 @@ pub async fn list(
     instructor: Instructor,
     BaseUrl(base): BaseUrl,
 ) -> Result<Json<ListWorkshopsResponse>, ApiError> {
-    let workshops = state.store().list_workshops(&instructor.id).await?;
-    Ok(Json(ListWorkshopsResponse {
-        workshops: workshops.into_iter().map(|w| to_api(w, &base)).collect(),
-    }))
+    let mut workshops = Vec::new();
+    for w in state.store().list_workshops(&instructor.id).await? {
+        workshops.push(lifecycle::to_api_scheduled(&state, w, &base).await?);
+    }
+    Ok(Json(ListWorkshopsResponse { workshops }))
 }
 
 /// One workshop.
@@ -109,18 +111,22 @@ pub async fn get(
 ) -> Result<Json<WorkshopResponse>, ApiError> {
     let w = instructor.workshop(&state, &id).await?;
     Ok(Json(WorkshopResponse {
-        workshop: to_api(w, &base),
+        workshop: lifecycle::to_api_scheduled(&state, w, &base).await?,
     }))
 }
 
 /// Start: seats are placed on agents (`provisioning`), `running` once every seat is ready.
+/// With `{"at": RFC 3339}` in the future the start is scheduled instead (kept across restarts,
+/// shown as `start_at`); a time in the past starts at once.
 #[utoipa::path(post, path = "/api/workshops/{id}/start", tag = "workshops", security(("bearer" = [])),
     params(("id" = String, Path, description = "Workshop id")),
+    request_body(content = Option<StartWorkshopRequest>, description = "Optional: when to start"),
     responses(
         (status = 202, description = "Provisioning (or already provisioning/running)", body = WorkshopResponse),
         (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 409, description = "`workshop_stopping`", body = ErrorBody),
+        (status = 422, description = "The body is not a start request", body = ErrorBody),
         (status = 503, description = "`no_capacity`: no agent with enough free seats; the workshop stays as it was", body = ErrorBody),
     ))]
 pub async fn start(
@@ -128,13 +134,43 @@ pub async fn start(
     instructor: Instructor,
     BaseUrl(base): BaseUrl,
     ApiPath(id): ApiPath<String>,
+    body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<WorkshopResponse>), ApiError> {
+    let req: StartWorkshopRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        StartWorkshopRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::validation(format!(
+                "The body must be {{\"at\": \"RFC 3339 time\"}} or empty: {e}"
+            ))
+        })?
+    };
     let w = instructor.workshop(&state, &id).await?;
-    let w = lifecycle::start(&state, w).await?;
+    let w = match req.at {
+        Some(at) if at > Utc::now() => {
+            if !matches!(
+                w.status,
+                WorkshopStatus::Created | WorkshopStatus::Stopped | WorkshopStatus::Failed
+            ) {
+                return Err(ApiError::conflict(
+                    "workshop_running",
+                    "The workshop is already started; stop it before scheduling a start.",
+                ));
+            }
+            state.store().set_start_at(&w.id, Some(at)).await?;
+            tracing::info!(workshop.id = %w.id, start_at = %at, "workshop start scheduled");
+            instructor.workshop(&state, &id).await?
+        }
+        _ => {
+            // Starting now replaces any scheduled start.
+            state.store().set_start_at(&w.id, None).await?;
+            lifecycle::start(&state, w).await?
+        }
+    };
     Ok((
         StatusCode::ACCEPTED,
         Json(WorkshopResponse {
-            workshop: to_api(w, &base),
+            workshop: lifecycle::to_api_scheduled(&state, w, &base).await?,
         }),
     ))
 }

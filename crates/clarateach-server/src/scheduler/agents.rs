@@ -95,4 +95,12 @@ impl Provisioner for AgentScheduler {
     async fn agents(&self) -> Vec<AgentInfo> {
         self.registry.list().await
     }
+
+    async fn send_to_agent(
+        &self,
+        agent_id: &str,
+        msg: ControlMessage,
+    ) -> Result<bool, ProvisionError> {
+        self.registry.send(agent_id, msg).await
+    }
 }

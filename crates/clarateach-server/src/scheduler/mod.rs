@@ -9,7 +9,7 @@ pub mod registry;
 pub mod session;
 
 use async_trait::async_trait;
-use clarateach_core::agent_proto::SeatSpec;
+use clarateach_core::agent_proto::{ControlMessage, SeatSpec};
 use clarateach_store::StoreError;
 
 pub use agents::AgentScheduler;
@@ -78,4 +78,11 @@ pub trait Provisioner: Send + Sync + 'static {
     async fn agent_route(&self, agent_id: &str) -> Option<SeatRoute>;
     /// Connected agents.
     async fn agents(&self) -> Vec<AgentInfo>;
+    /// Sends one message about a placed seat (pause, resume) to its agent; false when that
+    /// agent is not connected.
+    async fn send_to_agent(
+        &self,
+        agent_id: &str,
+        msg: ControlMessage,
+    ) -> Result<bool, ProvisionError>;
 }

@@ -192,6 +192,7 @@ fn body_for(w: &World, method: &Method, path: &str, who: Who) -> Option<Value> {
         ("POST", "/api/session/files-rename") => Some(json!({"from": "a", "to": "b"})),
         ("POST", "/api/session/run") => Some(json!({"command": "true"})),
         ("PUT", "/api/session/files/{path}") => Some(json!({"content": "x"})),
+        ("PUT", "/api/workshops/{id}/idle-policy") => Some(json!({"pause_after_minutes": 30})),
         _ => None,
     }
 }
@@ -261,6 +262,17 @@ fn expected(method: &Method, path: &str, who: Who) -> Option<StatusCode> {
         // A's seat 1, instructor B nothing of A's.
         "/api/session/ticket" => match who {
             _ if learner => ok,
+            InstructorA => ok,
+            InstructorB => StatusCode::NOT_FOUND,
+            _ => unauth,
+        },
+        // Rows run in path order, after every session row: A's seats are paused, then resumed
+        // by the next row, so later rows find them ready.
+        "/api/workshops/{id}/pause"
+        | "/api/workshops/{id}/resume"
+        | "/api/workshops/{id}/seats/{seat}/pause"
+        | "/api/workshops/{id}/seats/{seat}/resume"
+        | "/api/workshops/{id}/idle-policy" => match who {
             InstructorA => ok,
             InstructorB => StatusCode::NOT_FOUND,
             _ => unauth,

@@ -11,6 +11,7 @@ mod hostile_daemon;
 mod join;
 mod lifecycle;
 mod limits;
+mod pause;
 mod replicas;
 mod security;
 mod sessions;

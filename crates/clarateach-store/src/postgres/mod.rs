@@ -8,6 +8,7 @@
 
 mod accounts;
 mod claims;
+mod schedule;
 mod seats;
 mod templates;
 mod throttle;

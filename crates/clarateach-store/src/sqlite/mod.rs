@@ -7,6 +7,7 @@
 
 mod accounts;
 mod claims;
+mod schedule;
 mod seats;
 mod templates;
 mod throttle;

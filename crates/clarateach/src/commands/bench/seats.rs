@@ -208,6 +208,32 @@ async fn throughput<S: AsyncRead + AsyncWrite + Unpin>(
     Ok(mib as f64 / secs)
 }
 
+/// Pause then resume every seat through the API (cgroup freezer behind it); each call returns
+/// once the agent reported every seat changed.
+async fn pause_resume(admin: &Client, id: &str, seats: u32) -> anyhow::Result<()> {
+    use clarateach_core::SeatState;
+    let t = Instant::now();
+    let paused = admin.pause(id, None, true).await?;
+    let pause_took = t.elapsed();
+    anyhow::ensure!(
+        paused.iter().all(|s| s.state == SeatState::Paused),
+        "not every seat paused"
+    );
+    let t = Instant::now();
+    let resumed = admin.pause(id, None, false).await?;
+    let resume_took = t.elapsed();
+    anyhow::ensure!(
+        resumed.iter().all(|s| s.state == SeatState::Ready),
+        "not every seat resumed"
+    );
+    println!(
+        "pause {seats} seats: {}, resume {seats} seats: {} (API call until every seat reported)",
+        ms(pause_took),
+        ms(resume_took)
+    );
+    Ok(())
+}
+
 /// The physical limit of the same output: a host PTY running the same pipeline, drained by this
 /// process with 1 MiB reads and nothing else in the way (no relay, no framing). A `script(1)`
 /// baseline would copy through its own small buffers and understate the limit.
@@ -392,6 +418,8 @@ async fn measure(args: &Args, stack: &Stack, dir: &Path, mem_before: u64) -> any
         args.seats,
         ms(t.elapsed())
     );
+
+    pause_resume(&admin, &ws.id, args.seats).await?;
 
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (pss, procs) = pss_kib_of(dir);

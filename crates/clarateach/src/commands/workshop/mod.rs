@@ -9,6 +9,7 @@ mod export;
 mod info;
 mod list;
 mod output;
+mod pause;
 mod reset_seat;
 mod start;
 mod stop;
@@ -49,6 +50,10 @@ enum Verb {
     /// Give a seat a new reconnect code: the learner signed in there (and anyone holding the
     /// old code) is signed out; the seat's files stay.
     ResetSeat(reset_seat::Args),
+    /// Pause every ready seat (or one) over a break: processes, memory and terminals are kept.
+    Pause(pause::Args),
+    /// Resume paused seats where they were.
+    Resume(pause::Args),
 }
 
 /// What every verb gets: the client and how to print.
@@ -73,6 +78,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Verb::Delete(a) => delete::run(&ctx, a).await,
         Verb::Export(a) => export::run(&ctx, a).await,
         Verb::ResetSeat(a) => reset_seat::run(&ctx, a).await,
+        Verb::Pause(a) => pause::run(&ctx, a, true).await,
+        Verb::Resume(a) => pause::run(&ctx, a, false).await,
     };
     result.map_err(|e| one_line(e, &session, id.as_deref()))
 }
@@ -88,6 +95,7 @@ impl Verb {
             Verb::Delete(a) => Some(&a.id),
             Verb::Export(a) => Some(&a.id),
             Verb::ResetSeat(a) => Some(&a.id),
+            Verb::Pause(a) | Verb::Resume(a) => Some(&a.id),
         }
     }
 }
