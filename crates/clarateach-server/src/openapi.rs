@@ -41,8 +41,9 @@ use crate::handlers;
         crate::gateway::docs::rename,
         crate::gateway::docs::mkdir,
         crate::gateway::docs::run,
+        handlers::screens::screens,
     ),
-    components(schemas(clarateach_core::ErrorBody)),
+    components(schemas(clarateach_core::ErrorBody, clarateach_core::classroom::ScreenFrame)),
     modifiers(&BearerAuth),
 )]
 pub struct ApiDoc;

@@ -12,7 +12,7 @@ use axum::routing::{any, get, post};
 use axum::Router;
 
 use crate::error::ApiError;
-use crate::handlers::{agents, health, join, seats, sessions, workshops};
+use crate::handlers::{agents, health, join, screens, seats, sessions, workshops};
 use crate::state::AppState;
 use crate::{gateway, headers, metrics};
 
@@ -36,6 +36,7 @@ pub fn build(state: AppState, web: Option<Router>) -> Router {
         .route("/api/workshops/{id}/stop", post(workshops::stop))
         .route("/api/workshops/{id}/seats", get(seats::list))
         .route("/api/workshops/{id}/seats/{seat}/reset", post(seats::reset))
+        .route("/api/workshops/{id}/screens", get(screens::screens))
         .route(
             "/api/instructor/sessions",
             post(sessions::create).delete(sessions::revoke),

@@ -5,6 +5,7 @@
 pub mod agents;
 pub mod health;
 pub mod join;
+pub mod screens;
 pub mod seats;
 pub mod sessions;
 pub mod workshops;

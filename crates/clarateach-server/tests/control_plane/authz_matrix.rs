@@ -246,7 +246,9 @@ fn expected(method: &Method, path: &str, who: Who) -> Option<StatusCode> {
             InstructorB => StatusCode::NOT_FOUND,
             _ => unauth,
         },
-        "/api/workshops/{id}/seats" | "/api/workshops/{id}/export" => match who {
+        "/api/workshops/{id}/seats"
+        | "/api/workshops/{id}/export"
+        | "/api/workshops/{id}/screens" => match who {
             InstructorA => ok,
             InstructorB => StatusCode::NOT_FOUND,
             _ => unauth,

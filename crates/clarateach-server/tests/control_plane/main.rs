@@ -11,6 +11,7 @@ mod hostile_daemon;
 mod join;
 mod lifecycle;
 mod limits;
+mod screens;
 mod security;
 mod sessions;
 mod throttling;
