@@ -76,6 +76,89 @@ pub struct ScreenFrame {
     pub screen: ScreenSnapshot,
 }
 
+/// Longest help message kept.
+pub const HELP_MESSAGE_CHARS: usize = 500;
+
+/// Where a help request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HelpStatus {
+    /// Waiting in the queue.
+    Open,
+    /// An instructor is on the way.
+    Claimed,
+    Resolved,
+}
+
+impl HelpStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Claimed => "claimed",
+            Self::Resolved => "resolved",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "open" => Self::Open,
+            "claimed" => Self::Claimed,
+            "resolved" => Self::Resolved,
+            _ => return None,
+        })
+    }
+}
+
+/// `POST /api/session/help`: a learner asks for help. The context (cwd, last commands) is
+/// gathered by the control plane from the seat's terminal; the UI adds the open file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AskHelpRequest {
+    #[serde(default)]
+    pub message: Option<String>,
+    /// Path of the file open in the learner's editor.
+    #[serde(default)]
+    pub open_file: Option<String>,
+}
+
+/// A help request as the instructor's queue shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HelpRequest {
+    /// `help-...`.
+    pub id: String,
+    pub workshop_id: String,
+    pub seat: u32,
+    /// The learner's name, when they gave one.
+    pub name: Option<String>,
+    pub message: Option<String>,
+    pub cwd: Option<String>,
+    /// The seat's last commands with exit codes, oldest first.
+    pub commands: Vec<CommandRecord>,
+    pub open_file: Option<String>,
+    pub status: HelpStatus,
+    pub created_at: DateTime<Utc>,
+    /// Name of the instructor who claimed it.
+    pub claimed_by: Option<String>,
+    pub claimed_at: Option<DateTime<Utc>>,
+    pub resolved_at: Option<DateTime<Utc>>,
+}
+
+/// `GET /api/workshops/{id}/help`: open and claimed requests, longest waiting first.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ListHelpResponse {
+    pub requests: Vec<HelpRequest>,
+}
+
+/// `GET|POST /api/session/help` for the learner: their request (if any) and their place.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HelpStatusResponse {
+    /// The learner's open or claimed request; `None` when they have none.
+    pub request: Option<HelpRequest>,
+    /// 1-based place among open requests (claimed ones are no longer waiting); `None` when
+    /// not waiting.
+    pub position: Option<u32>,
+}
+
 /// Bounds a text from a seat: control characters become spaces, at most `max` characters.
 pub fn bounded_text(s: &str, max: usize) -> String {
     s.chars()

@@ -12,7 +12,7 @@ use axum::routing::{any, get, post};
 use axum::Router;
 
 use crate::error::ApiError;
-use crate::handlers::{agents, health, join, screens, seats, sessions, workshops};
+use crate::handlers::{agents, health, help, join, screens, seats, sessions, workshops};
 use crate::state::AppState;
 use crate::{gateway, headers, metrics};
 
@@ -37,6 +37,16 @@ pub fn build(state: AppState, web: Option<Router>) -> Router {
         .route("/api/workshops/{id}/seats", get(seats::list))
         .route("/api/workshops/{id}/seats/{seat}/reset", post(seats::reset))
         .route("/api/workshops/{id}/screens", get(screens::screens))
+        .route("/api/workshops/{id}/help", get(help::list))
+        .route(
+            "/api/workshops/{id}/help/{help_id}/claim",
+            post(help::claim),
+        )
+        .route(
+            "/api/workshops/{id}/help/{help_id}/resolve",
+            post(help::resolve),
+        )
+        .route("/api/session/help", get(help::mine).post(help::ask))
         .route(
             "/api/instructor/sessions",
             post(sessions::create).delete(sessions::revoke),

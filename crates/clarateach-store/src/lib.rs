@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+mod help;
 mod records;
 mod sqlite;
 
@@ -14,6 +15,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use clarateach_core::{SeatState, WorkshopStatus};
 
+pub use help::HelpStore;
 pub use records::{AgentTokenRecord, InstructorRecord, NewWorkshop, SeatRecord, WorkshopRecord};
 pub use sqlite::SqliteStore;
 
@@ -186,6 +188,6 @@ pub trait SeatStore: Send + Sync {
 }
 
 /// Everything the control plane needs from its database.
-pub trait Store: AccountStore + WorkshopStore + SeatStore + ThrottleStore {}
+pub trait Store: AccountStore + WorkshopStore + SeatStore + ThrottleStore + HelpStore {}
 
-impl<T: AccountStore + WorkshopStore + SeatStore + ThrottleStore> Store for T {}
+impl<T: AccountStore + WorkshopStore + SeatStore + ThrottleStore + HelpStore> Store for T {}

@@ -4,6 +4,7 @@
 
 pub mod agents;
 pub mod health;
+pub mod help;
 pub mod join;
 pub mod screens;
 pub mod seats;

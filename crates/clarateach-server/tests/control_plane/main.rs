@@ -7,6 +7,7 @@ mod authz_matrix;
 mod common;
 mod data_tls;
 mod errors;
+mod help;
 mod hostile_daemon;
 mod join;
 mod lifecycle;

@@ -17,9 +17,9 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::common::TestServer;
 
 /// Screen versions per seat the stand-in serves; bump one to "change" that seat's screen.
-type Versions = Arc<Mutex<HashMap<u32, u64>>>;
+pub(crate) type Versions = Arc<Mutex<HashMap<u32, u64>>>;
 
-async fn screen_data_path(versions: Versions) -> String {
+pub(crate) async fn screen_data_path(versions: Versions) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -74,7 +74,7 @@ async fn screen_data_path(versions: Versions) -> String {
     format!("http://{addr}/agent")
 }
 
-async fn running_with(s: &TestServer, seats: u32, data_url: &str) -> String {
+pub(crate) async fn running_with(s: &TestServer, seats: u32, data_url: &str) -> String {
     let agent = s.agent_with_data_url("ag-screens", 50, data_url).await;
     std::mem::forget(agent);
     let w = s.create(json!({"name": "Grid", "seats": seats})).await;
@@ -87,7 +87,7 @@ async fn running_with(s: &TestServer, seats: u32, data_url: &str) -> String {
     id
 }
 
-async fn ticket(s: &TestServer, token: &str, body: Value) -> String {
+pub(crate) async fn ticket(s: &TestServer, token: &str, body: Value) -> String {
     let (st, v) = s
         .call_as(token, Method::POST, "/api/session/ticket", Some(body))
         .await;
