@@ -38,9 +38,17 @@ const RESYNC_BYTES: usize = 64 * 1024;
 pub fn shell_integration_env() -> Vec<(String, String)> {
     let prompt = r#"__ct_status=$?; printf '\033]133;D;%s\007\033]7;file://%s%s\007\033]133;A\007' "$__ct_status" "${HOSTNAME-}" "$PWD""#;
     let ps0 = r#"$(__ct_h=$(HISTTIMEFORMAT= builtin history 1); __ct_h="${__ct_h#*[0-9]  }"; printf '\033]133;E;%s\007\033]133;C\007' "${__ct_h//[[:cntrl:]]/ }")"#;
+    // `help [message]`: asks the instructor for help. It prints a mark (`OSC 7700;help;ID;text`)
+    // the learner's IDE (the browser attached to this terminal) turns into
+    // `POST /api/session/help` with the learner's own credentials: the seat never gets a
+    // credential of its own. The ID (time and a random number) lets the IDE skip a mark it
+    // already handled when the scrollback is replayed. Shadows bash's `help`
+    // builtin, which stays reachable as `builtin help`.
+    let help = r#"() { printf '\033]7700;help;%s;%s\007' "${EPOCHSECONDS:-0}-$RANDOM" "${*//[[:cntrl:]]/ }"; echo "Asked the instructor for help; your IDE shows your place in the queue."; }"#;
     vec![
         ("PROMPT_COMMAND".into(), prompt.into()),
         ("PS0".into(), ps0.into()),
+        ("BASH_FUNC_help%%".into(), help.into()),
     ]
 }
 

@@ -88,6 +88,15 @@ async fn the_screen_shows_the_tail_the_last_commands_and_the_cwd() {
     })
     .await;
 
+    // `help` prints the mark the learner's IDE turns into a help request.
+    t.input("help my build fails\r").await;
+    t.until_text("Asked the instructor for help", 5).await;
+    assert!(
+        t.text.contains("\u{1b}]7700;help;") && t.text.contains(";my build fails\u{7}"),
+        "help mark missing: {}",
+        common::tail(&t.text)
+    );
+
     let bad = d.get("/screen?session=../x").send().await.unwrap();
     assert_eq!(bad.status(), 400);
     let unauth = d.http().get(d.url("/screen")).send().await.unwrap();

@@ -71,3 +71,31 @@ export interface CreateWorkshopRequest {
   seats: number;
   api_key?: string;
 }
+
+/** A finished shell command of a seat (OSC 133 marks). */
+export interface CommandRecord {
+  command: string;
+  exit_code: number | null;
+  finished_at: string;
+}
+
+export interface HelpRequest {
+  id: string;
+  workshop_id: string;
+  seat: number;
+  name: string | null;
+  message: string | null;
+  cwd: string | null;
+  commands: CommandRecord[];
+  open_file: string | null;
+  status: 'open' | 'claimed' | 'resolved';
+  created_at: string;
+  claimed_by: string | null;
+  claimed_at: string | null;
+  resolved_at: string | null;
+}
+
+export interface HelpStatusResponse {
+  request: HelpRequest | null;
+  position: number | null;
+}

@@ -5,7 +5,8 @@
 
 import { memo, useState } from 'react';
 import { ApiError, api, describeError } from '../api/client';
-import type { Seat, Workshop } from '../api/types';
+import type { HelpRequest, Seat, Workshop } from '../api/types';
+import { HelpQueue } from '../components/HelpQueue';
 import { TopBar } from '../components/TopBar';
 import { ConfirmDialog } from '../components/ConfirmDialog';
 import { TerminalView } from '../terminal/TerminalView';
@@ -45,6 +46,8 @@ export function WorkshopDetail({ token, id, signOut }: { token: string; id: stri
   const [confirmStop, setConfirmStop] = useState(false);
   const [busy, setBusy] = useState(false);
   const [now, setNow] = useState(() => Date.now());
+  const [help, setHelp] = useState<HelpRequest[]>([]);
+  const [helpTick, setHelpTick] = useState(0);
   const [filter, setFilter] = useState<GridFilter>('all');
   const [sort, setSort] = useState<GridSort>('seat');
 
@@ -56,7 +59,12 @@ export function WorkshopDetail({ token, id, signOut }: { token: string; id: stri
   usePoll(
     async (signal) => {
       try {
-        const [w, s] = await Promise.all([api.getWorkshop(token, id, signal), api.listSeats(token, id, signal)]);
+        const [w, s, h] = await Promise.all([
+          api.getWorkshop(token, id, signal),
+          api.listSeats(token, id, signal),
+          api.listHelp(token, id, signal),
+        ]);
+        setHelp((prev) => (JSON.stringify(prev) === JSON.stringify(h) ? prev : h));
         setWorkshop((prev) => (prev && JSON.stringify(prev) === JSON.stringify(w) ? prev : w));
         setSeats((prev) => mergeSeats(prev, s));
         setNow((n) => (Date.now() - n > 10_000 ? Date.now() : n));
@@ -66,7 +74,7 @@ export function WorkshopDetail({ token, id, signOut }: { token: string; id: stri
       }
     },
     2000,
-    [token, id],
+    [token, id, helpTick],
   );
 
   async function act(fn: () => Promise<unknown>) {
@@ -82,7 +90,8 @@ export function WorkshopDetail({ token, id, signOut }: { token: string; id: stri
 
   const running = workshop?.status === 'running' || workshop?.status === 'provisioning';
   const screens = useScreens(token, id, workshop?.status === 'running');
-  const shown = arrangeSeats(seats, filter, sort, { screens, help: [], now });
+  const helpSeats = help.map((r) => r.seat);
+  const shown = arrangeSeats(seats, filter, sort, { screens, help: helpSeats, now });
   return (
     <div>
       <TopBar
@@ -143,6 +152,14 @@ export function WorkshopDetail({ token, id, signOut }: { token: string; id: stri
             onClose={() => setSelected(null)}
           />
         )}
+        <HelpQueue
+          token={token}
+          workshopId={id}
+          requests={help}
+          now={now}
+          onOpenSeat={setSelected}
+          onChanged={() => setHelpTick((t) => t + 1)}
+        />
         <section aria-label="Seats">
           <div className="row grid-controls" style={{ marginBottom: 10, gap: 10 }}>
             <label className="small muted" htmlFor="grid-filter">
