@@ -10,6 +10,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PageWatch, check, launchBrowser, log, startProxy, startServer, waitFor } from './harness.mjs';
 import { measureGrid } from './grid.mjs';
+import { runToolkit } from './toolkit.mjs';
 import { checkHardeningHeaders, checkNotFramable, checkTerminalLink, cspViolations, startEvilOrigin, watchCsp } from './security.mjs';
 
 const SHOTS = join(import.meta.dirname, '../../docs/screenshots');
@@ -317,6 +318,7 @@ async function main() {
     const late = watches.flatMap((w) => w.problems);
     check(late.length === 0, `no console errors or failed requests on the grid:\n  ${late.join('\n  ')}`);
     await ictx.close();
+    figures.toolkit = await runToolkit(browser, url, token, VIEWPORT, []);
     ok = true;
   } finally {
     proxyRef?.close();
