@@ -56,6 +56,11 @@ export async function runToolkit(browser, url, token, viewport, watches) {
   await ictx.addInitScript((s) => sessionStorage.setItem('clarateach.instructor.session', JSON.stringify(s)), sess);
   const ipage = await ictx.newPage();
   watches.push(new PageWatch('toolkit-instructor', ipage));
+  const screenFrames = [];
+  ipage.on('websocket', (ws) => {
+    if (!ws.url().includes('/screens')) return;
+    ws.on('framereceived', (f) => screenFrames.push({ at: Date.now(), bytes: Buffer.byteLength(f.payload) }));
+  });
   const opened = Date.now();
   await ipage.goto(`${url}/instructor/workshops/${workshop.id}`);
   const cardA = ipage.locator('.seat', { hasText: 'Ada' });
@@ -70,6 +75,18 @@ export async function runToolkit(browser, url, token, viewport, watches) {
   await typeInTerminal(b.page, 'echo live-$((7*8))');
   await cardB.locator('[data-testid="seat-screen"]', { hasText: 'live-56' }).waitFor({ timeout: 5000 });
   figures.screen_update_latency_ms = Date.now() - typed;
+  // Bandwidth: B's terminal prints a line every 0.2 s for 10 s; A's stays quiet.
+  await typeInTerminal(b.page, 'for i in $(seq 50); do date +%T.%N; sleep 0.2; done');
+  await new Promise((r) => setTimeout(r, 1000));
+  const from = Date.now();
+  const before = screenFrames.length;
+  await new Promise((r) => setTimeout(r, 10000));
+  const inWindow = screenFrames.slice(before).filter((f) => f.at >= from);
+  figures.busy_seat_frames_per_s = Math.round((inWindow.length / 10) * 10) / 10;
+  figures.busy_seat_bytes_per_s = Math.round(inWindow.reduce((n, f) => n + f.bytes, 0) / 10);
+  figures.frame_bytes_max = Math.max(0, ...inWindow.map((f) => f.bytes));
+  check(figures.busy_seat_frames_per_s <= 1.3, `at most ~1 frame/s for the one busy seat (${figures.busy_seat_frames_per_s})`);
+  log(`toolkit: busy seat ${figures.busy_seat_frames_per_s} frames/s, ${figures.busy_seat_bytes_per_s} B/s; quiet seat sends nothing`);
   await ipage.getByTestId('grid-filter').selectOption('failing');
   await waitFor('only the failing seat shown', async () => (await ipage.locator('.seat').count()) === 1);
   check((await ipage.locator('.seat').first().textContent()).includes('Ada'), 'failing filter keeps Ada');
