@@ -124,8 +124,8 @@ export async function runToolkit(browser, url, token, viewport, watches) {
   await a.page.getByTestId('ask-help').waitFor({ timeout: 35000 });
   log('toolkit: help from the terminal and the button, queue with cwd and failing command, claim by key, resolve');
 
-  await fetch(`${url}/api/workshops/${workshop.id}/stop`, { method: 'POST', headers });
   for (const w of watches) w.expectErrors = true; // stopping ends the learners' sessions
+  await fetch(`${url}/api/workshops/${workshop.id}/stop`, { method: 'POST', headers });
   await Promise.all([a.ctx.close(), b.ctx.close(), ictx.close()]);
   return figures;
 }

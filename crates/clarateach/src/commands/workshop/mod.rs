@@ -6,6 +6,7 @@ mod conn;
 mod create;
 mod delete;
 mod export;
+mod help;
 mod info;
 mod list;
 mod output;
@@ -49,6 +50,8 @@ enum Verb {
     /// Give a seat a new reconnect code: the learner signed in there (and anyone holding the
     /// old code) is signed out; the seat's files stay.
     ResetSeat(reset_seat::Args),
+    /// The help queue: list it, or claim / resolve one request.
+    Help(help::Args),
 }
 
 /// What every verb gets: the client and how to print.
@@ -73,6 +76,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Verb::Delete(a) => delete::run(&ctx, a).await,
         Verb::Export(a) => export::run(&ctx, a).await,
         Verb::ResetSeat(a) => reset_seat::run(&ctx, a).await,
+        Verb::Help(a) => help::run(&ctx, a).await,
     };
     result.map_err(|e| one_line(e, &session, id.as_deref()))
 }
@@ -88,6 +92,7 @@ impl Verb {
             Verb::Delete(a) => Some(&a.id),
             Verb::Export(a) => Some(&a.id),
             Verb::ResetSeat(a) => Some(&a.id),
+            Verb::Help(a) => Some(&a.id),
         }
     }
 }
