@@ -31,7 +31,10 @@ pub struct Args {
     verb: Verb,
 }
 
+// `help` is a verb here (the help queue): clap's own `help` subcommand would clash with it;
+// `workshop --help` and `workshop VERB --help` still print help.
 #[derive(clap::Subcommand)]
+#[command(disable_help_subcommand = true)]
 enum Verb {
     /// List your workshops.
     List,
