@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { PageWatch, SHOTS, check, launchBrowser, log, startProxy, startServer, waitFor } from './harness.mjs';
 import { measureGrid } from './grid.mjs';
 import { measurePageWeight } from './weight.mjs';
+import { runToolkit } from './toolkit.mjs';
 import { checkHardeningHeaders, checkNotFramable, checkTerminalLink, cspViolations, startEvilOrigin, watchCsp } from './security.mjs';
 
 const VIEWPORT = { width: 1440, height: 900 };
@@ -331,6 +332,7 @@ async function main() {
     const late = watches.flatMap((w) => w.problems);
     check(late.length === 0, `no console errors or failed requests on the grid:\n  ${late.join('\n  ')}`);
     await ictx.close();
+    figures.toolkit = await runToolkit(browser, url, token, VIEWPORT, []);
     ok = true;
   } finally {
     proxyRef?.close();

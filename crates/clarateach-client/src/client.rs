@@ -286,6 +286,34 @@ impl Client {
         Ok(r.seats)
     }
 
+    /// `GET /api/workshops/{id}/help`: the help queue, longest waiting first.
+    pub async fn list_help(
+        &self,
+        id: &str,
+    ) -> Result<clarateach_core::classroom::ListHelpResponse, ClientError> {
+        self.call(Method::GET, &["workshops", id, "help"], None::<&()>)
+            .await
+    }
+
+    /// `POST /api/workshops/{id}/help/{help_id}/claim|resolve` (`action`).
+    pub async fn act_on_help(
+        &self,
+        id: &str,
+        help_id: &str,
+        action: HelpAction,
+    ) -> Result<clarateach_core::classroom::HelpRequest, ClientError> {
+        let verb = match action {
+            HelpAction::Claim => "claim",
+            HelpAction::Resolve => "resolve",
+        };
+        self.call(
+            Method::POST,
+            &["workshops", id, "help", help_id, verb],
+            None::<&()>,
+        )
+        .await
+    }
+
     /// `POST /api/session/ticket`: a one-time ticket for one WebSocket (`?ticket=`), for
     /// callers that cannot send an Authorization header on the upgrade.
     pub async fn session_ticket(&self, req: &TicketRequest) -> Result<TicketResponse, ClientError> {
@@ -424,4 +452,11 @@ mod tests {
         let c = Client::new("http://127.0.0.1:1", Some("secret-token".into())).expect("valid");
         assert!(!format!("{c:?}").contains("secret-token"));
     }
+}
+
+/// What to do with a help request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HelpAction {
+    Claim,
+    Resolve,
 }

@@ -10,7 +10,7 @@ mod error;
 mod export;
 mod terminal;
 
-pub use client::Client;
+pub use client::{Client, HelpAction};
 pub use error::ClientError;
 pub use export::Export;
 pub use terminal::{Terminal, TerminalEvent, TerminalOptions};

@@ -6,6 +6,7 @@
 
 pub mod agent_proto;
 pub mod api;
+pub mod classroom;
 pub mod error;
 pub mod hop;
 pub mod ids;

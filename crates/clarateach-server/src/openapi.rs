@@ -57,11 +57,18 @@ use crate::handlers;
         crate::gateway::docs::rename,
         crate::gateway::docs::mkdir,
         crate::gateway::docs::run,
+        handlers::screens::screens,
+        handlers::help::ask,
+        handlers::help::mine,
+        handlers::help::list,
+        handlers::help::claim,
+        handlers::help::resolve,
     ),
     components(schemas(
         clarateach_core::ErrorBody,
         clarateach_core::api::TerminalClientMessage,
-        clarateach_core::api::TerminalServerMessage
+        clarateach_core::api::TerminalServerMessage,
+        clarateach_core::classroom::ScreenFrame
     )),
     modifiers(&BearerAuth, &UniqueOperationIds),
 )]

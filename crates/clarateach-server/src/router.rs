@@ -13,7 +13,7 @@ use axum::Router;
 
 use crate::error::ApiError;
 use crate::handlers::{
-    agents, health, join, pause, sandboxes, seats, sessions, templates, workshops,
+    agents, health, help, join, pause, sandboxes, screens, seats, sessions, templates, workshops,
 };
 use crate::state::AppState;
 use crate::{gateway, headers, metrics};
@@ -65,6 +65,17 @@ pub fn build(state: AppState, web: Option<Router>) -> Router {
             "/api/workshops/{id}/idle-policy",
             axum::routing::put(pause::idle_policy),
         )
+        .route("/api/workshops/{id}/screens", get(screens::screens))
+        .route("/api/workshops/{id}/help", get(help::list))
+        .route(
+            "/api/workshops/{id}/help/{help_id}/claim",
+            post(help::claim),
+        )
+        .route(
+            "/api/workshops/{id}/help/{help_id}/resolve",
+            post(help::resolve),
+        )
+        .route("/api/session/help", get(help::mine).post(help::ask))
         .route(
             "/api/instructor/sessions",
             post(sessions::create).delete(sessions::revoke),

@@ -11,6 +11,7 @@
 
 #[cfg(test)]
 mod conformance;
+mod help;
 mod postgres;
 mod records;
 mod schedule;
@@ -23,6 +24,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use clarateach_core::{SeatState, WorkshopStatus};
 
+pub use help::HelpStore;
 pub use postgres::{redact as redact_database_url, PgStore};
 pub use records::{AgentTokenRecord, InstructorRecord, NewWorkshop, SeatRecord, WorkshopRecord};
 pub use schedule::{ScheduleStore, WorkshopSchedule};
@@ -199,12 +201,18 @@ pub trait SeatStore: Send + Sync {
 
 /// Everything the control plane needs from its database.
 pub trait Store:
-    AccountStore + WorkshopStore + SeatStore + ThrottleStore + TemplateStore + ScheduleStore
+    AccountStore + WorkshopStore + SeatStore + ThrottleStore + TemplateStore + ScheduleStore + HelpStore
 {
 }
 
 impl<T> Store for T where
-    T: AccountStore + WorkshopStore + SeatStore + ThrottleStore + TemplateStore + ScheduleStore
+    T: AccountStore
+        + WorkshopStore
+        + SeatStore
+        + ThrottleStore
+        + TemplateStore
+        + ScheduleStore
+        + HelpStore
 {
 }
 

@@ -7,6 +7,7 @@ pub mod files;
 pub mod fsroot;
 pub mod pty;
 pub mod run;
+pub mod screen;
 pub mod serve;
 pub mod session;
 pub mod terminal;

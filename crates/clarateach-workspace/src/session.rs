@@ -23,6 +23,7 @@ use bytes::Bytes;
 use tokio::sync::{broadcast, mpsc, Notify};
 
 use crate::pty::{self, PtyMaster, SpawnSpec};
+use crate::screen::{self, Screen, SharedScreen};
 
 /// How the shells of all sessions are started.
 #[derive(Debug, Clone)]
@@ -98,6 +99,8 @@ pub struct Session {
     shared: Mutex<Shared>,
     /// Signalled when a viewer delivered output (flow control).
     progress: Notify,
+    /// The live screen and shell facts (see `screen`), fed by a follower of `events`.
+    screen: SharedScreen,
 }
 
 struct Shared {
@@ -180,14 +183,18 @@ impl SessionManager {
         let spec = SpawnSpec {
             argv: self.cfg.argv.clone(),
             cwd: self.cfg.cwd.clone(),
-            env: vec![("TERM".into(), "xterm-256color".into())],
+            env: std::iter::once(("TERM".to_string(), "xterm-256color".to_string()))
+                .chain(screen::shell_integration_env())
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
             env_remove: self.cfg.env_remove.clone(),
             cols,
             rows,
         };
         let (master, child) = pty::spawn(&spec).map_err(SessionError::Spawn)?;
         let (input_tx, input_rx) = mpsc::channel(256);
-        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let (events, screen_events) = broadcast::channel(EVENT_CAPACITY);
+        let screen = Arc::new(Mutex::new(Screen::new(rows, cols)));
         let session = Arc::new(Session {
             name: name.to_string(),
             pty: Arc::new(master),
@@ -201,7 +208,13 @@ impl SessionManager {
                 viewers: Vec::new(),
             }),
             progress: Notify::new(),
+            screen: screen.clone(),
         });
+        tokio::spawn(screen::follow(
+            Arc::downgrade(&session),
+            screen,
+            screen_events,
+        ));
         tokio::spawn(write_input(session.pty.clone(), input_rx));
         tokio::spawn(pump_output(
             session.clone(),
@@ -211,6 +224,11 @@ impl SessionManager {
         tracing::info!(session = name, pid = session.pid, "started shell");
         map.insert(name.to_string(), session.clone());
         Ok((session, true))
+    }
+
+    /// The named session, if it runs.
+    pub fn get(&self, name: &str) -> Option<Arc<Session>> {
+        lock(&self.sessions).get(name).cloned()
     }
 
     /// Hangs up every shell (daemon shutdown).
@@ -292,11 +310,23 @@ impl Session {
 
     /// Queues input for the shell; waits if 256 writes are already queued.
     pub async fn input(&self, data: Bytes) -> bool {
+        screen::lock(&self.screen).input();
         self.input.send(data).await.is_ok()
     }
 
     pub fn resize(&self, cols: u16, rows: u16) -> std::io::Result<()> {
-        self.pty.resize(cols, rows)
+        self.pty.resize(cols, rows)?;
+        screen::lock(&self.screen).resize(rows, cols);
+        Ok(())
+    }
+
+    /// The screen now, or `None` when its version is still `since`.
+    pub fn screen(&self, since: Option<u64>) -> Option<clarateach_core::classroom::ScreenSnapshot> {
+        let screen = screen::lock(&self.screen);
+        if since == Some(screen.version()) {
+            return None;
+        }
+        Some(screen.snapshot(&self.name))
     }
 
     /// Records a takeover viewer attaching or leaving and tells the others on the first/last.

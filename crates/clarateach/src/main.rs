@@ -132,3 +132,14 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// clap checks the command tree only when it is built: a verb clashing with one of clap's
+    /// own (a `help` verb next to the auto `help` subcommand) would make every command panic.
+    #[test]
+    fn the_command_tree_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

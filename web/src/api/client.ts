@@ -4,6 +4,8 @@
 import type {
   CreateWorkshopRequest,
   FileInfo,
+  HelpRequest,
+  HelpStatusResponse,
   JoinRequest,
   JoinResponse,
   ReadFileResponse,
@@ -117,6 +119,17 @@ export const api = {
       `/api/workshops/${encodeURIComponent(id)}/seats/${seat}/reset`,
       { method: 'POST', token },
     ),
+
+  // Help queue (issue 10).
+  askHelp: (token: string, req: { message?: string; open_file?: string }) =>
+    json<HelpStatusResponse>('/api/session/help', { method: 'POST', token, body: req }),
+  myHelp: (token: string, signal?: AbortSignal) => json<HelpStatusResponse>('/api/session/help', { token, signal }),
+  listHelp: (token: string, id: string, signal?: AbortSignal) =>
+    json<{ requests: HelpRequest[] }>(`/api/workshops/${encodeURIComponent(id)}/help`, { token, signal }).then((r) => r.requests),
+  claimHelp: (token: string, id: string, helpId: string) =>
+    json<HelpRequest>(`/api/workshops/${encodeURIComponent(id)}/help/${encodeURIComponent(helpId)}/claim`, { method: 'POST', token }),
+  resolveHelp: (token: string, id: string, helpId: string) =>
+    json<HelpRequest>(`/api/workshops/${encodeURIComponent(id)}/help/${encodeURIComponent(helpId)}/resolve`, { method: 'POST', token }),
 
   // Learner seat traffic.
   listFiles: (token: string, path: string, signal?: AbortSignal) =>

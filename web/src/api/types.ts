@@ -20,3 +20,7 @@ export type CreateWorkshopRequest = Schemas['CreateWorkshopRequest'];
 export type ErrorBody = Schemas['ErrorBody'];
 export type TerminalClientMessage = Schemas['TerminalClientMessage'];
 export type TerminalServerMessage = Schemas['TerminalServerMessage'];
+export type CommandRecord = Schemas['CommandRecord'];
+export type HelpRequest = Schemas['HelpRequest'];
+export type HelpStatusResponse = Schemas['HelpStatusResponse'];
+export type ScreenFrame = Schemas['ScreenFrame'];

@@ -12,9 +12,11 @@ import { Icon } from './Icon';
 export interface TerminalPanelProps {
   seat: SeatSession;
   onStatus: (session: string, s: ConnectionStatus | null) => void;
+  /** The seat's `help` command marks, from any tab. */
+  onSeatMark?: (data: string) => void;
 }
 
-export function TerminalPanel({ seat, onStatus }: TerminalPanelProps) {
+export function TerminalPanel({ seat, onStatus, onSeatMark }: TerminalPanelProps) {
   const wsId = seat.session.workshop_id;
   const [tabs, setTabs] = useState<string[]>(() => loadTerminalTabs(wsId).filter(isValidSessionName));
   const [active, setActive] = useState(tabs[0] ?? 'main');
@@ -125,6 +127,7 @@ export function TerminalPanel({ seat, onStatus }: TerminalPanelProps) {
               visible={name === active}
               onStatus={(s) => onStatus(name, s)}
               onControl={(m) => onControl(name, m)}
+              onSeatMark={onSeatMark}
             />
           </div>
         ))}

@@ -1,9 +1,12 @@
-// One workshop: live seat grid (polled every 2 s, unchanged seats never re-render) and the
-// shadow terminal of the selected seat: read-only by default, with an explicit take-over toggle.
+// One workshop: live seat grid (seats polled every 2 s, each card's terminal screen streamed
+// live; unchanged seats never re-render), sortable and filterable by needs help / failing /
+// idle / name, and the shadow terminal of the selected seat: read-only by default, with an
+// explicit take-over toggle.
 
 import { memo, useState } from 'react';
 import { ApiError, api, describeError } from '../api/client';
-import type { Seat, Workshop } from '../api/types';
+import type { HelpRequest, Seat, Workshop } from '../api/types';
+import { HelpQueue } from '../components/HelpQueue';
 import { TopBar } from '../components/TopBar';
 import { ConfirmDialog } from '../components/ConfirmDialog';
 import { TerminalView } from '../terminal/TerminalView';
@@ -13,6 +16,7 @@ import { navigate } from '../lib/router';
 import { usePoll } from './usePoll';
 import { SeatProgress } from './WorkshopList';
 import { downloadExport, relativeTime, statusTone } from './workshopActions';
+import { arrangeSeats, idleLabel, idleSeconds, lastCommand, useScreens, type GridFilter, type GridSort, type ScreenFrame } from './screens';
 
 function sameSeat(a: Seat, b: Seat): boolean {
   return (
@@ -42,6 +46,10 @@ export function WorkshopDetail({ token, id, signOut }: { token: string; id: stri
   const [confirmStop, setConfirmStop] = useState(false);
   const [busy, setBusy] = useState(false);
   const [now, setNow] = useState(() => Date.now());
+  const [help, setHelp] = useState<HelpRequest[]>([]);
+  const [helpTick, setHelpTick] = useState(0);
+  const [filter, setFilter] = useState<GridFilter>('all');
+  const [sort, setSort] = useState<GridSort>('seat');
 
   const handle = (err: unknown) => {
     if (err instanceof ApiError && err.status === 401) signOut('Your session has ended; sign in again.');
@@ -51,7 +59,12 @@ export function WorkshopDetail({ token, id, signOut }: { token: string; id: stri
   usePoll(
     async (signal) => {
       try {
-        const [w, s] = await Promise.all([api.getWorkshop(token, id, signal), api.listSeats(token, id, signal)]);
+        const [w, s, h] = await Promise.all([
+          api.getWorkshop(token, id, signal),
+          api.listSeats(token, id, signal),
+          api.listHelp(token, id, signal),
+        ]);
+        setHelp((prev) => (JSON.stringify(prev) === JSON.stringify(h) ? prev : h));
         setWorkshop((prev) => (prev && JSON.stringify(prev) === JSON.stringify(w) ? prev : w));
         setSeats((prev) => mergeSeats(prev, s));
         setNow((n) => (Date.now() - n > 10_000 ? Date.now() : n));
@@ -61,7 +74,7 @@ export function WorkshopDetail({ token, id, signOut }: { token: string; id: stri
       }
     },
     2000,
-    [token, id],
+    [token, id, helpTick],
   );
 
   async function act(fn: () => Promise<unknown>) {
@@ -81,6 +94,9 @@ export function WorkshopDetail({ token, id, signOut }: { token: string; id: stri
   }
 
   const running = workshop?.status === 'running' || workshop?.status === 'provisioning';
+  const screens = useScreens(token, id, workshop?.status === 'running');
+  const helpSeats = help.map((r) => r.seat);
+  const shown = arrangeSeats(seats, filter, sort, { screens, help: helpSeats, now });
   return (
     <div>
       <TopBar
@@ -157,10 +173,42 @@ export function WorkshopDetail({ token, id, signOut }: { token: string; id: stri
             onClose={() => setSelected(null)}
           />
         )}
+        <HelpQueue
+          token={token}
+          workshopId={id}
+          requests={help}
+          now={now}
+          onOpenSeat={setSelected}
+          onChanged={() => setHelpTick((t) => t + 1)}
+        />
         <section aria-label="Seats">
+          <div className="row grid-controls" style={{ marginBottom: 10, gap: 10 }}>
+            <label className="small muted" htmlFor="grid-filter">
+              Show
+            </label>
+            <select id="grid-filter" className="input" style={{ width: 'auto', height: 30 }} value={filter} data-testid="grid-filter" onChange={(e) => setFilter(e.target.value as GridFilter)}>
+              <option value="all">All seats</option>
+              <option value="help">Needs help</option>
+              <option value="failing">Failing</option>
+              <option value="idle">Idle</option>
+            </select>
+            <label className="small muted" htmlFor="grid-sort">
+              Sort by
+            </label>
+            <select id="grid-sort" className="input" style={{ width: 'auto', height: 30 }} value={sort} data-testid="grid-sort" onChange={(e) => setSort(e.target.value as GridSort)}>
+              <option value="seat">Seat</option>
+              <option value="name">Name</option>
+              <option value="help">Needs help</option>
+              <option value="failing">Failing first</option>
+              <option value="idle">Most idle</option>
+            </select>
+            <span className="small muted">
+              {shown.length} of {seats.length}
+            </span>
+          </div>
           <div className="seat-grid" data-testid="seat-grid">
-            {seats.map((s) => (
-              <SeatCard key={s.seat} seat={s} now={now} selected={s.seat === selected} onSelect={setSelected} />
+            {shown.map((s) => (
+              <SeatCard key={s.seat} seat={s} screen={screens.get(s.seat)} now={now} selected={s.seat === selected} onSelect={setSelected} />
             ))}
           </div>
           {seats.length === 0 && !error && <div className="empty">Loading seats…</div>}
@@ -191,7 +239,9 @@ const SEAT_TONE: Record<Seat['state'], string> = {
   pending: '', creating: 'warn', ready: 'ok', lost: 'danger', failed: 'danger', destroyed: '', paused: 'warn',
 };
 
-const SeatCard = memo(function SeatCard({ seat, now, selected, onSelect }: { seat: Seat; now: number; selected: boolean; onSelect: (n: number) => void }) {
+const SeatCard = memo(function SeatCard({ seat, screen, now, selected, onSelect }: { seat: Seat; screen: ScreenFrame | undefined; now: number; selected: boolean; onSelect: (n: number) => void }) {
+  const last = lastCommand(screen);
+  const failing = !!last && last.exit_code !== null && last.exit_code !== 0;
   return (
     <button
       type="button"
@@ -199,6 +249,7 @@ const SeatCard = memo(function SeatCard({ seat, now, selected, onSelect }: { sea
       aria-pressed={selected}
       data-seat={seat.seat}
       data-state={seat.state}
+      data-failing={failing || undefined}
       onClick={() => onSelect(seat.seat)}
       aria-label={`Seat ${seat.seat}: ${seat.joined ? `taken by ${seat.name ?? 'a learner'}` : 'free'}, ${seat.state}. Open terminal.`}
     >
@@ -207,8 +258,43 @@ const SeatCard = memo(function SeatCard({ seat, now, selected, onSelect }: { sea
         <span className={`badge ${SEAT_TONE[seat.state]}`}>{seat.state}</span>
       </div>
       <div className="who">{seat.joined ? <strong>{seat.name ?? 'Anonymous learner'}</strong> : <span className="free">free</span>}</div>
-      <div className="activity">{seat.joined ? `Active ${relativeTime(seat.last_activity_at ?? seat.joined_at ?? null, now)}` : '\u00a0'}</div>
+      {screen && <SeatScreen screen={screen} />}
+      {last && (
+        <div className={`last-cmd ${failing ? 'fail' : 'pass'}`} data-testid="last-command" title={last.command}>
+          <span className="mono">{last.command || '(command)'}</span>
+          <span className={`badge ${failing ? 'danger' : 'ok'}`}>{last.exit_code === null ? '?' : `exit ${last.exit_code}`}</span>
+        </div>
+      )}
+      <div className="activity">
+        {screen && seat.joined
+          ? idleLabel(idleSeconds(screen, now))
+          : seat.joined
+            ? `Active ${relativeTime(seat.last_activity_at ?? seat.joined_at ?? null, now)}`
+            : '\u00a0'}
+      </div>
     </button>
+  );
+});
+
+/** The tail of the seat's terminal, as text (it is the learner's output), with the cursor. */
+const SeatScreen = memo(function SeatScreen({ screen }: { screen: ScreenFrame }) {
+  const { lines, cursor } = screen;
+  return (
+    <pre className="seat-screen" data-testid="seat-screen" aria-label="Terminal screen">
+      {lines.map((l, i) => (
+        <div key={i}>
+          {cursor.visible && i === cursor.row ? (
+            <>
+              {l.slice(0, cursor.col)}
+              <span className="cursor">{l.charAt(cursor.col) || ' '}</span>
+              {l.slice(cursor.col + 1)}
+            </>
+          ) : (
+            l || ' '
+          )}
+        </div>
+      ))}
+    </pre>
   );
 });
 

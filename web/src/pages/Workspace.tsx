@@ -1,7 +1,7 @@
 // The learner IDE: file tree | editor over terminals, resizable; connection status; the
 // "workshop ended" state once the seat is gone.
 
-import { useCallback, useEffect, useMemo, useState, useSyncExternalStore } from 'react';
+import { useCallback, useEffect, useMemo, useRef, useState, useSyncExternalStore } from 'react';
 import { TopBar } from '../components/TopBar';
 import { FileTree } from '../components/FileTree';
 import { EditorArea } from '../components/EditorArea';
@@ -14,6 +14,8 @@ import { FileWatcher } from '../workspace/fileWatcher';
 import { parentOf, useFileTree } from '../workspace/useFileTree';
 import { useEditors } from '../workspace/useEditors';
 import type { ConnectionStatus } from '../terminal/connection';
+import { HelpButton, useHelp } from '../components/HelpButton';
+import { loadSeen, parseHelpMark, saveSeen, shouldFile } from '../workspace/help';
 
 export function Workspace() {
   const [seat] = useState(() => {
@@ -50,6 +52,24 @@ function Ide({ seat }: { seat: SeatSession }) {
   const [statuses, setStatuses] = useState<Map<string, ConnectionStatus>>(() => new Map());
   const [watchLive, setWatchLive] = useState(false);
   const s = seat.session;
+  const activeFile = useRef<string | null>(null);
+  activeFile.current = editors.active ?? null;
+  const help = useHelp(
+    seat,
+    useCallback(() => activeFile.current, []),
+  );
+  const seen = useRef<Set<string> | null>(null);
+  const onSeatMark = useCallback(
+    (data: string) => {
+      const mark = parseHelpMark(data);
+      if (!mark) return;
+      seen.current ??= loadSeen();
+      if (!shouldFile(mark.id, seen.current, Date.now())) return;
+      saveSeen(seen.current);
+      void help.ask(mark.message.trim());
+    },
+    [help.ask],
+  );
 
   const onStatus = useCallback((session: string, st: ConnectionStatus | null) => {
     setStatuses((prev) => {
@@ -105,11 +125,14 @@ function Ide({ seat }: { seat: SeatSession }) {
     <div className="ide">
       <TopBar
         right={
+          <span className="row" style={{ gap: 10 }}>
+          <HelpButton help={help} />
           <span className="small muted" title="Use it to get back to this seat from another browser">
             Reconnect code{' '}
             <span className="code-chip" data-testid="topbar-reconnect-code">
               {s.odehash}
             </span>
+          </span>
           </span>
         }
       >
@@ -136,7 +159,7 @@ function Ide({ seat }: { seat: SeatSession }) {
             label="Resize terminal"
           />
           <div style={{ height: termHeight, display: 'flex', flex: 'none' }}>
-            <TerminalPanel seat={seat} onStatus={onStatus} />
+            <TerminalPanel seat={seat} onStatus={onStatus} onSeatMark={onSeatMark} />
           </div>
         </div>
       </div>

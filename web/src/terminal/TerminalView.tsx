@@ -75,6 +75,8 @@ export interface TerminalViewProps {
   onControl?: (m: ServerControl) => void;
   /** Changes to this value tear down and rebuild the connection (e.g. watch -> takeover). */
   connectionKey?: string;
+  /** Called with the payload of each OSC 7700 mark (the seat's `help` command). */
+  onSeatMark?: (data: string) => void;
 }
 
 export function TerminalView(props: TerminalViewProps) {
@@ -109,6 +111,10 @@ export function TerminalView(props: TerminalViewProps) {
       }),
     );
     t.open(el);
+    t.parser.registerOscHandler(7700, (data) => {
+      latest.current.onSeatMark?.(data);
+      return true;
+    });
     t.textarea?.setAttribute('aria-label', latest.current.label);
     loadRenderer(t);
     term.current = t;

@@ -9,6 +9,7 @@ mod answer;
 pub(crate) mod docs;
 pub(crate) mod export;
 pub(crate) mod proxy;
+pub(crate) mod seat_call;
 
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};

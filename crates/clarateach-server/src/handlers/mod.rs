@@ -4,9 +4,11 @@
 
 pub mod agents;
 pub mod health;
+pub mod help;
 pub mod join;
 pub mod pause;
 pub mod sandboxes;
+pub mod screens;
 pub mod seats;
 pub mod sessions;
 pub mod templates;

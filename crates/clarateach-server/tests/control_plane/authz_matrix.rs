@@ -191,6 +191,7 @@ fn body_for(w: &World, method: &Method, path: &str, who: Who) -> Option<Value> {
         ("POST", "/api/session/files-mkdir") => Some(json!({"path": "d"})),
         ("POST", "/api/session/files-rename") => Some(json!({"from": "a", "to": "b"})),
         ("POST", "/api/session/run") => Some(json!({"command": "true"})),
+        ("POST", "/api/session/help") => Some(json!({"message": "stuck"})),
         ("PUT", "/api/session/files/{path}") => Some(json!({"content": "x"})),
         ("PUT", "/api/workshops/{id}/idle-policy") => Some(json!({"pause_after_minutes": 30})),
         _ => None,
@@ -247,7 +248,9 @@ fn expected(method: &Method, path: &str, who: Who) -> Option<StatusCode> {
             InstructorB => StatusCode::NOT_FOUND,
             _ => unauth,
         },
-        "/api/workshops/{id}/seats" | "/api/workshops/{id}/export" => match who {
+        "/api/workshops/{id}/seats"
+        | "/api/workshops/{id}/export"
+        | "/api/workshops/{id}/screens" => match who {
             InstructorA => ok,
             InstructorB => StatusCode::NOT_FOUND,
             _ => unauth,
@@ -283,6 +286,24 @@ fn expected(method: &Method, path: &str, who: Who) -> Option<StatusCode> {
             InstructorB => StatusCode::NOT_FOUND,
             _ => unauth,
         },
+        // The help queue: a learner asks for and sees only their own request (first ask files
+        // it: 201); the queue and its claim/resolve are the workshop's instructor's (the
+        // request id in the path names none, so A gets 404 too).
+        "/api/session/help" => match (who, m) {
+            (_, "POST") if learner => StatusCode::CREATED,
+            _ if learner => ok,
+            _ => unauth,
+        },
+        "/api/workshops/{id}/help" => match who {
+            InstructorA => ok,
+            InstructorB => StatusCode::NOT_FOUND,
+            _ => unauth,
+        },
+        "/api/workshops/{id}/help/{help_id}/claim"
+        | "/api/workshops/{id}/help/{help_id}/resolve" => match who {
+            InstructorA | InstructorB => StatusCode::NOT_FOUND,
+            _ => unauth,
+        },
         p if p.starts_with("/api/session/") => match who {
             _ if learner => ok,
             // The instructor names A's seat 1; watching is read-only.
@@ -302,9 +323,11 @@ fn concrete(w: &World, method: &Method, path: &str, who: Who) -> String {
     let mut p = path
         .replace("{id}", id)
         .replace("{path}", "notes.txt")
-        .replace("{seat}", "2");
+        .replace("{seat}", "2")
+        .replace("{help_id}", "help-0000");
     if p.starts_with("/api/session/")
         && p != "/api/session/ticket"
+        && p != "/api/session/help"
         && matches!(who, Who::InstructorA | Who::InstructorB)
     {
         p.push_str(&format!("?workshop_id={}&seat=1", w.ws_a));
@@ -394,6 +417,7 @@ async fn every_route_by_every_caller() {
             if got == StatusCode::OK
                 && path.starts_with("/api/session/")
                 && path != "/api/session/ticket"
+                && path != "/api/session/help"
             {
                 let (ws, seat) = seat_of(who, &w).expect("seat");
                 let line = serde_json::from_str::<Value>(&text).unwrap_or_default()["line"]

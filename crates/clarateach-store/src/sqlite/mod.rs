@@ -7,6 +7,7 @@
 
 mod accounts;
 mod claims;
+mod help;
 mod schedule;
 mod seats;
 mod templates;

@@ -6,6 +6,7 @@ pub(crate) mod conn;
 mod create;
 mod delete;
 mod export;
+mod help;
 mod info;
 mod list;
 mod output;
@@ -31,7 +32,10 @@ pub struct Args {
     verb: Verb,
 }
 
+// `help` is a verb here (the help queue): clap's own `help` subcommand would clash with it;
+// `workshop --help` and `workshop VERB --help` still print help.
 #[derive(clap::Subcommand)]
+#[command(disable_help_subcommand = true)]
 enum Verb {
     /// List your workshops.
     List,
@@ -54,6 +58,8 @@ enum Verb {
     Pause(pause::Args),
     /// Resume paused seats where they were.
     Resume(pause::Args),
+    /// The help queue: list it, or claim / resolve one request.
+    Help(help::Args),
 }
 
 /// What every verb gets: the client and how to print.
@@ -80,6 +86,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Verb::ResetSeat(a) => reset_seat::run(&ctx, a).await,
         Verb::Pause(a) => pause::run(&ctx, a, true).await,
         Verb::Resume(a) => pause::run(&ctx, a, false).await,
+        Verb::Help(a) => help::run(&ctx, a).await,
     };
     result.map_err(|e| one_line(e, &session, id.as_deref()))
 }
@@ -96,6 +103,7 @@ impl Verb {
             Verb::Export(a) => Some(&a.id),
             Verb::ResetSeat(a) => Some(&a.id),
             Verb::Pause(a) | Verb::Resume(a) => Some(&a.id),
+            Verb::Help(a) => Some(&a.id),
         }
     }
 }
