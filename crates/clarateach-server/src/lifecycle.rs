@@ -4,6 +4,7 @@
 //! Status moves are conditional updates in the store (`transition`), so two racing starts or
 //! stops cannot both act.
 
+use clarateach_core::ErrorCode;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -94,7 +95,7 @@ pub async fn start(state: &AppState, w: WorkshopRecord) -> Result<WorkshopRecord
         Provisioning | Running => return Ok(w),
         Stopping => {
             return Err(ApiError::conflict(
-                "workshop_stopping",
+                ErrorCode::WorkshopStopping,
                 "The workshop is still stopping; try again shortly.",
             ))
         }
@@ -219,7 +220,7 @@ pub async fn delete(state: &AppState, w: WorkshopRecord) -> Result<(), ApiError>
     use WorkshopStatus::*;
     if matches!(w.status, Provisioning | Running | Stopping) {
         return Err(ApiError::conflict(
-            "workshop_running",
+            ErrorCode::WorkshopRunning,
             "Stop the workshop before deleting it.",
         ));
     }

@@ -11,6 +11,7 @@
 //! public deployment shows nothing and a scraper on the host needs no setup. Behind a reverse
 //! proxy on the same host, set the token.
 
+use clarateach_core::ErrorCode;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
@@ -73,7 +74,7 @@ pub fn authorize(
     } else {
         Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            "metrics_forbidden",
+            ErrorCode::MetricsForbidden,
             "Metrics are served to loopback clients only unless a metrics token is set.",
         ))
     }

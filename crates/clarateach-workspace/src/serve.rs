@@ -1,6 +1,7 @@
 //! The HTTP surface: routes, bearer-token auth, listeners (TCP, Unix socket, or a listening
 //! socket inherited from the sandbox's creator) and shutdown.
 
+use clarateach_core::ErrorCode;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -87,7 +88,9 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
         .merge(protected)
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route")
+        })
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }
@@ -123,7 +126,7 @@ async fn require_token(State(state): State<AppState>, req: Request, next: Next) 
         Some(t) if constant_time_eq(t.as_bytes(), state.token.as_bytes()) => next.run(req).await,
         _ => ApiError::new(
             StatusCode::UNAUTHORIZED,
-            "unauthorized",
+            ErrorCode::Unauthorized,
             "missing or wrong bearer token",
         )
         .into_response(),

@@ -4,6 +4,7 @@
 //! over plain channels. Output goes out in batches (everything already queued, up to 256 KiB)
 //! so a fast producer costs few frames; each send has a deadline so a stalled client is dropped.
 
+use clarateach_core::ErrorCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -79,14 +80,17 @@ pub async fn handler(
     query: Result<Query<TerminalQuery>, axum::extract::rejection::QueryRejection>,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
+    let Query(q) = query.map_err(crate::error::query_rejection)?;
     let ws = ws.map_err(|_| {
-        ApiError::bad_request("websocket_required", "this route needs a WebSocket upgrade")
+        ApiError::bad_request(
+            ErrorCode::WebsocketRequired,
+            "this route needs a WebSocket upgrade",
+        )
     })?;
     let name = q.session.unwrap_or_else(|| "main".into());
     if !valid_session_name(&name) {
         return Err(ApiError::bad_request(
-            "bad_session",
+            ErrorCode::BadSession,
             "session must be 1-32 of A-Z a-z 0-9 _ -",
         ));
     }
@@ -96,7 +100,7 @@ pub async fn handler(
         Some("takeover") => Mode::Takeover,
         Some(_) => {
             return Err(ApiError::bad_request(
-                "bad_mode",
+                ErrorCode::BadMode,
                 "mode must be interactive, watch or takeover",
             ))
         }
@@ -106,17 +110,17 @@ pub async fn handler(
         Some("json") => Format::Json,
         Some(_) => {
             return Err(ApiError::bad_request(
-                "bad_format",
+                ErrorCode::BadFormat,
                 "format must be binary or json",
             ))
         }
     };
     let cols = q.cols.unwrap_or(80).clamp(1, 1000);
     let rows = q.rows.unwrap_or(24).clamp(1, 1000);
-    let (session, new) = state.sessions.get_or_start(&name, cols, rows).map_err(|e| {
-        tracing::error!(error = %e, source = ?std::error::Error::source(&e), "cannot start session");
-        ApiError::internal("session_start_failed", e.to_string())
-    })?;
+    let (session, new) = state
+        .sessions
+        .get_or_start(&name, cols, rows)
+        .map_err(|e| ApiError::internal("Cannot start the terminal session.", &e))?;
     let cancel = state.cancel.clone();
     Ok(ws
         .max_message_size(1 << 20)

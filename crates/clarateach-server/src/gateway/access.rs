@@ -6,6 +6,7 @@
 //! Credentials come from the Authorization header, or for a WebSocket upgrade from a one-time
 //! `?ticket=` (see [`crate::tickets`]); `?token=` is refused with a message saying so.
 
+use clarateach_core::ErrorCode;
 use std::collections::HashMap;
 
 use axum::extract::{FromRequestParts, Query};
@@ -67,7 +68,7 @@ fn learner_mode(asked: Option<&str>) -> Result<Mode, ApiError> {
         Some("watch") => Ok(Mode::Watch),
         Some("takeover") => Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            "forbidden_mode",
+            ErrorCode::ForbiddenMode,
             "Only the workshop's instructor can take over a terminal.",
         )),
         Some(_) => Err(ApiError::invalid_request(
@@ -144,7 +145,7 @@ pub async fn authorize(
 fn ticket_mismatch() -> ApiError {
     ApiError::new(
         StatusCode::FORBIDDEN,
-        "ticket_mismatch",
+        ErrorCode::TicketMismatch,
         "The ticket was issued for another seat or mode.",
     )
 }

@@ -15,6 +15,7 @@ use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use axum::routing::{any, get};
 use axum::Router;
+use clarateach_core::ErrorCode;
 
 pub use access::{Mode, Role, SeatAccess};
 
@@ -61,7 +62,7 @@ async fn session(
     if !is_read(req.method()) && !access.may_write() {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            "read_only",
+            ErrorCode::ReadOnly,
             "Watching a seat is read-only; open it with mode=takeover to change it.",
         ));
     }
