@@ -143,7 +143,7 @@ impl PartialEq<&str> for ErrorCode {
 }
 
 /// `e` and every cause under it, joined by `": "`, for a log line (never for a client).
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut cur = e.source();
     while let Some(s) = cur {

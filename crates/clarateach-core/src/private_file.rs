@@ -37,6 +37,21 @@ pub fn write_private(path: &Path, contents: &[u8], sync: bool) -> std::io::Resul
     result
 }
 
+/// Creates `path` with `contents`, readable by its owner only (0600), synced; fails with
+/// `AlreadyExists` when the file exists, so two processes racing to make a secret cannot both
+/// believe theirs is the one on disk. For secrets made once and never rewritten.
+pub fn create_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(contents)?;
+    f.sync_all()?;
+    // The umask cannot widen 0600, but an inherited default ACL could: set it again.
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,6 +66,18 @@ mod tests {
         let mode = std::fs::metadata(&p).expect("meta").permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         assert!(!dir.path().join("secret.json.tmp").exists());
+    }
+
+    #[test]
+    fn create_private_refuses_an_existing_file() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("key");
+        create_private(&p, b"k1").expect("create");
+        let e = create_private(&p, b"k2").expect_err("exists");
+        assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(&p).expect("read"), b"k1");
+        let mode = std::fs::metadata(&p).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 
     #[test]

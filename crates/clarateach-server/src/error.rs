@@ -71,13 +71,7 @@ impl ApiError {
     }
     /// Logs `cause` (never sent to the client) and answers 500 `internal`.
     pub fn internal(cause: &(dyn std::error::Error + 'static)) -> Self {
-        let mut chain = cause.to_string();
-        let mut source = cause.source();
-        while let Some(s) = source {
-            chain.push_str(": ");
-            chain.push_str(&s.to_string());
-            source = s.source();
-        }
+        let chain = clarateach_core::error::error_chain(cause);
         tracing::error!(error = %chain, "internal error");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -4,6 +4,7 @@ mod join;
 mod microvm;
 mod seats;
 mod terminal;
+mod util;
 
 #[derive(clap::Subcommand)]
 pub enum Command {

@@ -110,11 +110,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 fn rss_mib(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+    u32::try_from(pid)
+        .ok()
+        .and_then(super::util::rss_kib)
         .unwrap_or(0)
         / 1024
 }
