@@ -13,6 +13,7 @@ pub mod ids;
 pub mod private_file;
 pub mod secret;
 pub mod session_api;
+pub mod skip;
 pub mod text;
 
 pub use api::*;

@@ -73,8 +73,10 @@ async fn code_of(req: reqwest::RequestBuilder, case: &Case) -> (StatusCode, Stri
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_malformed_body_gets_the_same_code_from_every_service() {
     if let Some(why) = skip_reason() {
-        eprintln!("SKIP: the_same_malformed_body_gets_the_same_code_from_every_service: {why}");
-        println!("SKIP: the_same_malformed_body_gets_the_same_code_from_every_service: {why}");
+        clarateach_core::skip::report(
+            "the_same_malformed_body_gets_the_same_code_from_every_service",
+            &why,
+        );
         return;
     }
     let (_tmp, dir) = data_dir();
