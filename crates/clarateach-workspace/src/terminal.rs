@@ -32,22 +32,7 @@ const RESYNC_WINDOW: Duration = Duration::from_secs(10);
 /// Scrollback tail replayed on a resync (the attach replay sends the whole ring).
 const RESYNC_REPLAY: usize = 256 * 1024;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Interactive,
-    Watch,
-    Takeover,
-}
-
-impl Mode {
-    fn as_str(self) -> &'static str {
-        match self {
-            Mode::Interactive => "interactive",
-            Mode::Watch => "watch",
-            Mode::Takeover => "takeover",
-        }
-    }
-}
+pub use clarateach_core::TerminalMode;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -95,15 +80,13 @@ pub async fn handler(
         ));
     }
     let mode = match q.mode.as_deref() {
-        None | Some("interactive") => Mode::Interactive,
-        Some("watch") => Mode::Watch,
-        Some("takeover") => Mode::Takeover,
-        Some(_) => {
-            return Err(ApiError::bad_request(
+        None => TerminalMode::Interactive,
+        Some(m) => TerminalMode::parse(m).ok_or_else(|| {
+            ApiError::bad_request(
                 ErrorCode::BadMode,
                 "mode must be interactive, watch or takeover",
-            ))
-        }
+            )
+        })?,
     };
     let format = match q.format.as_deref() {
         None | Some("binary") => Format::Binary,
@@ -136,7 +119,7 @@ pub async fn run_viewer<S, R, E>(
     stream: R,
     session: Arc<Session>,
     new: bool,
-    mode: Mode,
+    mode: TerminalMode,
     format: Format,
     cancel: CancellationToken,
 ) where
@@ -159,12 +142,12 @@ pub async fn run_viewer<S, R, E>(
     let attached = TerminalServerMessage::Attached {
         session: session.name.clone(),
         new,
-        mode: mode.as_str().into(),
+        mode,
     };
     if out.control(&attached).await.is_err() {
         return;
     }
-    if mode == Mode::Takeover {
+    if mode == TerminalMode::Takeover {
         session.takeover(true, id);
     } else if att.takeover_active
         && out
@@ -188,7 +171,7 @@ pub async fn run_viewer<S, R, E>(
         } => {}
         _ = input_loop(stream, &session, mode, ctl_tx) => {}
     }
-    if mode == Mode::Takeover {
+    if mode == TerminalMode::Takeover {
         session.takeover(false, id);
     }
 }
@@ -196,7 +179,7 @@ pub async fn run_viewer<S, R, E>(
 async fn input_loop<R, E>(
     mut stream: R,
     session: &Session,
-    mode: Mode,
+    mode: TerminalMode,
     ctl: mpsc::Sender<TerminalServerMessage>,
 ) where
     R: Stream<Item = Result<Message, E>> + Unpin,
@@ -211,7 +194,7 @@ async fn input_loop<R, E>(
             _ => continue,
         };
         let reply = match parsed {
-            Ok(_) if mode == Mode::Watch => Some(error_msg(
+            Ok(_) if mode == TerminalMode::Watch => Some(error_msg(
                 "read_only",
                 "this viewer is read-only (mode=watch); input is refused",
             )),

@@ -20,23 +20,8 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::tickets::Grant;
 
-/// Terminal attach mode, as in api/ws-protocol.md.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Interactive,
-    Watch,
-    Takeover,
-}
-
-impl Mode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Interactive => "interactive",
-            Self::Watch => "watch",
-            Self::Takeover => "takeover",
-        }
-    }
-}
+/// Terminal attach mode, as in api/ws-protocol.md (one definition in core).
+pub use clarateach_core::TerminalMode;
 
 /// Whose token opened the seat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,21 +36,21 @@ pub struct SeatAccess {
     pub workshop_id: String,
     pub seat: u32,
     pub role: Role,
-    pub mode: Mode,
+    pub mode: TerminalMode,
 }
 
 impl SeatAccess {
     /// Whether this access may change the workspace (write files, run commands): learners
     /// always; instructors only when they took over.
     pub fn may_write(&self) -> bool {
-        self.role == Role::Learner || self.mode == Mode::Takeover
+        self.role == Role::Learner || self.mode == TerminalMode::Takeover
     }
 }
 
-fn learner_mode(asked: Option<&str>) -> Result<Mode, ApiError> {
+fn learner_mode(asked: Option<&str>) -> Result<TerminalMode, ApiError> {
     match asked {
-        None | Some("interactive") => Ok(Mode::Interactive),
-        Some("watch") => Ok(Mode::Watch),
+        None | Some("interactive") => Ok(TerminalMode::Interactive),
+        Some("watch") => Ok(TerminalMode::Watch),
         Some("takeover") => Err(ApiError::new(
             StatusCode::FORBIDDEN,
             ErrorCode::ForbiddenMode,
@@ -77,11 +62,11 @@ fn learner_mode(asked: Option<&str>) -> Result<Mode, ApiError> {
     }
 }
 
-fn instructor_mode(asked: Option<&str>) -> Result<Mode, ApiError> {
+fn instructor_mode(asked: Option<&str>) -> Result<TerminalMode, ApiError> {
     match asked {
-        None | Some("watch") => Ok(Mode::Watch),
+        None | Some("watch") => Ok(TerminalMode::Watch),
         // An instructor typing always shows the learner a notice, so interactive means takeover.
-        Some("takeover") | Some("interactive") => Ok(Mode::Takeover),
+        Some("takeover") | Some("interactive") => Ok(TerminalMode::Takeover),
         Some(_) => Err(ApiError::invalid_request(
             "mode must be interactive, watch or takeover.",
         )),
@@ -233,18 +218,24 @@ mod tests {
 
     #[test]
     fn modes() {
-        assert_eq!(learner_mode(None).expect("default"), Mode::Interactive);
-        assert_eq!(learner_mode(Some("watch")).expect("watch"), Mode::Watch);
+        assert_eq!(
+            learner_mode(None).expect("default"),
+            TerminalMode::Interactive
+        );
+        assert_eq!(
+            learner_mode(Some("watch")).expect("watch"),
+            TerminalMode::Watch
+        );
         assert!(learner_mode(Some("takeover")).is_err());
         assert!(learner_mode(Some("root")).is_err());
-        assert_eq!(instructor_mode(None).expect("default"), Mode::Watch);
+        assert_eq!(instructor_mode(None).expect("default"), TerminalMode::Watch);
         assert_eq!(
             instructor_mode(Some("takeover")).expect("takeover"),
-            Mode::Takeover
+            TerminalMode::Takeover
         );
         assert_eq!(
             instructor_mode(Some("interactive")).expect("interactive"),
-            Mode::Takeover
+            TerminalMode::Takeover
         );
     }
 }

@@ -17,7 +17,7 @@ use axum::routing::{any, get};
 use axum::Router;
 use clarateach_core::ErrorCode;
 
-pub use access::{Mode, Role, SeatAccess};
+pub use access::{Role, SeatAccess, TerminalMode};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -72,7 +72,7 @@ async fn session(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gateway::access::{Mode, Role, SeatAccess};
+    use crate::gateway::access::{Role, SeatAccess, TerminalMode};
 
     #[test]
     fn paths_and_queries() {
@@ -94,7 +94,7 @@ mod tests {
             workshop_id: "ws-a".into(),
             seat: 1,
             role: Role::Learner,
-            mode: Mode::Interactive,
+            mode: TerminalMode::Interactive,
         };
         assert_eq!(
             proxy::daemon_query(Some("token=abc&session=main&mode=takeover"), &learner, true),
@@ -112,7 +112,7 @@ mod tests {
         );
         let watcher = SeatAccess {
             role: Role::Instructor,
-            mode: Mode::Watch,
+            mode: TerminalMode::Watch,
             ..learner
         };
         assert!(!watcher.may_write());
