@@ -43,12 +43,12 @@ fn cases() -> Vec<Case> {
         Case {
             what: "too-large body",
             // Over every route's limit (the control plane's JSON and file limits are lowered to
-            // 64 and 256 KiB for this test; the agent's is 64 KiB) and small enough to fit in
+            // 16 KiB for this test; the agent's is 64 KiB) and small enough to fit in
             // loopback socket buffers: a service answers 413 from the declared length and
             // closes, and a larger upload would break the pipe before the answer is read.
             body: {
                 let mut b = b"{\"path\": \"".to_vec();
-                b.extend(std::iter::repeat_n(b'a', 320 << 10));
+                b.extend(std::iter::repeat_n(b'a', 80 << 10));
                 b.extend(b"\"}");
                 b
             },
@@ -60,12 +60,29 @@ fn cases() -> Vec<Case> {
 }
 
 async fn code_of(req: reqwest::RequestBuilder, case: &Case) -> (StatusCode, String) {
-    let res = req
-        .header("content-type", case.content_type)
-        .body(case.body.clone())
-        .send()
-        .await
-        .expect("send");
+    // A service that refuses a too-large body from its declared length answers 413 and closes
+    // with the body unread; now and then the connection is reset before the client has read
+    // the answer (seen from the control plane's gateway routes, about one run in three; a
+    // known issue reported with this test). Such a transport failure is retried, a wrong code
+    // never is.
+    let mut tries = 0;
+    let res = loop {
+        let attempt = req
+            .try_clone()
+            .expect("clonable request")
+            .header("content-type", case.content_type)
+            .body(case.body.clone())
+            .send()
+            .await;
+        match attempt {
+            Ok(res) => break res,
+            Err(e) if case.status == StatusCode::PAYLOAD_TOO_LARGE && tries < 8 => {
+                eprintln!("retrying after a reset connection: {e}");
+                tries += 1;
+            }
+            Err(e) => panic!("send: {e:?}"),
+        }
+    };
     let status = res.status();
     let body: Value = res.json().await.unwrap_or(Value::Null);
     (
@@ -84,8 +101,8 @@ async fn the_same_malformed_body_gets_the_same_code_from_every_service() {
         return;
     }
     // Inherited by `clarateach serve` (only this test runs in this binary).
-    std::env::set_var("CLARATEACH_BODY_LIMIT_KB", "64");
-    std::env::set_var("CLARATEACH_FILE_BODY_LIMIT_KB", "256");
+    std::env::set_var("CLARATEACH_BODY_LIMIT_KB", "16");
+    std::env::set_var("CLARATEACH_FILE_BODY_LIMIT_KB", "16");
     let (_tmp, dir) = data_dir();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
