@@ -2,10 +2,12 @@
 //! (`/seats/{workshop_id}/{seat}/...`) the control plane's gateway uses to reach each seat's
 //! workspace daemon, plus `/seats/{workshop_id}/{seat}/export` for archives of a seat volume.
 
+use clarateach_core::ErrorCode;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, delete, get};
@@ -16,8 +18,8 @@ use clarateach_isolation::Backend;
 use serde::Deserialize;
 
 use crate::export::{self, ExportFormat};
-use crate::identity::secret_eq;
 use crate::state::{SeatView, StateError, StateHandle};
+use clarateach_core::secret::{bearer_token, constant_time_eq};
 
 /// Shared by every handler of the agent's server.
 #[derive(Clone)]
@@ -30,20 +32,24 @@ pub struct ApiState {
     pub export_cap_bytes: u64,
 }
 
-/// An HTTP error answered as `{code, message}`.
+/// An HTTP error answered as `{code, message}`, with the codes every ClaraTeach service uses.
 #[derive(Debug)]
-pub struct ApiError(StatusCode, &'static str, String);
+pub struct ApiError(StatusCode, ErrorCode, String);
 
 impl ApiError {
     fn unauthorized() -> Self {
         Self(
             StatusCode::UNAUTHORIZED,
-            "unauthorized",
+            ErrorCode::Unauthorized,
             "a valid bearer token is required".into(),
         )
     }
     fn bad_request(message: impl Into<String>) -> Self {
-        Self(StatusCode::BAD_REQUEST, "bad_request", message.into())
+        Self(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidRequest,
+            message.into(),
+        )
     }
 }
 
@@ -58,49 +64,117 @@ impl From<StateError> for ApiError {
         match e {
             StateError::ShuttingDown => Self(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "shutting_down",
+                ErrorCode::ShuttingDown,
                 e.to_string(),
             ),
-            StateError::CreateFailed(_) => {
-                Self(StatusCode::BAD_GATEWAY, "create_failed", e.to_string())
+            // The cause was logged by the reconciler (and reported to the control plane); the
+            // caller gets a generic sentence, never the backend's words.
+            StateError::CreateFailed(_) => Self(
+                StatusCode::BAD_GATEWAY,
+                ErrorCode::CreateFailed,
+                "creating the workspace failed; see the agent's log".into(),
+            ),
+        }
+    }
+}
+
+/// A caller holding the data-path token (the control plane's gateway). A handler that takes
+/// this extractor cannot forget the check.
+pub struct DataCaller;
+
+/// A caller of the local API: the data-path token or the agent's own token.
+pub struct LocalCaller;
+
+impl FromRequestParts<ApiState> for DataCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &ApiState) -> Result<Self, ApiError> {
+        match bearer_token(&parts.headers) {
+            Some(t) if constant_time_eq(t, &s.data_token) => Ok(Self),
+            _ => Err(ApiError::unauthorized()),
+        }
+    }
+}
+
+impl FromRequestParts<ApiState> for LocalCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &ApiState) -> Result<Self, ApiError> {
+        match bearer_token(&parts.headers) {
+            Some(t)
+                if constant_time_eq(t, &s.data_token) || constant_time_eq(t, &s.agent_token) =>
+            {
+                Ok(Self)
             }
+            _ => Err(ApiError::unauthorized()),
         }
     }
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-}
+/// Most bytes a local-API JSON body may have (a `create_vm` body is under 100).
+const MAX_JSON_BODY: usize = 64 * 1024;
 
-impl ApiState {
-    fn check_data(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        match bearer(headers) {
-            Some(t) if secret_eq(t, &self.data_token) => Ok(()),
-            _ => Err(ApiError::unauthorized()),
+/// Parses a JSON body with the codes every ClaraTeach service uses: no JSON content type or not
+/// JSON is 400 `invalid_request`, JSON of the wrong shape 422 `validation_failed`, a body over
+/// the limit 413 `payload_too_large`.
+fn parse_json<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<T, ApiError> {
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::PayloadTooLarge,
+                "the request body is too large".into(),
+            )
+        } else {
+            ApiError::bad_request("cannot read the request body")
         }
+    })?;
+    let json_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .is_some_and(|v| {
+            v == "application/json" || (v.starts_with("application/") && v.ends_with("+json"))
+        });
+    if !json_type {
+        return Err(ApiError::bad_request(
+            "expected a JSON body with `Content-Type: application/json`",
+        ));
     }
-
-    fn check_local(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        match bearer(headers) {
-            Some(t) if secret_eq(t, &self.data_token) || secret_eq(t, &self.agent_token) => Ok(()),
-            _ => Err(ApiError::unauthorized()),
-        }
-    }
+    serde_json::from_slice(&body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => ApiError(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::ValidationFailed,
+            format!("invalid request body: {e}"),
+        ),
+        _ => ApiError::bad_request("the request body is not valid JSON"),
+    })
 }
 
 /// Builds the agent's router.
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/health", get(health))
-        .route("/vms", get(list_vms).post(create_vm))
+        .route(
+            "/vms",
+            get(list_vms)
+                .post(create_vm)
+                .layer(axum::extract::DefaultBodyLimit::max(MAX_JSON_BODY)),
+        )
         .route("/vms/{workshop_id}/{seat_id}", delete(delete_vm))
         .route("/seats/{workshop_id}/{seat}/export", get(export_seat))
         .route("/seats/{workshop_id}/{seat}/{*rest}", any(relay_seat))
-        .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "not_found", "no such route".into()) })
+        .fallback(|| async {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                ErrorCode::NotFound,
+                "no such route".into(),
+            )
+        })
         .with_state(state)
 }
 
@@ -142,33 +216,30 @@ fn seat_key(workshop_id: &str, seat: &str) -> Result<SeatKey, ApiError> {
 }
 
 async fn list_vms(
+    _: LocalCaller,
     State(s): State<ApiState>,
-    headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    s.check_local(&headers)?;
     let vms: Vec<SeatView> = s.state.list().await?;
     Ok(Json(serde_json::json!({ "vms": vms })))
 }
 
 async fn create_vm(
+    _: LocalCaller,
     State(s): State<ApiState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
-    s.check_local(&headers)?;
-    let req: CreateVm = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))?;
+    let req: CreateVm = parse_json(&headers, body)?;
     let key = seat_key(&req.workshop_id, &req.seat_id.to_string())?;
     let view = s.state.create_local(key).await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
 async fn delete_vm(
+    _: LocalCaller,
     State(s): State<ApiState>,
-    headers: HeaderMap,
     path: Result<Path<(String, String)>, axum::extract::rejection::PathRejection>,
 ) -> Result<StatusCode, ApiError> {
-    s.check_local(&headers)?;
     let Path((ws, seat)) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
     s.state.destroy_local(seat_key(&ws, &seat)?).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -181,12 +252,11 @@ struct ExportQuery {
 }
 
 async fn export_seat(
+    _: DataCaller,
     State(s): State<ApiState>,
-    headers: HeaderMap,
     path: Result<Path<(String, String)>, axum::extract::rejection::PathRejection>,
     query: Result<Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    s.check_data(&headers)?;
     let Path((ws, seat)) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let key = seat_key(&ws, &seat)?;
@@ -213,8 +283,11 @@ async fn export_seat(
     Ok(([(http::header::CONTENT_TYPE, content_type)], body).into_response())
 }
 
-async fn relay_seat(State(s): State<ApiState>, req: Request) -> Result<Response, ApiError> {
-    s.check_data(req.headers())?;
+async fn relay_seat(
+    _: DataCaller,
+    State(s): State<ApiState>,
+    req: Request,
+) -> Result<Response, ApiError> {
     // Take the raw (still percent-encoded) path so the daemon sees exactly what the client sent.
     let mut parts = req.uri().path().splitn(5, '/').skip(2);
     let (ws, seat, rest) = match (parts.next(), parts.next(), parts.next()) {
@@ -234,12 +307,12 @@ async fn relay_seat(State(s): State<ApiState>, req: Request) -> Result<Response,
     let Some(ep) = s.state.route(&key) else {
         return Err(ApiError(
             StatusCode::NOT_FOUND,
-            "seat_not_ready",
+            ErrorCode::SeatNotReady,
             "this seat has no running workspace".into(),
         ));
     };
     crate::relay::relay(&ep, req, &target).await.map_err(|e| {
         tracing::warn!(workshop.id = %key.workshop_id, seat = key.seat, error = %crate::reconcile::error_chain(&e), "relay failed");
-        ApiError(StatusCode::BAD_GATEWAY, "workspace_unreachable", "the seat's workspace did not answer".into())
+        ApiError(StatusCode::BAD_GATEWAY, ErrorCode::WorkspaceUnreachable, "the seat's workspace did not answer".into())
     })
 }

@@ -3,12 +3,9 @@
 //! daemon (so a re-adopted workspace can still be reached). Secrets are written 0600.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use clarateach_core::agent_proto::SeatKey;
-use rand::Rng;
 
 /// Errors reading or writing the agent's own files.
 #[derive(Debug, thiserror::Error)]
@@ -23,37 +20,16 @@ pub enum IdentityError {
     Parse(PathBuf, #[source] serde_json::Error),
 }
 
-/// A random URL-safe secret of 32 bytes of entropy (43 characters).
+/// A random secret of 256 bits (64 hex digits).
 pub fn random_token() -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut rng = rand::thread_rng();
-    (0..43)
-        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
-        .collect()
+    clarateach_core::secret::random_token("")
 }
 
-/// Compares two secrets in time independent of where they differ.
-pub fn secret_eq(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// Writes `contents` to `path` atomically with mode 0600.
+/// Writes `contents` to `path` atomically with mode 0600 (synced: these secrets cannot be made
+/// again without re-adopting every seat).
 pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), IdentityError> {
-    let tmp = path.with_extension("tmp");
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        f.write_all(contents)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| IdentityError::Write(path.to_path_buf(), e))
+    clarateach_core::private_file::write_private(path, contents, true)
+        .map_err(|e| IdentityError::Write(path.to_path_buf(), e))
 }
 
 /// The agent's directory inside the data dir, created on first use.
@@ -167,6 +143,7 @@ impl DaemonTokens {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn agent_id_is_stable_and_tokens_persist_private() {
@@ -186,7 +163,7 @@ mod tests {
         };
         let mut tokens = DaemonTokens::load(dir.path()).expect("load");
         let t = tokens.get_or_create(&key).expect("create");
-        assert_eq!(t.len(), 43);
+        assert_eq!(t.len(), 64);
         let again = DaemonTokens::load(dir.path()).expect("reload");
         assert_eq!(again.get(&key), Some(t.as_str()));
         let mode = std::fs::metadata(dir.path().join("agent/daemon-tokens.json"))
@@ -199,12 +176,5 @@ mod tests {
             DaemonTokens::load(dir.path()).expect("reload").get(&key),
             None
         );
-    }
-
-    #[test]
-    fn secret_comparison() {
-        assert!(secret_eq("abc", "abc"));
-        assert!(!secret_eq("abc", "abd"));
-        assert!(!secret_eq("abc", "abcd"));
     }
 }

@@ -124,16 +124,7 @@ impl Seat {
 }
 
 /// Joins an error and its sources into one line, for status reports and logs.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        cur = s.source();
-    }
-    out
-}
+pub(crate) use clarateach_core::error::error_chain;
 
 pub(crate) struct Reconciler {
     backend: Arc<dyn Backend>,

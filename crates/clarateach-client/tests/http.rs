@@ -58,7 +58,7 @@ async fn get_one(Path(id): Path<String>) -> axum::response::Response {
         _ => (
             StatusCode::NOT_FOUND,
             Json(ErrorBody::new(
-                "workshop_not_found",
+                clarateach_core::ErrorCode::WorkshopNotFound,
                 format!("workshop {id} not found"),
             )),
         )
@@ -86,7 +86,7 @@ async fn start() -> impl IntoResponse {
     (
         StatusCode::SERVICE_UNAVAILABLE,
         Json(ErrorBody::new(
-            "no_capacity",
+            clarateach_core::ErrorCode::NoCapacity,
             "no agent has room for 3 seats",
         )),
     )

@@ -29,7 +29,10 @@ async fn pty(mut socket: WebSocket, q: HashMap<String, String>, auth: String) {
     let attached = TerminalServerMessage::Attached {
         session: q.get("session").cloned().unwrap_or_else(|| "main".into()),
         new: true,
-        mode: q.get("mode").cloned().unwrap_or_default(),
+        mode: q
+            .get("mode")
+            .and_then(|m| clarateach_core::TerminalMode::parse(m))
+            .unwrap_or(clarateach_core::TerminalMode::Interactive),
         replay_bytes: 0,
     };
     let hello = serde_json::to_string(&attached).expect("json");
@@ -98,7 +101,7 @@ async fn input_resize_and_output_round_trip() {
     let expected = TerminalServerMessage::Attached {
         session: "s1".into(),
         new: true,
-        mode: "interactive".into(),
+        mode: clarateach_core::TerminalMode::Interactive,
         replay_bytes: 0,
     };
     assert_eq!(first, TerminalEvent::Control(expected));

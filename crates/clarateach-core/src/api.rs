@@ -650,7 +650,7 @@ pub enum TerminalServerMessage {
     Attached {
         session: String,
         new: bool,
-        mode: String,
+        mode: TerminalMode,
         #[serde(default)]
         replay_bytes: u64,
     },
@@ -664,9 +664,59 @@ pub enum TerminalServerMessage {
     },
 }
 
+/// How a viewer attaches to a terminal (api/ws-protocol.md): the one definition the gateway, the
+/// workspace daemon and the terminal protocol's `attached` message share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TerminalMode {
+    /// Reads and types (a learner's own terminal).
+    Interactive,
+    /// Reads only.
+    Watch,
+    /// Types while the learner is shown a notice (the instructor).
+    Takeover,
+}
+
+impl TerminalMode {
+    /// The mode as written in a query string and on the wire.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Interactive => "interactive",
+            Self::Watch => "watch",
+            Self::Takeover => "takeover",
+        }
+    }
+
+    /// The mode named by `s` (`interactive`, `watch` or `takeover`).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "interactive" => Some(Self::Interactive),
+            "watch" => Some(Self::Watch),
+            "takeover" => Some(Self::Takeover),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn terminal_modes_match_their_wire_names() {
+        for m in [
+            TerminalMode::Interactive,
+            TerminalMode::Watch,
+            TerminalMode::Takeover,
+        ] {
+            assert_eq!(
+                serde_json::to_value(m).expect("json"),
+                serde_json::Value::String(m.as_str().into())
+            );
+            assert_eq!(TerminalMode::parse(m.as_str()), Some(m));
+        }
+        assert_eq!(TerminalMode::parse("Watch"), None);
+    }
 
     #[test]
     fn create_request_debug_hides_api_key() {

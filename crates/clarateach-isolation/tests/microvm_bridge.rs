@@ -47,7 +47,7 @@ async fn bridged_seat_answers_on_its_own_address() {
                 .then(|| "iproute2 (ip) is not installed".into())
         });
     if let Some(why) = skip {
-        eprintln!("skipping bridged_seat_answers_on_its_own_address: {why}");
+        clarateach_core::skip::report("bridged_seat_answers_on_its_own_address", &why);
         return;
     }
     let pid = std::process::id();

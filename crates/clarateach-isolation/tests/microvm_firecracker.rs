@@ -13,21 +13,23 @@ use microvm_support::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn firecracker_seat_boots_and_answers() {
     let Some(fc) = which("firecracker") else {
-        eprintln!(
-            "skipping firecracker_seat_boots_and_answers: the firecracker binary is not installed"
+        clarateach_core::skip::report(
+            "firecracker_seat_boots_and_answers",
+            "the firecracker binary is not installed",
         );
         return;
     };
     if let Some(why) = skip_reason() {
-        eprintln!("skipping firecracker_seat_boots_and_answers: {why}");
+        clarateach_core::skip::report("firecracker_seat_boots_and_answers", &why);
         return;
     }
     let image_dir = guest_image();
     let data = tempfile::tempdir().expect("tempdir");
     let qemu = which("qemu-system-x86_64").unwrap_or_default();
     if detect(&qemu, &ImageLayout::new(&image_dir), data.path()).await != Accel::Kvm {
-        eprintln!(
-            "skipping firecracker_seat_boots_and_answers: KVM does not boot guests on this host"
+        clarateach_core::skip::report(
+            "firecracker_seat_boots_and_answers",
+            "KVM does not boot guests on this host",
         );
         return;
     }

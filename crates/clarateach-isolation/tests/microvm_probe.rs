@@ -13,7 +13,7 @@ use microvm_support::*;
 #[tokio::test]
 async fn kvm_probe_is_bounded_and_cached() {
     if let Some(why) = skip_reason() {
-        eprintln!("skipping kvm_probe_is_bounded_and_cached: {why}");
+        clarateach_core::skip::report("kvm_probe_is_bounded_and_cached", &why);
         return;
     }
     let Some(qemu) = which("qemu-system-x86_64") else {

@@ -36,7 +36,7 @@ fn spec(key: &SeatKey) -> WorkspaceSpec {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qemu_seat_lifecycle_keeps_the_volume() {
     if let Some(why) = skip_reason() {
-        eprintln!("skipping qemu_seat_lifecycle_keeps_the_volume: {why}");
+        clarateach_core::skip::report("qemu_seat_lifecycle_keeps_the_volume", &why);
         return;
     }
     let image_dir = guest_image();

@@ -110,7 +110,10 @@ async fn the_real_workspace_daemon_runs_in_a_seat() {
         return;
     }
     let Some(bin) = real_daemon() else {
-        eprintln!("SKIPPED the_real_workspace_daemon_runs_in_a_seat: no clarateach binary with workspace-server (set CLARATEACH_BIN)");
+        clarateach_core::skip::report(
+            "the_real_workspace_daemon_runs_in_a_seat",
+            "no clarateach binary with workspace-server (set CLARATEACH_BIN)",
+        );
         return;
     };
     let dir = sandbox_support::data_dir();

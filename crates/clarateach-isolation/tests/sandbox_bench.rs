@@ -60,7 +60,7 @@ async fn bench_seat_start_and_memory() {
         return;
     }
     let Some(bin) = daemon() else {
-        eprintln!("SKIPPED bench: no clarateach binary (set CLARATEACH_BIN)");
+        clarateach_core::skip::report("bench", "no clarateach binary (set CLARATEACH_BIN)");
         return;
     };
     let dir = sandbox_support::data_dir();

@@ -26,8 +26,7 @@ fn socket_of(ep: &DaemonEndpoint) -> PathBuf {
 
 /// Prints a skip line that survives output capture.
 fn skip(test: &str, why: &str) {
-    eprintln!("SKIP {test}: {why}");
-    println!("SKIP {test}: {why}");
+    clarateach_core::skip::report(test, why);
 }
 
 /// `perl -e` with the program in single quotes (the programs below use no single quote).

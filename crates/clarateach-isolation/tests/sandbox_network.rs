@@ -34,8 +34,7 @@ fn net_skipped(test: &str) -> bool {
     }
     for tool in ["nft", "ip", "curl", PY] {
         if !sh(&format!("command -v {tool}")) {
-            eprintln!("SKIPPED {test}: {tool} is not installed");
-            println!("SKIPPED {test}: {tool} is not installed");
+            clarateach_core::skip::report(test, &format!("{tool} is not installed"));
             return true;
         }
     }

@@ -4,7 +4,6 @@
 use std::path::Path;
 
 use clarateach_store::{Store, StoreError};
-use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use crate::files::{write_secret_file, FileError};
@@ -26,12 +25,7 @@ pub enum AccountError {
 }
 
 /// A fresh random token with a prefix saying what it is for (`cti_` instructor, `cta_` agent).
-pub fn new_token(prefix: &str) -> String {
-    let mut bytes = [0u8; 24];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{prefix}{hex}")
-}
+pub use clarateach_core::secret::random_token as new_token;
 
 /// Hex SHA-256 of a token, the only form the store keeps.
 pub fn hash_token(token: &str) -> String {
@@ -129,7 +123,7 @@ mod tests {
     #[test]
     fn tokens_are_random_and_hashes_stable() {
         let a = new_token("cti_");
-        assert!(a.starts_with("cti_") && a.len() == 52);
+        assert!(a.starts_with("cti_") && a.len() == 4 + 64);
         assert_ne!(a, new_token("cti_"));
         assert_eq!(hash_token("x"), hash_token("x"));
         assert_eq!(hash_token("x").len(), 64);

@@ -5,7 +5,6 @@
 //! Every failure is 401 `unauthorized`.
 
 use axum::extract::FromRequestParts;
-use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use clarateach_core::{TokenClaims, WorkshopStatus};
 use clarateach_store::{InstructorRecord, WorkshopRecord};
@@ -19,19 +18,7 @@ pub const SESSION_TOKEN_PREFIX: &str = "cts_";
 
 /// The bearer token of a request, from the Authorization header only.
 pub fn bearer_token(parts: &Parts) -> Option<String> {
-    if let Some(value) = parts
-        .headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
-        let mut it = value.splitn(2, ' ');
-        if let (Some(scheme), Some(token)) = (it.next(), it.next()) {
-            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() {
-                return Some(token.trim().to_string());
-            }
-        }
-    }
-    None
+    clarateach_core::secret::bearer_token(&parts.headers).map(str::to_string)
 }
 
 /// Which kind of instructor credential a token is.

@@ -5,19 +5,20 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use clarateach_core::ErrorBody;
+use clarateach_core::ErrorCode;
 
 /// An HTTP error with a stable machine-readable code.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     /// Seconds, sent as `Retry-After` (429).
     pub retry_after: Option<u64>,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -26,57 +27,55 @@ impl ApiError {
         }
     }
     pub fn invalid_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, message)
     }
     pub fn validation(message: impl Into<String>) -> Self {
         Self::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
+            ErrorCode::ValidationFailed,
             message,
         )
     }
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+        Self::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message)
     }
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+        Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message)
     }
     pub fn workshop_not_found() -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
-            "workshop_not_found",
+            ErrorCode::WorkshopNotFound,
             "No workshop with that id or code.",
         )
     }
-    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn conflict(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, code, message)
     }
     pub fn no_capacity(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "no_capacity", message)
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::NoCapacity,
+            message,
+        )
     }
     pub fn too_many_attempts(retry_after: u64) -> Self {
         Self {
             retry_after: Some(retry_after),
             ..Self::new(
                 StatusCode::TOO_MANY_REQUESTS,
-                "too_many_attempts",
+                ErrorCode::TooManyAttempts,
                 format!("Too many failed attempts; try again in {retry_after} s."),
             )
         }
     }
     /// Logs `cause` (never sent to the client) and answers 500 `internal`.
     pub fn internal(cause: &(dyn std::error::Error + 'static)) -> Self {
-        let mut chain = cause.to_string();
-        let mut source = cause.source();
-        while let Some(s) = source {
-            chain.push_str(": ");
-            chain.push_str(&s.to_string());
-            source = s.source();
-        }
+        let chain = clarateach_core::error::error_chain(cause);
         tracing::error!(error = %chain, "internal error");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ErrorCode::Internal,
             "The server hit an internal error; see its log.",
         )
     }
@@ -85,6 +84,29 @@ impl ApiError {
 impl From<clarateach_store::StoreError> for ApiError {
     fn from(e: clarateach_store::StoreError) -> Self {
         Self::internal(&e)
+    }
+}
+
+/// The HTTP answer to each lifecycle failure (same codes and sentences as before the domain
+/// error existed).
+impl From<crate::lifecycle::LifecycleError> for ApiError {
+    fn from(e: crate::lifecycle::LifecycleError) -> Self {
+        use crate::lifecycle::LifecycleError as L;
+        match e {
+            L::NotFound => Self::workshop_not_found(),
+            L::Stopping => Self::conflict(
+                ErrorCode::WorkshopStopping,
+                "The workshop is still stopping; try again shortly.",
+            ),
+            L::Running => Self::conflict(
+                ErrorCode::WorkshopRunning,
+                "Stop the workshop before deleting it.",
+            ),
+            L::NoCapacity(cause) => Self::no_capacity(format!(
+                "Cannot start the workshop: {cause}. Start an agent (`clarateach agent`) or add capacity."
+            )),
+            L::Place(_) | L::OpenApiKey(_) | L::Store(_) => Self::internal(&e),
+        }
     }
 }
 

@@ -1,8 +1,7 @@
 //! Secret files in the data dir (signing key, AEAD key, first instructor token): created once
 //! with mode 0600 and never rewritten.
 
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// Why a secret file could not be read or written.
@@ -48,21 +47,10 @@ where
 
 /// Writes a new file readable only by its owner; fails if it already exists.
 pub fn write_secret_file(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
-    let write_err = |source| FileError::Write {
+    clarateach_core::private_file::create_private(path, bytes).map_err(|source| FileError::Write {
         path: path.into(),
         source,
-    };
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(write_err)?;
-    file.write_all(bytes).map_err(write_err)?;
-    file.sync_all().map_err(write_err)?;
-    // The umask cannot widen 0600, but an inherited ACL or an odd umask could narrow it oddly.
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(write_err)?;
-    Ok(())
+    })
 }
 
 /// Creates the data dir (0700) if needed.

@@ -2,7 +2,8 @@
 //! delete, and what agents' seat reports do to a workshop's status.
 //!
 //! Status moves are conditional updates in the store (`transition`), so two racing starts or
-//! stops cannot both act.
+//! stops cannot both act. Failures are a [`LifecycleError`]; the HTTP layer (`error.rs`) maps
+//! them to status codes, so this module knows nothing of HTTP.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -11,9 +12,28 @@ use clarateach_core::agent_proto::{SeatReport, SeatSpec};
 use clarateach_core::{SeatState, Workshop, WorkshopStatus};
 use clarateach_store::{StoreError, WorkshopRecord};
 
-use crate::error::ApiError;
 use crate::scheduler::ProvisionError;
+use crate::secrets::SecretError;
 use crate::state::AppState;
+
+/// Why a lifecycle step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    #[error("no workshop with that id")]
+    NotFound,
+    #[error("the workshop is still stopping")]
+    Stopping,
+    #[error("the workshop must be stopped first")]
+    Running,
+    #[error("not enough agent capacity to place the seats")]
+    NoCapacity(#[source] ProvisionError),
+    #[error("cannot place the seats")]
+    Place(#[source] ProvisionError),
+    #[error("cannot open the workshop's api key")]
+    OpenApiKey(#[source] SecretError),
+    #[error("store")]
+    Store(#[from] StoreError),
+}
 
 /// The API shape of a workshop; `base` is the public base URL of the control plane.
 pub fn to_api(w: WorkshopRecord, base: &str) -> Workshop {
@@ -40,7 +60,7 @@ pub async fn to_api_scheduled(
     state: &AppState,
     w: WorkshopRecord,
     base: &str,
-) -> Result<Workshop, ApiError> {
+) -> Result<Workshop, LifecycleError> {
     let schedule = state.store().schedule(&w.id).await?;
     let mut out = to_api(w, base);
     out.start_at = schedule.start_at;
@@ -54,13 +74,13 @@ pub async fn seat_specs(
     state: &AppState,
     w: &WorkshopRecord,
     seats: &[u32],
-) -> Result<Vec<SeatSpec>, ApiError> {
+) -> Result<Vec<SeatSpec>, LifecycleError> {
     let mut env = BTreeMap::new();
     if let Some(sealed) = &w.api_key_enc {
         let key = state
             .secrets()
             .open(&w.id, sealed)
-            .map_err(|e| ApiError::internal(&e))?;
+            .map_err(LifecycleError::OpenApiKey)?;
         env.insert("ANTHROPIC_API_KEY".to_string(), key.expose().to_string());
         env.insert("CLAUDE_API_KEY".to_string(), key.expose().to_string());
     }
@@ -82,7 +102,7 @@ pub async fn seat_specs(
 pub async fn desired_specs(
     state: &AppState,
     hosted: &[(String, u32)],
-) -> Result<Vec<SeatSpec>, ApiError> {
+) -> Result<Vec<SeatSpec>, LifecycleError> {
     let mut by_workshop: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
     for (ws, seat) in hosted {
         by_workshop.entry(ws.as_str()).or_default().push(*seat);
@@ -96,26 +116,21 @@ pub async fn desired_specs(
     Ok(out)
 }
 
-async fn reload(state: &AppState, id: &str) -> Result<WorkshopRecord, ApiError> {
+async fn reload(state: &AppState, id: &str) -> Result<WorkshopRecord, LifecycleError> {
     state
         .store()
         .get_workshop(id)
         .await?
-        .ok_or_else(ApiError::workshop_not_found)
+        .ok_or(LifecycleError::NotFound)
 }
 
 /// Places every seat; the workshop is `provisioning` until all report ready. Without enough
 /// agent capacity it stays as it was and the caller gets 503 `no_capacity`.
-pub async fn start(state: &AppState, w: WorkshopRecord) -> Result<WorkshopRecord, ApiError> {
+pub async fn start(state: &AppState, w: WorkshopRecord) -> Result<WorkshopRecord, LifecycleError> {
     use WorkshopStatus::*;
     match w.status {
         Provisioning | Running => return Ok(w),
-        Stopping => {
-            return Err(ApiError::conflict(
-                "workshop_stopping",
-                "The workshop is still stopping; try again shortly.",
-            ))
-        }
+        Stopping => return Err(LifecycleError::Stopping),
         Created | Stopped | Failed => {}
     }
     let store = state.store();
@@ -131,12 +146,14 @@ pub async fn start(state: &AppState, w: WorkshopRecord) -> Result<WorkshopRecord
             store
                 .set_seats_state(&w.id, None, SeatState::Pending)
                 .await?;
-            state.provisioner().place(&w.id, specs).await.map_err(|e| match e {
-                ProvisionError::NoCapacity { .. } => ApiError::no_capacity(format!(
-                    "Cannot start the workshop: {e}. Start an agent (`clarateach agent`) or add capacity."
-                )),
-                other => ApiError::internal(&other),
-            })
+            state
+                .provisioner()
+                .place(&w.id, specs)
+                .await
+                .map_err(|e| match e {
+                    ProvisionError::NoCapacity { .. } => LifecycleError::NoCapacity(e),
+                    other => LifecycleError::Place(other),
+                })
         }
         Err(e) => Err(e),
     };
@@ -150,7 +167,7 @@ pub async fn start(state: &AppState, w: WorkshopRecord) -> Result<WorkshopRecord
 
 /// Destroys every workspace (volumes kept) and forgets the api key. Returns once stopped, or
 /// after a short wait with status `stopping` while agents are still reporting.
-pub async fn stop(state: &AppState, w: WorkshopRecord) -> Result<WorkshopRecord, ApiError> {
+pub async fn stop(state: &AppState, w: WorkshopRecord) -> Result<WorkshopRecord, LifecycleError> {
     use WorkshopStatus::*;
     let store = state.store();
     match w.status {
@@ -238,13 +255,10 @@ async fn finish_stop(state: AppState, id: String) {
 }
 
 /// Deletes a workshop that is not running, with its seat volumes on connected agents.
-pub async fn delete(state: &AppState, w: WorkshopRecord) -> Result<(), ApiError> {
+pub async fn delete(state: &AppState, w: WorkshopRecord) -> Result<(), LifecycleError> {
     use WorkshopStatus::*;
     if matches!(w.status, Provisioning | Running | Stopping) {
-        return Err(ApiError::conflict(
-            "workshop_running",
-            "Stop the workshop before deleting it.",
-        ));
+        return Err(LifecycleError::Running);
     }
     match state.provisioner().release(&w.id, true).await {
         Ok(r) if !r.unreachable.is_empty() => {

@@ -11,6 +11,7 @@
 //! public deployment shows nothing and a scraper on the host needs no setup. Behind a reverse
 //! proxy on the same host, set the token.
 
+use clarateach_core::ErrorCode;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
@@ -20,7 +21,6 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
-use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -47,13 +47,8 @@ pub fn authorize(
     peer: std::net::IpAddr,
 ) -> Result<(), ApiError> {
     if let Some(expected) = token {
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        // Compare digests so the time taken says nothing about how much of the token matched.
-        if Sha256::digest(given.as_bytes()) == Sha256::digest(expected.as_bytes()) {
+        let given = clarateach_core::secret::bearer_token(headers).unwrap_or("");
+        if clarateach_core::secret::constant_time_eq(given, expected) {
             return Ok(());
         }
         return Err(ApiError::unauthorized(
@@ -73,7 +68,7 @@ pub fn authorize(
     } else {
         Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            "metrics_forbidden",
+            ErrorCode::MetricsForbidden,
             "Metrics are served to loopback clients only unless a metrics token is set.",
         ))
     }

@@ -9,6 +9,7 @@
 //! `idle_pause_minutes`: the gateway counts open WebSockets per seat here ([`Connections`]),
 //! and its activity timestamps give the last input.
 
+use clarateach_core::ErrorCode;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -78,7 +79,7 @@ pub fn connection_opened(state: &AppState, workshop_id: &str, seat: u32) -> Conn
 
 fn not_running() -> ApiError {
     ApiError::conflict(
-        "workshop_not_running",
+        ErrorCode::WorkshopNotRunning,
         "Only the seats of a running workshop can be paused or resumed.",
     )
 }
@@ -87,7 +88,7 @@ fn not_running() -> ApiError {
 pub fn seat_paused() -> ApiError {
     ApiError::new(
         StatusCode::LOCKED,
-        "seat_paused",
+        ErrorCode::SeatPaused,
         "The instructor paused this seat; it goes on where it was when they resume it.",
     )
 }
@@ -212,7 +213,7 @@ pub async fn admit(state: &AppState, access: &SeatAccess) -> Result<(), ApiError
     } else {
         Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "seat_unavailable",
+            ErrorCode::SeatUnavailable,
             "The seat is waking up; try again in a moment.",
         ))
     }

@@ -10,6 +10,7 @@ use axum::middleware::{from_fn, from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::Router;
+use clarateach_core::ErrorCode;
 
 use crate::error::ApiError;
 use crate::handlers::{
@@ -128,7 +129,7 @@ async fn limit_stream(
     if declared.is_some_and(|n| n > max as u64) {
         return ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
+            ErrorCode::PayloadTooLarge,
             format!("The request body is larger than {max} bytes."),
         )
         .into_response();
@@ -144,7 +145,7 @@ async fn api_not_found() -> ApiError {
 async fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         "This route does not accept that method.",
     )
 }

@@ -1,6 +1,7 @@
 //! `AppState`: what every handler, extractor and agent session shares. Cheap to clone.
 //! Also the calls the gateway makes: [`AppState::seat_route`] and [`AppState::touch_activity`].
 
+use clarateach_core::ErrorCode;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -191,7 +192,7 @@ impl AppState {
             .ok_or_else(|| {
                 ApiError::new(
                     http::StatusCode::SERVICE_UNAVAILABLE,
-                    "seat_unavailable",
+                    ErrorCode::SeatUnavailable,
                     "The workspace of this seat is not reachable right now.",
                 )
             })

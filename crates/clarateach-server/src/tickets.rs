@@ -135,7 +135,7 @@ impl Tickets {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gateway::{Mode, Role};
+    use crate::gateway::{Role, TerminalMode};
 
     fn grant() -> Grant {
         Grant {
@@ -143,7 +143,7 @@ mod tests {
                 workshop_id: "ws-a".into(),
                 seat: 1,
                 role: Role::Learner,
-                mode: Mode::Interactive,
+                mode: TerminalMode::Interactive,
             },
             learner: None,
         }

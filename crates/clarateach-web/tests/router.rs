@@ -82,7 +82,10 @@ async fn other_methods_are_refused() {
 #[tokio::test]
 async fn hashed_assets_are_immutable_with_the_right_type() {
     if !clarateach_web::has_ui() {
-        eprintln!("skipping: built with CLARATEACH_SKIP_WEB_BUILD=1, no hashed assets embedded");
+        clarateach_core::skip::report(
+            "hashed_assets_are_immutable_with_the_right_type",
+            "built with CLARATEACH_SKIP_WEB_BUILD=1, no hashed assets embedded",
+        );
         return;
     }
     let html = String::from_utf8(body(get("/").await).await).expect("utf-8");

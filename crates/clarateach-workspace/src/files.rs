@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
 use bytes::Bytes;
+use clarateach_core::ErrorCode;
 use clarateach_core::{
     ListFilesResponse, MkdirRequest, ReadFileResponse, RenameRequest, SuccessResponse,
     WriteFileRequest,
@@ -37,17 +38,17 @@ impl From<FsError> for ApiError {
             }
         };
         let code = match &e {
-            FsError::BadPath(_) => "bad_path",
-            FsError::Escape => "outside_workspace",
-            FsError::Denied => "permission_denied",
-            FsError::NotFound => "not_found",
-            FsError::NotADirectory => "not_a_directory",
-            FsError::IsADirectory => "is_a_directory",
-            FsError::NotAFile => "not_a_file",
-            FsError::Exists => "already_exists",
-            FsError::NotEmpty => "not_empty",
-            FsError::TooLarge(_) => "too_large",
-            FsError::Io(_) => "io_error",
+            FsError::BadPath(_) => ErrorCode::BadPath,
+            FsError::Escape => ErrorCode::OutsideWorkspace,
+            FsError::Denied => ErrorCode::PermissionDenied,
+            FsError::NotFound => ErrorCode::NotFound,
+            FsError::NotADirectory => ErrorCode::NotADirectory,
+            FsError::IsADirectory => ErrorCode::IsADirectory,
+            FsError::NotAFile => ErrorCode::NotAFile,
+            FsError::Exists => ErrorCode::AlreadyExists,
+            FsError::NotEmpty => ErrorCode::NotEmpty,
+            FsError::TooLarge(_) => ErrorCode::PayloadTooLarge,
+            FsError::Io(_) => ErrorCode::Internal,
         };
         ApiError::new(status, code, e.to_string())
     }
@@ -61,7 +62,7 @@ async fn with_root<T: Send + 'static>(
     let root = state.root.clone();
     tokio::task::spawn_blocking(move || f(&root))
         .await
-        .map_err(|_| ApiError::internal("internal", "file operation aborted"))?
+        .map_err(|e| ApiError::internal("The file operation was aborted.", &e))?
         .map_err(ApiError::from)
 }
 
@@ -79,7 +80,7 @@ pub async fn list(
     State(state): State<AppState>,
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<ListFilesResponse>, ApiError> {
-    let Query(q) = q.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
+    let Query(q) = q.map_err(crate::error::query_rejection)?;
     let path = rel(q.path.as_deref().unwrap_or(""))?;
     let files = with_root(&state, move |r| r.list(&path)).await?;
     Ok(Json(ListFilesResponse { files }))
@@ -134,15 +135,17 @@ pub async fn write(
     let data: Vec<u8> = if is_raw {
         parse_raw(body)?.to_vec()
     } else {
-        let req: WriteFileRequest = parse_json(body)?;
+        let req: WriteFileRequest = parse_json(&headers, body)?;
         match req.encoding.as_deref() {
             None | Some("utf-8") | Some("utf8") => req.content.into_bytes(),
             Some("base64") => base64::engine::general_purpose::STANDARD
                 .decode(req.content.as_bytes())
-                .map_err(|_| ApiError::bad_request("bad_base64", "content is not valid base64"))?,
+                .map_err(|_| {
+                    ApiError::bad_request(ErrorCode::BadBase64, "content is not valid base64")
+                })?,
             Some(_) => {
                 return Err(ApiError::bad_request(
-                    "bad_encoding",
+                    ErrorCode::BadEncoding,
                     "encoding must be utf-8 or base64",
                 ))
             }
@@ -168,9 +171,10 @@ pub async fn delete(
 /// `POST /files-rename {from, to}`; 409 if `to` exists.
 pub async fn rename(
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<SuccessResponse>, ApiError> {
-    let req: RenameRequest = parse_json(body)?;
+    let req: RenameRequest = parse_json(&headers, body)?;
     let (from, to) = (rel(&req.from)?, rel(&req.to)?);
     with_root(&state, move |r| r.rename(&from, &to)).await?;
     Ok(Json(SuccessResponse { success: true }))
@@ -179,9 +183,10 @@ pub async fn rename(
 /// `POST /files-mkdir {path}` (with parents; an existing directory is fine).
 pub async fn mkdir(
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<SuccessResponse>, ApiError> {
-    let req: MkdirRequest = parse_json(body)?;
+    let req: MkdirRequest = parse_json(&headers, body)?;
     let path = rel(&req.path)?;
     if path.is_root() {
         return Ok(Json(SuccessResponse { success: true }));

@@ -4,6 +4,8 @@
 //! command) kills everything it started. Output is capped per stream; the rest is drained and
 //! dropped so a chatty command never blocks on a full pipe.
 
+use axum::http::StatusCode;
+use clarateach_core::ErrorCode;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,19 +32,20 @@ static STAGE_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 pub async fn handler(
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<RunResponse>, ApiError> {
-    let req: RunRequest = parse_json(body)?;
+    let req: RunRequest = parse_json(&headers, body)?;
     if req.command.trim().is_empty() {
         return Err(ApiError::bad_request(
-            "bad_command",
+            ErrorCode::BadCommand,
             "command must not be empty",
         ));
     }
     let timeout_s = req.timeout_s.unwrap_or(DEFAULT_TIMEOUT_S);
     if !(1..=MAX_TIMEOUT_S).contains(&timeout_s) {
         return Err(ApiError::bad_request(
-            "bad_timeout",
+            ErrorCode::BadTimeout,
             "timeout_s must be between 1 and 600",
         ));
     }
@@ -52,13 +55,13 @@ pub async fn handler(
         .find(|k| k.is_empty() || k.contains(['=', '\0']))
     {
         return Err(ApiError::bad_request(
-            "bad_env",
+            ErrorCode::BadEnv,
             format!("invalid environment variable name {k:?}"),
         ));
     }
     if req.env.values().any(|v| v.contains('\0')) || req.command.contains('\0') {
         return Err(ApiError::bad_request(
-            "bad_command",
+            ErrorCode::BadCommand,
             "command and env values must not contain NUL",
         ));
     }
@@ -67,17 +70,19 @@ pub async fn handler(
         let rel = RelPath::parse(path).map_err(ApiError::from)?;
         if rel.is_root() {
             return Err(ApiError::bad_request(
-                "bad_path",
+                ErrorCode::BadPath,
                 "a staged file needs a name",
             ));
         }
         files.push((rel, content.clone().into_bytes()));
     }
-    let _slot = state
-        .run_slots
-        .acquire()
-        .await
-        .map_err(|_| ApiError::internal("shutting_down", "daemon is stopping"))?;
+    let _slot = state.run_slots.acquire().await.map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::ShuttingDown,
+            "The workspace daemon is stopping.",
+        )
+    })?;
 
     let stage = make_stage_dir().await?;
     let result = run_in(&state, &stage, files, &req, Duration::from_secs(timeout_s)).await;
@@ -102,11 +107,8 @@ async fn make_stage_dir() -> Result<PathBuf, ApiError> {
             .map(|()| dir)
     })
     .await
-    .map_err(|_| ApiError::internal("internal", "staging aborted"))?
-    .map_err(|e| {
-        tracing::error!(error = %e, "cannot create the run directory");
-        ApiError::internal("stage_failed", "cannot create the run directory")
-    })
+    .map_err(|e| ApiError::internal("Staging the run was aborted.", &e))?
+    .map_err(|e| ApiError::internal("Cannot create the run directory.", &e))
 }
 
 async fn run_in(
@@ -122,7 +124,7 @@ async fn run_in(
         files.iter().try_for_each(|(p, data)| root.write(p, data))
     })
     .await
-    .map_err(|_| ApiError::internal("internal", "staging aborted"))?
+    .map_err(|e| ApiError::internal("Staging the run was aborted.", &e))?
     .map_err(ApiError::from)?;
 
     let mut cmd = tokio::process::Command::new("sh");
@@ -139,10 +141,9 @@ async fn run_in(
         cmd.env_remove(key);
     }
     let started = Instant::now();
-    let mut child = cmd.spawn().map_err(|e| {
-        tracing::error!(error = %e, "cannot start sh");
-        ApiError::internal("spawn_failed", "cannot start the command")
-    })?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| ApiError::internal("Cannot start the command.", &e))?;
     let pgid = child
         .id()
         .and_then(|p| rustix::process::Pid::from_raw(p as i32));

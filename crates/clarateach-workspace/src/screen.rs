@@ -356,19 +356,23 @@ pub async fn handler(
     query: Result<axum::extract::Query<ScreenQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<axum::response::Response, crate::error::ApiError> {
     use axum::response::IntoResponse;
-    let axum::extract::Query(q) =
-        query.map_err(|e| crate::error::ApiError::bad_request("bad_query", e.body_text()))?;
+    let axum::extract::Query(q) = query.map_err(|e| {
+        crate::error::ApiError::bad_request(
+            clarateach_core::ErrorCode::InvalidRequest,
+            e.body_text(),
+        )
+    })?;
     let name = q.session.unwrap_or_else(|| "main".into());
     if !crate::terminal::valid_session_name(&name) {
         return Err(crate::error::ApiError::bad_request(
-            "bad_session",
+            clarateach_core::ErrorCode::BadSession,
             "session must be 1-32 of A-Z a-z 0-9 _ -",
         ));
     }
     let session = state.sessions.get(&name).ok_or_else(|| {
         crate::error::ApiError::new(
             axum::http::StatusCode::NOT_FOUND,
-            "no_session",
+            clarateach_core::ErrorCode::NoSession,
             "no such terminal session runs",
         )
     })?;

@@ -4,6 +4,7 @@
 //! over plain channels. Output goes out in batches (everything already queued, up to 256 KiB)
 //! so a fast producer costs few frames; each send has a deadline so a stalled client is dropped.
 
+use clarateach_core::ErrorCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,22 +32,7 @@ const RESYNC_WINDOW: Duration = Duration::from_secs(10);
 /// Scrollback tail replayed on a resync (the attach replay sends the whole ring).
 const RESYNC_REPLAY: usize = 256 * 1024;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Interactive,
-    Watch,
-    Takeover,
-}
-
-impl Mode {
-    fn as_str(self) -> &'static str {
-        match self {
-            Mode::Interactive => "interactive",
-            Mode::Watch => "watch",
-            Mode::Takeover => "takeover",
-        }
-    }
-}
+pub use clarateach_core::TerminalMode;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -79,44 +65,45 @@ pub async fn handler(
     query: Result<Query<TerminalQuery>, axum::extract::rejection::QueryRejection>,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
+    let Query(q) = query.map_err(crate::error::query_rejection)?;
     let ws = ws.map_err(|_| {
-        ApiError::bad_request("websocket_required", "this route needs a WebSocket upgrade")
+        ApiError::bad_request(
+            ErrorCode::WebsocketRequired,
+            "this route needs a WebSocket upgrade",
+        )
     })?;
     let name = q.session.unwrap_or_else(|| "main".into());
     if !valid_session_name(&name) {
         return Err(ApiError::bad_request(
-            "bad_session",
+            ErrorCode::BadSession,
             "session must be 1-32 of A-Z a-z 0-9 _ -",
         ));
     }
     let mode = match q.mode.as_deref() {
-        None | Some("interactive") => Mode::Interactive,
-        Some("watch") => Mode::Watch,
-        Some("takeover") => Mode::Takeover,
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "bad_mode",
+        None => TerminalMode::Interactive,
+        Some(m) => TerminalMode::parse(m).ok_or_else(|| {
+            ApiError::bad_request(
+                ErrorCode::BadMode,
                 "mode must be interactive, watch or takeover",
-            ))
-        }
+            )
+        })?,
     };
     let format = match q.format.as_deref() {
         None | Some("binary") => Format::Binary,
         Some("json") => Format::Json,
         Some(_) => {
             return Err(ApiError::bad_request(
-                "bad_format",
+                ErrorCode::BadFormat,
                 "format must be binary or json",
             ))
         }
     };
     let cols = q.cols.unwrap_or(80).clamp(1, 1000);
     let rows = q.rows.unwrap_or(24).clamp(1, 1000);
-    let (session, new) = state.sessions.get_or_start(&name, cols, rows).map_err(|e| {
-        tracing::error!(error = %e, source = ?std::error::Error::source(&e), "cannot start session");
-        ApiError::internal("session_start_failed", e.to_string())
-    })?;
+    let (session, new) = state
+        .sessions
+        .get_or_start(&name, cols, rows)
+        .map_err(|e| ApiError::internal("Cannot start the terminal session.", &e))?;
     let cancel = state.cancel.clone();
     Ok(ws
         .max_message_size(1 << 20)
@@ -132,7 +119,7 @@ pub async fn run_viewer<S, R, E>(
     stream: R,
     session: Arc<Session>,
     new: bool,
-    mode: Mode,
+    mode: TerminalMode,
     format: Format,
     cancel: CancellationToken,
 ) where
@@ -155,13 +142,13 @@ pub async fn run_viewer<S, R, E>(
     let attached = TerminalServerMessage::Attached {
         session: session.name.clone(),
         new,
-        mode: mode.as_str().into(),
+        mode,
         replay_bytes: att.replay.len() as u64,
     };
     if out.control(&attached).await.is_err() {
         return;
     }
-    if mode == Mode::Takeover {
+    if mode == TerminalMode::Takeover {
         session.takeover(true, id);
     } else if att.takeover_active
         && out
@@ -185,7 +172,7 @@ pub async fn run_viewer<S, R, E>(
         } => {}
         _ = input_loop(stream, &session, mode, ctl_tx) => {}
     }
-    if mode == Mode::Takeover {
+    if mode == TerminalMode::Takeover {
         session.takeover(false, id);
     }
 }
@@ -193,7 +180,7 @@ pub async fn run_viewer<S, R, E>(
 async fn input_loop<R, E>(
     mut stream: R,
     session: &Session,
-    mode: Mode,
+    mode: TerminalMode,
     ctl: mpsc::Sender<TerminalServerMessage>,
 ) where
     R: Stream<Item = Result<Message, E>> + Unpin,
@@ -208,7 +195,7 @@ async fn input_loop<R, E>(
             _ => continue,
         };
         let reply = match parsed {
-            Ok(_) if mode == Mode::Watch => Some(error_msg(
+            Ok(_) if mode == TerminalMode::Watch => Some(error_msg(
                 "read_only",
                 "this viewer is read-only (mode=watch); input is refused",
             )),

@@ -199,10 +199,11 @@ pub async fn handler(
     let Ok(ws) = ws else {
         return crate::files::read(state, axum::extract::Path("watch".into()), headers).await;
     };
-    let (hub, rx) = state.watches.subscribe().await.map_err(|e| {
-        tracing::error!(error = %e, "cannot start the file watcher");
-        ApiError::internal("watch_failed", "cannot watch the workspace")
-    })?;
+    let (hub, rx) = state
+        .watches
+        .subscribe()
+        .await
+        .map_err(|e| ApiError::internal("Cannot watch the workspace.", &e))?;
     let cancel = state.cancel.clone();
     Ok(ws
         .on_upgrade(move |socket| run(socket, hub, rx, cancel))

@@ -172,7 +172,7 @@ async fn list_read_write_mkdir_rename_delete() {
         status_json(put(&d, "q", json!({"content": "x", "bogus": 1})))
             .await
             .0,
-        400
+        422 // JSON of the wrong shape: validation_failed, as on the control plane
     );
     assert_eq!(
         status_json(put(&d, "q", json!({"content": "@@", "encoding": "base64"})))
@@ -186,7 +186,7 @@ async fn list_read_write_mkdir_rename_delete() {
 async fn size_cap_gives_413() {
     let d = Daemon::start_with(|c| c.max_file_bytes = 1000).await;
     let (s, v) = status_json(put(&d, "big", json!({"content": "x".repeat(1001)}))).await;
-    assert_eq!((s, v["code"].clone()), (413, json!("too_large")));
+    assert_eq!((s, v["code"].clone()), (413, json!("payload_too_large")));
     std::fs::write(d.root.join("big"), vec![b'x'; 1001]).unwrap();
     assert_eq!(status_json(d.get("/files/big")).await.0, 413);
     let huge = d

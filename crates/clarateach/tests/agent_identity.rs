@@ -72,8 +72,10 @@ async fn read_file(http: &reqwest::Client, base: &str, token: &str) -> Option<St
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn impostor_agent_is_refused_and_revoke_cuts_the_agent_off() {
     if let Some(why) = skip_reason() {
-        eprintln!("SKIPPED impostor_agent_is_refused_and_revoke_cuts_the_agent_off: {why}");
-        println!("SKIP: impostor_agent_is_refused_and_revoke_cuts_the_agent_off: {why}");
+        clarateach_core::skip::report(
+            "impostor_agent_is_refused_and_revoke_cuts_the_agent_off",
+            &why,
+        );
         return;
     }
     let SplitStack {

@@ -27,7 +27,7 @@ async fn file_reachable(http: &reqwest::Client, base: &str, token: &str) -> Opti
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_plane_and_agent_restarts_keep_seats() {
     if let Some(why) = skip_reason() {
-        eprintln!("SKIPPED control_plane_and_agent_restarts_keep_seats: {why}");
+        clarateach_core::skip::report("control_plane_and_agent_restarts_keep_seats", &why);
         return;
     }
     let SplitStack {

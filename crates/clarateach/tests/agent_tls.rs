@@ -115,8 +115,7 @@ async fn agent_count(http: &reqwest::Client, base: &str, instructor: &str) -> us
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_over_wss_with_a_private_ca_and_a_wrong_ca_is_refused() {
     if let Some(why) = skip_reason() {
-        eprintln!("SKIPPED agent_over_wss_with_a_private_ca: {why}");
-        println!("SKIP: agent_over_wss_with_a_private_ca: {why}");
+        clarateach_core::skip::report("agent_over_wss_with_a_private_ca", &why);
         return;
     }
     let (_tmp, dir) = data_dir();
@@ -352,8 +351,7 @@ async fn echo_figures(term: &mut Terminal, what: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn terminal_over_a_tls_data_path() {
     if let Some(why) = skip_reason() {
-        eprintln!("SKIPPED terminal_over_a_tls_data_path: {why}");
-        println!("SKIP: terminal_over_a_tls_data_path: {why}");
+        clarateach_core::skip::report("terminal_over_a_tls_data_path", &why);
         return;
     }
     let (_tmp, dir) = data_dir();

@@ -338,7 +338,7 @@ fn sandbox_skip_reason() -> Option<&'static str> {
 #[test]
 fn start_waits_for_seats_then_export_and_stop_through_up() {
     if let Some(why) = sandbox_skip_reason() {
-        eprintln!("SKIPPED start_waits_for_seats_then_export_and_stop_through_up: {why}");
+        clarateach_core::skip::report("start_waits_for_seats_then_export_and_stop_through_up", why);
         return;
     }
     let server = Server::start_role("up");

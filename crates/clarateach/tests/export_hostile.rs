@@ -61,8 +61,10 @@ fn files(archive: &[u8]) -> BTreeMap<String, Vec<u8>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_seat_cannot_leak_hang_or_empty_the_class_export() {
     if let Some(why) = skip_reason() {
-        eprintln!("SKIPPED a_hostile_seat_cannot_leak_hang_or_empty_the_class_export: {why}");
-        println!("SKIPPED a_hostile_seat_cannot_leak_hang_or_empty_the_class_export: {why}");
+        clarateach_core::skip::report(
+            "a_hostile_seat_cannot_leak_hang_or_empty_the_class_export",
+            &why,
+        );
         return;
     }
     let (_tmp, dir) = data_dir();

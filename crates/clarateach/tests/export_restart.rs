@@ -55,7 +55,7 @@ async fn export_has_answer(what: &str, http: &reqwest::Client, base: &str, token
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_after_stop_survives_control_plane_restart() {
     if let Some(why) = skip_reason() {
-        eprintln!("SKIPPED export_after_stop_survives_control_plane_restart: {why}");
+        clarateach_core::skip::report("export_after_stop_survives_control_plane_restart", &why);
         return;
     }
     let SplitStack {

@@ -13,8 +13,7 @@ use support::{data_dir, free_port, skip_reason, start_workshop, workshop_request
 #[test]
 fn no_token_ticket_or_reconnect_code_in_the_debug_log() {
     if let Some(why) = skip_reason() {
-        eprintln!("SKIP: no_token_ticket_or_reconnect_code_in_the_debug_log: {why}");
-        println!("SKIP: no_token_ticket_or_reconnect_code_in_the_debug_log: {why}");
+        clarateach_core::skip::report("no_token_ticket_or_reconnect_code_in_the_debug_log", &why);
         return;
     }
     let (_tmp, dir) = data_dir();

@@ -57,7 +57,7 @@ async fn terminal_echo(base: &str, token: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_flow_through_up() {
     if let Some(why) = skip_reason() {
-        eprintln!("SKIPPED full_flow_through_up: {why}");
+        clarateach_core::skip::report("full_flow_through_up", &why);
         return;
     }
     let (_tmp, dir) = data_dir();

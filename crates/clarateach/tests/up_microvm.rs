@@ -109,7 +109,7 @@ fn up_microvm_without_image_says_how_to_build() {
 async fn up_microvm_runs_the_guest_kernel() {
     let image = image_cache();
     if let Some(why) = skip_reason(&image) {
-        eprintln!("SKIPPED up_microvm_runs_the_guest_kernel: {why}");
+        clarateach_core::skip::report("up_microvm_runs_the_guest_kernel", &why);
         return;
     }
     ensure_image(&image);

@@ -129,6 +129,77 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/sandboxes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The instructor's sandboxes. */
+        get: operations["list_sandboxes"];
+        put?: never;
+        /** Create and start a sandbox (loopback-only network). */
+        post: operations["create_sandboxes"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/sandboxes/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One sandbox. */
+        get: operations["get_sandboxes"];
+        put?: never;
+        post?: never;
+        /** Remove a sandbox and everything of it. */
+        delete: operations["delete_sandboxes"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/sandboxes/{id}/files/{path}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A file of the sandbox's `/workspace`, raw bytes. */
+        get: operations["read_file_files_sandboxes_id_files_path"];
+        /** Write a file of the sandbox's `/workspace` from the raw request body. */
+        put: operations["write_file_files_sandboxes_id_files_path"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/sandboxes/{id}/run": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Run a command in a fresh directory of the sandbox with files staged there. */
+        post: operations["run_run_sandboxes_id_run"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/session/files": {
         parameters: {
             query?: never;
@@ -205,12 +276,30 @@ export interface paths {
             cookie?: never;
         };
         /** Reads a file (utf-8 or base64; raw bytes with `Accept: application/octet-stream`). */
-        get: operations["read_file"];
+        get: operations["read_file_files_session_files_path"];
         /** Writes a file atomically, creating parents. */
-        put: operations["write_file"];
+        put: operations["write_file_files_session_files_path"];
         post?: never;
         /** Deletes a file or directory. */
         delete: operations["delete_file"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/session/help": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The learner's own request and place in the queue. */
+        get: operations["mine"];
+        put?: never;
+        /** Ask for help from a learner's seat. */
+        post: operations["ask"];
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -226,7 +315,7 @@ export interface paths {
         get?: never;
         put?: never;
         /** Runs a command with staged files in a fresh directory of the seat. */
-        post: operations["run"];
+        post: operations["run_run_session_run"];
         delete?: never;
         options?: never;
         head?: never;
@@ -267,6 +356,42 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/templates": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The instructor's templates, by name. */
+        get: operations["list_templates"];
+        put?: never;
+        /** Create a template. */
+        post: operations["create_templates"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/templates/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One template. */
+        get: operations["get_templates"];
+        put?: never;
+        post?: never;
+        /** Delete a template (workshops made from it keep their copy). */
+        delete: operations["delete_templates"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/workshops": {
         parameters: {
             query?: never;
@@ -293,11 +418,11 @@ export interface paths {
             cookie?: never;
         };
         /** One workshop. */
-        get: operations["get"];
+        get: operations["get_workshops"];
         put?: never;
         post?: never;
         /** Delete a workshop that is not running, with its seat volumes. */
-        delete: operations["delete"];
+        delete: operations["delete_workshops"];
         options?: never;
         head?: never;
         patch?: never;
@@ -312,6 +437,128 @@ export interface paths {
         };
         /** Streams a tar.gz of every seat's files (`seat-01/...`), gathered from the agents. */
         get: operations["export_workshop"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/workshops/{id}/help": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The workshop's help queue, longest waiting first. */
+        get: operations["list_help"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/workshops/{id}/help/{help_id}/claim": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Claim a request: the learner sees that someone is coming. */
+        post: operations["claim"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/workshops/{id}/help/{help_id}/resolve": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Resolve a request: it leaves the queue. */
+        post: operations["resolve"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/workshops/{id}/idle-policy": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** Set or clear the idle policy. */
+        put: operations["idle_policy"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/workshops/{id}/pause": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Pause every ready seat: processes, memory and terminal sessions are kept; learners see
+         *     "paused by the instructor" (`423 seat_paused`) until resumed.
+         */
+        post: operations["pause_workshop"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/workshops/{id}/resume": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Resume every paused seat where it was. */
+        post: operations["resume_workshop"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/workshops/{id}/screens": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Live screens of every seat (WebSocket), or the current ones once (JSON). */
+        get: operations["screens"];
         put?: never;
         post?: never;
         delete?: never;
@@ -337,6 +584,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/workshops/{id}/seats/{seat}/pause": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Pause one seat. */
+        post: operations["pause_seat"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/workshops/{id}/seats/{seat}/reset": {
         parameters: {
             query?: never;
@@ -354,6 +618,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/workshops/{id}/seats/{seat}/resume": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Resume one seat. */
+        post: operations["resume_seat"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/workshops/{id}/start": {
         parameters: {
             query?: never;
@@ -363,7 +644,11 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Start: seats are placed on agents (`provisioning`), `running` once every seat is ready. */
+        /**
+         * Start: seats are placed on agents (`provisioning`), `running` once every seat is ready.
+         *     With `{"at": RFC 3339}` in the future the start is scheduled instead (kept across restarts,
+         *     shown as `start_at`); a time in the past starts at once.
+         */
         post: operations["start"];
         delete?: never;
         options?: never;
@@ -429,6 +714,59 @@ export interface components {
              */
             used: number;
         };
+        /**
+         * @description `POST /api/session/help`: a learner asks for help. The context (cwd, last commands) is
+         *     gathered by the control plane from the seat's terminal; the UI adds the open file.
+         */
+        AskHelpRequest: {
+            message?: string | null;
+            /** @description Path of the file open in the learner's editor. */
+            open_file?: string | null;
+        };
+        /**
+         * @description Which backend runs the sandbox.
+         * @enum {string}
+         */
+        BackendChoice: "sandbox" | "microvm";
+        /** @description A command the shell finished (from OSC 133 marks). */
+        CommandRecord: {
+            /** @description The command line as the shell reported it (control characters replaced, bounded). */
+            command: string;
+            /**
+             * Format: int32
+             * @description Its exit status; `None` when the shell did not report one.
+             */
+            exit_code?: number | null;
+            /** Format: date-time */
+            finished_at: string;
+        };
+        /** @description `POST /api/sandboxes`. */
+        CreateSandboxRequest: {
+            /** Format: double */
+            cpu?: number | null;
+            /** Format: int32 */
+            disk_mib?: number | null;
+            /** @description `python` (default), `node`, `claude`, `base` or an image name. */
+            language?: string | null;
+            /** Format: int32 */
+            mem_mib?: number | null;
+            /** @description Used as the id instead of `LANGUAGE-ULID`. */
+            name?: string | null;
+            /** @description Keep `/workspace` across stop and start. */
+            persist?: boolean;
+        };
+        /** @description `POST /api/templates` */
+        CreateTemplateRequest: {
+            check?: string | null;
+            description?: string;
+            /** @description Starter files: a gzipped tar, base64 (standard alphabet), at most 2 MiB decoded. */
+            files_tar_gz?: string | null;
+            image: string;
+            limits?: null | components["schemas"]["Limits"];
+            /** @description 1-64 of letters, digits, '-', '_', '.'. */
+            name: string;
+            readme?: string;
+        };
         /** @description `POST /api/workshops` */
         CreateWorkshopRequest: {
             /** @description Optional secret for learners' tools, at least 10 characters; injected into seats only. */
@@ -442,10 +780,20 @@ export interface components {
              * @description 1-200.
              */
             seats: number;
+            /**
+             * @description A template (`GET /api/templates`) giving the image, limits, starter files and README;
+             *     `image` and `limits` given here override the template's.
+             */
+            template?: string | null;
         };
-        /** @description JSON body of every failed request. */
+        /**
+         * @description JSON body of every failed request.
+         *
+         *     `code` stays a string on the wire so a client keeps working when a newer server adds a
+         *     code; producers build it from an [`ErrorCode`].
+         */
         ErrorBody: {
-            /** @description Stable machine-readable code, e.g. `workshop_full`. */
+            /** @description Stable machine-readable code, e.g. `workshop_full` (one of [`ErrorCode`]). */
             code: string;
             /** @description Human sentence explaining what went wrong. */
             message: string;
@@ -464,6 +812,53 @@ export interface components {
         HealthResponse: {
             status: string;
             version: string;
+        };
+        /** @description A help request as the instructor's queue shows it. */
+        HelpRequest: {
+            /** Format: date-time */
+            claimed_at?: string | null;
+            /** @description Name of the instructor who claimed it. */
+            claimed_by?: string | null;
+            /** @description The seat's last commands with exit codes, oldest first. */
+            commands: components["schemas"]["CommandRecord"][];
+            /** Format: date-time */
+            created_at: string;
+            cwd?: string | null;
+            /** @description `help-...`. */
+            id: string;
+            message?: string | null;
+            /** @description The learner's name, when they gave one. */
+            name?: string | null;
+            open_file?: string | null;
+            /** Format: date-time */
+            resolved_at?: string | null;
+            /** Format: int32 */
+            seat: number;
+            status: components["schemas"]["HelpStatus"];
+            workshop_id: string;
+        };
+        /**
+         * @description Where a help request stands.
+         * @enum {string}
+         */
+        HelpStatus: "open" | "claimed" | "resolved";
+        /** @description `GET|POST /api/session/help` for the learner: their request (if any) and their place. */
+        HelpStatusResponse: {
+            /**
+             * Format: int32
+             * @description 1-based place among open requests (claimed ones are no longer waiting); `None` when
+             *     not waiting.
+             */
+            position?: number | null;
+            request?: null | components["schemas"]["HelpRequest"];
+        };
+        /**
+         * @description `PUT /api/workshops/{id}/idle-policy`: pause ready seats after this many minutes (1-1440)
+         *     without learner input or connection; `null` turns the policy off.
+         */
+        IdlePolicyRequest: {
+            /** Format: int32 */
+            pause_after_minutes?: number | null;
         };
         /** @description `POST /api/instructor/sessions`: a short-lived token standing in for the instructor token. */
         InstructorSessionResponse: {
@@ -557,8 +952,15 @@ export interface components {
         ListFilesResponse: {
             files: components["schemas"]["FileInfo"][];
         };
+        /** @description `GET /api/workshops/{id}/help`: open and claimed requests, longest waiting first. */
+        ListHelpResponse: {
+            requests: components["schemas"]["HelpRequest"][];
+        };
         ListSeatsResponse: {
             seats: components["schemas"]["Seat"][];
+        };
+        ListTemplatesResponse: {
+            templates: components["schemas"]["Template"][];
         };
         ListWorkshopsResponse: {
             workshops: components["schemas"]["Workshop"][];
@@ -625,6 +1027,97 @@ export interface components {
             timed_out: boolean;
             truncated: boolean;
         };
+        /** @description A sandbox as `create`, `status` and `list` print it. */
+        SandboxInfo: {
+            backend: components["schemas"]["BackendChoice"];
+            /** Format: date-time */
+            created_at: string;
+            id: string;
+            /** @description The image whose rootfs is `/`; `None`: the host's system directories. */
+            image?: string | null;
+            /** @description `python`, `node`, `claude`, `base` or an image name. */
+            language: string;
+            /** Format: date-time */
+            last_run_at?: string | null;
+            limits: components["schemas"]["Limits"];
+            /** @description Instructor that created it through the HTTP API; `None` for the CLI. */
+            owner?: string | null;
+            persist: boolean;
+            status: components["schemas"]["SandboxState"];
+        };
+        SandboxList: {
+            sandboxes: components["schemas"]["SandboxInfo"][];
+        };
+        /** @description What a run did (`POST /api/sandboxes/{id}/run`). */
+        SandboxRunResponse: {
+            /** Format: int64 */
+            duration_ms: number;
+            /** Format: int32 */
+            exit_code?: number | null;
+            stderr: string;
+            stdout: string;
+            timed_out: boolean;
+            truncated: boolean;
+        };
+        /**
+         * @description Running or stopped; a cleaned sandbox has no record.
+         * @enum {string}
+         */
+        SandboxState: "running" | "stopped";
+        /** @description Where the cursor is, relative to [`ScreenSnapshot::lines`]. */
+        ScreenCursor: {
+            /** Format: int32 */
+            col: number;
+            /**
+             * Format: int32
+             * @description Index into `lines`; may equal `lines.len()` when the cursor is below them.
+             */
+            row: number;
+            visible: boolean;
+        };
+        /**
+         * @description One frame of `GET /api/workshops/{id}/screens` (text, JSON): a seat's screen, sent when it
+         *     changed, at most once a second per seat.
+         */
+        ScreenFrame: components["schemas"]["ScreenSnapshot"] & {
+            /** Format: int32 */
+            seat: number;
+        };
+        /** @description The live state of one terminal session of a seat. */
+        ScreenSnapshot: {
+            /** Format: int32 */
+            cols: number;
+            /** @description Finished commands, oldest first, at most [`COMMAND_HISTORY`]. */
+            commands?: components["schemas"]["CommandRecord"][];
+            cursor: components["schemas"]["ScreenCursor"];
+            /** @description The shell's working directory (OSC 7), when it reported one. */
+            cwd?: string | null;
+            /** @description Whether the shell has exited. */
+            exited?: boolean;
+            /**
+             * Format: int64
+             * @description Seconds since the last keystroke reached the shell (or since the session started).
+             */
+            idle_s: number;
+            /** @description The last lines of the screen, without trailing blanks, at most [`SCREEN_LINES`]. */
+            lines: string[];
+            /** Format: int32 */
+            rows: number;
+            /** @description The command running now (between the OSC 133 C and D marks). */
+            running?: string | null;
+            /** @description Session name (`main` unless asked otherwise). */
+            session: string;
+            /**
+             * Format: int64
+             * @description Bumped on every change of the screen or the shell facts; `?since=` with the current
+             *     value answers 204.
+             */
+            version: number;
+        };
+        /** @description `GET /api/workshops/{id}/screens` without an upgrade. */
+        ScreensResponse: {
+            screens: components["schemas"]["ScreenFrame"][];
+        };
         /** @description One seat of a workshop, as the instructor sees it. */
         Seat: {
             /** @description Agent hosting the workspace. */
@@ -648,9 +1141,41 @@ export interface components {
          * @description State of one seat's workspace as the control plane knows it.
          * @enum {string}
          */
-        SeatState: "pending" | "creating" | "ready" | "lost" | "failed" | "destroyed";
+        SeatState: "pending" | "creating" | "ready" | "lost" | "failed" | "destroyed" | "paused";
+        /**
+         * @description `POST /api/workshops/{id}/start` (optional body): `at` in the future schedules the start,
+         *     in the past (or absent) starts now.
+         */
+        StartWorkshopRequest: {
+            /** Format: date-time */
+            at?: string | null;
+        };
         SuccessResponse: {
             success: boolean;
+        };
+        /** @description A template as the API returns it (the starter files themselves are not returned). */
+        Template: {
+            /** @description Command that checks a learner's work (run in the seat by the instructor's tools). */
+            check?: string | null;
+            /** Format: date-time */
+            created_at: string;
+            description: string;
+            /**
+             * Format: int64
+             * @description Size of the gzipped tar of starter files, 0 when none.
+             */
+            files_bytes: number;
+            /** @description SHA-256 of that tar. */
+            files_sha256?: string | null;
+            /** @description Seat image (`clarateach image build NAME`). */
+            image: string;
+            limits?: null | components["schemas"]["Limits"];
+            name: string;
+            /** @description Markdown shown to learners. */
+            readme: string;
+        };
+        TemplateResponse: {
+            template: components["schemas"]["Template"];
         };
         /**
          * @description Control messages a terminal client sends as WebSocket text frames. In the OpenAPI document's
@@ -668,6 +1193,12 @@ export interface components {
             /** @enum {string} */
             type: "resize";
         };
+        /**
+         * @description How a viewer attaches to a terminal (api/ws-protocol.md): the one definition the gateway, the
+         *     workspace daemon and the terminal protocol's `attached` message share.
+         * @enum {string}
+         */
+        TerminalMode: "interactive" | "watch" | "takeover";
         /**
          * @description Control messages the daemon sends as WebSocket text frames (output is binary frames unless
          *     the client asked for `?format=json`). In the OpenAPI document's components, like the client's.
@@ -687,7 +1218,7 @@ export interface components {
             /** @enum {string} */
             type: "error";
         } | {
-            mode: string;
+            mode: components["schemas"]["TerminalMode"];
             new: boolean;
             /** Format: int64 */
             replay_bytes?: number;
@@ -738,6 +1269,12 @@ export interface components {
             has_api_key: boolean;
             /** @description `ws-xxxxxx` */
             id: string;
+            /**
+             * Format: int32
+             * @description Idle policy: ready seats are paused after this many minutes without learner input or
+             *     connection (`PUT .../idle-policy`).
+             */
+            idle_pause_minutes?: number | null;
             /** @description Guest image name, when not the default. */
             image?: string | null;
             limits: components["schemas"]["Limits"];
@@ -754,6 +1291,11 @@ export interface components {
              * @description Seats whose workspace is ready.
              */
             seats_ready: number;
+            /**
+             * Format: date-time
+             * @description When the control plane starts the workshop by itself (`POST .../start {"at"}`).
+             */
+            start_at?: string | null;
             status: components["schemas"]["WorkshopStatus"];
         };
         WorkshopResponse: {
@@ -1053,6 +1595,277 @@ export interface operations {
             };
         };
     };
+    list_sandboxes: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SandboxList"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create_sandboxes: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateSandboxRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SandboxInfo"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The name is taken */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Bad name, limits or language */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The instructor's sandbox quota is used up */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_sandboxes: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SandboxInfo"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    delete_sandboxes: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    read_file_files_sandboxes_id_files_path: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": number[];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The sandbox is stopped */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    write_file_files_sandboxes_id_files_path: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/octet-stream": number[];
+            };
+        };
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    run_run_sandboxes_id_run: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RunRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SandboxRunResponse"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The sandbox is stopped */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The daemon refused the command */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     list_files: {
         parameters: {
             query?: {
@@ -1206,7 +2019,7 @@ export interface operations {
             };
         };
     };
-    read_file: {
+    read_file_files_session_files_path: {
         parameters: {
             query?: never;
             header?: never;
@@ -1252,7 +2065,7 @@ export interface operations {
             };
         };
     };
-    write_file: {
+    write_file_files_session_files_path: {
         parameters: {
             query?: never;
             header?: never;
@@ -1340,7 +2153,91 @@ export interface operations {
             };
         };
     };
-    run: {
+    mine: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HelpStatusResponse"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    ask: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AskHelpRequest"];
+            };
+        };
+        responses: {
+            /** @description Already in the queue: the waiting request */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HelpStatusResponse"];
+                };
+            };
+            /** @description Filed */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HelpStatusResponse"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    run_run_session_run: {
         parameters: {
             query?: never;
             header?: never;
@@ -1491,6 +2388,173 @@ export interface operations {
             };
         };
     };
+    list_templates: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ListTemplatesResponse"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create_templates: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateTemplateRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TemplateResponse"];
+                };
+            };
+            /** @description Malformed JSON */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `template_exists` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A field is invalid, or `unknown_image` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_templates: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Template name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TemplateResponse"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    delete_templates: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Template name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     list_workshops: {
         parameters: {
             query?: never;
@@ -1564,7 +2628,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description A field is missing, of the wrong type or out of range */
+            /** @description A field is missing, of the wrong type or out of range; `unknown_template` or `unknown_image` naming it */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -1575,7 +2639,7 @@ export interface operations {
             };
         };
     };
-    get: {
+    get_workshops: {
         parameters: {
             query?: never;
             header?: never;
@@ -1613,7 +2677,7 @@ export interface operations {
             };
         };
     };
-    delete: {
+    delete_workshops: {
         parameters: {
             query?: never;
             header?: never;
@@ -1716,6 +2780,328 @@ export interface operations {
             };
         };
     };
+    list_help: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Workshop id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ListHelpResponse"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    claim: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Workshop id */
+                id: string;
+                /** @description Help request id */
+                help_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HelpRequest"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    resolve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Workshop id */
+                id: string;
+                /** @description Help request id */
+                help_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HelpRequest"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    idle_policy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Workshop id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["IdlePolicyRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkshopResponse"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description minutes out of range */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    pause_workshop: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Workshop id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The seats after the agents froze them */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ListSeatsResponse"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `workshop_not_running` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    resume_workshop: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Workshop id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The seats after the agents thawed them */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ListSeatsResponse"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `workshop_not_running` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    screens: {
+        parameters: {
+            query?: {
+                /** @description One-time ticket (WebSocket only) from POST /api/session/ticket for any seat of this workshop */
+                ticket?: string;
+            };
+            header?: never;
+            path: {
+                /** @description Workshop id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description WebSocket of ScreenFrame text frames */
+            101: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ScreensResponse"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A learner's ticket, or one for another workshop */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     list_seats: {
         parameters: {
             query?: never;
@@ -1745,6 +3131,55 @@ export interface operations {
                 };
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    pause_seat: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Workshop id */
+                id: string;
+                /** @description Seat number */
+                seat: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ListSeatsResponse"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `workshop_not_running` */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1811,6 +3246,55 @@ export interface operations {
             };
         };
     };
+    resume_seat: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Workshop id */
+                id: string;
+                /** @description Seat number */
+                seat: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ListSeatsResponse"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `workshop_not_running` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     start: {
         parameters: {
             query?: never;
@@ -1821,7 +3305,12 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody?: never;
+        /** @description Optional: when to start */
+        requestBody?: {
+            content: {
+                "application/json": null | components["schemas"]["StartWorkshopRequest"];
+            };
+        };
         responses: {
             /** @description Provisioning (or already provisioning/running) */
             202: {
@@ -1850,6 +3339,15 @@ export interface operations {
             };
             /** @description `workshop_stopping` */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is not a start request */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };

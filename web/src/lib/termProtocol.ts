@@ -2,6 +2,7 @@
 // bytes (or `{"type":"output"}` text frames), control messages are JSON text frames.
 
 import type { TerminalClientMessage, TerminalServerMessage } from '../api/types';
+import type { components } from '../api/schema.gen';
 
 /** Every server message but output, which arrives as bytes (`DecodedFrame.output`). */
 export type ServerControl = Exclude<TerminalServerMessage, { type: 'output' }>;
@@ -11,7 +12,9 @@ export type DecodedFrame =
   | { kind: 'control'; msg: ServerControl }
   | { kind: 'unknown'; raw: string };
 
-export type TerminalMode = 'interactive' | 'watch' | 'takeover';
+/** How a viewer attaches (the Rust `TerminalMode`, through the generated schema). */
+export type TerminalMode = components['schemas']['TerminalMode'];
+const MODES: readonly TerminalMode[] = ['interactive', 'watch', 'takeover'];
 
 const encoder = new TextEncoder();
 
@@ -35,7 +38,7 @@ function parseControl(v: Record<string, unknown>): ServerControl | null {
         type: 'attached',
         session: typeof v.session === 'string' ? v.session : 'main',
         new: v.new === true,
-        mode: typeof v.mode === 'string' ? v.mode : 'interactive',
+        mode: MODES.find((m) => m === v.mode) ?? 'interactive',
         replay_bytes: typeof v.replay_bytes === 'number' ? v.replay_bytes : 0,
       };
     case 'exit':

@@ -50,8 +50,10 @@ mod tests {
     #[test]
     fn a_dropped_thread_cannot_read_root_files_and_the_process_keeps_root() {
         if !can_switch() {
-            println!("SKIP: needs root to change thread credentials");
-            eprintln!("SKIP: needs root to change thread credentials");
+            clarateach_core::skip::report(
+                "a_dropped_thread_cannot_read_root_files_and_the_process_keeps_root",
+                "needs root to change thread credentials",
+            );
             return;
         }
         let dir = tempfile::tempdir().expect("tempdir");

@@ -195,8 +195,10 @@ async fn hostile_entries_are_reported_and_the_sparse_file_is_capped() {
 #[tokio::test]
 async fn the_walk_runs_with_the_owners_rights() {
     if !creds::can_switch() {
-        println!("SKIP: needs root to run the walk as another uid");
-        eprintln!("SKIP: needs root to run the walk as another uid");
+        clarateach_core::skip::report(
+            "the_walk_runs_with_the_owners_rights",
+            "needs root to run the walk as another uid",
+        );
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -289,8 +291,10 @@ async fn an_ext4_volume_exports_capped_with_its_report() {
         .into_iter()
         .find(|p| std::path::Path::new(p).exists());
     let Some(mkfs) = mkfs else {
-        println!("SKIP: e2fsprogs (mkfs.ext4) not installed");
-        eprintln!("SKIP: e2fsprogs (mkfs.ext4) not installed");
+        clarateach_core::skip::report(
+            "an_ext4_volume_exports_capped_with_its_report",
+            "e2fsprogs (mkfs.ext4) not installed",
+        );
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");

@@ -240,16 +240,7 @@ impl SandboxBackend {
 }
 
 /// An error and its causes on one line, for the string-carrying `BackendError` variants.
-fn error_text(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        cur = s.source();
-    }
-    out
-}
+use clarateach_core::error::error_chain as error_text;
 
 /// Which uid each seat holds, from the disk: the uid in its state record, else the owner of its
 /// volume. A volume without a record still holds its uid (destroyed without deleting the volume).

@@ -229,8 +229,7 @@ mod tests {
     #[test]
     fn chown_tree_moves_only_the_old_owner_and_never_follows_links() {
         if !nix::unistd::geteuid().is_root() {
-            eprintln!("SKIP chown_tree test: needs root");
-            println!("SKIP chown_tree test: needs root");
+            clarateach_core::skip::report("chown_tree test", "needs root");
             return;
         }
         let dir = tempfile::tempdir().expect("tempdir");

@@ -9,8 +9,6 @@
 //! older version with `env` in it is read (so the seat still adopts) and rewritten without it.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use clarateach_core::agent_proto::SeatKey;
@@ -72,16 +70,8 @@ impl SeatRecord {
     /// start, and a record lost in a host crash only means its seat is recreated, as after any
     /// reboot.
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        let tmp = path.with_extension("json.tmp");
         let bytes = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        file.write_all(&bytes)?;
-        std::fs::rename(&tmp, path)
+        clarateach_core::private_file::write_private(path, &bytes, false)
     }
 
     pub fn load(path: &Path) -> std::io::Result<Self> {

@@ -50,7 +50,7 @@ pub fn skip_reason() -> Option<String> {
 pub fn skipped(test: &str) -> bool {
     match skip_reason() {
         Some(why) => {
-            eprintln!("SKIPPED {test}: {why}");
+            clarateach_core::skip::report(test, &why);
             true
         }
         None => false,

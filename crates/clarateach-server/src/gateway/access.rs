@@ -6,6 +6,7 @@
 //! Credentials come from the Authorization header, or for a WebSocket upgrade from a one-time
 //! `?ticket=` (see [`crate::tickets`]); `?token=` is refused with a message saying so.
 
+use clarateach_core::ErrorCode;
 use std::collections::HashMap;
 
 use axum::extract::{FromRequestParts, Query};
@@ -19,23 +20,8 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::tickets::Grant;
 
-/// Terminal attach mode, as in api/ws-protocol.md.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Interactive,
-    Watch,
-    Takeover,
-}
-
-impl Mode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Interactive => "interactive",
-            Self::Watch => "watch",
-            Self::Takeover => "takeover",
-        }
-    }
-}
+/// Terminal attach mode, as in api/ws-protocol.md (one definition in core).
+pub use clarateach_core::TerminalMode;
 
 /// Whose token opened the seat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,24 +36,24 @@ pub struct SeatAccess {
     pub workshop_id: String,
     pub seat: u32,
     pub role: Role,
-    pub mode: Mode,
+    pub mode: TerminalMode,
 }
 
 impl SeatAccess {
     /// Whether this access may change the workspace (write files, run commands): learners
     /// always; instructors only when they took over.
     pub fn may_write(&self) -> bool {
-        self.role == Role::Learner || self.mode == Mode::Takeover
+        self.role == Role::Learner || self.mode == TerminalMode::Takeover
     }
 }
 
-fn learner_mode(asked: Option<&str>) -> Result<Mode, ApiError> {
+fn learner_mode(asked: Option<&str>) -> Result<TerminalMode, ApiError> {
     match asked {
-        None | Some("interactive") => Ok(Mode::Interactive),
-        Some("watch") => Ok(Mode::Watch),
+        None | Some("interactive") => Ok(TerminalMode::Interactive),
+        Some("watch") => Ok(TerminalMode::Watch),
         Some("takeover") => Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            "forbidden_mode",
+            ErrorCode::ForbiddenMode,
             "Only the workshop's instructor can take over a terminal.",
         )),
         Some(_) => Err(ApiError::invalid_request(
@@ -76,11 +62,11 @@ fn learner_mode(asked: Option<&str>) -> Result<Mode, ApiError> {
     }
 }
 
-fn instructor_mode(asked: Option<&str>) -> Result<Mode, ApiError> {
+fn instructor_mode(asked: Option<&str>) -> Result<TerminalMode, ApiError> {
     match asked {
-        None | Some("watch") => Ok(Mode::Watch),
+        None | Some("watch") => Ok(TerminalMode::Watch),
         // An instructor typing always shows the learner a notice, so interactive means takeover.
-        Some("takeover") | Some("interactive") => Ok(Mode::Takeover),
+        Some("takeover") | Some("interactive") => Ok(TerminalMode::Takeover),
         Some(_) => Err(ApiError::invalid_request(
             "mode must be interactive, watch or takeover.",
         )),
@@ -144,7 +130,7 @@ pub async fn authorize(
 fn ticket_mismatch() -> ApiError {
     ApiError::new(
         StatusCode::FORBIDDEN,
-        "ticket_mismatch",
+        ErrorCode::TicketMismatch,
         "The ticket was issued for another seat or mode.",
     )
 }
@@ -232,18 +218,24 @@ mod tests {
 
     #[test]
     fn modes() {
-        assert_eq!(learner_mode(None).expect("default"), Mode::Interactive);
-        assert_eq!(learner_mode(Some("watch")).expect("watch"), Mode::Watch);
+        assert_eq!(
+            learner_mode(None).expect("default"),
+            TerminalMode::Interactive
+        );
+        assert_eq!(
+            learner_mode(Some("watch")).expect("watch"),
+            TerminalMode::Watch
+        );
         assert!(learner_mode(Some("takeover")).is_err());
         assert!(learner_mode(Some("root")).is_err());
-        assert_eq!(instructor_mode(None).expect("default"), Mode::Watch);
+        assert_eq!(instructor_mode(None).expect("default"), TerminalMode::Watch);
         assert_eq!(
             instructor_mode(Some("takeover")).expect("takeover"),
-            Mode::Takeover
+            TerminalMode::Takeover
         );
         assert_eq!(
             instructor_mode(Some("interactive")).expect("interactive"),
-            Mode::Takeover
+            TerminalMode::Takeover
         );
     }
 }

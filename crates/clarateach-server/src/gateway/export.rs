@@ -7,6 +7,7 @@
 //! out, adds `seat-NN/EXPORT-ERROR.txt` saying what happened, and goes on with the next seat.
 
 use clarateach_core::ErrorBody;
+use clarateach_core::ErrorCode;
 use std::io::Write;
 
 use axum::body::{Body, Bytes};
@@ -155,7 +156,7 @@ async fn plan(state: &AppState, workshop_id: &str) -> Result<Vec<(u32, SeatRoute
     }
     if plan.is_empty() {
         return Err(ApiError::conflict(
-            "export_unavailable",
+            ErrorCode::ExportUnavailable,
             "No seat of this workshop was ever started, so there are no files to export.",
         ));
     }
@@ -170,7 +171,7 @@ fn unavailable(missing: &[(u32, String)]) -> ApiError {
     agents.dedup();
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
-        "agent_unavailable",
+        ErrorCode::AgentUnavailable,
         format!(
             "The export needs seat{} {} from agent{} {}, which {} not connected; try again once {} back.",
             if seats.len() == 1 { "" } else { "s" },
@@ -354,7 +355,7 @@ mod tests {
         let e = unavailable(&[(2, "ag-b".into()), (5, "ag-b".into())]);
         assert_eq!(
             (e.status, e.code),
-            (StatusCode::SERVICE_UNAVAILABLE, "agent_unavailable")
+            (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::AgentUnavailable)
         );
         assert!(
             e.message

@@ -16,8 +16,9 @@ use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use axum::routing::{any, get};
 use axum::Router;
+use clarateach_core::ErrorCode;
 
-pub use access::{Mode, Role, SeatAccess};
+pub use access::{Role, SeatAccess, TerminalMode};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -62,7 +63,7 @@ async fn session(
     if !is_read(req.method()) && !access.may_write() {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            "read_only",
+            ErrorCode::ReadOnly,
             "Watching a seat is read-only; open it with mode=takeover to change it.",
         ));
     }
@@ -73,7 +74,7 @@ async fn session(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gateway::access::{Mode, Role, SeatAccess};
+    use crate::gateway::access::{Role, SeatAccess, TerminalMode};
 
     #[test]
     fn paths_and_queries() {
@@ -95,7 +96,7 @@ mod tests {
             workshop_id: "ws-a".into(),
             seat: 1,
             role: Role::Learner,
-            mode: Mode::Interactive,
+            mode: TerminalMode::Interactive,
         };
         assert_eq!(
             proxy::daemon_query(Some("token=abc&session=main&mode=takeover"), &learner, true),
@@ -113,7 +114,7 @@ mod tests {
         );
         let watcher = SeatAccess {
             role: Role::Instructor,
-            mode: Mode::Watch,
+            mode: TerminalMode::Watch,
             ..learner
         };
         assert!(!watcher.may_write());

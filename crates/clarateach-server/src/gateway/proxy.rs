@@ -10,6 +10,7 @@
 //! sent. Plain requests to such an agent share a pooled client of their own (one per agent id,
 //! in [`TlsClients`]); upgrades get a connection each, as over plain HTTP.
 
+use clarateach_core::ErrorCode;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -74,7 +75,7 @@ fn unreachable(e: &dyn std::fmt::Display, access: &SeatAccess) -> ApiError {
     tracing::warn!(workshop.id = %access.workshop_id, seat = access.seat, error = %e, "agent data path failed");
     ApiError::new(
         StatusCode::BAD_GATEWAY,
-        "workspace_unreachable",
+        ErrorCode::WorkspaceUnreachable,
         "The seat's workspace did not answer.",
     )
 }

@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Json;
 use clarateach_core::ErrorBody;
+use clarateach_core::ErrorCode;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -60,7 +61,7 @@ impl FromRequestParts<AppState> for AgentAuth {
 pub fn agent_id_mismatch() -> ApiError {
     ApiError::new(
         StatusCode::FORBIDDEN,
-        "agent_id_mismatch",
+        ErrorCode::AgentIdMismatch,
         "This agent token is for another agent id.",
     )
 }
@@ -132,7 +133,7 @@ pub async fn connect(
                 .await
             {
                 return Err(ApiError::conflict(
-                    "agent_already_connected",
+                    ErrorCode::AgentAlreadyConnected,
                     "Another credential holds this agent id's live session.",
                 ));
             }

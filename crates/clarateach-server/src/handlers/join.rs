@@ -2,6 +2,7 @@
 //! seat and a token. Unknown join codes and unknown reconnect codes are counted by
 //! [`crate::throttle`]; past a budget the join is 429 for the rest of the minute.
 
+use clarateach_core::ErrorCode;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -46,7 +47,7 @@ pub async fn join(
             state.metrics().observe_join("accepted");
         }
         Err(e) => {
-            state.metrics().observe_join(e.code);
+            state.metrics().observe_join(e.code.as_str());
             if e.code == "workshop_not_found" {
                 state.throttle().fail_code(ip).await;
             }
@@ -112,7 +113,7 @@ async fn join_seat(
         }
     }
     Err(ApiError::conflict(
-        "workshop_full",
+        ErrorCode::WorkshopFull,
         "Every seat of this workshop is taken.",
     ))
 }
@@ -127,7 +128,7 @@ async fn running_by_code(state: &AppState, code: &str) -> Result<Arc<JoinTarget>
     if workshop.status != WorkshopStatus::Running {
         state.join_codes().forget(code);
         return Err(ApiError::conflict(
-            "workshop_not_running",
+            ErrorCode::WorkshopNotRunning,
             "The workshop is not running; ask your instructor.",
         ));
     }

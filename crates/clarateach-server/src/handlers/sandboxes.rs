@@ -4,6 +4,7 @@
 //! the sandboxes they made (another's is 404), and holds at most `CLARATEACH_SANDBOX_QUOTA`
 //! (default 10) at once. Sandboxes made by the CLI have no owner and are not reachable here.
 
+use clarateach_core::ErrorCode;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -93,7 +94,11 @@ fn api_error(e: SandboxError) -> ApiError {
             return ApiError::internal(&e)
         }
     };
-    ApiError::new(status, e.code(), e.to_string())
+    ApiError::new(
+        status,
+        ErrorCode::parse(e.code()).unwrap_or(ErrorCode::Internal),
+        e.to_string(),
+    )
 }
 
 async fn sandboxes(state: &AppState) -> Result<Arc<Sandboxes>, ApiError> {

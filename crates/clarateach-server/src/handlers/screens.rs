@@ -10,6 +10,7 @@
 //! cannot set headers on a WebSocket) a one-time ticket from `POST /api/session/ticket` for any
 //! seat of this workshop. A learner's token or ticket is refused: a learner sees no other seat.
 
+use clarateach_core::ErrorCode;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -76,14 +77,14 @@ impl GridViewer {
             if grant.access.role != Role::Instructor || grant.learner.is_some() {
                 return Err(ApiError::new(
                     StatusCode::FORBIDDEN,
-                    "forbidden",
+                    ErrorCode::Forbidden,
                     "Only the workshop's instructor can see every seat's screen.",
                 ));
             }
             if grant.access.workshop_id != workshop_id {
                 return Err(ApiError::new(
                     StatusCode::FORBIDDEN,
-                    "ticket_mismatch",
+                    ErrorCode::TicketMismatch,
                     "The ticket was issued for another workshop.",
                 ));
             }

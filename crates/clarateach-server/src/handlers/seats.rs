@@ -5,6 +5,7 @@
 
 use axum::extract::State;
 use axum::Json;
+use clarateach_core::ErrorCode;
 use clarateach_core::{ids, ErrorBody, ListSeatsResponse, ResetSeatResponse, Seat};
 use clarateach_store::StoreError;
 
@@ -85,7 +86,7 @@ pub async fn reset(
             }
             Ok(None) => {
                 return Err(ApiError::conflict(
-                    "seat_not_joined",
+                    ErrorCode::SeatNotJoined,
                     "Nobody holds this seat; there is nothing to reset.",
                 ))
             }

@@ -11,6 +11,7 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::Utc;
+use clarateach_core::ErrorCode;
 use clarateach_core::{ErrorBody, InstructorSessionResponse, TicketRequest, TicketResponse};
 
 use crate::accounts::{hash_token, new_token};
@@ -53,7 +54,7 @@ pub async fn create(
         // Otherwise a session could renew itself forever and outlive its revocation.
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            "session_cannot_mint",
+            ErrorCode::SessionCannotMint,
             "A session cannot create another session; use the instructor token.",
         ));
     }
@@ -120,7 +121,7 @@ pub async fn ticket(
     let ticket = state.tickets().issue(grant).ok_or_else(|| {
         ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
-            "too_many_tickets",
+            ErrorCode::TooManyTickets,
             "Too many unused tickets; try again in a few seconds.",
         )
     })?;

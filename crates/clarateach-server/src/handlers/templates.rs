@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use base64::Engine;
 use chrono::Utc;
+use clarateach_core::ErrorCode;
 use clarateach_core::{
     CreateTemplateRequest, CreateWorkshopRequest, ErrorBody, Limits, ListTemplatesResponse,
     SeatStarter, Template, TemplateResponse, MAX_STARTER_BYTES,
@@ -44,7 +45,7 @@ fn to_api(t: TemplateRecord) -> Template {
 fn template_not_found(name: &str) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
-        "template_not_found",
+        ErrorCode::TemplateNotFound,
         format!("No template named {name:?}."),
     )
 }
@@ -106,7 +107,7 @@ pub async fn create(
         Ok(()) => {}
         Err(StoreError::Conflict) => {
             return Err(ApiError::conflict(
-                "template_exists",
+                ErrorCode::TemplateExists,
                 format!("A template named {:?} exists already.", req.name),
             ))
         }
@@ -178,7 +179,7 @@ pub async fn check_image(state: &AppState, image: &str) -> Result<(), ApiError> 
     }
     Err(ApiError::new(
         StatusCode::UNPROCESSABLE_ENTITY,
-        "unknown_image",
+        ErrorCode::UnknownImage,
         format!(
             "No agent has the image {image:?}; build it on the agents' hosts with \
              `clarateach image build {image}`."
@@ -206,7 +207,7 @@ pub async fn apply_template(
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "unknown_template",
+                ErrorCode::UnknownTemplate,
                 format!("No template named {name:?} (see GET /api/templates)."),
             )
         })?;
@@ -235,7 +236,7 @@ pub async fn apply_template(
 pub async fn seat_starter(
     state: &AppState,
     workshop_id: &str,
-) -> Result<Option<SeatStarter>, ApiError> {
+) -> Result<Option<SeatStarter>, clarateach_store::StoreError> {
     let Some(s) = state.store().workshop_starter(workshop_id).await? else {
         return Ok(None);
     };

@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::Utc;
+use clarateach_core::ErrorCode;
 use clarateach_core::{
     ids, CreateWorkshopRequest, ErrorBody, ListWorkshopsResponse, StartWorkshopRequest,
     WorkshopResponse, WorkshopStatus,
@@ -153,7 +154,7 @@ pub async fn start(
                 WorkshopStatus::Created | WorkshopStatus::Stopped | WorkshopStatus::Failed
             ) {
                 return Err(ApiError::conflict(
-                    "workshop_running",
+                    ErrorCode::WorkshopRunning,
                     "The workshop is already started; stop it before scheduling a start.",
                 ));
             }

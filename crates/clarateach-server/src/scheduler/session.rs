@@ -50,9 +50,9 @@ where
     let credential = match authorize_agent_id(&state, &credential, &agent_id).await {
         Ok(c) => c,
         Err(e) => {
-            tracing::warn!(agent.id = %agent_id, token.id = %credential.token_id, code = e.code,
+            tracing::warn!(agent.id = %agent_id, token.id = %credential.token_id, code = e.code.as_str(),
                 "agent registration refused: the token is not this agent's");
-            refuse(&mut sink, e.code).await;
+            refuse(&mut sink, e.code.as_str()).await;
             return;
         }
     };

@@ -5,6 +5,7 @@ mod microvm;
 mod pty;
 mod seats;
 mod terminal;
+mod util;
 
 #[derive(clap::Subcommand)]
 pub enum Command {

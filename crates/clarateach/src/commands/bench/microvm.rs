@@ -162,11 +162,9 @@ fn guest_ram_rss_mib(pid: i32, memory_mb: u32) -> Option<u64> {
 }
 
 fn rss_mib(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+    u32::try_from(pid)
+        .ok()
+        .and_then(super::util::rss_kib)
         .unwrap_or(0)
         / 1024
 }

@@ -124,12 +124,7 @@ impl Viewer {
     }
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted
-        .get(((sorted.len().max(1) - 1) as f64 * p).round() as usize)
-        .copied()
-        .unwrap_or_default()
-}
+use super::util::percentile;
 
 fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1000.0)
@@ -251,11 +246,7 @@ async fn raw_pty(file: &Path) -> anyhow::Result<f64> {
     Ok(size as f64 / 1e6 / secs)
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
+use super::util::free_port;
 
 async fn wait_port(port: u16) -> anyhow::Result<()> {
     for _ in 0..100 {
@@ -268,17 +259,7 @@ async fn wait_port(port: u16) -> anyhow::Result<()> {
 }
 
 fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))?
-                .split_whitespace()
-                .nth(1)?
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0)
+    super::util::rss_kib(pid).unwrap_or(0)
 }
 
 fn write_file(path: &Path, mb: u64) -> anyhow::Result<()> {
