@@ -49,7 +49,8 @@ cargo test --workspace --no-fail-fast
 
 echo "==> store and control-plane tests again on PostgreSQL (a throwaway cluster)"
 pg_dir=$(mktemp -d /tmp/clarateach-pg.XXXXXX)
-trap 'scripts/pg.sh stop "$pg_dir"; rm -rf "$pg_dir"' EXIT
+# Stop the cluster at exit, then the skip summary (which keeps the exit status).
+trap 'status=$?; scripts/pg.sh stop "$pg_dir"; rm -rf "$pg_dir"; (exit $status); skip_summary' EXIT
 eval "$(scripts/pg.sh start "$pg_dir")"
 cargo test -p clarateach-store -p clarateach-server --no-fail-fast
 unset CLARATEACH_TEST_DATABASE_URL
