@@ -304,6 +304,23 @@ fn expected(method: &Method, path: &str, who: Who) -> Option<StatusCode> {
             InstructorA | InstructorB => StatusCode::NOT_FOUND,
             _ => unauth,
         },
+        // Templates and standalone sandboxes are the instructor's own: another instructor's
+        // (or a missing) name is 404, a body-less create is refused before anything is made.
+        "/api/templates" | "/api/sandboxes" => match (who, m) {
+            (InstructorA | InstructorB, "POST") => StatusCode::BAD_REQUEST,
+            (InstructorA | InstructorB, _) => ok,
+            _ => unauth,
+        },
+        "/api/sandboxes/{id}/run" => match who {
+            InstructorA | InstructorB => StatusCode::BAD_REQUEST,
+            _ => unauth,
+        },
+        "/api/templates/{name}" | "/api/sandboxes/{id}" | "/api/sandboxes/{id}/files/{path}" => {
+            match who {
+                InstructorA | InstructorB => StatusCode::NOT_FOUND,
+                _ => unauth,
+            }
+        }
         p if p.starts_with("/api/session/") => match who {
             _ if learner => ok,
             // The instructor names A's seat 1; watching is read-only.
@@ -324,7 +341,8 @@ fn concrete(w: &World, method: &Method, path: &str, who: Who) -> String {
         .replace("{id}", id)
         .replace("{path}", "notes.txt")
         .replace("{seat}", "2")
-        .replace("{help_id}", "help-0000");
+        .replace("{help_id}", "help-0000")
+        .replace("{name}", "no-such-template");
     if p.starts_with("/api/session/")
         && p != "/api/session/ticket"
         && p != "/api/session/help"
