@@ -6,7 +6,7 @@ mod sandbox_support;
 
 use clarateach_core::Limits;
 use clarateach_isolation::{Backend, WorkspaceStatus};
-use sandbox_support::{alive, ok, run, skipped, Harness};
+use sandbox_support::{alive, fake_daemon_after, ok, run, skipped, Harness};
 
 const SECRET: &str = "sk-test-secret-4242";
 
@@ -142,4 +142,27 @@ async fn stop_keeps_the_seat_and_start_brings_it_back() {
         .destroy(&h.key(3), true)
         .await
         .expect("destroy is idempotent");
+}
+
+/// The agent binds the daemon's socket before the daemon runs, so the first health probe waits
+/// on a daemon still starting (a cold image's interpreter, a loaded host). That probe must not
+/// give up and close its connection early: the daemon would answer a closed socket (CI once saw
+/// the stand-in killed by SIGPIPE that way, exit 141) and the seat would fail to start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_slow_to_start_still_gets_its_seat() {
+    if skipped("a_daemon_slow_to_start_still_gets_its_seat") {
+        return;
+    }
+    let h = Harness::new();
+    fake_daemon_after(h.dir.path(), 3);
+    // The stand-in dies of SIGPIPE like any program that does not ignore it.
+    let script = std::fs::read_to_string(h.dir.path().join("fake-daemon")).expect("read");
+    std::fs::write(
+        h.dir.path().join("fake-daemon"),
+        script.replace("$SIG{PIPE} = \"IGNORE\";", ""),
+    )
+    .expect("write");
+    let ep = h.seat(1, Limits::default(), &[]).await;
+    assert_eq!(ok(&ep, "echo up").await, "up");
+    h.backend.destroy(&h.key(1), true).await.expect("destroy");
 }

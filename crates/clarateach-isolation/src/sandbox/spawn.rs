@@ -136,7 +136,11 @@ pub async fn wait_ready(
 ) -> Result<(), NotReady> {
     let deadline = Instant::now() + timeout;
     loop {
-        if socket.exists() && health(socket, token).await {
+        // The listening socket is bound before the daemon runs, so a probe may wait for the
+        // daemon's start: it may take all the time left, not a probe's usual two seconds (a
+        // dropped probe would make a slow starter answer a closed connection).
+        let left = deadline.saturating_duration_since(Instant::now());
+        if socket.exists() && probe(socket, token, left.max(Duration::from_millis(1))).await {
             return Ok(());
         }
         if let Ok(Some(status)) = child.try_wait() {
@@ -149,8 +153,12 @@ pub async fn wait_ready(
     }
 }
 
-/// One health probe: true when the daemon answers 200.
+/// One health probe: true when the daemon answers 200 within two seconds.
 pub async fn health(socket: &Path, token: &str) -> bool {
+    probe(socket, token, Duration::from_secs(2)).await
+}
+
+async fn probe(socket: &Path, token: &str, timeout: Duration) -> bool {
     let probe = async {
         let mut stream = UnixStream::connect(socket).await?;
         let req = format!(
@@ -161,8 +169,5 @@ pub async fn health(socket: &Path, token: &str) -> bool {
         stream.read_exact(&mut head).await?;
         io::Result::Ok(head.starts_with(b"HTTP/1.") && &head[8..12] == b" 200")
     };
-    matches!(
-        tokio::time::timeout(Duration::from_secs(2), probe).await,
-        Ok(Ok(true))
-    )
+    matches!(tokio::time::timeout(timeout, probe).await, Ok(Ok(true)))
 }

@@ -20,6 +20,8 @@ my ($listen) = grep { /^fd:/ } @ARGV; $listen =~ s/^fd://;
 # The socket the agent bound, inherited as a descriptor; close-on-exec at once, as the real daemon.
 my $srv = IO::Socket::UNIX->new_from_fd($listen, "r") or die "fd $listen: $!";
 fcntl($srv, F_SETFD, FD_CLOEXEC) or die "cloexec: $!";
+# A client gone before the answer must not kill the daemon (the real one ignores SIGPIPE too).
+$SIG{PIPE} = "IGNORE";
 my $want = "Bearer " . ($ENV{CLARATEACH_DAEMON_TOKEN} // "");
 while (my $c = $srv->accept) {
     my $line = <$c>; next unless defined $line;
@@ -100,8 +102,14 @@ fn unique(prefix: &str) -> String {
 
 /// Writes the stand-in daemon into `data_dir` and returns its path.
 pub fn fake_daemon(data_dir: &Path) -> PathBuf {
+    fake_daemon_after(data_dir, 0)
+}
+
+/// The stand-in daemon, sleeping `secs` before it serves: a daemon slow to start (a cold image).
+pub fn fake_daemon_after(data_dir: &Path, secs: u32) -> PathBuf {
     let path = data_dir.join("fake-daemon");
-    std::fs::write(&path, FAKE_DAEMON).expect("write fake daemon");
+    let script = FAKE_DAEMON.replacen("\n", &format!("\nsleep {secs};\n"), 1);
+    std::fs::write(&path, script).expect("write fake daemon");
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     path
 }
