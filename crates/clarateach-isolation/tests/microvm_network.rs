@@ -85,6 +85,7 @@ fn seat_net(t: u32, third: u32, table: &str, inet: &Internet, dir: &Path) -> Net
                 .parse()
                 .expect("dns upstream"),
         ),
+        ..NetConfig::default()
     }
 }
 
@@ -447,6 +448,7 @@ async fn bench_tap_setup() {
         nft_table: format!("ct_bn_{t}"),
         resolver: Resolver::parse("").expect("empty hosts"),
         dns_upstream: Some("127.0.0.1:53".parse().expect("addr")),
+        ..NetConfig::default()
     };
     let _cleanup = Cleanup {
         data: dir.path().to_path_buf(),
@@ -515,6 +517,7 @@ async fn a_none_seats_tap_is_closed_and_survives_a_restart() {
         nft_table: format!("ct_cl_{t}"),
         resolver: Resolver::parse("").expect("empty hosts"),
         dns_upstream: Some("127.0.0.1:53".parse().expect("addr")),
+        ..NetConfig::default()
     };
     let _cleanup = Cleanup {
         data: dir.path().to_path_buf(),

@@ -14,11 +14,11 @@ mod sandbox_support;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clarateach_core::agent_proto::SeatKey;
 use clarateach_core::{Limits, NetworkPolicy};
-use clarateach_isolation::netpolicy::{NetConfig, Resolver, SeatSubnet};
+use clarateach_isolation::netpolicy::{NetConfig, Resolver, SeatSubnet, SlotAddrs};
 use clarateach_isolation::sandbox::SandboxBackend;
 use clarateach_isolation::{Backend, DaemonEndpoint, WorkspaceSpec};
 use net_support::{must, sh, Internet, PY};
@@ -69,6 +69,7 @@ impl Net {
             nft_table: format!("ct_test_{tag}"),
             resolver: Resolver::from_file(&hosts_file(dir.path())).expect("hosts"),
             dns_upstream: Some("203.0.113.10:53".parse().expect("addr")),
+            ..NetConfig::default()
         };
         let mut n = Self {
             dir,
@@ -580,6 +581,31 @@ async fn a_reused_slot_carries_nothing_and_a_half_made_network_goes_at_adopt() {
     drop(half);
     assert!(Path::new("/sys/class/net").join(a4.veth()).exists());
     assert!(nft_table(&n.net.nft_table).contains(&a4.veth()));
+    // The agent keeps namespaces made ahead at free slots (spares); a dead agent's spares are
+    // recorded, and adopt removes them with the rest.
+    let seats: Vec<SlotAddrs> = [1, 3, 4]
+        .iter()
+        .filter_map(|s| n.b().net().addrs(&n.key(*s)))
+        .collect();
+    let spares = |n: &Net| -> Vec<String> {
+        (0..16)
+            .filter_map(|i| n.subnet().slot(i))
+            .filter(|a| !seats.contains(a))
+            .map(|a| a.netns())
+            .filter(|ns| Path::new("/run/netns").join(ns).exists())
+            .collect()
+    };
+    let waited = Instant::now();
+    while spares(&n).len() < NetConfig::default().spare_namespaces
+        && waited.elapsed() < Duration::from_secs(5)
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        spares(&n).len(),
+        NetConfig::default().spare_namespaces,
+        "spare namespaces made ahead"
+    );
     // No seat runs when the agent comes back, so no re-adopted seat reloads the table: adopt
     // itself must clear what the half-made start left.
     for seat in [1, 3] {
@@ -594,6 +620,11 @@ async fn a_reused_slot_carries_nothing_and_a_half_made_network_goes_at_adopt() {
     assert!(
         !Path::new("/run/netns").join(a4.netns()).exists(),
         "half-made namespace left after adopt"
+    );
+    assert_eq!(
+        spares(&n),
+        Vec::<String>::new(),
+        "a dead agent's spares left after adopt"
     );
     let table = nft_table(&n.net.nft_table);
     assert!(
@@ -654,7 +685,7 @@ async fn bench_network_setup_and_proxy() {
     let t = tag() ^ 0x5a5a;
     let mut inet = Internet::new(t, "203.0.113", "169.254.169.254");
     inet.serve();
-    let n = Net::new(t, &format!("10.217.{}.0/24", t % 250), &inet.veth);
+    let mut n = Net::new(t, &format!("10.217.{}.0/24", t % 250), &inet.veth);
     const SEATS: u32 = 30;
 
     // Network setup alone (netns + veth + forwarding + listener + one nft load), per seat.
@@ -682,8 +713,29 @@ async fn bench_network_setup_and_proxy() {
         "net setup (open) CPU per seat, this process and its children (10 ms ticks / {SEATS}): {:.2} ms",
         cpu_setup / f64::from(SEATS)
     );
-    summary("net setup (open), sequential", setup);
+    summary(
+        "net setup (open), sequential, spare namespaces made in the background",
+        setup,
+    );
     summary("net release, sequential", down);
+
+    // The same without spares: what the first networked seat after an agent start, and every
+    // seat of a burst larger than the spares, pays.
+    n.net.spare_namespaces = 0;
+    n.restart();
+    let mut cold = Vec::new();
+    for seat in 100..100 + SEATS {
+        let began = Instant::now();
+        let net = n.b().net().setup(&n.key(seat), &NetworkPolicy::Open).await;
+        cold.push(began.elapsed().as_secs_f64() * 1e3);
+        drop(net.expect("setup"));
+    }
+    for seat in 100..100 + SEATS {
+        n.b().net().release(&n.key(seat)).await.expect("release");
+    }
+    summary("net setup (open), sequential, no spare namespace", cold);
+    n.net.spare_namespaces = NetConfig::default().spare_namespaces;
+    n.restart();
 
     // Seat start to ready, no network vs open vs allow, seats started one after another and
     // interleaved (none, open, allow, none, ...) so the machine's load hits all three alike.

@@ -28,10 +28,29 @@ pub fn netns_path(name: &str) -> PathBuf {
     PathBuf::from(NETNS_DIR).join(name)
 }
 
+/// A seat's namespace and veth pair made ahead of the seat (a spare): addressed and up, without
+/// the default route. It keeps a netlink socket opened inside the namespace, so the claim adds
+/// the route from any thread without entering the namespace.
+pub struct Spare {
+    inner: Socket,
+    eth0: u32,
+}
+
 /// Creates the namespace and the veth pair for a seat, replacing leftovers of an earlier run.
 /// `default_route` gives the seat a default route via its gateway (open mode); without it the
 /// seat reaches its own /30 only (allow mode: just the proxy).
 pub async fn create(addrs: &SlotAddrs, default_route: bool) -> Result<(), NetError> {
+    let spare = make(addrs).await?;
+    let claimed = claim(spare, addrs, default_route);
+    if claimed.is_err() {
+        let _ = remove(addrs).await;
+    }
+    claimed
+}
+
+/// Everything of `create` but the route: the slow part (a new namespace, the pair, addresses),
+/// done before a seat needs it.
+pub async fn make(addrs: &SlotAddrs) -> Result<Spare, NetError> {
     remove(addrs).await?;
     let addrs = *addrs;
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -40,7 +59,7 @@ pub async fn create(addrs: &SlotAddrs, default_route: bool) -> Result<(), NetErr
     std::thread::Builder::new()
         .name("seat-netns".into())
         .spawn(move || {
-            let _ = tx.send(create_blocking(&addrs, default_route));
+            let _ = tx.send(create_blocking(&addrs));
         })
         .map_err(|source| NetError::Netlink {
             step: "start the namespace thread",
@@ -56,6 +75,28 @@ pub async fn create(addrs: &SlotAddrs, default_route: bool) -> Result<(), NetErr
         let _ = remove(&addrs).await;
     }
     made
+}
+
+/// Finishes a made namespace for its seat: the default route via the gateway when the seat is
+/// `open`. On error the caller removes the slot's objects.
+pub fn claim(spare: Spare, addrs: &SlotAddrs, default_route: bool) -> Result<(), NetError> {
+    let Spare { mut inner, eth0 } = spare;
+    if default_route {
+        let mut rt = [0u8; 12];
+        rt[0] = libc::AF_INET as u8;
+        rt[4] = RT_TABLE_MAIN;
+        rt[5] = RTPROT_BOOT;
+        rt[6] = RT_SCOPE_UNIVERSE;
+        rt[7] = RTN_UNICAST;
+        let route = Msg::new(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL)
+            .fixed(&rt)
+            .attr(RTA_GATEWAY, &addrs.host.octets())
+            .attr_u32(RTA_OIF, eth0);
+        inner
+            .request(vec![route], |_, _| {})
+            .map_err(nl("add the seat's default route"))?;
+    }
+    Ok(())
 }
 
 fn nl(step: &'static str) -> impl FnOnce(io::Error) -> NetError {
@@ -91,8 +132,8 @@ fn netns_dir_shared() {
     });
 }
 
-/// Everything `create` does, on the calling thread, which it leaves in the seat's namespace.
-fn create_blocking(addrs: &SlotAddrs, default_route: bool) -> Result<(), NetError> {
+/// Everything `make` does, on the calling thread, which it leaves in the seat's namespace.
+fn create_blocking(addrs: &SlotAddrs) -> Result<Spare, NetError> {
     use nix::mount::{mount, MsFlags};
     use nix::sched::{unshare, CloneFlags};
     let (veth, ns) = (addrs.veth(), addrs.netns());
@@ -150,22 +191,7 @@ fn create_blocking(addrs: &SlotAddrs, default_route: bool) -> Result<(), NetErro
     let eth0 = index_of(&mut inner, "eth0").map_err(nl("look up the seat's eth0"))?;
     add_addr(&mut inner, eth0, addrs.seat).map_err(nl("address the seat's eth0"))?;
     set_up(&mut inner, eth0).map_err(nl("bring up the seat's eth0"))?;
-    if default_route {
-        let mut rt = [0u8; 12];
-        rt[0] = libc::AF_INET as u8;
-        rt[4] = RT_TABLE_MAIN;
-        rt[5] = RTPROT_BOOT;
-        rt[6] = RT_SCOPE_UNIVERSE;
-        rt[7] = RTN_UNICAST;
-        let route = Msg::new(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL)
-            .fixed(&rt)
-            .attr(RTA_GATEWAY, &addrs.host.octets())
-            .attr_u32(RTA_OIF, eth0);
-        inner
-            .request(vec![route], |_, _| {})
-            .map_err(nl("add the seat's default route"))?;
-    }
-    Ok(())
+    Ok(Spare { inner, eth0 })
 }
 
 const RTM_NEWLINK: u16 = 16;
