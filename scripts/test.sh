@@ -23,52 +23,66 @@ skip_summary() {
     return "$status"
 }
 trap skip_summary EXIT
+# Each step's start says how long the run has taken so far, so CI shows where the time goes.
+step() { printf '==> [%dm%02ds] %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*"; }
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
+step "system packages (apt), PostgreSQL, Chromium"
 scripts/deps.sh test
 
-echo "==> web dependencies"
+step "web dependencies"
 # `install --no-save`, not `ci`: npm 11 writes lock files without other platforms' optional
 # packages, which `npm ci` then rejects; this installs exactly the locked versions.
 (cd web && npm install --no-save --no-audit --no-fund)
 
-echo "==> cargo fmt / clippy"
+step "cargo fmt / clippy"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 
-echo "==> rust tests (store: SQLite)"
-cargo build -p clarateach
+step "rust build (every test and the binary, with one feature set)"
+# `cargo test` builds the binary too; a separate `cargo build -p clarateach` would resolve
+# features without the dev-dependencies and compile the upper half of the tree a second time.
+cargo test --workspace --no-run
 export CLARATEACH_BIN="$PWD/target/debug/clarateach"
-echo "==> seat images (cached by the hash of their recipes: seconds when unchanged)"
+step "seat images (cached by the hash of their recipes: seconds when unchanged)"
 export CLARATEACH_SEAT_IMAGES=/var/cache/clarateach/seat-images
 for image in base claude; do
   "$CLARATEACH_BIN" image build "$image" --images-dir "$CLARATEACH_SEAT_IMAGES"
 done
 
+step "rust tests (store: SQLite)"
 unset CLARATEACH_TEST_DATABASE_URL
 cargo test --workspace --no-fail-fast
 
-echo "==> store and control-plane tests again on PostgreSQL (a throwaway cluster)"
+step "store and control-plane tests again on PostgreSQL (a throwaway cluster)"
 pg_dir=$(mktemp -d /tmp/clarateach-pg.XXXXXX)
 # Stop the cluster at exit, then the skip summary (which keeps the exit status).
 trap 'status=$?; scripts/pg.sh stop "$pg_dir"; rm -rf "$pg_dir"; (exit $status); skip_summary' EXIT
 eval "$(scripts/pg.sh start "$pg_dir")"
-cargo test -p clarateach-store -p clarateach-server --no-fail-fast
+# The binaries the workspace run built, run again from their package dirs (as cargo does).
+pg_bins=$(scripts/test-binaries.py clarateach-store clarateach-server)
+[ -n "$pg_bins" ] || { echo "no store or server test binaries found"; exit 1; }
+pg_failed=0
+while IFS=$'\t' read -r dir bin; do
+  echo "     Running $bin (PostgreSQL)"
+  (cd "$dir" && "$bin") || pg_failed=1
+done <<<"$pg_bins"
+[ "$pg_failed" = 0 ] || { echo "tests failed on PostgreSQL"; exit 1; }
 unset CLARATEACH_TEST_DATABASE_URL
 
-echo "==> fuzzing (bounded; a longer run is recorded in BENCHMARKS.md)"
+step "fuzzing (bounded; a longer run is recorded in BENCHMARKS.md)"
 scripts/fuzz.sh "${CLARATEACH_FUZZ_SECONDS:-20}"
 
-echo "==> schemathesis against the served OpenAPI document"
+step "schemathesis against the served OpenAPI document"
 scripts/schemathesis.sh
 
-echo "==> web unit tests and contract checks"
+step "web unit tests and contract checks"
 (cd web && npm test)
 # The web app's API types are generated from api/openapi.json; fail on drift.
 (cd web && npm run check:api)
 # web/dist is the production bundle cargo embedded above: it must carry no test hooks.
 (cd web && npm run check:bundle)
 
-echo "==> web end-to-end tests (Chromium)"
+step "web end-to-end tests (Chromium)"
 # The e2e loads a build with test hooks (terminal text), served by `up --web-dir`.
 (cd web && npm run build:e2e && CLARATEACH_BIN="$PWD/../target/debug/clarateach" npm run e2e)
-echo "==> all tests passed"
+step "all tests passed"
