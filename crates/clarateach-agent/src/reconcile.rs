@@ -13,22 +13,11 @@ use clarateach_isolation::{Backend, DaemonEndpoint, WorkspaceStatus};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::identity::DaemonTokens;
-use crate::state::{Command, RouteTable, SeatView, StateError, StateHandle};
+use crate::state::{Command, OpError, RouteTable, SeatView, StateError, StateHandle};
 
 mod ops;
 #[cfg(test)]
 mod tests;
-
-/// Result of one backend operation.
-pub(crate) enum Outcome {
-    Ready(DaemonEndpoint),
-    Failed(String),
-    Destroyed,
-    /// The workspace is frozen.
-    Paused,
-    /// Freezing or thawing failed; the workspace stays as it was.
-    PauseFailed(String),
-}
 
 enum Desired {
     /// No word from the control plane yet: leave the workspace as found.
@@ -44,7 +33,7 @@ enum Phase {
     Stopped,
     Creating,
     Ready(DaemonEndpoint),
-    Failed(String),
+    Failed(Arc<OpError>),
     Destroying,
     /// Frozen; the endpoint comes back into the route table on resume.
     Paused(DaemonEndpoint),
@@ -90,7 +79,7 @@ impl Seat {
             Phase::Stopped => ("stopped", None),
             Phase::Creating => ("creating", None),
             Phase::Ready(_) => ("ready", None),
-            Phase::Failed(e) => ("failed", Some(e.clone())),
+            Phase::Failed(e) => ("failed", Some(error_chain(e.as_ref()))),
             Phase::Destroying => ("destroying", None),
             Phase::Paused(_) => ("paused", None),
             Phase::Freezing(_, true) => ("pausing", None),
@@ -112,7 +101,7 @@ impl Seat {
             Phase::Creating => (SeatState::Creating, None),
             Phase::Ready(_) | Phase::Freezing(_, true) => (SeatState::Ready, None),
             Phase::Paused(_) | Phase::Freezing(_, false) => (SeatState::Paused, None),
-            Phase::Failed(e) => (SeatState::Failed, Some(e.clone())),
+            Phase::Failed(e) => (SeatState::Failed, Some(error_chain(e.as_ref()))),
         };
         Some(SeatReport {
             workshop_id: key.workshop_id.clone(),

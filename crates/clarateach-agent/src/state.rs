@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use clarateach_core::agent_proto::{AgentMessage, ControlMessage, SeatKey, SeatReport};
-use clarateach_isolation::DaemonEndpoint;
+use clarateach_isolation::{BackendError, DaemonEndpoint};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -30,8 +30,41 @@ pub struct SeatView {
 pub enum StateError {
     #[error("the agent is shutting down")]
     ShuttingDown,
-    #[error("creating the workspace failed: {0}")]
-    CreateFailed(String),
+    /// Shared because every caller waiting for the seat gets the same failure.
+    #[error("creating the workspace failed")]
+    CreateFailed(#[source] Arc<OpError>),
+}
+
+/// Why one backend operation on a seat failed; each variant is the step, the cause is attached.
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    #[error("cannot keep the seat's daemon token")]
+    DaemonToken(#[source] crate::identity::IdentityError),
+    #[error("cannot create the workspace")]
+    Create(#[source] BackendError),
+    #[error("cannot copy the template's starter files")]
+    Starter(#[source] crate::starter::StarterError),
+    #[error("the starter copy task ended abnormally")]
+    StarterTask(#[source] tokio::task::JoinError),
+    #[error("cannot start the workspace")]
+    Start(#[source] BackendError),
+    #[error("cannot destroy the workspace")]
+    Destroy(#[source] BackendError),
+    #[error("cannot pause the workspace")]
+    Pause(#[source] BackendError),
+    #[error("cannot resume the workspace")]
+    Resume(#[source] BackendError),
+}
+
+/// Result of one backend operation, sent back to the state task by the task that ran it.
+pub(crate) enum Outcome {
+    Ready(DaemonEndpoint),
+    Failed(OpError),
+    Destroyed,
+    /// The workspace is frozen.
+    Paused,
+    /// Freezing or thawing failed; the workspace stays as it was.
+    PauseFailed(OpError),
 }
 
 /// Messages to the state task.
@@ -60,7 +93,7 @@ pub(crate) enum Command {
     /// A backend operation started by the task finished.
     OpDone {
         key: SeatKey,
-        outcome: super::reconcile::Outcome,
+        outcome: Outcome,
     },
     /// Stop every workspace (volumes stay) and end the task.
     Shutdown {

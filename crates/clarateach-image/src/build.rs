@@ -1,6 +1,12 @@
 //! `build`: the whole image pipeline with a progress spinner, skipped entirely when the manifest
 //! in the output directory already records the same inputs (suite, mirror, packages, kernel
 //! package and version, binary hash, module list, builder version).
+//!
+//! The root disk is keyed without the `clarateach` binary: the guest runs the initramfs's own
+//! copy, bind-mounted over the root disk's (`guest::boot`). So a new binary (every code change on
+//! a CI runner that keeps its image cache) only rewrites the initramfs, in seconds, instead of
+//! packing the root disk again; and a cached root disk can never boot a stale daemon, because
+//! the binary it boots is always the one whose hash the manifest records.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -59,6 +65,8 @@ pub struct BuildOutcome {
     pub manifest: Manifest,
     /// True when the existing image matched and nothing was rebuilt.
     pub cached: bool,
+    /// True when the root disk was kept (nothing or only the initramfs was rewritten).
+    pub rootfs_reused: bool,
     pub elapsed: Duration,
 }
 
@@ -80,54 +88,61 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, ImageError> {
         &opts.mirror,
         &opts.packages.join(","),
     ]);
-    let key = hash(&[
-        &tree_key,
-        &kernel_package,
-        &binary_sha256,
-        &GUEST_MODULES.join(","),
-    ]);
+    let rootfs_key = hash(&[&tree_key, &kernel_package, &GUEST_MODULES.join(",")]);
+    let key = hash(&[&rootfs_key, &binary_sha256]);
 
-    if !opts.force {
-        if let Ok(m) = layout.load() {
-            if m.key == key {
-                bar.finish_and_clear();
-                return Ok(BuildOutcome {
-                    layout,
-                    manifest: m,
-                    cached: true,
-                    elapsed: started.elapsed(),
-                });
-            }
+    let found = layout.load().ok();
+    let step = plan(
+        found.as_ref(),
+        &key,
+        &rootfs_key,
+        layout.rootfs().is_file(),
+        opts.force,
+    );
+    if step == Step::Reuse {
+        if let Some(m) = found {
+            bar.finish_and_clear();
+            return Ok(BuildOutcome {
+                layout,
+                manifest: m,
+                cached: true,
+                rootfs_reused: true,
+                elapsed: started.elapsed(),
+            });
         }
     }
 
     bar.set_message(format!("fetching {kernel_package}"));
     let kernel = kernel::fetch(&kpkg, &cache)?;
     let modules = kernel.module_files(GUEST_MODULES)?;
-    std::fs::copy(&kernel.bzimage, layout.bzimage())
-        .map_err(ImageError::io("copying", &kernel.bzimage))?;
-    bar.set_message("extracting vmlinux from the LZ4 bzImage");
-    vmlinux::extract(&kernel.bzimage, &layout.vmlinux())?;
+    if step == Step::Everything {
+        std::fs::copy(&kernel.bzimage, layout.bzimage())
+            .map_err(ImageError::io("copying", &kernel.bzimage))?;
+        bar.set_message("extracting vmlinux from the LZ4 bzImage");
+        vmlinux::extract(&kernel.bzimage, &layout.vmlinux())?;
 
-    let tree = cache.join(format!("rootfs-{}", &tree_key[..16]));
-    if opts.force || !tree.is_dir() {
-        debootstrap::debootstrap(&opts.suite, &opts.mirror, &opts.packages, &tree, &bar)?;
+        let tree = cache.join(format!("rootfs-{}", &tree_key[..16]));
+        if opts.force || !tree.is_dir() {
+            debootstrap::debootstrap(&opts.suite, &opts.mirror, &opts.packages, &tree, &bar)?;
+        }
+        bar.set_message("installing clarateach, modules and the learner account");
+        rootfs::customize(&tree, &opts.binary, &modules)?;
+        bar.set_message("packing rootfs.ext4 (mkfs.ext4 -d)");
+        rootfs::pack_ext4(&tree, &layout.rootfs())?;
     }
-    bar.set_message("installing clarateach, modules and the learner account");
-    rootfs::customize(&tree, &opts.binary, &modules)?;
-    bar.set_message("packing rootfs.ext4 (mkfs.ext4 -d)");
-    rootfs::pack_ext4(&tree, &layout.rootfs())?;
     bar.set_message("writing the initramfs");
-    rootfs::initramfs(&opts.binary, &modules, &layout.initrd())?;
+    let guest_binary_sha256 = rootfs::initramfs(&opts.binary, &modules, &layout.initrd())?;
 
     let manifest = Manifest {
         key,
+        rootfs_key,
         suite: opts.suite.clone(),
         mirror: opts.mirror.clone(),
         packages: opts.packages.clone(),
         kernel_package,
         kernel_release: kernel.release.clone(),
         binary_sha256,
+        guest_binary_sha256,
         modules: GUEST_MODULES.iter().map(|s| s.to_string()).collect(),
         build_seconds: started.elapsed().as_secs_f64(),
     };
@@ -137,8 +152,39 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome, ImageError> {
         layout,
         manifest,
         cached: false,
+        rootfs_reused: step == Step::Initramfs,
         elapsed: started.elapsed(),
     })
+}
+
+/// What a build has to do, from the manifest found in the output directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Every input is the same: nothing to do.
+    Reuse,
+    /// Only the binary changed: rewrite the initramfs (which carries the binary the guest runs).
+    Initramfs,
+    /// Kernel, packages, modules or the builder changed (or nothing is there): build it all.
+    Everything,
+}
+
+fn plan(
+    found: Option<&Manifest>,
+    key: &str,
+    rootfs_key: &str,
+    rootfs_exists: bool,
+    force: bool,
+) -> Step {
+    match found {
+        _ if force => Step::Everything,
+        Some(m) if m.key == key => Step::Reuse,
+        // An image of an older builder has no `rootfs_key` (its root disk's binary was not
+        // overlaid at boot either): it is rebuilt once.
+        Some(m) if rootfs_exists && !m.rootfs_key.is_empty() && m.rootfs_key == rootfs_key => {
+            Step::Initramfs
+        }
+        _ => Step::Everything,
+    }
 }
 
 fn spinner(visible: bool) -> ProgressBar {
@@ -166,4 +212,43 @@ fn hash(parts: &[&str]) -> String {
 /// True when `dir` holds a complete image (used by callers that only want to check).
 pub fn is_built(dir: &Path) -> bool {
     ImageLayout::new(dir).load().is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(key: &str, rootfs_key: &str) -> Manifest {
+        Manifest {
+            key: key.into(),
+            rootfs_key: rootfs_key.into(),
+            suite: "bookworm".into(),
+            mirror: "http://deb.debian.org/debian".into(),
+            packages: vec![],
+            kernel_package: "linux-image-cloud-amd64 1".into(),
+            kernel_release: "6.1.0".into(),
+            binary_sha256: "b".into(),
+            guest_binary_sha256: "g".into(),
+            modules: vec![],
+            build_seconds: 1.0,
+        }
+    }
+
+    #[test]
+    fn a_new_binary_rewrites_only_the_initramfs() {
+        let old = manifest("k1", "r1");
+        assert_eq!(plan(Some(&old), "k1", "r1", true, false), Step::Reuse);
+        // Same kernel, packages and modules, another binary: the root disk stays.
+        assert_eq!(plan(Some(&old), "k2", "r1", true, false), Step::Initramfs);
+        // The root disk's inputs changed, or it is gone, or a rebuild is forced.
+        assert_eq!(plan(Some(&old), "k2", "r2", true, false), Step::Everything);
+        assert_eq!(plan(Some(&old), "k2", "r1", false, false), Step::Everything);
+        assert_eq!(plan(Some(&old), "k1", "r1", true, true), Step::Everything);
+        assert_eq!(plan(None, "k1", "r1", true, false), Step::Everything);
+        // An image of the builder before `rootfs_key` existed is rebuilt once.
+        assert_eq!(
+            plan(Some(&manifest("k0", "")), "k2", "", true, false),
+            Step::Everything
+        );
+    }
 }

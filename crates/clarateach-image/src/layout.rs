@@ -97,6 +97,10 @@ impl ImageLayout {
 pub struct Manifest {
     /// SHA-256 of every input: equal keys mean the build can be skipped.
     pub key: String,
+    /// SHA-256 of the root disk's inputs (everything but the binary): equal keys mean only the
+    /// initramfs has to be rewritten. Empty in manifests of older builders.
+    #[serde(default)]
+    pub rootfs_key: String,
     pub suite: String,
     pub mirror: String,
     pub packages: Vec<String>,
@@ -105,6 +109,11 @@ pub struct Manifest {
     /// `uname -r` inside the guest, e.g. `6.1.0-56-cloud-amd64`.
     pub kernel_release: String,
     pub binary_sha256: String,
+    /// SHA-256 of the binary the guest runs (the initramfs's `/init`, without debug info), what
+    /// `sha256sum /usr/local/bin/clarateach` prints inside a booted guest. Empty in manifests of
+    /// older builders.
+    #[serde(default)]
+    pub guest_binary_sha256: String,
     pub modules: Vec<String>,
     pub build_seconds: f64,
 }

@@ -89,8 +89,13 @@ pub(crate) fn pack_ext4(tree: &Path, out: &Path) -> Result<(), ImageError> {
 }
 
 /// The initramfs: `/init` is the clarateach binary (run with `-- guest-init` on the kernel
-/// command line), with its shared libraries, `/dev/console` and the modules.
-pub(crate) fn initramfs(binary: &Path, modules: &[PathBuf], out: &Path) -> Result<(), ImageError> {
+/// command line), with its shared libraries, `/dev/console` and the modules. It is also the
+/// binary the booted guest runs (see `guest::boot`). Returns the SHA-256 of that `/init`.
+pub(crate) fn initramfs(
+    binary: &Path,
+    modules: &[PathBuf],
+    out: &Path,
+) -> Result<String, ImageError> {
     let mut cpio = Cpio::new();
     for dir in [
         "dev",
@@ -111,6 +116,10 @@ pub(crate) fn initramfs(binary: &Path, modules: &[PathBuf], out: &Path) -> Resul
     let data = std::fs::read(&staged).map_err(ImageError::io("reading", &staged))?;
     let _ = std::fs::remove_file(&staged);
     cpio.file("init", 0o755, &data);
+    let init_sha256 = {
+        use sha2::{Digest, Sha256};
+        crate::tools::hex(&Sha256::digest(&data))
+    };
     let mut made = std::collections::BTreeSet::new();
     for lib in shared_libs(binary)? {
         let rel = lib.to_string_lossy().trim_start_matches('/').to_string();
@@ -133,7 +142,8 @@ pub(crate) fn initramfs(binary: &Path, modules: &[PathBuf], out: &Path) -> Resul
         let data = std::fs::read(m).map_err(ImageError::io("reading a module", m))?;
         cpio.file(&format!("{GUEST_MODULE_DIR}/{name}"), 0o644, &data);
     }
-    crate::layout::write_atomic(out, &cpio.finish())
+    crate::layout::write_atomic(out, &cpio.finish())?;
+    Ok(init_sha256)
 }
 
 /// The libraries `ldd` lists for `binary`, including the dynamic loader.

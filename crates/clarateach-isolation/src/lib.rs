@@ -98,20 +98,51 @@ pub enum WorkspaceStatus {
 pub enum BackendError {
     #[error("creating the volume for {0:?} failed")]
     CreateVolume(SeatKey, #[source] std::io::Error),
-    #[error("starting the workspace {0:?} failed: {1}")]
-    Start(SeatKey, String),
-    #[error("stopping the workspace {0:?} failed: {1}")]
-    Stop(SeatKey, String),
-    #[error("destroying the workspace {0:?} failed: {1}")]
-    Destroy(SeatKey, String),
+    #[error("the image {1:?} of {0:?} is not built on this host (clarateach image build {1})")]
+    ImageMissing(SeatKey, String),
+    #[error("no host uid is free for {0:?}")]
+    Uid(SeatKey, #[source] sandbox::UidsExhausted),
+    #[error("setting up the cgroup of {0:?} failed")]
+    Cgroup(SeatKey, #[source] cgroups::CgroupError),
+    #[error("emptying the cgroup of {0:?} failed")]
+    EmptyCgroup(SeatKey, #[source] cgroups::CgroupError),
+    #[error("preparing the seccomp filters of {0:?} failed")]
+    Seccomp(SeatKey, #[source] sandbox::SeccompError),
+    #[error("spawning the sandbox of {0:?} failed")]
+    Spawn(SeatKey, #[source] std::io::Error),
+    /// The sandbox died before its daemon answered; `log` is the tail of the seat's log.
+    #[error("the sandbox of {key:?} exited ({status}): {log}")]
+    Exited {
+        key: SeatKey,
+        status: std::process::ExitStatus,
+        log: String,
+    },
+    #[error("no bridge address is free for {0:?}")]
+    BridgeAddress(SeatKey, #[source] microvm::SubnetFull),
+    #[error("QMP `{1}` to the microVM {0:?} failed")]
+    Qmp(SeatKey, &'static str, #[source] std::io::Error),
+    #[error("stopping the microVM {0:?} failed")]
+    StopVm(SeatKey, #[source] microvm::StopError),
+    #[error("removing the files of {0:?} failed")]
+    RemoveFiles(SeatKey, #[source] std::io::Error),
     #[error("workspace {0:?} is unknown")]
     Unknown(SeatKey),
     #[error("the daemon of {0:?} did not answer in time")]
     DaemonTimeout(SeatKey),
     #[error("setting up the network of {0:?} failed")]
     Network(SeatKey, #[source] netpolicy::NetError),
+    /// A reason in words (a missing tool, root needed); failures with a cause have their own
+    /// variants below.
     #[error("backend unavailable: {0}")]
     Unavailable(String),
+    #[error("backend unavailable: the seccomp filters cannot be built")]
+    SeccompUnavailable(#[source] sandbox::SeccompError),
+    #[error("backend unavailable: no usable cgroup hierarchy")]
+    CgroupsUnavailable(#[source] cgroups::CgroupError),
+    #[error("backend unavailable: the seat network cannot be set up")]
+    NetworkUnavailable(#[source] netpolicy::NetError),
+    #[error("backend unavailable: the guest image cannot be read")]
+    ImageUnavailable(#[source] Box<clarateach_image::ImageError>),
     #[error("workspace {0:?} cannot be made on this backend: {1}")]
     Unsupported(SeatKey, &'static str),
     #[error("the seat store failed")]

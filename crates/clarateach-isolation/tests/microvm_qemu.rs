@@ -1,5 +1,6 @@
 //! The QEMU microvm backend for real, under TCG where KVM does not work (CI): build (or reuse)
-//! the guest image, start one seat, the daemon answers, `uname -r` shows the guest kernel, a
+//! the guest image, start one seat, the daemon answers, `uname -r` shows the guest kernel, the
+//! guest's binary is the one the image manifest records (never a stale cached one), a
 //! guest cannot reach the host without egress, pause (QMP stop) and resume keep its processes, a file in /workspace survives destroy +
 //! recreate, export reads the volume, and a stop leaves no
 //! qemu process. Skips with a printed reason when qemu or debootstrap is missing.
@@ -94,6 +95,18 @@ async fn qemu_seat_lifecycle_keeps_the_volume() {
         uname.trim(),
         backend.kernel_release(),
         "the daemon runs in the guest kernel"
+    );
+    // The guest runs the binary this build put in the image (the initramfs's, bound over the
+    // root disk's possibly older copy), never a stale one from a cached root disk.
+    let manifest = clarateach_image::ImageLayout::new(&image_dir)
+        .load()
+        .expect("manifest");
+    let (sum, code) = run(addr, &ep.token, "sha256sum /usr/local/bin/clarateach").await;
+    assert_eq!(code, 0, "{sum}");
+    assert_eq!(
+        sum.split_whitespace().next(),
+        Some(manifest.guest_binary_sha256.as_str()),
+        "the guest's clarateach is the one the manifest records"
     );
     // No egress by default: the guest cannot reach the host (10.0.2.2 is QEMU's host alias)
     // even on a port that is listening there.

@@ -14,7 +14,7 @@
 use clarateach_core::ErrorCode;
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
@@ -23,7 +23,6 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use crate::error::ApiError;
-use crate::state::AppState;
 
 /// Methods counted under their own name; anything else is `other`.
 pub const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
@@ -199,7 +198,7 @@ impl Metrics {
 }
 
 /// Middleware: counts every request by its route template (never the raw path, which holds ids).
-pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -208,9 +207,7 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
     let method = method_label(req.method());
     let started = Instant::now();
     let res = next.run(req).await;
-    state
-        .metrics()
-        .observe_request(&route, method, res.status().as_u16(), started.elapsed());
+    metrics.observe_request(&route, method, res.status().as_u16(), started.elapsed());
     res
 }
 

@@ -106,7 +106,7 @@ pub fn build(state: AppState, web: Option<Router>) -> Router {
         None => api.fallback(api_not_found),
     };
     // After the fallback so UI pages and unknown paths are counted too (as `unmatched`).
-    app.layer(from_fn_with_state(state, metrics::track))
+    app.layer(from_fn_with_state(state.metrics_handle(), metrics::track))
         .layer(from_fn(headers::harden))
 }
 

@@ -32,7 +32,7 @@ struct Inner {
     provisioner: Arc<dyn Provisioner>,
     data_ca: Arc<DataCa>,
     data_clients: crate::gateway::proxy::TlsClients,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
     throttle: Throttle,
     tickets: Tickets,
     join_codes: JoinCodes,
@@ -84,7 +84,7 @@ impl AppState {
                 provisioner: p.provisioner,
                 data_ca: p.data_ca,
                 data_clients: Default::default(),
-                metrics: Metrics::default(),
+                metrics: Arc::default(),
                 throttle,
                 tickets: Tickets::default(),
                 join_codes: JoinCodes::default(),
@@ -137,6 +137,11 @@ impl AppState {
     }
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+    /// The metrics alone, for the middleware that counts every request (so `metrics.rs` needs
+    /// no `AppState`).
+    pub(crate) fn metrics_handle(&self) -> Arc<Metrics> {
+        Arc::clone(&self.inner.metrics)
     }
     pub fn throttle(&self) -> &Throttle {
         &self.inner.throttle

@@ -14,6 +14,7 @@ mod conformance;
 mod help;
 mod postgres;
 mod records;
+mod rows;
 mod schedule;
 mod sqlite;
 mod templates;

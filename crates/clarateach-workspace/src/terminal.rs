@@ -210,7 +210,11 @@ async fn input_loop<R, E>(
                     session
                         .resize(cols, rows)
                         .err()
-                        .map(|e| error_msg("resize_failed", &e.to_string()))
+                        .map(|e| {
+                            // The cause stays in the log; the client gets the step that failed.
+                            tracing::warn!(error = %clarateach_core::error::error_chain(&e), "resizing a terminal failed");
+                            error_msg("resize_failed", "the terminal could not be resized")
+                        })
                 } else {
                     Some(error_msg("bad_message", "cols and rows must be 1-1000"))
                 }

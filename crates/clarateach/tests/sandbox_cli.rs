@@ -458,6 +458,13 @@ fn microvm_backend_runs_one_command() {
         println!("SKIP: qemu-system-x86_64 is not installed");
         return;
     }
+    // Bring the cached image up to this binary (seconds: only the initramfs, which carries the
+    // guest's binary, is rewritten), so the guest never runs a stale daemon.
+    let built = Command::new(support::BIN)
+        .args(["image", "build", "--out", &image.display().to_string()])
+        .status()
+        .expect("run clarateach image build");
+    assert!(built.success(), "clarateach image build failed");
     let state = State::new();
     let mut c = state.cmd(&[
         "--json",

@@ -51,13 +51,18 @@ fn skip_reason(image: &Path) -> Option<String> {
     None
 }
 
-/// The cached image as it is, or a fresh one built by `clarateach image build --out DIR`.
+/// The cached image brought up to this binary by `clarateach image build --out DIR`: instant when
+/// it matches, seconds when only the binary changed (the initramfs carries the guest's binary),
+/// minutes when there is none; so the guest never runs a stale daemon.
 fn ensure_image(dir: &Path) {
     if ImageLayout::new(dir).load().is_ok() {
-        eprintln!("reusing the guest image in {}", dir.display());
-        return;
+        eprintln!(
+            "checking the guest image in {} against this binary",
+            dir.display()
+        );
+    } else {
+        eprintln!("building the guest image in {} (minutes)", dir.display());
     }
-    eprintln!("building the guest image in {} (minutes)", dir.display());
     let status = Command::new(BIN)
         .args(["image", "build", "--out", &dir.display().to_string()])
         .status()

@@ -8,8 +8,8 @@ use clarateach_core::agent_proto::{AgentMessage, SeatKey, SeatReport};
 use clarateach_core::SeatState;
 use clarateach_isolation::{DaemonEndpoint, WorkspaceSpec};
 
-use super::{error_chain, Desired, Outcome, Phase, Reconciler};
-use crate::state::{Command, StateError};
+use super::{error_chain, Desired, Phase, Reconciler};
+use crate::state::{Command, OpError, Outcome, StateError};
 
 impl Reconciler {
     /// Starts the operation that brings `key` closer to its desired state, if any is needed.
@@ -63,7 +63,7 @@ impl Reconciler {
         let key = spec.key();
         let token = match self.tokens.get_or_create(&key) {
             Ok(t) => t,
-            Err(e) => return self.op_done(key, Outcome::Failed(error_chain(&e))),
+            Err(e) => return self.op_done(key, Outcome::Failed(OpError::DaemonToken(e))),
         };
         if let Some(seat) = self.seats.get_mut(&key) {
             seat.phase = Phase::Creating;
@@ -80,15 +80,15 @@ impl Reconciler {
                 daemon_token: token.clone(),
             };
             let outcome = match backend.create(&ws).await {
-                Err(e) => Outcome::Failed(error_chain(&e)),
+                Err(e) => Outcome::Failed(OpError::Create(e)),
                 Ok(()) => match copy_starter(backend.as_ref(), &key, spec.starter).await {
-                    Err(msg) => Outcome::Failed(msg),
+                    Err(e) => Outcome::Failed(e),
                     Ok(()) => match backend.start(&key).await {
                         Ok(ep) => Outcome::Ready(DaemonEndpoint {
                             addr: ep.addr,
                             token,
                         }),
-                        Err(e) => Outcome::Failed(error_chain(&e)),
+                        Err(e) => Outcome::Failed(OpError::Start(e)),
                     },
                 },
             };
@@ -111,7 +111,8 @@ impl Reconciler {
             let outcome = match (done, frozen) {
                 (Ok(()), true) => Outcome::Paused,
                 (Ok(()), false) => Outcome::Ready(ep),
-                (Err(e), _) => Outcome::PauseFailed(error_chain(&e)),
+                (Err(e), true) => Outcome::PauseFailed(OpError::Pause(e)),
+                (Err(e), false) => Outcome::PauseFailed(OpError::Resume(e)),
             };
             let _ = tx.send(Command::OpDone { key, outcome }).await;
         });
@@ -126,7 +127,7 @@ impl Reconciler {
         tokio::spawn(async move {
             let outcome = match backend.destroy(&key, delete_volume).await {
                 Ok(()) => Outcome::Destroyed,
-                Err(e) => Outcome::Failed(error_chain(&e)),
+                Err(e) => Outcome::Failed(OpError::Destroy(e)),
             };
             let _ = tx.send(Command::OpDone { key, outcome }).await;
         });
@@ -146,6 +147,7 @@ impl Reconciler {
                 self.report(&key, SeatState::Paused, None);
             }
             Outcome::PauseFailed(error) => {
+                let error = error_chain(&error);
                 tracing::warn!(workshop.id = %key.workshop_id, seat = key.seat, %error, "pausing or resuming failed");
                 // Back to what it was; no retry until the next command about this seat.
                 let (phase, state) = match &seat.phase {
@@ -168,13 +170,15 @@ impl Reconciler {
                 self.report(&key, SeatState::Ready, None);
             }
             Outcome::Failed(error) => {
-                tracing::warn!(workshop.id = %key.workshop_id, seat = key.seat, %error, "workspace operation failed");
-                seat.phase = Phase::Failed(error.clone());
+                let error = Arc::new(error);
+                let chain = error_chain(error.as_ref());
+                tracing::warn!(workshop.id = %key.workshop_id, seat = key.seat, error = %chain, "workspace operation failed");
+                seat.phase = Phase::Failed(Arc::clone(&error));
                 seat.blocked = true;
                 seat.ready_waiters.drain(..).for_each(|w| {
-                    let _ = w.send(Err(StateError::CreateFailed(error.clone())));
+                    let _ = w.send(Err(StateError::CreateFailed(Arc::clone(&error))));
                 });
-                self.report(&key, SeatState::Failed, Some(error));
+                self.report(&key, SeatState::Failed, Some(chain));
             }
             Outcome::Destroyed => {
                 seat.phase = Phase::Missing;
@@ -280,7 +284,7 @@ async fn copy_starter(
     backend: &dyn clarateach_isolation::Backend,
     key: &SeatKey,
     starter: Option<clarateach_core::SeatStarter>,
-) -> Result<(), String> {
+) -> Result<(), OpError> {
     let Some(st) = starter else { return Ok(()) };
     if backend.kind() != clarateach_isolation::BackendKind::Sandbox {
         tracing::warn!(workshop.id = %key.workshop_id, seat = key.seat, "starter files are only copied into sandbox seats");
@@ -290,11 +294,11 @@ async fn copy_starter(
     let k = key.clone();
     tokio::task::spawn_blocking(move || crate::starter::apply(&volume, owner, &st.sha256, &st.tar_gz))
         .await
-        .map_err(|e| format!("starter task: {e}"))?
+        .map_err(OpError::StarterTask)?
         .map(|n| {
             if n > 0 {
                 tracing::info!(workshop.id = %k.workshop_id, seat = k.seat, files = n, "starter files copied");
             }
         })
-        .map_err(|e| error_chain(&e))
+        .map_err(OpError::Starter)
 }

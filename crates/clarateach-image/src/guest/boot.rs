@@ -53,6 +53,7 @@ pub(super) fn initramfs_stage() -> Result<(), GuestError> {
         )
         .map_err(GuestError::sys(format!("mounting {root}")))?;
     }
+    inject_binary()?;
     for api in ["/dev", "/proc", "/sys"] {
         let target = format!("/newroot{api}");
         mount(
@@ -77,6 +78,32 @@ pub(super) fn initramfs_stage() -> Result<(), GuestError> {
         action: "exec of the root's clarateach".into(),
         source: err,
     })
+}
+
+/// Where the root disk keeps the `clarateach` binary its init and supervisor run.
+const ROOT_BINARY: &str = "/newroot/usr/local/bin/clarateach";
+
+/// Puts this initramfs's own binary (`/init`) over the root disk's copy, read-only, so the guest
+/// always runs the binary the image's manifest records: the root disk is built without regard
+/// to the binary (`build`), and may hold an older one. The bind keeps `/init` alive after
+/// `free_initramfs` unlinks it.
+fn inject_binary() -> Result<(), GuestError> {
+    mount(
+        Some("/init"),
+        ROOT_BINARY,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(GuestError::sys("binding /init over the root's clarateach"))?;
+    mount(
+        None::<&str>,
+        ROOT_BINARY,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID,
+        None::<&str>,
+    )
+    .map_err(GuestError::sys("making the guest's clarateach read-only"))
 }
 
 pub(super) fn mount_fs(source: &str, target: &str, fstype: &str) -> Result<(), GuestError> {

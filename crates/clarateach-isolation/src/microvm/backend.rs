@@ -11,7 +11,7 @@ use clarateach_image::{GuestConfig, ImageLayout, Manifest};
 use tokio::sync::OnceCell;
 
 use super::accel::{self, Accel};
-use super::seat::{bridge_address, ensure_volume, live_pid, write_private, SeatPaths, SeatRecord};
+use super::seat::{bridge_address, ensure_volume, live_pid, write_private, VmPaths, VmRecord};
 use super::vmm::{FirecrackerVmm, Launch, QemuVmm, VmNet, Vmm};
 use super::{find_binary, lifecycle, net, seat_net, AccelChoice, Flavour, MicrovmConfig, Net};
 use crate::netpolicy::NetError;
@@ -44,7 +44,7 @@ impl MicrovmBackend {
         let image = ImageLayout::new(&cfg.image_dir);
         let manifest = image
             .load()
-            .map_err(|e| BackendError::Unavailable(e.to_string()))?;
+            .map_err(|e| BackendError::ImageUnavailable(Box::new(e)))?;
         let qemu = find_binary(&cfg.qemu_binary);
         let fc = find_binary(&cfg.firecracker_binary);
         match (cfg.flavour, &qemu, &fc) {
@@ -68,7 +68,7 @@ impl MicrovmBackend {
             cfg.firecracker_binary = f;
         }
         let net = crate::netpolicy::NetManager::new(cfg.seat_net.clone(), &cfg.data_dir)
-            .map_err(|e| BackendError::Unavailable(format!("seat network: {e}")))?;
+            .map_err(BackendError::NetworkUnavailable)?;
         Ok(Self {
             cfg,
             image,
@@ -150,8 +150,8 @@ impl MicrovmBackend {
             .as_ref()
     }
 
-    pub fn paths(&self, key: &SeatKey) -> SeatPaths {
-        SeatPaths::new(&self.cfg.data_dir, key)
+    pub fn paths(&self, key: &SeatKey) -> VmPaths {
+        VmPaths::new(&self.cfg.data_dir, key)
     }
 
     /// The seat's serial console log (kernel and guest-init messages).
@@ -163,18 +163,18 @@ impl MicrovmBackend {
     pub async fn pause(&self, key: &SeatKey) -> Result<(), BackendError> {
         lifecycle::qmp(&self.paths(key), "stop")
             .await
-            .map_err(|e| BackendError::Stop(key.clone(), e.to_string()))
+            .map_err(|e| BackendError::Qmp(key.clone(), "stop", e))
     }
 
     /// Resumes a paused seat (QMP `cont`).
     pub async fn resume(&self, key: &SeatKey) -> Result<(), BackendError> {
         lifecycle::qmp(&self.paths(key), "cont")
             .await
-            .map_err(|e| BackendError::Start(key.clone(), e.to_string()))
+            .map_err(|e| BackendError::Qmp(key.clone(), "cont", e))
     }
 
-    fn record(&self, key: &SeatKey) -> Result<SeatRecord, BackendError> {
-        SeatRecord::load(&self.paths(key).record()).map_err(|_| BackendError::Unknown(key.clone()))
+    fn record(&self, key: &SeatKey) -> Result<VmRecord, BackendError> {
+        VmRecord::load(&self.paths(key).record()).map_err(|_| BackendError::Unknown(key.clone()))
     }
 
     fn forget(&self, key: &SeatKey) {
@@ -206,8 +206,8 @@ impl Backend for MicrovmBackend {
         let paths = self.paths(&spec.key);
         let io = |action| move |source| BackendError::Io { action, source };
         std::fs::create_dir_all(&paths.dir).map_err(io("creating the seat dir"))?;
-        let mut record = SeatRecord::from_spec(spec);
-        if let Ok(old) = SeatRecord::load(&paths.record()) {
+        let mut record = VmRecord::from_spec(spec);
+        if let Ok(old) = VmRecord::load(&paths.record()) {
             (record.addr, record.guest_ip) = (old.addr, old.guest_ip);
         }
         if let Ok(mut m) = self.envs.lock() {
@@ -223,7 +223,7 @@ impl Backend for MicrovmBackend {
                 Net::Bridge { subnet, .. } if !spec.limits.network.reaches_out() => {
                     let seats = lifecycle::seat_records(&self.cfg.data_dir.join("microvm"));
                     let ip = bridge_address(&record, subnet, &seats)
-                        .map_err(|e| BackendError::Start(spec.key.clone(), e.to_string()))?;
+                        .map_err(|e| BackendError::BridgeAddress(spec.key.clone(), e))?;
                     record.addr = Some((ip, config.port).into());
                     config.net = net::guest_net(subnet, ip, false);
                     Some(ip)
@@ -305,7 +305,7 @@ impl Backend for MicrovmBackend {
         self.forget(key);
         lifecycle::stop_vm(&self.paths(key))
             .await
-            .map_err(|e| BackendError::Stop(key.clone(), e))?;
+            .map_err(|e| BackendError::StopVm(key.clone(), e))?;
         // The VM is gone: its TAP, rules and proxy go too (the slot stays for the restart).
         self.net
             .teardown(key)
@@ -321,7 +321,7 @@ impl Backend for MicrovmBackend {
         let paths = self.paths(key);
         lifecycle::stop_vm(&paths)
             .await
-            .map_err(|e| BackendError::Destroy(key.clone(), e))?;
+            .map_err(|e| BackendError::StopVm(key.clone(), e))?;
         lifecycle::release_host(&self.cfg, key, &paths).await;
         self.net
             .release(key)
@@ -329,7 +329,7 @@ impl Backend for MicrovmBackend {
             .map_err(|e| BackendError::Network(key.clone(), e))?;
         let gone = |r: std::io::Result<()>| match r {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(BackendError::Destroy(key.clone(), e.to_string()))
+                Err(BackendError::RemoveFiles(key.clone(), e))
             }
             _ => Ok(()),
         };
@@ -365,7 +365,7 @@ impl Backend for MicrovmBackend {
     async fn adopt(&self) -> Result<Vec<(SeatKey, WorkspaceStatus)>, BackendError> {
         let mut found = Vec::new();
         for record_path in lifecycle::seat_records(&self.cfg.data_dir.join("microvm")) {
-            let Ok(record) = SeatRecord::load(&record_path) else {
+            let Ok(record) = VmRecord::load(&record_path) else {
                 continue;
             };
             let key = record.key();

@@ -11,22 +11,22 @@ use tokio::process::Child;
 use clarateach_core::agent_proto::SeatKey;
 
 use super::firecracker;
-use super::seat::{live_pid, SeatPaths, SeatRecord};
+use super::seat::{live_pid, VmPaths, VmRecord};
 use super::{bridge, fc_launch, http, qmp as qmp_client, MicrovmConfig};
 use crate::{DaemonAddr, DaemonEndpoint};
 
-pub(super) fn endpoint_of(record: &SeatRecord) -> Option<DaemonEndpoint> {
+pub(super) fn endpoint_of(record: &VmRecord) -> Option<DaemonEndpoint> {
     record.addr.map(|a| tcp_endpoint(a, &record.token))
 }
 
-pub(super) async fn qmp(paths: &SeatPaths, cmd: &str) -> std::io::Result<()> {
+pub(super) async fn qmp(paths: &VmPaths, cmd: &str) -> std::io::Result<()> {
     qmp_client::command(&paths.qmp(), cmd).await.map(|_| ())
 }
 
 /// Records where the seat's daemon answers (for adoption after a restart).
 pub(super) fn save_addr(
-    record: &SeatRecord,
-    paths: &SeatPaths,
+    record: &VmRecord,
+    paths: &VmPaths,
     addr: SocketAddr,
 ) -> std::io::Result<DaemonEndpoint> {
     let mut r = record.clone();
@@ -56,7 +56,7 @@ pub(super) async fn wait_ready(
     mut child: Child,
     addr: SocketAddr,
     limit: Duration,
-    paths: &SeatPaths,
+    paths: &VmPaths,
 ) -> Result<(), BootError> {
     let start = Instant::now();
     let tail = || {
@@ -101,8 +101,15 @@ pub async fn health(addr: SocketAddr) -> bool {
     matches!(http::request(stream, "GET", "/health", &[], None, Duration::from_secs(2)).await, Ok(r) if r.status == 200)
 }
 
+/// Why a microVM could not be stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum StopError {
+    #[error("the VMM process {0} survived SIGKILL")]
+    Survived(i32),
+}
+
 /// Graceful power-down, then quit, then SIGKILL; removes the runtime files.
-pub(super) async fn stop_vm(paths: &SeatPaths) -> Result<(), String> {
+pub(super) async fn stop_vm(paths: &VmPaths) -> Result<(), StopError> {
     if let Some(pid) = live_pid(&paths.pidfile()) {
         let asked = if paths.qmp().exists() {
             qmp(paths, "system_powerdown").await
@@ -118,7 +125,7 @@ pub(super) async fn stop_vm(paths: &SeatPaths) -> Result<(), String> {
                     nix::sys::signal::Signal::SIGKILL,
                 );
                 if !exits(pid, Duration::from_secs(5)).await {
-                    return Err(format!("VMM process {pid} survived SIGKILL"));
+                    return Err(StopError::Survived(pid));
                 }
             }
         }
@@ -147,7 +154,7 @@ async fn exits(pid: i32, limit: Duration) -> bool {
 
 /// Releases what a seat holds on the host besides its files and its seat network (the backend
 /// releases that): its bridge TAP and its jail (Firecracker under the jailer).
-pub(super) async fn release_host(cfg: &MicrovmConfig, key: &SeatKey, paths: &SeatPaths) {
+pub(super) async fn release_host(cfg: &MicrovmConfig, key: &SeatKey, paths: &VmPaths) {
     if let Ok(tap) = std::fs::read_to_string(paths.dir.join("tap")) {
         if let Err(e) = bridge::del_tap(tap.trim()).await {
             tracing::warn!(error = %e, "removing the seat's TAP failed");

@@ -35,8 +35,8 @@ use std::time::Duration;
 
 pub use backend::MicrovmBackend;
 pub use lifecycle::health;
-pub use lifecycle::BootError;
-pub use net::{Ipv4Subnet, Net};
+pub use lifecycle::{BootError, StopError};
+pub use net::{Ipv4Subnet, Net, SubnetFull};
 pub use vmm::LaunchError;
 
 /// Which VMM runs the seats.

@@ -13,7 +13,7 @@ use clarateach_image::guest::config::GUEST_DAEMON_PORT;
 use clarateach_image::ImageLayout;
 
 use super::accel::Accel;
-use super::seat::SeatPaths;
+use super::seat::VmPaths;
 
 /// The kernel command line: serial console, root on the first disk, a fixed TSC frequency (about
 /// one boot in seven hangs calibrating the TSC under TCG without it), exit on panic, and
@@ -63,7 +63,7 @@ pub fn memory_mb(limits: &Limits) -> u32 {
 }
 
 /// The full argument list (without the program name).
-pub fn args(l: &QemuLaunch, image: &ImageLayout, seat: &SeatPaths) -> Vec<OsString> {
+pub fn args(l: &QemuLaunch, image: &ImageLayout, seat: &VmPaths) -> Vec<OsString> {
     let mut a: Vec<OsString> = Vec::new();
     let mut push = |s: &str| a.push(s.into());
     push("-M");
@@ -199,7 +199,7 @@ pub fn config_memfd(bytes: &[u8]) -> std::io::Result<std::os::fd::OwnedFd> {
 pub fn spawn(
     l: &QemuLaunch,
     image: &ImageLayout,
-    seat: &SeatPaths,
+    seat: &VmPaths,
 ) -> std::io::Result<tokio::process::Child> {
     let stderr = std::fs::File::create(seat.dir.join("qemu.stderr"))?;
     let mut cmd = tokio::process::Command::new(&l.qemu);
@@ -254,7 +254,7 @@ mod tests {
     #[test]
     fn command_line_for_a_tcg_seat() {
         let image = ImageLayout::new("/img");
-        let seat = SeatPaths::new(
+        let seat = VmPaths::new(
             Path::new("/data"),
             &clarateach_core::agent_proto::SeatKey {
                 workshop_id: "ws-abc".into(),
@@ -318,7 +318,7 @@ mod tests {
     #[test]
     fn kvm_bridge_seat_uses_host_cpu_memory_floor_and_tap() {
         let image = ImageLayout::new("/img");
-        let seat = SeatPaths::new(
+        let seat = VmPaths::new(
             Path::new("/d"),
             &clarateach_core::agent_proto::SeatKey {
                 workshop_id: "ws-x".into(),
@@ -378,7 +378,7 @@ mod tests {
         assert_eq!(back, bytes);
 
         let image = ImageLayout::new("/img");
-        let seat = SeatPaths::new(
+        let seat = VmPaths::new(
             Path::new("/data"),
             &clarateach_core::agent_proto::SeatKey {
                 workshop_id: "ws-abc".into(),

@@ -18,13 +18,13 @@ use crate::WorkspaceSpec;
 
 /// File layout of one seat.
 #[derive(Debug, Clone)]
-pub struct SeatPaths {
+pub struct VmPaths {
     pub dir: PathBuf,
     pub volume: PathBuf,
     pub export: PathBuf,
 }
 
-impl SeatPaths {
+impl VmPaths {
     pub fn new(data_dir: &Path, key: &SeatKey) -> Self {
         let seat = format!("seat-{:02}", key.seat);
         let vols = data_dir.join("volumes").join(&key.workshop_id);
@@ -68,7 +68,7 @@ impl SeatPaths {
 
 /// What `create` stored, so `start` and `adopt` (after an agent restart) can run the seat.
 #[derive(Clone, Serialize, Deserialize)]
-pub struct SeatRecord {
+pub struct VmRecord {
     pub workshop_id: String,
     pub seat: u32,
     pub limits: Limits,
@@ -86,7 +86,7 @@ pub struct SeatRecord {
     pub guest_ip: Option<std::net::Ipv4Addr>,
 }
 
-impl SeatRecord {
+impl VmRecord {
     pub fn from_spec(spec: &WorkspaceSpec) -> Self {
         Self {
             workshop_id: spec.key.workshop_id.clone(),
@@ -118,7 +118,7 @@ impl SeatRecord {
 /// The seat's bridge address: the one its record holds while still inside `subnet` (restart,
 /// recreate), else a free one; never one that another seat's record in `seats` holds.
 pub fn bridge_address(
-    record: &SeatRecord,
+    record: &VmRecord,
     subnet: &Ipv4Subnet,
     seats: &[PathBuf],
 ) -> Result<Ipv4Addr, SubnetFull> {
@@ -128,7 +128,7 @@ pub fn bridge_address(
     let key = record.key();
     let used: BTreeSet<Ipv4Addr> = seats
         .iter()
-        .filter_map(|p| SeatRecord::load(p).ok())
+        .filter_map(|p| VmRecord::load(p).ok())
         .filter(|r| r.key() != key)
         .filter_map(|r| r.guest_ip)
         .collect();
@@ -206,8 +206,8 @@ fn is_zombie(pid: i32) -> bool {
 mod tests {
     use super::*;
 
-    fn record(seat: u32, ip: Option<Ipv4Addr>) -> SeatRecord {
-        SeatRecord {
+    fn record(seat: u32, ip: Option<Ipv4Addr>) -> VmRecord {
+        VmRecord {
             workshop_id: "ws-abc".into(),
             seat,
             limits: Limits::default(),
@@ -235,7 +235,7 @@ mod tests {
         }
         assert!(bridge_address(&record(6, None), &subnet, &seats).is_err());
         // A seat keeps its own address (restart, re-adoption, recreate over the record).
-        let own = SeatRecord::load(&seats[2]).expect("load");
+        let own = VmRecord::load(&seats[2]).expect("load");
         assert_eq!(
             bridge_address(&own, &subnet, &seats),
             Ok(own.guest_ip.expect("ip"))

@@ -15,7 +15,7 @@ use std::net::Ipv4Addr;
 
 use clarateach_image::{GuestConfig, GuestNet};
 
-use super::seat::{SeatPaths, SeatRecord};
+use super::seat::{VmPaths, VmRecord};
 use super::vmm::LaunchError;
 use super::{bridge, net, Flavour, Net};
 use crate::netpolicy::{NetManager, TapNet};
@@ -82,7 +82,7 @@ pub(super) fn guest_net(t: &TapNet) -> GuestNet {
 }
 
 /// Whether the seat's network comes from the seat network (`netpolicy`) rather than `cfg.net`.
-pub(super) fn uses_seat_net(cfg_net: &Net, flavour: Flavour, record: &SeatRecord) -> bool {
+pub(super) fn uses_seat_net(cfg_net: &Net, flavour: Flavour, record: &VmRecord) -> bool {
     record.limits.network.reaches_out()
         || (flavour == Flavour::Firecracker && matches!(cfg_net, Net::User))
 }
@@ -91,8 +91,8 @@ pub(super) fn uses_seat_net(cfg_net: &Net, flavour: Flavour, record: &SeatRecord
 pub(super) async fn bring_up(
     cfg_net: &Net,
     seat_net: &NetManager,
-    record: &SeatRecord,
-    paths: &SeatPaths,
+    record: &VmRecord,
+    paths: &VmPaths,
     flavour: Flavour,
     owner: Option<(u32, u32)>,
 ) -> Result<SeatLink, BackendError> {
@@ -134,10 +134,7 @@ pub(super) async fn bring_up(
 /// After an agent restart, for a running seat: its seat-network rules and listener come back
 /// (a bridge TAP or user-mode seat needs nothing: the kernel or the VMM kept it). A seat that
 /// ran on the seat network has a recorded slot, so no KVM probe is needed to tell the flavour.
-pub(super) async fn readopt(
-    seat_net: &NetManager,
-    record: &SeatRecord,
-) -> Result<(), BackendError> {
+pub(super) async fn readopt(seat_net: &NetManager, record: &VmRecord) -> Result<(), BackendError> {
     let key = record.key();
     if seat_net.addrs(&key).is_none() {
         return Ok(());

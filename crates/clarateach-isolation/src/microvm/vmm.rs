@@ -16,7 +16,7 @@ use clarateach_image::ImageLayout;
 use super::accel::Accel;
 use super::lifecycle::{free_port, wait_ready, BootError};
 use super::qemu::{self, QemuLaunch, QemuNet, RootDisk};
-use super::seat::{SeatPaths, SeatRecord};
+use super::seat::{VmPaths, VmRecord};
 use super::{net, Flavour};
 
 /// One failed step of starting a seat's VM, with its cause.
@@ -65,8 +65,8 @@ pub(super) enum VmNet {
 
 /// Everything a VMM needs to run one seat.
 pub(super) struct Launch<'a> {
-    pub record: &'a SeatRecord,
-    pub paths: &'a SeatPaths,
+    pub record: &'a VmRecord,
+    pub paths: &'a VmPaths,
     pub net: VmNet,
     /// The guest's config disk (daemon token, environment with the API key, network): it lives
     /// in memory only.

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use clarateach_core::agent_proto::SeatKey;
 
-use super::record::SeatRecord;
+use super::record::SandboxRecord;
 use super::{spawn, SandboxBackend, Seat};
 use crate::{Backend, BackendError, WorkspaceStatus};
 
@@ -75,7 +75,7 @@ pub(super) async fn adopt(
             .into_iter()
             .filter(|f| f.extension().is_some_and(|e| e == "json"))
         {
-            let mut rec = match SeatRecord::load(&file) {
+            let mut rec = match SandboxRecord::load(&file) {
                 Ok(rec) => rec,
                 Err(e) => {
                     tracing::warn!(file = %file.display(), error = %e, "unreadable seat state skipped");

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use clarateach_core::agent_proto::SeatKey;
 
 use super::paths::{self, SeatPaths};
-use super::record::{self, SeatRecord};
+use super::record::{self, SandboxRecord};
 use super::spawn::{self, Launch, NotReady};
 use super::{args, seat_name, SandboxBackend, Seat};
 use crate::cgroups::{self, CgroupManager};
@@ -30,15 +30,15 @@ fn io(action: &'static str) -> impl Fn(std::io::Error) -> BackendError {
 }
 
 impl SandboxBackend {
-    fn record_of(&self, key: &SeatKey) -> Option<SeatRecord> {
+    fn record_of(&self, key: &SeatKey) -> Option<SandboxRecord> {
         if let Some(seat) = self.lock().get(key) {
             return Some(seat.record.clone());
         }
-        SeatRecord::load(&self.paths(key).state).ok()
+        SandboxRecord::load(&self.paths(key).state).ok()
     }
 
     /// The environment of the sandbox: sane defaults, the workshop's variables, the daemon token.
-    fn sandbox_env(rec: &SeatRecord) -> BTreeMap<String, String> {
+    fn sandbox_env(rec: &SandboxRecord) -> BTreeMap<String, String> {
         let mut env: BTreeMap<String, String> = [
             ("HOME", "/home/learner"),
             ("USER", "learner"),
@@ -144,18 +144,15 @@ impl SandboxBackend {
     /// rebuild leaves this run's root alone) or does not start: never silently on the host's.
     fn root_entries_for(
         &self,
-        rec: &SeatRecord,
+        rec: &SandboxRecord,
     ) -> Result<(Vec<args::RootEntry>, bool), BackendError> {
         let Some(name) = rec.image.as_deref() else {
             return Ok((self.root.clone(), self.cfg.rootfs.is_some()));
         };
         let store = clarateach_image::ImageStore::new(&self.cfg.images_dir);
-        let dir = store.rootfs(name).ok_or_else(|| {
-            BackendError::Start(
-                rec.key.clone(),
-                format!("image {name:?} is not built on this host (clarateach image build {name})"),
-            )
-        })?;
+        let dir = store
+            .rootfs(name)
+            .ok_or_else(|| BackendError::ImageMissing(rec.key.clone(), name.to_string()))?;
         let entries = args::root_entries(&dir).map_err(io("read the image root"))?;
         Ok((entries, true))
     }
@@ -178,7 +175,7 @@ impl SandboxBackend {
             None => self
                 .uids()
                 .get_or_allocate(key)
-                .map_err(|e| BackendError::Start(key.clone(), e.to_string()))?,
+                .map_err(|e| BackendError::Uid(key.clone(), e))?,
         };
         let seat = self.store.dirs(key);
         // Who owned the files before: an old-layout dir about to be migrated, else the volume.
@@ -213,11 +210,11 @@ impl SandboxBackend {
 
     async fn launch(
         &self,
-        rec: &mut SeatRecord,
+        rec: &mut SandboxRecord,
         p: &SeatPaths,
     ) -> Result<(tokio::process::Child, tokio::task::JoinHandle<()>), BackendError> {
         let key = rec.key.clone();
-        let start_err = |msg: String| BackendError::Start(key.clone(), msg);
+        let cgroup_err = |e| BackendError::Cgroup(key.clone(), e);
         let (root, image) = self.root_entries_for(rec)?;
         // Leftovers of an earlier run would escape the new limits: clear them first. Meanwhile
         // the seat's network is made: a seat that reaches out gets its own namespace or does not
@@ -226,7 +223,7 @@ impl SandboxBackend {
             self.empty_cgroup(rec.cgroup.clone()),
             self.net.setup(&key, &rec.limits.network)
         );
-        cleared.map_err(|e| start_err(e.to_string()))?;
+        cleared.map_err(|e| BackendError::EmptyCgroup(key.clone(), e))?;
         let net = net.map_err(|e| BackendError::Network(key.clone(), e))?;
         // The seat's file system, mounted again after a host reboot.
         let store_began = Instant::now();
@@ -244,10 +241,10 @@ impl SandboxBackend {
         let seccomp = self
             .seccomp
             .pipes()
-            .map_err(|e| start_err(super::error_text(&e)))?;
+            .map_err(|e| BackendError::Seccomp(key.clone(), e))?;
         self.cg
             .create(&rec.cgroup, &rec.limits)
-            .map_err(|e| start_err(e.to_string()))?;
+            .map_err(cgroup_err)?;
         let hostname = seat_name(key.seat);
         let etc = if image {
             args::Etc::Image { dir: &self.etc_dir }
@@ -280,10 +277,7 @@ impl SandboxBackend {
             bwrap: &self.cfg.bwrap,
             args: args::build(&input),
             env: &env,
-            cgroup_procs: self
-                .cg
-                .procs_files(&rec.cgroup)
-                .map_err(|e| start_err(e.to_string()))?,
+            cgroup_procs: self.cg.procs_files(&rec.cgroup).map_err(cgroup_err)?,
             listener: listener.into(),
             seccomp,
             uid,
@@ -291,7 +285,7 @@ impl SandboxBackend {
             log,
             netns: net.map(|n| n.netns),
         };
-        let child = spawn::spawn(launch).map_err(|e| start_err(format!("spawning bwrap: {e}")))?;
+        let child = spawn::spawn(launch).map_err(|e| BackendError::Spawn(key.clone(), e))?;
         rec.pid = child.id().map(|p| p as i32);
         rec.start_time = rec.pid.and_then(record::start_time);
         rec.save(&p.state).map_err(io("save the seat state"))?;
@@ -304,7 +298,7 @@ impl SandboxBackend {
         text.get(start..).unwrap_or("").trim().to_string()
     }
 
-    pub(super) fn endpoint_of(rec: &SeatRecord) -> DaemonEndpoint {
+    pub(super) fn endpoint_of(rec: &SandboxRecord) -> DaemonEndpoint {
         DaemonEndpoint {
             addr: DaemonAddr::Unix(rec.socket.clone()),
             token: rec.daemon_token.clone(),
@@ -342,7 +336,7 @@ impl Backend for SandboxBackend {
         if let Some(dir) = p.state.parent() {
             paths::private_dir(dir).map_err(io("create the state dir"))?;
         }
-        let mut rec = SeatRecord::from_spec(spec, p.socket.clone(), self.cgroup_name(key), uid);
+        let mut rec = SandboxRecord::from_spec(spec, p.socket.clone(), self.cgroup_name(key), uid);
         let mut seats = self.lock();
         if let Some(seat) = seats.get_mut(key) {
             // Keep the running process (and its socket and uid); the new spec applies from the
@@ -402,10 +396,11 @@ impl Backend for SandboxBackend {
             let _ = self.net.teardown(key).await;
             return Err(match why {
                 NotReady::Timeout => BackendError::DaemonTimeout(key.clone()),
-                NotReady::Exited(status) => BackendError::Start(
-                    key.clone(),
-                    format!("sandbox exited ({status}): {}", Self::log_tail(&p)),
-                ),
+                NotReady::Exited(status) => BackendError::Exited {
+                    key: key.clone(),
+                    status,
+                    log: Self::log_tail(&p),
+                },
             });
         }
         tracing::info!(
@@ -434,7 +429,7 @@ impl Backend for SandboxBackend {
                     seat.running = false;
                     (Some(seat.record.clone()), seat.child.take())
                 }
-                None => (SeatRecord::load(&self.paths(key).state).ok(), None),
+                None => (SandboxRecord::load(&self.paths(key).state).ok(), None),
             }
         };
         let name = rec
@@ -443,7 +438,7 @@ impl Backend for SandboxBackend {
             .unwrap_or_else(|| self.cgroup_name(key));
         self.empty_cgroup(name)
             .await
-            .map_err(|e| BackendError::Stop(key.clone(), e.to_string()))?;
+            .map_err(|e| BackendError::EmptyCgroup(key.clone(), e))?;
         if let Some(mut child) = child {
             // Reap bwrap; it is already dead, so this returns at once.
             let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
@@ -483,7 +478,7 @@ impl Backend for SandboxBackend {
             .map_err(|e| BackendError::Network(key.clone(), e))?;
         self.lock().remove(key);
         let p = self.paths(key);
-        let destroy_err = |e: std::io::Error| BackendError::Destroy(key.clone(), e.to_string());
+        let destroy_err = |e: std::io::Error| BackendError::RemoveFiles(key.clone(), e);
         let fifo = super::log::fifo_path(&p.log);
         for file in [&p.state, &p.log, &fifo] {
             if let Err(e) = std::fs::remove_file(file) {
@@ -500,7 +495,7 @@ impl Backend for SandboxBackend {
         if delete_volume {
             self.store
                 .release_seat(&seat)
-                .map_err(|e| BackendError::Destroy(key.clone(), e.to_string()))?;
+                .map_err(BackendError::SeatStore)?;
             for dir in [&seat.old_volume, &seat.old_home] {
                 paths::remove_tree(dir).map_err(destroy_err)?;
             }

@@ -34,7 +34,7 @@ use tokio::process::Child;
 
 use crate::cgroups::{self, CgroupManager};
 use crate::BackendError;
-use record::SeatRecord;
+use record::SandboxRecord;
 
 pub use args::{
     build as bwrap_args, root_entries, tmpfs_sizes, ArgsInput, Etc, RootEntry, DAEMON_PATH,
@@ -45,7 +45,7 @@ pub use seatfs::DiskUsage;
 pub use seccomp::{SeccompError, SeccompPrograms};
 pub use spawn::health;
 pub use store::{SeatStore, SeatStoreError, StoreSize};
-pub use uids::{UidRange, UidRangeError};
+pub use uids::{Exhausted as UidsExhausted, UidRange, UidRangeError};
 
 /// Default path of the bubblewrap binary (Debian package `bubblewrap`).
 pub const BWRAP: &str = "/usr/bin/bwrap";
@@ -113,7 +113,7 @@ pub fn available(bwrap: &std::path::Path) -> Result<(), String> {
 
 /// A seat known to this process.
 struct Seat {
-    record: SeatRecord,
+    record: SandboxRecord,
     /// Our child when we started it (None for adopted sandboxes, whose parent is init).
     child: Option<Child>,
     running: bool,
@@ -153,11 +153,9 @@ impl SandboxBackend {
                 "the seat uid range must not include system uids".into(),
             ));
         }
-        let seccomp =
-            SeccompPrograms::build().map_err(|e| BackendError::Unavailable(error_text(&e)))?;
-        let cg: Arc<dyn CgroupManager> = Arc::from(
-            cgroups::host_manager().map_err(|e| BackendError::Unavailable(e.to_string()))?,
-        );
+        let seccomp = SeccompPrograms::build().map_err(BackendError::SeccompUnavailable)?;
+        let cg: Arc<dyn CgroupManager> =
+            Arc::from(cgroups::host_manager().map_err(BackendError::CgroupsUnavailable)?);
         let io = |action| move |source| BackendError::Io { action, source };
         paths::prepare_data_dir(&cfg.data_dir).map_err(io("prepare the data dir"))?;
         let (etc_dir, etc_binds) =
@@ -166,7 +164,7 @@ impl SandboxBackend {
         let root_dir = cfg.rootfs.clone().unwrap_or_else(|| PathBuf::from("/"));
         let root = root_entries(&root_dir).map_err(io("read the sandbox root"))?;
         let net = crate::netpolicy::NetManager::new(cfg.net.clone(), &cfg.data_dir)
-            .map_err(|e| BackendError::Unavailable(format!("seat network: {e}")))?;
+            .map_err(BackendError::NetworkUnavailable)?;
         let store = Arc::new(
             SeatStore::open(&cfg.data_dir, cfg.seat_store).map_err(BackendError::SeatStore)?,
         );
@@ -239,9 +237,6 @@ impl SandboxBackend {
     }
 }
 
-/// An error and its causes on one line, for the string-carrying `BackendError` variants.
-use clarateach_core::error::error_chain as error_text;
-
 /// Which uid each seat holds, from the disk: the uid in its state record, else the owner of its
 /// volume. A volume without a record still holds its uid (destroyed without deleting the volume).
 fn uids_on_disk(cfg: &SandboxConfig) -> uids::UidAllocator {
@@ -249,7 +244,7 @@ fn uids_on_disk(cfg: &SandboxConfig) -> uids::UidAllocator {
     for ws in adopt::subdirs(&cfg.data_dir.join("sandboxes")) {
         for file in adopt::subdirs(&ws) {
             if file.extension().is_some_and(|e| e == "json") {
-                if let Ok(rec) = record::SeatRecord::load(&file) {
+                if let Ok(rec) = record::SandboxRecord::load(&file) {
                     if let Some(uid) = rec.host_uid {
                         alloc.note(&rec.key, uid);
                     }

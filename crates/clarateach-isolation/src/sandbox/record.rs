@@ -19,7 +19,7 @@ use crate::WorkspaceSpec;
 
 /// What the agent remembers about one seat's sandbox.
 #[derive(Clone, Serialize, Deserialize)]
-pub struct SeatRecord {
+pub struct SandboxRecord {
     pub key: SeatKey,
     pub limits: Limits,
     pub image: Option<String>,
@@ -39,9 +39,9 @@ pub struct SeatRecord {
     pub cgroup: String,
 }
 
-impl std::fmt::Debug for SeatRecord {
+impl std::fmt::Debug for SandboxRecord {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SeatRecord")
+        f.debug_struct("SandboxRecord")
             .field("key", &self.key)
             .field("pid", &self.pid)
             .field("socket", &self.socket)
@@ -50,7 +50,7 @@ impl std::fmt::Debug for SeatRecord {
     }
 }
 
-impl SeatRecord {
+impl SandboxRecord {
     pub fn from_spec(spec: &WorkspaceSpec, socket: PathBuf, cgroup: String, host_uid: u32) -> Self {
         Self {
             host_uid: Some(host_uid),
@@ -135,7 +135,8 @@ mod tests {
             env: [("ANTHROPIC_API_KEY".to_string(), "sk-1".to_string())].into(),
             daemon_token: "tok".into(),
         };
-        let mut rec = SeatRecord::from_spec(&spec, "/s".into(), "ct/ws-a/seat-01".into(), 200_001);
+        let mut rec =
+            SandboxRecord::from_spec(&spec, "/s".into(), "ct/ws-a/seat-01".into(), 200_001);
         rec.pid = Some(std::process::id() as i32);
         rec.start_time = start_time(std::process::id() as i32);
         rec.save(&path).expect("save");
@@ -147,7 +148,7 @@ mod tests {
             "the API key never reaches the disk: {text}"
         );
         assert!(!text.contains("ANTHROPIC_API_KEY"));
-        let back = SeatRecord::load(&path).expect("load");
+        let back = SandboxRecord::load(&path).expect("load");
         assert!(back.env.is_empty());
         assert_eq!(back.host_uid, Some(200_001));
         assert_eq!(back.daemon_token, "tok");
@@ -163,7 +164,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("seat-01.json");
         std::fs::write(&path, old).expect("write");
-        let rec = SeatRecord::load(&path).expect("load");
+        let rec = SandboxRecord::load(&path).expect("load");
         assert_eq!(rec.host_uid, None);
         rec.save(&path).expect("save");
         assert!(!std::fs::read_to_string(&path)

@@ -58,7 +58,9 @@ pub fn clarateach_binary() -> PathBuf {
 }
 
 /// Builds (or reuses) the guest image in `$CLARATEACH_IMAGE_CACHE` or
-/// /var/cache/clarateach/images/ci, so CI on one machine pays for debootstrap once.
+/// /var/cache/clarateach/images/ci, so CI on one machine pays for debootstrap once. The image is
+/// keyed by the binary too, but a new binary only rewrites the initramfs (the guest runs that
+/// copy), so a persistent runner does not repack the root disk on every change.
 pub fn guest_image() -> PathBuf {
     let dir = std::env::var_os("CLARATEACH_IMAGE_CACHE")
         .map(PathBuf::from)
@@ -72,7 +74,11 @@ pub fn guest_image() -> PathBuf {
     let _ = std::fs::remove_file(&bin);
     eprintln!(
         "guest image {} in {:.1}s ({})",
-        if outcome.cached { "reused" } else { "built" },
+        match (outcome.cached, outcome.rootfs_reused) {
+            (true, _) => "reused",
+            (false, true) => "reused with a new initramfs (new binary)",
+            (false, false) => "built",
+        },
         outcome.elapsed.as_secs_f64(),
         dir.display()
     );

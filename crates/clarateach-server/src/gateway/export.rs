@@ -91,7 +91,9 @@ pub async fn export_workshop(
                 Ok(()) => {}
                 Err(SeatCopy::ClientGone) => return,
                 Err(SeatCopy::Failed(e)) => {
-                    tracing::warn!(workshop.id = %ws, seat, error = %e, "export of a seat failed");
+                    tracing::warn!(workshop.id = %ws, seat, error = %clarateach_core::error::error_chain(&e), "export of a seat failed");
+                    // Only the step that failed (`CopyError`'s own sentence), never its cause's
+                    // words: those stay in the log.
                     let note = format!(
                         "The export of this seat stopped early: {e}.\nFiles listed before this \
                          point are in the archive; export again to retry.\n"
@@ -189,7 +191,22 @@ enum SeatCopy {
     /// The browser went away: the whole export ends.
     ClientGone,
     /// This seat's fragment failed; the others can still be exported.
-    Failed(String),
+    Failed(CopyError),
+}
+
+/// Why one seat's fragment could not be copied from its agent.
+#[derive(Debug, thiserror::Error)]
+enum CopyError {
+    #[error("the request to the agent could not be made")]
+    Request(#[source] axum::http::Error),
+    #[error("the agent could not be reached")]
+    Send(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("the agent answered {0}")]
+    Status(StatusCode),
+    #[error("the transfer from the agent broke off")]
+    Body(#[source] axum::Error),
+    #[error("the agent's archive ended in the middle of a file")]
+    Truncated,
 }
 
 async fn copy_seat(
@@ -201,27 +218,26 @@ async fn copy_seat(
     pool: &super::proxy::TlsClients,
 ) -> Result<(), SeatCopy> {
     let token = &route.data_token;
-    let failed = |e: &dyn std::fmt::Display| SeatCopy::Failed(e.to_string());
     let req = axum::http::Request::get(url)
         .header(header::AUTHORIZATION, format!("Bearer {token}"))
         .body(Body::empty())
-        .map_err(|e| failed(&e))?;
+        .map_err(|e| SeatCopy::Failed(CopyError::Request(e)))?;
     let resp = super::proxy::send(pool, tls, route, req, false)
         .await
-        .map_err(|e| failed(&e))?;
+        .map_err(|e| SeatCopy::Failed(CopyError::Send(e)))?;
     if !resp.status().is_success() {
-        return Err(failed(&format!("the agent answered {}", resp.status())));
+        return Err(SeatCopy::Failed(CopyError::Status(resp.status())));
     }
     let mut stream = Body::new(resp.into_body()).into_data_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| failed(&e))?;
+        let chunk = chunk.map_err(|e| SeatCopy::Failed(CopyError::Body(e)))?;
         let whole = cursor.feed(&chunk);
         sink.write(&whole)
             .await
             .map_err(|()| SeatCopy::ClientGone)?;
     }
     if cursor.mid_entry() {
-        return Err(failed(&"the agent's archive ended in the middle of a file"));
+        return Err(SeatCopy::Failed(CopyError::Truncated));
     }
     Ok(())
 }

@@ -22,7 +22,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 use tokio::sync::{mpsc, oneshot};
 
-use super::seats::{record, COLUMNS};
+use crate::rows::{seat as record, SEAT_COLUMNS as COLUMNS};
 use crate::{Result, SeatRecord, StoreError};
 
 /// Most claims committed in one transaction, so one batch cannot hold a workshop's lock long.

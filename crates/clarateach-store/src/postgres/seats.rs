@@ -4,35 +4,18 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use clarateach_core::SeatState;
-use sqlx::postgres::PgRow;
 use sqlx::Row;
 use tokio::sync::oneshot;
 
 use super::claims::Claim;
 use super::PgStore;
+use crate::rows::{seat as record, SEAT_COLUMNS as COLUMNS};
 use crate::sqlite::{seat_state, to_u32};
 use crate::{Result, SeatRecord, SeatStore, StoreError};
 
 /// The claim task only ends when its store is dropped or its runtime shut down.
 fn claim_task_gone() -> StoreError {
     StoreError::Query(sqlx::Error::PoolClosed)
-}
-
-pub(super) const COLUMNS: &str =
-    "workshop_id, seat, state, agent_id, odehash, name, joined_at, last_activity_at, generation";
-
-pub(super) fn record(r: &PgRow) -> Result<SeatRecord> {
-    Ok(SeatRecord {
-        workshop_id: r.try_get("workshop_id")?,
-        seat: to_u32(r.try_get("seat")?, "seat")?,
-        state: seat_state(&r.try_get::<String, _>("state")?)?,
-        agent_id: r.try_get("agent_id")?,
-        odehash: r.try_get("odehash")?,
-        name: r.try_get("name")?,
-        joined_at: r.try_get::<Option<DateTime<Utc>>, _>("joined_at")?,
-        last_activity_at: r.try_get::<Option<DateTime<Utc>>, _>("last_activity_at")?,
-        generation: to_u32(r.try_get("generation")?, "generation")?,
-    })
 }
 
 fn seat_numbers(seats: &[u32]) -> Vec<i64> {

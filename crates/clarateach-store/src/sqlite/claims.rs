@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
-use super::seats::{record, COLUMNS};
+use crate::rows::{seat as record, SEAT_COLUMNS as COLUMNS};
 use crate::{Result, SeatRecord, StoreError};
 
 /// Most claims committed in one transaction, so one batch cannot hold the writer for long.
