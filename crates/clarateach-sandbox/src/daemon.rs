@@ -121,9 +121,7 @@ impl Daemon {
         accept: Option<&str>,
         body: Bytes,
     ) -> Result<(StatusCode, Bytes), DaemonError> {
-        let resp = self
-            .send(method, path, content_type, accept, body)
-            .await?;
+        let resp = self.send(method, path, content_type, accept, body).await?;
         let status = resp.status();
         let body = resp
             .into_body()
@@ -193,10 +191,36 @@ impl Daemon {
             )
             .await?;
         let status = resp.status();
+        let streamed = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with(RUN_STREAM_MEDIA_TYPE));
         let mut body = resp.into_body();
         if !status.is_success() {
             let all = body.collect().await.map_err(DaemonError::Http)?.to_bytes();
             return Err(refused(status, &all));
+        }
+        if !streamed {
+            // A daemon from before streamed runs (e.g. in an older microVM guest image)
+            // answers the whole run at its end: hand it on in one piece.
+            let all = body.collect().await.map_err(DaemonError::Http)?.to_bytes();
+            let r: RunResponse = serde_json::from_slice(&all).map_err(DaemonError::Decode)?;
+            for ev in [
+                RunEvent::Stdout { data: r.stdout },
+                RunEvent::Stderr { data: r.stderr },
+            ] {
+                if matches!(&ev, RunEvent::Stdout { data } | RunEvent::Stderr { data } if !data.is_empty())
+                {
+                    on_event(&ev);
+                }
+            }
+            return Ok(RunEvent::Exit {
+                exit_code: r.exit_code,
+                timed_out: r.timed_out,
+                duration_ms: r.duration_ms,
+                truncated: r.truncated,
+            });
         }
         let mut pending: Vec<u8> = Vec::new();
         while let Some(frame) = body.frame().await {

@@ -500,7 +500,10 @@ impl Sandboxes {
         let meta = serde_json::json!({ "owner": rec.info.owner }).to_string();
         std::fs::write(&owner, meta).map_err(out_err(&owner))?;
         std::fs::rename(&dirs.image, &kept).map_err(out_err(&kept))?;
-        for parent in [dirs.root.parent(), dirs.image.parent()].into_iter().flatten() {
+        for parent in [dirs.root.parent(), dirs.image.parent()]
+            .into_iter()
+            .flatten()
+        {
             let _ = std::fs::remove_dir(parent);
         }
         Ok(kept)
@@ -582,8 +585,8 @@ impl Sandboxes {
         if !alive {
             info.status = SandboxState::Stopped;
         }
-        if let Ok(at) = std::fs::metadata(self.dir.out(&info.id).join("stdout.log"))
-            .and_then(|m| m.modified())
+        if let Ok(at) =
+            std::fs::metadata(self.dir.out(&info.id).join("stdout.log")).and_then(|m| m.modified())
         {
             info.last_run_at = Some(at.into());
         }

@@ -13,9 +13,9 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use axum::body::Body;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::body::Body;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -141,7 +141,10 @@ fn wants_stream(headers: &axum::http::HeaderMap) -> bool {
         .get_all(header::ACCEPT)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(',').any(|t| t.trim().starts_with(RUN_STREAM_MEDIA_TYPE)))
+        .any(|v| {
+            v.split(',')
+                .any(|t| t.trim().starts_with(RUN_STREAM_MEDIA_TYPE))
+        })
 }
 
 async fn remove_stage(stage: PathBuf) {

@@ -656,9 +656,11 @@ fn http_api_with_the_instructors_token_and_quota() {
         assert!(clarateach_client::Terminal::connect(&exec_url, None)
             .await
             .is_err());
-        assert!(clarateach_client::Terminal::connect(&exec_url, Some(&other))
-            .await
-            .is_err());
+        assert!(
+            clarateach_client::Terminal::connect(&exec_url, Some(&other))
+                .await
+                .is_err()
+        );
 
         // Another instructor sees none of it.
         for (m, p) in [
