@@ -289,8 +289,8 @@ fn kill_group(pgid: Option<rustix::process::Pid>) {
 }
 
 /// Reads a pipe to EOF (or until told to stop), keeping the first `OUTPUT_CAP` bytes; with a
-/// live sink (and whether this is stderr) each kept chunk is also sent as it is read, cut at a
-/// UTF-8 boundary (an incomplete character waits for the rest).
+/// live sink (and whether this is stderr) each kept chunk is also sent as it is read, as text
+/// that never splits a character (`Utf8Stream` holds an incomplete one for the next chunk).
 async fn capture(
     pipe: Option<impl AsyncRead + Unpin>,
     stop: CancellationToken,
@@ -302,8 +302,7 @@ async fn capture(
         return (out, truncated);
     };
     let mut buf = vec![0u8; 16 * 1024];
-    // Bytes of `out` not sent yet (an unfinished UTF-8 sequence).
-    let mut sent = 0;
+    let mut text = crate::terminal::Utf8Stream::default();
     loop {
         let n = tokio::select! {
             _ = stop.cancelled() => break,
@@ -313,69 +312,25 @@ async fn capture(
         if n > room {
             truncated = true;
         }
-        out.extend_from_slice(&buf[..n.min(room)]);
+        let kept = &buf[..n.min(room)];
+        out.extend_from_slice(kept);
         if let Some((tx, is_err)) = &live {
-            let end = sent + utf8_prefix(&out[sent..]);
-            if end > sent {
-                let _ = tx.send(event(&out[sent..end], *is_err));
-                sent = end;
+            let data = text.push(kept);
+            if !data.is_empty() {
+                let _ = tx.send(if *is_err {
+                    RunEvent::Stderr { data }
+                } else {
+                    RunEvent::Stdout { data }
+                });
             }
-        }
-    }
-    if let Some((tx, is_err)) = &live {
-        if out.len() > sent {
-            let _ = tx.send(event(&out[sent..], *is_err));
         }
     }
     (out, truncated)
 }
 
-fn event(bytes: &[u8], is_err: bool) -> RunEvent {
-    let data = String::from_utf8_lossy(bytes).into_owned();
-    if is_err {
-        RunEvent::Stderr { data }
-    } else {
-        RunEvent::Stdout { data }
-    }
-}
-
-/// The length of `b` without a UTF-8 sequence cut off at its end (invalid bytes count: they
-/// are replaced when sent, never held back).
-fn utf8_prefix(b: &[u8]) -> usize {
-    let len = b.len();
-    for back in 1..=len.min(3) {
-        let byte = b[len - back];
-        if byte & 0xC0 == 0x80 {
-            continue; // a continuation byte: look further back for the lead
-        }
-        let need = match byte {
-            0xC0..=0xDF => 2,
-            0xE0..=0xEF => 3,
-            0xF0..=0xF7 => 4,
-            _ => 1,
-        };
-        return if need > back { len - back } else { len };
-    }
-    len
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_character_cut_at_the_end_waits_for_its_rest() {
-        let e = "é".as_bytes(); // C3 A9
-        assert_eq!(utf8_prefix(b"abc"), 3);
-        assert_eq!(utf8_prefix(&[b'a', e[0]]), 1);
-        assert_eq!(utf8_prefix(&[b'a', e[0], e[1]]), 3);
-        let euro = "€".as_bytes(); // E2 82 AC
-        assert_eq!(utf8_prefix(&euro[..2]), 0);
-        assert_eq!(utf8_prefix(euro), 3);
-        // Stray continuation bytes are invalid, not incomplete: sent (and replaced).
-        assert_eq!(utf8_prefix(&[0x80, 0x80, 0x80, 0x80]), 4);
-        assert_eq!(utf8_prefix(b""), 0);
-    }
 
     #[tokio::test]
     async fn a_live_capture_sends_what_it_keeps_in_order() {
