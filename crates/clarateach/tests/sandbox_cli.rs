@@ -1,8 +1,11 @@
 //! `clarateach sandbox` end to end through the real binary, as a script would use it: create ->
-//! run a staged `python3 hello.py` -> `exit 3` -> stderr and a timeout (124) -> the documented exit
-//! statuses of bad input -> stop/start with and without `--persist` -> exec through a pipe -> cp
-//! in and out -> clean, after which no process, mount, cgroup or state of the sandbox is left;
-//! `--json` output parsed; two CLIs creating and running at once; the microVM backend under TCG.
+//! run a staged `python3 hello.py` -> `exit 3` -> stderr and a timeout (124) -> output live while
+//! the command runs -> the documented exit statuses of bad input -> stop/start with and without
+//! `--persist`, clean of a `--persist` sandbox keeping only its unmounted file system for the next
+//! `create --persist` -> exec through a pipe -> cp in and out -> clean, after which no process,
+//! mount, cgroup or state of the sandbox is left; `--json` output parsed; two CLIs creating and
+//! running at once; the HTTP API with its token (exec over WebSocket too); the microVM backend
+//! under TCG.
 //! Needs root and bubblewrap (microVM: QEMU and the cached guest image); skips with the reason.
 
 mod support;
