@@ -170,7 +170,7 @@ async fn dispatch(sbx: &Sandboxes, command: Command, out: &Out) -> Result<u8, Sa
             ..
         } => {
             let kept = sbx.clean(&id, purge).await?;
-            out.cleaned(&[id.clone()]);
+            out.cleaned(std::slice::from_ref(&id));
             if let Some(path) = kept {
                 out.kept(&id, &path);
             }
