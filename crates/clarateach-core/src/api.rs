@@ -620,6 +620,29 @@ pub struct RunResponse {
     pub truncated: bool,
 }
 
+/// Media type of a streamed run: `POST /run` with `Accept: application/x-ndjson` answers with
+/// one [`RunEvent`] JSON object per line as the command writes, the last one `exit`.
+pub const RUN_STREAM_MEDIA_TYPE: &str = "application/x-ndjson";
+
+/// One line of a streamed run. Output chunks are cut at UTF-8 boundaries (invalid bytes are
+/// replaced); each stream stops at the same cap as a buffered run (`truncated` says so).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RunEvent {
+    Stdout {
+        data: String,
+    },
+    Stderr {
+        data: String,
+    },
+    Exit {
+        exit_code: Option<i32>,
+        timed_out: bool,
+        duration_ms: u64,
+        truncated: bool,
+    },
+}
+
 /// Control messages a terminal client sends as WebSocket text frames. In the OpenAPI document's
 /// components (no route returns it) so the web app's types come from here too.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

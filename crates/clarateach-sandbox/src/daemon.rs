@@ -1,9 +1,10 @@
 //! A small HTTP/1 client for one sandbox's workspace daemon (Unix socket for the sandbox backend,
-//! TCP for microVMs), with the daemon's bearer token: `run`, file reads and writes, health.
+//! TCP for microVMs), with the daemon's bearer token: `run` (buffered, or streamed line by line
+//! as the command writes), file reads and writes, health.
 //! One connection per request: the daemon is local, a connect costs microseconds.
 
 use bytes::Bytes;
-use clarateach_core::{RunRequest, RunResponse};
+use clarateach_core::{RunEvent, RunRequest, RunResponse, RUN_STREAM_MEDIA_TYPE};
 use clarateach_isolation::{DaemonAddr, DaemonEndpoint};
 use http::{header, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -27,6 +28,8 @@ pub enum DaemonError {
     },
     #[error("the daemon's answer is not what was expected")]
     Decode(#[source] serde_json::Error),
+    #[error("the daemon's run stream ended before the command's exit")]
+    StreamEnded,
 }
 
 impl DaemonError {
@@ -39,8 +42,9 @@ impl DaemonError {
     }
 }
 
-trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
+/// A connection to a daemon: a Unix socket or TCP stream.
+pub trait DaemonIo: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> DaemonIo for T {}
 
 /// A client for one daemon.
 #[derive(Debug, Clone)]
@@ -57,7 +61,8 @@ impl Daemon {
         &self.ep
     }
 
-    async fn connect(&self) -> Result<Box<dyn Io>, DaemonError> {
+    /// A fresh connection to the daemon (for protocols of its own, e.g. a terminal WebSocket).
+    pub async fn stream(&self) -> Result<Box<dyn DaemonIo>, DaemonError> {
         Ok(match &self.ep.addr {
             DaemonAddr::Unix(path) => Box::new(
                 tokio::net::UnixStream::connect(path)
@@ -74,15 +79,15 @@ impl Daemon {
         })
     }
 
-    /// One request; returns the status and the whole body.
-    async fn request(
+    /// One request; returns the answer with its body still to read.
+    async fn send(
         &self,
         method: Method,
         path: &str,
         content_type: Option<&str>,
         accept: Option<&str>,
         body: Bytes,
-    ) -> Result<(StatusCode, Bytes), DaemonError> {
+    ) -> Result<http::Response<hyper::body::Incoming>, DaemonError> {
         let mut req = Request::builder()
             .method(method)
             .uri(path)
@@ -95,7 +100,7 @@ impl Daemon {
             req = req.header(header::ACCEPT, a);
         }
         let req = req.body(Full::new(body)).map_err(DaemonError::Build)?;
-        let io = self.connect().await?;
+        let io = self.stream().await?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
             .await
             .map_err(DaemonError::Http)?;
@@ -104,7 +109,19 @@ impl Daemon {
                 tracing::debug!(error = %e, "daemon connection ended with an error");
             }
         });
-        let resp = sender.send_request(req).await.map_err(DaemonError::Http)?;
+        sender.send_request(req).await.map_err(DaemonError::Http)
+    }
+
+    /// One request; returns the status and the whole body.
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        accept: Option<&str>,
+        body: Bytes,
+    ) -> Result<(StatusCode, Bytes), DaemonError> {
+        let resp = self.send(method, path, content_type, accept, body).await?;
         let status = resp.status();
         let body = resp
             .into_body()
@@ -130,18 +147,7 @@ impl Daemon {
         if status.is_success() {
             return Ok(body);
         }
-        let err: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-        let field = |k: &str| {
-            err.get(k)
-                .and_then(|v| v.as_str())
-                .unwrap_or("")
-                .to_string()
-        };
-        Err(DaemonError::Refused {
-            status: status.as_u16(),
-            code: field("code"),
-            message: field("message"),
-        })
+        Err(refused(status, &body))
     }
 
     /// `GET /health` answers.
@@ -165,6 +171,75 @@ impl Daemon {
             )
             .await?;
         serde_json::from_slice(&out).map_err(DaemonError::Decode)
+    }
+
+    /// `POST /run` streamed: `on_event` gets each stdout and stderr chunk as the command writes
+    /// it; returns the final `exit` event.
+    pub async fn run_stream(
+        &self,
+        req: &RunRequest,
+        mut on_event: impl FnMut(&RunEvent),
+    ) -> Result<RunEvent, DaemonError> {
+        let body = serde_json::to_vec(req).map_err(DaemonError::Decode)?;
+        let resp = self
+            .send(
+                Method::POST,
+                "/run",
+                Some("application/json"),
+                Some(RUN_STREAM_MEDIA_TYPE),
+                body.into(),
+            )
+            .await?;
+        let status = resp.status();
+        let streamed = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with(RUN_STREAM_MEDIA_TYPE));
+        let mut body = resp.into_body();
+        if !status.is_success() {
+            let all = body.collect().await.map_err(DaemonError::Http)?.to_bytes();
+            return Err(refused(status, &all));
+        }
+        if !streamed {
+            // A daemon from before streamed runs (e.g. in an older microVM guest image)
+            // answers the whole run at its end: hand it on in one piece.
+            let all = body.collect().await.map_err(DaemonError::Http)?.to_bytes();
+            let r: RunResponse = serde_json::from_slice(&all).map_err(DaemonError::Decode)?;
+            for ev in [
+                RunEvent::Stdout { data: r.stdout },
+                RunEvent::Stderr { data: r.stderr },
+            ] {
+                if matches!(&ev, RunEvent::Stdout { data } | RunEvent::Stderr { data } if !data.is_empty())
+                {
+                    on_event(&ev);
+                }
+            }
+            return Ok(RunEvent::Exit {
+                exit_code: r.exit_code,
+                timed_out: r.timed_out,
+                duration_ms: r.duration_ms,
+                truncated: r.truncated,
+            });
+        }
+        let mut pending: Vec<u8> = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(DaemonError::Http)?;
+            let Some(data) = frame.data_ref() else {
+                continue;
+            };
+            pending.extend_from_slice(data);
+            while let Some(nl) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=nl).collect();
+                let ev: RunEvent =
+                    serde_json::from_slice(&line[..nl]).map_err(DaemonError::Decode)?;
+                if matches!(ev, RunEvent::Exit { .. }) {
+                    return Ok(ev);
+                }
+                on_event(&ev);
+            }
+        }
+        Err(DaemonError::StreamEnded)
     }
 
     /// `PUT /files/{path}` with the raw bytes (`path` relative to `/workspace`).
@@ -192,6 +267,22 @@ impl Daemon {
             Bytes::new(),
         )
         .await
+    }
+}
+
+/// The daemon's `{code, message}` answer as an error.
+fn refused(status: StatusCode, body: &[u8]) -> DaemonError {
+    let err: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let field = |k: &str| {
+        err.get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string()
+    };
+    DaemonError::Refused {
+        status: status.as_u16(),
+        code: field("code"),
+        message: field("message"),
     }
 }
 

@@ -121,23 +121,6 @@ impl Db {
             .collect()
     }
 
-    /// Records the time of a run without touching the rest of the record (runs hold no lock).
-    pub async fn touch_run(
-        &self,
-        id: &str,
-        at: chrono::DateTime<chrono::Utc>,
-    ) -> Result<(), DbError> {
-        sqlx::query(
-            "UPDATE sandboxes SET record = json_set(record, '$.info.last_run_at', ?) WHERE id = ?",
-        )
-        .bind(at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
-        .bind(id)
-        .execute(&self.pool)
-        .await
-        .map_err(DbError::Query)?;
-        Ok(())
-    }
-
     pub async fn delete(&self, id: &str) -> Result<(), DbError> {
         sqlx::query("DELETE FROM sandboxes WHERE id = ?")
             .bind(id)

@@ -8,22 +8,27 @@
 //! meets an agent's seats on the same host. The sandbox outlives the CLI process that started it
 //! (the backend spawns it in its own session); the next CLI finds it through the store.
 //! `stop` keeps `/workspace` only for `--persist` sandboxes: the others are destroyed with
-//! their volume and made afresh by `start`.
+//! their volume and made afresh by `start`. `clean` of a `--persist` sandbox keeps its file
+//! system too (unmounted, in the state dir's `persist/`) for `create --persist --name ID`, until
+//! `clean --purge`.
 
 use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 use clarateach_core::agent_proto::SeatKey;
-use clarateach_core::{NetworkPolicy, RunRequest};
+use clarateach_core::{NetworkPolicy, RunEvent, RunRequest};
 use clarateach_isolation::factory::{self, BackendConfig};
-use clarateach_isolation::sandbox::{SandboxConfig, StoreSize, UidRange};
+use clarateach_isolation::sandbox::store::SeatDirs;
+use clarateach_isolation::sandbox::{seatfs, SandboxConfig, StoreSize, UidRange};
 use clarateach_isolation::{Backend, WorkspaceSpec};
 use rand::RngCore;
 use serde::Serialize;
 
-use crate::daemon::Daemon;
+use crate::daemon::{Daemon, DaemonError};
 use crate::db::Db;
 use crate::lock::StateLock;
 use crate::record::{BackendChoice, SandboxInfo, SandboxRecord, SandboxState, StoredAddr};
@@ -169,6 +174,12 @@ impl Sandboxes {
         sandbox.uid_range = uids;
         sandbox.cgroup_parent = cgroup;
         sandbox.net.nft_table = "clarateach_sandbox".into();
+        // Standalone sandboxes have no network (`NetworkNeedsServer`): no spare namespaces. No
+        // spare seat file systems either: a CLI process ends right after its command (before a
+        // spare is ready), and every backend built on this state dir (each CLI call, the
+        // control plane's) drops the spares it finds, so they would only be made to be dropped.
+        sandbox.net.spare_namespaces = 0;
+        sandbox.spare_seat_fs = false;
         if let Some(size) = std::env::var("CLARATEACH_SEAT_STORE_SIZE")
             .ok()
             .and_then(|s| s.parse::<StoreSize>().ok())
@@ -182,7 +193,13 @@ impl Sandboxes {
                 &data, dir,
             ));
         }
+        let began = std::time::Instant::now();
         let backend = factory::build(choice.kind(), &cfg)?;
+        tracing::debug!(
+            backend = %name,
+            build_ms = began.elapsed().as_secs_f64() * 1e3,
+            "sandbox backend built"
+        );
         if choice == BackendChoice::Microvm {
             // A microVM backend knows its running guests (QEMU pids, forwarded ports) only
             // after adopting them; the sandbox backend reads each seat's record on demand.
@@ -255,13 +272,31 @@ impl Sandboxes {
                     .unwrap_or_else(|| self.dir.backend().join("images/default"))
             }),
         };
+        // A cleaned `--persist` sandbox of this name left its file system: only its owner gets
+        // it back, and only by asking for a persistent sandbox again.
+        let kept = self.kept_owner(&id)?;
+        if let Some(owner) = &kept {
+            if *owner != rec.info.owner {
+                return Err(SandboxError::NameTaken(id));
+            }
+        }
         if !self.db.insert(&rec).await? {
             return Err(SandboxError::NameTaken(id));
         }
+        let restored = kept.is_some() && req.persist && req.backend == BackendChoice::Sandbox;
+        if restored {
+            if let Err(e) = self.restore_fs(&id) {
+                self.db.delete(&id).await?;
+                return Err(e);
+            }
+        }
         if let Err(e) = self.launch(&mut rec).await {
-            // Nothing of a failed create stays behind.
+            // Nothing of a failed create stays behind, except a file system it took back.
             if let Ok(b) = self.backend(&rec).await {
-                let _ = b.destroy(&key(&id), true).await;
+                let _ = b.destroy(&key(&id), !restored).await;
+                if restored {
+                    let _ = self.keep_fs(&rec);
+                }
             }
             self.db.delete(&id).await?;
             return Err(e);
@@ -280,8 +315,16 @@ impl Sandboxes {
             env: BTreeMap::new(),
             daemon_token: rec.daemon_token.clone(),
         };
+        let began = std::time::Instant::now();
         backend.create(&spec).await?;
+        let created = began.elapsed();
         let ep = backend.start(&spec.key).await?;
+        tracing::debug!(
+            sandbox.id = %rec.info.id,
+            create_ms = created.as_secs_f64() * 1e3,
+            start_ms = (began.elapsed() - created).as_secs_f64() * 1e3,
+            "sandbox launched"
+        );
         rec.daemon = Some(StoredAddr::from(&ep.addr));
         rec.info.status = SandboxState::Running;
         Ok(())
@@ -330,22 +373,44 @@ impl Sandboxes {
         Ok(rec.info)
     }
 
-    /// Removes a sandbox and everything of it: processes, mounts, cgroup, volume, output, record.
-    pub async fn clean(&self, id: &str) -> Result<(), SandboxError> {
+    /// Removes a sandbox and everything of it: processes, mounts, cgroup, output, record, and
+    /// its file system, except that of a `--persist` sandbox (sandbox backend), which is
+    /// unmounted and kept in the state dir for a later `create --persist --name ID` unless
+    /// `purge`. Returns where it was kept. `purge` of an id with no sandbox but a kept file
+    /// system drops that.
+    pub async fn clean(&self, id: &str, purge: bool) -> Result<Option<PathBuf>, SandboxError> {
         let _lock = self.lock().await?;
-        let rec = self.record(id).await?;
-        self.clean_locked(&rec).await
+        match self.db.get(id).await? {
+            Some(rec) => self.clean_locked(&rec, purge).await,
+            None if purge && self.kept_owner(id)?.is_some() => {
+                self.drop_kept(id)?;
+                Ok(None)
+            }
+            None => Err(SandboxError::Unknown(id.to_string())),
+        }
     }
 
     /// Removes every sandbox, then what the backend shares between them (mounts, spare file
-    /// systems, the parent cgroup): the state dir keeps only the store and the lock. Returns
-    /// the ids removed.
-    pub async fn clean_all(&self) -> Result<Vec<String>, SandboxError> {
+    /// systems, the parent cgroup): the state dir keeps only the store, the lock and (unless
+    /// `purge`) the kept file systems of `--persist` sandboxes. Returns the ids removed.
+    pub async fn clean_all(&self, purge: bool) -> Result<Vec<String>, SandboxError> {
         let _lock = self.lock().await?;
         let mut done = Vec::new();
         for rec in self.db.list().await? {
-            self.clean_locked(&rec).await?;
+            self.clean_locked(&rec, purge).await?;
             done.push(rec.info.id);
+        }
+        if purge {
+            let dir = self.dir.persist_dir();
+            match std::fs::remove_dir_all(&dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(SandboxError::Output {
+                        path: dir.display().to_string(),
+                        source: e,
+                    })
+                }
+                _ => {}
+            }
         }
         // The backends go first: nothing of this process may hold the mounts below.
         self.backends
@@ -367,9 +432,23 @@ impl Sandboxes {
         Ok(done)
     }
 
-    async fn clean_locked(&self, rec: &SandboxRecord) -> Result<(), SandboxError> {
+    async fn clean_locked(
+        &self,
+        rec: &SandboxRecord,
+        purge: bool,
+    ) -> Result<Option<PathBuf>, SandboxError> {
         let id = &rec.info.id;
-        self.backend(rec).await?.destroy(&key(id), true).await?;
+        let backend = self.backend(rec).await?;
+        let image = self.seat_dirs(id).image;
+        let keep = rec.info.persist
+            && !purge
+            && rec.info.backend == BackendChoice::Sandbox
+            && image.exists();
+        backend.destroy(&key(id), !keep).await?;
+        let kept = if keep { Some(self.keep_fs(rec)?) } else { None };
+        if purge {
+            self.drop_kept(id)?;
+        }
         let dir = self.dir.sandbox(id);
         match std::fs::remove_dir_all(&dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -381,6 +460,108 @@ impl Sandboxes {
             _ => {}
         }
         self.db.delete(id).await?;
+        Ok(kept)
+    }
+
+    fn seat_dirs(&self, id: &str) -> SeatDirs {
+        SeatDirs::new(&self.dir.backend(), &key(id))
+    }
+
+    /// Unmounts the file system of a destroyed (volume kept) sandbox and moves its image to
+    /// `persist/`, with the owner beside it.
+    fn keep_fs(&self, rec: &SandboxRecord) -> Result<PathBuf, SandboxError> {
+        let id = &rec.info.id;
+        let dirs = self.seat_dirs(id);
+        let out_err = |path: &std::path::Path| {
+            let path = path.display().to_string();
+            move |source| SandboxError::Output { path, source }
+        };
+        seatfs::unmount(&dirs.root).map_err(out_err(&dirs.root))?;
+        match std::fs::remove_dir(&dirs.root) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(out_err(&dirs.root)(e))
+            }
+            _ => {}
+        }
+        let dir = self.dir.persist_dir();
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .or_else(|e| {
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
+            .map_err(out_err(&dir))?;
+        let kept = self.dir.persisted(id);
+        let owner = kept.with_extension("json");
+        let meta = serde_json::json!({ "owner": rec.info.owner }).to_string();
+        std::fs::write(&owner, meta).map_err(out_err(&owner))?;
+        std::fs::rename(&dirs.image, &kept).map_err(out_err(&kept))?;
+        for parent in [dirs.root.parent(), dirs.image.parent()]
+            .into_iter()
+            .flatten()
+        {
+            let _ = std::fs::remove_dir(parent);
+        }
+        Ok(kept)
+    }
+
+    /// The owner of a kept file system of `id` (`Some(None)`: kept by the CLI), if one is kept.
+    fn kept_owner(&self, id: &str) -> Result<Option<Option<String>>, SandboxError> {
+        let kept = self.dir.persisted(id);
+        if !kept.exists() {
+            return Ok(None);
+        }
+        let meta = kept.with_extension("json");
+        let owner = std::fs::read(&meta)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v.get("owner").and_then(|o| o.as_str()).map(str::to_string));
+        Ok(Some(owner))
+    }
+
+    /// Moves the kept file system of `id` back where the backend mounts it. The backends are
+    /// built again: a fresh build mounts it and gives the sandbox the uid owning its files.
+    fn restore_fs(&self, id: &str) -> Result<(), SandboxError> {
+        let kept = self.dir.persisted(id);
+        let dirs = self.seat_dirs(id);
+        let out_err = |path: &std::path::Path| {
+            let path = path.display().to_string();
+            move |source| SandboxError::Output { path, source }
+        };
+        if let Some(parent) = dirs.image.parent() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .map_err(out_err(parent))?;
+        }
+        std::fs::rename(&kept, &dirs.image).map_err(out_err(&dirs.image))?;
+        let _ = std::fs::remove_file(kept.with_extension("json"));
+        self.backends
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        Ok(())
+    }
+
+    /// Deletes the kept file system of `id`, if any.
+    fn drop_kept(&self, id: &str) -> Result<(), SandboxError> {
+        let kept = self.dir.persisted(id);
+        for f in [kept.with_extension("json"), kept] {
+            match std::fs::remove_file(&f) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(SandboxError::Output {
+                        path: f.display().to_string(),
+                        source: e,
+                    })
+                }
+                _ => {}
+            }
+        }
         Ok(())
     }
 
@@ -388,21 +569,26 @@ impl Sandboxes {
     pub async fn list(&self) -> Result<Vec<SandboxInfo>, SandboxError> {
         let mut out = Vec::new();
         for rec in self.db.list().await? {
-            out.push(Self::live_info(rec).await);
+            out.push(self.live_info(rec).await);
         }
         Ok(out)
     }
 
     /// One sandbox, with `status` as its daemon answers now.
     pub async fn status(&self, id: &str) -> Result<SandboxInfo, SandboxError> {
-        Ok(Self::live_info(self.record(id).await?).await)
+        Ok(self.live_info(self.record(id).await?).await)
     }
 
-    async fn live_info(rec: SandboxRecord) -> SandboxInfo {
+    async fn live_info(&self, rec: SandboxRecord) -> SandboxInfo {
         let alive = Self::alive(&rec).await;
         let mut info = rec.info;
         if !alive {
             info.status = SandboxState::Stopped;
+        }
+        if let Ok(at) =
+            std::fs::metadata(self.dir.out(&info.id).join("stdout.log")).and_then(|m| m.modified())
+        {
+            info.last_run_at = Some(at.into());
         }
         info
     }
@@ -419,6 +605,17 @@ impl Sandboxes {
     /// Runs a command in a fresh directory of the sandbox with the files staged there, keeps
     /// its output in the sandbox's `out/`.
     pub async fn run(&self, id: &str, opts: RunOptions) -> Result<RunOutcome, SandboxError> {
+        self.run_live(id, opts, |_| {}).await
+    }
+
+    /// [`Sandboxes::run`], with each stdout and stderr chunk given to `live` as the command
+    /// writes it (and written to `out/` as it comes, so a killed CLI leaves what was printed).
+    pub async fn run_live(
+        &self,
+        id: &str,
+        opts: RunOptions,
+        mut live: impl FnMut(&RunEvent),
+    ) -> Result<RunOutcome, SandboxError> {
         let daemon = self.daemon(id).await?;
         let mut files = BTreeMap::new();
         for (name, data) in opts.files {
@@ -432,31 +629,59 @@ impl Sandboxes {
             env: opts.env,
             timeout_s: opts.timeout_s,
         };
-        let resp = daemon
-            .run(&req)
-            .await
-            .map_err(|e| SandboxError::from_daemon(id, e))?;
         let out = self.dir.out(id);
         let (stdout_path, stderr_path) = (out.join("stdout.log"), out.join("stderr.log"));
-        let write = |path: &PathBuf, data: &str| {
-            std::fs::create_dir_all(&out)
-                .and_then(|()| std::fs::write(path, data))
-                .map_err(|source| SandboxError::Output {
-                    path: path.display().to_string(),
-                    source,
-                })
+        let output_err = |path: &PathBuf| {
+            let path = path.display().to_string();
+            move |source| SandboxError::Output { path, source }
         };
-        write(&stdout_path, &resp.stdout)?;
-        write(&stderr_path, &resp.stderr)?;
-        self.db.touch_run(id, Utc::now()).await?;
+        std::fs::create_dir_all(&out).map_err(output_err(&out))?;
+        let mut logs = [
+            std::fs::File::create(&stdout_path).map_err(output_err(&stdout_path))?,
+            std::fs::File::create(&stderr_path).map_err(output_err(&stderr_path))?,
+        ];
+        let (mut stdout, mut stderr) = (String::new(), String::new());
+        let mut write_failed: Option<(usize, std::io::Error)> = None;
+        let exit = daemon
+            .run_stream(&req, |ev| {
+                let (i, data, keep) = match ev {
+                    RunEvent::Stdout { data } => (0, data, &mut stdout),
+                    RunEvent::Stderr { data } => (1, data, &mut stderr),
+                    RunEvent::Exit { .. } => return,
+                };
+                if write_failed.is_none() {
+                    if let Err(e) = logs[i].write_all(data.as_bytes()) {
+                        write_failed = Some((i, e));
+                    }
+                }
+                keep.push_str(data);
+                live(ev);
+            })
+            .await
+            .map_err(|e| SandboxError::from_daemon(id, e))?;
+        if let Some((i, source)) = write_failed {
+            let path = if i == 0 { &stdout_path } else { &stderr_path };
+            return Err(output_err(path)(source));
+        }
+        let RunEvent::Exit {
+            exit_code,
+            timed_out,
+            duration_ms,
+            truncated,
+        } = exit
+        else {
+            return Err(SandboxError::Daemon(DaemonError::StreamEnded));
+        };
+        // The time of the last run is its output's mtime (`live_info`): a run writes nothing to
+        // the store, so it needs no lock, no transaction and no checkpoint.
         Ok(RunOutcome {
             id: id.to_string(),
-            exit_code: resp.exit_code,
-            timed_out: resp.timed_out,
-            duration_ms: resp.duration_ms,
-            truncated: resp.truncated,
-            stdout: resp.stdout,
-            stderr: resp.stderr,
+            exit_code,
+            timed_out,
+            duration_ms,
+            truncated,
+            stdout,
+            stderr,
             stdout_path,
             stderr_path,
         })

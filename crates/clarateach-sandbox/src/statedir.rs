@@ -7,6 +7,9 @@
 //! - `sandbox.db`: the embedded store of sandbox records (`db`);
 //! - `sandbox.lock`: the lock every state-changing command holds (`lock`);
 //! - `sandbox/<id>/out/{stdout,stderr}.log`: the last run's output;
+//! - `persist/<id>.img`: the file system (`/workspace` and home) of a cleaned `--persist`
+//!   sandbox, unmounted, until `create --persist --name <id>` takes it back or `clean --purge`
+//!   drops it (root-only);
 //! - `sandbox-backend/`: the isolation backend's data dir (volumes, sockets, seat store). It is
 //!   its own directory so a control plane whose data dir is the same `/var/lib/clarateach` never
 //!   shares volumes, uids or sockets with it.
@@ -96,6 +99,16 @@ impl StateDir {
     /// Where the last run's stdout and stderr are kept.
     pub fn out(&self, id: &str) -> PathBuf {
         self.sandbox(id).join("out")
+    }
+
+    /// Where the file systems of cleaned `--persist` sandboxes wait (root-only).
+    pub fn persist_dir(&self) -> PathBuf {
+        self.root.join("persist")
+    }
+
+    /// The kept file system of the cleaned `--persist` sandbox `id`.
+    pub fn persisted(&self, id: &str) -> PathBuf {
+        self.persist_dir().join(format!("{id}.img"))
     }
 
     /// The isolation backend's data dir.

@@ -31,6 +31,7 @@ use crate::handlers;
         handlers::sandboxes::get,
         handlers::sandboxes::delete,
         handlers::sandboxes::run,
+        handlers::sandboxes::exec,
         handlers::sandboxes::read_file,
         handlers::sandboxes::write_file,
         handlers::seats::list,

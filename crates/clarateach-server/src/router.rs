@@ -44,6 +44,7 @@ pub fn build(state: AppState, web: Option<Router>) -> Router {
             get(sandboxes::get).delete(sandboxes::delete),
         )
         .route("/api/sandboxes/{id}/run", post(sandboxes::run))
+        .route("/api/sandboxes/{id}/exec", get(sandboxes::exec))
         .route(
             "/api/sandboxes/{id}/files/{*path}",
             get(sandboxes::read_file).put(sandboxes::write_file),

@@ -2,7 +2,9 @@
 //!
 //! The command runs as `sh -c` in its own process group, so a timeout (and the end of the
 //! command) kills everything it started. Output is capped per stream; the rest is drained and
-//! dropped so a chatty command never blocks on a full pipe.
+//! dropped so a chatty command never blocks on a full pipe. With `Accept: application/x-ndjson`
+//! the answer streams the output as the command writes it (`RunEvent` lines, the last `exit`),
+//! for callers that show it live (`clarateach sandbox run`).
 
 use axum::http::StatusCode;
 use clarateach_core::ErrorCode;
@@ -11,11 +13,14 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use axum::body::Body;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
-use clarateach_core::{RunRequest, RunResponse};
+use clarateach_core::{RunEvent, RunRequest, RunResponse, RUN_STREAM_MEDIA_TYPE};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_util::sync::CancellationToken;
 
@@ -34,7 +39,8 @@ pub async fn handler(
     State(state): State<AppState>,
     headers: axum::http::HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<RunResponse>, ApiError> {
+) -> Result<Response, ApiError> {
+    let stream = wants_stream(&headers);
     let req: RunRequest = parse_json(&headers, body)?;
     if req.command.trim().is_empty() {
         return Err(ApiError::bad_request(
@@ -76,7 +82,7 @@ pub async fn handler(
         }
         files.push((rel, content.clone().into_bytes()));
     }
-    let _slot = state.run_slots.acquire().await.map_err(|_| {
+    let slot = state.run_slots.clone().acquire_owned().await.map_err(|_| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::ShuttingDown,
@@ -85,10 +91,64 @@ pub async fn handler(
     })?;
 
     let stage = make_stage_dir().await?;
-    let result = run_in(&state, &stage, files, &req, Duration::from_secs(timeout_s)).await;
-    let cleanup = stage.clone();
-    let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(cleanup)).await;
-    result.map(Json)
+    let timeout = Duration::from_secs(timeout_s);
+    let (live, events) = if stream {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    };
+    let started = match start(&state, &stage, files, &req, live.clone()).await {
+        Ok(s) => s,
+        Err(e) => {
+            remove_stage(stage).await;
+            return Err(e);
+        }
+    };
+    let (Some(tx), Some(rx)) = (live, events) else {
+        let result = finish(started, timeout).await;
+        remove_stage(stage).await;
+        return Ok(Json(result).into_response());
+    };
+    // Streamed: the command runs on (its slot held) while the lines go out as it writes.
+    tokio::spawn(async move {
+        let r = finish(started, timeout).await;
+        let _ = tx.send(RunEvent::Exit {
+            exit_code: r.exit_code,
+            timed_out: r.timed_out,
+            duration_ms: r.duration_ms,
+            truncated: r.truncated,
+        });
+        remove_stage(stage).await;
+        drop(slot);
+    });
+    let lines = futures::stream::unfold(rx, |mut rx| async move {
+        let ev = rx.recv().await?;
+        let mut line = serde_json::to_vec(&ev).unwrap_or_default();
+        line.push(b'\n');
+        Some((Ok::<_, std::convert::Infallible>(Bytes::from(line)), rx))
+    });
+    Ok((
+        [(header::CONTENT_TYPE, RUN_STREAM_MEDIA_TYPE)],
+        Body::from_stream(lines),
+    )
+        .into_response())
+}
+
+/// Whether the caller asked for the streamed form (`Accept: application/x-ndjson`).
+fn wants_stream(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split(',')
+                .any(|t| t.trim().starts_with(RUN_STREAM_MEDIA_TYPE))
+        })
+}
+
+async fn remove_stage(stage: PathBuf) {
+    let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(stage)).await;
 }
 
 async fn make_stage_dir() -> Result<PathBuf, ApiError> {
@@ -111,13 +171,27 @@ async fn make_stage_dir() -> Result<PathBuf, ApiError> {
     .map_err(|e| ApiError::internal("Cannot create the run directory.", &e))
 }
 
-async fn run_in(
+/// A command started in its stage dir, its pipes being read.
+struct Started {
+    child: tokio::process::Child,
+    pgid: Option<rustix::process::Pid>,
+    started: Instant,
+    out: tokio::task::JoinHandle<(Vec<u8>, bool)>,
+    err: tokio::task::JoinHandle<(Vec<u8>, bool)>,
+    stop_reading: CancellationToken,
+}
+
+/// Where a streamed run's output goes as it is read.
+type Live = tokio::sync::mpsc::UnboundedSender<RunEvent>;
+
+/// Stages the files and starts the command.
+async fn start(
     state: &AppState,
     stage: &std::path::Path,
     files: Vec<(RelPath, Vec<u8>)>,
     req: &RunRequest,
-    timeout: Duration,
-) -> Result<RunResponse, ApiError> {
+    live: Option<Live>,
+) -> Result<Started, ApiError> {
     let dir = stage.to_path_buf();
     tokio::task::spawn_blocking(move || {
         let root = Root::open(&dir)?;
@@ -148,9 +222,30 @@ async fn run_in(
         .id()
         .and_then(|p| rustix::process::Pid::from_raw(p as i32));
     let stop_reading = CancellationToken::new();
-    let out = tokio::spawn(capture(child.stdout.take(), stop_reading.clone()));
-    let err = tokio::spawn(capture(child.stderr.take(), stop_reading.clone()));
+    let out_live = live.clone().map(|tx| (tx, false));
+    let err_live = live.map(|tx| (tx, true));
+    let out = tokio::spawn(capture(child.stdout.take(), stop_reading.clone(), out_live));
+    let err = tokio::spawn(capture(child.stderr.take(), stop_reading.clone(), err_live));
+    Ok(Started {
+        child,
+        pgid,
+        started,
+        out,
+        err,
+        stop_reading,
+    })
+}
 
+/// Waits for the command (killing its group at the timeout) and its output.
+async fn finish(s: Started, timeout: Duration) -> RunResponse {
+    let Started {
+        mut child,
+        pgid,
+        started,
+        out,
+        err,
+        stop_reading,
+    } = s;
     let (status, timed_out) = match tokio::time::timeout(timeout, child.wait()).await {
         Ok(status) => (status.ok(), false),
         Err(_) => {
@@ -177,14 +272,14 @@ async fn run_in(
             128 + s.signal().unwrap_or(0)
         })),
     };
-    Ok(RunResponse {
+    RunResponse {
         stdout: String::from_utf8_lossy(&stdout).into_owned(),
         stderr: String::from_utf8_lossy(&stderr).into_owned(),
         exit_code,
         timed_out,
         duration_ms,
         truncated: t1 || t2,
-    })
+    }
 }
 
 fn kill_group(pgid: Option<rustix::process::Pid>) {
@@ -193,14 +288,21 @@ fn kill_group(pgid: Option<rustix::process::Pid>) {
     }
 }
 
-/// Reads a pipe to EOF (or until told to stop), keeping the first `OUTPUT_CAP` bytes.
-async fn capture(pipe: Option<impl AsyncRead + Unpin>, stop: CancellationToken) -> (Vec<u8>, bool) {
+/// Reads a pipe to EOF (or until told to stop), keeping the first `OUTPUT_CAP` bytes; with a
+/// live sink (and whether this is stderr) each kept chunk is also sent as it is read, as text
+/// that never splits a character (`Utf8Stream` holds an incomplete one for the next chunk).
+async fn capture(
+    pipe: Option<impl AsyncRead + Unpin>,
+    stop: CancellationToken,
+    live: Option<(Live, bool)>,
+) -> (Vec<u8>, bool) {
     let mut out = Vec::new();
     let mut truncated = false;
     let Some(mut pipe) = pipe else {
         return (out, truncated);
     };
     let mut buf = vec![0u8; 16 * 1024];
+    let mut text = crate::terminal::Utf8Stream::default();
     loop {
         let n = tokio::select! {
             _ = stop.cancelled() => break,
@@ -210,7 +312,41 @@ async fn capture(pipe: Option<impl AsyncRead + Unpin>, stop: CancellationToken) 
         if n > room {
             truncated = true;
         }
-        out.extend_from_slice(&buf[..n.min(room)]);
+        let kept = &buf[..n.min(room)];
+        out.extend_from_slice(kept);
+        if let Some((tx, is_err)) = &live {
+            let data = text.push(kept);
+            if !data.is_empty() {
+                let _ = tx.send(if *is_err {
+                    RunEvent::Stderr { data }
+                } else {
+                    RunEvent::Stdout { data }
+                });
+            }
+        }
     }
     (out, truncated)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_live_capture_sends_what_it_keeps_in_order() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let data: &[u8] = "héllo wörld".as_bytes();
+        let (kept, truncated) =
+            capture(Some(data), CancellationToken::new(), Some((tx, true))).await;
+        assert_eq!(kept, data);
+        assert!(!truncated);
+        let mut got = String::new();
+        while let Ok(ev) = rx.try_recv() {
+            match ev {
+                RunEvent::Stderr { data } => got.push_str(&data),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(got, "héllo wörld");
+    }
 }

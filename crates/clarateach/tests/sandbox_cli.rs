@@ -1,8 +1,11 @@
 //! `clarateach sandbox` end to end through the real binary, as a script would use it: create ->
-//! run a staged `python3 hello.py` -> `exit 3` -> stderr and a timeout (124) -> the documented exit
-//! statuses of bad input -> stop/start with and without `--persist` -> exec through a pipe -> cp
-//! in and out -> clean, after which no process, mount, cgroup or state of the sandbox is left;
-//! `--json` output parsed; two CLIs creating and running at once; the microVM backend under TCG.
+//! run a staged `python3 hello.py` -> `exit 3` -> stderr and a timeout (124) -> output live while
+//! the command runs -> the documented exit statuses of bad input -> stop/start with and without
+//! `--persist`, clean of a `--persist` sandbox keeping only its unmounted file system for the next
+//! `create --persist` -> exec through a pipe -> cp in and out -> clean, after which no process,
+//! mount, cgroup or state of the sandbox is left; `--json` output parsed; two CLIs creating and
+//! running at once; the HTTP API with its token (exec over WebSocket too); the microVM backend
+//! under TCG.
 //! Needs root and bubblewrap (microVM: QEMU and the cached guest image); skips with the reason.
 
 mod support;
@@ -81,7 +84,7 @@ impl State {
 
 impl Drop for State {
     fn drop(&mut self) {
-        let _ = self.run(&["clean", "--all"]);
+        let _ = self.run(&["clean", "--all", "--purge"]);
     }
 }
 
@@ -216,11 +219,25 @@ fn create_run_bad_input_and_clean_leaves_nothing() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("json line"))
         .collect();
-    assert_eq!(lines.len(), 1);
-    assert_eq!(lines[0]["exit_code"], 5);
-    assert_eq!(lines[0]["stdout"], "out\n");
-    assert_eq!(lines[0]["stderr"], "err\n");
-    assert_eq!(lines[0]["timed_out"], false);
+    // The output chunks as they came, then the outcome.
+    let (last, chunks) = lines.split_last().expect("a line");
+    let streamed = |stream: &str| -> String {
+        chunks
+            .iter()
+            .filter(|l| l["message"] == "output" && l["stream"] == stream)
+            .filter_map(|l| l["data"].as_str())
+            .collect()
+    };
+    assert_eq!(streamed("stdout"), "out\n", "{lines:?}");
+    assert_eq!(streamed("stderr"), "err\n", "{lines:?}");
+    assert_eq!(last["message"], "run finished");
+    assert_eq!(last["exit_code"], 5);
+    assert_eq!(last["stdout"], "out\n");
+    assert_eq!(last["stderr"], "err\n");
+    assert_eq!(last["timed_out"], false);
+
+    // Live: the first line is on our stdout while the command still runs.
+    live_output_arrives_before_the_command_ends(&state, &id);
 
     // The run happens in the sandbox: its own uid, no network, no host files.
     let out = state.ok(&[
@@ -280,6 +297,33 @@ fn create_run_bad_input_and_clean_leaves_nothing() {
     bad(&["status", &id], 66, "no sandbox");
 }
 
+/// `run` prints the command's output as it is written, not when it ends.
+fn live_output_arrives_before_the_command_ends(state: &State, id: &str) {
+    use std::io::BufRead;
+    let began = std::time::Instant::now();
+    let mut child = state
+        .cmd(&["run", id, "--cmd", "echo first; sleep 3; echo second"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn run");
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first = lines.next().expect("a line").expect("read");
+    let first_at = began.elapsed();
+    assert_eq!(first, "first");
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "the run ended before its first line was read ({first_at:?}): output is not live"
+    );
+    let second = lines.next().expect("a second line").expect("read");
+    assert_eq!(second, "second");
+    assert!(
+        began.elapsed() >= first_at + std::time::Duration::from_secs(2),
+        "the second line came {:?} after the first: not 3 s apart",
+        began.elapsed() - first_at
+    );
+    assert!(child.wait().expect("wait").success());
+}
+
 #[test]
 fn stop_keeps_workspace_only_with_persist() {
     if skip() {
@@ -317,8 +361,38 @@ fn stop_keeps_workspace_only_with_persist() {
     assert_eq!(ids, ["kept", "gone"]);
     assert_eq!(list[0]["persist"], true);
 
-    // clean --all: nothing of either sandbox, and none of the shared mounts.
-    let cleaned = state.json(&["clean", "--all"]);
+    // clean of a --persist sandbox: no process, mount, cgroup or record left, only its
+    // unmounted file system, which `create --persist --name` takes back (writable by the new
+    // sandbox's learner).
+    let lines = state.json(&["clean", &kept]);
+    assert_eq!(lines[0]["message"], "sandbox cleaned", "{lines:?}");
+    assert_eq!(lines[1]["message"], "workspace kept", "{lines:?}");
+    let image = state.path().join("persist/kept.img");
+    let meta = state.path().join("persist/kept.json");
+    let mut left = leftovers(state.path(), &kept);
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            format!("state {}", image.display()),
+            format!("state {}", meta.display())
+        ],
+    );
+    assert_eq!(state.run(&["status", &kept]).status.code(), Some(66));
+    state.create(&["--persist", "--name", "kept"]);
+    assert_eq!(
+        state.ok(&[
+            "run",
+            &kept,
+            "--cmd",
+            "echo more >> /workspace/f.txt && cat /workspace/f.txt"
+        ]),
+        "data\nmore\n"
+    );
+    assert!(!image.exists(), "the kept image was not taken back");
+
+    // clean --all --purge: nothing of either sandbox, and none of the shared mounts.
+    let cleaned = state.json(&["clean", "--all", "--purge"]);
     assert_eq!(cleaned.len(), 2);
     for id in [&kept, &gone] {
         assert_eq!(leftovers(state.path(), id), Vec::<String>::new());
@@ -564,6 +638,39 @@ fn http_api_with_the_instructors_token_and_quota() {
             .await
             .expect("get");
         assert_eq!(r.text().await.expect("body"), "file body");
+
+        // exec over WebSocket with the token: a shell in the sandbox, output as it comes.
+        let ws_base = url.replacen("http://", "ws://", 1);
+        let exec_url = format!("{ws_base}/api/sandboxes/api-1/exec");
+        let mut term = clarateach_client::Terminal::connect(&exec_url, Some(&token))
+            .await
+            .expect("exec websocket");
+        term.send_input("echo api-$((6*7)) $(id -un)\n")
+            .await
+            .expect("input");
+        let mut seen = String::new();
+        while !seen.contains("api-42 learner") {
+            let ev = tokio::time::timeout(std::time::Duration::from_secs(20), term.next_event())
+                .await
+                .unwrap_or_else(|_| panic!("no output in 20 s: {seen:?}"));
+            match ev.expect("terminal event") {
+                Some(clarateach_client::TerminalEvent::Output(b)) => {
+                    seen.push_str(&String::from_utf8_lossy(&b))
+                }
+                Some(_) => {}
+                None => panic!("the terminal closed: {seen:?}"),
+            }
+        }
+        let _ = term.close().await;
+        // Without the token, or with another instructor's, there is no terminal.
+        assert!(clarateach_client::Terminal::connect(&exec_url, None)
+            .await
+            .is_err());
+        assert!(
+            clarateach_client::Terminal::connect(&exec_url, Some(&other))
+                .await
+                .is_err()
+        );
 
         // Another instructor sees none of it.
         for (m, p) in [

@@ -74,6 +74,10 @@ pub struct SandboxConfig {
     pub net: crate::netpolicy::NetConfig,
     /// The seat store bounding each seat's volume and home (see `store`).
     pub seat_store: StoreSize,
+    /// Whether a seat's create readies spare seat file systems for the next ones (a background
+    /// thread). A one-shot process (`clarateach sandbox create`) turns this off: it would exit
+    /// before they are ready, and the next one drops them anyway.
+    pub spare_seat_fs: bool,
 }
 
 impl SandboxConfig {
@@ -91,6 +95,7 @@ impl SandboxConfig {
             start_timeout: Duration::from_secs(10),
             net: crate::netpolicy::NetConfig::default(),
             seat_store: StoreSize::Auto,
+            spare_seat_fs: true,
         }
     }
 }
@@ -166,7 +171,8 @@ impl SandboxBackend {
         let net = crate::netpolicy::NetManager::new(cfg.net.clone(), &cfg.data_dir)
             .map_err(BackendError::NetworkUnavailable)?;
         let store = Arc::new(
-            SeatStore::open(&cfg.data_dir, cfg.seat_store).map_err(BackendError::SeatStore)?,
+            SeatStore::open_with(&cfg.data_dir, cfg.seat_store, cfg.spare_seat_fs)
+                .map_err(BackendError::SeatStore)?,
         );
         tracing::info!(data_dir = %cfg.data_dir.display(), cgroups = ?cg.version(), "sandbox backend ready");
         Ok(Self {

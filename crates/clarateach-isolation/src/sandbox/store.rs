@@ -229,12 +229,23 @@ pub struct SeatStore {
     lock: Mutex<()>,
     /// Serialises taking and making spares; names them.
     spares: Mutex<u64>,
+    /// Whether a seat's create starts making spares (`SandboxConfig::spare_seat_fs`).
+    make_spares: bool,
 }
 
 impl SeatStore {
     /// Prepares the dirs of `data_dir` and mounts every seat image that is not mounted (after a
     /// host reboot); mounted ones are reused (after an agent restart).
     pub fn open(data_dir: &Path, size: StoreSize) -> Result<Self, SeatStoreError> {
+        Self::open_with(data_dir, size, true)
+    }
+
+    /// [`SeatStore::open`]; `make_spares` false: seats never start making spares.
+    pub fn open_with(
+        data_dir: &Path,
+        size: StoreSize,
+        make_spares: bool,
+    ) -> Result<Self, SeatStoreError> {
         mkdir(&data_dir.join(SEATS_DIR), 0o711)?;
         let store = Self {
             data_dir: data_dir.to_path_buf(),
@@ -242,6 +253,7 @@ impl SeatStore {
             enforced: size != StoreSize::Off,
             lock: Mutex::new(()),
             spares: Mutex::new(0),
+            make_spares,
         };
         if !store.enforced {
             tracing::warn!(
@@ -551,12 +563,14 @@ impl SeatStore {
                     self.make_seat_image(dirs, disk_mb)?;
                 }
                 // Ready the next seats of this size off this one's path.
-                let store = Arc::clone(self);
-                std::thread::spawn(move || {
-                    if let Err(e) = store.refill_spares(disk_mb) {
-                        tracing::warn!(disk_mb, error = %e, "making spare seat file systems failed");
-                    }
-                });
+                if self.make_spares {
+                    let store = Arc::clone(self);
+                    std::thread::spawn(move || {
+                        if let Err(e) = store.refill_spares(disk_mb) {
+                            tracing::warn!(disk_mb, error = %e, "making spare seat file systems failed");
+                        }
+                    });
+                }
             } else if let Ok(m) = std::fs::metadata(&dirs.image) {
                 if m.len() != seatfs::image_bytes(disk_mb) {
                     tracing::warn!(image = %dirs.image.display(), disk_mb, size_mib = m.len() >> 20,

@@ -187,18 +187,30 @@ pub async fn get(
     owned(&sbx, &who, &id).await.map(Json)
 }
 
-/// Remove a sandbox and everything of it.
+/// `DELETE /api/sandboxes/{id}` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteQuery {
+    /// Also drop the kept `/workspace` of a `persist` sandbox.
+    #[serde(default)]
+    pub purge: bool,
+}
+
+/// Remove a sandbox and everything of it; a `persist` sandbox's `/workspace` is kept (for a
+/// later create with `persist` and the same `name`, by the same instructor) unless `purge`.
 #[utoipa::path(delete, path = "/api/sandboxes/{id}", tag = "sandboxes", security(("bearer" = [])),
-    params(("id" = String, Path)),
+    params(("id" = String, Path),
+        ("purge" = Option<bool>, Query, description = "Also drop the kept /workspace of a persist sandbox")),
     responses((status = 204), (status = 404, body = ErrorBody)))]
 pub async fn delete(
     State(state): State<AppState>,
     who: Instructor,
     ApiPath(id): ApiPath<String>,
+    crate::extract::ApiQuery(q): crate::extract::ApiQuery<DeleteQuery>,
 ) -> Result<StatusCode, ApiError> {
     let sbx = sandboxes(&state).await?;
     owned(&sbx, &who, &id).await?;
-    sbx.clean(&id).await.map_err(api_error)?;
+    sbx.clean(&id, q.purge).await.map_err(api_error)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -298,4 +310,133 @@ pub async fn write_file(
         .await
         .map_err(|e| api_error(SandboxError::from_daemon(&id, e)))?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/sandboxes/{id}/exec` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecQuery {
+    /// Terminal session name (default `main`); the same name re-attaches to the same shell.
+    #[serde(default)]
+    pub session: Option<String>,
+}
+
+/// A terminal session name the daemon's query string can carry as it is.
+fn valid_session(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 40
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// An interactive terminal in the sandbox over WebSocket: a PTY session of its daemon, relayed
+/// frame for frame (binary frames are output, text frames the JSON control messages
+/// `TerminalClientMessage` / `TerminalServerMessage`, as a seat's terminal speaks them).
+/// Closing the socket detaches; the session keeps running until its shell exits.
+#[utoipa::path(get, path = "/api/sandboxes/{id}/exec", tag = "sandboxes",
+    security(("bearer" = [])), params(("id" = String, Path),
+        ("session" = Option<String>, Query, description = "Terminal session name (default main); the same name re-attaches to the same shell")),
+    responses(
+        (status = 101, description = "WebSocket relayed to the sandbox's terminal session"),
+        (status = 400, description = "Not a WebSocket upgrade, or a bad session name", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "The sandbox is stopped", body = ErrorBody),
+    ))]
+pub async fn exec(
+    State(state): State<AppState>,
+    who: Instructor,
+    ApiPath(id): ApiPath<String>,
+    crate::extract::ApiQuery(q): crate::extract::ApiQuery<ExecQuery>,
+    ws: Result<
+        axum::extract::ws::WebSocketUpgrade,
+        axum::extract::ws::rejection::WebSocketUpgradeRejection,
+    >,
+) -> Result<Response, ApiError> {
+    let session = q.session.unwrap_or_else(|| "main".into());
+    if !valid_session(&session) {
+        return Err(ApiError::invalid_request(
+            "session: letters, digits, - and _, at most 40.",
+        ));
+    }
+    let ws =
+        ws.map_err(|e| ApiError::invalid_request(format!("Expected a WebSocket upgrade: {e}")))?;
+    let sbx = sandboxes(&state).await?;
+    owned(&sbx, &who, &id).await?;
+    let daemon = sbx.daemon(&id).await.map_err(api_error)?;
+    // Connected before the upgrade, so a sandbox that does not answer is a status, not a
+    // socket that closes at once.
+    let upstream = exec_relay::connect(&daemon, &session)
+        .await
+        .map_err(|e| api_error(SandboxError::from_daemon(&id, e)))?;
+    tracing::info!(sandbox.id = %id, instructor.id = %who.id, session, "sandbox terminal attached");
+    Ok(ws.on_upgrade(move |socket| exec_relay::relay(socket, upstream)))
+}
+
+/// The WebSocket relay between an API client and a sandbox daemon's `/terminal`.
+mod exec_relay {
+    use axum::extract::ws::{Message, WebSocket};
+    use clarateach_sandbox::daemon::DaemonIo;
+    use clarateach_sandbox::{Daemon, DaemonError};
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message as Up;
+
+    pub type Upstream = tokio_tungstenite::WebSocketStream<Box<dyn DaemonIo>>;
+
+    /// Opens the daemon's terminal session `session` with its token.
+    pub async fn connect(daemon: &Daemon, session: &str) -> Result<Upstream, DaemonError> {
+        let url = format!("ws://workspace/terminal?session={session}");
+        let mut req = url
+            .into_client_request()
+            .map_err(|e| DaemonError::Connect(std::io::Error::other(e)))?;
+        let bearer = format!("Bearer {}", daemon.endpoint().token)
+            .parse()
+            .map_err(|e| DaemonError::Connect(std::io::Error::other(e)))?;
+        req.headers_mut()
+            .insert(http::header::AUTHORIZATION, bearer);
+        let stream = daemon.stream().await?;
+        let (ws, _) = tokio_tungstenite::client_async(req, stream)
+            .await
+            .map_err(|e| DaemonError::Connect(std::io::Error::other(e)))?;
+        Ok(ws)
+    }
+
+    /// Frames both ways until either side closes.
+    pub async fn relay(client: WebSocket, upstream: Upstream) {
+        let (mut c_tx, mut c_rx) = client.split();
+        let (mut u_tx, mut u_rx) = upstream.split();
+        let down = async {
+            while let Some(Ok(m)) = u_rx.next().await {
+                let m = match m {
+                    Up::Text(t) => Message::Text(t.as_str().into()),
+                    Up::Binary(b) => Message::Binary(b),
+                    Up::Close(_) => break,
+                    _ => continue,
+                };
+                if c_tx.send(m).await.is_err() {
+                    break;
+                }
+            }
+            let _ = c_tx.send(Message::Close(None)).await;
+        };
+        let up = async {
+            while let Some(Ok(m)) = c_rx.next().await {
+                let m = match m {
+                    Message::Text(t) => Up::Text(t.as_str().into()),
+                    Message::Binary(b) => Up::Binary(b),
+                    Message::Close(_) => break,
+                    _ => continue,
+                };
+                if u_tx.send(m).await.is_err() {
+                    break;
+                }
+            }
+            let _ = u_tx.send(Up::Close(None)).await;
+        };
+        tokio::select! {
+            () = down => {}
+            () = up => {}
+        }
+    }
 }

@@ -315,6 +315,11 @@ fn expected(method: &Method, path: &str, who: Who) -> Option<StatusCode> {
             InstructorA | InstructorB => StatusCode::BAD_REQUEST,
             _ => unauth,
         },
+        // Not a WebSocket upgrade: refused before the sandbox is looked up.
+        "/api/sandboxes/{id}/exec" => match who {
+            InstructorA | InstructorB => StatusCode::BAD_REQUEST,
+            _ => unauth,
+        },
         "/api/templates/{name}" | "/api/sandboxes/{id}" | "/api/sandboxes/{id}/files/{path}" => {
             match who {
                 InstructorA | InstructorB => StatusCode::NOT_FOUND,

@@ -45,7 +45,8 @@ enum Command {
     Stop { id: String },
     /// Start a stopped sandbox.
     Start { id: String },
-    /// Remove a sandbox and everything of it (processes, mounts, cgroup, files, state).
+    /// Remove a sandbox and everything of it (processes, mounts, cgroup, files, state); a
+    /// --persist sandbox's /workspace is kept for `create --persist --name ID` unless --purge.
     Clean {
         /// The sandbox; omit with --all.
         #[arg(required_unless_present = "all", conflicts_with = "all")]
@@ -53,6 +54,9 @@ enum Command {
         /// Remove every sandbox.
         #[arg(long)]
         all: bool,
+        /// Also drop the kept /workspace of --persist sandboxes.
+        #[arg(long)]
+        purge: bool,
     },
     /// Copy a file in or out: `cp FILE ID:PATH` or `cp ID:PATH FILE` (PATH under /workspace).
     Cp(cp::CpArgs),
@@ -112,7 +116,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let result = async {
         let sbx = Sandboxes::open(dir).await?;
         let r = dispatch(&sbx, args.command, &out).await;
-        sbx.close().await;
+        // Not closed, not even dropped (a dropped pool closes its connection on its worker
+        // thread): closing the store's last connection checkpoints the WAL into the store, two
+        // fsyncs on every changing command. Ending without it is what SQLite's WAL is made for:
+        // every commit is in the WAL already, the next open reads it, and the periodic
+        // auto-checkpoint folds it in now and then. The process ends right after this.
+        std::mem::forget(sbx);
         r
     }
     .await;
@@ -155,11 +164,20 @@ async fn dispatch(sbx: &Sandboxes, command: Command, out: &Out) -> Result<u8, Sa
         Command::Status { id } => out.info("sandbox", &sbx.status(&id).await?),
         Command::Stop { id } => out.info("sandbox stopped", &sbx.stop(&id).await?),
         Command::Start { id } => out.info("sandbox started", &sbx.start(&id).await?),
-        Command::Clean { id: Some(id), .. } => {
-            sbx.clean(&id).await?;
-            out.cleaned(&[id]);
+        Command::Clean {
+            id: Some(id),
+            purge,
+            ..
+        } => {
+            let kept = sbx.clean(&id, purge).await?;
+            out.cleaned(std::slice::from_ref(&id));
+            if let Some(path) = kept {
+                out.kept(&id, &path);
+            }
         }
-        Command::Clean { id: None, .. } => out.cleaned(&sbx.clean_all().await?),
+        Command::Clean {
+            id: None, purge, ..
+        } => out.cleaned(&sbx.clean_all(purge).await?),
         Command::Cp(a) => cp::cp(sbx, a, out).await?,
     }
     Ok(0)

@@ -105,10 +105,41 @@ impl Out {
         }
     }
 
+    /// Where a cleaned `--persist` sandbox's file system is kept.
+    pub fn kept(&self, id: &str, path: &std::path::Path) {
+        if self.json {
+            json_line(
+                "info",
+                "workspace kept",
+                &serde_json::json!({ "id": id, "kept": path }),
+            );
+        } else {
+            println!(
+                "kept {id}'s /workspace in {} (`create --persist --name {id}` takes it back, `clean --purge {id}` drops it)",
+                path.display()
+            );
+        }
+    }
+
     pub fn run(&self, outcome: &RunOutcome) {
         if self.json {
             json_line("info", "run finished", outcome);
         }
+    }
+
+    /// One chunk of a running command's output (`--json` only).
+    pub fn run_output(&self, ev: &clarateach_core::RunEvent) {
+        use clarateach_core::RunEvent;
+        let (stream, data) = match ev {
+            RunEvent::Stdout { data } => ("stdout", data),
+            RunEvent::Stderr { data } => ("stderr", data),
+            RunEvent::Exit { .. } => return,
+        };
+        json_line(
+            "info",
+            "output",
+            &serde_json::json!({ "stream": stream, "data": data }),
+        );
     }
 
     pub fn message(&self, message: &str, fields: serde_json::Value) {

@@ -1,12 +1,14 @@
 //! `sandbox run ID --cmd CMD [--file PATH]... [--timeout S] [--env K=V]...`: stages the files in a
 //! fresh run directory of the sandbox (by their file names), runs `sh -c CMD` there, prints its
-//! stdout and stderr to ours (also kept in the sandbox's `out/`) and exits with its status, 124
-//! on a timeout.
+//! stdout and stderr to ours live, as the command writes them (also kept in the sandbox's
+//! `out/`), and exits with its status, 124 on a timeout. With `--json` each chunk is a line
+//! `{"message": "output", "stream": "stdout"|"stderr", "data": ...}` before the final outcome.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 
+use clarateach_core::RunEvent;
 use clarateach_sandbox::{exit, RunOptions, SandboxError, Sandboxes};
 
 use super::output::Out;
@@ -52,8 +54,9 @@ pub async fn run(sbx: &Sandboxes, a: RunArgs, out: &Out) -> Result<u8, SandboxEr
         })?;
         files.insert(name, data);
     }
+    let json = out.json();
     let outcome = sbx
-        .run(
+        .run_live(
             &a.id,
             RunOptions {
                 command: a.cmd,
@@ -61,14 +64,26 @@ pub async fn run(sbx: &Sandboxes, a: RunArgs, out: &Out) -> Result<u8, SandboxEr
                 env: a.env.into_iter().collect(),
                 timeout_s: a.timeout,
             },
+            |ev| {
+                if json {
+                    out.run_output(ev);
+                    return;
+                }
+                // Live, as the command writes: unbuffered to our own stdout and stderr.
+                let _ = match ev {
+                    RunEvent::Stdout { data } => {
+                        let mut o = std::io::stdout().lock();
+                        o.write_all(data.as_bytes()).and_then(|()| o.flush())
+                    }
+                    RunEvent::Stderr { data } => std::io::stderr().write_all(data.as_bytes()),
+                    RunEvent::Exit { .. } => Ok(()),
+                };
+            },
         )
         .await?;
-    if out.json() {
+    if json {
         out.run(&outcome);
     } else {
-        let _ = std::io::stdout().write_all(outcome.stdout.as_bytes());
-        let _ = std::io::stdout().flush();
-        let _ = std::io::stderr().write_all(outcome.stderr.as_bytes());
         if outcome.timed_out {
             eprintln!(
                 "error: the command did not finish within {} s and was killed",
