@@ -305,7 +305,7 @@ function SourceFacts({ source, choices }: { source: string; choices: SeatChoices
   const imageName = t ? t.image : image;
   const i = imageName ? choices.images.find((x) => x.name === imageName) : undefined;
   if (!t && !i) return null;
-  const packages = i?.packages.map((p) => p.replace(/^(apt|npm|pip|node):/, '')) ?? [];
+  const packages = (i?.packages ?? []).map((p) => p.replace(/^(apt|npm|pip|node):/, ''));
   return (
     <div className="image-facts muted" data-testid="seat-source-facts">
       {t && (
@@ -321,7 +321,7 @@ function SourceFacts({ source, choices }: { source: string; choices: SeatChoices
         <div>
           Image <strong>{i.name}</strong>
           {i.description ? `: ${i.description}` : ''}
-          {i.size_bytes > 0 ? ` · ${mib(i.size_bytes)}` : ''}
+          {(i.size_bytes ?? 0) > 0 ? ` · ${mib(i.size_bytes ?? 0)}` : ''}
           {packages.length > 0 ? ` · ${packages.join(', ')}` : ''}
           {` · on ${i.agents.length} agent${i.agents.length === 1 ? '' : 's'}`}
         </div>
