@@ -16,18 +16,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { PageWatch, check, launchBrowser, log, startServer, waitFor } from './harness.mjs';
+import { termText, typeInTerminal } from './toolkit.mjs';
 
 const VIEWPORT = { width: 1440, height: 900 };
 const IMAGES = process.env.CLARATEACH_SEAT_IMAGES ?? '/var/cache/clarateach/seat-images';
 const README = '# Claude workshop\n\nEverything you need is installed.\n\n- run `claude --version`\n- open hello.py\n\n```sh\npython3 hello.py\n```\n';
-
-const termText = (page, label) => page.evaluate((l) => window.__claraTerminals?.get(l)?.() ?? '', label);
-
-async function typeInTerminal(page, line) {
-  await page.locator('[data-terminal="Terminal main"]').click();
-  await page.keyboard.type(line, { delay: 5 });
-  await page.keyboard.press('Enter');
-}
 
 /** Starter files as the API takes them: a gzipped tar, base64. */
 function starterTarGz() {

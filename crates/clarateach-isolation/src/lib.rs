@@ -120,7 +120,7 @@ pub enum BackendError {
     #[error("starting the microVM {0:?} failed")]
     Launch(SeatKey, #[source] microvm::LaunchError),
     #[error("the seat image {1:?} of {0:?} cannot be used")]
-    Image(SeatKey, String, #[source] clarateach_image::ImageError),
+    Image(SeatKey, String, #[source] Box<clarateach_image::ImageError>),
     #[error("freezing or thawing the workspace {0:?} failed")]
     Freeze(SeatKey, #[source] cgroups::CgroupError),
     #[error("io error during {action}")]

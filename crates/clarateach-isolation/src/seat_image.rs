@@ -22,7 +22,7 @@ pub(crate) async fn prepare(images: &Path, key: &SeatKey, name: &str) -> Result<
     })
     .await
     .map_err(|e| BackendError::Start(key.clone(), e.to_string()))?
-    .map_err(|e| BackendError::Image(key.clone(), name.to_string(), e))?;
+    .map_err(|e| BackendError::Image(key.clone(), name.to_string(), Box::new(e)))?;
     if let Some(b) = built {
         tracing::info!(image = name, digest = %b.info.digest, cached = b.cached,
             secs = b.elapsed.as_secs_f64(), "seat image built for a seat");

@@ -204,7 +204,7 @@ impl MicrovmBackend {
         })
         .await
         .map_err(|e| BackendError::Start(key.clone(), e.to_string()))?
-        .map_err(|e| BackendError::Image(key.clone(), name.to_string(), e))?;
+        .map_err(|e| BackendError::Image(key.clone(), name.to_string(), Box::new(e)))?;
         tracing::info!(workshop.id = %key.workshop_id, seat = key.seat, image = name,
             digest = %root.digest, cached = root.cached, ms = root.elapsed.as_millis() as u64,
             "microvm root disk of the seat image");

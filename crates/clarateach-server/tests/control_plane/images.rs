@@ -3,46 +3,16 @@
 //! agent without it gets none, and when the agents with it are full the start is refused naming
 //! the image); a learner of a template's workshop gets its README from `GET /api/me`.
 
-use clarateach_server::issue_bound_agent_token;
-use clarateach_server::testing::ProtocolAgent;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::common::TestServer;
 
-async fn agent_with_images(
-    s: &TestServer,
-    id: &str,
-    capacity: u32,
-    images: &[&str],
-) -> ProtocolAgent {
-    let token = issue_bound_agent_token(s.state.store(), id)
-        .await
-        .expect("agent token");
-    let images = images.iter().map(|i| i.to_string()).collect();
-    let agent = ProtocolAgent::connect_with_images(&s.base, &token, id, capacity, images)
-        .await
-        .expect("agent connects");
-    for _ in 0..200 {
-        if s.state
-            .provisioner()
-            .agents()
-            .await
-            .iter()
-            .any(|a| a.agent_id == id)
-        {
-            return agent;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    panic!("agent {id} never registered");
-}
-
 #[tokio::test]
 async fn image_seats_go_only_where_the_image_is_and_the_learner_gets_the_readme() {
     let s = TestServer::start().await;
     let _plain = s.agent("ag-plain", 50).await;
-    let _claude = agent_with_images(&s, "ag-claude", 2, &["claude"]).await;
+    let _claude = s.agent_with_images("ag-claude", 2, &["claude"]).await;
 
     let (status, v) = s.call(Method::GET, "/api/images", None).await;
     assert_eq!(status, StatusCode::OK, "{v}");
