@@ -112,3 +112,100 @@ fn remove_tree(dir: &Path) -> Result<(), ImageError> {
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::ImageInfo;
+    use crate::Recipe;
+
+    /// A store holding image `img` (digest `d1`) whose tree has `files`.
+    fn store_with(files: &[&str]) -> (tempfile::TempDir, ImageStore) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let digest_dir = dir.path().join("img/d1");
+        let tree = digest_dir.join("rootfs");
+        for d in ["etc", "sbin", "usr/local/bin", "usr/sbin"] {
+            std::fs::create_dir_all(tree.join(d)).expect("mkdir");
+        }
+        for f in ["etc/passwd", "etc/group", "etc/shadow"]
+            .iter()
+            .chain(files)
+        {
+            std::fs::write(tree.join(f), "").expect("write");
+        }
+        let info = ImageInfo {
+            name: "img".into(),
+            digest: "d1".into(),
+            description: String::new(),
+            suite: "bookworm".into(),
+            mirror: "m".into(),
+            packages: vec![],
+            dpkg_count: 0,
+            size_bytes: 1,
+            built_at: 0,
+            build_seconds: 0.0,
+            recipe: Recipe::parse("t", "").expect("empty recipe"),
+        };
+        let json = serde_json::to_vec(&info).expect("json");
+        std::fs::write(digest_dir.join("image.json"), json).expect("write");
+        std::os::unix::fs::symlink("d1", dir.path().join("img/current")).expect("link");
+        let store = ImageStore::new(dir.path());
+        (dir, store)
+    }
+
+    fn binary(dir: &Path, bytes: &[u8]) -> PathBuf {
+        let b = dir.join(format!("clarateach-{}", bytes.len()));
+        std::fs::write(&b, bytes).expect("write binary");
+        b
+    }
+
+    #[test]
+    fn an_image_without_ip_is_refused_naming_the_package_and_leaves_nothing() {
+        let (dir, store) = store_with(&[]);
+        let bin = binary(dir.path(), b"bin");
+        let err = microvm_root(&store, "img", &bin).expect_err("no ip");
+        assert!(
+            matches!(&err, ImageError::NotForMicrovm { package, .. } if package == "iproute2"),
+            "{err}"
+        );
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("img/d1"))
+            .expect("dir")
+            .filter_map(Result::ok)
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(left.len(), 2, "only rootfs and image.json: {left:?}");
+        assert!(matches!(
+            microvm_root(&store, "nope", &bin),
+            Err(ImageError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn the_disk_is_made_once_per_digest_and_binary() {
+        if crate::tools::which("mkfs.ext4").is_none() {
+            clarateach_core::skip::report(
+                "the_disk_is_made_once_per_digest_and_binary",
+                "no mkfs.ext4",
+            );
+            return;
+        }
+        let (dir, store) = store_with(&["usr/sbin/ip"]);
+        let bin = binary(dir.path(), b"guest binary");
+        let first = microvm_root(&store, "img", &bin).expect("made");
+        assert!(!first.cached && first.path.is_file(), "{first:?}");
+        assert_eq!(first.digest, "d1");
+        assert_eq!(root_path(&store, "img", &bin), Some(first.path.clone()));
+        assert!(
+            !dir.path().join("img/d1/.microvm-tree.partial").exists(),
+            "the working copy is gone"
+        );
+        // The image's own tree is untouched (the guest init went into the copy only).
+        assert!(!dir.path().join("img/d1/rootfs/sbin/init").exists());
+        let again = microvm_root(&store, "img", &bin).expect("cached");
+        assert!(again.cached && again.path == first.path);
+        // Another guest binary: another disk.
+        let other = binary(dir.path(), b"another guest binary");
+        let second = microvm_root(&store, "img", &other).expect("made");
+        assert!(!second.cached && second.path != first.path);
+    }
+}
