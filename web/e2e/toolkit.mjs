@@ -10,9 +10,9 @@
 import { pathToFileURL } from 'node:url';
 import { PageWatch, check, launchBrowser, log, startServer, waitFor } from './harness.mjs';
 
-const termText = (page, label) => page.evaluate((l) => window.__claraTerminals?.get(l)?.() ?? '', label);
+export const termText = (page, label) => page.evaluate((l) => window.__claraTerminals?.get(l)?.() ?? '', label);
 
-async function typeInTerminal(page, line) {
+export async function typeInTerminal(page, line) {
   await page.locator('[data-terminal="Terminal main"]').click();
   await page.keyboard.type(line, { delay: 5 });
   await page.keyboard.press('Enter');

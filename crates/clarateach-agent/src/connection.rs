@@ -223,8 +223,13 @@ async fn connect_once(
         .connected(out_tx)
         .await
         .map_err(|_| ConnectionError::ShuttingDown)?;
+    let built = clarateach_image::ImageStore::new(&link.images_dir)
+        .list()
+        .unwrap_or_default();
     let register = AgentMessage::Register {
-        images: clarateach_image::ImageStore::new(&link.images_dir).names(),
+        images: built.iter().map(|i| i.name.clone()).collect(),
+        image_details: built.into_iter().map(image_summary).collect(),
+        buildable: clarateach_image::prepare::buildable(),
         agent_id: link.agent_id.clone(),
         hostname: link.hostname.clone(),
         capacity: link.capacity,
@@ -298,6 +303,18 @@ where
     sink.send(Message::text(text))
         .await
         .map_err(|e| ConnectionError::Socket(Box::new(e)))
+}
+
+/// What `register` says about one built image.
+fn image_summary(i: clarateach_image::ImageInfo) -> clarateach_core::SeatImageSummary {
+    clarateach_core::SeatImageSummary {
+        name: i.name,
+        digest: i.digest,
+        description: i.description,
+        packages: i.packages,
+        size_bytes: i.size_bytes,
+        built_at: i.built_at,
+    }
 }
 
 #[cfg(test)]

@@ -47,6 +47,8 @@ struct Seat {
     /// reports `paused` on registration); an agent restart thaws adopted workspaces.
     paused: bool,
     phase: Phase,
+    /// The create under way is preparing the seat's image (`Command::Preparing`).
+    preparing: bool,
     /// Set when an operation failed; cleared by the next command about this seat, so a broken
     /// workspace is not retried in a tight loop.
     blocked: bool,
@@ -60,6 +62,7 @@ impl Seat {
             desired: Desired::Undecided,
             paused: false,
             phase,
+            preparing: false,
             blocked: false,
             ready_waiters: vec![],
             gone_waiters: vec![],
@@ -77,6 +80,7 @@ impl Seat {
         let (state, error) = match &self.phase {
             Phase::Missing => ("missing", None),
             Phase::Stopped => ("stopped", None),
+            Phase::Creating if self.preparing => ("preparing", None),
             Phase::Creating => ("creating", None),
             Phase::Ready(_) => ("ready", None),
             Phase::Failed(e) => ("failed", Some(error_chain(e.as_ref()))),
@@ -98,6 +102,7 @@ impl Seat {
         let (state, error) = match &self.phase {
             Phase::Missing | Phase::Destroying => return None,
             Phase::Stopped => (SeatState::Pending, None),
+            Phase::Creating if self.preparing => (SeatState::Preparing, None),
             Phase::Creating => (SeatState::Creating, None),
             Phase::Ready(_) | Phase::Freezing(_, true) => (SeatState::Ready, None),
             Phase::Paused(_) | Phase::Freezing(_, false) => (SeatState::Paused, None),
@@ -230,6 +235,16 @@ impl Reconciler {
                 let _ = reply.send(self.seats.iter().map(|(k, s)| s.view(k)).collect());
             }
             Command::OpDone { key, outcome } => self.op_done(key, outcome),
+            Command::Preparing { key } => {
+                if let Some(seat) = self
+                    .seats
+                    .get_mut(&key)
+                    .filter(|s| matches!(s.phase, Phase::Creating))
+                {
+                    seat.preparing = true;
+                    self.report(&key, SeatState::Preparing, None);
+                }
+            }
             Command::Shutdown { reply } => self.shutdown = Some(reply),
         }
     }

@@ -95,6 +95,11 @@ pub(crate) enum Command {
         key: SeatKey,
         outcome: Outcome,
     },
+    /// A create under way must first prepare the seat's image (build it, make its disk): the
+    /// seat is reported `preparing` until the create's outcome.
+    Preparing {
+        key: SeatKey,
+    },
     /// Stop every workspace (volumes stay) and end the task.
     Shutdown {
         reply: oneshot::Sender<()>,

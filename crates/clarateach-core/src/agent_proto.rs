@@ -93,6 +93,13 @@ pub enum AgentMessage {
         /// Seat images built on this host (`clarateach image build NAME`).
         #[serde(default)]
         images: Vec<String>,
+        /// What each of `images` holds (digest, packages, size), for the instructor's picker.
+        #[serde(default)]
+        image_details: Vec<crate::templates::SeatImageSummary>,
+        /// Built-in recipes this host can build on demand (root with debootstrap): a seat of one
+        /// of them may be placed here though it is not built yet; it is `preparing` meanwhile.
+        #[serde(default)]
+        buildable: Vec<String>,
     },
     Heartbeat {
         /// Seats currently hosted.

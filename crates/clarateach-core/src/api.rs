@@ -64,10 +64,13 @@ pub enum SeatState {
     /// Frozen (cgroup freezer or QMP `stop`) by the instructor or the idle policy: memory,
     /// processes and terminal sessions are kept; resume makes it `ready` again.
     Paused,
+    /// The agent is preparing the seat's image (building it from its built-in recipe, or making
+    /// its microVM root disk) before it creates the workspace; `creating` follows.
+    Preparing,
 }
 
 impl SeatState {
-    pub const ALL: [SeatState; 7] = [
+    pub const ALL: [SeatState; 8] = [
         Self::Pending,
         Self::Creating,
         Self::Ready,
@@ -75,6 +78,7 @@ impl SeatState {
         Self::Failed,
         Self::Destroyed,
         Self::Paused,
+        Self::Preparing,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -86,6 +90,7 @@ impl SeatState {
             Self::Failed => "failed",
             Self::Destroyed => "destroyed",
             Self::Paused => "paused",
+            Self::Preparing => "preparing",
         }
     }
 

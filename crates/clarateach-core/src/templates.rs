@@ -97,6 +97,40 @@ pub struct ListTemplatesResponse {
     pub templates: Vec<Template>,
 }
 
+/// A seat image as an agent reports it in `register`: what `clarateach image inspect` shows,
+/// minus the recipe, so the instructor can pick an image knowing what it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SeatImageSummary {
+    pub name: String,
+    /// Hash of the recipe's inputs the tree was built from.
+    pub digest: String,
+    #[serde(default)]
+    pub description: String,
+    /// The recipe's explicit packages: `apt:NAME`, `node:VERSION`, `npm:SPEC`, `pip:SPEC`.
+    #[serde(default)]
+    pub packages: Vec<String>,
+    #[serde(default)]
+    pub size_bytes: u64,
+    /// Seconds since the epoch.
+    #[serde(default)]
+    pub built_at: u64,
+}
+
+/// A seat image some connected agent has (`GET /api/images`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SeatImage {
+    #[serde(flatten)]
+    pub image: SeatImageSummary,
+    /// Ids of the connected agents that have it built (seats of the image go only there).
+    pub agents: Vec<String>,
+}
+
+/// `GET /api/images`
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ListImagesResponse {
+    pub images: Vec<SeatImage>,
+}
+
 /// The starter a seat's agent copies into a new seat volume once (in `SeatSpec::starter`).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SeatStarter {

@@ -20,6 +20,8 @@ mod debootstrap;
 pub mod guest;
 mod kernel;
 pub mod layout;
+pub mod microvm_root;
+pub mod prepare;
 pub mod recipe;
 mod rootfs;
 pub mod store;
@@ -31,6 +33,7 @@ use std::path::PathBuf;
 pub use build::{build, BuildOptions, BuildOutcome};
 pub use guest::config::{GuestConfig, GuestNet};
 pub use layout::{ImageLayout, Manifest, GUEST_MODULES};
+pub use microvm_root::{microvm_root, MicrovmRoot};
 pub use recipe::{Recipe, RecipeError};
 pub use store::{ImageInfo, ImageStore, SeatBuildOptions, SeatBuildOutcome};
 
@@ -77,6 +80,15 @@ pub enum ImageError {
         command: String,
         status: String,
         output: String,
+    },
+    #[error(
+        "image {name} cannot be a microVM root: it has no {missing} (add {package:?} to its \
+         recipe's apt packages and rebuild it)"
+    )]
+    NotForMicrovm {
+        name: String,
+        missing: String,
+        package: String,
     },
     #[error(transparent)]
     Recipe(#[from] RecipeError),

@@ -16,6 +16,7 @@ pub mod factory;
 pub mod microvm;
 pub mod netpolicy;
 pub mod sandbox;
+mod seat_image;
 
 pub use sandbox::DiskUsage;
 
@@ -149,6 +150,10 @@ pub enum BackendError {
     SeatStore(#[source] sandbox::SeatStoreError),
     #[error("starting the microVM {0:?} failed")]
     Launch(SeatKey, #[source] microvm::LaunchError),
+    #[error("the seat image {1:?} of {0:?} cannot be used")]
+    Image(SeatKey, String, #[source] Box<clarateach_image::ImageError>),
+    #[error("a background task for {0:?} panicked or was cancelled")]
+    Task(SeatKey, #[source] tokio::task::JoinError),
     #[error("freezing or thawing the workspace {0:?} failed")]
     Freeze(SeatKey, #[source] cgroups::CgroupError),
     #[error("io error during {action}")]
@@ -226,5 +231,18 @@ pub trait Backend: Send + Sync + 'static {
             key.clone(),
             "this backend cannot pause",
         ))
+    }
+
+    /// Whether `create(spec)` has slow work to do on the seat's image first (build it from its
+    /// built-in recipe, make its microVM disk), so the agent reports the seat `preparing`
+    /// meanwhile. Cheap: looks at files only.
+    fn needs_prepare(&self, _spec: &WorkspaceSpec) -> bool {
+        false
+    }
+
+    /// Does that work (idempotent, nothing when there is none); the agent calls it before
+    /// `create`.
+    async fn prepare(&self, _spec: &WorkspaceSpec) -> Result<(), BackendError> {
+        Ok(())
     }
 }

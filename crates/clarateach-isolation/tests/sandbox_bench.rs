@@ -115,6 +115,96 @@ async fn bench_seat_start_and_memory() {
     println!("memory per idle seat (PSS of bwrap + init + daemon): {mem_mib:.2} MiB");
 }
 
+/// Issue 11's figures: seat ready and PSS per idle seat of a `claude`-image seat next to a
+/// host-root seat, in one run (they alternate, so load changes hit both alike).
+///
+/// CLARATEACH_SEAT_IMAGES=/var/cache/clarateach/seat-images \
+///   cargo test -p clarateach-isolation --release --test sandbox_bench image -- --ignored --nocapture
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: prints figures"]
+async fn bench_image_root_vs_host_root() {
+    const TEST: &str = "bench_image_root_vs_host_root";
+    if skipped(TEST) {
+        return;
+    }
+    let Some(bin) = daemon() else {
+        clarateach_core::skip::report(TEST, "no clarateach binary (set CLARATEACH_BIN)");
+        return;
+    };
+    let images = std::env::var_os("CLARATEACH_SEAT_IMAGES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/clarateach/seat-images"));
+    if clarateach_image::ImageStore::new(&images)
+        .rootfs("claude")
+        .is_none()
+    {
+        let why = format!("no built `claude` image in {}", images.display());
+        clarateach_core::skip::report(TEST, &why);
+        return;
+    }
+    let dir = sandbox_support::data_dir();
+    let mut cfg = config(dir.path(), bin.clone());
+    cfg.images_dir = images;
+    let backend = SandboxBackend::new(cfg).expect("backend");
+    let ws = format!("ws-imgb-{}", std::process::id());
+    let of = |seat: u32| {
+        let mut s = spec(&ws, seat);
+        // Odd seats: the claude image; even seats: the host's root.
+        if seat % 2 == 1 {
+            s.image = Some("claude".into());
+        }
+        s
+    };
+    let (mut image_ms, mut host_ms) = (Vec::new(), Vec::new());
+    for seat in 1..=2 * SEATS {
+        let s = of(seat);
+        backend.create(&s).await.expect("create");
+        let t = Instant::now();
+        backend.start(&s.key).await.expect("start");
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        if seat % 2 == 1 {
+            image_ms.push(ms)
+        } else {
+            host_ms.push(ms)
+        }
+    }
+    let (mut image_pss, mut host_pss) = (0u64, 0u64);
+    for seat in 1..=2 * SEATS {
+        let kib: u64 = backend
+            .pids(&of(seat).key)
+            .iter()
+            .map(|p| pss_kib(*p))
+            .sum();
+        if seat % 2 == 1 {
+            image_pss += kib
+        } else {
+            host_pss += kib
+        }
+    }
+    for seat in 1..=2 * SEATS {
+        backend.destroy(&of(seat).key, true).await.expect("destroy");
+    }
+    for v in [&mut image_ms, &mut host_ms] {
+        v.sort_by(|a, b| a.total_cmp(b));
+    }
+    let per = |kib: u64| kib as f64 / f64::from(SEATS) / 1024.0;
+    println!(
+        "image bench: daemon {}, {SEATS} seats of each, alternating",
+        bin.display()
+    );
+    for (what, v, kib) in [
+        ("claude image", &image_ms, image_pss),
+        ("host root", &host_ms, host_pss),
+    ] {
+        println!(
+            "{what}: seat ready p50 {:.1} ms, p99 {:.1} ms; PSS per idle seat {:.2} MiB",
+            percentile(v, 0.5),
+            percentile(v, 0.99),
+            per(kib)
+        );
+    }
+}
+
 /// Runs the futures concurrently on this task (no extra dependency for join_all).
 async fn futures_join<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
     let handles: Vec<_> = futs.map(Box::pin).collect();

@@ -151,7 +151,9 @@ pub async fn start(state: &AppState, w: WorkshopRecord) -> Result<WorkshopRecord
                 .place(&w.id, specs)
                 .await
                 .map_err(|e| match e {
-                    ProvisionError::NoCapacity { .. } => LifecycleError::NoCapacity(e),
+                    ProvisionError::NoCapacity { .. } | ProvisionError::NoImage { .. } => {
+                        LifecycleError::NoCapacity(e)
+                    }
                     other => LifecycleError::Place(other),
                 })
         }
@@ -214,7 +216,10 @@ async fn finish_stop(state: AppState, id: String) {
                     .filter(|s| {
                         matches!(
                             s.state,
-                            SeatState::Creating | SeatState::Ready | SeatState::Paused
+                            SeatState::Creating
+                                | SeatState::Ready
+                                | SeatState::Paused
+                                | SeatState::Preparing
                         )
                     })
                     .map(|s| s.seat)

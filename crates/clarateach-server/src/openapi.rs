@@ -26,6 +26,7 @@ use crate::handlers;
         handlers::templates::list,
         handlers::templates::get,
         handlers::templates::delete,
+        handlers::images::list,
         handlers::sandboxes::create,
         handlers::sandboxes::list,
         handlers::sandboxes::get,

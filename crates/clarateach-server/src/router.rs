@@ -14,7 +14,8 @@ use clarateach_core::ErrorCode;
 
 use crate::error::ApiError;
 use crate::handlers::{
-    agents, health, help, join, pause, sandboxes, screens, seats, sessions, templates, workshops,
+    agents, health, help, images, join, pause, sandboxes, screens, seats, sessions, templates,
+    workshops,
 };
 use crate::state::AppState;
 use crate::{gateway, headers, metrics};
@@ -95,6 +96,7 @@ pub fn build(state: AppState, web: Option<Router>) -> Router {
             "/api/templates/{name}",
             get(templates::get).delete(templates::delete),
         )
+        .route("/api/images", get(images::list))
         .route("/api/agents", get(agents::list))
         .route("/api/agents/connect", get(agents::connect))
         .merge(gateway::routes().layer(from_fn_with_state(FileLimit(file_limit), limit_stream)))

@@ -61,7 +61,7 @@ impl ProtocolAgent {
         tls: Option<std::sync::Arc<clarateach_tls::ClientConfig>>,
     ) -> Result<Self, ProtocolAgentError> {
         let data_url = format!("http://127.0.0.1:9/{agent_id}");
-        Self::connect_with(base, token, agent_id, capacity, &data_url, tls).await
+        Self::connect_with(base, token, agent_id, capacity, &data_url, tls, vec![]).await
     }
 
     /// Like [`Self::connect`], with seat traffic routed to `data_url` (a test's own server
@@ -73,7 +73,19 @@ impl ProtocolAgent {
         capacity: u32,
         data_url: &str,
     ) -> Result<Self, ProtocolAgentError> {
-        Self::connect_with(base, token, agent_id, capacity, data_url, None).await
+        Self::connect_with(base, token, agent_id, capacity, data_url, None, vec![]).await
+    }
+
+    /// Like [`Self::connect`], reporting `images` as built on its host (issue 11's placement).
+    pub async fn connect_with_images(
+        base: &str,
+        token: &str,
+        agent_id: &str,
+        capacity: u32,
+        images: Vec<String>,
+    ) -> Result<Self, ProtocolAgentError> {
+        let data_url = format!("http://127.0.0.1:9/{agent_id}");
+        Self::connect_with(base, token, agent_id, capacity, &data_url, None, images).await
     }
 
     async fn connect_with(
@@ -83,6 +95,7 @@ impl ProtocolAgent {
         capacity: u32,
         data_url: &str,
         tls: Option<std::sync::Arc<clarateach_tls::ClientConfig>>,
+        images: Vec<String>,
     ) -> Result<Self, ProtocolAgentError> {
         let url = format!("{}/api/agents/connect", base.replacen("http", "ws", 1));
         let mut req = url
@@ -101,7 +114,19 @@ impl ProtocolAgent {
             .map_err(ProtocolAgentError::Connect)?;
         let (mode, mode_rx) = watch::channel(Mode::Normal);
         let register = AgentMessage::Register {
-            images: vec![],
+            image_details: images
+                .iter()
+                .map(|name| clarateach_core::SeatImageSummary {
+                    name: name.clone(),
+                    digest: format!("digest-of-{name}"),
+                    description: String::new(),
+                    packages: vec![format!("apt:{name}-tools")],
+                    size_bytes: 1 << 20,
+                    built_at: 1,
+                })
+                .collect(),
+            images,
+            buildable: vec![],
             agent_id: agent_id.to_string(),
             hostname: "protocol-agent".into(),
             capacity,

@@ -8,8 +8,11 @@ import type {
   HelpStatusResponse,
   JoinRequest,
   JoinResponse,
+  LearnerInfo,
   ReadFileResponse,
   Seat,
+  SeatImage,
+  Template,
   Workshop,
 } from './types';
 
@@ -131,6 +134,9 @@ export const api = {
   resolveHelp: (token: string, id: string, helpId: string) =>
     json<HelpRequest>(`/api/workshops/${encodeURIComponent(id)}/help/${encodeURIComponent(helpId)}/resolve`, { method: 'POST', token }),
 
+  /** What the learner token stands for, with the template's README (issue 11). */
+  me: (token: string, signal?: AbortSignal) => json<LearnerInfo>('/api/me', { token, signal }),
+
   // Learner seat traffic.
   listFiles: (token: string, path: string, signal?: AbortSignal) =>
     json<{ files: FileInfo[] }>(`/api/session/files?path=${encodeURIComponent(path)}`, { token, signal }).then(
@@ -148,6 +154,10 @@ export const api = {
     json<unknown>('/api/session/files-mkdir', { method: 'POST', token, body: { path } }),
 
   // Instructor.
+  listTemplates: (token: string, signal?: AbortSignal) =>
+    json<{ templates: Template[] }>('/api/templates', { token, signal }).then((r) => r.templates),
+  listImages: (token: string, signal?: AbortSignal) =>
+    json<{ images: SeatImage[] }>('/api/images', { token, signal }).then((r) => r.images),
   listWorkshops: (token: string, signal?: AbortSignal) =>
     json<{ workshops: Workshop[] }>('/api/workshops', { token, signal }).then((r) => r.workshops),
   createWorkshop: (token: string, req: CreateWorkshopRequest) =>

@@ -57,6 +57,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/images": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The seat images of the connected agents, by name. */
+        get: operations["list_images"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/instructor/sessions": {
         parameters: {
             query?: never;
@@ -904,8 +921,12 @@ export interface components {
              */
             expires_at: number;
             odehash: string;
+            /** @description The template's README (Markdown, shown to the learner as text), when it has one. */
+            readme?: string | null;
             /** Format: int32 */
             seat: number;
+            /** @description Template the workshop was created from, if any. */
+            template?: string | null;
             workshop_id: string;
             workshop_name: string;
         };
@@ -955,6 +976,10 @@ export interface components {
         /** @description `GET /api/workshops/{id}/help`: open and claimed requests, longest waiting first. */
         ListHelpResponse: {
             requests: components["schemas"]["HelpRequest"][];
+        };
+        /** @description `GET /api/images` */
+        ListImagesResponse: {
+            images: components["schemas"]["SeatImage"][];
         };
         ListSeatsResponse: {
             seats: components["schemas"]["Seat"][];
@@ -1137,11 +1162,35 @@ export interface components {
             seat: number;
             state: components["schemas"]["SeatState"];
         };
+        /** @description A seat image some connected agent has (`GET /api/images`). */
+        SeatImage: components["schemas"]["SeatImageSummary"] & {
+            /** @description Ids of the connected agents that have it built (seats of the image go only there). */
+            agents: string[];
+        };
+        /**
+         * @description A seat image as an agent reports it in `register`: what `clarateach image inspect` shows,
+         *     minus the recipe, so the instructor can pick an image knowing what it holds.
+         */
+        SeatImageSummary: {
+            /**
+             * Format: int64
+             * @description Seconds since the epoch.
+             */
+            built_at?: number;
+            description?: string;
+            /** @description Hash of the recipe's inputs the tree was built from. */
+            digest: string;
+            name: string;
+            /** @description The recipe's explicit packages: `apt:NAME`, `node:VERSION`, `npm:SPEC`, `pip:SPEC`. */
+            packages?: string[];
+            /** Format: int64 */
+            size_bytes?: number;
+        };
         /**
          * @description State of one seat's workspace as the control plane knows it.
          * @enum {string}
          */
-        SeatState: "pending" | "creating" | "ready" | "lost" | "failed" | "destroyed" | "paused";
+        SeatState: "pending" | "creating" | "ready" | "lost" | "failed" | "destroyed" | "paused" | "preparing";
         /**
          * @description `POST /api/workshops/{id}/start` (optional body): `at` in the future schedules the start,
          *     in the past (or absent) starts now.
@@ -1419,6 +1468,33 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HealthResponse"];
+                };
+            };
+        };
+    };
+    list_images: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ListImagesResponse"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };

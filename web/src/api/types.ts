@@ -24,3 +24,6 @@ export type CommandRecord = Schemas['CommandRecord'];
 export type HelpRequest = Schemas['HelpRequest'];
 export type HelpStatusResponse = Schemas['HelpStatusResponse'];
 export type ScreenFrame = Schemas['ScreenFrame'];
+export type Template = Schemas['Template'];
+export type SeatImage = Schemas['SeatImage'];
+export type LearnerInfo = Schemas['LearnerInfo'];

@@ -236,7 +236,7 @@ export function WorkshopDetail({ token, id, signOut }: { token: string; id: stri
 }
 
 const SEAT_TONE: Record<Seat['state'], string> = {
-  pending: '', creating: 'warn', ready: 'ok', lost: 'danger', failed: 'danger', destroyed: '', paused: 'warn',
+  pending: '', creating: 'warn', ready: 'ok', lost: 'danger', failed: 'danger', destroyed: '', paused: 'warn', preparing: 'warn',
 };
 
 const SeatCard = memo(function SeatCard({ seat, screen, now, selected, onSelect }: { seat: Seat; screen: ScreenFrame | undefined; now: number; selected: boolean; onSelect: (n: number) => void }) {

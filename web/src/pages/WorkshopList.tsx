@@ -1,9 +1,9 @@
-// Workshop list: create (name, seats, api key), start with seat progress, stop and delete behind
+// Workshop list: create (name, seats, api key, template or seat image), start with seat progress, stop and delete behind
 // a confirmation, export download, link to each seat grid.
 
-import { useState, type FormEvent } from 'react';
+import { useEffect, useState, type FormEvent } from 'react';
 import { ApiError, api, describeError } from '../api/client';
-import type { Workshop } from '../api/types';
+import type { SeatImage, Template, Workshop } from '../api/types';
 import { TopBar } from '../components/TopBar';
 import { ConfirmDialog } from '../components/ConfirmDialog';
 import { navigate } from '../lib/router';
@@ -179,6 +179,8 @@ function CreateWorkshop({ token, onCreated, onError }: { token: string; onCreate
   const [name, setName] = useState('');
   const [seats, setSeats] = useState('10');
   const [apiKey, setApiKey] = useState('');
+  const [source, setSource] = useState('');
+  const choices = useSeatChoices(token);
   const [busy, setBusy] = useState(false);
   const [problem, setProblem] = useState<string | null>(null);
 
@@ -191,7 +193,12 @@ function CreateWorkshop({ token, onCreated, onError }: { token: string; onCreate
     setProblem(null);
     setBusy(true);
     try {
-      await api.createWorkshop(token, { name: name.trim(), seats: n, ...(apiKey ? { api_key: apiKey } : {}) });
+      await api.createWorkshop(token, {
+        name: name.trim(),
+        seats: n,
+        ...(apiKey ? { api_key: apiKey } : {}),
+        ...sourceFields(source),
+      });
       setName('');
       setApiKey('');
       onCreated();
@@ -223,11 +230,104 @@ function CreateWorkshop({ token, onCreated, onError }: { token: string; onCreate
         {busy && <span className="spinner" aria-hidden="true" />}
         Create workshop
       </button>
+      <label className="field" style={{ gridColumn: '1 / -1' }}>
+        <span>
+          Template or seat image <span className="hint">(what every seat runs; the default is the host's own tools)</span>
+        </span>
+        <select className="input" name="source" value={source} onChange={(e) => setSource(e.target.value)}>
+          <option value="">Host tools (no image)</option>
+          {choices.templates.length > 0 && (
+            <optgroup label="Templates">
+              {choices.templates.map((t) => (
+                <option key={t.name} value={`template:${t.name}`}>
+                  {t.name} (image {t.image})
+                </option>
+              ))}
+            </optgroup>
+          )}
+          {choices.images.length > 0 && (
+            <optgroup label="Seat images">
+              {choices.images.map((i) => (
+                <option key={i.name} value={`image:${i.name}`}>
+                  {i.name}
+                </option>
+              ))}
+            </optgroup>
+          )}
+        </select>
+      </label>
+      <SourceFacts source={source} choices={choices} />
       {problem && (
         <div className="alert error" role="alert" style={{ gridColumn: '1 / -1' }}>
           {problem}
         </div>
       )}
     </form>
+  );
+}
+
+interface SeatChoices {
+  templates: Template[];
+  images: SeatImage[];
+}
+
+/** The instructor's templates and the images the connected agents have, loaded once. */
+function useSeatChoices(token: string): SeatChoices {
+  const [choices, setChoices] = useState<SeatChoices>({ templates: [], images: [] });
+  useEffect(() => {
+    const ctl = new AbortController();
+    Promise.all([api.listTemplates(token, ctl.signal), api.listImages(token, ctl.signal)])
+      .then(([templates, images]) => setChoices({ templates, images }))
+      .catch(() => {
+        // Without them the form still creates host-tool workshops; the list's own poll
+        // reports a lost session.
+      });
+    return () => ctl.abort();
+  }, [token]);
+  return choices;
+}
+
+/** `template:NAME` / `image:NAME` from the picker as the create request's fields. */
+export function sourceFields(source: string): { template?: string; image?: string } {
+  if (source.startsWith('template:')) return { template: source.slice('template:'.length) };
+  if (source.startsWith('image:')) return { image: source.slice('image:'.length) };
+  return {};
+}
+
+function mib(bytes: number): string {
+  return `${(bytes / (1024 * 1024)).toFixed(0)} MiB`;
+}
+
+/** What the chosen template or image holds, so the instructor knows before creating. */
+function SourceFacts({ source, choices }: { source: string; choices: SeatChoices }) {
+  const { template, image } = sourceFields(source);
+  const t = template ? choices.templates.find((x) => x.name === template) : undefined;
+  const imageName = t ? t.image : image;
+  const i = imageName ? choices.images.find((x) => x.name === imageName) : undefined;
+  if (!t && !i) return null;
+  const packages = (i?.packages ?? []).map((p) => p.replace(/^(apt|npm|pip|node):/, ''));
+  return (
+    <div className="image-facts muted" data-testid="seat-source-facts">
+      {t && (
+        <div>
+          Template <strong>{t.name}</strong>
+          {t.description ? `: ${t.description}` : ''} · image {t.image}
+          {t.files_bytes > 0 ? ' · starter files' : ''}
+          {t.readme.trim() ? ' · README for learners' : ''}
+          {t.check ? ` · check: ${t.check}` : ''}
+        </div>
+      )}
+      {i ? (
+        <div>
+          Image <strong>{i.name}</strong>
+          {i.description ? `: ${i.description}` : ''}
+          {(i.size_bytes ?? 0) > 0 ? ` · ${mib(i.size_bytes ?? 0)}` : ''}
+          {packages.length > 0 ? ` · ${packages.join(', ')}` : ''}
+          {` · on ${i.agents.length} agent${i.agents.length === 1 ? '' : 's'}`}
+        </div>
+      ) : (
+        t && <div>No connected agent has the image {t.image} yet; build it with `clarateach image build {t.image}`.</div>
+      )}
+    </div>
   );
 }

@@ -7,6 +7,8 @@ import { FileTree } from '../components/FileTree';
 import { EditorArea } from '../components/EditorArea';
 import { TerminalPanel } from '../components/TerminalPanel';
 import { Splitter } from '../components/Splitter';
+import { ReadmePanel } from '../components/ReadmePanel';
+import { api } from '../api/client';
 import { loadLearner, saveLearner } from '../lib/storage';
 import { navigate } from '../lib/router';
 import { SeatSession } from '../workspace/seatSession';
@@ -27,6 +29,24 @@ export function Workspace() {
   }, [seat]);
   if (!seat) return null;
   return <Ide seat={seat} />;
+}
+
+/** The template's README for this seat (from `GET /api/me`), open until the learner closes it. */
+function useReadme(seat: SeatSession) {
+  const [info, setInfo] = useState<{ text: string | null; template: string | null }>({ text: null, template: null });
+  const [open, setOpen] = useState(true);
+  useEffect(() => {
+    const ctl = new AbortController();
+    seat
+      .call((token) => api.me(token, ctl.signal))
+      .then((me) => setInfo({ text: me.readme ?? null, template: me.template ?? null }))
+      .catch(() => {
+        // No README is the normal case for a workshop without a template; a failed fetch only
+        // hides the panel (the seat's own connection reports a lost session).
+      });
+    return () => ctl.abort();
+  }, [seat]);
+  return { ...info, open, setOpen };
 }
 
 function summarize(statuses: Map<string, ConnectionStatus>): { text: string; tone: 'ok' | 'warn' | 'bad' } {
@@ -52,6 +72,7 @@ function Ide({ seat }: { seat: SeatSession }) {
   const [statuses, setStatuses] = useState<Map<string, ConnectionStatus>>(() => new Map());
   const [watchLive, setWatchLive] = useState(false);
   const s = seat.session;
+  const readme = useReadme(seat);
   const activeFile = useRef<string | null>(null);
   activeFile.current = editors.active ?? null;
   const help = useHelp(
@@ -126,6 +147,11 @@ function Ide({ seat }: { seat: SeatSession }) {
       <TopBar
         right={
           <span className="row" style={{ gap: 10 }}>
+          {readme.text && !readme.open && (
+            <button type="button" className="btn small" onClick={() => readme.setOpen(true)} data-testid="open-readme">
+              Instructions
+            </button>
+          )}
           <HelpButton help={help} />
           <span className="small muted" title="Use it to get back to this seat from another browser">
             Reconnect code{' '}
@@ -162,6 +188,7 @@ function Ide({ seat }: { seat: SeatSession }) {
             <TerminalPanel seat={seat} onStatus={onStatus} onSeatMark={onSeatMark} />
           </div>
         </div>
+        {readme.text && readme.open && <ReadmePanel readme={readme.text} template={readme.template} onClose={() => readme.setOpen(false)} />}
       </div>
       <footer className="statusbar">
         <span className={`conn ${summary.tone}`} role="status" aria-live="polite" data-testid="connection-status">

@@ -79,7 +79,17 @@ impl Reconciler {
                 env: spec.env,
                 daemon_token: token.clone(),
             };
-            let outcome = match backend.create(&ws).await {
+            if backend.needs_prepare(&ws) {
+                tracing::info!(workshop.id = %key.workshop_id, seat = key.seat, image = ?ws.image, "preparing the seat's image");
+                let _ = tx.send(Command::Preparing { key: key.clone() }).await;
+            }
+            // `prepare` is cheap when there is nothing to do; `create` would do it too, but
+            // only after the seat was reported `preparing` does a build belong in it.
+            let created = match backend.prepare(&ws).await {
+                Ok(()) => backend.create(&ws).await,
+                Err(e) => Err(e),
+            };
+            let outcome = match created {
                 Err(e) => Outcome::Failed(OpError::Create(e)),
                 Ok(()) => match copy_starter(backend.as_ref(), &key, spec.starter).await {
                     Err(e) => Outcome::Failed(e),
@@ -137,6 +147,7 @@ impl Reconciler {
         let Some(seat) = self.seats.get_mut(&key) else {
             return;
         };
+        seat.preparing = false;
         match outcome {
             Outcome::Paused => {
                 let Phase::Freezing(ep, _) = &seat.phase else {

@@ -106,6 +106,17 @@ impl Backend for Fake {
         self.log(format!("resume {}", key.seat));
         Ok(())
     }
+    /// Seats of the image "unbuilt" must be prepared (as a real backend builds a missing image).
+    fn needs_prepare(&self, spec: &WorkspaceSpec) -> bool {
+        spec.image.as_deref() == Some("unbuilt")
+    }
+    async fn prepare(&self, spec: &WorkspaceSpec) -> Result<(), BackendError> {
+        if self.needs_prepare(spec) {
+            self.log(format!("prepare {}", spec.key.seat));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
 }
 
 fn key(seat: u32) -> SeatKey {
@@ -183,6 +194,46 @@ async fn registered_creates_missing_seats_and_publishes_routes() {
     let tokens = DaemonTokens::load(dir.path()).expect("tokens");
     assert_eq!(Some(ep.token.as_str()), tokens.get(&key(1)));
     assert_eq!(handle.used(), 2);
+}
+
+#[tokio::test]
+async fn a_seat_whose_image_must_be_built_is_preparing_then_ready() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fake = Arc::new(Fake::default());
+    let (handle, mut rx, _) = setup(fake.clone(), dir.path()).await;
+    let mut unbuilt = spec(1);
+    unbuilt.image = Some("unbuilt".into());
+    handle
+        .control(ControlMessage::Registered {
+            heartbeat_interval_ms: 1000,
+            desired: vec![unbuilt, spec(2)],
+            data_tls: None,
+        })
+        .await
+        .expect("send");
+    // Only the seat that needs its image built reports `preparing`; both end up ready, and
+    // the build came before the create.
+    let mut seen = Vec::new();
+    while seen.iter().filter(|(_, s)| *s == SeatState::Ready).count() < 2 {
+        let msg = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("report in time")
+            .expect("open");
+        if let AgentMessage::SeatStatus(r) = msg {
+            seen.push((r.seat, r.state));
+        }
+    }
+    let pos = |x: (u32, SeatState)| seen.iter().position(|y| *y == x);
+    assert!(
+        pos((1, SeatState::Preparing)) < pos((1, SeatState::Ready))
+            && pos((1, SeatState::Preparing)).is_some(),
+        "{seen:?}"
+    );
+    assert_eq!(pos((2, SeatState::Preparing)), None, "{seen:?}");
+    let calls = fake.calls();
+    let at = |c: &str| calls.iter().position(|x| x == c).expect(c);
+    assert!(at("prepare 1") < at("create 1"), "{calls:?}");
+    assert!(!calls.iter().any(|c| c == "prepare 2"), "{calls:?}");
 }
 
 #[tokio::test]

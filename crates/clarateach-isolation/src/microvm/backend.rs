@@ -183,6 +183,34 @@ impl MicrovmBackend {
         }
     }
 
+    /// The `clarateach` binary put into seat-image root disks.
+    fn guest_binary(&self) -> Result<PathBuf, BackendError> {
+        match &self.cfg.guest_binary {
+            Some(b) => Ok(b.clone()),
+            None => std::env::current_exe().map_err(|source| BackendError::Io {
+                action: "locating the clarateach binary for the guest",
+                source,
+            }),
+        }
+    }
+
+    /// The root disk of seat image `name` (made on first use, then cached by its digest).
+    async fn seat_root(&self, key: &SeatKey, name: &str) -> Result<PathBuf, BackendError> {
+        let store = clarateach_image::ImageStore::new(&self.cfg.seat_images);
+        let binary = self.guest_binary()?;
+        let name_owned = name.to_string();
+        let root = tokio::task::spawn_blocking(move || {
+            clarateach_image::microvm_root(&store, &name_owned, &binary)
+        })
+        .await
+        .map_err(|e| BackendError::Task(key.clone(), e))?
+        .map_err(|e| BackendError::Image(key.clone(), name.to_string(), Box::new(e)))?;
+        tracing::info!(workshop.id = %key.workshop_id, seat = key.seat, image = name,
+            digest = %root.digest, cached = root.cached, ms = root.elapsed.as_millis() as u64,
+            "microvm root disk of the seat image");
+        Ok(root.path)
+    }
+
     /// The seat's environment as `create` was given it (empty when unknown).
     pub(super) fn env_of(&self, key: &SeatKey) -> BTreeMap<String, String> {
         self.envs
@@ -209,6 +237,14 @@ impl Backend for MicrovmBackend {
         let mut record = VmRecord::from_spec(spec);
         if let Ok(old) = VmRecord::load(&paths.record()) {
             (record.addr, record.guest_ip) = (old.addr, old.guest_ip);
+            if old.image == record.image && paths.overlay().exists() {
+                record.root = old.root; // the overlay is bound to that disk
+            }
+        }
+        if record.root.is_none() {
+            if let Some(name) = record.image.clone() {
+                record.root = Some(self.seat_root(&spec.key, &name).await?);
+            }
         }
         if let Ok(mut m) = self.envs.lock() {
             m.insert(spec.key.clone(), spec.env.clone());
@@ -279,6 +315,7 @@ impl Backend for MicrovmBackend {
                 paths: &paths,
                 net,
                 config_disk: config.to_disk(),
+                rootfs: record.root.clone().unwrap_or_else(|| self.image.rootfs()),
             })
             .await;
         let addr = match launched {
@@ -411,5 +448,32 @@ impl Backend for MicrovmBackend {
 
     async fn resume(&self, key: &SeatKey) -> Result<(), BackendError> {
         MicrovmBackend::resume(self, key).await
+    }
+
+    fn needs_prepare(&self, spec: &WorkspaceSpec) -> bool {
+        let Some(name) = spec.image.as_deref() else {
+            return false;
+        };
+        let store = clarateach_image::ImageStore::new(&self.cfg.seat_images);
+        if clarateach_image::prepare::needs_build(&store, name) {
+            return true;
+        }
+        // A seat of this seat image whose disk is not made yet (the first one, or after a rebuild).
+        let has_root = VmRecord::load(&self.paths(&spec.key).record())
+            .is_ok_and(|r| r.image.as_deref() == Some(name) && r.root.is_some());
+        !has_root
+            && self.guest_binary().is_ok_and(|b| {
+                clarateach_image::microvm_root::root_path(&store, name, &b)
+                    .is_some_and(|p| !p.is_file())
+            })
+    }
+
+    /// Builds a missing built-in image, then makes its root disk (`create` finds it cached).
+    async fn prepare(&self, spec: &WorkspaceSpec) -> Result<(), BackendError> {
+        let Some(name) = spec.image.as_deref() else {
+            return Ok(());
+        };
+        crate::seat_image::prepare(&self.cfg.seat_images, &spec.key, name).await?;
+        self.seat_root(&spec.key, name).await.map(|_| ())
     }
 }

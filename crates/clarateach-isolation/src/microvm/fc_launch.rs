@@ -77,7 +77,7 @@ impl Vmm for FirecrackerVmm {
             return Err(LaunchError::NoTap);
         };
         if !paths.rootfs_copy().exists() {
-            let (src, dst) = (s(&self.image.rootfs()), s(&paths.rootfs_copy()));
+            let (src, dst) = (s(&l.rootfs), s(&paths.rootfs_copy()));
             run("cp", &["--sparse=always", "--reflink=auto", &src, &dst])
                 .await
                 .map_err(LaunchError::CopyRootfs)?;

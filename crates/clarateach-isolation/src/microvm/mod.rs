@@ -83,12 +83,20 @@ pub struct MicrovmConfig {
     /// per seat with a /30 of `--seat-subnet`, under the same nft rules as a sandbox seat's veth
     /// (`netpolicy`). Root only.
     pub seat_net: crate::netpolicy::NetConfig,
+    /// Seat images (`clarateach image build NAME`): a seat whose spec names one boots a disk
+    /// made from that image's tree (`clarateach_image::microvm_root`) instead of `image_dir`'s
+    /// rootfs; the kernel and initramfs stay `image_dir`'s. Default `<data_dir>/images`.
+    pub seat_images: PathBuf,
+    /// The `clarateach` binary put into those disks as the guest's init and daemon; `None` is
+    /// this process's own executable (the agent's).
+    pub guest_binary: Option<PathBuf>,
 }
 
 impl MicrovmConfig {
     pub fn new(data_dir: impl Into<PathBuf>, image_dir: impl Into<PathBuf>) -> Self {
+        let data_dir: PathBuf = data_dir.into();
         Self {
-            data_dir: data_dir.into(),
+            data_dir: data_dir.clone(),
             image_dir: image_dir.into(),
             flavour: Flavour::Auto,
             accel: AccelChoice::Auto,
@@ -101,6 +109,8 @@ impl MicrovmConfig {
             jail_uid: 65534,
             jail_gid: 65534,
             seat_net: crate::netpolicy::NetConfig::default(),
+            seat_images: data_dir.join("images"),
+            guest_binary: None,
         }
     }
 }

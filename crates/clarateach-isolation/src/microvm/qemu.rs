@@ -161,11 +161,11 @@ pub fn args(l: &QemuLaunch, image: &ImageLayout, seat: &VmPaths) -> Vec<OsString
     a
 }
 
-/// Creates the seat's qcow2 overlay over the image's rootfs (absolute backing path).
-pub async fn create_overlay(image: &ImageLayout, overlay: &Path) -> std::io::Result<()> {
+/// Creates the seat's qcow2 overlay over its root disk `rootfs` (absolute backing path).
+pub async fn create_overlay(rootfs: &Path, overlay: &Path) -> std::io::Result<()> {
     let out = tokio::process::Command::new("qemu-img")
         .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
-        .arg(image.rootfs())
+        .arg(rootfs)
         .arg(overlay)
         .stdin(Stdio::null())
         .output()

@@ -84,6 +84,13 @@ pub struct VmRecord {
     /// across restarts, re-adoption and recreate (a recreate prefers the same address).
     #[serde(default)]
     pub guest_ip: Option<std::net::Ipv4Addr>,
+    /// Seat image the seat was created from, and the root disk made from it at create (the
+    /// qcow2 overlay's backing file: a rebuilt image never changes this seat's root). `None`:
+    /// the backend's own image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<std::path::PathBuf>,
 }
 
 impl VmRecord {
@@ -96,6 +103,8 @@ impl VmRecord {
             env: spec.env.clone(),
             addr: None,
             guest_ip: None,
+            image: spec.image.clone(),
+            root: None,
         }
     }
     pub fn key(&self) -> SeatKey {
@@ -215,6 +224,8 @@ mod tests {
             env: BTreeMap::new(),
             addr: None,
             guest_ip: ip,
+            image: None,
+            root: None,
         }
     }
 

@@ -71,6 +71,8 @@ pub(super) struct Launch<'a> {
     /// The guest's config disk (daemon token, environment with the API key, network): it lives
     /// in memory only.
     pub config_disk: Vec<u8>,
+    /// The root disk: the backend image's rootfs, or the seat image's disk (`SeatRecord::root`).
+    pub rootfs: PathBuf,
 }
 
 /// A VMM that runs seats.
@@ -105,10 +107,10 @@ impl Vmm for QemuVmm {
             && super::find_binary(Path::new("qemu-img")).is_none()
         {
             tracing::warn!("qemu-img (qemu-utils) missing: the root disk is a throw-away snapshot");
-            RootDisk::Snapshot(self.image.rootfs())
+            RootDisk::Snapshot(l.rootfs.clone())
         } else {
             if !paths.overlay().exists() {
-                qemu::create_overlay(&self.image, &paths.overlay())
+                qemu::create_overlay(&l.rootfs, &paths.overlay())
                     .await
                     .map_err(LaunchError::CreateOverlay)?;
             }

@@ -586,4 +586,20 @@ impl Backend for SandboxBackend {
     async fn resume(&self, key: &SeatKey) -> Result<(), BackendError> {
         self.freeze(key, false).await
     }
+
+    fn needs_prepare(&self, spec: &WorkspaceSpec) -> bool {
+        let store = clarateach_image::ImageStore::new(&self.cfg.images_dir);
+        spec.image
+            .as_deref()
+            .is_some_and(|name| clarateach_image::prepare::needs_build(&store, name))
+    }
+
+    /// Builds a missing image from its built-in recipe (an image neither built nor built-in is
+    /// left for `start` to refuse, naming it).
+    async fn prepare(&self, spec: &WorkspaceSpec) -> Result<(), BackendError> {
+        let Some(name) = spec.image.clone() else {
+            return Ok(());
+        };
+        crate::seat_image::prepare(&self.cfg.images_dir, &spec.key, &name).await
+    }
 }

@@ -207,6 +207,12 @@ pub struct LearnerInfo {
     pub endpoint: String,
     /// Token expiry, seconds since the epoch.
     pub expires_at: u64,
+    /// Template the workshop was created from, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// The template's README (Markdown, shown to the learner as text), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readme: Option<String>,
 }
 
 /// The seat a learner token holds; 401 when the token is tampered, expired, or its workshop is
@@ -224,7 +230,17 @@ pub async fn me(
         .get_workshop(&c.workshop_id)
         .await?
         .ok_or_else(ApiError::workshop_not_found)?;
+    let starter = state.store().workshop_starter(&c.workshop_id).await?;
+    let (template, readme) = match starter {
+        Some(s) => {
+            let readme = Some(s.readme).filter(|r| !r.trim().is_empty());
+            (Some(s.template), readme)
+        }
+        None => (None, None),
+    };
     Ok(Json(LearnerInfo {
+        template,
+        readme,
         workshop_id: c.workshop_id,
         workshop_name: w.name,
         seat: c.seat,

@@ -5,6 +5,7 @@
 pub mod agents;
 pub mod health;
 pub mod help;
+pub mod images;
 pub mod join;
 pub mod pause;
 pub mod sandboxes;

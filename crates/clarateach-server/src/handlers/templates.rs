@@ -170,11 +170,17 @@ pub async fn delete(
     }
 }
 
-/// An image no connected agent has built is refused (422 `unknown_image`, naming it) while at
-/// least one agent is connected; with none connected nobody can tell, and `start` reports it.
+/// An image no connected agent has built or can build (a built-in recipe on a host that can
+/// build) is refused (422 `unknown_image`, naming it) while at least one agent is connected;
+/// with none connected nobody can tell, and `start` reports it.
 pub async fn check_image(state: &AppState, image: &str) -> Result<(), ApiError> {
     let agents = state.registry().list().await;
-    if agents.is_empty() || agents.iter().any(|a| a.images.iter().any(|i| i == image)) {
+    let known = |list: &[String]| list.iter().any(|i| i == image);
+    if agents.is_empty()
+        || agents
+            .iter()
+            .any(|a| known(&a.images) || known(&a.buildable))
+    {
         return Ok(());
     }
     Err(ApiError::new(

@@ -28,7 +28,12 @@ impl AgentScheduler {
 impl Provisioner for AgentScheduler {
     async fn place(&self, workshop_id: &str, specs: Vec<SeatSpec>) -> Result<(), ProvisionError> {
         let seats: Vec<u32> = specs.iter().map(|s| s.seat).collect();
-        let placements = self.registry.reserve(workshop_id, seats).await?;
+        // One workshop, one image: its seats go only where that image is built (or buildable).
+        let image = specs.first().and_then(|s| s.image.clone());
+        let placements = self
+            .registry
+            .reserve_for_image(workshop_id, seats, image)
+            .await?;
         // Record first, then tell the agents: a fast `ready` report must find the seat placed.
         if let Err(e) = self
             .store

@@ -44,6 +44,17 @@ pub enum ProvisionError {
         free: u32,
         agents: usize,
     },
+    #[error(
+        "no room on the agents that have the image {image:?}: {needed} seats needed, {free} free \
+         on {with_image} of {agents} connected agents"
+    )]
+    NoImage {
+        image: String,
+        needed: u32,
+        free: u32,
+        with_image: usize,
+        agents: usize,
+    },
     #[error("the scheduler is shut down")]
     Closed,
     #[error("cannot record the placement")]

@@ -5,6 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
 use clarateach_core::agent_proto::{ControlMessage, SeatKey};
+use clarateach_core::SeatImageSummary;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{ProvisionError, SeatRoute};
@@ -22,6 +23,10 @@ pub struct AgentConn {
     pub tx: mpsc::UnboundedSender<ControlMessage>,
     /// Seat images built on the agent's host (from `register`).
     pub images: Vec<String>,
+    /// What each of them holds (from `register`; empty from agents that predate it).
+    pub image_details: Vec<SeatImageSummary>,
+    /// Built-in recipes it can build on demand (from `register`).
+    pub buildable: Vec<String>,
 }
 
 /// A connected agent as reported to callers.
@@ -36,6 +41,10 @@ pub struct AgentInfo {
     pub used: u32,
     /// Seat images built on its host.
     pub images: Vec<String>,
+    /// What each of them holds.
+    pub image_details: Vec<SeatImageSummary>,
+    /// Built-in recipes it can build on demand.
+    pub buildable: Vec<String>,
 }
 
 struct Entry {
@@ -70,6 +79,7 @@ enum Command {
     Reserve {
         workshop_id: String,
         seats: Vec<u32>,
+        image: Option<String>,
         reply: oneshot::Sender<Result<Vec<(u32, String)>, ProvisionError>>,
     },
     Send {
@@ -177,9 +187,22 @@ impl RegistryHandle {
         workshop_id: &str,
         seats: Vec<u32>,
     ) -> Result<Vec<(u32, String)>, ProvisionError> {
+        self.reserve_for_image(workshop_id, seats, None).await
+    }
+
+    /// Like [`Self::reserve`], on agents that have `image` built (any agent when `None`, the
+    /// host-root seat every agent can run), then on agents that can build it (its seats are
+    /// `preparing` there meanwhile); never elsewhere, where a seat could only fail.
+    pub async fn reserve_for_image(
+        &self,
+        workshop_id: &str,
+        seats: Vec<u32>,
+        image: Option<String>,
+    ) -> Result<Vec<(u32, String)>, ProvisionError> {
         self.ask(|reply| Command::Reserve {
             workshop_id: workshop_id.to_string(),
             seats,
+            image,
             reply,
         })
         .await?
@@ -293,9 +316,10 @@ async fn run(mut rx: mpsc::Receiver<Command>) {
             Command::Reserve {
                 workshop_id,
                 seats,
+                image,
                 reply,
             } => {
-                let _ = reply.send(reserve(&mut agents, &workshop_id, &seats));
+                let _ = reply.send(reserve(&mut agents, &workshop_id, &seats, image.as_deref()));
             }
             Command::Send {
                 agent_id,
@@ -332,6 +356,8 @@ async fn run(mut rx: mpsc::Receiver<Command>) {
                         placed: e.placed.len() as u32,
                         used: e.used,
                         images: e.conn.images.clone(),
+                        image_details: e.conn.image_details.clone(),
+                        buildable: e.conn.buildable.clone(),
                     })
                     .collect();
                 list.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
@@ -353,24 +379,40 @@ fn reserve(
     agents: &mut HashMap<String, Entry>,
     workshop_id: &str,
     seats: &[u32],
+    image: Option<&str>,
 ) -> Result<Vec<(u32, String)>, ProvisionError> {
     // Earlier placements of these seats (a restart after failure) are replaced.
     for e in agents.values_mut() {
         e.placed
             .retain(|k| !(k.workshop_id == workshop_id && seats.contains(&k.seat)));
     }
-    let mut free: Vec<(String, u32)> = agents
+    // Agents that have the image (or, for the host root, every agent) first; then those that
+    // can build it on demand, only when the first are full.
+    let has = |e: &Entry| image.is_none_or(|i| e.conn.images.iter().any(|h| h == i));
+    let can_build = |e: &Entry| image.is_some_and(|i| e.conn.buildable.iter().any(|h| h == i));
+    let mut free: Vec<(String, u32, bool)> = agents
         .values()
+        .filter(|e| has(e) || can_build(e))
         .map(|e| {
             (
                 e.conn.agent_id.clone(),
                 e.conn.capacity.saturating_sub(e.placed.len() as u32),
+                has(e),
             )
         })
         .collect();
-    let total: u32 = free.iter().map(|(_, f)| *f).sum();
+    let total: u32 = free.iter().map(|(_, f, _)| *f).sum();
     let needed = seats.len() as u32;
     if total < needed {
+        if let Some(image) = image {
+            return Err(ProvisionError::NoImage {
+                image: image.to_string(),
+                needed,
+                free: total,
+                with_image: free.len(),
+                agents: agents.len(),
+            });
+        }
         return Err(ProvisionError::NoCapacity {
             needed,
             free: total,
@@ -379,8 +421,14 @@ fn reserve(
     }
     let mut out = Vec::with_capacity(seats.len());
     for &seat in seats {
-        // Spread: the agent with the most free slots (ties by id, for determinism).
-        free.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        // Spread: a free agent with the image, the one with the most free slots (ties by id,
+        // for determinism); one that must build it only when none is left.
+        free.sort_by(|a, b| {
+            (b.2 && b.1 > 0)
+                .cmp(&(a.2 && a.1 > 0))
+                .then_with(|| b.1.cmp(&a.1))
+                .then_with(|| a.0.cmp(&b.0))
+        });
         let Some(best) = free.first_mut() else { break };
         best.1 -= 1;
         out.push((seat, best.0.clone()));
@@ -402,6 +450,8 @@ mod tests {
         let (tx, rx) = mpsc::unbounded_channel();
         let c = AgentConn {
             images: Vec::new(),
+            image_details: Vec::new(),
+            buildable: Vec::new(),
             agent_id: id.into(),
             hostname: "h".into(),
             capacity,
@@ -411,6 +461,66 @@ mod tests {
             tx,
         };
         (c, rx)
+    }
+
+    #[tokio::test]
+    async fn seats_of_an_image_go_only_to_agents_that_have_it() {
+        let r = RegistryHandle::spawn();
+        let (mut a, _ra) = conn("a", 4);
+        a.images = vec!["claude".into()];
+        let (b, _rb) = conn("b", 10);
+        r.register(a, vec![]).await.expect("reg");
+        r.register(b, vec![]).await.expect("reg");
+        // b has more room but no `claude`: every seat lands on a.
+        let placed = r
+            .reserve_for_image("ws-c", vec![1, 2, 3], Some("claude".into()))
+            .await
+            .expect("fits on a");
+        assert!(placed.iter().all(|(_, ag)| ag == "a"), "{placed:?}");
+        // Two more than a's room left: refused, naming the image, though b is empty.
+        let err = r
+            .reserve_for_image("ws-d", vec![1, 2], Some("claude".into()))
+            .await
+            .expect_err("a is full");
+        assert!(
+            matches!(&err, ProvisionError::NoImage { image, free: 1, with_image: 1, agents: 2, .. } if image == "claude"),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("\"claude\""), "{err}");
+        // An image nobody has: no agent qualifies.
+        assert!(matches!(
+            r.reserve_for_image("ws-e", vec![1], Some("python".into()))
+                .await,
+            Err(ProvisionError::NoImage { with_image: 0, .. })
+        ));
+        // The host root (no image) may go anywhere: the emptier b first.
+        let placed = r.reserve("ws-f", vec![1]).await.expect("fits");
+        assert_eq!(placed, vec![(1, "b".to_string())]);
+    }
+
+    #[tokio::test]
+    async fn agents_that_can_build_the_image_take_seats_only_after_those_that_have_it() {
+        let r = RegistryHandle::spawn();
+        let (mut a, _ra) = conn("a", 2);
+        a.images = vec!["claude".into()];
+        let (mut b, _rb) = conn("b", 10);
+        b.buildable = vec!["claude".into(), "python".into()];
+        let (c, _rc) = conn("c", 10); // neither has nor can build
+        for x in [a, b, c] {
+            r.register(x, vec![]).await.expect("reg");
+        }
+        let placed = r
+            .reserve_for_image("ws-c", vec![1, 2, 3, 4], Some("claude".into()))
+            .await
+            .expect("a then b");
+        let on = |id: &str| placed.iter().filter(|(_, ag)| ag == id).count();
+        assert_eq!((on("a"), on("b"), on("c")), (2, 2, 0), "{placed:?}");
+        // Only b can build python: all there, c stays empty although it has room.
+        let placed = r
+            .reserve_for_image("ws-p", vec![1, 2], Some("python".into()))
+            .await
+            .expect("b builds it");
+        assert!(placed.iter().all(|(_, ag)| ag == "b"), "{placed:?}");
     }
 
     #[tokio::test]

@@ -41,6 +41,8 @@ where
         seats,
         data_tls_public_key,
         images,
+        image_details,
+        buildable,
         ..
     })) = first
     else {
@@ -86,6 +88,8 @@ where
         token_id: credential.token_id.clone(),
         tx,
         images,
+        image_details,
+        buildable,
     };
     let keys = hosted
         .into_iter()

@@ -166,7 +166,30 @@ impl TestServer {
             ProtocolAgent::connect_with_data_url(&self.base, &token, id, capacity, data_url)
                 .await
                 .expect("agent connects");
-        // Wait until the registry knows it.
+        self.registered(id).await;
+        agent
+    }
+
+    /// A protocol agent that reports `images` as built on its host.
+    pub async fn agent_with_images(
+        &self,
+        id: &str,
+        capacity: u32,
+        images: &[&str],
+    ) -> ProtocolAgent {
+        let token = issue_bound_agent_token(self.state.store(), id)
+            .await
+            .expect("agent token");
+        let images = images.iter().map(|i| i.to_string()).collect();
+        let agent = ProtocolAgent::connect_with_images(&self.base, &token, id, capacity, images)
+            .await
+            .expect("agent connects");
+        self.registered(id).await;
+        agent
+    }
+
+    /// Waits until the registry knows agent `id`.
+    async fn registered(&self, id: &str) {
         for _ in 0..200 {
             if self
                 .state
@@ -176,7 +199,7 @@ impl TestServer {
                 .iter()
                 .any(|a| a.agent_id == id)
             {
-                return agent;
+                return;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }

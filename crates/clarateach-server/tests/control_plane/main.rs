@@ -9,6 +9,7 @@ mod data_tls;
 mod errors;
 mod help;
 mod hostile_daemon;
+mod images;
 mod join;
 mod lifecycle;
 mod limits;

@@ -151,7 +151,7 @@ impl SeatStore for PgStore {
 
     async fn mark_agent_seats_lost(&self, agent_id: &str) -> Result<u64> {
         let done = sqlx::query(
-            "UPDATE seats SET state = 'lost' WHERE agent_id = $1 AND state IN ('creating', 'ready', 'paused') AND workshop_id IN \
+            "UPDATE seats SET state = 'lost' WHERE agent_id = $1 AND state IN ('creating', 'ready', 'paused', 'preparing') AND workshop_id IN \
              (SELECT id FROM workshops WHERE status IN ('provisioning', 'running'))",
         )
         .bind(agent_id)

@@ -234,6 +234,10 @@ pub fn build_backend(
             .with_context(|| format!("cannot resolve {}", image.display()))?;
         check_image(&image)?;
         let mut cfg = MicrovmConfig::new(data_dir, image);
+        // Seat images become microVM root disks too (DATA_DIR/images unless elsewhere).
+        if let Some(dir) = std::env::var_os("CLARATEACH_IMAGES_DIR") {
+            cfg.seat_images = dir.into();
+        }
         // open/allow-list microVM seats (and every Firecracker seat) get a TAP of the same seat
         // network as sandbox seats: one allocator, one nft table, the same flags.
         cfg.seat_net = sandbox.net.config()?;
