@@ -24,3 +24,6 @@ export type CommandRecord = Schemas['CommandRecord'];
 export type HelpRequest = Schemas['HelpRequest'];
 export type HelpStatusResponse = Schemas['HelpStatusResponse'];
 export type ScreenFrame = Schemas['ScreenFrame'];
+export type Preview = Schemas['Preview'];
+export type PreviewList = Schemas['PreviewList'];
+export type PreviewOpen = Schemas['PreviewOpen'];

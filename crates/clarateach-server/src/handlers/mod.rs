@@ -7,6 +7,7 @@ pub mod health;
 pub mod help;
 pub mod join;
 pub mod pause;
+pub mod previews;
 pub mod sandboxes;
 pub mod screens;
 pub mod seats;
