@@ -79,9 +79,11 @@ fn parse_proc_net_tcp(text: &str) -> Vec<u16> {
 }
 
 /// `/preview/{port}/{path}`: the request, path and query as the browser sent them.
-pub async fn relay(State(_): State<AppState>, req: Request) -> Response {
+pub async fn relay(State(state): State<AppState>, req: Request) -> Response {
     let path = req.uri().path().to_string();
-    let Some((port, rest)) = split_path(&path) else {
+    // The daemon's own TCP port (microVMs) is not a preview.
+    let Some((port, rest)) = split_path(&path).filter(|(p, _)| !state.own_tcp_ports.contains(p))
+    else {
         return ApiError::new(
             StatusCode::NOT_FOUND,
             ErrorCode::NotFound,

@@ -17,6 +17,34 @@ use support::*;
 
 const ECHO: &str = include_str!("preview_echo.py");
 
+/// The in-seat side of the figures: the same GETs from the seat's own loopback (a new
+/// connection each, as `http.server` closes them), and the same large download.
+const DIRECT_BENCH: &str = r#"
+import http.client, json, sys, time
+def get(path):
+    c = http.client.HTTPConnection("127.0.0.1", 8000)
+    c.request("GET", path)
+    r = c.getresponse()
+    n = 0
+    while True:
+        b = r.read(1 << 16)
+        if not b:
+            break
+        n += len(b)
+    c.close()
+    return n
+N = int(sys.argv[1])
+lat = []
+for _ in range(N):
+    t = time.perf_counter()
+    get("/index.html")
+    lat.append((time.perf_counter() - t) * 1e3)
+lat.sort()
+t = time.perf_counter()
+n = get("/big.bin")
+print(json.dumps({"p50": lat[N // 2], "p99": lat[N * 99 // 100], "mbps": n / (time.perf_counter() - t) / 1e6}))
+"#;
+
 /// An HTTP client that resolves every preview host of the test to the control plane and
 /// never follows redirects (the sign-in answers one).
 fn preview_http(port: u16, hosts: &[&str]) -> reqwest::Client {
@@ -227,6 +255,69 @@ async fn previews_reach_the_seats_apps_for_their_learner_only_unless_public() {
     assert_eq!(r.status().as_u16(), 401, "public is per port");
     put(&a.token, false).await.expect("put");
     assert_eq!(ph.get(&web_url).send().await.expect("anon").status().as_u16(), 401);
+
+    // Figures: small-page latency and one large download, through the gateway (this client ->
+    // control plane -> agent -> daemon -> app) next to a client inside the seat on its loopback.
+    let n = 300;
+    term.send_input("head -c 33554432 /dev/zero > big.bin && echo big-made\r")
+        .await
+        .expect("input");
+    term.read_until(b"big-made", Duration::from_secs(30))
+        .await
+        .expect("big file");
+    let mut lat = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let r = ph
+            .get(format!("{web_url}index.html"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(r.status().as_u16(), 200);
+        r.bytes().await.expect("body");
+        lat.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    lat.sort_by(f64::total_cmp);
+    let t = Instant::now();
+    let mut big = ph
+        .get(format!("{web_url}big.bin"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("big");
+    let mut bytes = 0usize;
+    while let Some(chunk) = big.chunk().await.expect("chunk") {
+        bytes += chunk.len();
+    }
+    let gw_mbps = bytes as f64 / t.elapsed().as_secs_f64() / 1e6;
+    assert_eq!(bytes, 32 << 20);
+    let run = http
+        .post(format!("{base}/api/session/run"))
+        .bearer_auth(&a.token)
+        .json(&serde_json::json!({
+            "command": format!("python3 bench.py {n}"),
+            "files": { "bench.py": DIRECT_BENCH },
+            "timeout_s": 120,
+        }))
+        .send()
+        .await
+        .expect("run");
+    let out: clarateach_core::RunResponse = run.json().await.expect("run json");
+    let direct: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| {
+        panic!("direct bench output {:?} / {:?}: {e}", out.stdout, out.stderr)
+    });
+    let figure = format!(
+        "FIGURE preview {n} GETs of a 24-byte page: gateway p50 {:.2} ms p99 {:.2} ms, direct in the seat p50 {:.2} ms p99 {:.2} ms; 32 MiB download: gateway {:.0} MB/s, direct {:.0} MB/s",
+        lat[n / 2],
+        lat[n * 99 / 100],
+        direct["p50"].as_f64().unwrap_or(-1.0),
+        direct["p99"].as_f64().unwrap_or(-1.0),
+        gw_mbps,
+        direct["mbps"].as_f64().unwrap_or(-1.0),
+    );
+    println!("{figure}");
+    eprintln!("{figure}");
 
     admin.stop_workshop(&ws.id).await.expect("stop");
     let _ = up.stop("-TERM");
