@@ -11,16 +11,14 @@ use utoipa::ToSchema;
 pub const FORWARDED_HOST: &str = "x-forwarded-host";
 
 /// Ports listening inside a seat, as its workspace daemon found them (`GET /previews`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[derive(ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ListeningPorts {
     #[serde(default)]
     pub ports: Vec<u16>,
 }
 
 /// One previewable port of a seat.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[derive(ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Preview {
     pub port: u16,
     /// Where a browser opens it (its own origin, never the control plane's).
@@ -30,15 +28,13 @@ pub struct Preview {
 }
 
 /// `GET /api/session/previews`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[derive(ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PreviewList {
     pub previews: Vec<Preview>,
 }
 
 /// `PUT /api/session/previews/{port}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[derive(ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PreviewAccess {
     pub public: bool,
@@ -46,8 +42,7 @@ pub struct PreviewAccess {
 
 /// `POST /api/session/previews/{port}/open`: a URL on the preview's origin carrying a one-time
 /// ticket, which that origin trades for a cookie of its own host.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[derive(ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PreviewOpen {
     pub url: String,
 }
@@ -87,7 +82,9 @@ pub fn parse_preview_host(host: &str, domain: &str) -> Option<PreviewTarget> {
     let (short, seat) = handle.rsplit_once('s')?;
     let well_formed = !short.is_empty()
         && short.len() <= 32
-        && short.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && short
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
         && !seat.is_empty()
         && seat.len() <= 6
         && seat.bytes().all(|b| b.is_ascii_digit())

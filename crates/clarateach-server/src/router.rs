@@ -14,7 +14,8 @@ use clarateach_core::ErrorCode;
 
 use crate::error::ApiError;
 use crate::handlers::{
-    agents, health, help, join, pause, previews, sandboxes, screens, seats, sessions, templates, workshops,
+    agents, health, help, join, pause, previews, sandboxes, screens, seats, sessions, templates,
+    workshops,
 };
 use crate::state::AppState;
 use crate::{gateway, headers, metrics};

@@ -32,7 +32,6 @@ pub enum PreviewError {
     Build(#[source] axum::http::Error),
 }
 
-
 /// `GET /previews`: TCP ports in LISTEN state that a loopback connection reaches.
 pub async fn list(State(state): State<AppState>) -> Json<ListeningPorts> {
     let own = state.own_tcp_ports.clone();

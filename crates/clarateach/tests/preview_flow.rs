@@ -68,7 +68,10 @@ fn host_of(url: &str) -> String {
 async fn sign_in(http: &reqwest::Client, ticket_url: &str) -> String {
     let r = http.get(ticket_url).send().await.expect("sign in");
     assert_eq!(r.status().as_u16(), 303, "{}", r.status());
-    let cookie = r.headers()["set-cookie"].to_str().expect("cookie").to_string();
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .to_string();
     assert!(cookie.contains("HttpOnly") && !cookie.to_ascii_lowercase().contains("domain"));
     cookie.split(';').next().expect("pair").to_string()
 }
@@ -85,8 +88,12 @@ async fn open_url(base: &str, token: &str, port: u16, query: &str) -> reqwest::R
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn previews_reach_the_seats_apps_for_their_learner_only_unless_public() {
     if let Some(why) = skip_reason() {
-        eprintln!("SKIPPED previews_reach_the_seats_apps_for_their_learner_only_unless_public: {why}");
-        println!("SKIPPED previews_reach_the_seats_apps_for_their_learner_only_unless_public: {why}");
+        eprintln!(
+            "SKIPPED previews_reach_the_seats_apps_for_their_learner_only_unless_public: {why}"
+        );
+        println!(
+            "SKIPPED previews_reach_the_seats_apps_for_their_learner_only_unless_public: {why}"
+        );
         return;
     }
     let (_tmp, dir) = data_dir();
@@ -98,7 +105,14 @@ async fn previews_reach_the_seats_apps_for_their_learner_only_unless_public() {
     let b = join(&base, &ws.code).await;
     let http = reqwest::Client::new();
     put_file(&http, &base, &a.token, "echo.py", ECHO).await;
-    put_file(&http, &base, &a.token, "index.html", "<h1>hello from seat</h1>").await;
+    put_file(
+        &http,
+        &base,
+        &a.token,
+        "index.html",
+        "<h1>hello from seat</h1>",
+    )
+    .await;
     let learner = Client::new(&base, Some(a.token.clone())).expect("client");
     let mut term = learner
         .terminal(&TerminalOptions::default())
@@ -129,7 +143,10 @@ async fn previews_reach_the_seats_apps_for_their_learner_only_unless_public() {
         })
         .await;
     let handle = clarateach_core::preview::seat_handle(&ws.id, a.seat);
-    let (web_host, ws_host) = (format!("p8000-{handle}.localhost"), format!("p9000-{handle}.localhost"));
+    let (web_host, ws_host) = (
+        format!("p8000-{handle}.localhost"),
+        format!("p9000-{handle}.localhost"),
+    );
     assert_eq!(list.previews[0].port, 8000);
     assert_eq!(list.previews[0].url, format!("http://{web_host}:{port}/"));
     assert!(list.previews.iter().all(|p| !p.public));
@@ -141,24 +158,50 @@ async fn previews_reach_the_seats_apps_for_their_learner_only_unless_public() {
     // Anonymous, and another learner's token: refused.
     let anon = ph.get(&web_url).send().await.expect("anon");
     assert_eq!(anon.status().as_u16(), 401);
-    let with_b = ph.get(&web_url).bearer_auth(&b.token).send().await.expect("b");
-    assert_eq!(with_b.status().as_u16(), 401, "a bearer token is not a preview session");
-    let with_admin = ph.get(&web_url).bearer_auth(&token).send().await.expect("i");
+    let with_b = ph
+        .get(&web_url)
+        .bearer_auth(&b.token)
+        .send()
+        .await
+        .expect("b");
+    assert_eq!(
+        with_b.status().as_u16(),
+        401,
+        "a bearer token is not a preview session"
+    );
+    let with_admin = ph
+        .get(&web_url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("i");
     assert_eq!(with_admin.status().as_u16(), 401);
     // Learner B's ticket is for B's own seat: refused on A's host.
-    let b_open: clarateach_core::preview::PreviewOpen =
-        open_url(&base, &b.token, 8000, "").await.json().await.expect("json");
+    let b_open: clarateach_core::preview::PreviewOpen = open_url(&base, &b.token, 8000, "")
+        .await
+        .json()
+        .await
+        .expect("json");
     assert_eq!(host_of(&b_open.url), other_host);
     let on_a = b_open.url.replace(&other_host, &web_host);
     let r = ph.get(&on_a).send().await.expect("b ticket");
     assert_eq!(r.status().as_u16(), 403);
     // A learner may not name another seat.
-    let r = open_url(&base, &b.token, 8000, &format!("?workshop_id={}&seat={}", ws.id, a.seat)).await;
+    let r = open_url(
+        &base,
+        &b.token,
+        8000,
+        &format!("?workshop_id={}&seat={}", ws.id, a.seat),
+    )
+    .await;
     assert!(r.status().is_client_error());
 
     // The learner: ticket -> cookie -> the page.
-    let a_open: clarateach_core::preview::PreviewOpen =
-        open_url(&base, &a.token, 8000, "").await.json().await.expect("json");
+    let a_open: clarateach_core::preview::PreviewOpen = open_url(&base, &a.token, 8000, "")
+        .await
+        .json()
+        .await
+        .expect("json");
     let cookie = sign_in(&ph, &a_open.url).await;
     let again = ph.get(&a_open.url).send().await.expect("reuse");
     assert_eq!(again.status().as_u16(), 401, "a ticket is single use");
@@ -169,7 +212,10 @@ async fn previews_reach_the_seats_apps_for_their_learner_only_unless_public() {
         .await
         .expect("page");
     assert_eq!(page.status().as_u16(), 200);
-    assert!(page.headers().get("content-security-policy").is_none(), "not the UI's policy");
+    assert!(
+        page.headers().get("content-security-policy").is_none(),
+        "not the UI's policy"
+    );
     assert_eq!(page.text().await.expect("body"), "<h1>hello from seat</h1>");
     // The cookie is this host's: on the other seat's host it is nothing.
     let r = ph
@@ -189,8 +235,11 @@ async fn previews_reach_the_seats_apps_for_their_learner_only_unless_public() {
     assert_eq!(r.status().as_u16(), 404);
 
     // The echo app: cookies in and out.
-    let ws_ticket: clarateach_core::preview::PreviewOpen =
-        open_url(&base, &a.token, 9000, "").await.json().await.expect("json");
+    let ws_ticket: clarateach_core::preview::PreviewOpen = open_url(&base, &a.token, 9000, "")
+        .await
+        .json()
+        .await
+        .expect("json");
     let ws_cookie = sign_in(&ph, &ws_ticket.url).await;
     let r = ph
         .get(format!("http://{ws_host}:{port}/"))
@@ -204,10 +253,17 @@ async fn previews_reach_the_seats_apps_for_their_learner_only_unless_public() {
         .iter()
         .map(|v| v.to_str().expect("ascii").to_string())
         .collect();
-    assert_eq!(set, vec!["app=1; Path=/".to_string()], "only a host-only app cookie passes");
+    assert_eq!(
+        set,
+        vec!["app=1; Path=/".to_string()],
+        "only a host-only app cookie passes"
+    );
     let body = r.text().await.expect("body");
     assert!(body.starts_with("cookies=mine=1;"), "{body}");
-    assert!(!body.contains("clarateach_preview"), "the session cookie reached the app: {body}");
+    assert!(
+        !body.contains("clarateach_preview"),
+        "the session cookie reached the app: {body}"
+    );
     assert!(body.contains(&format!("host={ws_host}:{port}")), "{body}");
 
     // WebSocket round trip through the preview host.
@@ -230,13 +286,27 @@ async fn previews_reach_the_seats_apps_for_their_learner_only_unless_public() {
         .expect("frame")
         .expect("ok");
     assert_eq!(echoed.into_text().expect("text").as_str(), "ping-42");
-    println!("FIGURE preview websocket round trip: {:.2} ms", t.elapsed().as_secs_f64() * 1e3);
+    println!(
+        "FIGURE preview websocket round trip: {:.2} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
 
     // The instructor opens any seat's preview.
-    let i_open = open_url(&base, &token, 8000, &format!("?workshop_id={}&seat={}", ws.id, a.seat)).await;
+    let i_open = open_url(
+        &base,
+        &token,
+        8000,
+        &format!("?workshop_id={}&seat={}", ws.id, a.seat),
+    )
+    .await;
     let i_open: clarateach_core::preview::PreviewOpen = i_open.json().await.expect("json");
     let i_cookie = sign_in(&ph, &i_open.url).await;
-    let r = ph.get(&web_url).header("cookie", &i_cookie).send().await.expect("i page");
+    let r = ph
+        .get(&web_url)
+        .header("cookie", &i_cookie)
+        .send()
+        .await
+        .expect("i page");
     assert_eq!(r.status().as_u16(), 200);
 
     // Public: anyone; private again: refused again. Only the learner toggles.
@@ -250,11 +320,31 @@ async fn previews_reach_the_seats_apps_for_their_learner_only_unless_public() {
     assert!(r.status().is_client_error(), "{}", r.status());
     let r = put(&a.token, true).await.expect("put");
     assert_eq!(r.status().as_u16(), 200);
-    assert_eq!(ph.get(&web_url).send().await.expect("anon").status().as_u16(), 200);
-    let r = ph.get(format!("http://{ws_host}:{port}/")).send().await.expect("9000");
+    assert_eq!(
+        ph.get(&web_url)
+            .send()
+            .await
+            .expect("anon")
+            .status()
+            .as_u16(),
+        200
+    );
+    let r = ph
+        .get(format!("http://{ws_host}:{port}/"))
+        .send()
+        .await
+        .expect("9000");
     assert_eq!(r.status().as_u16(), 401, "public is per port");
     put(&a.token, false).await.expect("put");
-    assert_eq!(ph.get(&web_url).send().await.expect("anon").status().as_u16(), 401);
+    assert_eq!(
+        ph.get(&web_url)
+            .send()
+            .await
+            .expect("anon")
+            .status()
+            .as_u16(),
+        401
+    );
 
     // Figures: small-page latency and one large download, through the gateway (this client ->
     // control plane -> agent -> daemon -> app) next to a client inside the seat on its loopback.
@@ -305,7 +395,10 @@ async fn previews_reach_the_seats_apps_for_their_learner_only_unless_public() {
         .expect("run");
     let out: clarateach_core::RunResponse = run.json().await.expect("run json");
     let direct: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| {
-        panic!("direct bench output {:?} / {:?}: {e}", out.stdout, out.stderr)
+        panic!(
+            "direct bench output {:?} / {:?}: {e}",
+            out.stdout, out.stderr
+        )
     });
     let figure = format!(
         "FIGURE preview {n} GETs of a 24-byte page: gateway p50 {:.2} ms p99 {:.2} ms, direct in the seat p50 {:.2} ms p99 {:.2} ms; 32 MiB download: gateway {:.0} MB/s, direct {:.0} MB/s",

@@ -70,7 +70,9 @@ fn take_live(
     single_use: bool,
 ) -> Option<PreviewGrant> {
     let now = Instant::now();
-    let fresh = map.get(key).is_some_and(|(t, _)| now.duration_since(*t) < ttl);
+    let fresh = map
+        .get(key)
+        .is_some_and(|(t, _)| now.duration_since(*t) < ttl);
     if single_use || !fresh {
         let (_, g) = map.remove(key)?;
         return fresh.then_some(g);
@@ -335,7 +337,11 @@ async fn forward(
     mut req: Request,
 ) -> Result<Response, ApiError> {
     let route = state.seat_route(&access.workshop_id, access.seat).await?;
-    let query = req.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
+    let query = req
+        .uri()
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
     let uri: Uri = format!(
         "{}/seats/{}/{}/preview/{port}{}{query}",
         route.data_url.trim_end_matches('/'),
@@ -371,12 +377,18 @@ async fn forward(
     let answer_headers = |from: &HeaderMap, upgraded: bool| {
         let mut to = HeaderMap::new();
         forward_headers(from, &mut to, upgraded, &[header::SET_COOKIE]);
-        for c in from.get_all(header::SET_COOKIE).iter().filter(|c| app_may_set(c)) {
+        for c in from
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter(|c| app_may_set(c))
+        {
             to.append(header::SET_COOKIE, c.clone());
         }
         to
     };
-    let Some(client_upgrade) = client_upgrade.filter(|_| resp.status() == StatusCode::SWITCHING_PROTOCOLS) else {
+    let Some(client_upgrade) =
+        client_upgrade.filter(|_| resp.status() == StatusCode::SWITCHING_PROTOCOLS)
+    else {
         let (mut parts, body) = resp.into_parts();
         parts.headers = answer_headers(&parts.headers, false);
         parts.extensions = Default::default();
@@ -408,7 +420,10 @@ mod tests {
         );
         assert_eq!(cookie_value(&h, COOKIE), Some("cps_x"));
         assert_eq!(app_cookies(&h).expect("kept"), "a=1; b=2");
-        h.insert(header::COOKIE, HeaderValue::from_static("clarateach_preview=x"));
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("clarateach_preview=x"),
+        );
         assert!(app_cookies(&h).is_none());
         assert!(app_may_set(&HeaderValue::from_static("theme=dark; Path=/")));
         for bad in [

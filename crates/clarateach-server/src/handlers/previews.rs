@@ -10,8 +10,7 @@ use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use clarateach_core::preview::{
-    ListeningPorts, Preview, PreviewAccess, PreviewList, PreviewOpen,
-    PreviewTarget,
+    ListeningPorts, Preview, PreviewAccess, PreviewList, PreviewOpen, PreviewTarget,
 };
 use clarateach_core::{ErrorBody, ErrorCode};
 
@@ -135,7 +134,13 @@ pub async fn set_public(
         .set_public(&access.workshop_id, access.seat, port, body.public);
     Ok(Json(Preview {
         port,
-        url: preview::url(&state, &host(&headers), &access.workshop_id, access.seat, port),
+        url: preview::url(
+            &state,
+            &host(&headers),
+            &access.workshop_id,
+            access.seat,
+            port,
+        ),
         public: body.public,
     }))
 }
@@ -196,8 +201,18 @@ pub async fn open(
                 "Too many preview tickets; try again in a moment.",
             )
         })?;
-    let base = preview::url(&state, &host(&headers), &access.workshop_id, access.seat, port);
+    let base = preview::url(
+        &state,
+        &host(&headers),
+        &access.workshop_id,
+        access.seat,
+        port,
+    );
     Ok(Json(PreviewOpen {
-        url: format!("{}{}?ticket={ticket}", base.trim_end_matches('/'), AUTH_PATH),
+        url: format!(
+            "{}{}?ticket={ticket}",
+            base.trim_end_matches('/'),
+            AUTH_PATH
+        ),
     }))
 }

@@ -456,7 +456,9 @@ async fn every_route_by_every_caller() {
                         "p8000-{}.",
                         clarateach_core::preview::seat_handle(&ws, seat)
                     );
-                    if v.get("url").is_some_and(|u| !u.as_str().unwrap_or("").contains(&host)) {
+                    if v.get("url")
+                        .is_some_and(|u| !u.as_str().unwrap_or("").contains(&host))
+                    {
                         failures.push(format!("{method} {url} as {who:?} named {v}"));
                     }
                     continue;

@@ -19,7 +19,13 @@ async fn preview_hosts_reach_only_their_seat_with_a_ticketed_cookie_or_when_publ
     let code = w["code"].as_str().expect("code").to_string();
     let learner = join(&s, &code).await;
     let other = join(&s, &code).await;
-    let port = s.url("/").rsplit(':').next().expect("port").trim_end_matches('/').to_string();
+    let port = s
+        .url("/")
+        .rsplit(':')
+        .next()
+        .expect("port")
+        .trim_end_matches('/')
+        .to_string();
     let seat_host = |seat: u32| {
         format!(
             "p8000-{}.localhost",
@@ -37,7 +43,11 @@ async fn preview_hosts_reach_only_their_seat_with_a_ticketed_cookie_or_when_publ
     let on = |host: &str, path: &str| format!("http://{host}:{port}{path}");
 
     // Anonymous, or with a learner's bearer token: refused, and the API is not there.
-    let r = http.get(on(&host1, "/api/health")).send().await.expect("anon");
+    let r = http
+        .get(on(&host1, "/api/health"))
+        .send()
+        .await
+        .expect("anon");
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let v: Value = r.json().await.expect("json");
     assert_eq!(v["code"], "unauthorized");
@@ -51,7 +61,12 @@ async fn preview_hosts_reach_only_their_seat_with_a_ticketed_cookie_or_when_publ
 
     // The learner of seat 1 gets a ticket URL on its seat's preview host.
     let (st, opened) = s
-        .call_as(&learner, Method::POST, "/api/session/previews/8000/open", None)
+        .call_as(
+            &learner,
+            Method::POST,
+            "/api/session/previews/8000/open",
+            None,
+        )
         .await;
     assert_eq!(st, StatusCode::OK, "{opened}");
     let url = opened["url"].as_str().expect("url").to_string();
@@ -69,15 +84,29 @@ async fn preview_hosts_reach_only_their_seat_with_a_ticketed_cookie_or_when_publ
         "a ticket tried on the wrong host is spent"
     );
     let (_, opened) = s
-        .call_as(&learner, Method::POST, "/api/session/previews/8000/open", None)
+        .call_as(
+            &learner,
+            Method::POST,
+            "/api/session/previews/8000/open",
+            None,
+        )
         .await;
     let url = opened["url"].as_str().expect("url").to_string();
     let r = http.get(&url).send().await.expect("sign in");
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(r.headers()["location"], "/");
-    let cookie = r.headers()["set-cookie"].to_str().expect("ascii").to_string();
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
-    assert!(!cookie.to_ascii_lowercase().contains("domain="), "host-only: {cookie}");
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
+    assert!(
+        !cookie.to_ascii_lowercase().contains("domain="),
+        "host-only: {cookie}"
+    );
     let pair = cookie.split(';').next().expect("pair").to_string();
 
     // With the cookie: the request reaches seat 1's port 8000 on the data path, as sent.
@@ -128,7 +157,11 @@ async fn preview_hosts_reach_only_their_seat_with_a_ticketed_cookie_or_when_publ
     assert_eq!(v["public"], true);
     let r = http.get(on(&host2, "/")).send().await.expect("public");
     assert_eq!(r.status(), StatusCode::OK);
-    let r = http.get(on(&host1, "/")).send().await.expect("still private");
+    let r = http
+        .get(on(&host1, "/"))
+        .send()
+        .await
+        .expect("still private");
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let (st, _) = s
         .call_as(
