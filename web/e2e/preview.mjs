@@ -116,10 +116,13 @@ export async function runPreview(browser, url, token, viewport, watches) {
   const anon = await actx.newPage();
   check((await anon.goto(previewUrl)).status() === 401, 'an anonymous browser is refused');
   for (const w of watches) w.expectErrors = true; // the 401s above are deliberate
-  await a.page.getByTestId('public-preview-8000').check();
+  // The switch follows the server's answer (a controlled input), so click and wait for it.
+  await a.page.getByTestId('public-preview-8000').click();
+  await waitFor('switch on', () => a.page.getByTestId('public-preview-8000').isChecked());
   await waitFor('port public', async () => (await anon.goto(`${previewOrigin}/index.html`)).status() === 200, { timeout: 5000 });
   await anon.locator('#hello').waitFor();
-  await a.page.getByTestId('public-preview-8000').uncheck();
+  await a.page.getByTestId('public-preview-8000').click();
+  await waitFor('switch off', async () => !(await a.page.getByTestId('public-preview-8000').isChecked()));
   await waitFor('port private again', async () => (await anon.goto(previewUrl)).status() === 401, { timeout: 5000 });
   log('preview: other learner and anonymous refused; public toggle opens and closes it');
 

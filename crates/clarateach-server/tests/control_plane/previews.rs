@@ -126,14 +126,14 @@ async fn preview_hosts_reach_only_their_seat_with_a_ticketed_cookie_or_when_publ
         v["line"],
         format!("GET /agent/seats/{ws}/1/preview/8000/api/health?x=1 HTTP/1.1")
     );
-    // The cookie is nothing on seat 2's host.
+    // Replayed on seat 2's host the cookie is refused.
     let r = http
         .get(on(&host2, "/"))
         .header("cookie", &pair)
         .send()
         .await
         .expect("other host");
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
 
     // Public per port, by the learner only.
     let (st, _) = s
