@@ -136,8 +136,8 @@ export async function runPreview(browser, url, token, viewport, watches) {
   const [iTab] = await Promise.all([ictx.waitForEvent('page'), (async () => {
     await ipage.getByTestId('shadow-panel').getByTestId('open-preview-8000').click({ timeout: 15000 });
   })()]);
-  await iTab.waitForURL(/^http:\/\/p8000-/, { timeout: 15000 });
-  check((await iTab.content()).includes('index.html'), 'the instructor sees the learner\'s app');
+  await iTab.waitForURL(/^http:\/\/p8000-[a-z0-9]+s\d+\.localhost:\d+\/$/, { timeout: 15000 });
+  await iTab.getByText('index.html').first().waitFor({ timeout: 10000 }); // http.server's listing
   log('preview: the instructor opened the learner\'s preview from the grid');
   await Promise.all([ictx.close(), actx.close(), b.ctx.close()]);
 
