@@ -38,6 +38,23 @@ async function learner(browser, url, viewport, watches, code, name) {
   return { ctx, page, token };
 }
 
+/** Rejoins with the reconnect code; ms from the click to the scrollback marker on screen. */
+async function rejoin(browser, url, viewport, watches, workshopCode, reconnect) {
+  const ctx = await browser.newContext({ viewport });
+  const page = await ctx.newPage();
+  watches.push(new PageWatch('preview-rejoin', page));
+  await page.goto(url);
+  await page.getByRole('tab', { name: 'Rejoin a seat' }).click();
+  await page.getByLabel('Workshop code').fill(workshopCode);
+  await page.getByRole('textbox', { name: 'Reconnect code' }).fill(reconnect);
+  const clicked = Date.now();
+  await page.getByRole('button', { name: 'Rejoin my seat' }).click();
+  await waitFor('live terminal after rejoin', async () => /^before-break-21$/m.test(await termText(page)), { timeout: 20000, interval: 10 });
+  const ms = Date.now() - clicked;
+  await page.getByTestId('connection-status').filter({ hasText: 'Connected' }).waitFor();
+  return { ctx, page, ms };
+}
+
 export async function runPreview(browser, url, token, viewport, watches) {
   const headers = { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' };
   const created = await fetch(`${url}/api/workshops`, { method: 'POST', headers, body: JSON.stringify({ name: 'Preview', seats: 2 }) });
@@ -137,7 +154,7 @@ export async function runPreview(browser, url, token, viewport, watches) {
     await ipage.getByTestId('shadow-panel').getByTestId('open-preview-8000').click({ timeout: 15000 });
   })()]);
   await iTab.waitForURL(/^http:\/\/p8000-[a-z0-9]+s\d+\.localhost:\d+\/$/, { timeout: 15000 });
-  await iTab.getByText('index.html').first().waitFor({ timeout: 10000 }); // http.server's listing
+  await iTab.locator('#hello').filter({ hasText: 'hello from the seat' }).waitFor({ timeout: 10000 }); // index.html at /
   log('preview: the instructor opened the learner\'s preview from the grid');
   await Promise.all([ictx.close(), actx.close(), b.ctx.close()]);
 
@@ -146,6 +163,11 @@ export async function runPreview(browser, url, token, viewport, watches) {
   await typeInTerminal(a.page, 'echo before-break-$((20+1))');
   await waitFor('marker', async () => /^before-break-21$/m.test(await termText(a.page)));
   await a.ctx.close();
+  // Baseline in the same run: the same rejoin while the seat is not paused.
+  const base = await rejoin(browser, url, viewport, watches, workshop.code, code.trim());
+  figures.reconnect_ready_seat_click_to_live_terminal_ms = base.ms;
+  log(`reconnect to a running seat: click -> live terminal ${base.ms} ms`);
+  await base.ctx.close();
   const policy = await fetch(`${url}/api/workshops/${workshop.id}/idle-policy`, { method: 'PUT', headers, body: JSON.stringify({ pause_after_minutes: 1 }) });
   check(policy.ok, `idle policy: ${policy.status}`);
   log('reconnect-resume: waiting for the idle policy to pause the seat (1 min)');
@@ -154,18 +176,8 @@ export async function runPreview(browser, url, token, viewport, watches) {
     return seats.some((s) => s.name === 'Ada' && s.state === 'paused');
   }, { timeout: 150000, interval: 500 });
   const runs = [];
-  const rctx = await browser.newContext({ viewport });
-  const r = await rctx.newPage();
-  watches.push(new PageWatch('preview-rejoin', r));
-  await r.goto(url);
-  await r.getByRole('tab', { name: 'Rejoin a seat' }).click();
-  await r.getByLabel('Workshop code').fill(workshop.code);
-  await r.getByRole('textbox', { name: 'Reconnect code' }).fill(code.trim());
-  const clicked = Date.now();
-  await r.getByRole('button', { name: 'Rejoin my seat' }).click();
-  await waitFor('live terminal after resume', async () => /^before-break-21$/m.test(await termText(r)), { timeout: 20000, interval: 10 });
-  runs.push(Date.now() - clicked);
-  await r.getByTestId('connection-status').filter({ hasText: 'Connected' }).waitFor();
+  const { ctx: rctx, page: r, ms } = await rejoin(browser, url, viewport, watches, workshop.code, code.trim());
+  runs.push(ms);
   const { seats } = await (await fetch(`${url}/api/workshops/${workshop.id}/seats`, { headers })).json();
   check(seats.some((s) => s.name === 'Ada' && s.state === 'ready'), 'the seat is ready again');
   figures.reconnect_resume_click_to_live_terminal_ms = runs[0];
