@@ -181,7 +181,7 @@ pub async fn open(
         seat,
         mode: None,
     };
-    let grant = authorize(&state, &token, selector).await?;
+    let grant = authorize(&state, token, selector).await?;
     let access = grant.access;
     let ticket = state
         .previews()
