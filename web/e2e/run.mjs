@@ -13,6 +13,7 @@ import { measureGrid } from './grid.mjs';
 import { measurePageWeight } from './weight.mjs';
 import { runToolkit } from './toolkit.mjs';
 import { runImages } from './images.mjs';
+import { runPreview } from './preview.mjs';
 import { checkHardeningHeaders, checkNotFramable, checkTerminalLink, cspViolations, startEvilOrigin, watchCsp } from './security.mjs';
 
 const VIEWPORT = { width: 1440, height: 900 };
@@ -335,6 +336,7 @@ async function main() {
     await ictx.close();
     figures.toolkit = await runToolkit(browser, url, token, VIEWPORT, []);
     figures.images = await runImages(browser);
+    figures.preview = await runPreview(browser, url, token, VIEWPORT, []);
     ok = true;
   } finally {
     proxyRef?.close();

@@ -62,6 +62,9 @@ pub struct ServerConfig {
     pub tls: Option<std::sync::Arc<clarateach_tls::ServerConfig>>,
     /// How often the control plane looks for scheduled starts and idle seats.
     pub schedule_tick: Duration,
+    /// Domain of preview hosts, `p{port}-{seat handle}.{domain}` (`--preview-domain`, may carry a
+    /// port); `None`: `localhost` with the port the browser reached the control plane on.
+    pub preview_domain: Option<String>,
 }
 
 impl ServerConfig {
@@ -96,6 +99,7 @@ impl ServerConfig {
             web: None,
             tls: None,
             schedule_tick: Duration::from_secs(5),
+            preview_domain: None,
         }
     }
 }
@@ -128,6 +132,7 @@ impl std::fmt::Debug for ServerConfig {
                     .map(clarateach_store::redact_database_url),
             )
             .field("public_url", &self.public_url)
+            .field("preview_domain", &self.preview_domain)
             .field("heartbeat_interval", &self.heartbeat_interval)
             .field("stop_timeout", &self.stop_timeout)
             .field("join_failures_per_minute", &self.join_failures_per_minute)

@@ -65,6 +65,9 @@ use crate::handlers;
         handlers::help::list,
         handlers::help::claim,
         handlers::help::resolve,
+        handlers::previews::list,
+        handlers::previews::set_public,
+        handlers::previews::open,
     ),
     components(schemas(
         clarateach_core::ErrorBody,

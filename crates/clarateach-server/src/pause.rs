@@ -177,6 +177,25 @@ async fn settle(
     }
 }
 
+/// Starts thawing a seat the idle policy paused as soon as its learner comes back with the
+/// reconnect code (issue 12's reconnect-resume), so the thaw overlaps the page load, the
+/// ticket and the terminal's upgrade instead of starting with the upgrade. The gateway's
+/// [`admit`] still waits for the seat; a seat the instructor paused stays paused.
+pub fn wake(state: &AppState, workshop_id: &str, seat: u32) {
+    let access = SeatAccess {
+        workshop_id: workshop_id.to_string(),
+        seat,
+        role: crate::gateway::Role::Learner,
+        mode: clarateach_core::TerminalMode::Interactive,
+    };
+    let state = state.clone();
+    tokio::spawn(async move {
+        if let Err(e) = admit(&state, &access).await {
+            tracing::debug!(workshop.id = %access.workshop_id, seat = access.seat, error = ?e, "seat not woken at reconnect");
+        }
+    });
+}
+
 /// The gateway's check before it forwards a request to a seat: a seat the instructor paused
 /// answers `seat_paused`; a seat the idle policy paused is resumed first (this is the
 /// "learner comes back" path, so it is timed).

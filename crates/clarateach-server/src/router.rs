@@ -14,8 +14,8 @@ use clarateach_core::ErrorCode;
 
 use crate::error::ApiError;
 use crate::handlers::{
-    agents, health, help, images, join, pause, sandboxes, screens, seats, sessions, templates,
-    workshops,
+    agents, health, help, images, join, pause, previews, sandboxes, screens, seats, sessions,
+    templates, workshops,
 };
 use crate::state::AppState;
 use crate::{gateway, headers, metrics};
@@ -84,6 +84,12 @@ pub fn build(state: AppState, web: Option<Router>) -> Router {
             post(sessions::create).delete(sessions::revoke),
         )
         .route("/api/session/ticket", post(sessions::ticket))
+        .route("/api/session/previews", get(previews::list))
+        .route(
+            "/api/session/previews/{port}",
+            axum::routing::put(previews::set_public),
+        )
+        .route("/api/session/previews/{port}/open", post(previews::open))
         .route("/api/join", post(join::join))
         .route("/api/me", get(join::me))
         .route(
@@ -111,6 +117,7 @@ pub fn build(state: AppState, web: Option<Router>) -> Router {
     // After the fallback so UI pages and unknown paths are counted too (as `unmatched`).
     app.layer(from_fn_with_state(state.metrics_handle(), metrics::track))
         .layer(from_fn(headers::harden))
+        .layer(from_fn_with_state(state, gateway::preview::route_by_host))
 }
 
 #[derive(Clone, Copy)]

@@ -35,6 +35,7 @@ struct Inner {
     metrics: Arc<Metrics>,
     throttle: Throttle,
     tickets: Tickets,
+    previews: crate::gateway::preview::Previews,
     join_codes: JoinCodes,
     activity: Mutex<HashMap<(String, u32), Instant>>,
     connections: crate::pause::Connections,
@@ -87,6 +88,7 @@ impl AppState {
                 metrics: Arc::default(),
                 throttle,
                 tickets: Tickets::default(),
+                previews: Default::default(),
                 join_codes: JoinCodes::default(),
                 activity: Mutex::new(HashMap::new()),
                 connections: Default::default(),
@@ -149,6 +151,11 @@ impl AppState {
     /// One-time WebSocket tickets.
     pub fn tickets(&self) -> &Tickets {
         &self.inner.tickets
+    }
+
+    /// Preview tickets, preview-host sessions and public ports (issue 12).
+    pub fn previews(&self) -> &crate::gateway::preview::Previews {
+        &self.inner.previews
     }
     pub(crate) fn join_codes(&self) -> &JoinCodes {
         &self.inner.join_codes

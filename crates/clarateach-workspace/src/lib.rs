@@ -5,6 +5,7 @@
 pub mod error;
 pub mod files;
 pub mod fsroot;
+pub mod preview;
 pub mod pty;
 pub mod run;
 pub mod screen;
@@ -92,6 +93,8 @@ pub struct AppState {
     pub max_file_bytes: u64,
     pub env_remove: Arc<Vec<OsString>>,
     pub run_slots: Arc<tokio::sync::Semaphore>,
+    /// The daemon's own TCP listen ports, left out of the previewable ports.
+    pub own_tcp_ports: Arc<Vec<u16>>,
     /// Cancelled when the daemon stops: open WebSockets close.
     pub cancel: CancellationToken,
 }
@@ -120,6 +123,15 @@ impl AppState {
             max_file_bytes: cfg.max_file_bytes,
             env_remove: Arc::new(env_remove),
             run_slots: Arc::new(tokio::sync::Semaphore::new(4)),
+            own_tcp_ports: Arc::new(
+                cfg.listen
+                    .iter()
+                    .filter_map(|l| match l {
+                        Listen::Tcp(a) => Some(a.port()),
+                        _ => None,
+                    })
+                    .collect(),
+            ),
             cancel,
         })
     }

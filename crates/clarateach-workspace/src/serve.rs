@@ -11,14 +11,14 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use clarateach_core::HealthResponse;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
-use crate::{files, run, screen, terminal, watch, AppState, Config};
+use crate::{files, preview, run, screen, terminal, watch, AppState, Config};
 
 /// Where the daemon listens: `127.0.0.1:7681`, `unix:/run/clarateach.sock`, or `fd:3`, a listening
 /// Unix socket the sandbox's creator bound in a directory the learner cannot reach and handed
@@ -85,6 +85,10 @@ pub fn router(state: AppState) -> Router {
         .route("/files-mkdir", post(files::mkdir))
         .route("/run", post(run::handler))
         .route("/screen", get(screen::handler))
+        .route("/previews", get(preview::list))
+        .route("/preview/{port}", any(preview::relay))
+        .route("/preview/{port}/", any(preview::relay))
+        .route("/preview/{port}/{*rest}", any(preview::relay))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/health", get(health))

@@ -9,6 +9,9 @@ import type {
   JoinRequest,
   JoinResponse,
   LearnerInfo,
+  Preview,
+  PreviewList,
+  PreviewOpen,
   ReadFileResponse,
   Seat,
   SeatImage,
@@ -105,6 +108,10 @@ export interface TicketRequest {
   mode?: string;
 }
 
+function seatQuery(seat?: { workshop_id: string; seat: number }): string {
+  return seat ? `?workshop_id=${encodeURIComponent(seat.workshop_id)}&seat=${seat.seat}` : '';
+}
+
 export const api = {
   join: (req: JoinRequest) => json<JoinResponse>('/api/join', { method: 'POST', body: req }),
 
@@ -136,6 +143,14 @@ export const api = {
 
   /** What the learner token stands for, with the template's README (issue 11). */
   me: (token: string, signal?: AbortSignal) => json<LearnerInfo>('/api/me', { token, signal }),
+  // Previews of the seat's web apps (issue 12); instructors name the seat.
+  listPreviews: (token: string, seat?: { workshop_id: string; seat: number }, signal?: AbortSignal) =>
+    json<PreviewList>(`/api/session/previews${seatQuery(seat)}`, { token, signal }).then((r) => r.previews),
+  setPreviewPublic: (token: string, port: number, isPublic: boolean) =>
+    json<Preview>(`/api/session/previews/${port}`, { method: 'PUT', token, body: { public: isPublic } }),
+  /** A URL on the preview's own origin with a one-time ticket that signs this browser in there. */
+  openPreview: (token: string, port: number, seat?: { workshop_id: string; seat: number }) =>
+    json<PreviewOpen>(`/api/session/previews/${port}/open${seatQuery(seat)}`, { method: 'POST', token }).then((r) => r.url),
 
   // Learner seat traffic.
   listFiles: (token: string, path: string, signal?: AbortSignal) =>

@@ -322,6 +322,63 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/session/previews": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Ports listening in the seat, with their preview URLs and whether each is public. A learner
+         *     lists their own seat; an instructor names one with `workshop_id` and `seat`.
+         */
+        get: operations["list_previews"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/session/previews/{port}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** The learner makes one port of their seat public (anyone with the URL) or private again. */
+        put: operations["set_public"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/session/previews/{port}/open": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A URL on the preview's own origin with a one-time ticket (30 s): opening it signs this
+         *     browser in to that one preview host (a cookie of its own) and shows the app.
+         */
+        post: operations["open"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/session/run": {
         parameters: {
             query?: never;
@@ -1007,6 +1064,30 @@ export interface components {
                 /** @description 1-64 DNS names. */
                 allow: string[];
             };
+        };
+        /** @description One previewable port of a seat. */
+        Preview: {
+            /** Format: int32 */
+            port: number;
+            /** @description Whether anyone with the URL may open it (else only the seat's learner and instructors). */
+            public: boolean;
+            /** @description Where a browser opens it (its own origin, never the control plane's). */
+            url: string;
+        };
+        /** @description `PUT /api/session/previews/{port}`. */
+        PreviewAccess: {
+            public: boolean;
+        };
+        /** @description `GET /api/session/previews`. */
+        PreviewList: {
+            previews: components["schemas"]["Preview"][];
+        };
+        /**
+         * @description `POST /api/session/previews/{port}/open`: a URL on the preview's origin carrying a one-time
+         *     ticket, which that origin trades for a cookie of its own host.
+         */
+        PreviewOpen: {
+            url: string;
         };
         ReadFileResponse: {
             content: string;
@@ -2304,6 +2385,147 @@ export interface operations {
                 };
             };
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_previews: {
+        parameters: {
+            query?: {
+                /** @description Instructors: the workshop */
+                workshop_id?: string;
+                /** @description Instructors: the seat */
+                seat?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PreviewList"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    set_public: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Port inside the seat */
+                port: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PreviewAccess"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Preview"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    open: {
+        parameters: {
+            query?: {
+                /** @description Instructors: the workshop */
+                workshop_id?: string;
+                /** @description Instructors: the seat */
+                seat?: number;
+            };
+            header?: never;
+            path: {
+                /** @description Port inside the seat */
+                port: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PreviewOpen"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -27,3 +27,6 @@ export type ScreenFrame = Schemas['ScreenFrame'];
 export type Template = Schemas['Template'];
 export type SeatImage = Schemas['SeatImage'];
 export type LearnerInfo = Schemas['LearnerInfo'];
+export type Preview = Schemas['Preview'];
+export type PreviewList = Schemas['PreviewList'];
+export type PreviewOpen = Schemas['PreviewOpen'];

@@ -3,10 +3,11 @@
 // idle / name, and the shadow terminal of the selected seat: read-only by default, with an
 // explicit take-over toggle.
 
-import { memo, useState } from 'react';
+import { memo, useCallback, useMemo, useState } from 'react';
 import { ApiError, api, describeError } from '../api/client';
 import type { HelpRequest, Seat, Workshop } from '../api/types';
 import { HelpQueue } from '../components/HelpQueue';
+import { PreviewButtons, usePreviews } from '../components/Previews';
 import { TopBar } from '../components/TopBar';
 import { ConfirmDialog } from '../components/ConfirmDialog';
 import { TerminalView } from '../terminal/TerminalView';
@@ -369,6 +370,7 @@ function ShadowTerminal({ token, workshop, seat, seatNo, onClose }: { token: str
             {seat.state === 'ready' ? 'Pause seat' : 'Resume seat'}
           </button>
         )}
+        {seat?.state === 'ready' && <SeatPreviews token={token} workshopId={workshop.id} seatNo={seatNo} />}
         <button type="button" className="btn ghost small" onClick={onClose} aria-label="Close terminal">
           Close
         </button>
@@ -429,4 +431,11 @@ function ShadowTerminal({ token, workshop, seat, seatNo, onClose }: { token: str
       </ConfirmDialog>
     </section>
   );
+}
+
+/** The instructor's way into a learner's previews: the seat's listening ports, polled. */
+function SeatPreviews({ token, workshopId, seatNo }: { token: string; workshopId: string; seatNo: number }) {
+  const seat = useMemo(() => ({ workshop_id: workshopId, seat: seatNo }), [workshopId, seatNo]);
+  const { previews } = usePreviews(useCallback((fn) => fn(token), [token]), seat, 5000);
+  return <PreviewButtons token={() => token} previews={previews} seat={seat} />;
 }

@@ -17,6 +17,7 @@ import { parentOf, useFileTree } from '../workspace/useFileTree';
 import { useEditors } from '../workspace/useEditors';
 import type { ConnectionStatus } from '../terminal/connection';
 import { HelpButton, useHelp } from '../components/HelpButton';
+import { PreviewButtons, usePreviews } from '../components/Previews';
 import { loadSeen, parseHelpMark, saveSeen, shouldFile } from '../workspace/help';
 
 export function Workspace() {
@@ -79,6 +80,7 @@ function Ide({ seat }: { seat: SeatSession }) {
     seat,
     useCallback(() => activeFile.current, []),
   );
+  const previews = usePreviews(useCallback((fn) => seat.call(fn), [seat]));
   const seen = useRef<Set<string> | null>(null);
   const onSeatMark = useCallback(
     (data: string) => {
@@ -152,6 +154,11 @@ function Ide({ seat }: { seat: SeatSession }) {
               Instructions
             </button>
           )}
+          <PreviewButtons
+            token={() => seat.token}
+            previews={previews.previews}
+            onChange={(p) => previews.setPreviews((all) => all.map((x) => (x.port === p.port ? p : x)))}
+          />
           <HelpButton help={help} />
           <span className="small muted" title="Use it to get back to this seat from another browser">
             Reconnect code{' '}

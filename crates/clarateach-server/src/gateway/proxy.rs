@@ -71,7 +71,7 @@ pub(super) fn daemon_query(raw: Option<&str>, access: &SeatAccess, terminal: boo
     }
 }
 
-fn unreachable(e: &dyn std::fmt::Display, access: &SeatAccess) -> ApiError {
+pub(super) fn unreachable(e: &dyn std::fmt::Display, access: &SeatAccess) -> ApiError {
     tracing::warn!(workshop.id = %access.workshop_id, seat = access.seat, error = %e, "agent data path failed");
     ApiError::new(
         StatusCode::BAD_GATEWAY,
@@ -344,7 +344,7 @@ where
 
 /// Copies both directions until either side closes; browser -> workspace traffic from a
 /// learner counts as seat activity.
-async fn splice<C, A>(state: &AppState, access: &SeatAccess, client: C, agent: A)
+pub(super) async fn splice<C, A>(state: &AppState, access: &SeatAccess, client: C, agent: A)
 where
     C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,

@@ -95,6 +95,9 @@ async fn join_seat(
                 "No seat with that reconnect code in this workshop.",
             ));
         };
+        if seat.state == clarateach_core::SeatState::Paused {
+            crate::pause::wake(state, &target.id, seat.seat);
+        }
         return token_for(state, base, &target, seat);
     }
     let target = match state.join_codes().get(&code) {

@@ -8,6 +8,7 @@ pub mod help;
 pub mod images;
 pub mod join;
 pub mod pause;
+pub mod previews;
 pub mod sandboxes;
 pub mod screens;
 pub mod seats;

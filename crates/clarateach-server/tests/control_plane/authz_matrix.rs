@@ -41,7 +41,7 @@ const EVERYONE: [Who; 9] = [
 
 /// A data path that answers 200 with the request line it got, e.g.
 /// `{"line":"GET /agent/seats/ws-abc/2/files HTTP/1.1"}`.
-async fn echo_data_path() -> String {
+pub(crate) async fn echo_data_path() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -82,7 +82,7 @@ struct World {
     code_a: String,
 }
 
-async fn running(s: &TestServer, token: &str, seats: u32) -> Value {
+pub(crate) async fn running(s: &TestServer, token: &str, seats: u32) -> Value {
     let (st, w) = s
         .call_as(
             token,
@@ -118,7 +118,7 @@ async fn running(s: &TestServer, token: &str, seats: u32) -> Value {
     panic!("workshop {id} never ran");
 }
 
-async fn join(s: &TestServer, code: &str) -> String {
+pub(crate) async fn join(s: &TestServer, code: &str) -> String {
     let (st, v, _) = s.join(json!({ "code": code })).await;
     assert_eq!(st, StatusCode::OK, "{v}");
     v["token"].as_str().expect("token").to_string()
@@ -193,6 +193,7 @@ fn body_for(w: &World, method: &Method, path: &str, who: Who) -> Option<Value> {
         ("POST", "/api/session/run") => Some(json!({"command": "true"})),
         ("POST", "/api/session/help") => Some(json!({"message": "stuck"})),
         ("PUT", "/api/session/files/{path}") => Some(json!({"content": "x"})),
+        ("PUT", "/api/session/previews/{port}") => Some(json!({"public": true})),
         ("PUT", "/api/workshops/{id}/idle-policy") => Some(json!({"pause_after_minutes": 30})),
         _ => None,
     }
@@ -326,6 +327,15 @@ fn expected(method: &Method, path: &str, who: Who) -> Option<StatusCode> {
                 _ => unauth,
             }
         }
+        // A preview ticket for what the caller may open: a learner its own seat's port, instructor
+        // A A's seat 1 (previews are viewed, never typed into), instructor B nothing of A's.
+        // (PUT .../previews/{port}, the public toggle, is the learner's: the generic row below.)
+        "/api/session/previews/{port}/open" => match who {
+            _ if learner => ok,
+            InstructorA => ok,
+            InstructorB => StatusCode::NOT_FOUND,
+            _ => unauth,
+        },
         p if p.starts_with("/api/session/") => match who {
             _ if learner => ok,
             // The instructor names A's seat 1; watching is read-only.
@@ -347,6 +357,7 @@ fn concrete(w: &World, method: &Method, path: &str, who: Who) -> String {
         .replace("{path}", "notes.txt")
         .replace("{seat}", "2")
         .replace("{help_id}", "help-0000")
+        .replace("{port}", "8000")
         .replace("{name}", "no-such-template");
     if p.starts_with("/api/session/")
         && p != "/api/session/ticket"
@@ -443,6 +454,20 @@ async fn every_route_by_every_caller() {
                 && path != "/api/session/help"
             {
                 let (ws, seat) = seat_of(who, &w).expect("seat");
+                if path.starts_with("/api/session/previews") {
+                    // A preview answer names its seat in its URL's host.
+                    let v = serde_json::from_str::<Value>(&text).unwrap_or_default();
+                    let host = format!(
+                        "p8000-{}.",
+                        clarateach_core::preview::seat_handle(&ws, seat)
+                    );
+                    if v.get("url")
+                        .is_some_and(|u| !u.as_str().unwrap_or("").contains(&host))
+                    {
+                        failures.push(format!("{method} {url} as {who:?} named {v}"));
+                    }
+                    continue;
+                }
                 let line = serde_json::from_str::<Value>(&text).unwrap_or_default()["line"]
                     .as_str()
                     .unwrap_or("")

@@ -22,6 +22,10 @@ pub struct Args {
     /// Public base URL learners and agents reach (default: from each request's Host header).
     #[arg(long, env = "CLARATEACH_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Domain of preview URLs, `p{port}-{seat}.{domain}` (may carry a port) [default:
+    /// `localhost` with the port the browser reached the control plane on].
+    #[arg(long, env = "CLARATEACH_PREVIEW_DOMAIN")]
+    pub preview_domain: Option<String>,
     /// Agent heartbeat interval in milliseconds; 3 missed heartbeats make an agent lost
     /// [default: 2000].
     #[arg(long, env = "CLARATEACH_HEARTBEAT_MS")]
@@ -195,6 +199,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut config = ServerConfig::new(&data_dir);
     config.listen = listen;
     config.public_url = args.public_url.clone();
+    config.preview_domain = args.preview_domain.clone();
     config.trusted_proxies = args.trusted_proxies.clone();
     config.heartbeat_interval = Duration::from_millis(args.heartbeat_ms.unwrap_or(2000).max(100));
     config.web = Some(args.web.router()?);

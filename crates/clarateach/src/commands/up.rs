@@ -50,6 +50,10 @@ pub struct Args {
     /// counting failed joins per client; the rightmost hop it did not add counts.
     #[arg(long = "trusted-proxy", value_name = "CIDR")]
     trusted_proxies: Vec<clarateach_server::extract::Cidr>,
+    /// Domain of preview URLs, `p{port}-{seat}.{domain}` (may carry a port) [default:
+    /// `localhost` with the port the browser reached the control plane on].
+    #[arg(long, env = "CLARATEACH_PREVIEW_DOMAIN")]
+    preview_domain: Option<String>,
 }
 
 /// The local agent's id and token, the token kept in `DATA_DIR/agent/up-agent.token` (0600) and
@@ -107,6 +111,7 @@ pub struct StackOptions {
     pub export_cap_bytes: u64,
     /// Reverse proxies whose X-Forwarded-For counts (`--trusted-proxy`).
     pub trusted_proxies: Vec<clarateach_server::extract::Cidr>,
+    pub preview_domain: Option<String>,
     /// Where the web UI comes from (`--web-dir`).
     pub web: WebArgs,
 }
@@ -121,6 +126,7 @@ impl Stack {
         config.listen = opts.listen;
         config.heartbeat_interval = opts.heartbeat;
         config.trusted_proxies = opts.trusted_proxies;
+        config.preview_domain = opts.preview_domain;
         config.web = Some(opts.web.router()?);
         opts.limits.apply(&mut config);
         let server = Server::open(config)
@@ -198,6 +204,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         limits: args.limits,
         export_cap_bytes: args.export_cap_mb << 20,
         trusted_proxies: args.trusted_proxies,
+        preview_domain: args.preview_domain,
         web: args.web,
     })
     .await?;

@@ -344,6 +344,7 @@ async fn bench(args: &Args, dir: &Path) -> anyhow::Result<()> {
         limits: Default::default(),
         export_cap_bytes: clarateach_agent::export::archive::DEFAULT_CAP_BYTES,
         trusted_proxies: Vec::new(),
+        preview_domain: None,
         web: Default::default(),
     })
     .await?;
