@@ -10,6 +10,7 @@ pub(crate) mod docs;
 pub(crate) mod export;
 pub(crate) mod proxy;
 pub(crate) mod seat_call;
+pub(crate) mod spotlight;
 
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};

@@ -7,6 +7,8 @@ pub mod health;
 pub mod help;
 pub mod join;
 pub mod pause;
+pub mod presenter;
+pub mod recordings;
 pub mod sandboxes;
 pub mod screens;
 pub mod seats;
