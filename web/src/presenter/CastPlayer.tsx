@@ -83,7 +83,6 @@ export function CastPlayer({ cast, label }: { cast: Cast; label: string }) {
     });
     return () => cancelAnimationFrame(frame);
     // drawTo only reads refs and the cast.
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [playing, speed, cast]);
 
   return (
