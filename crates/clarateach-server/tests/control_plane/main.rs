@@ -13,6 +13,7 @@ mod join;
 mod lifecycle;
 mod limits;
 mod pause;
+mod presenter;
 mod replicas;
 mod screens;
 mod security;
