@@ -22,23 +22,36 @@ async fn announcements_and_spotlight_reach_the_learners_stream() {
     let learner = v["token"].as_str().expect("token").to_string();
     let path = format!("/api/workshops/{id}/announcements");
 
-    for bad in [json!({"message": "   "}), json!({"message": "x".repeat(501)})] {
+    for bad in [
+        json!({"message": "   "}),
+        json!({"message": "x".repeat(501)}),
+    ] {
         let (st, v) = s.call(Method::POST, &path, Some(bad)).await;
         assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
         assert_eq!(v["code"], "validation_failed");
     }
     let (st, v) = s
-        .call(Method::POST, &path, Some(json!({"message": " Break \u{1b}[2J until 11 "})))
+        .call(
+            Method::POST,
+            &path,
+            Some(json!({"message": " Break \u{1b}[2J until 11 "})),
+        )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
     let an = v["id"].as_str().expect("id").to_string();
-    assert!(!v["message"].as_str().unwrap_or("").contains('\u{1b}'), "{v}");
+    assert!(
+        !v["message"].as_str().unwrap_or("").contains('\u{1b}'),
+        "{v}"
+    );
 
     let spot = format!("/api/workshops/{id}/spotlight");
     for (bad, want) in [
         (json!({"seat": 0}), StatusCode::NOT_FOUND),
         (json!({"seat": 3}), StatusCode::NOT_FOUND),
-        (json!({"seat": 1, "session": "../x"}), StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            json!({"seat": 1, "session": "../x"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
     ] {
         let (st, v) = s.call(Method::PUT, &spot, Some(bad.clone())).await;
         assert_eq!(st, want, "{bad}: {v}");
@@ -57,15 +70,14 @@ async fn announcements_and_spotlight_reach_the_learners_stream() {
     let (st, v) = s
         .call_as(&learner, Method::GET, "/api/session/spotlight", None)
         .await;
-    assert_eq!((st, v["spotlight"]["seat"].as_u64()), (StatusCode::OK, Some(2)));
+    assert_eq!(
+        (st, v["spotlight"]["seat"].as_u64()),
+        (StatusCode::OK, Some(2))
+    );
 
-    let (st, _) = s
-        .call(Method::DELETE, &format!("{path}/{an}"), None)
-        .await;
+    let (st, _) = s.call(Method::DELETE, &format!("{path}/{an}"), None).await;
     assert_eq!(st, StatusCode::NO_CONTENT);
-    let (st, _) = s
-        .call(Method::DELETE, &format!("{path}/{an}"), None)
-        .await;
+    let (st, _) = s.call(Method::DELETE, &format!("{path}/{an}"), None).await;
     assert_eq!(st, StatusCode::NOT_FOUND);
     let (st, _) = s.call(Method::DELETE, &spot, None).await;
     assert_eq!(st, StatusCode::NO_CONTENT);
