@@ -14,6 +14,7 @@ import { measurePageWeight } from './weight.mjs';
 import { runToolkit } from './toolkit.mjs';
 import { runImages } from './images.mjs';
 import { runPreview } from './preview.mjs';
+import { runToolkit3 } from './toolkit3.mjs';
 import { checkHardeningHeaders, checkNotFramable, checkTerminalLink, cspViolations, startEvilOrigin, watchCsp } from './security.mjs';
 
 const VIEWPORT = { width: 1440, height: 900 };
@@ -337,6 +338,7 @@ async function main() {
     figures.toolkit = await runToolkit(browser, url, token, VIEWPORT, []);
     figures.images = await runImages(browser);
     figures.preview = await runPreview(browser, url, token, VIEWPORT, []);
+    figures.toolkit3 = await runToolkit3(browser, url, token, VIEWPORT, []);
     ok = true;
   } finally {
     proxyRef?.close();

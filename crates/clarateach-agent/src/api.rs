@@ -30,6 +30,8 @@ pub struct ApiState {
     pub agent_token: Arc<str>,
     /// Per-seat cap on the bytes an export archives (`AgentConfig::export_cap_bytes`).
     pub export_cap_bytes: u64,
+    /// Terminal recordings of this host's seats.
+    pub recorder: Arc<crate::recording::Recorder>,
 }
 
 /// An HTTP error answered as `{code, message}`, with the codes every ClaraTeach service uses.
@@ -167,6 +169,14 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/vms/{workshop_id}/{seat_id}", delete(delete_vm))
         .route("/seats/{workshop_id}/{seat}/export", get(export_seat))
+        .route(
+            "/seats/{workshop_id}/{seat}/recordings",
+            get(crate::recordings_api::list),
+        )
+        .route(
+            "/seats/{workshop_id}/{seat}/recordings/{name}",
+            get(crate::recordings_api::get),
+        )
         .route("/seats/{workshop_id}/{seat}/{*rest}", any(relay_seat))
         .fallback(|| async {
             ApiError(
@@ -273,13 +283,22 @@ async fn export_seat(
         ExportFormat::TarGz => "application/gzip",
         ExportFormat::TarFragment => "application/x-tar",
     };
-    let body = Body::from_stream(export::stream(export::ExportJob {
+    let files = export::stream(export::ExportJob {
         source: s.backend.export_source(&key),
         owner: s.backend.volume_owner(&key),
-        prefix: q.prefix,
+        prefix: q.prefix.clone(),
         format,
         cap_bytes: s.export_cap_bytes,
-    }));
+    });
+    // The workshop export (fragments) carries the seat's terminal recordings after its files.
+    let body = match format {
+        ExportFormat::TarFragment => {
+            use futures::StreamExt;
+            let casts = Arc::clone(&s.recorder).tar_entries(key, q.prefix);
+            Body::from_stream(files.chain(casts))
+        }
+        ExportFormat::TarGz => Body::from_stream(files),
+    };
     Ok(([(http::header::CONTENT_TYPE, content_type)], body).into_response())
 }
 
@@ -311,8 +330,71 @@ async fn relay_seat(
             "this seat has no running workspace".into(),
         ));
     };
-    crate::relay::relay(&ep, req, &target).await.map_err(|e| {
+    let tap = (rest == "terminal" && clarateach_core::hop::is_upgrade(req.headers()))
+        .then(|| recorded_session(req.uri().query()))
+        .flatten()
+        .and_then(|session| s.recorder.start(&key, &session));
+    crate::relay::relay_recorded(&ep, req, &target, tap).await.map_err(|e| {
         tracing::warn!(workshop.id = %key.workshop_id, seat = key.seat, error = %crate::reconcile::error_chain(&e), "relay failed");
         ApiError(StatusCode::BAD_GATEWAY, ErrorCode::WorkspaceUnreachable, "the seat's workspace did not answer".into())
     })
+}
+
+/// The session a terminal connection records, if it is recorded: interactive (the learner) and
+/// take-over connections are; watchers see the same bytes and are not. The gateway always sets
+/// `mode`; a connection without one is the daemon's default, interactive.
+fn recorded_session(query: Option<&str>) -> Option<String> {
+    let mut session = "main".to_string();
+    let mut mode = "interactive";
+    for (k, v) in query
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|p| p.split_once('='))
+    {
+        match k {
+            "session" if !v.is_empty() => session = v.to_string(),
+            "mode" => mode = v,
+            _ => {}
+        }
+    }
+    matches!(mode, "interactive" | "takeover").then_some(session)
+}
+
+/// Helpers shared with [`crate::recordings_api`].
+pub(crate) fn parse_seat(
+    path: Result<Path<(String, String)>, axum::extract::rejection::PathRejection>,
+) -> Result<SeatKey, ApiError> {
+    let Path((ws, seat)) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    seat_key(&ws, &seat)
+}
+
+pub(crate) fn bad_request_text(message: String) -> ApiError {
+    ApiError::bad_request(message)
+}
+
+pub(crate) fn not_found(message: &str) -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, ErrorCode::NotFound, message.into())
+}
+
+pub(crate) fn internal(message: &str) -> ApiError {
+    ApiError(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorCode::Internal,
+        message.into(),
+    )
+}
+
+#[cfg(test)]
+mod recorded_tests {
+    #[test]
+    fn which_connections_are_recorded() {
+        use super::recorded_session as r;
+        assert_eq!(
+            r(Some("session=main&mode=interactive")).as_deref(),
+            Some("main")
+        );
+        assert_eq!(r(Some("session=s2&mode=takeover")).as_deref(), Some("s2"));
+        assert_eq!(r(None).as_deref(), Some("main"));
+        assert_eq!(r(Some("session=main&mode=watch")), None);
+    }
 }

@@ -10,6 +10,8 @@ pub mod connection;
 pub mod export;
 pub mod identity;
 mod reconcile;
+pub mod recording;
+mod recordings_api;
 pub mod relay;
 pub mod starter;
 pub mod state;
@@ -87,6 +89,8 @@ pub struct Agent {
     pub local_addr: SocketAddr,
     pub agent_id: String,
     pub state: StateHandle,
+    /// Terminal recordings of this host's seats.
+    pub recorder: Arc<recording::Recorder>,
     registered: watch::Receiver<bool>,
     shutdown: watch::Sender<bool>,
     connection: JoinHandle<()>,
@@ -137,12 +141,17 @@ impl Agent {
             _ => None,
         };
         let data_tls = data_key.as_ref().map(|k| k.server_config()).transpose()?;
+        let recorder = Arc::new(recording::Recorder::new(
+            config.data_dir.join("recordings"),
+            recording::DEFAULT_SEAT_CAP,
+        ));
         let router = api::router(api::ApiState {
             state: state.clone(),
             backend: Arc::clone(&backend),
             data_token: Arc::clone(&data_token),
             agent_token: config.agent_token.clone().into(),
             export_cap_bytes: config.export_cap_bytes,
+            recorder: Arc::clone(&recorder),
         });
         let mut server_stop = shutdown_rx.clone();
         let server = tokio::spawn(async move {
@@ -208,6 +217,7 @@ impl Agent {
             local_addr,
             agent_id,
             state,
+            recorder,
             registered,
             shutdown,
             connection,

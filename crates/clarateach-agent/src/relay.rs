@@ -1,7 +1,9 @@
 //! Relays one HTTP request (or WebSocket upgrade) to a seat's workspace daemon over its Unix
 //! socket (or TCP for microVMs), with the daemon's own bearer token. Bodies stream through
 //! hyper untouched; after a `101 Switching Protocols` both upgraded connections are spliced
-//! byte for byte, so WebSocket frames cross the agent without being parsed or re-framed.
+//! byte for byte, so WebSocket frames cross the agent without being parsed or re-framed. A
+//! recorded terminal connection is spliced the same way, with a [`Tap`] watching the bytes go
+//! by (see [`crate::recording`]).
 
 use axum::body::Body;
 use clarateach_core::hop::{forward_headers, is_upgrade};
@@ -9,7 +11,9 @@ use clarateach_isolation::{DaemonAddr, DaemonEndpoint};
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::recording::Tap;
 
 /// Why a relay attempt failed.
 #[derive(Debug, thiserror::Error)]
@@ -46,8 +50,18 @@ async fn connect(addr: &DaemonAddr) -> Result<Box<dyn Io>, RelayError> {
 /// its response; for an upgrade, splices the two upgraded connections in a background task.
 pub async fn relay(
     ep: &DaemonEndpoint,
+    req: Request<Body>,
+    path_and_query: &str,
+) -> Result<Response<Body>, RelayError> {
+    relay_recorded(ep, req, path_and_query, None).await
+}
+
+/// [`relay`], with `tap` (if any) fed both directions of an upgraded connection.
+pub async fn relay_recorded(
+    ep: &DaemonEndpoint,
     mut req: Request<Body>,
     path_and_query: &str,
+    tap: Option<Tap>,
 ) -> Result<Response<Body>, RelayError> {
     let upgrade = is_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
@@ -79,14 +93,18 @@ pub async fn relay(
             match tokio::try_join!(client_upgrade, daemon_upgrade) {
                 Ok((client, daemon)) => {
                     let (mut c, mut d) = (TokioIo::new(client), TokioIo::new(daemon));
-                    if let Err(e) = tokio::io::copy_bidirectional_with_sizes(
-                        &mut c,
-                        &mut d,
-                        64 * 1024,
-                        64 * 1024,
-                    )
-                    .await
-                    {
+                    let spliced = match tap {
+                        Some(tap) => splice_tapped(c, d, tap).await,
+                        None => tokio::io::copy_bidirectional_with_sizes(
+                            &mut c,
+                            &mut d,
+                            64 * 1024,
+                            64 * 1024,
+                        )
+                        .await
+                        .map(|_| ()),
+                    };
+                    if let Err(e) = spliced {
                         tracing::debug!(error = %e, "upgraded relay ended");
                     }
                 }
@@ -100,4 +118,43 @@ pub async fn relay(
     let headers = std::mem::take(&mut parts.headers);
     forward_headers(&headers, &mut parts.headers, false, &[]);
     Ok(Response::from_parts(parts, Body::new(body)))
+}
+
+/// Copies both directions like `copy_bidirectional`, showing every chunk to `tap` after it was
+/// written on (the tap only copies what it records to its queue; it never blocks the copy).
+async fn splice_tapped<C: Io, D: Io>(client: C, daemon: D, tap: Tap) -> std::io::Result<()> {
+    let tap = std::sync::Mutex::new(tap);
+    let (mut c_rd, mut c_wr) = tokio::io::split(client);
+    let (mut d_rd, mut d_wr) = tokio::io::split(daemon);
+    let down = async {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = d_rd.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            c_wr.write_all(&buf[..n]).await?;
+            if let Ok(mut t) = tap.lock() {
+                t.from_daemon(&buf[..n]);
+            }
+        }
+        c_wr.shutdown().await
+    };
+    let up = async {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = c_rd.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            d_wr.write_all(&buf[..n]).await?;
+            if let Ok(mut t) = tap.lock() {
+                t.from_client(&buf[..n]);
+            }
+        }
+        d_wr.shutdown().await
+    };
+    // Either side closing ends the connection, as with copy_bidirectional's error paths.
+    let (a, b) = tokio::join!(down, up);
+    a.and(b)
 }

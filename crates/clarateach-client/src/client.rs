@@ -385,6 +385,126 @@ impl Client {
             source,
         })
     }
+
+    /// `POST /api/workshops/{id}/announcements`: a banner for every learner.
+    pub async fn announce(
+        &self,
+        id: &str,
+        message: &str,
+    ) -> Result<clarateach_core::presenter::Announcement, ClientError> {
+        let body = clarateach_core::presenter::AnnounceRequest {
+            message: message.to_string(),
+        };
+        self.call(
+            Method::POST,
+            &["workshops", id, "announcements"],
+            Some(&body),
+        )
+        .await
+    }
+
+    /// `GET /api/workshops/{id}/announcements`.
+    pub async fn announcements(
+        &self,
+        id: &str,
+    ) -> Result<clarateach_core::presenter::AnnouncementList, ClientError> {
+        self.call(
+            Method::GET,
+            &["workshops", id, "announcements"],
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// `DELETE /api/workshops/{id}/announcements/{announcement_id}`.
+    pub async fn dismiss_announcement(
+        &self,
+        id: &str,
+        announcement_id: &str,
+    ) -> Result<(), ClientError> {
+        self.no_content(
+            Method::DELETE,
+            &["workshops", id, "announcements", announcement_id],
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// `PUT /api/workshops/{id}/spotlight`: share a seat's terminal with every learner.
+    pub async fn spotlight(
+        &self,
+        id: &str,
+        seat: u32,
+        session: Option<&str>,
+    ) -> Result<clarateach_core::presenter::SpotlightState, ClientError> {
+        let body = clarateach_core::presenter::SpotlightRequest {
+            seat,
+            session: session.map(str::to_string),
+        };
+        self.call(Method::PUT, &["workshops", id, "spotlight"], Some(&body))
+            .await
+    }
+
+    /// `DELETE /api/workshops/{id}/spotlight`.
+    pub async fn spotlight_off(&self, id: &str) -> Result<(), ClientError> {
+        self.no_content(Method::DELETE, &["workshops", id, "spotlight"], None::<&()>)
+            .await
+    }
+
+    /// `GET /api/workshops/{id}/seats/{seat}/recordings`.
+    pub async fn recordings(
+        &self,
+        id: &str,
+        seat: u32,
+    ) -> Result<clarateach_core::presenter::RecordingList, ClientError> {
+        let seat = seat.to_string();
+        self.call(
+            Method::GET,
+            &["workshops", id, "seats", &seat, "recordings"],
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// `GET /api/workshops/{id}/seats/{seat}/recordings/{name}`: the asciicast v2 bytes.
+    pub async fn recording(&self, id: &str, seat: u32, name: &str) -> Result<Vec<u8>, ClientError> {
+        let seat = seat.to_string();
+        let url = self.url(&["workshops", id, "seats", &seat, "recordings", name])?;
+        let resp = self
+            .send(Method::GET, url.clone(), None::<&()>, Some(REQUEST_TIMEOUT))
+            .await?;
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| from_reqwest(url.as_str(), e))?;
+        if !status.is_success() {
+            return Err(from_error_body(url.as_str(), status.as_u16(), &bytes));
+        }
+        Ok(bytes.to_vec())
+    }
+
+    /// A call answered with no body (204).
+    async fn no_content<B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        segments: &[&str],
+        body: Option<&B>,
+    ) -> Result<(), ClientError> {
+        let url = self.url(segments)?;
+        let resp = self
+            .send(method, url.clone(), body, Some(REQUEST_TIMEOUT))
+            .await?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| from_reqwest(url.as_str(), e))?;
+        Err(from_error_body(url.as_str(), status.as_u16(), &bytes))
+    }
 }
 
 /// Parses a base URL, defaulting the scheme to http.

@@ -11,6 +11,7 @@ pub mod classroom;
 pub mod error;
 pub mod hop;
 pub mod ids;
+pub mod presenter;
 pub mod preview;
 pub mod private_file;
 pub mod secret;

@@ -30,6 +30,7 @@ mod listen;
 pub mod metrics;
 pub mod openapi;
 pub mod pause;
+pub mod presenter;
 mod router;
 pub mod schedule;
 pub mod scheduler;

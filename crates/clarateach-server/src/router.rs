@@ -14,8 +14,8 @@ use clarateach_core::ErrorCode;
 
 use crate::error::ApiError;
 use crate::handlers::{
-    agents, health, help, images, join, pause, previews, sandboxes, screens, seats, sessions,
-    templates, workshops,
+    agents, health, help, images, join, pause, presenter, previews, recordings, sandboxes, screens,
+    seats, sessions, templates, workshops,
 };
 use crate::state::AppState;
 use crate::{gateway, headers, metrics};
@@ -79,6 +79,30 @@ pub fn build(state: AppState, web: Option<Router>) -> Router {
             post(help::resolve),
         )
         .route("/api/session/help", get(help::mine).post(help::ask))
+        .route(
+            "/api/workshops/{id}/announcements",
+            get(presenter::list_announcements).post(presenter::announce),
+        )
+        .route(
+            "/api/workshops/{id}/announcements/{announcement_id}",
+            axum::routing::delete(presenter::dismiss),
+        )
+        .route(
+            "/api/workshops/{id}/spotlight",
+            get(presenter::spotlight_get)
+                .put(presenter::spotlight_on)
+                .delete(presenter::spotlight_off),
+        )
+        .route("/api/session/events", get(presenter::events))
+        .route("/api/session/spotlight", get(gateway::spotlight::spotlight))
+        .route(
+            "/api/workshops/{id}/seats/{seat}/recordings",
+            get(recordings::list),
+        )
+        .route(
+            "/api/workshops/{id}/seats/{seat}/recordings/{name}",
+            get(recordings::get),
+        )
         .route(
             "/api/instructor/sessions",
             post(sessions::create).delete(sessions::revoke),

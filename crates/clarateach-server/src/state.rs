@@ -43,6 +43,8 @@ struct Inner {
     shutdown: watch::Receiver<bool>,
     /// Standalone sandboxes (`/api/sandboxes`), opened on first use.
     sandboxes: tokio::sync::OnceCell<Arc<clarateach_sandbox::Sandboxes>>,
+    /// Announcements and spotlights (issue 10).
+    presenter: crate::presenter::Presenter,
 }
 
 /// Shared server state.
@@ -95,6 +97,7 @@ impl AppState {
                 seat_resets: tokio::sync::broadcast::channel(256).0,
                 shutdown: p.shutdown,
                 sandboxes: tokio::sync::OnceCell::new(),
+                presenter: Default::default(),
             }),
         }
     }
@@ -106,6 +109,11 @@ impl AppState {
     /// Open learner connections per seat, for the idle policy.
     pub fn connections(&self) -> &crate::pause::Connections {
         &self.inner.connections
+    }
+
+    /// Announcements and spotlights of this replica's workshops.
+    pub fn presenter(&self) -> &crate::presenter::Presenter {
+        &self.inner.presenter
     }
 
     pub fn config(&self) -> &ServerConfig {

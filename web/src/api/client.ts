@@ -2,6 +2,10 @@
 // auth, and the typed calls the pages use. Same origin as the page, so no CORS.
 
 import type {
+  Announcement,
+  AnnouncementList,
+  RecordingList,
+  SpotlightState,
   CreateWorkshopRequest,
   FileInfo,
   HelpRequest,
@@ -197,6 +201,27 @@ export const api = {
   exportWorkshop: async (token: string, id: string): Promise<Blob> => {
     const res = await send(`/api/workshops/${encodeURIComponent(id)}/export`, { token });
     return res.blob();
+  },
+
+  // Presenting (issue 10): announcements, spotlight, recordings.
+  announce: (token: string, id: string, message: string) =>
+    json<Announcement>(`/api/workshops/${encodeURIComponent(id)}/announcements`, { method: 'POST', token, body: { message } }),
+  announcements: (token: string, id: string) =>
+    json<AnnouncementList>(`/api/workshops/${encodeURIComponent(id)}/announcements`, { token }),
+  dismissAnnouncement: (token: string, id: string, announcementId: string) =>
+    json<void>(`/api/workshops/${encodeURIComponent(id)}/announcements/${encodeURIComponent(announcementId)}`, { method: 'DELETE', token }),
+  spotlight: (token: string, id: string, seat: number, session: string) =>
+    json<SpotlightState>(`/api/workshops/${encodeURIComponent(id)}/spotlight`, { method: 'PUT', token, body: { seat, session } }),
+  spotlightOff: (token: string, id: string) =>
+    json<void>(`/api/workshops/${encodeURIComponent(id)}/spotlight`, { method: 'DELETE', token }),
+  getSpotlight: (token: string, id: string, signal?: AbortSignal) =>
+    json<SpotlightState>(`/api/workshops/${encodeURIComponent(id)}/spotlight`, { token, signal }),
+  recordings: (token: string, id: string, seat: number) =>
+    json<RecordingList>(`/api/workshops/${encodeURIComponent(id)}/seats/${seat}/recordings`, { token }),
+  /** One recording's asciicast v2 text. */
+  recording: async (token: string, id: string, seat: number, name: string): Promise<string> => {
+    const res = await send(`/api/workshops/${encodeURIComponent(id)}/seats/${seat}/recordings/${encodeURIComponent(name)}`, { token });
+    return res.text();
   },
 };
 

@@ -217,6 +217,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/session/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The learner's live announcements and spotlight (WebSocket), or the current ones (JSON). */
+        get: operations["events"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/session/files": {
         parameters: {
             query?: never;
@@ -396,6 +413,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/session/spotlight": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The spotlight of the caller's workshop, or its terminal as a read-only WebSocket. */
+        get: operations["spotlight"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/session/terminal": {
         parameters: {
             query?: never;
@@ -497,6 +531,41 @@ export interface paths {
         post?: never;
         /** Delete a workshop that is not running, with its seat volumes. */
         delete: operations["delete_workshops"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/workshops/{id}/announcements": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The workshop's announcements, oldest first. */
+        get: operations["list_announcements"];
+        put?: never;
+        /** Shows a banner to every learner of the workshop. */
+        post: operations["announce"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/workshops/{id}/announcements/{announcement_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Takes a banner down. */
+        delete: operations["dismiss"];
         options?: never;
         head?: never;
         patch?: never;
@@ -675,6 +744,40 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/workshops/{id}/seats/{seat}/recordings": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The seat's recordings, oldest first. */
+        get: operations["list_recordings"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/workshops/{id}/seats/{seat}/recordings/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One recording, as asciicast v2 (`application/x-asciicast`). */
+        get: operations["get_recordings"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/workshops/{id}/seats/{seat}/reset": {
         parameters: {
             query?: never;
@@ -704,6 +807,25 @@ export interface paths {
         /** Resume one seat. */
         post: operations["resume_seat"];
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/workshops/{id}/spotlight": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** What is shared now. */
+        get: operations["spotlight_get"];
+        /** Shares one seat's terminal with every learner of the workshop, read-only. */
+        put: operations["spotlight_on"];
+        post?: never;
+        /** Stops sharing (learners' Presenter tabs close). */
+        delete: operations["spotlight_off"];
         options?: never;
         head?: never;
         patch?: never;
@@ -787,6 +909,22 @@ export interface components {
              * @description Seats it reported hosting at its last heartbeat.
              */
             used: number;
+        };
+        /** @description `POST /api/workshops/{id}/announcements`. */
+        AnnounceRequest: {
+            message: string;
+        };
+        /** @description One announcement of a workshop. */
+        Announcement: {
+            /** @description RFC 3339. */
+            created_at: string;
+            /** @description `an-` and random characters. */
+            id: string;
+            message: string;
+        };
+        /** @description The workshop's live announcements, newest last. */
+        AnnouncementList: {
+            announcements: components["schemas"]["Announcement"][];
         };
         /**
          * @description `POST /api/session/help`: a learner asks for help. The context (cwd, last commands) is
@@ -968,6 +1106,19 @@ export interface components {
             workshop_id: string;
             workshop_name: string;
         };
+        /**
+         * @description A frame of the learner event stream (`GET /api/session/events`, WebSocket): a full snapshot
+         *     of one topic whenever it changes (and once at connect).
+         */
+        LearnerEvent: {
+            announcements: components["schemas"]["Announcement"][];
+            /** @enum {string} */
+            type: "announcements";
+        } | {
+            spotlight?: null | components["schemas"]["Spotlight"];
+            /** @enum {string} */
+            type: "spotlight";
+        };
         /** @description What a learner token stands for (`GET /api/me`). */
         LearnerInfo: {
             /** @description Base URL of the session gateway. */
@@ -1093,6 +1244,23 @@ export interface components {
             content: string;
             /** @description `utf-8` or `base64`. */
             encoding: string;
+        };
+        /** @description One recorded terminal connection of a seat. */
+        RecordingInfo: {
+            /** Format: int64 */
+            bytes: number;
+            /** @description File name, e.g. `main-1764590000123.cast`: `[a-z0-9_-]+-<unix ms>.cast`. */
+            name: string;
+            session: string;
+            /**
+             * Format: int64
+             * @description Unix time in milliseconds when the recording started.
+             */
+            started_ms: number;
+        };
+        /** @description `GET /api/workshops/{id}/seats/{seat}/recordings`, oldest first. */
+        RecordingList: {
+            recordings: components["schemas"]["RecordingInfo"][];
         };
         RenameRequest: {
             from: string;
@@ -1272,6 +1440,26 @@ export interface components {
          * @enum {string}
          */
         SeatState: "pending" | "creating" | "ready" | "lost" | "failed" | "destroyed" | "paused" | "preparing";
+        SeatState: "pending" | "creating" | "ready" | "lost" | "failed" | "destroyed" | "paused";
+        /** @description The terminal currently shared with every learner of a workshop. */
+        Spotlight: {
+            /** Format: int32 */
+            seat: number;
+            session: string;
+            /** @description RFC 3339. */
+            since: string;
+        };
+        /** @description `PUT /api/workshops/{id}/spotlight`: which terminal to share with every learner. */
+        SpotlightRequest: {
+            /** Format: int32 */
+            seat: number;
+            /** @description Terminal session name; `main` when absent. */
+            session?: string | null;
+        };
+        /** @description `GET /api/workshops/{id}/spotlight` and `GET /api/session/spotlight`. */
+        SpotlightState: {
+            spotlight?: null | components["schemas"]["Spotlight"];
+        };
         /**
          * @description `POST /api/workshops/{id}/start` (optional body): `at` in the future schedules the start,
          *     in the past (or absent) starts now.
@@ -2023,6 +2211,43 @@ export interface operations {
             };
         };
     };
+    events: {
+        parameters: {
+            query?: {
+                /** @description One-time ticket (WebSocket only) from POST /api/session/ticket */
+                ticket?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description WebSocket of LearnerEvent text frames */
+            101: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LearnerEvent"][];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     list_files: {
         parameters: {
             query?: {
@@ -2574,6 +2799,60 @@ export interface operations {
             };
         };
     };
+    spotlight: {
+        parameters: {
+            query?: {
+                /** @description One-time ticket (WebSocket only) from POST /api/session/ticket */
+                ticket?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description WebSocket: the spotlighted terminal's frames, read-only (input is dropped) */
+            101: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SpotlightState"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description WebSocket asked while nothing is shared */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     terminal: {
         parameters: {
             query?: {
@@ -3012,6 +3291,134 @@ export interface operations {
             };
             /** @description `workshop_running`: stop it first */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_announcements: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Workshop id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AnnouncementList"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    announce: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Workshop id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AnnounceRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Announcement"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Empty or longer than 500 characters */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    dismiss: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Workshop id */
+                id: string;
+                /** @description Announcement id */
+                announcement_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Dismissed */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3487,6 +3894,122 @@ export interface operations {
             };
         };
     };
+    list_recordings: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Workshop id */
+                id: string;
+                /** @description Seat number */
+                seat: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RecordingList"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The seat is not on a connected agent */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_recordings: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Workshop id */
+                id: string;
+                /** @description Seat number */
+                seat: number;
+                /** @description Recording name from the list */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description asciicast v2: a JSON header line, then [time, code, data] lines */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/x-asciicast": string;
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     reset: {
         parameters: {
             query?: never;
@@ -3584,6 +4107,132 @@ export interface operations {
             };
             /** @description `workshop_not_running` */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    spotlight_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Workshop id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SpotlightState"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    spotlight_on: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Workshop id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SpotlightRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SpotlightState"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such workshop or seat */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    spotlight_off: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Workshop id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Stopped (or nothing was shared) */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -7,6 +7,7 @@ import type { ConnectionStatus } from '../terminal/connection';
 import { isValidSessionName, type ServerControl } from '../lib/termProtocol';
 import { loadTerminalTabs, saveTerminalTabs } from '../lib/storage';
 import type { SeatSession } from '../workspace/seatSession';
+import type { Spotlight } from '../api/types';
 import { Icon } from './Icon';
 
 export interface TerminalPanelProps {
@@ -14,14 +15,27 @@ export interface TerminalPanelProps {
   onStatus: (session: string, s: ConnectionStatus | null) => void;
   /** The seat's `help` command marks, from any tab. */
   onSeatMark?: (data: string) => void;
+  /** What the instructor shares with every learner: shown as a read-only "Presenter" tab. */
+  spotlight?: Spotlight | null;
 }
 
-export function TerminalPanel({ seat, onStatus, onSeatMark }: TerminalPanelProps) {
+/** The Presenter tab's name; never a session name (those have no spaces). */
+const PRESENTER = 'Presenter';
+
+export function TerminalPanel({ seat, onStatus, onSeatMark, spotlight }: TerminalPanelProps) {
   const wsId = seat.session.workshop_id;
   const [tabs, setTabs] = useState<string[]>(() => loadTerminalTabs(wsId).filter(isValidSessionName));
   const [active, setActive] = useState(tabs[0] ?? 'main');
   const [takeover, setTakeover] = useState<Set<string>>(() => new Set());
   const [notice, setNotice] = useState<string | null>(null);
+  const [seen, setSeen] = useState<string | null>(null);
+  // A new spotlight brings its tab forward once; the learner may switch back.
+  const spotKey = spotlight ? `${spotlight.seat}:${spotlight.session}:${spotlight.since}` : null;
+  if (spotKey !== seen) {
+    setSeen(spotKey);
+    if (spotKey) setActive(PRESENTER);
+    else if (active === PRESENTER) setActive(tabs[0] ?? 'main');
+  }
 
   const update = (next: string[]) => {
     setTabs(next);
@@ -96,6 +110,20 @@ export function TerminalPanel({ seat, onStatus, onSeatMark }: TerminalPanelProps
             )}
           </div>
         ))}
+        {spotlight && (
+          <div
+            role="tab"
+            aria-selected={active === PRESENTER}
+            tabIndex={active === PRESENTER ? 0 : -1}
+            data-testid="presenter-tab"
+            onClick={() => setActive(PRESENTER)}
+            title={`Your instructor is sharing seat ${spotlight.seat}'s terminal (read-only)`}
+          >
+            <Icon name="terminal" size={14} />
+            <span>{PRESENTER}</span>
+            <span className="badge ok plain">live</span>
+          </div>
+        )}
         <button type="button" className="add" onClick={add} aria-label="New terminal" title="New terminal">
           +
         </button>
@@ -116,6 +144,21 @@ export function TerminalPanel({ seat, onStatus, onSeatMark }: TerminalPanelProps
         </div>
       )}
       <div className="terminal-stack">
+        {spotlight && (
+          <div className="terminal-pane" hidden={active !== PRESENTER} role="tabpanel" aria-label="Presenter terminal">
+            <TerminalView
+              key={spotKey}
+              connectionKey={spotKey ?? undefined}
+              label="Presenter terminal"
+              url={() => seat.wsUrl('/api/session/spotlight')}
+              probe={() => seat.probe()}
+              interactive={false}
+              sendResize={false}
+              visible={active === PRESENTER}
+              onStatus={() => undefined}
+            />
+          </div>
+        )}
         {tabs.map((name) => (
           <div key={name} className="terminal-pane" hidden={name !== active} role="tabpanel" aria-label={`Terminal ${name}`}>
             <TerminalView

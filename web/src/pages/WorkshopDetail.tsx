@@ -3,9 +3,11 @@
 // idle / name, and the shadow terminal of the selected seat: read-only by default, with an
 // explicit take-over toggle.
 
-import { memo, useCallback, useMemo, useState } from 'react';
+import { memo, useCallback, useEffect, useMemo, useState } from 'react';
 import { ApiError, api, describeError } from '../api/client';
-import type { HelpRequest, Seat, Workshop } from '../api/types';
+import type { HelpRequest, Seat, Spotlight, Workshop } from '../api/types';
+import { PresenterBar } from '../presenter/Announcements';
+import { SeatPresenter } from '../presenter/SeatPresenter';
 import { HelpQueue } from '../components/HelpQueue';
 import { PreviewButtons, usePreviews } from '../components/Previews';
 import { TopBar } from '../components/TopBar';
@@ -51,6 +53,18 @@ export function WorkshopDetail({ token, id, signOut }: { token: string; id: stri
   const [helpTick, setHelpTick] = useState(0);
   const [filter, setFilter] = useState<GridFilter>('all');
   const [sort, setSort] = useState<GridSort>('seat');
+  const [spotlight, setSpotlight] = useState<Spotlight | null>(null);
+  const [spotTick, setSpotTick] = useState(0);
+  useEffect(() => {
+    let live = true;
+    api
+      .getSpotlight(token, id)
+      .then((r) => live && setSpotlight(r.spotlight ?? null))
+      .catch(() => undefined);
+    return () => {
+      live = false;
+    };
+  }, [token, id, spotTick]);
 
   const handle = (err: unknown) => {
     if (err instanceof ApiError && err.status === 401) signOut('Your session has ended; sign in again.');
@@ -172,8 +186,11 @@ export function WorkshopDetail({ token, id, signOut }: { token: string; id: stri
             seat={seats.find((s) => s.seat === selected) ?? null}
             seatNo={selected}
             onClose={() => setSelected(null)}
+            spotlight={spotlight}
+            onSpotlight={() => setSpotTick((t) => t + 1)}
           />
         )}
+        <PresenterBar token={token} workshopId={id} spotlight={spotlight} onChanged={() => setSpotTick((t) => t + 1)} />
         <HelpQueue
           token={token}
           workshopId={id}
@@ -299,7 +316,7 @@ const SeatScreen = memo(function SeatScreen({ screen }: { screen: ScreenFrame })
   );
 });
 
-function ShadowTerminal({ token, workshop, seat, seatNo, onClose }: { token: string; workshop: Workshop; seat: Seat | null; seatNo: number; onClose: () => void }) {
+function ShadowTerminal({ token, workshop, seat, seatNo, onClose, spotlight, onSpotlight }: { token: string; workshop: Workshop; seat: Seat | null; seatNo: number; onClose: () => void; spotlight: Spotlight | null; onSpotlight: () => void }) {
   const [session, setSession] = useState('main');
   const [draft, setDraft] = useState('main');
   const [takeover, setTakeover] = useState(false);
@@ -371,6 +388,14 @@ function ShadowTerminal({ token, workshop, seat, seatNo, onClose }: { token: str
           </button>
         )}
         {seat?.state === 'ready' && <SeatPreviews token={token} workshopId={workshop.id} seatNo={seatNo} />}
+        <SeatPresenter
+          token={token}
+          workshopId={workshop.id}
+          seatNo={seatNo}
+          session={session}
+          spotlit={spotlight?.seat === seatNo && spotlight.session === session}
+          onSpotlight={onSpotlight}
+        />
         <button type="button" className="btn ghost small" onClick={onClose} aria-label="Close terminal">
           Close
         </button>

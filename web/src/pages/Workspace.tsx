@@ -6,6 +6,8 @@ import { TopBar } from '../components/TopBar';
 import { FileTree } from '../components/FileTree';
 import { EditorArea } from '../components/EditorArea';
 import { TerminalPanel } from '../components/TerminalPanel';
+import { LearnerBanner } from '../presenter/LearnerBanner';
+import { useLearnerEvents } from '../workspace/learnerEvents';
 import { Splitter } from '../components/Splitter';
 import { ReadmePanel } from '../components/ReadmePanel';
 import { api } from '../api/client';
@@ -142,6 +144,7 @@ function Ide({ seat }: { seat: SeatSession }) {
   }, [s.workshop_name]);
 
   const summary = useMemo(() => summarize(statuses), [statuses]);
+  const live = useLearnerEvents(seat);
   const dirtyCount = editors.tabs.filter((t) => t.state !== 'clean').length;
 
   return (
@@ -175,6 +178,7 @@ function Ide({ seat }: { seat: SeatSession }) {
           {s.name && <span>· {s.name}</span>}
         </div>
       </TopBar>
+      <LearnerBanner announcements={live.announcements} />
       <div className="ide-body">
         <aside className="sidebar" style={{ width: sidebar }} aria-label="Explorer">
           <FileTree tree={tree} onOpen={(p, focus) => void editors.open(p, focus)} onRenamed={editors.renamed} onDeleted={editors.deleted} />
@@ -192,7 +196,7 @@ function Ide({ seat }: { seat: SeatSession }) {
             label="Resize terminal"
           />
           <div style={{ height: termHeight, display: 'flex', flex: 'none' }}>
-            <TerminalPanel seat={seat} onStatus={onStatus} onSeatMark={onSeatMark} />
+            <TerminalPanel seat={seat} onStatus={onStatus} onSeatMark={onSeatMark} spotlight={live.spotlight} />
           </div>
         </div>
         {readme.text && readme.open && <ReadmePanel readme={readme.text} template={readme.template} onClose={() => readme.setOpen(false)} />}

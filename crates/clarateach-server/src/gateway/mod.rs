@@ -11,6 +11,7 @@ pub(crate) mod export;
 pub mod preview;
 pub(crate) mod proxy;
 pub(crate) mod seat_call;
+pub(crate) mod spotlight;
 
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};

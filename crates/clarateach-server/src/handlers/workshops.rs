@@ -193,6 +193,8 @@ pub async fn stop(
 ) -> Result<(StatusCode, Json<WorkshopResponse>), ApiError> {
     let w = instructor.workshop(&state, &id).await?;
     let w = lifecycle::stop(&state, w).await?;
+    // Banners and the spotlight end with the workshop.
+    state.presenter().forget(&w.id);
     let status = if w.status == WorkshopStatus::Stopped {
         StatusCode::OK
     } else {

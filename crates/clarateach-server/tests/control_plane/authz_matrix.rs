@@ -195,6 +195,8 @@ fn body_for(w: &World, method: &Method, path: &str, who: Who) -> Option<Value> {
         ("PUT", "/api/session/files/{path}") => Some(json!({"content": "x"})),
         ("PUT", "/api/session/previews/{port}") => Some(json!({"public": true})),
         ("PUT", "/api/workshops/{id}/idle-policy") => Some(json!({"pause_after_minutes": 30})),
+        ("POST", "/api/workshops/{id}/announcements") => Some(json!({"message": "Break"})),
+        ("PUT", "/api/workshops/{id}/spotlight") => Some(json!({"seat": 1})),
         _ => None,
     }
 }
@@ -305,6 +307,44 @@ fn expected(method: &Method, path: &str, who: Who) -> Option<StatusCode> {
             InstructorA | InstructorB => StatusCode::NOT_FOUND,
             _ => unauth,
         },
+        // Announcements and the spotlight are the workshop's instructor's; learners get them
+        // only through their own stream (below).
+        "/api/workshops/{id}/announcements" => match (who, m) {
+            (InstructorA, "POST") => StatusCode::CREATED,
+            (InstructorA, _) => ok,
+            (InstructorB, _) => StatusCode::NOT_FOUND,
+            _ => unauth,
+        },
+        "/api/workshops/{id}/announcements/{announcement_id}" => match who {
+            InstructorA | InstructorB => StatusCode::NOT_FOUND,
+            _ => unauth,
+        },
+        "/api/workshops/{id}/spotlight" => match (who, m) {
+            (InstructorA, "DELETE") => StatusCode::NO_CONTENT,
+            (InstructorA, _) => ok,
+            (InstructorB, _) => StatusCode::NOT_FOUND,
+            _ => unauth,
+        },
+        // Recordings: the instructor only, never a learner (not even of that seat). The stand-in
+        // data path answers a line, not a recording list: A gets 502, as from a broken agent; a
+        // name that is not a recording's is 404 before any agent is asked.
+        "/api/workshops/{id}/seats/{seat}/recordings" => match who {
+            InstructorA => StatusCode::BAD_GATEWAY,
+            InstructorB => StatusCode::NOT_FOUND,
+            _ => unauth,
+        },
+        "/api/workshops/{id}/seats/{seat}/recordings/{name}" => match who {
+            InstructorA | InstructorB => StatusCode::NOT_FOUND,
+            _ => unauth,
+        },
+        // The learner's own workshop's announcements and spotlight (JSON without an upgrade);
+        // the instructor names a seat of their own workshop like any session route.
+        "/api/session/events" | "/api/session/spotlight" => match who {
+            _ if learner => ok,
+            InstructorA => ok,
+            InstructorB => StatusCode::NOT_FOUND,
+            _ => unauth,
+        },
         // Templates and standalone sandboxes are the instructor's own: another instructor's
         // (or a missing) name is 404, a body-less create is refused before anything is made.
         "/api/templates" | "/api/sandboxes" => match (who, m) {
@@ -358,6 +398,7 @@ fn concrete(w: &World, method: &Method, path: &str, who: Who) -> String {
         .replace("{seat}", "2")
         .replace("{help_id}", "help-0000")
         .replace("{port}", "8000")
+        .replace("{announcement_id}", "an-0000")
         .replace("{name}", "no-such-template");
     if p.starts_with("/api/session/")
         && p != "/api/session/ticket"
@@ -452,6 +493,8 @@ async fn every_route_by_every_caller() {
                 && path.starts_with("/api/session/")
                 && path != "/api/session/ticket"
                 && path != "/api/session/help"
+                && path != "/api/session/events"
+                && path != "/api/session/spotlight"
             {
                 let (ws, seat) = seat_of(who, &w).expect("seat");
                 if path.starts_with("/api/session/previews") {

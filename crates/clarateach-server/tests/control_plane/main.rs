@@ -14,6 +14,7 @@ mod join;
 mod lifecycle;
 mod limits;
 mod pause;
+mod presenter;
 mod previews;
 mod replicas;
 mod screens;

@@ -30,6 +30,10 @@ pub struct Args {
     /// MiB of terminal output for the throughput figures.
     #[arg(long, default_value_t = 32)]
     output_mib: u64,
+    /// Rounds of the recording on/off comparison (each round: one fresh gateway terminal with
+    /// the agent's recorder on, one with it off, same output).
+    #[arg(long, default_value_t = 3)]
+    recording_rounds: u32,
 }
 
 use super::util::percentile;
@@ -471,6 +475,43 @@ async fn measure(args: &Args, stack: &Stack, dir: &Path, mem_before: u64) -> any
         "output: gateway {gw_rate:.1} MiB/s, daemon direct {direct_rate:.1} MiB/s, host PTY drained with 1 MiB reads (the physical limit) {host_rate:.1} MiB/s -> gateway = {:.0}% of raw PTY (goal >= 70%)",
         100.0 * gw_rate / host_rate
     );
+    recording_overhead(&learner, stack, args).await?;
     admin.stop_workshop(&ws.id).await?;
+    Ok(())
+}
+
+/// Gateway output throughput with the agent's terminal recorder on and off, alternating, each
+/// on a fresh connection (the recorder is chosen when a connection opens) and a fresh shell.
+async fn recording_overhead(learner: &Client, stack: &Stack, args: &Args) -> anyhow::Result<()> {
+    let (mut on, mut off) = (Vec::new(), Vec::new());
+    for round in 0..args.recording_rounds {
+        for recording in [true, false] {
+            stack.agent.recorder.set_enabled(recording);
+            let mut t = learner
+                .terminal(&TerminalOptions {
+                    session: Some(format!("rec-{round}-{recording}")),
+                    ..Default::default()
+                })
+                .await?;
+            t.send_input("echo READY-$((1+1))\r").await?;
+            wait_output(&mut t, b"READY-2").await?;
+            let rate = throughput(&mut t, args.output_mib).await?;
+            if recording {
+                on.push(rate)
+            } else {
+                off.push(rate)
+            }
+            t.close().await.ok();
+        }
+    }
+    stack.agent.recorder.set_enabled(true);
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let (m_on, m_off) = (mean(&on), mean(&off));
+    println!(
+        "recording overhead on gateway output ({} rounds, {} MiB each): recording on {m_on:.1} MiB/s {on:.1?}, off {m_off:.1} MiB/s {off:.1?} -> {:+.1}% (goal: at most 10% slower)",
+        args.recording_rounds,
+        args.output_mib,
+        100.0 * (m_on - m_off) / m_off
+    );
     Ok(())
 }

@@ -11,6 +11,7 @@ mod info;
 mod list;
 mod output;
 mod pause;
+mod present;
 mod reset_seat;
 mod start;
 mod stop;
@@ -60,6 +61,12 @@ enum Verb {
     Resume(pause::Args),
     /// The help queue: list it, or claim / resolve one request.
     Help(help::Args),
+    /// Show a banner to every learner (or --list, --dismiss).
+    Announce(present::AnnounceArgs),
+    /// Share a seat's terminal read-only with every learner (or --off).
+    Spotlight(present::SpotlightArgs),
+    /// List a seat's terminal recordings, or download one (--get NAME -o FILE).
+    Recordings(present::RecordingsArgs),
 }
 
 /// What every verb gets: the client and how to print.
@@ -87,6 +94,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Verb::Pause(a) => pause::run(&ctx, a, true).await,
         Verb::Resume(a) => pause::run(&ctx, a, false).await,
         Verb::Help(a) => help::run(&ctx, a).await,
+        Verb::Announce(a) => present::announce(&ctx, a).await,
+        Verb::Spotlight(a) => present::spotlight(&ctx, a).await,
+        Verb::Recordings(a) => present::recordings(&ctx, a).await,
     };
     result.map_err(|e| one_line(e, &session, id.as_deref()))
 }
@@ -104,6 +114,9 @@ impl Verb {
             Verb::ResetSeat(a) => Some(&a.id),
             Verb::Pause(a) | Verb::Resume(a) => Some(&a.id),
             Verb::Help(a) => Some(&a.id),
+            Verb::Announce(a) => Some(&a.id),
+            Verb::Spotlight(a) => Some(&a.id),
+            Verb::Recordings(a) => Some(&a.id),
         }
     }
 }
