@@ -12,6 +12,7 @@ import { PageWatch, SHOTS, check, launchBrowser, log, startProxy, startServer, w
 import { measureGrid } from './grid.mjs';
 import { measurePageWeight } from './weight.mjs';
 import { runToolkit } from './toolkit.mjs';
+import { runToolkit2 } from './toolkit2.mjs';
 import { checkHardeningHeaders, checkNotFramable, checkTerminalLink, cspViolations, startEvilOrigin, watchCsp } from './security.mjs';
 
 const VIEWPORT = { width: 1440, height: 900 };
@@ -333,6 +334,7 @@ async function main() {
     check(late.length === 0, `no console errors or failed requests on the grid:\n  ${late.join('\n  ')}`);
     await ictx.close();
     figures.toolkit = await runToolkit(browser, url, token, VIEWPORT, []);
+    figures.toolkit2 = await runToolkit2(browser, url, token, VIEWPORT, []);
     ok = true;
   } finally {
     proxyRef?.close();

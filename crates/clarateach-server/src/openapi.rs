@@ -63,6 +63,13 @@ use crate::handlers;
         handlers::help::list,
         handlers::help::claim,
         handlers::help::resolve,
+        handlers::broadcast::broadcast,
+        handlers::broadcast::latest,
+        handlers::broadcast::mine,
+        handlers::checks::run,
+        handlers::checks::latest,
+        handlers::audit::list,
+        handlers::audit::presence,
     ),
     components(schemas(
         clarateach_core::ErrorBody,

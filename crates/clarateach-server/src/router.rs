@@ -16,6 +16,7 @@ use crate::error::ApiError;
 use crate::handlers::{
     agents, health, help, join, pause, sandboxes, screens, seats, sessions, templates, workshops,
 };
+use crate::handlers::{audit, broadcast, checks};
 use crate::state::AppState;
 use crate::{gateway, headers, metrics};
 
@@ -77,6 +78,19 @@ pub fn build(state: AppState, web: Option<Router>) -> Router {
             post(help::resolve),
         )
         .route("/api/session/help", get(help::mine).post(help::ask))
+        .route(
+            "/api/workshops/{id}/broadcast",
+            get(broadcast::latest)
+                .post(broadcast::broadcast)
+                .layer(DefaultBodyLimit::max(limit.max(broadcast::BODY_LIMIT))),
+        )
+        .route("/api/session/broadcast", get(broadcast::mine))
+        .route(
+            "/api/workshops/{id}/checks",
+            get(checks::latest).post(checks::run),
+        )
+        .route("/api/workshops/{id}/audit", get(audit::list))
+        .route("/api/session/presence", get(audit::presence))
         .route(
             "/api/instructor/sessions",
             post(sessions::create).delete(sessions::revoke),

@@ -42,6 +42,8 @@ struct Inner {
     shutdown: watch::Receiver<bool>,
     /// Standalone sandboxes (`/api/sandboxes`), opened on first use.
     sandboxes: tokio::sync::OnceCell<Arc<clarateach_sandbox::Sandboxes>>,
+    /// Instructor terminals open per seat, for the learner's notice (issue 10).
+    presence: crate::audit::Presence,
 }
 
 /// Shared server state.
@@ -93,6 +95,7 @@ impl AppState {
                 seat_resets: tokio::sync::broadcast::channel(256).0,
                 shutdown: p.shutdown,
                 sandboxes: tokio::sync::OnceCell::new(),
+                presence: Default::default(),
             }),
         }
     }
@@ -100,6 +103,10 @@ impl AppState {
     /// Standalone sandboxes of this host, opened by the first `/api/sandboxes` request.
     pub fn sandboxes(&self) -> &tokio::sync::OnceCell<Arc<clarateach_sandbox::Sandboxes>> {
         &self.inner.sandboxes
+    }
+    /// Instructor terminals open per seat (issue 10's consent notice).
+    pub fn presence(&self) -> &crate::audit::Presence {
+        &self.inner.presence
     }
     /// Open learner connections per seat, for the idle policy.
     pub fn connections(&self) -> &crate::pause::Connections {

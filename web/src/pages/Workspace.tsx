@@ -15,6 +15,7 @@ import { parentOf, useFileTree } from '../workspace/useFileTree';
 import { useEditors } from '../workspace/useEditors';
 import type { ConnectionStatus } from '../terminal/connection';
 import { HelpButton, useHelp } from '../components/HelpButton';
+import { BroadcastNotice, PresenceBadge, usePresence } from '../components/ToolkitNotices';
 import { loadSeen, parseHelpMark, saveSeen, shouldFile } from '../workspace/help';
 
 export function Workspace() {
@@ -119,6 +120,7 @@ function Ide({ seat }: { seat: SeatSession }) {
   }, [s.workshop_name]);
 
   const summary = useMemo(() => summarize(statuses), [statuses]);
+  const presence = usePresence(seat);
   const dirtyCount = editors.tabs.filter((t) => t.state !== 'clean').length;
 
   return (
@@ -126,6 +128,7 @@ function Ide({ seat }: { seat: SeatSession }) {
       <TopBar
         right={
           <span className="row" style={{ gap: 10 }}>
+          <PresenceBadge presence={presence} />
           <HelpButton help={help} />
           <span className="small muted" title="Use it to get back to this seat from another browser">
             Reconnect code{' '}
@@ -172,6 +175,7 @@ function Ide({ seat }: { seat: SeatSession }) {
         <span>{dirtyCount > 0 ? `${dirtyCount} unsaved` : 'All changes saved'}</span>
         {editors.active && <span className="mono">{editors.active}</span>}
       </footer>
+      <BroadcastNotice seat={seat} />
       {ended && (
         <div className="overlay">
           <div className="card" role="alertdialog" aria-modal="true" aria-labelledby="ended-title" aria-describedby="ended-desc" data-testid="workshop-ended">

@@ -18,6 +18,7 @@ mod screens;
 mod security;
 mod sessions;
 mod throttling;
+mod toolkit;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};

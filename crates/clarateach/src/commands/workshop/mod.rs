@@ -2,6 +2,9 @@
 //! clarateach-client in its own file; this module resolves where the control plane is and which
 //! token to use, and turns every client error into one readable line.
 
+mod audit;
+mod broadcast;
+mod check;
 pub(crate) mod conn;
 mod create;
 mod delete;
@@ -60,6 +63,12 @@ enum Verb {
     Resume(pause::Args),
     /// The help queue: list it, or claim / resolve one request.
     Help(help::Args),
+    /// Hand files out to every running seat; learners' edits are merged, never overwritten.
+    Broadcast(broadcast::Args),
+    /// Run a check command in every running seat at once and show pass/fail per seat.
+    Check(check::Args),
+    /// What instructors did to seats: watch, take-over, broadcast, check, reset, export.
+    Audit(audit::Args),
 }
 
 /// What every verb gets: the client and how to print.
@@ -87,6 +96,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Verb::Pause(a) => pause::run(&ctx, a, true).await,
         Verb::Resume(a) => pause::run(&ctx, a, false).await,
         Verb::Help(a) => help::run(&ctx, a).await,
+        Verb::Broadcast(a) => broadcast::run(&ctx, a).await,
+        Verb::Check(a) => check::run(&ctx, a).await,
+        Verb::Audit(a) => audit::run(&ctx, a).await,
     };
     result.map_err(|e| one_line(e, &session, id.as_deref()))
 }
@@ -104,6 +116,9 @@ impl Verb {
             Verb::ResetSeat(a) => Some(&a.id),
             Verb::Pause(a) | Verb::Resume(a) => Some(&a.id),
             Verb::Help(a) => Some(&a.id),
+            Verb::Broadcast(a) => Some(&a.id),
+            Verb::Check(a) => Some(&a.id),
+            Verb::Audit(a) => Some(&a.id),
         }
     }
 }
