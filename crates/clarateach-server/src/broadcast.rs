@@ -359,8 +359,13 @@ pub async fn deliver_seat(
     files: &[Payload],
 ) -> SeatBroadcast {
     let bases = &bases;
-    let mut results: Vec<BroadcastFileResult> = futures::stream::iter(files)
-        .map(|f| deliver_file(state, ws, seat, bases.get(&f.path).map(Vec::as_slice), f))
+    // By index, so the closure takes no reference (a closure over `&Payload` makes the
+    // handler's future fail axum's `Send` check for every lifetime).
+    let mut results: Vec<BroadcastFileResult> = futures::stream::iter(0..files.len())
+        .map(move |i| {
+            let f = &files[i];
+            deliver_file(state, ws, seat, bases.get(&f.path).map(Vec::as_slice), f)
+        })
         .buffered(FILES_AT_ONCE)
         .collect()
         .await;

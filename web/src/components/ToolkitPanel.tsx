@@ -132,9 +132,10 @@ function CheckForm({ token, workshopId, onCheck }: { token: string; workshopId: 
   useEffect(() => {
     const ctl = new AbortController();
     toolkit.checks(token, workshopId, ctl.signal).then((c) => {
-      if (c.saved) {
-        setCommand((prev) => prev || c.saved!.command);
-        setTimeoutS(String(c.saved.timeout_s));
+      const saved = c.saved;
+      if (saved) {
+        setCommand((prev) => prev || saved.command);
+        setTimeoutS(String(saved.timeout_s));
       }
       setRun(c.latest ?? null);
       onCheck(c.latest ?? null);

@@ -182,18 +182,19 @@ pub async fn broadcast(
             .await?;
     }
     let seats = running_seats(&state, &w.id).await?;
+    let mut work = Vec::with_capacity(seats.len());
+    for seat in seats {
+        let bases: HashMap<String, Vec<u8>> = state
+            .store()
+            .broadcast_bases(&w.id, seat)
+            .await?
+            .into_iter()
+            .collect();
+        work.push((seat, bases));
+    }
     let (st, ws, files_ref) = (&state, w.id.as_str(), files.as_slice());
-    let mut reports: Vec<_> = futures::stream::iter(seats)
-        .map(|seat| async move {
-            let bases: HashMap<String, Vec<u8>> = match st.store().broadcast_bases(ws, seat).await {
-                Ok(b) => b.into_iter().collect(),
-                Err(e) => {
-                    tracing::warn!(workshop.id = ws, seat, error = %e, "cannot read broadcast bases");
-                    HashMap::new()
-                }
-            };
-            broadcast::deliver_seat(st, ws, seat, bases, files_ref).await
-        })
+    let mut reports: Vec<_> = futures::stream::iter(work)
+        .map(move |(seat, bases)| broadcast::deliver_seat(st, ws, seat, bases, files_ref))
         .buffer_unordered(SEATS_AT_ONCE)
         .collect()
         .await;

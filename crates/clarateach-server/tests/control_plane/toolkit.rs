@@ -333,10 +333,12 @@ async fn broadcast_merges_edits_and_keeps_conflicts_beside() {
     }
 
     // Reset is audited too; the audit lists everything, newest first.
+    let (_, other_learner, _) = s.join(json!({"code": code})).await;
+    let reset_seat = other_learner["seat"].as_u64().expect("seat");
     let (st, _) = s
         .call(
             Method::POST,
-            &format!("/api/workshops/{id}/seats/2/reset"),
+            &format!("/api/workshops/{id}/seats/{reset_seat}/reset"),
             None,
         )
         .await;
@@ -364,7 +366,7 @@ async fn broadcast_merges_edits_and_keeps_conflicts_beside() {
         ],
         "{audit}"
     );
-    assert_eq!(audit["events"][0]["seat"], 2);
+    assert_eq!(audit["events"][0]["seat"], reset_seat);
     assert!(
         audit["events"][1]["detail"]
             .as_str()
