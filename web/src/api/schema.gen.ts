@@ -200,6 +200,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/session/broadcast": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** What the latest broadcast brought the learner's seat. */
+        get: operations["mine_broadcast"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/session/files": {
         parameters: {
             query?: never;
@@ -295,10 +312,27 @@ export interface paths {
             cookie?: never;
         };
         /** The learner's own request and place in the queue. */
-        get: operations["mine"];
+        get: operations["mine_help"];
         put?: never;
         /** Ask for help from a learner's seat. */
         post: operations["ask"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/session/presence": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Whether an instructor is watching or typing in the learner's seat now. */
+        get: operations["presence"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -423,6 +457,59 @@ export interface paths {
         post?: never;
         /** Delete a workshop that is not running, with its seat volumes. */
         delete: operations["delete_workshops"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/workshops/{id}/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The workshop's audit, newest first (at most 500 events). */
+        get: operations["list_audit"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/workshops/{id}/broadcast": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The workshop's latest broadcast report. */
+        get: operations["latest_broadcast"];
+        put?: never;
+        /** Hand files out to every running seat without clobbering learners' edits. */
+        post: operations["broadcast"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/workshops/{id}/checks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The latest check run and the stored check command. */
+        get: operations["latest_checks"];
+        put?: never;
+        /** Run a check command in every running seat in parallel. */
+        post: operations["run_checks"];
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -724,10 +811,132 @@ export interface components {
             open_file?: string | null;
         };
         /**
+         * @description What an instructor did to a seat (or to every seat).
+         * @enum {string}
+         */
+        AuditAction: "watch" | "take_over" | "broadcast" | "check" | "reset" | "export";
+        /** @description One audit record. */
+        AuditEvent: {
+            action: components["schemas"]["AuditAction"];
+            /** @description The instructor's id. */
+            actor: string;
+            /** @description The instructor's name, when the account still exists. */
+            actor_name?: string | null;
+            /** Format: date-time */
+            at: string;
+            /** @description A short summary (command run, files handed out). */
+            detail?: string | null;
+            /**
+             * Format: int32
+             * @description The seat, or `None` for every seat of the workshop.
+             */
+            seat?: number | null;
+        };
+        /** @description `GET /api/workshops/{id}/audit`: newest first. */
+        AuditResponse: {
+            events: components["schemas"]["AuditEvent"][];
+        };
+        /**
          * @description Which backend runs the sandbox.
          * @enum {string}
          */
         BackendChoice: "sandbox" | "microvm";
+        /** @description One file to hand out: a path relative to the seat's workspace. */
+        BroadcastFile: {
+            content: string;
+            encoding?: components["schemas"]["FileEncoding"];
+            path: string;
+        };
+        /** @description One file's outcome in one seat. */
+        BroadcastFileResult: {
+            /** @description Why it `failed`. */
+            error?: string | null;
+            /** @description Where the new version went when it `conflicted`. */
+            new_path?: string | null;
+            outcome: components["schemas"]["BroadcastOutcome"];
+            path: string;
+        };
+        /**
+         * @description What happened to one file in one seat.
+         * @enum {string}
+         */
+        BroadcastOutcome: "written" | "merged" | "conflicted" | "failed";
+        /** @description The answer to a broadcast, kept as the workshop's latest one. */
+        BroadcastReport: {
+            /** Format: date-time */
+            at: string;
+            /** Format: int64 */
+            duration_ms: number;
+            /** @description Paths handed out. */
+            files: string[];
+            id: string;
+            seats: components["schemas"]["SeatBroadcast"][];
+        };
+        /**
+         * @description `POST /api/workshops/{id}/broadcast` as JSON: either `files`, or `from_seat` + `dir` (every
+         *     file under that directory of that seat, as it is now). A tar.gz body
+         *     (`Content-Type: application/gzip`) is the third form.
+         */
+        BroadcastRequest: {
+            /** @description Directory of `from_seat` to hand out (relative; empty or absent: the whole workspace). */
+            dir?: string | null;
+            files?: components["schemas"]["BroadcastFile"][];
+            /** Format: int32 */
+            from_seat?: number | null;
+        };
+        /**
+         * @description `POST /api/workshops/{id}/checks`. Without `command`, the workshop's stored check command
+         *     (or its template's) runs; `save` stores this one as the workshop's.
+         */
+        CheckRequest: {
+            command?: string | null;
+            save?: boolean;
+            /**
+             * Format: int64
+             * @description Default 30, at most 300.
+             */
+            timeout_s?: number | null;
+        };
+        /** @description One seat's result: the command's exit status and bounded output, or why it did not run. */
+        CheckResult: {
+            /** Format: int64 */
+            duration_ms: number;
+            /** @description Why the seat gave no result. */
+            error?: string | null;
+            /**
+             * Format: int32
+             * @description `None` when it did not finish (timeout, unreachable seat).
+             */
+            exit_code?: number | null;
+            /** @description `exit_code == 0`. */
+            passed: boolean;
+            /** Format: int32 */
+            seat: number;
+            stderr: string;
+            stdout: string;
+            timed_out?: boolean;
+            /** @description stdout or stderr was cut at [`CHECK_OUTPUT_BYTES`]. */
+            truncated?: boolean;
+        };
+        /** @description A check run across every running seat: the answer to `POST .../checks`, kept as the latest. */
+        CheckRun: {
+            command: string;
+            /**
+             * Format: int64
+             * @description Wall time of the whole run, all seats.
+             */
+            duration_ms: number;
+            /** Format: date-time */
+            ran_at: string;
+            results: components["schemas"]["CheckResult"][];
+            /** Format: int64 */
+            timeout_s: number;
+        };
+        /** @description `GET /api/workshops/{id}/checks`. */
+        ChecksResponse: {
+            latest?: null | components["schemas"]["CheckRun"];
+            saved?: null | components["schemas"]["SavedCheck"];
+        };
         /** @description A command the shell finished (from OSC 133 marks). */
         CommandRecord: {
             /** @description The command line as the shell reported it (control characters replaced, bounded). */
@@ -798,6 +1007,11 @@ export interface components {
             /** @description Human sentence explaining what went wrong. */
             message: string;
         };
+        /**
+         * @description How a broadcast file's `content` is spelled.
+         * @enum {string}
+         */
+        FileEncoding: "utf8" | "base64";
         /** @description One entry of a directory listing. */
         FileInfo: {
             is_directory: boolean;
@@ -894,6 +1108,17 @@ export interface components {
             workshop_id: string;
             workshop_name: string;
         };
+        /** @description `GET /api/workshops/{id}/broadcast`: the latest report, `null` before the first broadcast. */
+        LatestBroadcastResponse: {
+            report?: null | components["schemas"]["BroadcastReport"];
+        };
+        /** @description `GET /api/session/broadcast`: what the latest broadcast brought the learner's seat. */
+        LearnerBroadcast: {
+            /** Format: date-time */
+            at?: string | null;
+            files: components["schemas"]["BroadcastFileResult"][];
+            id?: string | null;
+        };
         /** @description What a learner token stands for (`GET /api/me`). */
         LearnerInfo: {
             /** @description Base URL of the session gateway. */
@@ -983,6 +1208,14 @@ export interface components {
                 allow: string[];
             };
         };
+        /**
+         * @description `GET /api/session/presence`: whether an instructor is watching the learner's terminal or
+         *     typing in it right now.
+         */
+        Presence: {
+            typing: boolean;
+            watching: boolean;
+        };
         ReadFileResponse: {
             content: string;
             /** @description `utf-8` or `base64`. */
@@ -1064,6 +1297,12 @@ export interface components {
          * @enum {string}
          */
         SandboxState: "running" | "stopped";
+        /** @description A workshop's stored check command. */
+        SavedCheck: {
+            command: string;
+            /** Format: int64 */
+            timeout_s: number;
+        };
         /** @description Where the cursor is, relative to [`ScreenSnapshot::lines`]. */
         ScreenCursor: {
             /** Format: int32 */
@@ -1136,6 +1375,12 @@ export interface components {
             /** Format: int32 */
             seat: number;
             state: components["schemas"]["SeatState"];
+        };
+        /** @description One seat's part of a broadcast. */
+        SeatBroadcast: {
+            files: components["schemas"]["BroadcastFileResult"][];
+            /** Format: int32 */
+            seat: number;
         };
         /**
          * @description State of one seat's workspace as the control plane knows it.
@@ -1866,6 +2111,33 @@ export interface operations {
             };
         };
     };
+    mine_broadcast: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LearnerBroadcast"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     list_files: {
         parameters: {
             query?: {
@@ -2153,7 +2425,7 @@ export interface operations {
             };
         };
     };
-    mine: {
+    mine_help: {
         parameters: {
             query?: never;
             header?: never;
@@ -2228,6 +2500,33 @@ export interface operations {
                 };
             };
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    presence: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Presence"];
+                };
+            };
+            401: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2714,6 +3013,267 @@ export interface operations {
             };
             /** @description `workshop_running`: stop it first */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_audit: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Workshop id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditResponse"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    latest_broadcast: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Workshop id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LatestBroadcastResponse"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    broadcast: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Workshop id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/gzip": number[];
+                "application/json": components["schemas"]["BroadcastRequest"];
+            };
+        };
+        responses: {
+            /** @description Per seat and file: written, merged, conflicted or failed */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BroadcastReport"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `workshop_not_running`, or the source seat cannot be read */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A path or file is invalid (`bad_path`, `validation_failed`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    latest_checks: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Workshop id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChecksResponse"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    run_checks: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Workshop id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CheckRequest"];
+            };
+        };
+        responses: {
+            /** @description One result per running seat */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CheckRun"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `workshop_not_running` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A bad command or timeout, or `no_check_command` */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
