@@ -285,7 +285,29 @@ async fn toolkit_figures() {
     let (_tmp, dir) = data_dir();
     let (_up, base, token) = start_up(&dir, free_port());
     let admin = Client::new(&base, Some(token)).expect("client");
-    let ws = start_workshop(&admin, &workshop_request("bench", seats)).await;
+    // Many seats on a loaded machine take longer than `start_workshop`'s 30 s.
+    let ws = eventually(
+        "bench workshop started",
+        std::time::Duration::from_secs(30),
+        || async {
+            let ws = admin
+                .create_workshop(&workshop_request("bench", seats))
+                .await
+                .ok()?;
+            admin.start_workshop(&ws.id).await.ok()?;
+            Some(ws)
+        },
+    )
+    .await;
+    eventually(
+        "bench seats ready",
+        std::time::Duration::from_secs(400),
+        || async {
+            let w = admin.get_workshop(&ws.id).await.ok()?;
+            (w.seats_ready == seats).then_some(())
+        },
+    )
+    .await;
     let body: String = (0..40)
         .map(|i| format!("line {i} of the handout\n"))
         .collect();
