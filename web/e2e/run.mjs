@@ -15,6 +15,7 @@ import { runToolkit } from './toolkit.mjs';
 import { runImages } from './images.mjs';
 import { runPreview } from './preview.mjs';
 import { runToolkit3 } from './toolkit3.mjs';
+import { runToolkit2 } from './toolkit2.mjs';
 import { checkHardeningHeaders, checkNotFramable, checkTerminalLink, cspViolations, startEvilOrigin, watchCsp } from './security.mjs';
 
 const VIEWPORT = { width: 1440, height: 900 };
@@ -339,6 +340,7 @@ async function main() {
     figures.images = await runImages(browser);
     figures.preview = await runPreview(browser, url, token, VIEWPORT, []);
     figures.toolkit3 = await runToolkit3(browser, url, token, VIEWPORT, []);
+    figures.toolkit2 = await runToolkit2(browser, url, token, VIEWPORT, []);
     ok = true;
   } finally {
     proxyRef?.close();

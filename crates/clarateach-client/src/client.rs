@@ -362,16 +362,26 @@ impl Client {
             .map_err(|e| from_reqwest_at(self.base.as_str(), url.as_str(), e))
     }
 
-    async fn call<T: DeserializeOwned, B: Serialize + ?Sized>(
+    pub(crate) async fn call<T: DeserializeOwned, B: Serialize + ?Sized>(
         &self,
         method: Method,
         segments: &[&str],
         body: Option<&B>,
     ) -> Result<T, ClientError> {
+        self.call_within(method, segments, body, REQUEST_TIMEOUT)
+            .await
+    }
+
+    /// [`Client::call`] with another deadline (a check runs for its command's timeout).
+    pub(crate) async fn call_within<T: DeserializeOwned, B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        segments: &[&str],
+        body: Option<&B>,
+        timeout: Duration,
+    ) -> Result<T, ClientError> {
         let url = self.url(segments)?;
-        let resp = self
-            .send(method, url.clone(), body, Some(REQUEST_TIMEOUT))
-            .await?;
+        let resp = self.send(method, url.clone(), body, Some(timeout)).await?;
         let status = resp.status();
         let bytes = resp
             .bytes()

@@ -9,6 +9,7 @@ mod client;
 mod error;
 mod export;
 mod terminal;
+mod toolkit;
 
 pub use client::{Client, HelpAction};
 pub use error::ClientError;

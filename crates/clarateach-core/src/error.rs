@@ -127,6 +127,8 @@ error_codes! {
     AgentUnavailable = "agent_unavailable",
     AgentAlreadyConnected = "agent_already_connected",
     AgentIdMismatch = "agent_id_mismatch",
+    /// A check without a command, and the workshop has none stored (issue 10).
+    NoCheckCommand = "no_check_command",
 
     // Host agent.
     /// The seat has no running workspace on this agent (yet).

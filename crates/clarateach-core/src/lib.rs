@@ -19,6 +19,7 @@ pub mod session_api;
 pub mod skip;
 pub mod templates;
 pub mod text;
+pub mod toolkit;
 
 pub use api::*;
 pub use error::{ErrorBody, ErrorCode};

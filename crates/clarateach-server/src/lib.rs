@@ -15,7 +15,9 @@
 #![forbid(unsafe_code)]
 
 pub mod accounts;
+pub mod audit;
 pub mod auth;
+pub mod broadcast;
 mod config;
 pub mod error;
 pub mod extract;

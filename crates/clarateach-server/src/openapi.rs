@@ -78,6 +78,13 @@ use crate::handlers;
         handlers::previews::list,
         handlers::previews::set_public,
         handlers::previews::open,
+        handlers::broadcast::broadcast,
+        handlers::broadcast::latest,
+        handlers::broadcast::mine,
+        handlers::checks::run,
+        handlers::checks::latest,
+        handlers::audit::list,
+        handlers::audit::presence,
     ),
     components(schemas(
         clarateach_core::ErrorBody,

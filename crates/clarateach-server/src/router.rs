@@ -17,6 +17,7 @@ use crate::handlers::{
     agents, health, help, images, join, pause, presenter, previews, recordings, sandboxes, screens,
     seats, sessions, templates, workshops,
 };
+use crate::handlers::{audit, broadcast, checks};
 use crate::state::AppState;
 use crate::{gateway, headers, metrics};
 
@@ -103,6 +104,19 @@ pub fn build(state: AppState, web: Option<Router>) -> Router {
             "/api/workshops/{id}/seats/{seat}/recordings/{name}",
             get(recordings::get),
         )
+        .route(
+            "/api/workshops/{id}/broadcast",
+            get(broadcast::latest)
+                .post(broadcast::broadcast)
+                .layer(DefaultBodyLimit::max(limit.max(broadcast::BODY_LIMIT))),
+        )
+        .route("/api/session/broadcast", get(broadcast::mine))
+        .route(
+            "/api/workshops/{id}/checks",
+            get(checks::latest).post(checks::run),
+        )
+        .route("/api/workshops/{id}/audit", get(audit::list))
+        .route("/api/session/presence", get(audit::presence))
         .route(
             "/api/instructor/sessions",
             post(sessions::create).delete(sessions::revoke),

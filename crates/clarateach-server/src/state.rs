@@ -45,6 +45,8 @@ struct Inner {
     sandboxes: tokio::sync::OnceCell<Arc<clarateach_sandbox::Sandboxes>>,
     /// Announcements and spotlights (issue 10).
     presenter: crate::presenter::Presenter,
+    /// Instructor terminals open per seat, for the learner's notice (issue 10).
+    presence: crate::audit::Presence,
 }
 
 /// Shared server state.
@@ -98,6 +100,7 @@ impl AppState {
                 shutdown: p.shutdown,
                 sandboxes: tokio::sync::OnceCell::new(),
                 presenter: Default::default(),
+                presence: Default::default(),
             }),
         }
     }
@@ -105,6 +108,10 @@ impl AppState {
     /// Standalone sandboxes of this host, opened by the first `/api/sandboxes` request.
     pub fn sandboxes(&self) -> &tokio::sync::OnceCell<Arc<clarateach_sandbox::Sandboxes>> {
         &self.inner.sandboxes
+    }
+    /// Instructor terminals open per seat (issue 10's consent notice).
+    pub fn presence(&self) -> &crate::audit::Presence {
+        &self.inner.presence
     }
     /// Open learner connections per seat, for the idle policy.
     pub fn connections(&self) -> &crate::pause::Connections {

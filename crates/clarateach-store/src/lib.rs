@@ -20,6 +20,7 @@ mod sqlite;
 mod templates;
 #[doc(hidden)]
 pub mod test_support;
+mod toolkit;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -31,6 +32,7 @@ pub use records::{AgentTokenRecord, InstructorRecord, NewWorkshop, SeatRecord, W
 pub use schedule::{ScheduleStore, WorkshopSchedule};
 pub use sqlite::SqliteStore;
 pub use templates::{TemplateRecord, WorkshopStarter};
+pub use toolkit::{BaseEntry, LatestKind, ToolkitStore};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -202,7 +204,14 @@ pub trait SeatStore: Send + Sync {
 
 /// Everything the control plane needs from its database.
 pub trait Store:
-    AccountStore + WorkshopStore + SeatStore + ThrottleStore + TemplateStore + ScheduleStore + HelpStore
+    AccountStore
+    + WorkshopStore
+    + SeatStore
+    + ThrottleStore
+    + TemplateStore
+    + ScheduleStore
+    + HelpStore
+    + ToolkitStore
 {
 }
 
@@ -214,6 +223,7 @@ impl<T> Store for T where
         + TemplateStore
         + ScheduleStore
         + HelpStore
+        + ToolkitStore
 {
 }
 

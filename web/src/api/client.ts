@@ -90,7 +90,7 @@ async function toError(res: Response): Promise<ApiError> {
   return new ApiError(res.status, code, message, retryAfter);
 }
 
-async function json<T>(path: string, opts?: RequestOptions): Promise<T> {
+export async function json<T>(path: string, opts?: RequestOptions): Promise<T> {
   const res = await send(path, opts);
   if (res.status === 204) return undefined as T;
   const text = await res.text();

@@ -218,6 +218,7 @@ export interface paths {
         trace?: never;
     };
     "/api/session/events": {
+    "/api/session/broadcast": {
         parameters: {
             query?: never;
             header?: never;
@@ -226,6 +227,8 @@ export interface paths {
         };
         /** The learner's live announcements and spotlight (WebSocket), or the current ones (JSON). */
         get: operations["events"];
+        /** What the latest broadcast brought the learner's seat. */
+        get: operations["mine_broadcast"];
         put?: never;
         post?: never;
         delete?: never;
@@ -329,7 +332,7 @@ export interface paths {
             cookie?: never;
         };
         /** The learner's own request and place in the queue. */
-        get: operations["mine"];
+        get: operations["mine_help"];
         put?: never;
         /** Ask for help from a learner's seat. */
         post: operations["ask"];
@@ -340,6 +343,7 @@ export interface paths {
         trace?: never;
     };
     "/api/session/previews": {
+    "/api/session/presence": {
         parameters: {
             query?: never;
             header?: never;
@@ -351,6 +355,8 @@ export interface paths {
          *     lists their own seat; an instructor names one with `workshop_id` and `seat`.
          */
         get: operations["list_previews"];
+        /** Whether an instructor is watching or typing in the learner's seat now. */
+        get: operations["presence"];
         put?: never;
         post?: never;
         delete?: never;
@@ -537,6 +543,7 @@ export interface paths {
         trace?: never;
     };
     "/api/workshops/{id}/announcements": {
+    "/api/workshops/{id}/audit": {
         parameters: {
             query?: never;
             header?: never;
@@ -548,6 +555,10 @@ export interface paths {
         put?: never;
         /** Shows a banner to every learner of the workshop. */
         post: operations["announce"];
+        /** The workshop's audit, newest first (at most 500 events). */
+        get: operations["list_audit"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -555,6 +566,7 @@ export interface paths {
         trace?: never;
     };
     "/api/workshops/{id}/announcements/{announcement_id}": {
+    "/api/workshops/{id}/broadcast": {
         parameters: {
             query?: never;
             header?: never;
@@ -566,6 +578,30 @@ export interface paths {
         post?: never;
         /** Takes a banner down. */
         delete: operations["dismiss"];
+        /** The workshop's latest broadcast report. */
+        get: operations["latest_broadcast"];
+        put?: never;
+        /** Hand files out to every running seat without clobbering learners' edits. */
+        post: operations["broadcast"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/workshops/{id}/checks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The latest check run and the stored check command. */
+        get: operations["latest_checks"];
+        put?: never;
+        /** Run a check command in every running seat in parallel. */
+        post: operations["run_checks"];
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -936,10 +972,132 @@ export interface components {
             open_file?: string | null;
         };
         /**
+         * @description What an instructor did to a seat (or to every seat).
+         * @enum {string}
+         */
+        AuditAction: "watch" | "take_over" | "broadcast" | "check" | "reset" | "export";
+        /** @description One audit record. */
+        AuditEvent: {
+            action: components["schemas"]["AuditAction"];
+            /** @description The instructor's id. */
+            actor: string;
+            /** @description The instructor's name, when the account still exists. */
+            actor_name?: string | null;
+            /** Format: date-time */
+            at: string;
+            /** @description A short summary (command run, files handed out). */
+            detail?: string | null;
+            /**
+             * Format: int32
+             * @description The seat, or `None` for every seat of the workshop.
+             */
+            seat?: number | null;
+        };
+        /** @description `GET /api/workshops/{id}/audit`: newest first. */
+        AuditResponse: {
+            events: components["schemas"]["AuditEvent"][];
+        };
+        /**
          * @description Which backend runs the sandbox.
          * @enum {string}
          */
         BackendChoice: "sandbox" | "microvm";
+        /** @description One file to hand out: a path relative to the seat's workspace. */
+        BroadcastFile: {
+            content: string;
+            encoding?: components["schemas"]["FileEncoding"];
+            path: string;
+        };
+        /** @description One file's outcome in one seat. */
+        BroadcastFileResult: {
+            /** @description Why it `failed`. */
+            error?: string | null;
+            /** @description Where the new version went when it `conflicted`. */
+            new_path?: string | null;
+            outcome: components["schemas"]["BroadcastOutcome"];
+            path: string;
+        };
+        /**
+         * @description What happened to one file in one seat.
+         * @enum {string}
+         */
+        BroadcastOutcome: "written" | "merged" | "conflicted" | "failed";
+        /** @description The answer to a broadcast, kept as the workshop's latest one. */
+        BroadcastReport: {
+            /** Format: date-time */
+            at: string;
+            /** Format: int64 */
+            duration_ms: number;
+            /** @description Paths handed out. */
+            files: string[];
+            id: string;
+            seats: components["schemas"]["SeatBroadcast"][];
+        };
+        /**
+         * @description `POST /api/workshops/{id}/broadcast` as JSON: either `files`, or `from_seat` + `dir` (every
+         *     file under that directory of that seat, as it is now). A tar.gz body
+         *     (`Content-Type: application/gzip`) is the third form.
+         */
+        BroadcastRequest: {
+            /** @description Directory of `from_seat` to hand out (relative; empty or absent: the whole workspace). */
+            dir?: string | null;
+            files?: components["schemas"]["BroadcastFile"][];
+            /** Format: int32 */
+            from_seat?: number | null;
+        };
+        /**
+         * @description `POST /api/workshops/{id}/checks`. Without `command`, the workshop's stored check command
+         *     (or its template's) runs; `save` stores this one as the workshop's.
+         */
+        CheckRequest: {
+            command?: string | null;
+            save?: boolean;
+            /**
+             * Format: int64
+             * @description Default 30, at most 300.
+             */
+            timeout_s?: number | null;
+        };
+        /** @description One seat's result: the command's exit status and bounded output, or why it did not run. */
+        CheckResult: {
+            /** Format: int64 */
+            duration_ms: number;
+            /** @description Why the seat gave no result. */
+            error?: string | null;
+            /**
+             * Format: int32
+             * @description `None` when it did not finish (timeout, unreachable seat).
+             */
+            exit_code?: number | null;
+            /** @description `exit_code == 0`. */
+            passed: boolean;
+            /** Format: int32 */
+            seat: number;
+            stderr: string;
+            stdout: string;
+            timed_out?: boolean;
+            /** @description stdout or stderr was cut at [`CHECK_OUTPUT_BYTES`]. */
+            truncated?: boolean;
+        };
+        /** @description A check run across every running seat: the answer to `POST .../checks`, kept as the latest. */
+        CheckRun: {
+            command: string;
+            /**
+             * Format: int64
+             * @description Wall time of the whole run, all seats.
+             */
+            duration_ms: number;
+            /** Format: date-time */
+            ran_at: string;
+            results: components["schemas"]["CheckResult"][];
+            /** Format: int64 */
+            timeout_s: number;
+        };
+        /** @description `GET /api/workshops/{id}/checks`. */
+        ChecksResponse: {
+            latest?: null | components["schemas"]["CheckRun"];
+            saved?: null | components["schemas"]["SavedCheck"];
+        };
         /** @description A command the shell finished (from OSC 133 marks). */
         CommandRecord: {
             /** @description The command line as the shell reported it (control characters replaced, bounded). */
@@ -1010,6 +1168,11 @@ export interface components {
             /** @description Human sentence explaining what went wrong. */
             message: string;
         };
+        /**
+         * @description How a broadcast file's `content` is spelled.
+         * @enum {string}
+         */
+        FileEncoding: "utf8" | "base64";
         /** @description One entry of a directory listing. */
         FileInfo: {
             is_directory: boolean;
@@ -1118,6 +1281,16 @@ export interface components {
             spotlight?: null | components["schemas"]["Spotlight"];
             /** @enum {string} */
             type: "spotlight";
+        /** @description `GET /api/workshops/{id}/broadcast`: the latest report, `null` before the first broadcast. */
+        LatestBroadcastResponse: {
+            report?: null | components["schemas"]["BroadcastReport"];
+        };
+        /** @description `GET /api/session/broadcast`: what the latest broadcast brought the learner's seat. */
+        LearnerBroadcast: {
+            /** Format: date-time */
+            at?: string | null;
+            files: components["schemas"]["BroadcastFileResult"][];
+            id?: string | null;
         };
         /** @description What a learner token stands for (`GET /api/me`). */
         LearnerInfo: {
@@ -1239,6 +1412,13 @@ export interface components {
          */
         PreviewOpen: {
             url: string;
+        /**
+         * @description `GET /api/session/presence`: whether an instructor is watching the learner's terminal or
+         *     typing in it right now.
+         */
+        Presence: {
+            typing: boolean;
+            watching: boolean;
         };
         ReadFileResponse: {
             content: string;
@@ -1338,6 +1518,12 @@ export interface components {
          * @enum {string}
          */
         SandboxState: "running" | "stopped";
+        /** @description A workshop's stored check command. */
+        SavedCheck: {
+            command: string;
+            /** Format: int64 */
+            timeout_s: number;
+        };
         /** @description Where the cursor is, relative to [`ScreenSnapshot::lines`]. */
         ScreenCursor: {
             /** Format: int32 */
@@ -1434,6 +1620,11 @@ export interface components {
             packages?: string[];
             /** Format: int64 */
             size_bytes?: number;
+        /** @description One seat's part of a broadcast. */
+        SeatBroadcast: {
+            files: components["schemas"]["BroadcastFileResult"][];
+            /** Format: int32 */
+            seat: number;
         };
         /**
          * @description State of one seat's workspace as the control plane knows it.
@@ -2217,6 +2408,9 @@ export interface operations {
                 /** @description One-time ticket (WebSocket only) from POST /api/session/ticket */
                 ticket?: string;
             };
+    mine_broadcast: {
+        parameters: {
+            query?: never;
             header?: never;
             path?: never;
             cookie?: never;
@@ -2236,6 +2430,7 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["LearnerEvent"][];
+                    "application/json": components["schemas"]["LearnerBroadcast"];
                 };
             };
             401: {
@@ -2535,7 +2730,7 @@ export interface operations {
             };
         };
     };
-    mine: {
+    mine_help: {
         parameters: {
             query?: never;
             header?: never;
@@ -2627,6 +2822,9 @@ export interface operations {
                 /** @description Instructors: the seat */
                 seat?: number;
             };
+    presence: {
+        parameters: {
+            query?: never;
             header?: never;
             path?: never;
             cookie?: never;
@@ -2639,6 +2837,7 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["PreviewList"];
+                    "application/json": components["schemas"]["Presence"];
                 };
             };
             401: {
@@ -3301,6 +3500,7 @@ export interface operations {
         };
     };
     list_announcements: {
+    list_audit: {
         parameters: {
             query?: never;
             header?: never;
@@ -3318,6 +3518,7 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["AnnouncementList"];
+                    "application/json": components["schemas"]["AuditResponse"];
                 };
             };
             401: {
@@ -3339,6 +3540,45 @@ export interface operations {
         };
     };
     announce: {
+    latest_broadcast: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Workshop id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LatestBroadcastResponse"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    broadcast: {
         parameters: {
             query?: never;
             header?: never;
@@ -3355,11 +3595,27 @@ export interface operations {
         };
         responses: {
             201: {
+                "application/gzip": number[];
+                "application/json": components["schemas"]["BroadcastRequest"];
+            };
+        };
+        responses: {
+            /** @description Per seat and file: written, merged, conflicted or failed */
+            200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["Announcement"];
+                    "application/json": components["schemas"]["BroadcastReport"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
             401: {
@@ -3379,6 +3635,24 @@ export interface operations {
                 };
             };
             /** @description Empty or longer than 500 characters */
+            /** @description `workshop_not_running`, or the source seat cannot be read */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A path or file is invalid (`bad_path`, `validation_failed`) */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -3390,6 +3664,7 @@ export interface operations {
         };
     };
     dismiss: {
+    latest_checks: {
         parameters: {
             query?: never;
             header?: never;
@@ -3409,6 +3684,13 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChecksResponse"];
+                };
             };
             401: {
                 headers: {
@@ -3419,6 +3701,75 @@ export interface operations {
                 };
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    run_checks: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Workshop id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CheckRequest"];
+            };
+        };
+        responses: {
+            /** @description One result per running seat */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CheckRun"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `workshop_not_running` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A bad command or timeout, or `no_check_command` */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -10,6 +10,8 @@ import { PresenterBar } from '../presenter/Announcements';
 import { SeatPresenter } from '../presenter/SeatPresenter';
 import { HelpQueue } from '../components/HelpQueue';
 import { PreviewButtons, usePreviews } from '../components/Previews';
+import { ToolkitPanel } from '../components/ToolkitPanel';
+import { checkBySeat, type CheckResult, type CheckRun } from '../api/toolkit';
 import { TopBar } from '../components/TopBar';
 import { ConfirmDialog } from '../components/ConfirmDialog';
 import { TerminalView } from '../terminal/TerminalView';
@@ -65,6 +67,8 @@ export function WorkshopDetail({ token, id, signOut }: { token: string; id: stri
       live = false;
     };
   }, [token, id, spotTick]);
+  const [checkRun, setCheckRun] = useState<CheckRun | null>(null);
+  const onCheck = useCallback((r: CheckRun | null) => setCheckRun(r), []);
 
   const handle = (err: unknown) => {
     if (err instanceof ApiError && err.status === 401) signOut('Your session has ended; sign in again.');
@@ -112,6 +116,7 @@ export function WorkshopDetail({ token, id, signOut }: { token: string; id: stri
   const screens = useScreens(token, id, workshop?.status === 'running');
   const helpSeats = help.map((r) => r.seat);
   const shown = arrangeSeats(seats, filter, sort, { screens, help: helpSeats, now });
+  const checks = checkBySeat(checkRun);
   return (
     <div>
       <TopBar
@@ -185,12 +190,14 @@ export function WorkshopDetail({ token, id, signOut }: { token: string; id: stri
             workshop={workshop}
             seat={seats.find((s) => s.seat === selected) ?? null}
             seatNo={selected}
+            check={checks.get(selected)}
             onClose={() => setSelected(null)}
             spotlight={spotlight}
             onSpotlight={() => setSpotTick((t) => t + 1)}
           />
         )}
         <PresenterBar token={token} workshopId={id} spotlight={spotlight} onChanged={() => setSpotTick((t) => t + 1)} />
+        {workshop?.status === 'running' && <ToolkitPanel token={token} workshopId={id} onCheck={onCheck} />}
         <HelpQueue
           token={token}
           workshopId={id}
@@ -226,7 +233,7 @@ export function WorkshopDetail({ token, id, signOut }: { token: string; id: stri
           </div>
           <div className="seat-grid" data-testid="seat-grid">
             {shown.map((s) => (
-              <SeatCard key={s.seat} seat={s} screen={screens.get(s.seat)} now={now} selected={s.seat === selected} onSelect={setSelected} />
+              <SeatCard key={s.seat} seat={s} screen={screens.get(s.seat)} check={checks.get(s.seat)} now={now} selected={s.seat === selected} onSelect={setSelected} />
             ))}
           </div>
           {seats.length === 0 && !error && <div className="empty">Loading seats…</div>}
@@ -257,7 +264,7 @@ const SEAT_TONE: Record<Seat['state'], string> = {
   pending: '', creating: 'warn', ready: 'ok', lost: 'danger', failed: 'danger', destroyed: '', paused: 'warn', preparing: 'warn',
 };
 
-const SeatCard = memo(function SeatCard({ seat, screen, now, selected, onSelect }: { seat: Seat; screen: ScreenFrame | undefined; now: number; selected: boolean; onSelect: (n: number) => void }) {
+const SeatCard = memo(function SeatCard({ seat, screen, check, now, selected, onSelect }: { seat: Seat; screen: ScreenFrame | undefined; check?: CheckResult; now: number; selected: boolean; onSelect: (n: number) => void }) {
   const last = lastCommand(screen);
   const failing = !!last && last.exit_code !== null && last.exit_code !== 0;
   return (
@@ -268,12 +275,18 @@ const SeatCard = memo(function SeatCard({ seat, screen, now, selected, onSelect 
       data-seat={seat.seat}
       data-state={seat.state}
       data-failing={failing || undefined}
+      data-check={check ? (check.passed ? 'pass' : 'fail') : undefined}
       onClick={() => onSelect(seat.seat)}
       aria-label={`Seat ${seat.seat}: ${seat.joined ? `taken by ${seat.name ?? 'a learner'}` : 'free'}, ${seat.state}. Open terminal.`}
     >
       <div className="seat-top">
         <span className="seat-no">Seat {seat.seat}</span>
         <span className={`badge ${SEAT_TONE[seat.state]}`}>{seat.state}</span>
+        {check && (
+          <span className={`badge ${check.passed ? 'ok' : 'danger'}`} data-testid="check-badge">
+            check {check.passed ? 'passed' : 'failed'}
+          </span>
+        )}
       </div>
       <div className="who">{seat.joined ? <strong>{seat.name ?? 'Anonymous learner'}</strong> : <span className="free">free</span>}</div>
       {screen && <SeatScreen screen={screen} />}
@@ -317,6 +330,7 @@ const SeatScreen = memo(function SeatScreen({ screen }: { screen: ScreenFrame })
 });
 
 function ShadowTerminal({ token, workshop, seat, seatNo, onClose, spotlight, onSpotlight }: { token: string; workshop: Workshop; seat: Seat | null; seatNo: number; onClose: () => void; spotlight: Spotlight | null; onSpotlight: () => void }) {
+function ShadowTerminal({ token, workshop, seat, seatNo, check, onClose }: { token: string; workshop: Workshop; seat: Seat | null; seatNo: number; check?: CheckResult; onClose: () => void }) {
   const [session, setSession] = useState('main');
   const [draft, setDraft] = useState('main');
   const [takeover, setTakeover] = useState(false);
@@ -411,6 +425,7 @@ function ShadowTerminal({ token, workshop, seat, seatNo, onClose, spotlight, onS
           {note}
         </div>
       )}
+      {check && <CheckOutput check={check} />}
       <div className="terminal-stack">
         <TerminalView
           connectionKey={`${seatNo}:${session}:${mode}`}
@@ -463,4 +478,18 @@ function SeatPreviews({ token, workshopId, seatNo }: { token: string; workshopId
   const seat = useMemo(() => ({ workshop_id: workshopId, seat: seatNo }), [workshopId, seatNo]);
   const { previews } = usePreviews(useCallback((fn) => fn(token), [token]), seat, 5000);
   return <PreviewButtons token={() => token} previews={previews} seat={seat} />;
+/** The seat's latest check result, as text (the output is the learner's program's). */
+function CheckOutput({ check }: { check: CheckResult }) {
+  return (
+    <details className={`alert ${check.passed ? 'info' : 'warn'} small`} style={{ borderRadius: 0 }} data-testid="check-output" open={!check.passed}>
+      <summary>
+        Check {check.passed ? 'passed' : 'failed'}
+        {check.exit_code !== null && check.exit_code !== undefined ? ` (exit ${check.exit_code})` : ''}
+        {check.timed_out ? ', timed out' : ''}
+        {check.error ? `: ${check.error}` : ''} in {check.duration_ms} ms
+      </summary>
+      {check.stdout && <pre className="mono check-out">{check.stdout}</pre>}
+      {check.stderr && <pre className="mono check-out">{check.stderr}</pre>}
+    </details>
+  );
 }

@@ -20,6 +20,7 @@ import { useEditors } from '../workspace/useEditors';
 import type { ConnectionStatus } from '../terminal/connection';
 import { HelpButton, useHelp } from '../components/HelpButton';
 import { PreviewButtons, usePreviews } from '../components/Previews';
+import { BroadcastNotice, PresenceBadge, usePresence } from '../components/ToolkitNotices';
 import { loadSeen, parseHelpMark, saveSeen, shouldFile } from '../workspace/help';
 
 export function Workspace() {
@@ -145,6 +146,7 @@ function Ide({ seat }: { seat: SeatSession }) {
 
   const summary = useMemo(() => summarize(statuses), [statuses]);
   const live = useLearnerEvents(seat);
+  const presence = usePresence(seat);
   const dirtyCount = editors.tabs.filter((t) => t.state !== 'clean').length;
 
   return (
@@ -162,6 +164,7 @@ function Ide({ seat }: { seat: SeatSession }) {
             previews={previews.previews}
             onChange={(p) => previews.setPreviews((all) => all.map((x) => (x.port === p.port ? p : x)))}
           />
+          <PresenceBadge presence={presence} />
           <HelpButton help={help} />
           <span className="small muted" title="Use it to get back to this seat from another browser">
             Reconnect code{' '}
@@ -210,6 +213,7 @@ function Ide({ seat }: { seat: SeatSession }) {
         <span>{dirtyCount > 0 ? `${dirtyCount} unsaved` : 'All changes saved'}</span>
         {editors.active && <span className="mono">{editors.active}</span>}
       </footer>
+      <BroadcastNotice seat={seat} />
       {ended && (
         <div className="overlay">
           <div className="card" role="alertdialog" aria-modal="true" aria-labelledby="ended-title" aria-describedby="ended-desc" data-testid="workshop-ended">

@@ -63,6 +63,15 @@ pub async fn export_workshop(
 ) -> Result<Response, ApiError> {
     let workshop = instructor.workshop(&state, &id).await?;
     let plan = plan(&state, &workshop.id).await?;
+    crate::audit::record(
+        &state,
+        &workshop.id,
+        &instructor.id,
+        clarateach_core::toolkit::AuditAction::Export,
+        None,
+        None,
+    )
+    .await;
     let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(16);
     let ws = workshop.id.clone();
     let tls = state.data_ca().client_config();

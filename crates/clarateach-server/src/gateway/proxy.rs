@@ -134,8 +134,11 @@ pub(super) async fn forward(
     // An open learner connection keeps the idle policy away from the seat.
     let open = (access.role == super::access::Role::Learner)
         .then(|| crate::pause::connection_opened(&state, &access.workshop_id, access.seat));
+    // An instructor's terminal is audited and shown to the learner while it is open.
+    let present = crate::audit::instructor_terminal(&state, &access, rest).await;
     tokio::spawn(async move {
         let _open = open;
+        let _present = present;
         match tokio::try_join!(client_upgrade, agent_upgrade) {
             Ok((client, agent)) => {
                 let spliced = splice(&state, &access, TokioIo::new(client), TokioIo::new(agent));

@@ -3,6 +3,9 @@
 //! with [`crate::error::ApiError`].
 
 pub mod agents;
+pub mod audit;
+pub mod broadcast;
+pub mod checks;
 pub mod health;
 pub mod help;
 pub mod images;

@@ -78,6 +78,15 @@ pub async fn reset(
             Ok(Some(rec)) => {
                 tracing::info!(workshop.id = %w.id, seat, generation = rec.generation, "seat reset");
                 state.announce_seat_reset(&w.id, seat);
+                crate::audit::record(
+                    &state,
+                    &w.id,
+                    &instructor.id,
+                    clarateach_core::toolkit::AuditAction::Reset,
+                    Some(seat),
+                    None,
+                )
+                .await;
                 return Ok(Json(ResetSeatResponse {
                     seat,
                     odehash: rec.odehash.unwrap_or_default(),

@@ -192,6 +192,10 @@ fn body_for(w: &World, method: &Method, path: &str, who: Who) -> Option<Value> {
         ("POST", "/api/session/files-rename") => Some(json!({"from": "a", "to": "b"})),
         ("POST", "/api/session/run") => Some(json!({"command": "true"})),
         ("POST", "/api/session/help") => Some(json!({"message": "stuck"})),
+        ("POST", "/api/workshops/{id}/broadcast") => {
+            Some(json!({"files": [{"path": "a.txt", "content": "x"}]}))
+        }
+        ("POST", "/api/workshops/{id}/checks") => Some(json!({"command": "true"})),
         ("PUT", "/api/session/files/{path}") => Some(json!({"content": "x"})),
         ("PUT", "/api/session/previews/{port}") => Some(json!({"public": true})),
         ("PUT", "/api/workshops/{id}/idle-policy") => Some(json!({"pause_after_minutes": 30})),
@@ -345,6 +349,19 @@ fn expected(method: &Method, path: &str, who: Who) -> Option<StatusCode> {
             InstructorB => StatusCode::NOT_FOUND,
             _ => unauth,
         },
+        // Broadcast, checks and the audit are the workshop's instructor's (issue 10); a learner
+        // sees only what a broadcast brought their own seat and whether they are watched.
+        "/api/workshops/{id}/broadcast"
+        | "/api/workshops/{id}/checks"
+        | "/api/workshops/{id}/audit" => match who {
+            InstructorA => ok,
+            InstructorB => StatusCode::NOT_FOUND,
+            _ => unauth,
+        },
+        "/api/session/broadcast" | "/api/session/presence" => match who {
+            _ if learner => ok,
+            _ => unauth,
+        },
         // Templates and standalone sandboxes are the instructor's own: another instructor's
         // (or a missing) name is 404, a body-less create is refused before anything is made.
         "/api/templates" | "/api/sandboxes" => match (who, m) {
@@ -495,6 +512,8 @@ async fn every_route_by_every_caller() {
                 && path != "/api/session/help"
                 && path != "/api/session/events"
                 && path != "/api/session/spotlight"
+                && path != "/api/session/broadcast"
+                && path != "/api/session/presence"
             {
                 let (ws, seat) = seat_of(who, &w).expect("seat");
                 if path.starts_with("/api/session/previews") {

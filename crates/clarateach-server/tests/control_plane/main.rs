@@ -21,6 +21,7 @@ mod screens;
 mod security;
 mod sessions;
 mod throttling;
+mod toolkit;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};

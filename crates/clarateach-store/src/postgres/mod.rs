@@ -13,6 +13,7 @@ mod schedule;
 mod seats;
 mod templates;
 mod throttle;
+mod toolkit;
 mod workshops;
 
 use std::str::FromStr;

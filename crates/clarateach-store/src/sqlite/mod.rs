@@ -12,6 +12,7 @@ mod schedule;
 mod seats;
 mod templates;
 mod throttle;
+mod toolkit;
 mod workshops;
 
 use std::path::Path;

@@ -2,6 +2,9 @@
 //! clarateach-client in its own file; this module resolves where the control plane is and which
 //! token to use, and turns every client error into one readable line.
 
+mod audit;
+mod broadcast;
+mod check;
 pub(crate) mod conn;
 mod create;
 mod delete;
@@ -67,6 +70,12 @@ enum Verb {
     Spotlight(present::SpotlightArgs),
     /// List a seat's terminal recordings, or download one (--get NAME -o FILE).
     Recordings(present::RecordingsArgs),
+    /// Hand files out to every running seat; learners' edits are merged, never overwritten.
+    Broadcast(broadcast::Args),
+    /// Run a check command in every running seat at once and show pass/fail per seat.
+    Check(check::Args),
+    /// What instructors did to seats: watch, take-over, broadcast, check, reset, export.
+    Audit(audit::Args),
 }
 
 /// What every verb gets: the client and how to print.
@@ -97,6 +106,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Verb::Announce(a) => present::announce(&ctx, a).await,
         Verb::Spotlight(a) => present::spotlight(&ctx, a).await,
         Verb::Recordings(a) => present::recordings(&ctx, a).await,
+        Verb::Broadcast(a) => broadcast::run(&ctx, a).await,
+        Verb::Check(a) => check::run(&ctx, a).await,
+        Verb::Audit(a) => audit::run(&ctx, a).await,
     };
     result.map_err(|e| one_line(e, &session, id.as_deref()))
 }
@@ -117,6 +129,9 @@ impl Verb {
             Verb::Announce(a) => Some(&a.id),
             Verb::Spotlight(a) => Some(&a.id),
             Verb::Recordings(a) => Some(&a.id),
+            Verb::Broadcast(a) => Some(&a.id),
+            Verb::Check(a) => Some(&a.id),
+            Verb::Audit(a) => Some(&a.id),
         }
     }
 }
