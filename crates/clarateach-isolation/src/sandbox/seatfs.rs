@@ -213,6 +213,11 @@ fn attach(image: &Path) -> io::Result<(PathBuf, File)> {
         .read(true)
         .write(true)
         .open(image)?;
+    // Seats mount side by side, but two attaches at once are handed the same free device and
+    // all but one get EBUSY: the attach (microseconds) is taken one at a time in this process,
+    // the mount (the loop device's reads, milliseconds) is not.
+    static ATTACH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ATTACH.lock().unwrap_or_else(|p| p.into_inner());
     let mut tries = 0;
     loop {
         // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a device number.
