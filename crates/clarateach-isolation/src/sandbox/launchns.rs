@@ -238,7 +238,7 @@ impl Enter {
                 return Err(io::Error::last_os_error());
             }
             if let Some((fd, target)) = self.tree {
-                let empty = b"\0".as_ptr().cast::<libc::c_char>();
+                let empty = c"".as_ptr();
                 if libc::syscall(
                     libc::SYS_move_mount,
                     fd,
@@ -251,7 +251,7 @@ impl Enter {
                     return Err(io::Error::last_os_error());
                 }
             }
-            if libc::chdir(b"/\0".as_ptr().cast()) != 0 {
+            if libc::chdir(c"/".as_ptr()) != 0 {
                 return Err(io::Error::last_os_error());
             }
         }
