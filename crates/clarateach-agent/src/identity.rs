@@ -90,6 +90,8 @@ pub fn hostname() -> String {
 pub struct DaemonTokens {
     path: PathBuf,
     tokens: BTreeMap<String, String>,
+    /// Changed since the last save ([`Self::mint`], [`Self::forget`]).
+    dirty: bool,
 }
 
 fn file_key(key: &SeatKey) -> String {
@@ -107,7 +109,11 @@ impl DaemonTokens {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => return Err(IdentityError::Read(path, e)),
         };
-        Ok(Self { path, tokens })
+        Ok(Self {
+            path,
+            tokens,
+            dirty: false,
+        })
     }
 
     pub fn get(&self, key: &SeatKey) -> Option<&str> {
@@ -123,6 +129,35 @@ impl DaemonTokens {
         self.tokens.insert(file_key(key), token.clone());
         self.save()?;
         Ok(token)
+    }
+
+    /// The seat's token, minted in memory when it has none yet; [`Self::flush`] persists it.
+    /// A class start mints hundreds at once: one save for all of them instead of one each
+    /// (every save rewrites the whole file and syncs it).
+    pub fn mint(&mut self, key: &SeatKey) -> String {
+        if let Some(t) = self.get(key) {
+            return t.to_string();
+        }
+        let token = random_token();
+        self.tokens.insert(file_key(key), token.clone());
+        self.dirty = true;
+        token
+    }
+
+    /// Forgets the seat's token in memory; [`Self::flush`] persists that.
+    pub fn forget(&mut self, key: &SeatKey) {
+        if self.tokens.remove(&file_key(key)).is_some() {
+            self.dirty = true;
+        }
+    }
+
+    /// Saves the tokens if [`Self::mint`] or [`Self::forget`] changed them.
+    pub fn flush(&mut self) -> Result<(), IdentityError> {
+        if self.dirty {
+            self.save()?;
+            self.dirty = false;
+        }
+        Ok(())
     }
 
     /// Forgets the seat's token (its workspace is gone).
@@ -144,6 +179,34 @@ impl DaemonTokens {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn minted_tokens_reach_the_disk_on_flush_only_and_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut tokens = DaemonTokens::load(dir.path()).expect("load");
+        let keys: Vec<SeatKey> = (1..=3)
+            .map(|seat| SeatKey {
+                workshop_id: "ws-batch1".into(),
+                seat,
+            })
+            .collect();
+        let minted: Vec<String> = keys.iter().map(|k| tokens.mint(k)).collect();
+        assert_eq!(tokens.mint(&keys[0]), minted[0], "a seat keeps its token");
+        let on_disk = || DaemonTokens::load(dir.path()).expect("reload");
+        assert!(on_disk().get(&keys[0]).is_none(), "not saved before flush");
+        tokens.flush().expect("flush");
+        let saved = on_disk();
+        for (k, t) in keys.iter().zip(&minted) {
+            assert_eq!(saved.get(k), Some(t.as_str()));
+        }
+        tokens.forget(&keys[1]);
+        tokens.flush().expect("flush");
+        assert!(
+            on_disk().get(&keys[1]).is_none(),
+            "forgotten on disk after flush"
+        );
+        assert_eq!(on_disk().get(&keys[2]), Some(minted[2].as_str()));
+    }
 
     #[test]
     fn agent_id_is_stable_and_tokens_persist_private() {

@@ -120,6 +120,9 @@ impl Seat {
 /// Joins an error and its sources into one line, for status reports and logs.
 pub(crate) use clarateach_core::error::error_chain;
 
+/// Commands handled at most between two saves of the daemon tokens.
+const BATCH: usize = 512;
+
 pub(crate) struct Reconciler {
     backend: Arc<dyn Backend>,
     tokens: DaemonTokens,
@@ -129,6 +132,9 @@ pub(crate) struct Reconciler {
     used: Arc<AtomicU32>,
     tx: mpsc::Sender<Command>,
     shutdown: Option<oneshot::Sender<()>>,
+    /// Creates started while handling the current batch of commands: run once the tokens they
+    /// minted are saved (one save per batch, see `flush`).
+    deferred: Vec<(SeatKey, futures::future::BoxFuture<'static, ()>)>,
 }
 
 /// Adopts the workspaces the backend finds on the host and starts the state task.
@@ -172,6 +178,7 @@ pub async fn spawn(
         used: used.clone(),
         tx: tx.clone(),
         shutdown: None,
+        deferred: Vec::new(),
     };
     task.publish();
     tokio::spawn(task.run(rx));
@@ -186,6 +193,15 @@ impl Reconciler {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         while let Some(cmd) = rx.recv().await {
             self.handle(cmd);
+            // A class start arrives as hundreds of `create_seat`s: take what is queued as one
+            // batch, so their tokens are saved once before their workspaces start.
+            for _ in 0..BATCH {
+                match rx.try_recv() {
+                    Ok(cmd) => self.handle(cmd),
+                    Err(_) => break,
+                }
+            }
+            self.flush();
             if self.shutdown.is_some() && !self.seats.values().any(Seat::busy) {
                 self.stop_all().await;
                 return;

@@ -39,7 +39,7 @@ pub enum StateError {
 #[derive(Debug, thiserror::Error)]
 pub enum OpError {
     #[error("cannot keep the seat's daemon token")]
-    DaemonToken(#[source] crate::identity::IdentityError),
+    DaemonToken(#[source] std::sync::Arc<crate::identity::IdentityError>),
     #[error("cannot create the workspace")]
     Create(#[source] BackendError),
     #[error("cannot copy the template's starter files")]

@@ -61,17 +61,15 @@ impl Reconciler {
 
     fn launch_ensure(&mut self, spec: clarateach_core::agent_proto::SeatSpec) {
         let key = spec.key();
-        let token = match self.tokens.get_or_create(&key) {
-            Ok(t) => t,
-            Err(e) => return self.op_done(key, Outcome::Failed(OpError::DaemonToken(e))),
-        };
+        // Saved with the batch's other tokens before the create runs (`flush`).
+        let token = self.tokens.mint(&key);
         if let Some(seat) = self.seats.get_mut(&key) {
             seat.phase = Phase::Creating;
         }
         self.report(&key, SeatState::Creating, None);
         tracing::info!(workshop.id = %key.workshop_id, seat = key.seat, "creating workspace");
-        let (backend, tx) = (Arc::clone(&self.backend), self.tx.clone());
-        tokio::spawn(async move {
+        let (backend, tx, op_key) = (Arc::clone(&self.backend), self.tx.clone(), key.clone());
+        let op = async move {
             let ws = WorkspaceSpec {
                 key: key.clone(),
                 limits: spec.limits,
@@ -103,7 +101,25 @@ impl Reconciler {
                 },
             };
             let _ = tx.send(Command::OpDone { key, outcome }).await;
-        });
+        };
+        self.deferred.push((op_key, Box::pin(op)));
+    }
+
+    /// Saves the tokens minted or forgotten while handling the last batch, then starts the
+    /// creates that wait for it; if the save fails, those creates fail instead (a workspace
+    /// whose token is not on disk would be stopped by the next agent process).
+    pub(super) fn flush(&mut self) {
+        if let Err(e) = self.tokens.flush() {
+            tracing::error!(error = %error_chain(&e), "cannot save the daemon tokens");
+            let e = std::sync::Arc::new(e);
+            for (key, _) in std::mem::take(&mut self.deferred) {
+                self.op_done(key, Outcome::Failed(OpError::DaemonToken(e.clone())));
+            }
+            return;
+        }
+        for (_, op) in self.deferred.drain(..) {
+            tokio::spawn(op);
+        }
     }
 
     /// Freezes (`frozen`) or thaws a ready or paused workspace in its own task.
@@ -196,9 +212,8 @@ impl Reconciler {
                 if let Desired::Absent { delete_volume } = &mut seat.desired {
                     *delete_volume = false;
                 }
-                if let Err(e) = self.tokens.remove(&key) {
-                    tracing::warn!(error = %error_chain(&e), "cannot forget a daemon token");
-                }
+                // Saved with the batch (`flush`).
+                self.tokens.forget(&key);
                 self.report(&key, SeatState::Destroyed, None);
             }
         }

@@ -274,9 +274,9 @@ impl SandboxBackend {
             env.extend(n.env.clone());
         }
         let launch = Launch {
-            bwrap: &self.cfg.bwrap,
+            bwrap: self.cfg.bwrap.clone(),
             args: args::build(&input),
-            env: &env,
+            env,
             cgroup_procs: self.cg.procs_files(&rec.cgroup).map_err(cgroup_err)?,
             listener: listener.into(),
             seccomp,
@@ -284,12 +284,40 @@ impl SandboxBackend {
             gid: uid,
             log,
             netns: net.map(|n| n.netns),
+            launch_ns: self.launch_ns.clone(),
+            seat_tree: self.seat_tree(&key)?,
         };
-        let child = spawn::spawn(launch).map_err(|e| BackendError::Spawn(key.clone(), e))?;
+        let spawn_began = Instant::now();
+        // fork + exec of bwrap takes milliseconds of a loaded host (the child enters its
+        // namespaces and cgroups before exec, and the parent waits for the exec): off the
+        // runtime, or a class start stalls every other task of the agent (heartbeats included).
+        let child = tokio::task::spawn_blocking(move || spawn::spawn(launch))
+            .await
+            .map_err(|e| BackendError::Task(key.clone(), e))?
+            .map_err(|e| BackendError::Spawn(key.clone(), e))?;
+        tracing::debug!(
+            spawn_us = spawn_began.elapsed().as_secs_f64() * 1e6,
+            "bwrap spawned"
+        );
         rec.pid = child.id().map(|p| p as i32);
         rec.start_time = rec.pid.and_then(record::start_time);
         rec.save(&p.state).map_err(io("save the seat state"))?;
         Ok((child, drain))
+    }
+
+    /// The seat's file system cloned for its launch namespace; None without one, or when the
+    /// seat has no file system of its own (disk limits off: plain dirs, visible there anyway).
+    fn seat_tree(&self, key: &SeatKey) -> Result<Option<super::launchns::SeatTree>, BackendError> {
+        if self.launch_ns.is_none() || !self.store.enforced() {
+            return Ok(None);
+        }
+        let root = self.store.dirs(key).root;
+        if !super::seatfs::is_mount_point(&root).map_err(io("stat the seat file system"))? {
+            return Ok(None);
+        }
+        super::launchns::SeatTree::clone_of(&root)
+            .map(Some)
+            .map_err(io("clone the seat file system for its launch"))
     }
 
     fn log_tail(p: &SeatPaths) -> String {

@@ -13,6 +13,7 @@
 mod adopt;
 mod args;
 mod etc;
+pub mod launchns;
 mod lifecycle;
 mod log;
 mod migrate;
@@ -78,6 +79,9 @@ pub struct SandboxConfig {
     /// thread). A one-shot process (`clarateach sandbox create`) turns this off: it would exit
     /// before they are ready, and the next one drops them anyway.
     pub spare_seat_fs: bool,
+    /// Start bwrap from a small mount namespace (`launchns`); on by default,
+    /// `CLARATEACH_LAUNCH_NS=off` turns it off (to compare, or on a host that cannot make one).
+    pub launch_ns: bool,
 }
 
 impl SandboxConfig {
@@ -96,6 +100,7 @@ impl SandboxConfig {
             net: crate::netpolicy::NetConfig::default(),
             seat_store: StoreSize::Auto,
             spare_seat_fs: true,
+            launch_ns: std::env::var("CLARATEACH_LAUNCH_NS").map_or(true, |v| v != "off"),
         }
     }
 }
@@ -138,6 +143,8 @@ pub struct SandboxBackend {
     store: Arc<SeatStore>,
     seats: Mutex<HashMap<SeatKey, Seat>>,
     net: crate::netpolicy::NetManager,
+    /// Where bwrap starts from (see `launchns`); None where it could not be made.
+    launch_ns: Option<Arc<launchns::LaunchNs>>,
 }
 
 impl std::fmt::Debug for SandboxBackend {
@@ -174,8 +181,10 @@ impl SandboxBackend {
             SeatStore::open_with(&cfg.data_dir, cfg.seat_store, cfg.spare_seat_fs)
                 .map_err(BackendError::SeatStore)?,
         );
+        let launch_ns = launch_ns_for(&cfg, &root, &etc_dir, &etc_binds).map(Arc::new);
         tracing::info!(data_dir = %cfg.data_dir.display(), cgroups = ?cg.version(), "sandbox backend ready");
         Ok(Self {
+            launch_ns,
             cfg,
             cg,
             root,
@@ -240,6 +249,54 @@ impl SandboxBackend {
     /// The host uid of a seat, if it holds one.
     pub fn seat_uid(&self, key: &SeatKey) -> Option<u32> {
         self.uids().get(key)
+    }
+}
+
+/// The launch namespace of this backend's seats: the host paths a seat's command line names
+/// made visible (see `launchns`). None, with a warning, where the host cannot make one: bwrap
+/// then starts from the agent's own namespace and pays for every host mount.
+fn launch_ns_for(
+    cfg: &SandboxConfig,
+    root: &[RootEntry],
+    etc_dir: &std::path::Path,
+    etc_binds: &[PathBuf],
+) -> Option<launchns::LaunchNs> {
+    use launchns::Need;
+    if !cfg.launch_ns {
+        tracing::info!("seat launch namespace off: seats start from the agent's");
+        return None;
+    }
+    let mut needs: Vec<(PathBuf, Need)> = root
+        .iter()
+        .filter_map(|e| match e {
+            RootEntry::Dir { source, .. } => Some((source.clone(), Need::Tree)),
+            RootEntry::Symlink { .. } => None,
+        })
+        .collect();
+    needs.extend(etc_binds.iter().map(|p| (p.clone(), Need::Tree)));
+    needs.extend([
+        (etc_dir.to_path_buf(), Need::Tree),
+        (cfg.daemon_binary.clone(), Need::Tree),
+        (cfg.bwrap.clone(), Need::Point),
+        (cfg.images_dir.clone(), Need::Tree),
+        (cfg.data_dir.clone(), Need::Point),
+    ]);
+    if let Some(rootfs) = &cfg.rootfs {
+        needs.push((rootfs.clone(), Need::Tree));
+    }
+    let stage = cfg.data_dir.join(".launch-root");
+    let made = paths::private_dir(&stage).and_then(|()| {
+        launchns::LaunchNs::build(&stage, &needs, &cfg.data_dir.join(store::SEATS_DIR))
+    });
+    match made {
+        Ok(ns) => {
+            tracing::debug!(mounts = ns.mounts(), "seat launch namespace ready");
+            Some(ns)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "no seat launch namespace: seats start from the agent's (slower with many mounts)");
+            None
+        }
     }
 }
 

@@ -102,21 +102,42 @@ pub enum MkfsError {
 /// Makes the sparse `image` from `template`, copying only its data (~1 MiB of metadata).
 /// Written as `.tmp` and renamed.
 pub fn image_from_template(template: &Path, image: &Path) -> io::Result<()> {
+    let tmp = reserve_image(template, image)?;
+    fill_image(template, tmp, image)
+}
+
+/// The first half of [`image_from_template`]: `image`'s `.tmp`, new (all holes) and already of
+/// the template's size, so a budget that counts the images' sizes counts it from now on.
+pub fn reserve_image(template: &Path, image: &Path) -> io::Result<File> {
     let tmp = image.with_extension("tmp");
     let _ = std::fs::remove_file(&tmp);
-    let from = File::open(template)?;
+    let size = std::fs::metadata(template)?.len();
     let to = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(&tmp)?;
-    let size = i64::try_from(from.metadata()?.len()).map_err(io::Error::other)?;
-    if let Err(e) = super::migrate::copy_sparse(&from, &to, size) {
+    if let Err(e) = to.set_len(size) {
         drop(to);
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
+    Ok(to)
+}
+
+/// The second half: the template's data copied into the reserved `.tmp` (fresh, so its holes
+/// are zeros), renamed to `image`.
+pub fn fill_image(template: &Path, to: File, image: &Path) -> io::Result<()> {
+    let tmp = image.with_extension("tmp");
+    let copied = File::open(template).and_then(|from| {
+        let size = i64::try_from(from.metadata()?.len()).map_err(io::Error::other)?;
+        super::migrate::copy_sparse(&from, &to, size)
+    });
     drop(to);
+    if let Err(e) = copied {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     std::fs::rename(&tmp, image)
 }
 
@@ -192,6 +213,11 @@ fn attach(image: &Path) -> io::Result<(PathBuf, File)> {
         .read(true)
         .write(true)
         .open(image)?;
+    // Seats mount side by side, but two attaches at once are handed the same free device and
+    // all but one get EBUSY: the attach (microseconds) is taken one at a time in this process,
+    // the mount (the loop device's reads, milliseconds) is not.
+    static ATTACH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ATTACH.lock().unwrap_or_else(|p| p.into_inner());
     let mut tries = 0;
     loop {
         // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a device number.
@@ -248,15 +274,23 @@ fn attach(image: &Path) -> io::Result<(PathBuf, File)> {
 /// process: that costs tens of milliseconds on a loaded host). Reuses the loop device already
 /// bound to the image.
 pub fn mount(image: &Path, dir: &Path) -> Result<(), MountError> {
-    let (dev, hold) = match bound_loop(image) {
-        Some(dev) => (dev, None),
-        None => {
-            let (dev, fd) = attach(image).map_err(MountError::Loop)?;
-            (dev, Some(fd))
-        }
-    };
+    match bound_loop(image) {
+        Some(dev) => mount_dev(image, &dev, None, dir),
+        None => mount_fresh(image, dir),
+    }
+}
+
+/// [`mount`] for an image made just now, which no loop device can hold yet: the search of
+/// every loop device's backing file (one sysfs read per device, hundreds with a class running)
+/// is skipped.
+pub fn mount_fresh(image: &Path, dir: &Path) -> Result<(), MountError> {
+    let (dev, fd) = attach(image).map_err(MountError::Loop)?;
+    mount_dev(image, &dev, Some(fd), dir)
+}
+
+fn mount_dev(image: &Path, dev: &Path, hold: Option<File>, dir: &Path) -> Result<(), MountError> {
     let flags = nix::mount::MsFlags::MS_NODEV | nix::mount::MsFlags::MS_NOSUID;
-    let result = nix::mount::mount(Some(&dev), dir, Some("ext4"), flags, Some(MOUNT_DATA))
+    let result = nix::mount::mount(Some(dev), dir, Some("ext4"), flags, Some(MOUNT_DATA))
         .map_err(|e| MountError::Mount(image.to_path_buf(), e));
     // The mount now holds the device; closing our fd lets autoclear free it on unmount (or at
     // once if the mount failed).

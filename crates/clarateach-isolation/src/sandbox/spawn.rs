@@ -14,7 +14,9 @@
 //!
 //! `pre_exec` runs in the forked child, in this order: join the cgroup, move the descriptors,
 //! `setsid`, then drop to the seat's uid. A step that needs root in the child (entering a network
-//! namespace with `setns`) belongs after `setsid` and before `setgroups`.
+//! namespace with `setns`) belongs after `setsid` and before `setgroups`. Entering the launch
+//! mount namespace (`launchns`, with the seat's file system attached) is one: it comes right
+//! after the network namespace.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -29,10 +31,10 @@ use tokio::net::UnixStream;
 use tokio::process::{Child, Command};
 
 /// How bwrap is started.
-pub struct Launch<'a> {
-    pub bwrap: &'a Path,
+pub struct Launch {
+    pub bwrap: std::path::PathBuf,
     pub args: Vec<std::ffi::OsString>,
-    pub env: &'a BTreeMap<String, String>,
+    pub env: BTreeMap<String, String>,
     pub cgroup_procs: Vec<File>,
     /// The daemon's listening socket, handed down as `args::LISTEN_FD`.
     pub listener: OwnedFd,
@@ -43,12 +45,16 @@ pub struct Launch<'a> {
     pub log: File,
     /// The seat's network namespace, entered before dropping privileges (None: bwrap unshares).
     pub netns: Option<File>,
+    /// The small mount namespace bwrap starts from (see `launchns`), and the seat's file system
+    /// to attach in the seat's copy of it; None: bwrap starts from the agent's namespace.
+    pub launch_ns: Option<std::sync::Arc<super::launchns::LaunchNs>>,
+    pub seat_tree: Option<super::launchns::SeatTree>,
 }
 
 /// Spawns bwrap. The environment (which may hold the api key) is passed as the process's
 /// environment, never as arguments.
 #[allow(unsafe_code)]
-pub fn spawn(launch: Launch<'_>) -> io::Result<Child> {
+pub fn spawn(launch: Launch) -> io::Result<Child> {
     let fds: Vec<i32> = launch.cgroup_procs.iter().map(|f| f.as_raw_fd()).collect();
     // (source, target) pairs; sources stay open in the parent until spawn returns.
     let moves: [(i32, i32); 3] = [
@@ -58,10 +64,14 @@ pub fn spawn(launch: Launch<'_>) -> io::Result<Child> {
     ];
     let (uid, gid) = (launch.uid, launch.gid);
     let netns = launch.netns.as_ref().map(|f| f.as_raw_fd());
-    let mut cmd = Command::new(launch.bwrap);
+    let enter = launch
+        .launch_ns
+        .as_deref()
+        .map(|ns| super::launchns::Enter::new(ns, launch.seat_tree.as_ref()));
+    let mut cmd = Command::new(&launch.bwrap);
     cmd.args(&launch.args)
         .env_clear()
-        .envs(launch.env)
+        .envs(&launch.env)
         .current_dir("/")
         .stdin(Stdio::null())
         .stdout(launch.log.try_clone()?)
@@ -79,6 +89,10 @@ pub fn spawn(launch: Launch<'_>) -> io::Result<Child> {
                 if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
                     return Err(io::Error::last_os_error());
                 }
+            }
+            // Also root-only: the launch namespace, with the seat's file system attached.
+            if let Some(enter) = &enter {
+                enter.run()?;
             }
             for &fd in &fds {
                 if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
@@ -115,6 +129,8 @@ pub fn spawn(launch: Launch<'_>) -> io::Result<Child> {
     drop(launch.listener);
     drop(launch.seccomp);
     drop(launch.netns);
+    drop(launch.seat_tree);
+    drop(launch.launch_ns);
     child
 }
 
