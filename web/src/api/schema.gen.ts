@@ -175,8 +175,33 @@ export interface paths {
         get: operations["get_sandboxes"];
         put?: never;
         post?: never;
-        /** Remove a sandbox and everything of it. */
+        /**
+         * Remove a sandbox and everything of it; a `persist` sandbox's `/workspace` is kept (for a
+         *     later create with `persist` and the same `name`, by the same instructor) unless `purge`.
+         */
         delete: operations["delete_sandboxes"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/sandboxes/{id}/exec": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * An interactive terminal in the sandbox over WebSocket: a PTY session of its daemon, relayed
+         *     frame for frame (binary frames are output, text frames the JSON control messages
+         *     `TerminalClientMessage` / `TerminalServerMessage`, as a seat's terminal speaks them).
+         *     Closing the socket detaches; the session keeps running until its shell exits.
+         */
+        get: operations["exec"];
+        put?: never;
+        post?: never;
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -217,8 +242,24 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/api/session/events": {
     "/api/session/broadcast": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** What the latest broadcast brought the learner's seat. */
+        get: operations["mine_broadcast"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/session/events": {
         parameters: {
             query?: never;
             header?: never;
@@ -227,8 +268,6 @@ export interface paths {
         };
         /** The learner's live announcements and spotlight (WebSocket), or the current ones (JSON). */
         get: operations["events"];
-        /** What the latest broadcast brought the learner's seat. */
-        get: operations["mine_broadcast"];
         put?: never;
         post?: never;
         delete?: never;
@@ -342,8 +381,24 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/api/session/previews": {
     "/api/session/presence": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Whether an instructor is watching or typing in the learner's seat now. */
+        get: operations["presence"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/session/previews": {
         parameters: {
             query?: never;
             header?: never;
@@ -355,8 +410,6 @@ export interface paths {
          *     lists their own seat; an instructor names one with `workshop_id` and `seat`.
          */
         get: operations["list_previews"];
-        /** Whether an instructor is watching or typing in the learner's seat now. */
-        get: operations["presence"];
         put?: never;
         post?: never;
         delete?: never;
@@ -543,7 +596,6 @@ export interface paths {
         trace?: never;
     };
     "/api/workshops/{id}/announcements": {
-    "/api/workshops/{id}/audit": {
         parameters: {
             query?: never;
             header?: never;
@@ -555,10 +607,6 @@ export interface paths {
         put?: never;
         /** Shows a banner to every learner of the workshop. */
         post: operations["announce"];
-        /** The workshop's audit, newest first (at most 500 events). */
-        get: operations["list_audit"];
-        put?: never;
-        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -566,7 +614,6 @@ export interface paths {
         trace?: never;
     };
     "/api/workshops/{id}/announcements/{announcement_id}": {
-    "/api/workshops/{id}/broadcast": {
         parameters: {
             query?: never;
             header?: never;
@@ -578,6 +625,35 @@ export interface paths {
         post?: never;
         /** Takes a banner down. */
         delete: operations["dismiss"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/workshops/{id}/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The workshop's audit, newest first (at most 500 events). */
+        get: operations["list_audit"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/workshops/{id}/broadcast": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
         /** The workshop's latest broadcast report. */
         get: operations["latest_broadcast"];
         put?: never;
@@ -1269,6 +1345,17 @@ export interface components {
             workshop_id: string;
             workshop_name: string;
         };
+        /** @description `GET /api/workshops/{id}/broadcast`: the latest report, `null` before the first broadcast. */
+        LatestBroadcastResponse: {
+            report?: null | components["schemas"]["BroadcastReport"];
+        };
+        /** @description `GET /api/session/broadcast`: what the latest broadcast brought the learner's seat. */
+        LearnerBroadcast: {
+            /** Format: date-time */
+            at?: string | null;
+            files: components["schemas"]["BroadcastFileResult"][];
+            id?: string | null;
+        };
         /**
          * @description A frame of the learner event stream (`GET /api/session/events`, WebSocket): a full snapshot
          *     of one topic whenever it changes (and once at connect).
@@ -1281,16 +1368,6 @@ export interface components {
             spotlight?: null | components["schemas"]["Spotlight"];
             /** @enum {string} */
             type: "spotlight";
-        /** @description `GET /api/workshops/{id}/broadcast`: the latest report, `null` before the first broadcast. */
-        LatestBroadcastResponse: {
-            report?: null | components["schemas"]["BroadcastReport"];
-        };
-        /** @description `GET /api/session/broadcast`: what the latest broadcast brought the learner's seat. */
-        LearnerBroadcast: {
-            /** Format: date-time */
-            at?: string | null;
-            files: components["schemas"]["BroadcastFileResult"][];
-            id?: string | null;
         };
         /** @description What a learner token stands for (`GET /api/me`). */
         LearnerInfo: {
@@ -1389,6 +1466,14 @@ export interface components {
                 allow: string[];
             };
         };
+        /**
+         * @description `GET /api/session/presence`: whether an instructor is watching the learner's terminal or
+         *     typing in it right now.
+         */
+        Presence: {
+            typing: boolean;
+            watching: boolean;
+        };
         /** @description One previewable port of a seat. */
         Preview: {
             /** Format: int32 */
@@ -1412,13 +1497,6 @@ export interface components {
          */
         PreviewOpen: {
             url: string;
-        /**
-         * @description `GET /api/session/presence`: whether an instructor is watching the learner's terminal or
-         *     typing in it right now.
-         */
-        Presence: {
-            typing: boolean;
-            watching: boolean;
         };
         ReadFileResponse: {
             content: string;
@@ -1597,6 +1675,12 @@ export interface components {
             seat: number;
             state: components["schemas"]["SeatState"];
         };
+        /** @description One seat's part of a broadcast. */
+        SeatBroadcast: {
+            files: components["schemas"]["BroadcastFileResult"][];
+            /** Format: int32 */
+            seat: number;
+        };
         /** @description A seat image some connected agent has (`GET /api/images`). */
         SeatImage: components["schemas"]["SeatImageSummary"] & {
             /** @description Ids of the connected agents that have it built (seats of the image go only there). */
@@ -1620,18 +1704,12 @@ export interface components {
             packages?: string[];
             /** Format: int64 */
             size_bytes?: number;
-        /** @description One seat's part of a broadcast. */
-        SeatBroadcast: {
-            files: components["schemas"]["BroadcastFileResult"][];
-            /** Format: int32 */
-            seat: number;
         };
         /**
          * @description State of one seat's workspace as the control plane knows it.
          * @enum {string}
          */
         SeatState: "pending" | "creating" | "ready" | "lost" | "failed" | "destroyed" | "paused" | "preparing";
-        SeatState: "pending" | "creating" | "ready" | "lost" | "failed" | "destroyed" | "paused";
         /** @description The terminal currently shared with every learner of a workshop. */
         Spotlight: {
             /** Format: int32 */
@@ -2247,7 +2325,10 @@ export interface operations {
     };
     delete_sandboxes: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Also drop the kept /workspace of a persist sandbox */
+                purge?: boolean;
+            };
             header?: never;
             path: {
                 id: string;
@@ -2263,6 +2344,63 @@ export interface operations {
                 content?: never;
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    exec: {
+        parameters: {
+            query?: {
+                /** @description Terminal session name (default main); the same name re-attaches to the same shell */
+                session?: string;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description WebSocket relayed to the sandbox's terminal session */
+            101: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not a WebSocket upgrade, or a bad session name */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The sandbox is stopped */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2402,15 +2540,39 @@ export interface operations {
             };
         };
     };
+    mine_broadcast: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LearnerBroadcast"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     events: {
         parameters: {
             query?: {
                 /** @description One-time ticket (WebSocket only) from POST /api/session/ticket */
                 ticket?: string;
             };
-    mine_broadcast: {
-        parameters: {
-            query?: never;
             header?: never;
             path?: never;
             cookie?: never;
@@ -2430,7 +2592,6 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["LearnerEvent"][];
-                    "application/json": components["schemas"]["LearnerBroadcast"];
                 };
             };
             401: {
@@ -2814,14 +2975,6 @@ export interface operations {
             };
         };
     };
-    list_previews: {
-        parameters: {
-            query?: {
-                /** @description Instructors: the workshop */
-                workshop_id?: string;
-                /** @description Instructors: the seat */
-                seat?: number;
-            };
     presence: {
         parameters: {
             query?: never;
@@ -2836,8 +2989,39 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["PreviewList"];
                     "application/json": components["schemas"]["Presence"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_previews: {
+        parameters: {
+            query?: {
+                /** @description Instructors: the workshop */
+                workshop_id?: string;
+                /** @description Instructors: the seat */
+                seat?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PreviewList"];
                 };
             };
             401: {
@@ -3500,7 +3684,6 @@ export interface operations {
         };
     };
     list_announcements: {
-    list_audit: {
         parameters: {
             query?: never;
             header?: never;
@@ -3518,7 +3701,6 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["AnnouncementList"];
-                    "application/json": components["schemas"]["AuditResponse"];
                 };
             };
             401: {
@@ -3540,6 +3722,133 @@ export interface operations {
         };
     };
     announce: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Workshop id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AnnounceRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Announcement"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Empty or longer than 500 characters */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    dismiss: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Workshop id */
+                id: string;
+                /** @description Announcement id */
+                announcement_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Dismissed */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_audit: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Workshop id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditResponse"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     latest_broadcast: {
         parameters: {
             query?: never;
@@ -3590,11 +3899,6 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["AnnounceRequest"];
-            };
-        };
-        responses: {
-            201: {
                 "application/gzip": number[];
                 "application/json": components["schemas"]["BroadcastRequest"];
             };
@@ -3606,7 +3910,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Announcement"];
                     "application/json": components["schemas"]["BroadcastReport"];
                 };
             };
@@ -3634,7 +3937,6 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description Empty or longer than 500 characters */
             /** @description `workshop_not_running`, or the source seat cannot be read */
             409: {
                 headers: {
@@ -3663,7 +3965,6 @@ export interface operations {
             };
         };
     };
-    dismiss: {
     latest_checks: {
         parameters: {
             query?: never;
@@ -3671,19 +3972,11 @@ export interface operations {
             path: {
                 /** @description Workshop id */
                 id: string;
-                /** @description Announcement id */
-                announcement_id: string;
             };
             cookie?: never;
         };
         requestBody?: never;
         responses: {
-            /** @description Dismissed */
-            204: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
             200: {
                 headers: {
                     [name: string]: unknown;

@@ -329,8 +329,7 @@ const SeatScreen = memo(function SeatScreen({ screen }: { screen: ScreenFrame })
   );
 });
 
-function ShadowTerminal({ token, workshop, seat, seatNo, onClose, spotlight, onSpotlight }: { token: string; workshop: Workshop; seat: Seat | null; seatNo: number; onClose: () => void; spotlight: Spotlight | null; onSpotlight: () => void }) {
-function ShadowTerminal({ token, workshop, seat, seatNo, check, onClose }: { token: string; workshop: Workshop; seat: Seat | null; seatNo: number; check?: CheckResult; onClose: () => void }) {
+function ShadowTerminal({ token, workshop, seat, seatNo, check, onClose, spotlight, onSpotlight }: { token: string; workshop: Workshop; seat: Seat | null; seatNo: number; check?: CheckResult; onClose: () => void; spotlight: Spotlight | null; onSpotlight: () => void }) {
   const [session, setSession] = useState('main');
   const [draft, setDraft] = useState('main');
   const [takeover, setTakeover] = useState(false);
@@ -478,6 +477,8 @@ function SeatPreviews({ token, workshopId, seatNo }: { token: string; workshopId
   const seat = useMemo(() => ({ workshop_id: workshopId, seat: seatNo }), [workshopId, seatNo]);
   const { previews } = usePreviews(useCallback((fn) => fn(token), [token]), seat, 5000);
   return <PreviewButtons token={() => token} previews={previews} seat={seat} />;
+}
+
 /** The seat's latest check result, as text (the output is the learner's program's). */
 function CheckOutput({ check }: { check: CheckResult }) {
   return (
