@@ -200,3 +200,79 @@ export async function startProxy(targetUrl) {
     },
   };
 }
+
+// What the scenario files share: a terminal's text and typing into it (the test-hook build),
+// a learner joining in a browser context of their own, a started workshop, and running one
+// scenario alone from the command line.
+
+/** The text on screen of the terminal tab `label` (test-hook build only). */
+export const termText = (page, label = 'Terminal main') =>
+  page.evaluate((l) => window.__claraTerminals?.get(l)?.() ?? '', label);
+
+/** Types `line` into the terminal tab `label` and presses Enter. */
+export async function typeInTerminal(page, label, line, { delay = 5 } = {}) {
+  await page.locator(`[data-terminal="${label}"]`).click();
+  await page.keyboard.type(line, { delay });
+  await page.keyboard.press('Enter');
+}
+
+/** A learner joins workshop `code` as `name` in a browser context of their own and opens the
+ *  workspace; `{ctx, page, token}` with the learner's session token from the page's storage. */
+export async function joinAsLearner(browser, url, viewport, watches, code, name, tag) {
+  const ctx = await browser.newContext({ viewport });
+  const page = await ctx.newPage();
+  watches.push(new PageWatch(`${tag}-${name}`, page));
+  await page.goto(url);
+  await page.getByLabel('Workshop code').fill(code);
+  await page.getByLabel(/Your name/).fill(name);
+  await page.getByRole('button', { name: 'Join workshop' }).click();
+  await page.getByRole('button', { name: 'Open my workspace' }).click();
+  await page.getByTestId('connection-status').filter({ hasText: 'Connected' }).waitFor({ timeout: 20000 });
+  const token = await page.evaluate(() => {
+    for (const store of [sessionStorage, localStorage]) {
+      for (let i = 0; i < store.length; i++) {
+        const m = /"token":"([^"]+)"/.exec(store.getItem(store.key(i) ?? '') ?? '');
+        if (m) return m[1];
+      }
+    }
+    return null;
+  });
+  check(!!token, `${name}'s session token is in the page's storage`);
+  return { ctx, page, token };
+}
+
+/** Creates a workshop (`body` of POST /api/workshops), starts it and waits until it runs. */
+export async function startWorkshop(url, token, body) {
+  const headers = { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' };
+  const created = await fetch(`${url}/api/workshops`, { method: 'POST', headers, body: JSON.stringify(body) });
+  check(created.status === 201, `create ${body.name}: ${created.status}`);
+  const { workshop } = await created.json();
+  check((await fetch(`${url}/api/workshops/${workshop.id}/start`, { method: 'POST', headers })).ok, `start ${body.name}`);
+  await waitFor(`${body.name} running`, async () => {
+    const w = await (await fetch(`${url}/api/workshops/${workshop.id}`, { headers })).json();
+    return (w.workshop ?? w).status === 'running';
+  }, { timeout: 120000, interval: 250 });
+  return { workshop, headers };
+}
+
+/** Runs one scenario `(browser, url, token, viewport, watches) => figures` on its own server:
+ *  for `node e2e/NAME.mjs`. Fails on any console error or failed request the watches saw,
+ *  unless the scenario makes some on purpose (`failOnProblems: false`). */
+export async function runAlone(scenario, { failOnProblems = true } = {}) {
+  const server = await startServer();
+  const browser = await launchBrowser();
+  const watches = [];
+  let ok = false;
+  try {
+    const figures = await scenario(browser, server.url, server.token, { width: 1440, height: 900 }, watches);
+    const problems = watches.flatMap((w) => w.problems);
+    if (failOnProblems) check(problems.length === 0, `no console errors or failed requests:\n  ${problems.join('\n  ')}`);
+    log('figures', JSON.stringify(figures));
+    ok = true;
+    log('PASS');
+  } finally {
+    await browser.close().catch(() => {});
+    await server.stop({ keep: !ok });
+    if (!ok) log(`kept ${server.dataDir}`);
+  }
+}

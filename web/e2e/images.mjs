@@ -15,8 +15,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { PageWatch, check, launchBrowser, log, startServer, waitFor } from './harness.mjs';
-import { termText, typeInTerminal } from './toolkit.mjs';
+import { PageWatch, check, launchBrowser, log, startServer, termText, typeInTerminal, waitFor } from './harness.mjs';
 
 const VIEWPORT = { width: 1440, height: 900 };
 const IMAGES = process.env.CLARATEACH_SEAT_IMAGES ?? '/var/cache/clarateach/seat-images';
@@ -111,7 +110,7 @@ export async function runImages(browser) {
     await page.getByText('hello.py', { exact: true }).first().waitFor({ timeout: 10000 });
 
     const typed = Date.now();
-    await typeInTerminal(page, 'claude --version; python3 -c "print(6*7)"; python3 hello.py');
+    await typeInTerminal(page, 'Terminal main', 'claude --version; python3 -c "print(6*7)"; python3 hello.py');
     await waitFor('claude --version in the seat', async () => /\d+\.\d+\.\d+ \(Claude Code\)/.test(await termText(page, 'Terminal main')), { timeout: 60000 });
     figures.claude_version_ms = Date.now() - typed;
     await waitFor('python3 in the seat', async () => {

@@ -13,30 +13,11 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { PageWatch, check, launchBrowser, log, startServer, waitFor } from './harness.mjs';
+import { PageWatch, check, joinAsLearner, log, runAlone, startWorkshop, termText, typeInTerminal, waitFor } from './harness.mjs';
 
 const ECHO = readFileSync(join(import.meta.dirname, '../../crates/clarateach/tests/preview_echo.py'), 'utf8');
-const termText = (page) => page.evaluate(() => window.__claraTerminals?.get('Terminal main')?.() ?? '');
 
-async function typeInTerminal(page, line) {
-  await page.locator('[data-terminal="Terminal main"]').click();
-  await page.keyboard.type(line, { delay: 2 });
-  await page.keyboard.press('Enter');
-}
 
-async function learner(browser, url, viewport, watches, code, name) {
-  const ctx = await browser.newContext({ viewport });
-  const page = await ctx.newPage();
-  watches.push(new PageWatch(`preview-${name}`, page));
-  await page.goto(url);
-  await page.getByLabel('Workshop code').fill(code);
-  await page.getByLabel(/Your name/).fill(name);
-  await page.getByRole('button', { name: 'Join workshop' }).click();
-  await page.getByRole('button', { name: 'Open my workspace' }).click();
-  await page.getByTestId('connection-status').filter({ hasText: 'Connected' }).waitFor({ timeout: 20000 });
-  const token = await page.evaluate(() => JSON.parse(localStorage.getItem('clarateach.learner') ?? '{}').token);
-  return { ctx, page, token };
-}
 
 /** Rejoins with the reconnect code; ms from the click to the scrollback marker on screen. */
 async function rejoin(browser, url, viewport, watches, workshopCode, reconnect) {
@@ -56,19 +37,11 @@ async function rejoin(browser, url, viewport, watches, workshopCode, reconnect) 
 }
 
 export async function runPreview(browser, url, token, viewport, watches) {
-  const headers = { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' };
-  const created = await fetch(`${url}/api/workshops`, { method: 'POST', headers, body: JSON.stringify({ name: 'Preview', seats: 2 }) });
-  check(created.status === 201, `create: ${created.status}`);
-  const { workshop } = await created.json();
-  check((await fetch(`${url}/api/workshops/${workshop.id}/start`, { method: 'POST', headers })).ok, 'start');
-  await waitFor('preview workshop running', async () => {
-    const w = await (await fetch(`${url}/api/workshops/${workshop.id}`, { headers })).json();
-    return (w.workshop ?? w).status === 'running';
-  }, { timeout: 120000, interval: 250 });
+  const { workshop, headers } = await startWorkshop(url, token, { name: 'Preview', seats: 2 });
   const figures = {};
 
-  const a = await learner(browser, url, viewport, watches, workshop.code, 'Ada');
-  const b = await learner(browser, url, viewport, watches, workshop.code, 'Bob');
+  const a = await joinAsLearner(browser, url, viewport, watches, workshop.code, 'Ada', 'preview');
+  const b = await joinAsLearner(browser, url, viewport, watches, workshop.code, 'Bob', 'preview');
   const put = await fetch(`${url}/api/session/files/echo.py`, {
     method: 'PUT',
     headers: { Authorization: `Bearer ${a.token}`, 'Content-Type': 'application/json' },
@@ -82,7 +55,7 @@ export async function runPreview(browser, url, token, viewport, watches) {
   });
   // Main-origin storage the preview must not see.
   await a.page.evaluate(() => localStorage.setItem('main-origin-secret', 'do-not-leak'));
-  await typeInTerminal(a.page, 'python3 -m http.server 8000 >/dev/null 2>&1 & python3 echo.py 9000 & echo servers-up');
+  await typeInTerminal(a.page, 'Terminal main', 'python3 -m http.server 8000 >/dev/null 2>&1 & python3 echo.py 9000 & echo servers-up');
   const started = Date.now();
   await a.page.getByTestId('open-preview-8000').waitFor({ timeout: 15000 });
   figures.listen_to_open_preview_button_ms = Date.now() - started;
@@ -160,7 +133,7 @@ export async function runPreview(browser, url, token, viewport, watches) {
 
   // Reconnect resumes an idle-paused seat.
   const code = await a.page.getByTestId('topbar-reconnect-code').textContent();
-  await typeInTerminal(a.page, 'echo before-break-$((20+1))');
+  await typeInTerminal(a.page, 'Terminal main', 'echo before-break-$((20+1))');
   await waitFor('marker', async () => /^before-break-21$/m.test(await termText(a.page)));
   await a.ctx.close();
   // Baseline in the same run: the same rejoin while the seat is not paused.
@@ -188,18 +161,5 @@ export async function runPreview(browser, url, token, viewport, watches) {
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const server = await startServer();
-  const browser = await launchBrowser();
-  const watches = [];
-  let ok = false;
-  try {
-    const figures = await runPreview(browser, server.url, server.token, { width: 1440, height: 900 }, watches);
-    log('figures', JSON.stringify(figures));
-    ok = true;
-    log('PASS');
-  } finally {
-    await browser.close().catch(() => {});
-    await server.stop({ keep: !ok });
-    if (!ok) log(`kept ${server.dataDir}`);
-  }
+  await runAlone(runPreview, { failOnProblems: false });
 }

@@ -8,7 +8,7 @@
 // Usage: CLARATEACH_BIN=/path/to/clarateach npm run e2e   (root needed for the sandboxes)
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PageWatch, SHOTS, check, launchBrowser, log, startProxy, startServer, waitFor } from './harness.mjs';
+import { PageWatch, SHOTS, check, launchBrowser, log, startProxy, startServer, termText, typeInTerminal, waitFor } from './harness.mjs';
 import { measureGrid } from './grid.mjs';
 import { measurePageWeight } from './weight.mjs';
 import { runToolkit } from './toolkit.mjs';
@@ -20,17 +20,8 @@ import { checkHardeningHeaders, checkNotFramable, checkTerminalLink, cspViolatio
 
 const VIEWPORT = { width: 1440, height: 900 };
 
-const termText = (page, label) =>
-  page.evaluate((l) => window.__claraTerminals?.get(l)?.() ?? '', label);
-
 async function waitTerm(page, label, re, what, timeout = 15000) {
   return waitFor(`${what} in ${label}`, async () => re.test(await termText(page, label)), { timeout });
-}
-
-async function typeInTerminal(page, label, line) {
-  await page.locator(`[data-terminal="${label}"]`).click();
-  await page.keyboard.type(line, { delay: 5 });
-  await page.keyboard.press('Enter');
 }
 
 async function newLearner(browser, url, watches, name) {

@@ -8,47 +8,20 @@
 // Run alone: CLARATEACH_BIN=/path/to/clarateach node e2e/toolkit.mjs (root, for the sandboxes);
 // run.mjs runs it too after its own scenario.
 import { pathToFileURL } from 'node:url';
-import { PageWatch, check, launchBrowser, log, startServer, waitFor } from './harness.mjs';
+import { PageWatch, check, joinAsLearner, log, runAlone, startWorkshop, termText, typeInTerminal, waitFor } from './harness.mjs';
 
-export const termText = (page, label) => page.evaluate((l) => window.__claraTerminals?.get(l)?.() ?? '', label);
 
-export async function typeInTerminal(page, line) {
-  await page.locator('[data-terminal="Terminal main"]').click();
-  await page.keyboard.type(line, { delay: 5 });
-  await page.keyboard.press('Enter');
-}
 
-async function learner(browser, url, viewport, watches, code, name) {
-  const ctx = await browser.newContext({ viewport });
-  const page = await ctx.newPage();
-  watches.push(new PageWatch(`toolkit-${name}`, page));
-  await page.goto(url);
-  await page.getByLabel('Workshop code').fill(code);
-  await page.getByLabel(/Your name/).fill(name);
-  await page.getByRole('button', { name: 'Join workshop' }).click();
-  await page.getByRole('button', { name: 'Open my workspace' }).click();
-  await page.getByTestId('connection-status').filter({ hasText: 'Connected' }).waitFor({ timeout: 20000 });
-  return { ctx, page };
-}
 
 export async function runToolkit(browser, url, token, viewport, watches) {
-  const headers = { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' };
-  const created = await fetch(`${url}/api/workshops`, { method: 'POST', headers, body: JSON.stringify({ name: 'Toolkit', seats: 2 }) });
-  check(created.status === 201, `create: ${created.status}`);
-  const { workshop } = await created.json();
-  check((await fetch(`${url}/api/workshops/${workshop.id}/start`, { method: 'POST', headers })).ok, 'start');
-  await waitFor('toolkit workshop running', async () => {
-    const r = await fetch(`${url}/api/workshops/${workshop.id}`, { headers });
-    const w = await r.json();
-    return (w.workshop ?? w).status === 'running';
-  }, { timeout: 120000, interval: 250 });
+  const { workshop, headers } = await startWorkshop(url, token, { name: 'Toolkit', seats: 2 });
   const figures = {};
 
-  const a = await learner(browser, url, viewport, watches, workshop.code, 'Ada');
-  const b = await learner(browser, url, viewport, watches, workshop.code, 'Bob');
-  await typeInTerminal(a.page, 'cd /tmp && ls /does-not-exist');
+  const a = await joinAsLearner(browser, url, viewport, watches, workshop.code, 'Ada', 'toolkit');
+  const b = await joinAsLearner(browser, url, viewport, watches, workshop.code, 'Bob', 'toolkit');
+  await typeInTerminal(a.page, 'Terminal main', 'cd /tmp && ls /does-not-exist');
   await waitFor('ls error', async () => /No such file/.test(await termText(a.page, 'Terminal main')));
-  await typeInTerminal(b.page, 'echo toolkit-$((6*7))');
+  await typeInTerminal(b.page, 'Terminal main', 'echo toolkit-$((6*7))');
 
   // Instructor: the grid with live screens.
   const sess = await (await fetch(`${url}/api/instructor/sessions`, { method: 'POST', headers })).json();
@@ -72,11 +45,11 @@ export async function runToolkit(browser, url, token, viewport, watches) {
   await cardB.locator('[data-testid="last-command"]', { hasText: 'exit 0' }).waitFor({ timeout: 10000 });
   // Live: a new line in B's terminal reaches B's card within ~1 s.
   const typed = Date.now();
-  await typeInTerminal(b.page, 'echo live-$((7*8))');
+  await typeInTerminal(b.page, 'Terminal main', 'echo live-$((7*8))');
   await cardB.locator('[data-testid="seat-screen"]', { hasText: 'live-56' }).waitFor({ timeout: 5000 });
   figures.screen_update_latency_ms = Date.now() - typed;
   // Bandwidth: B's terminal prints a line every 0.2 s for 10 s; A's stays quiet.
-  await typeInTerminal(b.page, 'for i in $(seq 50); do date +%T.%N; sleep 0.2; done');
+  await typeInTerminal(b.page, 'Terminal main', 'for i in $(seq 50); do date +%T.%N; sleep 0.2; done');
   await new Promise((r) => setTimeout(r, 1000));
   const from = Date.now();
   const before = screenFrames.length;
@@ -94,7 +67,7 @@ export async function runToolkit(browser, url, token, viewport, watches) {
   log(`toolkit: live screens on the grid (first ${figures.grid_first_screen_ms} ms, update ${figures.screen_update_latency_ms} ms), failing seat marked`);
 
   // Help from the terminal command (Ada) and from the IDE button (Bob).
-  await typeInTerminal(a.page, 'help my ls fails');
+  await typeInTerminal(a.page, 'Terminal main', 'help my ls fails');
   await a.page.getByTestId('help-status').filter({ hasText: '#1 in the queue' }).waitFor({ timeout: 10000 });
   await b.page.getByTestId('ask-help').click();
   await b.page.getByTestId('help-message').fill('where is the exercise?');
@@ -131,20 +104,5 @@ export async function runToolkit(browser, url, token, viewport, watches) {
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const server = await startServer();
-  const browser = await launchBrowser();
-  const watches = [];
-  let ok = false;
-  try {
-    const figures = await runToolkit(browser, server.url, server.token, { width: 1440, height: 900 }, watches);
-    const problems = watches.flatMap((w) => w.problems);
-    check(problems.length === 0, `no console errors or failed requests:\n  ${problems.join('\n  ')}`);
-    log('figures', JSON.stringify(figures));
-    ok = true;
-    log('PASS');
-  } finally {
-    await browser.close().catch(() => {});
-    await server.stop({ keep: !ok });
-    if (!ok) log(`kept ${server.dataDir}`);
-  }
+  await runAlone(runToolkit);
 }

@@ -8,34 +8,11 @@
 // Run alone: CLARATEACH_BIN=/path/to/clarateach node e2e/toolkit2.mjs (root, for the sandboxes);
 // run.mjs runs it too after its own scenario.
 import { pathToFileURL } from 'node:url';
-import { PageWatch, check, launchBrowser, log, startServer, waitFor } from './harness.mjs';
+import { PageWatch, check, joinAsLearner, log, runAlone, startWorkshop, waitFor } from './harness.mjs';
 
 const V1 = 'def f():\n    return 1\n\n\n\ndef g():\n    pass\n';
 const V2 = 'def f():\n    return 1\n\n\n\ndef g():\n    return "step 2"\n';
 
-async function learner(browser, url, viewport, watches, code, name) {
-  const ctx = await browser.newContext({ viewport });
-  const page = await ctx.newPage();
-  watches.push(new PageWatch(`toolkit2-${name}`, page));
-  await page.goto(url);
-  await page.getByLabel('Workshop code').fill(code);
-  await page.getByLabel(/Your name/).fill(name);
-  await page.getByRole('button', { name: 'Join workshop' }).click();
-  await page.getByRole('button', { name: 'Open my workspace' }).click();
-  await page.getByTestId('connection-status').filter({ hasText: 'Connected' }).waitFor({ timeout: 20000 });
-  const token = await page.evaluate(() => {
-    for (const store of [sessionStorage, localStorage]) {
-      for (let i = 0; i < store.length; i++) {
-        const v = store.getItem(store.key(i) ?? '') ?? '';
-        const m = /"token":"([^"]+)"/.exec(v);
-        if (m) return m[1];
-      }
-    }
-    return null;
-  });
-  check(!!token, `${name}'s session token is in the page's storage`);
-  return { ctx, page, token };
-}
 
 const seatApi = (url, token) => ({
   put: (path, content) =>
@@ -44,19 +21,11 @@ const seatApi = (url, token) => ({
 });
 
 export async function runToolkit2(browser, url, token, viewport, watches) {
-  const headers = { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' };
-  const created = await fetch(`${url}/api/workshops`, { method: 'POST', headers, body: JSON.stringify({ name: 'Toolkit 2', seats: 3 }) });
-  check(created.status === 201, `create: ${created.status}`);
-  const { workshop } = await created.json();
-  check((await fetch(`${url}/api/workshops/${workshop.id}/start`, { method: 'POST', headers })).ok, 'start');
-  await waitFor('toolkit2 workshop running', async () => {
-    const w = await (await fetch(`${url}/api/workshops/${workshop.id}`, { headers })).json();
-    return (w.workshop ?? w).status === 'running';
-  }, { timeout: 120000, interval: 250 });
+  const { workshop, headers } = await startWorkshop(url, token, { name: 'Toolkit 2', seats: 3 });
   const figures = {};
   const names = ['Ann', 'Ben', 'Cid'];
   const ls = [];
-  for (const n of names) ls.push(await learner(browser, url, viewport, watches, workshop.code, n));
+  for (const n of names) ls.push(await joinAsLearner(browser, url, viewport, watches, workshop.code, n, 'toolkit2'));
 
   // Instructor page.
   const sess = await (await fetch(`${url}/api/instructor/sessions`, { method: 'POST', headers })).json();
@@ -131,20 +100,5 @@ export async function runToolkit2(browser, url, token, viewport, watches) {
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const server = await startServer();
-  const browser = await launchBrowser();
-  const watches = [];
-  let ok = false;
-  try {
-    const figures = await runToolkit2(browser, server.url, server.token, { width: 1440, height: 900 }, watches);
-    const problems = watches.flatMap((w) => w.problems);
-    check(problems.length === 0, `no console errors or failed requests:\n  ${problems.join('\n  ')}`);
-    log('figures', JSON.stringify(figures));
-    ok = true;
-    log('PASS');
-  } finally {
-    await browser.close().catch(() => {});
-    await server.stop({ keep: !ok });
-    if (!ok) log(`kept ${server.dataDir}`);
-  }
+  await runAlone(runToolkit2);
 }

@@ -8,45 +8,18 @@
 // Run alone: CLARATEACH_BIN=/path/to/clarateach node e2e/toolkit3.mjs (root, for the sandboxes);
 // run.mjs runs it too after its other scenarios.
 import { pathToFileURL } from 'node:url';
-import { PageWatch, check, launchBrowser, log, startServer, waitFor } from './harness.mjs';
+import { PageWatch, check, joinAsLearner, log, runAlone, startWorkshop, termText, typeInTerminal, waitFor } from './harness.mjs';
 
-const termText = (page, label) => page.evaluate((l) => window.__claraTerminals?.get(l)?.() ?? '', label);
 const castText = (page, label) => page.evaluate((l) => [...(window.__claraCasts?.entries() ?? [])].filter(([k]) => k.startsWith(l)).map(([, f]) => f()).join('\n'), label);
 
-async function typeInTerminal(page, label, line) {
-  await page.locator(`[data-terminal="${label}"]`).click();
-  await page.keyboard.type(line, { delay: 5 });
-  await page.keyboard.press('Enter');
-}
 
-async function learner(browser, url, viewport, watches, code, name) {
-  const ctx = await browser.newContext({ viewport });
-  const page = await ctx.newPage();
-  watches.push(new PageWatch(`toolkit3-${name}`, page));
-  await page.goto(url);
-  await page.getByLabel('Workshop code').fill(code);
-  await page.getByLabel(/Your name/).fill(name);
-  await page.getByRole('button', { name: 'Join workshop' }).click();
-  await page.getByRole('button', { name: 'Open my workspace' }).click();
-  await page.getByTestId('connection-status').filter({ hasText: 'Connected' }).waitFor({ timeout: 20000 });
-  return { ctx, page };
-}
 
 export async function runToolkit3(browser, url, token, viewport, watches) {
-  const headers = { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' };
-  const created = await fetch(`${url}/api/workshops`, { method: 'POST', headers, body: JSON.stringify({ name: 'Presenting', seats: 2 }) });
-  check(created.status === 201, `create: ${created.status}`);
-  const { workshop } = await created.json();
-  check((await fetch(`${url}/api/workshops/${workshop.id}/start`, { method: 'POST', headers })).ok, 'start');
-  await waitFor('presenting workshop running', async () => {
-    const r = await fetch(`${url}/api/workshops/${workshop.id}`, { headers });
-    const w = await r.json();
-    return (w.workshop ?? w).status === 'running';
-  }, { timeout: 120000, interval: 250 });
+  const { workshop, headers } = await startWorkshop(url, token, { name: 'Presenting', seats: 2 });
   const figures = {};
 
-  const a = await learner(browser, url, viewport, watches, workshop.code, 'Ada');
-  const b = await learner(browser, url, viewport, watches, workshop.code, 'Bob');
+  const a = await joinAsLearner(browser, url, viewport, watches, workshop.code, 'Ada', 'toolkit3');
+  const b = await joinAsLearner(browser, url, viewport, watches, workshop.code, 'Bob', 'toolkit3');
   await typeInTerminal(a.page, 'Terminal main', 'echo present-$((6*7))');
   await waitFor('Ada echo', async () => /present-42/.test(await termText(a.page, 'Terminal main')));
 
@@ -117,20 +90,5 @@ export async function runToolkit3(browser, url, token, viewport, watches) {
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const server = await startServer();
-  const browser = await launchBrowser();
-  const watches = [];
-  let ok = false;
-  try {
-    const figures = await runToolkit3(browser, server.url, server.token, { width: 1440, height: 900 }, watches);
-    const problems = watches.flatMap((w) => w.problems);
-    check(problems.length === 0, `no console errors or failed requests:\n  ${problems.join('\n  ')}`);
-    log('figures', JSON.stringify(figures));
-    ok = true;
-    log('PASS');
-  } finally {
-    await browser.close().catch(() => {});
-    await server.stop({ keep: !ok });
-    if (!ok) log(`kept ${server.dataDir}`);
-  }
+  await runAlone(runToolkit3);
 }
