@@ -355,6 +355,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("clarateach-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let result = bench(&args, &dir).await;
+    // The seat file systems stay mounted after their seats stop (files are kept by design):
+    // unmounted first, or the bench leaves a loop device and a mount per seat behind.
+    if let Err(e) = clarateach_isolation::sandbox::store::unmount_under(&dir) {
+        eprintln!(
+            "unmounting the bench's seat file systems under {}: {e}",
+            dir.display()
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
