@@ -332,7 +332,40 @@ pub struct DataDir(tempfile::TempDir);
 
 impl Drop for DataDir {
     fn drop(&mut self) {
+        // Seats outlive a killed agent by design, so a test that kills its agent would leave
+        // its seats running after it: they go first (their bwrap names their volume's path).
+        kill_processes_naming(self.0.path());
         let _ = clarateach_isolation::sandbox::store::unmount_under(self.0.path());
+    }
+}
+
+/// SIGKILLs every process whose command line names a path under `dir` (this test's seats and
+/// any `serve`/`agent` still running on it).
+fn kill_processes_naming(dir: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let needle = dir.as_os_str().as_bytes();
+    let me = std::process::id().to_string();
+    let pids: Vec<String> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_str()?.to_string();
+            if !pid.bytes().all(|b| b.is_ascii_digit()) || pid == me {
+                return None;
+            }
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            cmd.windows(needle.len())
+                .any(|w| w == needle)
+                .then_some(pid)
+        })
+        .collect();
+    if !pids.is_empty() {
+        let _ = Command::new("kill")
+            .arg("-9")
+            .args(&pids)
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
