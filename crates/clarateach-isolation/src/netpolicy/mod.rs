@@ -214,6 +214,17 @@ struct State {
     egress: Option<String>,
 }
 
+impl State {
+    /// The lowest slot no seat holds and no spare is being made in; `spares_free`: whether a
+    /// slot with a ready spare counts as free (a seat takes it, the spare maker does not).
+    fn lowest_free(&self, subnet: SeatSubnet, spares_free: bool) -> Option<u32> {
+        let used: std::collections::HashSet<u32> =
+            self.slots.values().chain(&self.making).copied().collect();
+        (0..subnet.slots())
+            .find(|s| !used.contains(s) && (spares_free || !self.spares.contains_key(s)))
+    }
+}
+
 /// What the kernel's copy of the table reflects.
 #[derive(Default)]
 struct Loaded {
@@ -322,10 +333,8 @@ impl NetManager {
         let slot = match st.slots.get(key) {
             Some(s) => *s,
             None => {
-                let used: std::collections::HashSet<u32> =
-                    st.slots.values().chain(&st.making).copied().collect();
-                let slot = (0..self.cfg.seat_subnet.slots())
-                    .find(|s| !used.contains(s))
+                let slot = st
+                    .lowest_free(self.cfg.seat_subnet, true)
                     .ok_or(NetError::SubnetFull(self.cfg.seat_subnet))?;
                 let state = |action| move |source| NetError::State { action, source };
                 let ws_dir = self.dir.join(&key.workshop_id);
@@ -677,11 +686,7 @@ impl NetManager {
                     if st.spares.len() + st.making.len() >= wanted || st.slots.is_empty() {
                         return;
                     }
-                    let used: std::collections::HashSet<u32> =
-                        st.slots.values().chain(&st.making).copied().collect();
-                    let Some(slot) = (0..subnet.slots())
-                        .find(|s| !used.contains(s) && !st.spares.contains_key(s))
-                    else {
+                    let Some(slot) = st.lowest_free(subnet, false) else {
                         return;
                     };
                     st.making.insert(slot);
