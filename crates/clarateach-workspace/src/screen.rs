@@ -21,14 +21,9 @@ use clarateach_core::classroom::{
     bounded_text, CommandRecord, ScreenCursor, ScreenSnapshot, COMMAND_CHARS, COMMAND_HISTORY,
     SCREEN_LINES, SCREEN_LINE_CHARS,
 };
-use tokio::sync::broadcast;
-
-use crate::session::{Event, Session};
 
 /// Longest OSC payload kept; longer ones (pictures, clipboard pastes) are skipped.
 const MAX_OSC: usize = 4096;
-/// Scrollback tail replayed into a fresh VT state after the follower lagged.
-const RESYNC_BYTES: usize = 64 * 1024;
 
 /// Environment that makes bash emit the marks: `PROMPT_COMMAND` reports the last status (`D`),
 /// the cwd (OSC 7) and a new prompt (`A`); `PS0`, shown after a command line is read and before
@@ -255,8 +250,14 @@ impl Screen {
         self.version += 1;
     }
 
+    /// The shell exited: the grid shows it.
+    pub fn mark_exited(&mut self) {
+        self.exited = true;
+        self.version += 1;
+    }
+
     /// Starts over from a scrollback tail (the follower lagged). Shell facts are kept.
-    fn resync(&mut self, tail: &[u8]) {
+    pub fn resync(&mut self, tail: &[u8]) {
         let (rows, cols) = self.parser.screen().size();
         self.parser = vt100::Parser::new(rows, cols, 0);
         self.osc = OscScanner::default();
@@ -315,71 +316,6 @@ pub type SharedScreen = Arc<Mutex<Screen>>;
 
 pub fn lock(s: &Mutex<Screen>) -> MutexGuard<'_, Screen> {
     s.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Feeds `screen` from the session's events until the shell exits. `events` must be subscribed
-/// before the shell's first output, so nothing is missed.
-pub async fn follow(
-    session: std::sync::Weak<Session>,
-    screen: SharedScreen,
-    mut events: broadcast::Receiver<Event>,
-) {
-    loop {
-        match events.recv().await {
-            Ok(Event::Output { data, .. }) => lock(&screen).feed(&data),
-            Ok(Event::Takeover { .. }) => {}
-            Ok(Event::Exit(_)) | Err(broadcast::error::RecvError::Closed) => break,
-            Err(broadcast::error::RecvError::Lagged(_)) => {
-                let Some(session) = session.upgrade() else {
-                    break;
-                };
-                let (tail, _) = session.snapshot(RESYNC_BYTES);
-                lock(&screen).resync(&tail);
-            }
-        }
-    }
-    let mut s = lock(&screen);
-    s.exited = true;
-    s.version += 1;
-}
-
-#[derive(Debug, serde::Deserialize)]
-pub struct ScreenQuery {
-    session: Option<String>,
-    since: Option<u64>,
-}
-
-/// `GET /screen?session=main&since=V`: the session's screen (200), 204 when its version is
-/// still `since`, 404 `no_session` when no such session runs.
-pub async fn handler(
-    axum::extract::State(state): axum::extract::State<crate::AppState>,
-    query: Result<axum::extract::Query<ScreenQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<axum::response::Response, crate::error::ApiError> {
-    use axum::response::IntoResponse;
-    let axum::extract::Query(q) = query.map_err(|e| {
-        crate::error::ApiError::bad_request(
-            clarateach_core::ErrorCode::InvalidRequest,
-            e.body_text(),
-        )
-    })?;
-    let name = q.session.unwrap_or_else(|| "main".into());
-    if !crate::terminal::valid_session_name(&name) {
-        return Err(crate::error::ApiError::bad_request(
-            clarateach_core::ErrorCode::BadSession,
-            "session must be 1-32 of A-Z a-z 0-9 _ -",
-        ));
-    }
-    let session = state.sessions.get(&name).ok_or_else(|| {
-        crate::error::ApiError::new(
-            axum::http::StatusCode::NOT_FOUND,
-            clarateach_core::ErrorCode::NoSession,
-            "no such terminal session runs",
-        )
-    })?;
-    Ok(match session.screen(q.since) {
-        Some(snap) => axum::Json(snap).into_response(),
-        None => axum::http::StatusCode::NO_CONTENT.into_response(),
-    })
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use clarateach_core::HealthResponse;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
-use crate::{files, preview, run, screen, terminal, watch, AppState, Config};
+use crate::{files, preview, run, terminal, watch, AppState, Config};
 
 /// Where the daemon listens: `127.0.0.1:7681`, `unix:/run/clarateach.sock`, or `fd:3`, a listening
 /// Unix socket the sandbox's creator bound in a directory the learner cannot reach and handed
@@ -84,7 +84,7 @@ pub fn router(state: AppState) -> Router {
         .route("/files-rename", post(files::rename))
         .route("/files-mkdir", post(files::mkdir))
         .route("/run", post(run::handler))
-        .route("/screen", get(screen::handler))
+        .route("/screen", get(terminal::screen_handler))
         .route("/previews", get(preview::list))
         .route("/preview/{port}", any(preview::relay))
         .route("/preview/{port}/", any(preview::relay))

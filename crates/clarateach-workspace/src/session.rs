@@ -210,7 +210,7 @@ impl SessionManager {
             progress: Notify::new(),
             screen: screen.clone(),
         });
-        tokio::spawn(screen::follow(
+        tokio::spawn(follow_screen(
             Arc::downgrade(&session),
             screen,
             screen_events,
@@ -449,6 +449,33 @@ async fn pump_output(
 /// Locks a mutex; a poisoned one still holds consistent data here (no multi-step updates).
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Scrollback tail replayed into a fresh VT state after the screen follower lagged.
+const RESYNC_BYTES: usize = 64 * 1024;
+
+/// Feeds `screen` from the session's events until the shell exits. `events` must be subscribed
+/// before the shell's first output, so nothing is missed.
+async fn follow_screen(
+    session: std::sync::Weak<Session>,
+    screen: SharedScreen,
+    mut events: broadcast::Receiver<Event>,
+) {
+    loop {
+        match events.recv().await {
+            Ok(Event::Output { data, .. }) => screen::lock(&screen).feed(&data),
+            Ok(Event::Takeover { .. }) => {}
+            Ok(Event::Exit(_)) | Err(broadcast::error::RecvError::Closed) => break,
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                let Some(session) = session.upgrade() else {
+                    break;
+                };
+                let (tail, _) = session.snapshot(RESYNC_BYTES);
+                screen::lock(&screen).resync(&tail);
+            }
+        }
+    }
+    screen::lock(&screen).mark_exited();
 }
 
 #[cfg(test)]

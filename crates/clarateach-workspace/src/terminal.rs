@@ -468,6 +468,45 @@ impl Utf8Stream {
     }
 }
 
+#[derive(Debug, serde::Deserialize)]
+pub struct ScreenQuery {
+    session: Option<String>,
+    since: Option<u64>,
+}
+
+/// `GET /screen?session=main&since=V`: the session's screen (200), 204 when its version is
+/// still `since`, 404 `no_session` when no such session runs.
+pub async fn screen_handler(
+    axum::extract::State(state): axum::extract::State<crate::AppState>,
+    query: Result<axum::extract::Query<ScreenQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<axum::response::Response, crate::error::ApiError> {
+    use axum::response::IntoResponse;
+    let axum::extract::Query(q) = query.map_err(|e| {
+        crate::error::ApiError::bad_request(
+            clarateach_core::ErrorCode::InvalidRequest,
+            e.body_text(),
+        )
+    })?;
+    let name = q.session.unwrap_or_else(|| "main".into());
+    if !valid_session_name(&name) {
+        return Err(crate::error::ApiError::bad_request(
+            clarateach_core::ErrorCode::BadSession,
+            "session must be 1-32 of A-Z a-z 0-9 _ -",
+        ));
+    }
+    let session = state.sessions.get(&name).ok_or_else(|| {
+        crate::error::ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            clarateach_core::ErrorCode::NoSession,
+            "no such terminal session runs",
+        )
+    })?;
+    Ok(match session.screen(q.since) {
+        Some(snap) => axum::Json(snap).into_response(),
+        None => axum::http::StatusCode::NO_CONTENT.into_response(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
