@@ -156,16 +156,22 @@ async fn bench_image_root_vs_host_root() {
         s
     };
     let (mut image_ms, mut host_ms) = (Vec::new(), Vec::new());
+    // CPU of the seat's processes (bwrap x2 + daemon) until ready: what a start costs the host,
+    // far less sensitive to other load than the wall time.
+    let (mut image_cpu, mut host_cpu) = (Vec::new(), Vec::new());
     for seat in 1..=2 * SEATS {
         let s = of(seat);
         backend.create(&s).await.expect("create");
         let t = Instant::now();
         backend.start(&s.key).await.expect("start");
         let ms = t.elapsed().as_secs_f64() * 1e3;
+        let cpu: f64 = backend.pids(&s.key).iter().map(|p| cpu_ms(*p)).sum();
         if seat % 2 == 1 {
-            image_ms.push(ms)
+            image_ms.push(ms);
+            image_cpu.push(cpu);
         } else {
-            host_ms.push(ms)
+            host_ms.push(ms);
+            host_cpu.push(cpu);
         }
     }
     let (mut image_pss, mut host_pss) = (0u64, 0u64);
@@ -184,7 +190,7 @@ async fn bench_image_root_vs_host_root() {
     for seat in 1..=2 * SEATS {
         backend.destroy(&of(seat).key, true).await.expect("destroy");
     }
-    for v in [&mut image_ms, &mut host_ms] {
+    for v in [&mut image_ms, &mut host_ms, &mut image_cpu, &mut host_cpu] {
         v.sort_by(|a, b| a.total_cmp(b));
     }
     let per = |kib: u64| kib as f64 / f64::from(SEATS) / 1024.0;
@@ -192,17 +198,26 @@ async fn bench_image_root_vs_host_root() {
         "image bench: daemon {}, {SEATS} seats of each, alternating",
         bin.display()
     );
-    for (what, v, kib) in [
-        ("claude image", &image_ms, image_pss),
-        ("host root", &host_ms, host_pss),
+    for (what, v, cpu, kib) in [
+        ("claude image", &image_ms, &image_cpu, image_pss),
+        ("host root", &host_ms, &host_cpu, host_pss),
     ] {
         println!(
-            "{what}: seat ready p50 {:.1} ms, p99 {:.1} ms; PSS per idle seat {:.2} MiB",
+            "{what}: seat ready p50 {:.1} ms, p99 {:.1} ms; CPU of the seat's processes until ready p50 {:.2} ms; PSS per idle seat {:.2} MiB",
             percentile(v, 0.5),
             percentile(v, 0.99),
+            percentile(cpu, 0.5),
             per(kib)
         );
     }
+}
+
+/// Time `pid` has spent on a CPU so far (`/proc/PID/schedstat`, ns), in ms; 0 when gone.
+fn cpu_ms(pid: i32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0.0, |ns| ns as f64 / 1e6)
 }
 
 /// Runs the futures concurrently on this task (no extra dependency for join_all).

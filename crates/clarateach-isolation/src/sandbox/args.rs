@@ -34,6 +34,10 @@ pub enum RootEntry {
     Dir { source: PathBuf, name: String },
     /// `--symlink target /name` (merged-/usr hosts: `/bin -> usr/bin`).
     Symlink { target: PathBuf, name: String },
+    /// `--dir /name`: an empty directory of an image (`/boot`, `/mnt`, `/srv`...) is made on
+    /// bwrap's root, read-only after its remount like the rest, instead of bound: the same view
+    /// for the learner, one mount less per seat start (an image has five of them).
+    EmptyDir { name: String },
 }
 
 /// Reads the top-level entries of `root` that make up the sandbox's root: the `HOST_DIRS` of the
@@ -60,11 +64,18 @@ pub fn root_entries(root: &Path) -> std::io::Result<Vec<RootEntry>> {
                     name,
                 });
             }
+            Ok(m) if m.is_dir() && root != Path::new("/") && is_empty_dir(&source)? => {
+                out.push(RootEntry::EmptyDir { name })
+            }
             Ok(m) if m.is_dir() => out.push(RootEntry::Dir { source, name }),
             _ => {}
         }
     }
     Ok(out)
+}
+
+fn is_empty_dir(path: &Path) -> std::io::Result<bool> {
+    Ok(std::fs::read_dir(path)?.next().is_none())
 }
 
 /// Descriptor numbers bwrap is started with (`spawn` moves the real ones there).
@@ -159,6 +170,7 @@ pub fn build(input: &ArgsInput<'_>) -> Vec<OsString> {
             RootEntry::Symlink { target, name } => {
                 push(&[&"--symlink", target, &format!("/{name}")])
             }
+            RootEntry::EmptyDir { name } => push(&[&"--dir", &format!("/{name}")]),
         }
     }
     match &input.etc {
@@ -376,6 +388,8 @@ mod tests {
         for d in ["usr", "etc", "proc", "tmp", "home", "opt"] {
             std::fs::create_dir(dir.path().join(d)).expect("mkdir");
         }
+        std::fs::create_dir(dir.path().join("usr/bin")).expect("mkdir");
+        std::fs::write(dir.path().join("etc/hostname"), "").expect("write");
         std::os::unix::fs::symlink("usr/lib", dir.path().join("lib")).expect("symlink");
         std::fs::write(dir.path().join("file"), "").expect("write");
         let names: Vec<String> = root_entries(dir.path())
@@ -384,9 +398,10 @@ mod tests {
             .map(|e| match e {
                 RootEntry::Dir { name, .. } => name,
                 RootEntry::Symlink { target, name } => format!("{name}->{}", target.display()),
+                RootEntry::EmptyDir { name } => format!("{name} (empty)"),
             })
             .collect();
-        assert_eq!(names, ["etc", "lib->usr/lib", "opt", "usr"]);
+        assert_eq!(names, ["etc", "lib->usr/lib", "opt (empty)", "usr"]);
     }
 
     #[test]

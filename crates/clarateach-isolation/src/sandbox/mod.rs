@@ -270,7 +270,7 @@ fn launch_ns_for(
         .iter()
         .filter_map(|e| match e {
             RootEntry::Dir { source, .. } => Some((source.clone(), Need::Tree)),
-            RootEntry::Symlink { .. } => None,
+            RootEntry::Symlink { .. } | RootEntry::EmptyDir { .. } => None,
         })
         .collect();
     needs.extend(etc_binds.iter().map(|p| (p.clone(), Need::Tree)));
