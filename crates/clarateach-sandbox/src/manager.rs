@@ -169,7 +169,8 @@ impl Sandboxes {
             path: "the clarateach binary".into(),
             source,
         })?;
-        let mut sandbox = SandboxConfig::new(&data, &exe);
+        let daemon = clarateach_isolation::factory::seat_daemon_binary(&exe);
+        let mut sandbox = SandboxConfig::new(&data, daemon);
         let (cgroup, uids) = host_names(&self.dir);
         sandbox.uid_range = uids;
         sandbox.cgroup_parent = cgroup;

@@ -11,8 +11,9 @@ use clarateach_image::{GuestConfig, ImageLayout, Manifest};
 use tokio::sync::OnceCell;
 
 use super::accel::{self, Accel};
+use super::fc_launch::FirecrackerVmm;
 use super::seat::{bridge_address, ensure_volume, live_pid, write_private, VmPaths, VmRecord};
-use super::vmm::{FirecrackerVmm, Launch, QemuVmm, VmNet, Vmm};
+use super::vmm::{Launch, QemuVmm, VmNet, Vmm};
 use super::{find_binary, lifecycle, net, seat_net, AccelChoice, Flavour, MicrovmConfig, Net};
 use crate::netpolicy::NetError;
 use crate::{Backend, BackendError, BackendKind, DaemonEndpoint, WorkspaceSpec, WorkspaceStatus};

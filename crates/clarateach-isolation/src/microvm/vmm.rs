@@ -157,5 +157,3 @@ impl Vmm for QemuVmm {
         })))
     }
 }
-
-pub(super) use super::fc_launch::FirecrackerVmm;

@@ -216,7 +216,8 @@ pub fn build_backend(
         .context("cannot locate the clarateach binary for the workspace daemon")?;
     let mut config = BackendConfig::new(data_dir, &exe);
     if kind == BackendKind::Sandbox {
-        let mut cfg = SandboxConfig::new(data_dir, &exe);
+        let daemon = clarateach_isolation::factory::seat_daemon_binary(&exe);
+        let mut cfg = SandboxConfig::new(data_dir, daemon);
         if let Some(range) = sandbox.seat_uid_range {
             cfg.uid_range = range;
         }
