@@ -6,7 +6,8 @@
 //! sandbox made by another CLI process does not undo the first one's rules; the proxy and DNS
 //! forwarder outlive the CLI that made them (they live in the sandbox's keeper process); a dead
 //! keeper is repaired by `start`; `stop`/`start` tear the network down and bring it back; and
-//! `clean --all` leaves no keeper, veth, namespace or nft table.
+//! `clean --all` leaves no keeper, veth, namespace or nft table. The same through
+//! `/api/sandboxes` (`network` in the create request) of a real `clarateach up`.
 //!
 //! The internet is the isolation tests' (`net_support`): a netns joined by a veth in
 //! 192.0.2.0/24 (TEST-NET-1, /32 routes only) with a metadata stand-in at 169.254.170.14 routed
@@ -26,6 +27,9 @@ use support::{skip_reason, BIN};
 fn tag() -> u32 {
     std::process::id() % 0xfffff
 }
+
+/// The test internet takes 192.0.2.1 on the host: one test at a time uses it.
+static INTERNET: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 struct Sbx {
     dir: tempfile::TempDir,
@@ -164,6 +168,7 @@ fn networked_sandboxes_reach_only_what_their_policy_allows_and_clean_leaves_noth
     if skipped() {
         return;
     }
+    let _one_at_a_time = INTERNET.lock().unwrap_or_else(|p| p.into_inner());
     let t = tag();
     let mut inet = Internet::new(t, "192.0.2", "169.254.170.14");
     inet.serve();
@@ -318,6 +323,102 @@ fn networked_sandboxes_reach_only_what_their_policy_allows_and_clean_leaves_noth
     // clean: nothing of the networks is left.
     sbx.ok(&["clean", "--all"]);
     assert!(sbx.keeper("op").is_none() && sbx.keeper("al").is_none());
+    assert_eq!(links_of(n), Vec::<String>::new(), "links left");
+    let mut left = ctsbx_tables();
+    left.retain(|t| !tables_before.contains(t));
+    assert_eq!(left, Vec::<String>::new(), "nft tables left");
+    drop(inet);
+}
+
+#[test]
+fn the_http_api_makes_networked_sandboxes_with_the_same_guarantees() {
+    if skipped() {
+        return;
+    }
+    let _one_at_a_time = INTERNET.lock().unwrap_or_else(|p| p.into_inner());
+    let t = (tag() + 1) % 0xfffff;
+    let mut inet = Internet::new(t, "192.0.2", "169.254.170.14");
+    inet.serve();
+    let state = tempfile::Builder::new()
+        .prefix("sbxnetapi")
+        .tempdir()
+        .expect("tmp");
+    let data = tempfile::tempdir().expect("data dir");
+    let hosts = inet.hosts_file(state.path());
+    let n = t % 250;
+    let tables_before = ctsbx_tables();
+    // `up` inherits these: the control plane's egress settings are the environment's.
+    for (k, v) in [
+        ("CLARATEACH_STATE_DIR", state.path().display().to_string()),
+        ("CLARATEACH_SEAT_STORE_SIZE", "1T".into()),
+        ("CLARATEACH_EGRESS_IFACE", inet.veth.clone()),
+        ("CLARATEACH_EGRESS_HOSTS", hosts.display().to_string()),
+        ("CLARATEACH_SANDBOX_SUBNET", format!("10.217.{n}.0/24")),
+    ] {
+        std::env::set_var(k, v);
+    }
+    let lo = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let lo_port = lo.local_addr().expect("addr").port();
+    let port = support::free_port();
+    let (up, url, token) = support::start_up(data.path(), port);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        let post = |p: &str, body: serde_json::Value| {
+            http.post(format!("{url}{p}"))
+                .bearer_auth(&token)
+                .json(&body)
+                .send()
+        };
+        let r = post(
+            "/api/sandboxes",
+            serde_json::json!({"name": "netapi", "language": "base",
+                "network": "allow:api.example.test"}),
+        )
+        .await
+        .expect("create");
+        assert_eq!(r.status(), 201, "{:?}", r.text().await);
+        let r = post(
+            "/api/sandboxes",
+            serde_json::json!({"name": "bad", "network": "everything"}),
+        )
+        .await
+        .expect("bad network");
+        assert_eq!(r.status(), 422);
+        let body: serde_json::Value = r.json().await.expect("json");
+        assert_eq!(body["code"], "bad_network");
+        let run = |cmd: String| {
+            let r = post(
+                "/api/sandboxes/netapi/run",
+                serde_json::json!({"command": cmd, "timeout_s": 20}),
+            );
+            async move {
+                let v: serde_json::Value = r.await.expect("run").json().await.expect("json");
+                v["stdout"].as_str().unwrap_or_default().to_string()
+            }
+        };
+        let curl = |url: &str| format!("curl -s -m 5 -o /dev/null -w '%{{http_code}}' {url}");
+        assert_eq!(run(curl("http://api.example.test/")).await, "200");
+        assert_eq!(run(curl("http://evil.example.test/")).await, "403");
+        assert_eq!(run(curl("--noproxy '*' http://192.0.2.10/")).await, "000");
+        let probe = format!(
+            "timeout 3 bash -c 'exec 3<>/dev/tcp/127.0.0.1/{lo_port}' && echo connected"
+        );
+        assert!(!run(probe).await.contains("connected"), "host loopback");
+        let r = http
+            .delete(format!("{url}/api/sandboxes/netapi"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("delete");
+        assert_eq!(r.status(), 204);
+    });
+    let sbx = Sbx {
+        dir: state,
+        env: Vec::new(),
+    };
+    assert!(sbx.keeper("netapi").is_none(), "keeper left");
+    up.stop("-TERM");
     assert_eq!(links_of(n), Vec::<String>::new(), "links left");
     let mut left = ctsbx_tables();
     left.retain(|t| !tables_before.contains(t));
