@@ -137,7 +137,10 @@ impl NetRecord {
     /// The seat-network configuration of the sandbox's backend.
     pub fn config(&self) -> Result<NetConfig, SandboxError> {
         let seat_subnet: SeatSubnet = self.seat_subnet.parse().map_err(|_| {
-            SandboxError::BadNetwork(format!("{SUBNET_ENV}={} (want A.B.C.D/N)", self.seat_subnet))
+            SandboxError::BadNetwork(format!(
+                "{SUBNET_ENV}={} (want A.B.C.D/N)",
+                self.seat_subnet
+            ))
         })?;
         let resolver = match &self.egress_hosts {
             Some(file) => Resolver::from_file(file).map_err(|e| {
@@ -270,7 +273,9 @@ pub async fn stop_keeper_of(rec: &crate::SandboxRecord) {
 /// Deletes the sandbox's nft table (once its seat is gone); a missing table is fine.
 pub async fn delete_table(table: &str) -> Result<(), SandboxError> {
     if !nft::valid_table(table) {
-        return Err(SandboxError::Keeper(format!("bad nft table name {table:?}")));
+        return Err(SandboxError::Keeper(format!(
+            "bad nft table name {table:?}"
+        )));
     }
     let mut child = tokio::process::Command::new("nft")
         .args(["-f", "-"])

@@ -183,9 +183,18 @@ fn networked_sandboxes_reach_only_what_their_policy_allows_and_clean_leaves_noth
         dir,
         env: vec![
             ("CLARATEACH_EGRESS_IFACE".into(), inet.veth.clone()),
-            ("CLARATEACH_EGRESS_HOSTS".into(), hosts.display().to_string()),
-            ("CLARATEACH_SANDBOX_DNS_UPSTREAM".into(), "192.0.2.10:53".into()),
-            ("CLARATEACH_SANDBOX_SUBNET".into(), format!("10.217.{n}.0/24")),
+            (
+                "CLARATEACH_EGRESS_HOSTS".into(),
+                hosts.display().to_string(),
+            ),
+            (
+                "CLARATEACH_SANDBOX_DNS_UPSTREAM".into(),
+                "192.0.2.10:53".into(),
+            ),
+            (
+                "CLARATEACH_SANDBOX_SUBNET".into(),
+                format!("10.217.{n}.0/24"),
+            ),
         ],
     };
     let lo = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -194,7 +203,15 @@ fn networked_sandboxes_reach_only_what_their_policy_allows_and_clean_leaves_noth
     let any_port = any.local_addr().expect("addr").port();
 
     // Three CLI processes, one sandbox each; each later one must not undo the earlier rules.
-    sbx.ok(&["create", "--language", "base", "--name", "op", "--network", "open"]);
+    sbx.ok(&[
+        "create",
+        "--language",
+        "base",
+        "--name",
+        "op",
+        "--network",
+        "open",
+    ]);
     sbx.ok(&[
         "create",
         "--language",
@@ -210,7 +227,11 @@ fn networked_sandboxes_reach_only_what_their_policy_allows_and_clean_leaves_noth
     assert_eq!(status["status"], "running", "{status}");
     assert!(sbx.keeper("op").is_some() && sbx.keeper("al").is_some());
     assert!(sbx.keeper("no").is_none(), "a none sandbox needs no keeper");
-    assert_eq!(ctsbx_tables().len(), tables_before.len() + 2, "one table each");
+    assert_eq!(
+        ctsbx_tables().len(),
+        tables_before.len() + 2,
+        "one table each"
+    );
 
     // open: the internet by address and through the DNS forwarder (served by the keeper: the
     // CLI that made the sandbox has exited).
@@ -244,10 +265,7 @@ fn networked_sandboxes_reach_only_what_their_policy_allows_and_clean_leaves_noth
         .trim_end_matches(":3128")
         .to_string();
     assert!(al_gw.starts_with(&format!("10.217.{n}.")), "{al_gw}");
-    assert!(
-        !sbx.connects("op", &al_gw, 3128),
-        "another sandbox's proxy"
-    );
+    assert!(!sbx.connects("op", &al_gw, 3128), "another sandbox's proxy");
 
     // allow: listed names through the proxy, nothing else.
     assert_eq!(
@@ -401,9 +419,8 @@ fn the_http_api_makes_networked_sandboxes_with_the_same_guarantees() {
         assert_eq!(run(curl("http://api.example.test/")).await, "200");
         assert_eq!(run(curl("http://evil.example.test/")).await, "403");
         assert_eq!(run(curl("--noproxy '*' http://192.0.2.10/")).await, "000");
-        let probe = format!(
-            "timeout 3 bash -c 'exec 3<>/dev/tcp/127.0.0.1/{lo_port}' && echo connected"
-        );
+        let probe =
+            format!("timeout 3 bash -c 'exec 3<>/dev/tcp/127.0.0.1/{lo_port}' && echo connected");
         assert!(!run(probe).await.contains("connected"), "host loopback");
         let r = http
             .delete(format!("{url}/api/sandboxes/netapi"))

@@ -100,9 +100,7 @@ fn api_error(e: SandboxError) -> ApiError {
         | E::Backend(_)
         | E::Daemon(_)
         | E::Keeper(_)
-        | E::Output { .. } => {
-            return ApiError::internal(&e)
-        }
+        | E::Output { .. } => return ApiError::internal(&e),
     };
     ApiError::new(
         status,

@@ -190,4 +190,3 @@ async fn dispatch(sbx: &Sandboxes, command: Command, out: &Out) -> Result<u8, Sa
     }
     Ok(0)
 }
-
