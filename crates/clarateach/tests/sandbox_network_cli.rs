@@ -345,6 +345,15 @@ fn networked_sandboxes_reach_only_what_their_policy_allows_and_clean_leaves_noth
     let mut left = ctsbx_tables();
     left.retain(|t| !tables_before.contains(t));
     assert_eq!(left, Vec::<String>::new(), "nft tables left");
+    let state = sbx.dir.path().to_string_lossy().into_owned();
+    let mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| m.starts_with(&state))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(mounts, Vec::<String>::new(), "mounts left");
     drop(inet);
 }
 
