@@ -70,6 +70,8 @@ pub enum SandboxError {
     NetworkNeedsServer(String),
     #[error("the sandbox's network keeper failed: {0}")]
     Keeper(String),
+    #[error("bad network setting {0}")]
+    NetSetting(String),
     #[error("language {language} needs {program}, which is not installed on this host")]
     MissingInterpreter { language: String, program: String },
     #[error("no language or image {0:?} (built in: base, python, node, claude)")]
@@ -131,6 +133,7 @@ impl SandboxError {
             Self::NameTaken(_)
             | Self::BadName(_)
             | Self::BadNetwork(_)
+            | Self::NetSetting(_)
             | Self::BadLimits(_)
             | Self::BadCopy
             | Self::Refused { .. }
@@ -156,7 +159,7 @@ impl SandboxError {
             Self::NotRunning(_) => "sandbox_stopped",
             Self::NameTaken(_) => "name_taken",
             Self::BadName(_) => "bad_name",
-            Self::BadNetwork(_) => "bad_network",
+            Self::BadNetwork(_) | Self::NetSetting(_) => "bad_network",
             Self::BadLimits(_) => "bad_limits",
             Self::BadCopy => "bad_copy",
             Self::Refused { .. } => "refused",

@@ -114,7 +114,7 @@ impl NetRecord {
         };
         let dns_upstream = match std::env::var(DNS_UPSTREAM_ENV) {
             Ok(s) => Some(s.parse().map_err(|_| {
-                SandboxError::BadNetwork(format!("{DNS_UPSTREAM_ENV}={s} (want IP:PORT)"))
+                SandboxError::NetSetting(format!("{DNS_UPSTREAM_ENV}={s} (want IP:PORT)"))
             })?),
             Err(_) => None,
         };
@@ -137,14 +137,14 @@ impl NetRecord {
     /// The seat-network configuration of the sandbox's backend.
     pub fn config(&self) -> Result<NetConfig, SandboxError> {
         let seat_subnet: SeatSubnet = self.seat_subnet.parse().map_err(|_| {
-            SandboxError::BadNetwork(format!(
+            SandboxError::NetSetting(format!(
                 "{SUBNET_ENV}={} (want A.B.C.D/N)",
                 self.seat_subnet
             ))
         })?;
         let resolver = match &self.egress_hosts {
             Some(file) => Resolver::from_file(file).map_err(|e| {
-                SandboxError::BadNetwork(format!(
+                SandboxError::NetSetting(format!(
                     "{EGRESS_HOSTS_ENV}={}: {}",
                     file.display(),
                     clarateach_core::error::error_chain(&e)

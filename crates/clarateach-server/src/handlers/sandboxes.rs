@@ -86,6 +86,7 @@ fn api_error(e: SandboxError) -> ApiError {
         E::QuotaExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
         E::BadName(_)
         | E::BadNetwork(_)
+        | E::NetSetting(_)
         | E::BadLimits(_)
         | E::BadCopy
         | E::NetworkNeedsServer(_)
