@@ -251,14 +251,16 @@ pub async fn stop_keeper(k: &KeeperRecord) {
         return;
     }
     let _ = kill(pid, Signal::SIGTERM);
-    for i in 0..200 {
+    // A keeper ends within milliseconds of SIGTERM: poll finely, so `stop`/`clean` wait no
+    // longer than it takes.
+    for i in 0..800 {
         if !k.alive() {
             return;
         }
-        if i == 100 {
+        if i == 400 {
             let _ = kill(pid, Signal::SIGKILL);
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     tracing::warn!(pid = k.pid, "sandbox keeper did not end");
 }
