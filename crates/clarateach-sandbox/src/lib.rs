@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod db;
 pub mod lock;
 pub mod manager;
+pub mod net;
 pub mod record;
 pub mod spec;
 pub mod statedir;
@@ -65,8 +66,12 @@ pub enum SandboxError {
     BadCopy,
     #[error("bad limits: {0}")]
     BadLimits(String),
-    #[error("--network other than none needs a running control plane (its egress proxy and DNS forwarder live there); standalone sandboxes have loopback only")]
-    NetworkNeedsServer,
+    #[error("--network {0} is not available on the microvm backend of standalone sandboxes; use --backend sandbox")]
+    NetworkNeedsServer(String),
+    #[error("the sandbox's network keeper failed: {0}")]
+    Keeper(String),
+    #[error("bad network setting {0}")]
+    NetSetting(String),
     #[error("language {language} needs {program}, which is not installed on this host")]
     MissingInterpreter { language: String, program: String },
     #[error("no language or image {0:?} (built in: base, python, node, claude)")]
@@ -128,11 +133,12 @@ impl SandboxError {
             Self::NameTaken(_)
             | Self::BadName(_)
             | Self::BadNetwork(_)
+            | Self::NetSetting(_)
             | Self::BadLimits(_)
             | Self::BadCopy
             | Self::Refused { .. }
             | Self::QuotaExceeded(_)
-            | Self::NetworkNeedsServer
+            | Self::NetworkNeedsServer(_)
             | Self::MissingInterpreter { .. }
             | Self::UnknownImage(_) => exit::BAD_INPUT,
             Self::File { .. } | Self::FileNotText(_) => exit::MISSING_FILE,
@@ -141,6 +147,7 @@ impl SandboxError {
             | Self::Db(_)
             | Self::Backend(_)
             | Self::Daemon(_)
+            | Self::Keeper(_)
             | Self::Output { .. } => exit::INTERNAL,
         }
     }
@@ -152,12 +159,13 @@ impl SandboxError {
             Self::NotRunning(_) => "sandbox_stopped",
             Self::NameTaken(_) => "name_taken",
             Self::BadName(_) => "bad_name",
-            Self::BadNetwork(_) => "bad_network",
+            Self::BadNetwork(_) | Self::NetSetting(_) => "bad_network",
             Self::BadLimits(_) => "bad_limits",
             Self::BadCopy => "bad_copy",
             Self::Refused { .. } => "refused",
             Self::QuotaExceeded(_) => "quota_exceeded",
-            Self::NetworkNeedsServer => "network_unavailable",
+            Self::NetworkNeedsServer(_) => "network_unavailable",
+            Self::Keeper(_) => "backend_failed",
             Self::MissingInterpreter { .. } => "missing_interpreter",
             Self::UnknownImage(_) => "unknown_image",
             Self::File { .. } => "missing_file",

@@ -31,6 +31,7 @@ use serde::Serialize;
 use crate::daemon::{Daemon, DaemonError};
 use crate::db::Db;
 use crate::lock::StateLock;
+use crate::net::{self, NetRecord};
 use crate::record::{BackendChoice, SandboxInfo, SandboxRecord, SandboxState, StoredAddr};
 use crate::spec::{self, LimitArgs};
 use crate::{SandboxError, StateDir};
@@ -63,6 +64,15 @@ pub fn host_names(dir: &StateDir) -> (String, UidRange) {
             end: start + UID_SLICE - 1,
         },
     )
+}
+
+/// `--network` as the user wrote it.
+fn network_text(p: &NetworkPolicy) -> String {
+    match p {
+        NetworkPolicy::None => "none".into(),
+        NetworkPolicy::Open => "open".into(),
+        NetworkPolicy::Allow { allow } => format!("allow:{}", allow.join(",")),
+    }
 }
 
 /// What `create` asks for.
@@ -110,6 +120,8 @@ pub struct Sandboxes {
     db: Db,
     /// Built backends by kind (and image dir for microVMs).
     backends: Mutex<BTreeMap<String, Arc<dyn Backend>>>,
+    /// Seat image store of new sandboxes: `$CLARATEACH_IMAGES_DIR`, else `STATE_DIR/images`.
+    images: PathBuf,
 }
 
 fn key(id: &str) -> SeatKey {
@@ -127,10 +139,15 @@ impl Sandboxes {
             source,
         })?;
         let db = Db::open(&dir.db()).await?;
+        let images = std::env::var_os("CLARATEACH_IMAGES_DIR")
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| dir.root().join("images"));
         Ok(Self {
             dir,
             db,
             backends: Mutex::new(BTreeMap::new()),
+            images,
         })
     }
 
@@ -155,11 +172,16 @@ impl Sandboxes {
     /// uids on disk, so only under the lock).
     async fn backend(&self, rec: &SandboxRecord) -> Result<Arc<dyn Backend>, SandboxError> {
         let choice = rec.info.backend;
-        let name = match &rec.image_dir {
-            Some(dir) if choice == BackendChoice::Microvm => {
+        let name = match (&rec.image_dir, &rec.net) {
+            (Some(dir), _) if choice == BackendChoice::Microvm => {
                 format!("microvm:{}", dir.display())
             }
-            _ => choice.kind().as_str().to_string(),
+            // A networked sandbox has a backend of its own: its own nft table (see `net`).
+            (_, Some(net)) => format!("sandbox-net:{}", net.nft_table),
+            _ => match &rec.images_dir {
+                Some(images) => format!("{}:{}", choice.kind().as_str(), images.display()),
+                None => choice.kind().as_str().to_string(),
+            },
         };
         if let Some(b) = self.cached_backend(&name) {
             return Ok(b);
@@ -175,11 +197,17 @@ impl Sandboxes {
         sandbox.uid_range = uids;
         sandbox.cgroup_parent = cgroup;
         sandbox.net.nft_table = "clarateach_sandbox".into();
-        // Standalone sandboxes have no network (`NetworkNeedsServer`): no spare namespaces. No
+        // No spare namespaces: a networked sandbox is the only seat of its backend (`net`). No
         // spare seat file systems either: a CLI process ends right after its command (before a
         // spare is ready), and every backend built on this state dir (each CLI call, the
         // control plane's) drops the spares it finds, so they would only be made to be dropped.
         sandbox.net.spare_namespaces = 0;
+        if let Some(net) = &rec.net {
+            sandbox.net = net.config()?;
+        }
+        if let Some(images) = &rec.images_dir {
+            sandbox.images_dir = images.clone();
+        }
         sandbox.spare_seat_fs = false;
         if let Some(size) = std::env::var("CLARATEACH_SEAT_STORE_SIZE")
             .ok()
@@ -228,11 +256,13 @@ impl Sandboxes {
                 return Err(SandboxError::BadName(name.clone()));
             }
         }
-        if req.limits.network != NetworkPolicy::None {
-            return Err(SandboxError::NetworkNeedsServer);
+        if req.limits.network != NetworkPolicy::None && req.backend == BackendChoice::Microvm {
+            return Err(SandboxError::NetworkNeedsServer(network_text(
+                &req.limits.network,
+            )));
         }
         let limits = spec::limits(&req.limits)?;
-        let runtime = spec::runtime_for(&req.language, &self.dir.backend())?;
+        let runtime = spec::runtime_for(&req.language, &self.dir.backend(), &self.images)?;
         let _lock = self.lock().await?;
         if let Some(quota) = req.quota {
             let owned = self
@@ -250,6 +280,10 @@ impl Sandboxes {
             .name
             .clone()
             .unwrap_or_else(|| spec::new_id(&runtime.language));
+        let net = match &limits.network {
+            NetworkPolicy::None => None,
+            _ => Some(NetRecord::for_sandbox(&self.dir, &id)?),
+        };
         let mut token = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut token);
         let mut rec = SandboxRecord {
@@ -263,6 +297,7 @@ impl Sandboxes {
                 limits,
                 created_at: Utc::now(),
                 last_run_at: None,
+                note: runtime.note,
                 owner: req.owner,
             },
             daemon_token: token.iter().map(|b| format!("{b:02x}")).collect(),
@@ -272,6 +307,9 @@ impl Sandboxes {
                     .map(PathBuf::from)
                     .unwrap_or_else(|| self.dir.backend().join("images/default"))
             }),
+            images_dir: (req.backend == BackendChoice::Sandbox).then(|| self.images.clone()),
+            net,
+            keeper: None,
         };
         // A cleaned `--persist` sandbox of this name left its file system: only its owner gets
         // it back, and only by asking for a persistent sandbox again.
@@ -295,6 +333,7 @@ impl Sandboxes {
             // Nothing of a failed create stays behind, except a file system it took back.
             if let Ok(b) = self.backend(&rec).await {
                 let _ = b.destroy(&key(&id), !restored).await;
+                let _ = self.drop_network(&mut rec).await;
                 if restored {
                     let _ = self.keep_fs(&rec);
                 }
@@ -306,8 +345,46 @@ impl Sandboxes {
         Ok(rec.info)
     }
 
-    /// Creates (idempotent) and starts the seat of `rec`, recording where its daemon listens.
+    /// Creates (idempotent) and starts the seat of `rec`, recording where its daemon listens. A
+    /// networked sandbox is started by its keeper process, which stays to serve its proxy or
+    /// DNS forwarder (`net`).
     async fn launch(&self, rec: &mut SandboxRecord) -> Result<(), SandboxError> {
+        if rec.net.is_none() {
+            return self.launch_here(rec).await;
+        }
+        let (keeper, daemon) = net::spawn_keeper(&self.dir, &rec.info.id).await?;
+        rec.keeper = Some(keeper);
+        rec.daemon = Some(daemon);
+        rec.info.status = SandboxState::Running;
+        Ok(())
+    }
+
+    /// The keeper's part (`clarateach sandbox keep ID`): starts the networked sandbox `id` in
+    /// this process, whose runtime then holds its proxy or DNS forwarder. Takes no lock: the
+    /// `create` or `start` that spawned it holds the lock until this reports.
+    pub async fn keep(&self, id: &str) -> Result<StoredAddr, SandboxError> {
+        let mut rec = self.record(id).await?;
+        if rec.net.is_none() {
+            return Err(SandboxError::Keeper(format!("{id} has no network to keep")));
+        }
+        self.launch_here(&mut rec).await?;
+        rec.daemon
+            .ok_or_else(|| SandboxError::Keeper("the started sandbox has no address".into()))
+    }
+
+    /// Ends the keeper of a networked sandbox and drops its nft table: called after the
+    /// backend stopped or removed its seat, so no seat process outlives its rules.
+    async fn drop_network(&self, rec: &mut SandboxRecord) -> Result<(), SandboxError> {
+        if let Some(k) = rec.keeper.take() {
+            net::stop_keeper(&k).await;
+        }
+        if let Some(n) = &rec.net {
+            net::delete_table(&n.nft_table).await?;
+        }
+        Ok(())
+    }
+
+    async fn launch_here(&self, rec: &mut SandboxRecord) -> Result<(), SandboxError> {
         let backend = self.backend(rec).await?;
         let spec = WorkspaceSpec {
             key: key(&rec.info.id),
@@ -338,8 +415,12 @@ impl Sandboxes {
             .ok_or_else(|| SandboxError::Unknown(id.to_string()))
     }
 
-    /// Whether the daemon of a record that says running answers.
+    /// Whether the daemon of a record that says running answers (and a networked sandbox's
+    /// keeper runs: without it, it has lost its proxy or DNS forwarder).
     async fn alive(rec: &SandboxRecord) -> bool {
+        if rec.net.is_some() && !rec.keeper.is_some_and(|k| k.alive()) {
+            return false;
+        }
         match rec.endpoint() {
             Some(ep) if rec.info.status == SandboxState::Running => Daemon::new(ep).healthy().await,
             _ => false,
@@ -353,6 +434,13 @@ impl Sandboxes {
         if Self::alive(&rec).await {
             return Ok(rec.info);
         }
+        if rec.net.is_some() && rec.info.status == SandboxState::Running {
+            // Its keeper died (the proxy with it): what is left stops before a fresh start.
+            let backend = self.backend(&rec).await?;
+            net::stop_keeper_of(&rec).await;
+            backend.stop(&key(id)).await?;
+            self.drop_network(&mut rec).await?;
+        }
         self.launch(&mut rec).await?;
         self.db.update(&rec).await?;
         Ok(rec.info)
@@ -363,11 +451,14 @@ impl Sandboxes {
         let _lock = self.lock().await?;
         let mut rec = self.record(id).await?;
         let backend = self.backend(&rec).await?;
+        // The keeper first: its proxy goes before the seat, the seat before its rules.
+        net::stop_keeper_of(&rec).await;
         if rec.info.persist {
             backend.stop(&key(id)).await?;
         } else {
             backend.destroy(&key(id), true).await?;
         }
+        self.drop_network(&mut rec).await?;
         rec.info.status = SandboxState::Stopped;
         rec.daemon = None;
         self.db.update(&rec).await?;
@@ -445,7 +536,9 @@ impl Sandboxes {
             && !purge
             && rec.info.backend == BackendChoice::Sandbox
             && image.exists();
+        net::stop_keeper_of(rec).await;
         backend.destroy(&key(id), !keep).await?;
+        self.drop_network(&mut rec.clone()).await?;
         let kept = if keep { Some(self.keep_fs(rec)?) } else { None };
         if purge {
             self.drop_kept(id)?;

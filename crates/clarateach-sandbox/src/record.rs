@@ -51,6 +51,15 @@ pub struct SandboxRecord {
     /// The guest image dir of a microVM sandbox, fixed at create (`CLARATEACH_IMAGE_DIR`).
     #[serde(default)]
     pub image_dir: Option<std::path::PathBuf>,
+    /// The seat image store its image comes from, fixed at create.
+    #[serde(default)]
+    pub images_dir: Option<std::path::PathBuf>,
+    /// The network objects of an `open` or `allow` sandbox, fixed at create (`net`).
+    #[serde(default)]
+    pub net: Option<crate::net::NetRecord>,
+    /// The process holding its proxy or DNS forwarder while it runs.
+    #[serde(default)]
+    pub keeper: Option<crate::net::KeeperRecord>,
 }
 
 impl std::fmt::Debug for SandboxRecord {
@@ -60,6 +69,9 @@ impl std::fmt::Debug for SandboxRecord {
             .field("daemon_token", &"<redacted>")
             .field("daemon", &self.daemon)
             .field("image_dir", &self.image_dir)
+            .field("images_dir", &self.images_dir)
+            .field("net", &self.net)
+            .field("keeper", &self.keeper)
             .finish()
     }
 }
@@ -111,6 +123,9 @@ pub struct SandboxInfo {
     pub limits: Limits,
     pub created_at: DateTime<Utc>,
     pub last_run_at: Option<DateTime<Utc>>,
+    /// Why a built-in language runs on the host root (no seat image of it is built).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
     /// Instructor that created it through the HTTP API; `None` for the CLI.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,

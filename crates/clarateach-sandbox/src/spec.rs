@@ -16,6 +16,9 @@ pub struct Runtime {
     pub language: String,
     /// The image whose rootfs is `/`; `None`: the host's read-only system directories.
     pub image: Option<String>,
+    /// Said to the user at create: a built-in language runs on the host root because its seat
+    /// image is not built.
+    pub note: Option<String>,
 }
 
 /// Built-in languages and the program each needs on the host root.
@@ -29,13 +32,33 @@ const LANGUAGES: &[(&str, Option<&str>)] = &[
 /// Directories searched for a language's interpreter on the host root (the sandbox's `PATH`).
 const HOST_PATH: &[&str] = &["/usr/local/bin", "/usr/bin", "/bin"];
 
-/// Maps `--language` to a root. Until the image store lands, a built-in language is the host
-/// root with its interpreter checked, and any other name must be an image directory of the
-/// backend's data dir (`images/NAME/rootfs`); the backend would otherwise fall back to the host
-/// root without a word.
-pub fn runtime_for(language: &str, backend_data: &Path) -> Result<Runtime, SandboxError> {
+/// Maps `--language` to a root. A built-in language with an interpreter is its seat image of
+/// the image store `images` when one is built there (`clarateach image build python`): the
+/// image's own `/usr`, none of the host's Python start-up files (a host `.pth` importing
+/// certifi cost ~60 ms of every `python3` start). Otherwise it is the host root with its
+/// interpreter checked, and a note saying so. `base` is the host root. Any other name must be
+/// an image directory of the backend's data dir (`images/NAME/rootfs`); the backend would
+/// otherwise fall back to the host root without a word.
+pub fn runtime_for(
+    language: &str,
+    backend_data: &Path,
+    images: &Path,
+) -> Result<Runtime, SandboxError> {
     if let Some((name, program)) = LANGUAGES.iter().find(|(n, _)| *n == language) {
+        let mut note = None;
         if let Some(program) = program {
+            let store = clarateach_image::ImageStore::new(images);
+            if store.rootfs(name).is_some_and(|r| r.is_dir()) {
+                return Ok(Runtime {
+                    language: name.to_string(),
+                    image: Some(name.to_string()),
+                    note: None,
+                });
+            }
+            note = Some(format!(
+                "no {name} seat image in {} (`clarateach image build {name}`): using the host's {program}",
+                images.display()
+            ));
             if !HOST_PATH
                 .iter()
                 .any(|d| Path::new(d).join(program).exists())
@@ -49,20 +72,25 @@ pub fn runtime_for(language: &str, backend_data: &Path) -> Result<Runtime, Sandb
         return Ok(Runtime {
             language: name.to_string(),
             image: None,
+            note,
         });
     }
     if !valid_name(language)
-        || !backend_data
+        || !(backend_data
             .join("images")
             .join(language)
             .join("rootfs")
             .is_dir()
+            || clarateach_image::ImageStore::new(images)
+                .rootfs(language)
+                .is_some_and(|r| r.is_dir()))
     {
         return Err(SandboxError::UnknownImage(language.to_string()));
     }
     Ok(Runtime {
         language: language.to_string(),
         image: Some(language.to_string()),
+        note: None,
     })
 }
 
@@ -220,17 +248,35 @@ mod tests {
     fn an_unknown_image_is_refused_not_replaced_by_the_host_root() {
         let tmp = tempfile::tempdir().expect("tmp");
         assert!(matches!(
-            runtime_for("nope", tmp.path()),
+            runtime_for("nope", tmp.path(), tmp.path()),
             Err(SandboxError::UnknownImage(_))
         ));
         std::fs::create_dir_all(tmp.path().join("images/mine/rootfs")).expect("mkdir");
         assert_eq!(
-            runtime_for("mine", tmp.path())
+            runtime_for("mine", tmp.path(), tmp.path())
                 .expect("image")
                 .image
                 .as_deref(),
             Some("mine")
         );
-        assert_eq!(runtime_for("base", tmp.path()).expect("base").image, None);
+        assert_eq!(
+            runtime_for("base", tmp.path(), tmp.path())
+                .expect("base")
+                .image,
+            None
+        );
+        // python: the host's interpreter and a note until a python seat image is built, then
+        // the image.
+        if Path::new("/usr/bin/python3").exists() {
+            let host = runtime_for("python", tmp.path(), tmp.path()).expect("python");
+            assert_eq!(host.image, None);
+            assert!(host.note.is_some_and(|n| n.contains("image build python")));
+            let current = tmp.path().join("python/abc");
+            std::fs::create_dir_all(current.join("rootfs")).expect("mkdir");
+            std::fs::write(current.join("image.json"), "{}").expect("write");
+            std::os::unix::fs::symlink("abc", tmp.path().join("python/current")).expect("link");
+            let img = runtime_for("python", tmp.path(), tmp.path()).expect("python image");
+            assert_eq!((img.image.as_deref(), img.note), (Some("python"), None));
+        }
     }
 }

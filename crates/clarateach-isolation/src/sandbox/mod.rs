@@ -42,6 +42,8 @@ pub use args::{
     LISTEN_FD, SECCOMP_FDS,
 };
 pub use paths::{seat_name, SeatPaths, LEARNER_ID};
+/// Start time of a live process (standalone sandboxes check their keeper processes by it).
+pub use record::start_time as process_start_time;
 pub use seatfs::DiskUsage;
 pub use seccomp::{SeccompError, SeccompPrograms};
 pub use spawn::health;

@@ -55,6 +55,11 @@ pub struct CreateSandboxRequest {
     /// Keep `/workspace` across stop and start.
     #[serde(default)]
     pub persist: bool,
+    /// `none` (default: loopback only), `open` or `allow:HOST,...`, as `sandbox create
+    /// --network`: the same seat network as workshop seats, with the egress settings of the
+    /// environment the control plane runs in (`CLARATEACH_EGRESS_IFACE`, `CLARATEACH_EGRESS_HOSTS`).
+    #[serde(default)]
+    pub network: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -81,18 +86,22 @@ fn api_error(e: SandboxError) -> ApiError {
         E::QuotaExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
         E::BadName(_)
         | E::BadNetwork(_)
+        | E::NetSetting(_)
         | E::BadLimits(_)
         | E::BadCopy
-        | E::NetworkNeedsServer
+        | E::NetworkNeedsServer(_)
         | E::MissingInterpreter { .. }
         | E::UnknownImage(_)
         | E::File { .. }
         | E::FileNotText(_)
         | E::CannotStart(_)
         | E::Refused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-        E::StateDir { .. } | E::Db(_) | E::Backend(_) | E::Daemon(_) | E::Output { .. } => {
-            return ApiError::internal(&e)
-        }
+        E::StateDir { .. }
+        | E::Db(_)
+        | E::Backend(_)
+        | E::Daemon(_)
+        | E::Keeper(_)
+        | E::Output { .. } => return ApiError::internal(&e),
     };
     ApiError::new(
         status,
@@ -121,14 +130,14 @@ async fn owned(sbx: &Sandboxes, who: &Instructor, id: &str) -> Result<SandboxInf
     }
 }
 
-/// Create and start a sandbox (loopback-only network).
+/// Create and start a sandbox (loopback-only network unless `network` says otherwise).
 #[utoipa::path(post, path = "/api/sandboxes", tag = "sandboxes", request_body = CreateSandboxRequest,
     security(("bearer" = [])),
     responses(
         (status = 201, body = SandboxInfo),
         (status = 401, body = ErrorBody),
         (status = 409, description = "The name is taken", body = ErrorBody),
-        (status = 422, description = "Bad name, limits or language", body = ErrorBody),
+        (status = 422, description = "Bad name, limits, network or language", body = ErrorBody),
         (status = 429, description = "The instructor's sandbox quota is used up", body = ErrorBody),
     ))]
 pub async fn create(
@@ -136,6 +145,10 @@ pub async fn create(
     who: Instructor,
     ApiJson(req): ApiJson<CreateSandboxRequest>,
 ) -> Result<(StatusCode, Json<SandboxInfo>), ApiError> {
+    let network = match req.network.as_deref() {
+        None => clarateach_core::NetworkPolicy::None,
+        Some(n) => clarateach_sandbox::spec::parse_network(n).map_err(api_error)?,
+    };
     let sbx = sandboxes(&state).await?;
     let info = sbx
         .create(CreateRequest {
@@ -145,7 +158,7 @@ pub async fn create(
                 cpu: req.cpu,
                 mem_mib: req.mem_mib,
                 disk_mib: req.disk_mib,
-                network: clarateach_core::NetworkPolicy::None,
+                network,
             },
             persist: req.persist,
             backend: BackendChoice::Sandbox,

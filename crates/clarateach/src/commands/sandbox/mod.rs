@@ -60,6 +60,10 @@ enum Command {
     },
     /// Copy a file in or out: `cp FILE ID:PATH` or `cp ID:PATH FILE` (PATH under /workspace).
     Cp(cp::CpArgs),
+    /// Internal: the keeper of a networked sandbox (started by create/start, ended by
+    /// stop/clean); starts it and serves its proxy or DNS forwarder.
+    #[command(hide = true)]
+    Keep { id: String },
 }
 
 #[derive(clap::Args)]
@@ -76,7 +80,10 @@ struct CreateArgs {
     /// Disk limit in MiB (/workspace, home and /tmp together).
     #[arg(long)]
     disk: Option<u32>,
-    /// none, open or allow:HOST,...
+    /// none (loopback only), open (out through NAT, DNS forwarder; never the host, metadata or
+    /// private ranges) or allow:HOST,... (only these names, through an HTTP(S) proxy). Uses
+    /// $CLARATEACH_EGRESS_IFACE, $CLARATEACH_EGRESS_HOSTS, $CLARATEACH_SANDBOX_SUBNET and
+    /// $CLARATEACH_SANDBOX_DNS_UPSTREAM when set, fixed at create.
     #[arg(long, default_value = "none")]
     network: String,
     /// Keep /workspace across stop and start.
@@ -179,6 +186,7 @@ async fn dispatch(sbx: &Sandboxes, command: Command, out: &Out) -> Result<u8, Sa
             id: None, purge, ..
         } => out.cleaned(&sbx.clean_all(purge).await?),
         Command::Cp(a) => cp::cp(sbx, a, out).await?,
+        Command::Keep { id } => return Ok(clarateach_sandbox::net::keeper_main(sbx, &id).await),
     }
     Ok(0)
 }

@@ -70,6 +70,9 @@ impl Out {
         );
         println!("  persist   {}", if info.persist { "yes" } else { "no" });
         println!("  created   {}", info.created_at.to_rfc3339());
+        if let Some(note) = &info.note {
+            println!("  note      {note}");
+        }
     }
 
     pub fn list(&self, all: &[SandboxInfo]) {
