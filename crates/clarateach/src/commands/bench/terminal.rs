@@ -293,7 +293,10 @@ async fn bench(args: &Args, dir: &Path) -> anyhow::Result<()> {
     let big: PathBuf = dir.join("big.txt");
     write_file(&big, args.size_mb)?;
     let port = free_port()?;
-    let daemon = tokio::process::Command::new(std::env::current_exe()?)
+    // The binary seats run (the daemon-only one when it was built with this one).
+    let exe = clarateach_isolation::factory::seat_daemon_binary(&std::env::current_exe()?);
+    println!("daemon binary: {}", exe.display());
+    let daemon = tokio::process::Command::new(exe)
         .args([
             "workspace-server",
             "--listen",
