@@ -69,7 +69,8 @@ pub struct ServerConfig {
     /// its cgroup ceiling; idle learners use a fraction of it).
     pub memory_overcommit: f64,
     /// Seats may reserve this many times an agent's reported CPU (`cpu_millis` is a quota
-    /// ceiling; a class mostly reads and types).
+    /// ceiling; a class mostly reads and types): by default a 2-CPU host takes one workshop of
+    /// the largest size (200 seats of one CPU each), memory permitting.
     pub cpu_overcommit: f64,
 }
 
@@ -107,7 +108,7 @@ impl ServerConfig {
             schedule_tick: Duration::from_secs(5),
             preview_domain: None,
             memory_overcommit: 4.0,
-            cpu_overcommit: 50.0,
+            cpu_overcommit: 100.0,
         }
     }
 }

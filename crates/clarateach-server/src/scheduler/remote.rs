@@ -172,7 +172,7 @@ impl Remote {
     /// Records that this replica holds `conn`'s agent now.
     pub(super) async fn announce(&self, conn: &AgentConn) {
         let sealed = match self.secrets.seal(
-            &token_owner(&conn.agent_id),
+            &token_owner(&conn.agent_id, &conn.data_url),
             &ApiKey::new(conn.data_token.clone()),
         ) {
             Ok(s) => s,
@@ -266,7 +266,7 @@ impl Remote {
         let p = self.presence(agent_id).await?;
         let token = self
             .secrets
-            .open(&token_owner(agent_id), &p.data_token_sealed)
+            .open(&token_owner(agent_id, &p.info.data_url), &p.data_token_sealed)
             .ok()?;
         Some(SeatRoute {
             agent_id: p.agent_id,
@@ -351,13 +351,108 @@ impl Remote {
     }
 }
 
-/// What an agent's sealed data token is bound to (the sealing's associated data).
-fn token_owner(agent_id: &str) -> String {
-    format!("agent-data-token:{agent_id}")
+/// What an agent's sealed data token is bound to (the sealing's associated data): its agent and
+/// data URL, so a presence row whose URL was changed in the database does not open, and no
+/// gateway sends the token (and a learner's traffic) to where the row now points.
+fn token_owner(agent_id: &str, data_url: &str) -> String {
+    format!("agent-data-token:{agent_id}:{data_url}")
 }
 
 /// What a queued command is bound to: its replica and agent (a row moved to another queue
 /// does not open there).
 fn command_owner(replica_id: &str, agent_id: &str) -> String {
     format!("agent-command:{replica_id}:{agent_id}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clarateach_store::SqliteStore;
+
+    fn conn(id: &str) -> (AgentConn, mpsc::UnboundedReceiver<ControlMessage>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let c = AgentConn {
+            agent_id: id.into(),
+            hostname: "h".into(),
+            capacity: 4,
+            data_url: "http://127.0.0.1:9090".into(),
+            data_token: "data-secret".into(),
+            token_id: "at-1".into(),
+            tx,
+            images: Vec::new(),
+            image_details: Vec::new(),
+            buildable: Vec::new(),
+            memory_mb: Some(2048),
+            cpu_millis: None,
+        };
+        (c, rx)
+    }
+
+    /// Two replicas on one store (SQLite here: the replicas are two registries in one
+    /// process, and delivery is by polling instead of NOTIFY).
+    #[tokio::test]
+    async fn a_replica_reaches_the_agent_another_holds_and_a_tampered_row_gives_no_route() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store: Arc<dyn Store> = Arc::new(
+            SqliteStore::open(&dir.path().join("db"))
+                .await
+                .expect("store"),
+        );
+        let secrets = SecretBox::load_or_create(&dir.path().join("secret.key")).expect("key");
+        let beat = Duration::from_millis(100);
+        let a = RegistryHandle::spawn_shared(Remote::new(store.clone(), secrets.clone(), beat));
+        let b = RegistryHandle::spawn_shared(Remote::new(store.clone(), secrets, beat));
+        let (c, mut rx) = conn("ag-a");
+        a.register(c, vec![]).await.expect("reg").expect("id");
+
+        // B lists it as held elsewhere and routes to it with its (sealed, then opened) token.
+        let listed = b.list().await;
+        assert_eq!(listed.len(), 1);
+        assert!(listed[0].held_by.is_some());
+        assert_eq!(listed[0].memory_mb, Some(2048));
+        let route = b.agent_route("ag-a").await.expect("route through B");
+        assert_eq!(
+            (route.data_url.as_str(), route.data_token.as_str()),
+            ("http://127.0.0.1:9090", "data-secret")
+        );
+        // The store holds the token sealed only.
+        let rows = store
+            .live_agent_presence(Utc::now() - chrono::Duration::seconds(60))
+            .await
+            .expect("rows");
+        assert!(!rows[0]
+            .data_token_sealed
+            .windows(11)
+            .any(|w| w == b"data-secret"));
+
+        // A command sent through B arrives on A's session.
+        let msg = ControlMessage::PauseSeat {
+            workshop_id: "ws-x".into(),
+            seat: 3,
+        };
+        assert!(b.send("ag-a", msg.clone()).await.expect("send"));
+        let got = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("delivered within a poll");
+        assert_eq!(got, Some(msg));
+        assert!(!b.send("nobody", ControlMessage::PauseSeat {
+            workshop_id: "ws-x".into(),
+            seat: 1,
+        })
+        .await
+        .expect("send"));
+
+        // Someone with write access to the database points the row at their own server: the
+        // token no longer opens, so no gateway sends it (or a learner's traffic) there.
+        let mut row = rows[0].clone();
+        row.info.data_url = "http://203.0.113.9:9090".into();
+        store.upsert_agent_presence(&row).await.expect("tamper");
+        assert!(b.agent_route("ag-a").await.is_none());
+
+        // A withdraws its agent when the session ends: B no longer lists it.
+        let (c, _rx2) = conn("ag-a");
+        let id = a.register(c, vec![]).await.expect("reg").expect("id");
+        assert!(a.unregister("ag-a", id).await.expect("unregister"));
+        assert!(b.list().await.is_empty());
+    }
 }
