@@ -60,8 +60,15 @@ fn agent_token_on(dir: &Path, db: &str, id: &str) -> String {
         .args(["--database-url", db])
         .output()
         .expect("agent token");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).expect("utf8").trim().to_string()
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf8")
+        .trim()
+        .to_string()
 }
 
 /// Whether agent `id`'s log says it registered with the replica at `base` after byte `from`.
@@ -132,9 +139,11 @@ async fn two_replicas_on_postgres_survive_the_kill_of_one() {
         .map(|id| agent_of_replicas(&dir, &urls, &agent_token_on(&dir, &db, id), id))
         .collect();
     for id in ids {
-        eventually("agent registered with A", Duration::from_secs(20), || async {
-            connected_to(&dir, id, &base_a, 0).then_some(())
-        })
+        eventually(
+            "agent registered with A",
+            Duration::from_secs(20),
+            || async { connected_to(&dir, id, &base_a, 0).then_some(()) },
+        )
         .await;
     }
 
@@ -167,18 +176,24 @@ async fn two_replicas_on_postgres_survive_the_kill_of_one() {
     let _ = a.stop("-KILL");
     let killed = Instant::now();
     for (id, from) in ids.iter().zip(&from) {
-        eventually("agent re-registered on B", Duration::from_secs(20), || async {
-            connected_to(&dir, id, &base_b, *from).then_some(())
-        })
+        eventually(
+            "agent re-registered on B",
+            Duration::from_secs(20),
+            || async { connected_to(&dir, id, &base_b, *from).then_some(()) },
+        )
         .await;
     }
     let registered = killed.elapsed();
     for (i, l) in learners.iter().enumerate() {
-        eventually("terminal live through B", Duration::from_secs(20), || async {
-            terminal_live(&base_b, &l.token, &format!("after{i}"))
-                .await
-                .then_some(())
-        })
+        eventually(
+            "terminal live through B",
+            Duration::from_secs(20),
+            || async {
+                terminal_live(&base_b, &l.token, &format!("after{i}"))
+                    .await
+                    .then_some(())
+            },
+        )
         .await;
     }
     let live = killed.elapsed();

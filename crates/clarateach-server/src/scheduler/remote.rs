@@ -266,7 +266,10 @@ impl Remote {
         let p = self.presence(agent_id).await?;
         let token = self
             .secrets
-            .open(&token_owner(agent_id, &p.info.data_url), &p.data_token_sealed)
+            .open(
+                &token_owner(agent_id, &p.info.data_url),
+                &p.data_token_sealed,
+            )
             .ok()?;
         Some(SeatRoute {
             agent_id: p.agent_id,
@@ -435,12 +438,16 @@ mod tests {
             .await
             .expect("delivered within a poll");
         assert_eq!(got, Some(msg));
-        assert!(!b.send("nobody", ControlMessage::PauseSeat {
-            workshop_id: "ws-x".into(),
-            seat: 1,
-        })
-        .await
-        .expect("send"));
+        assert!(!b
+            .send(
+                "nobody",
+                ControlMessage::PauseSeat {
+                    workshop_id: "ws-x".into(),
+                    seat: 1,
+                }
+            )
+            .await
+            .expect("send"));
 
         // Someone with write access to the database points the row at their own server: the
         // token no longer opens, so no gateway sends it (or a learner's traffic) there.

@@ -18,7 +18,13 @@ async fn small_agent(s: &TestServer, id: &str, memory_mb: u64) -> ProtocolAgent 
         .await
         .expect("agent connects");
     for _ in 0..200 {
-        if s.state.registry().list().await.iter().any(|a| a.agent_id == id) {
+        if s.state
+            .registry()
+            .list()
+            .await
+            .iter()
+            .any(|a| a.agent_id == id)
+        {
             return agent;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
@@ -59,7 +65,11 @@ async fn a_workshop_spreads_over_agents_by_memory_and_a_seat_beyond_both_is_refu
         .filter_map(|x| x["agent_id"].as_str())
         .collect();
     hosts.sort_unstable();
-    assert_eq!(hosts, vec!["ag-mem-a", "ag-mem-b"], "one seat on each: {list}");
+    assert_eq!(
+        hosts,
+        vec!["ag-mem-a", "ag-mem-b"],
+        "one seat on each: {list}"
+    );
 
     // A third seat (another workshop's) fits on neither: refused, naming memory, and the
     // workshop stays as it was.
@@ -74,7 +84,10 @@ async fn a_workshop_spreads_over_agents_by_memory_and_a_seat_beyond_both_is_refu
         "{v}"
     );
     let message = v["message"].as_str().unwrap_or_default();
-    assert!(message.contains("memory (512 MiB reserved per seat)"), "{message}");
+    assert!(
+        message.contains("memory (512 MiB reserved per seat)"),
+        "{message}"
+    );
     assert!(message.contains("room for 0"), "{message}");
     assert_eq!(s.workshop(&third_id).await["status"], "created");
 

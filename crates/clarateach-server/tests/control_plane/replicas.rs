@@ -185,7 +185,8 @@ async fn seat_states(s: &TestServer, id: &str) -> Vec<String> {
 #[tokio::test]
 async fn commands_and_seat_traffic_through_one_replica_reach_an_agent_held_by_the_other() {
     if !on_postgres() {
-        let line = "SKIP: cross-replica commands test: needs CLARATEACH_TEST_DATABASE_URL (PostgreSQL)";
+        let line =
+            "SKIP: cross-replica commands test: needs CLARATEACH_TEST_DATABASE_URL (PostgreSQL)";
         eprintln!("{line}");
         println!("{line}");
         return;
@@ -198,9 +199,10 @@ async fn commands_and_seat_traffic_through_one_replica_reach_an_agent_held_by_th
     let token = issue_bound_agent_token(a.state.store(), "ag-held-by-a")
         .await
         .expect("agent token");
-    let agent = ProtocolAgent::connect_with_data_url(&a.base, &token, "ag-held-by-a", 10, &data_url)
-        .await
-        .expect("agent connects to A");
+    let agent =
+        ProtocolAgent::connect_with_data_url(&a.base, &token, "ag-held-by-a", 10, &data_url)
+            .await
+            .expect("agent connects to A");
     // B lists it (from A's presence row), held by another replica.
     let mut held_by = None;
     for _ in 0..300 {
@@ -217,7 +219,10 @@ async fn commands_and_seat_traffic_through_one_replica_reach_an_agent_held_by_th
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert!(matches!(held_by, Some(Some(_))), "B sees A's agent: {held_by:?}");
+    assert!(
+        matches!(held_by, Some(Some(_))),
+        "B sees A's agent: {held_by:?}"
+    );
     assert!(b.state.registry().list_local().await.is_empty());
 
     // Created and started through B: B places the seats on A's agent and A delivers the
@@ -234,7 +239,11 @@ async fn commands_and_seat_traffic_through_one_replica_reach_an_agent_held_by_th
         "start through B -> running on A's agent: {:?}",
         began.elapsed()
     );
-    assert_eq!(agent.received_specs().len(), 2, "both create_seat commands arrived");
+    assert_eq!(
+        agent.received_specs().len(),
+        2,
+        "both create_seat commands arrived"
+    );
 
     // A learner joined through B reaches the seat's data path through B's gateway, with the
     // agent's data token (from A's sealed presence row).
@@ -252,8 +261,11 @@ async fn commands_and_seat_traffic_through_one_replica_reach_an_agent_held_by_th
     let heads = seen.lock().map(|v| v.clone()).unwrap_or_default();
     let seat = joined["seat"].as_u64().expect("seat");
     assert!(
-        heads.iter().any(|h| h.contains(&format!("/agent/seats/{id}/{seat}/files"))
-            && h.to_ascii_lowercase().contains("authorization: bearer data-ag-held-by-a")),
+        heads
+            .iter()
+            .any(|h| h.contains(&format!("/agent/seats/{id}/{seat}/files"))
+                && h.to_ascii_lowercase()
+                    .contains("authorization: bearer data-ag-held-by-a")),
         "{heads:?}"
     );
 

@@ -190,7 +190,10 @@ async fn measure(
         println!(
             "{} replicas on one database; learners alternate between {}",
             eps.len(),
-            eps.iter().map(|e| e.base.as_str()).collect::<Vec<_>>().join(", ")
+            eps.iter()
+                .map(|e| e.base.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     let token = std::fs::read_to_string(data_dir.join(clarateach_server::INSTRUCTOR_TOKEN_FILE))?
