@@ -69,6 +69,9 @@ pub struct SeatReport {
 }
 
 /// Agent -> control plane.
+// `Register` is sent once per connection: its size next to `Heartbeat` costs nothing worth
+// boxing every match on it for.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum AgentMessage {
