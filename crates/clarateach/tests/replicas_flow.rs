@@ -53,24 +53,6 @@ fn agent_of_replicas(dir: &Path, urls: &str, token: &str, id: &str) -> Proc {
     Proc::start(dir, id, &args, "listening on")
 }
 
-fn agent_token_on(dir: &Path, db: &str, id: &str) -> String {
-    let out = std::process::Command::new(BIN)
-        .args(["agent", "token", "--id", id, "--data-dir"])
-        .arg(dir)
-        .args(["--database-url", db])
-        .output()
-        .expect("agent token");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .expect("utf8")
-        .trim()
-        .to_string()
-}
-
 /// Whether agent `id`'s log says it registered with the replica at `base` after byte `from`.
 fn connected_to(dir: &Path, id: &str, base: &str, from: usize) -> bool {
     let log = std::fs::read_to_string(dir.join(format!("{id}.log"))).unwrap_or_default();
@@ -136,7 +118,14 @@ async fn two_replicas_on_postgres_survive_the_kill_of_one() {
     let ids = ["rep-agent-1", "rep-agent-2"];
     let agents: Vec<Proc> = ids
         .iter()
-        .map(|id| agent_of_replicas(&dir, &urls, &agent_token_on(&dir, &db, id), id))
+        .map(|id| {
+            agent_of_replicas(
+                &dir,
+                &urls,
+                &agent_token_with(&dir, id, &["--database-url", &db]),
+                id,
+            )
+        })
         .collect();
     for id in ids {
         eventually(

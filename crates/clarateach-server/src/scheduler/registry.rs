@@ -83,6 +83,25 @@ impl Entry {
             cpu_millis: a.cpu_millis + d.cpu_millis,
         })
     }
+
+    fn info(&self) -> AgentInfo {
+        let reserved = self.reserved();
+        AgentInfo {
+            agent_id: self.conn.agent_id.clone(),
+            hostname: self.conn.hostname.clone(),
+            capacity: self.conn.capacity,
+            placed: self.placed.len() as u32,
+            used: self.used,
+            images: self.conn.images.clone(),
+            image_details: self.conn.image_details.clone(),
+            buildable: self.conn.buildable.clone(),
+            memory_mb: self.conn.memory_mb,
+            reserved_memory_mb: reserved.memory_mb,
+            cpu_millis: self.conn.cpu_millis,
+            reserved_cpu_millis: reserved.cpu_millis,
+            held_by: None,
+        }
+    }
 }
 
 pub(super) enum Command {
@@ -475,27 +494,7 @@ async fn run(mut rx: mpsc::Receiver<Command>) {
                 let _ = reply.send(agents.get(&agent_id).map(route_of));
             }
             Command::List { reply } => {
-                let mut list: Vec<AgentInfo> = agents
-                    .values()
-                    .map(|e| {
-                        let reserved = e.reserved();
-                        AgentInfo {
-                            agent_id: e.conn.agent_id.clone(),
-                            hostname: e.conn.hostname.clone(),
-                            capacity: e.conn.capacity,
-                            placed: e.placed.len() as u32,
-                            used: e.used,
-                            images: e.conn.images.clone(),
-                            image_details: e.conn.image_details.clone(),
-                            buildable: e.conn.buildable.clone(),
-                            memory_mb: e.conn.memory_mb,
-                            reserved_memory_mb: reserved.memory_mb,
-                            cpu_millis: e.conn.cpu_millis,
-                            reserved_cpu_millis: reserved.cpu_millis,
-                            held_by: None,
-                        }
-                    })
-                    .collect();
+                let mut list: Vec<AgentInfo> = agents.values().map(Entry::info).collect();
                 list.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
                 let _ = reply.send(list);
             }
@@ -523,27 +522,7 @@ fn reserve(
         e.placed
             .retain(|k, _| !(k.workshop_id == workshop_id && seats.contains(&k.seat)));
     }
-    let infos: Vec<AgentInfo> = agents
-        .values()
-        .map(|e| {
-            let reserved = e.reserved();
-            AgentInfo {
-                agent_id: e.conn.agent_id.clone(),
-                hostname: String::new(),
-                capacity: e.conn.capacity,
-                placed: e.placed.len() as u32,
-                used: e.used,
-                images: e.conn.images.clone(),
-                image_details: Vec::new(),
-                buildable: e.conn.buildable.clone(),
-                memory_mb: e.conn.memory_mb,
-                reserved_memory_mb: reserved.memory_mb,
-                cpu_millis: e.conn.cpu_millis,
-                reserved_cpu_millis: reserved.cpu_millis,
-                held_by: None,
-            }
-        })
-        .collect();
+    let infos: Vec<AgentInfo> = agents.values().map(Entry::info).collect();
     let out = assign(&infos, workshop_id, seats, image, demand)?;
     for (seat, agent_id) in &out {
         if let Some(e) = agents.get_mut(agent_id) {

@@ -185,10 +185,10 @@ async fn seat_states(s: &TestServer, id: &str) -> Vec<String> {
 #[tokio::test]
 async fn commands_and_seat_traffic_through_one_replica_reach_an_agent_held_by_the_other() {
     if !on_postgres() {
-        let line =
-            "SKIP: cross-replica commands test: needs CLARATEACH_TEST_DATABASE_URL (PostgreSQL)";
-        eprintln!("{line}");
-        println!("{line}");
+        clarateach_core::skip::report(
+            "commands_and_seat_traffic_through_one_replica_reach_an_agent_held_by_the_other",
+            "needs CLARATEACH_TEST_DATABASE_URL (PostgreSQL)",
+        );
         return;
     }
     let tmp = tempfile::tempdir().expect("temp dir");
