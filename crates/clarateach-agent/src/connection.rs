@@ -93,6 +93,50 @@ pub fn control_plane_urls(list: &str) -> Vec<String> {
         .collect()
 }
 
+/// What this host gives seats, reported at every registration: the control plane reserves each
+/// seat's memory and CPU limits from it. Its physical memory (`MemTotal`) and CPUs x 1000,
+/// unless `CLARATEACH_AGENT_MEMORY_MB` / `CLARATEACH_AGENT_CPU_MILLIS` say otherwise (a host
+/// shared with other work, or a test staging a small host); `0` reports none (slots only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostResources {
+    pub memory_mb: Option<u64>,
+    pub cpu_millis: Option<u64>,
+}
+
+impl HostResources {
+    pub fn detect() -> Self {
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let cpus = std::thread::available_parallelism().map_or(0, |n| n.get() as u64);
+        Self::from_parts(
+            &meminfo,
+            cpus,
+            std::env::var("CLARATEACH_AGENT_MEMORY_MB").ok().as_deref(),
+            std::env::var("CLARATEACH_AGENT_CPU_MILLIS").ok().as_deref(),
+        )
+    }
+
+    fn from_parts(
+        meminfo: &str,
+        cpus: u64,
+        memory_env: Option<&str>,
+        cpu_env: Option<&str>,
+    ) -> Self {
+        let total_mb = meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb / 1024);
+        let pick = |env: Option<&str>, measured: Option<u64>| match env.map(str::trim) {
+            Some(v) if !v.is_empty() => v.parse::<u64>().ok().filter(|n| *n > 0),
+            _ => measured.filter(|n| *n > 0),
+        };
+        Self {
+            memory_mb: pick(memory_env, total_mb),
+            cpu_millis: pick(cpu_env, Some(cpus * 1000)),
+        }
+    }
+}
+
 /// Delay before trying the next replica of a list that has not been tried through yet: short,
 /// so losing a replica costs its agents well under a second, randomised so they do not all
 /// arrive at the same instant.
@@ -226,6 +270,7 @@ async fn connect_once(
     let built = clarateach_image::ImageStore::new(&link.images_dir)
         .list()
         .unwrap_or_default();
+    let resources = HostResources::detect();
     let register = AgentMessage::Register {
         images: built.iter().map(|i| i.name.clone()).collect(),
         image_details: built.into_iter().map(image_summary).collect(),
@@ -241,6 +286,8 @@ async fn connect_once(
             .data_tls
             .as_ref()
             .map(|k| k.public_key_pem().to_string()),
+        memory_mb: resources.memory_mb,
+        cpu_millis: resources.cpu_millis,
     };
     send(&mut sink, &register).await?;
     tracing::info!(agent.id = %link.agent_id, control_plane = %base, "connected to the control plane");
@@ -320,6 +367,20 @@ fn image_summary(i: clarateach_image::ImageInfo) -> clarateach_core::SeatImageSu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_resources_from_meminfo_cpus_and_overrides() {
+        let meminfo = "MemTotal:       24683520 kB\nMemFree:         4715000 kB\n";
+        let r = HostResources::from_parts(meminfo, 2, None, None);
+        assert_eq!((r.memory_mb, r.cpu_millis), (Some(24105), Some(2000)));
+        let r = HostResources::from_parts(meminfo, 2, Some("1024"), Some(" 500 "));
+        assert_eq!((r.memory_mb, r.cpu_millis), (Some(1024), Some(500)));
+        // `0` or garbage in the override reports nothing (slots only); no meminfo: no memory.
+        let r = HostResources::from_parts("", 0, Some("0"), Some("lots"));
+        assert_eq!((r.memory_mb, r.cpu_millis), (None, None));
+        let r = HostResources::from_parts("", 4, None, None);
+        assert_eq!((r.memory_mb, r.cpu_millis), (None, Some(4000)));
+    }
 
     #[test]
     fn urls_and_backoff() {

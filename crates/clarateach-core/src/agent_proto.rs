@@ -69,6 +69,9 @@ pub struct SeatReport {
 }
 
 /// Agent -> control plane.
+// `Register` is sent once per connection: its size next to `Heartbeat` costs nothing worth
+// boxing every match on it for.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum AgentMessage {
@@ -100,6 +103,15 @@ pub enum AgentMessage {
         /// of them may be placed here though it is not built yet; it is `preparing` meanwhile.
         #[serde(default)]
         buildable: Vec<String>,
+        /// Memory (MiB) this host gives seats (its physical memory unless configured); the
+        /// control plane reserves each seat's `limits.memory_mb` from it. Absent from agents
+        /// that predate it: only seat slots count for them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        memory_mb: Option<u64>,
+        /// CPU (thousandths of a CPU) this host gives seats (its CPUs x 1000 unless
+        /// configured); each seat reserves its `limits.cpu_millis`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cpu_millis: Option<u64>,
     },
     Heartbeat {
         /// Seats currently hosted.

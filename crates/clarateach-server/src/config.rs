@@ -65,6 +65,13 @@ pub struct ServerConfig {
     /// Domain of preview hosts, `p{port}-{seat handle}.{domain}` (`--preview-domain`, may carry a
     /// port); `None`: `localhost` with the port the browser reached the control plane on.
     pub preview_domain: Option<String>,
+    /// Seats may reserve this many times an agent's reported memory (a seat's `memory_mb` is
+    /// its cgroup ceiling; idle learners use a fraction of it).
+    pub memory_overcommit: f64,
+    /// Seats may reserve this many times an agent's reported CPU (`cpu_millis` is a quota
+    /// ceiling; a class mostly reads and types): by default a 2-CPU host takes one workshop of
+    /// the largest size (200 seats of one CPU each), memory permitting.
+    pub cpu_overcommit: f64,
 }
 
 impl ServerConfig {
@@ -100,6 +107,8 @@ impl ServerConfig {
             tls: None,
             schedule_tick: Duration::from_secs(5),
             preview_domain: None,
+            memory_overcommit: 4.0,
+            cpu_overcommit: 100.0,
         }
     }
 }

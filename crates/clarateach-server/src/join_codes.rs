@@ -4,6 +4,12 @@
 //! An entry is only a hint: the claim itself checks in the store that the workshop is running,
 //! and a claim that gets no seat looks the code up again before answering, so an entry left
 //! behind by a stopped or deleted workshop (or a code reused by a later one) is never trusted.
+//!
+//! That is also why the cache needs no invalidation between control-plane replicas (issue 13):
+//! a workshop stopped or deleted through replica A leaves an entry in replica B's map, and B's
+//! next join with that code claims nothing (the store says the workshop is not running), looks
+//! the code up afresh and answers from the store. Nothing a replica caches here can make it
+//! answer differently from another replica.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};

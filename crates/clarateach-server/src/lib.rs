@@ -148,7 +148,21 @@ impl Server {
         let secrets = secrets::SecretBox::load_or_create(&dir.join("secret.key"))?;
         let data_ca = Arc::new(clarateach_tls::data_ca::DataCa::load_or_create(&dir)?);
         let first_token = accounts::ensure_first_instructor(store.as_ref(), &dir).await?;
-        let registry = RegistryHandle::spawn();
+        // Replicas on one PostgreSQL reach each other's agents through the store; the
+        // embedded SQLite store is one process, which holds every agent itself.
+        let registry = if config
+            .database_url
+            .as_deref()
+            .is_some_and(|u| !u.trim().is_empty())
+        {
+            RegistryHandle::spawn_shared(scheduler::Remote::new(
+                store.clone(),
+                secrets.clone(),
+                config.heartbeat_interval,
+            ))
+        } else {
+            RegistryHandle::spawn()
+        };
         let provisioner = provisioner(store.clone(), registry.clone());
         let (shutdown, shutdown_rx) = watch::channel(false);
         let web = config.web.take();

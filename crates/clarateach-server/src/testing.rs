@@ -61,7 +61,17 @@ impl ProtocolAgent {
         tls: Option<std::sync::Arc<clarateach_tls::ClientConfig>>,
     ) -> Result<Self, ProtocolAgentError> {
         let data_url = format!("http://127.0.0.1:9/{agent_id}");
-        Self::connect_with(base, token, agent_id, capacity, &data_url, tls, vec![]).await
+        Self::connect_with(
+            base,
+            token,
+            agent_id,
+            capacity,
+            &data_url,
+            tls,
+            vec![],
+            None,
+        )
+        .await
     }
 
     /// Like [`Self::connect`], with seat traffic routed to `data_url` (a test's own server
@@ -73,7 +83,17 @@ impl ProtocolAgent {
         capacity: u32,
         data_url: &str,
     ) -> Result<Self, ProtocolAgentError> {
-        Self::connect_with(base, token, agent_id, capacity, data_url, None, vec![]).await
+        Self::connect_with(
+            base,
+            token,
+            agent_id,
+            capacity,
+            data_url,
+            None,
+            vec![],
+            None,
+        )
+        .await
     }
 
     /// Like [`Self::connect`], reporting `images` as built on its host (issue 11's placement).
@@ -85,9 +105,38 @@ impl ProtocolAgent {
         images: Vec<String>,
     ) -> Result<Self, ProtocolAgentError> {
         let data_url = format!("http://127.0.0.1:9/{agent_id}");
-        Self::connect_with(base, token, agent_id, capacity, &data_url, None, images).await
+        Self::connect_with(
+            base, token, agent_id, capacity, &data_url, None, images, None,
+        )
+        .await
     }
 
+    /// Like [`Self::connect`], reporting a host of `memory_mb` MiB and `cpu_millis` CPU
+    /// (issue 13's placement by memory and CPU).
+    pub async fn connect_with_resources(
+        base: &str,
+        token: &str,
+        agent_id: &str,
+        capacity: u32,
+        memory_mb: u64,
+        cpu_millis: u64,
+    ) -> Result<Self, ProtocolAgentError> {
+        let data_url = format!("http://127.0.0.1:9/{agent_id}");
+        let resources = Some((memory_mb, cpu_millis));
+        Self::connect_with(
+            base,
+            token,
+            agent_id,
+            capacity,
+            &data_url,
+            None,
+            vec![],
+            resources,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
     async fn connect_with(
         base: &str,
         token: &str,
@@ -96,6 +145,7 @@ impl ProtocolAgent {
         data_url: &str,
         tls: Option<std::sync::Arc<clarateach_tls::ClientConfig>>,
         images: Vec<String>,
+        resources: Option<(u64, u64)>,
     ) -> Result<Self, ProtocolAgentError> {
         let url = format!("{}/api/agents/connect", base.replacen("http", "ws", 1));
         let mut req = url
@@ -135,6 +185,8 @@ impl ProtocolAgent {
             data_token: format!("data-{agent_id}"),
             seats: vec![],
             data_tls_public_key: None,
+            memory_mb: resources.map(|r| r.0),
+            cpu_millis: resources.map(|r| r.1),
         };
         let specs = Arc::new(Mutex::new(Vec::new()));
         let task = tokio::spawn(run(ws, register, mode_rx, specs.clone()));

@@ -69,6 +69,7 @@ on_every_back_end!(
     a_taken_reconnect_code_fails_only_its_own_claim_in_a_batch,
     placement_reports_and_promotion,
     counters_upsert_load_and_expire,
+    agent_presence_command_queues_and_loads,
 );
 
 async fn instructors_by_hash_and_unique(s: Arc<dyn Store>) {
@@ -430,4 +431,116 @@ async fn two_replicas_claim_distinct_seats_postgres() {
         assert_eq!(got, (1..=600).collect::<BTreeSet<u32>>(), "round {round}");
         assert_eq!(full, 200, "round {round}: refused while seats were free");
     }
+}
+
+async fn agent_presence_command_queues_and_loads(s: Arc<dyn Store>) {
+    use crate::{AgentPresence, AgentPresenceInfo};
+    use chrono::SubsecRound;
+    // Whole milliseconds: PostgreSQL keeps microseconds.
+    let t0 = Utc::now().trunc_subsecs(3);
+    let presence = |agent: &str, replica: &str, at| AgentPresence {
+        agent_id: agent.into(),
+        replica_id: replica.into(),
+        info: AgentPresenceInfo {
+            hostname: "h".into(),
+            capacity: 8,
+            memory_mb: Some(4096),
+            cpu_millis: None,
+            data_url: format!("http://{agent}"),
+            images: vec!["claude".into()],
+            ..Default::default()
+        },
+        data_token_sealed: vec![0, 1, 255],
+        heartbeat_at: at,
+    };
+    s.upsert_agent_presence(&presence("ag1", "rA", t0))
+        .await
+        .expect("upsert");
+    s.upsert_agent_presence(&presence("ag2", "rA", t0))
+        .await
+        .expect("upsert");
+    let live = s.live_agent_presence(t0).await.expect("live");
+    assert_eq!(
+        live,
+        vec![presence("ag1", "rA", t0), presence("ag2", "rA", t0)]
+    );
+    // ag1 moves to replica B; A's refresh no longer touches it, and A cannot delete it.
+    let t1 = t0 + chrono::Duration::seconds(5);
+    s.upsert_agent_presence(&presence("ag1", "rB", t1))
+        .await
+        .expect("move");
+    assert!(!s.delete_agent_presence("ag1", "rA").await.expect("del"));
+    assert_eq!(s.touch_agent_presence("rA", t1).await.expect("touch"), 1);
+    let t2 = t1 + chrono::Duration::seconds(1);
+    assert_eq!(s.touch_agent_presence("rB", t2).await.expect("touch"), 1);
+    let live = s.live_agent_presence(t2).await.expect("live");
+    assert_eq!(
+        live.iter()
+            .map(|p| (p.agent_id.as_str(), p.replica_id.as_str()))
+            .collect::<Vec<_>>(),
+        vec![("ag1", "rB")],
+        "ag2's holder is stale at t2"
+    );
+    assert!(s.delete_agent_presence("ag2", "rA").await.expect("del"));
+
+    // Command queues: per replica, in order, taken once; old ones of a dead replica dropped.
+    s.push_agent_command("rB", "ag1", b"one", t0)
+        .await
+        .expect("push");
+    s.push_agent_command("rC", "ag9", b"dead", t0)
+        .await
+        .expect("push");
+    s.push_agent_command("rB", "ag1", b"two", t2)
+        .await
+        .expect("push");
+    let got = s.take_agent_commands("rB", t0).await.expect("take");
+    assert_eq!(
+        got.iter()
+            .map(|c| c.payload_sealed.as_slice())
+            .collect::<Vec<_>>(),
+        vec![b"one".as_slice(), b"two"]
+    );
+    assert!(s
+        .take_agent_commands("rB", t0)
+        .await
+        .expect("take")
+        .is_empty());
+    assert!(
+        s.take_agent_commands("rC", t1)
+            .await
+            .expect("take")
+            .is_empty(),
+        "stale dropped"
+    );
+
+    // Loads: seats of live workshops, with their limits (defaults: 512 MiB, 1 CPU).
+    with_workshop(s.as_ref(), 3).await;
+    s.place_seats(
+        "ws-a",
+        &[(1, "ag1".into()), (2, "ag1".into()), (3, "ag2".into())],
+        SeatState::Creating,
+    )
+    .await
+    .expect("place");
+    assert!(
+        s.agent_loads("").await.expect("loads").is_empty(),
+        "ws-a is not live yet"
+    );
+    s.transition(
+        "ws-a",
+        &[WorkshopStatus::Created],
+        WorkshopStatus::Provisioning,
+    )
+    .await
+    .expect("t");
+    let loads = s.agent_loads("").await.expect("loads");
+    let l = |id: &str| {
+        loads
+            .iter()
+            .find(|l| l.agent_id == id)
+            .map(|l| (l.seats, l.memory_mb, l.cpu_millis))
+    };
+    assert_eq!(l("ag1"), Some((2, 1024, 2000)));
+    assert_eq!(l("ag2"), Some((1, 512, 1000)));
+    assert!(s.agent_loads("ws-a").await.expect("loads").is_empty());
 }

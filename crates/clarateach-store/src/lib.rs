@@ -14,6 +14,7 @@ mod conformance;
 mod help;
 mod postgres;
 mod records;
+mod replicas;
 mod rows;
 mod schedule;
 mod sqlite;
@@ -29,6 +30,7 @@ use clarateach_core::{SeatState, WorkshopStatus};
 pub use help::HelpStore;
 pub use postgres::{redact as redact_database_url, PgStore};
 pub use records::{AgentTokenRecord, InstructorRecord, NewWorkshop, SeatRecord, WorkshopRecord};
+pub use replicas::{AgentLoad, AgentPresence, AgentPresenceInfo, QueuedCommand, ReplicaStore};
 pub use schedule::{ScheduleStore, WorkshopSchedule};
 pub use sqlite::SqliteStore;
 pub use templates::{TemplateRecord, WorkshopStarter};
@@ -212,6 +214,7 @@ pub trait Store:
     + ScheduleStore
     + HelpStore
     + ToolkitStore
+    + ReplicaStore
 {
 }
 
@@ -224,6 +227,7 @@ impl<T> Store for T where
         + ScheduleStore
         + HelpStore
         + ToolkitStore
+        + ReplicaStore
 {
 }
 

@@ -92,6 +92,11 @@ mod tests {
             images,
             image_details: details,
             buildable: Vec::new(),
+            memory_mb: None,
+            reserved_memory_mb: 0,
+            cpu_millis: None,
+            reserved_cpu_millis: 0,
+            held_by: None,
         }
     }
 

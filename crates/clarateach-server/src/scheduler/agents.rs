@@ -30,9 +30,15 @@ impl Provisioner for AgentScheduler {
         let seats: Vec<u32> = specs.iter().map(|s| s.seat).collect();
         // One workshop, one image: its seats go only where that image is built (or buildable).
         let image = specs.first().and_then(|s| s.image.clone());
+        // One workshop, one set of limits: every seat reserves them on its agent.
+        let demand = specs
+            .first()
+            .map(|s| super::Demand::of(&s.limits))
+            .unwrap_or_default();
+        let _placing = self.registry.placing().await;
         let placements = self
             .registry
-            .reserve_for_image(workshop_id, seats, image)
+            .reserve_for_image(workshop_id, seats, image, demand)
             .await?;
         // Record first, then tell the agents: a fast `ready` report must find the seat placed.
         if let Err(e) = self
@@ -43,6 +49,7 @@ impl Provisioner for AgentScheduler {
             self.registry.forget(workshop_id).await;
             return Err(e.into());
         }
+        drop(_placing);
         for spec in specs {
             let Some((_, agent_id)) = placements.iter().find(|(seat, _)| *seat == spec.seat) else {
                 continue;

@@ -2,10 +2,14 @@
 //!
 //! [`Provisioner`] is what the workshop lifecycle talks to; [`AgentScheduler`] is the real one,
 //! placing seats by free capacity on the agents connected over `GET /api/agents/connect`
-//! (see [`session`]). The connected agents live in a [`registry`] owned by one task.
+//! (see [`session`]). The connected agents live in a [`registry`] owned by one task; a seat
+//! reserves its workshop's memory and CPU limits on its agent ([`placement`]); several replicas
+//! on one PostgreSQL reach each other's agents through [`remote`].
 
 mod agents;
+pub mod placement;
 pub mod registry;
+pub mod remote;
 pub mod session;
 
 use async_trait::async_trait;
@@ -13,7 +17,9 @@ use clarateach_core::agent_proto::{ControlMessage, SeatSpec};
 use clarateach_store::StoreError;
 
 pub use agents::AgentScheduler;
+pub use placement::{Demand, Shortage};
 pub use registry::{AgentInfo, RegistryHandle};
+pub use remote::Remote;
 
 /// Where the gateway sends a seat's traffic: the hosting agent's data path.
 #[derive(Clone, PartialEq, Eq)]
@@ -38,11 +44,15 @@ impl std::fmt::Debug for SeatRoute {
 /// Why seats could not be placed or released.
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
-    #[error("not enough agent capacity: {needed} seats needed, {free} free on {agents} connected agents")]
+    #[error(
+        "not enough agent capacity: {needed} seats needed, room for {free} on {agents} connected \
+         agents (short of {short_of})"
+    )]
     NoCapacity {
         needed: u32,
         free: u32,
         agents: usize,
+        short_of: Shortage,
     },
     #[error(
         "no room on the agents that have the image {image:?}: {needed} seats needed, {free} free \

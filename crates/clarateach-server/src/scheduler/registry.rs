@@ -1,13 +1,22 @@
 //! The registry of connected agents, owned by one task. Handlers and agent sessions send it
 //! commands over a channel and await the reply; nothing holds a lock across `.await`.
+//!
+//! On a shared (PostgreSQL) store, several replicas each hold some agents: the handle then
+//! also has a [`Remote`], and what the local task does not know it asks there (in the caller's
+//! task, never in the registry's): a command for an agent another replica holds is queued for
+//! that replica, a seat's route comes from the store and the holder's presence row, and
+//! placement counts every replica's agents and seats (see `remote`).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Instant;
 
 use clarateach_core::agent_proto::{ControlMessage, SeatKey};
 use clarateach_core::SeatImageSummary;
 use tokio::sync::{mpsc, oneshot};
 
+use super::placement::{self, Candidate, Demand};
+use super::remote::Remote;
 use super::{ProvisionError, SeatRoute};
 
 /// What an agent said about itself in `register`, plus the channel to its session.
@@ -27,6 +36,10 @@ pub struct AgentConn {
     pub image_details: Vec<SeatImageSummary>,
     /// Built-in recipes it can build on demand (from `register`).
     pub buildable: Vec<String>,
+    /// Memory (MiB) seats may reserve on it (reported x overcommit); `None`: slots only.
+    pub memory_mb: Option<u64>,
+    /// CPU (thousandths) seats may reserve on it.
+    pub cpu_millis: Option<u64>,
 }
 
 /// A connected agent as reported to callers.
@@ -45,6 +58,14 @@ pub struct AgentInfo {
     pub image_details: Vec<SeatImageSummary>,
     /// Built-in recipes it can build on demand.
     pub buildable: Vec<String>,
+    /// Memory (MiB) seats may reserve on it, and how much its placed seats reserve.
+    pub memory_mb: Option<u64>,
+    pub reserved_memory_mb: u64,
+    /// CPU (thousandths) seats may reserve on it, and how much its placed seats reserve.
+    pub cpu_millis: Option<u64>,
+    pub reserved_cpu_millis: u64,
+    /// The replica holding its session, when it is not this one.
+    pub held_by: Option<String>,
 }
 
 struct Entry {
@@ -52,13 +73,41 @@ struct Entry {
     conn_id: u64,
     used: u32,
     last_seen: Instant,
-    placed: BTreeSet<SeatKey>,
+    placed: BTreeMap<SeatKey, Demand>,
 }
 
-enum Command {
+impl Entry {
+    fn reserved(&self) -> Demand {
+        self.placed.values().fold(Demand::default(), |a, d| Demand {
+            memory_mb: a.memory_mb + d.memory_mb,
+            cpu_millis: a.cpu_millis + d.cpu_millis,
+        })
+    }
+
+    fn info(&self) -> AgentInfo {
+        let reserved = self.reserved();
+        AgentInfo {
+            agent_id: self.conn.agent_id.clone(),
+            hostname: self.conn.hostname.clone(),
+            capacity: self.conn.capacity,
+            placed: self.placed.len() as u32,
+            used: self.used,
+            images: self.conn.images.clone(),
+            image_details: self.conn.image_details.clone(),
+            buildable: self.conn.buildable.clone(),
+            memory_mb: self.conn.memory_mb,
+            reserved_memory_mb: reserved.memory_mb,
+            cpu_millis: self.conn.cpu_millis,
+            reserved_cpu_millis: reserved.cpu_millis,
+            held_by: None,
+        }
+    }
+}
+
+pub(super) enum Command {
     Register {
         conn: AgentConn,
-        seats: Vec<SeatKey>,
+        seats: Vec<(SeatKey, Demand)>,
         reply: oneshot::Sender<Option<u64>>,
     },
     MayTakeOver {
@@ -80,6 +129,7 @@ enum Command {
         workshop_id: String,
         seats: Vec<u32>,
         image: Option<String>,
+        demand: Demand,
         reply: oneshot::Sender<Result<Vec<(u32, String)>, ProvisionError>>,
     },
     Send {
@@ -107,6 +157,8 @@ enum Command {
 #[derive(Clone, Debug)]
 pub struct RegistryHandle {
     tx: mpsc::Sender<Command>,
+    /// The other replicas' agents, on a shared store.
+    remote: Option<Arc<Remote>>,
 }
 
 impl std::fmt::Debug for Command {
@@ -120,7 +172,34 @@ impl RegistryHandle {
     pub fn spawn() -> Self {
         let (tx, rx) = mpsc::channel(1024);
         tokio::spawn(run(rx));
-        Self { tx }
+        Self { tx, remote: None }
+    }
+
+    /// Like [`Self::spawn`], for one of several replicas on a shared store: agents held here
+    /// are announced in the store, commands queued here for them are delivered, and what this
+    /// replica does not hold is looked up through `remote`.
+    pub fn spawn_shared(remote: Remote) -> Self {
+        let local = Self::spawn();
+        let remote = Arc::new(remote);
+        remote.start(local.tx.downgrade());
+        Self {
+            tx: local.tx,
+            remote: Some(remote),
+        }
+    }
+
+    /// On a shared store: held from reading the agents' loads until a placement is recorded,
+    /// so two starts on this replica never count the same free room.
+    pub async fn placing(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match &self.remote {
+            Some(remote) => Some(remote.placing().await),
+            None => None,
+        }
+    }
+
+    /// A handle to the same task that never looks beyond this replica.
+    pub(super) fn from_weak(tx: &mpsc::WeakSender<Command>) -> Option<Self> {
+        tx.upgrade().map(|tx| Self { tx, remote: None })
     }
 
     async fn ask<T>(
@@ -141,10 +220,16 @@ impl RegistryHandle {
     pub async fn register(
         &self,
         conn: AgentConn,
-        seats: Vec<SeatKey>,
+        seats: Vec<(SeatKey, Demand)>,
     ) -> Result<Option<u64>, ProvisionError> {
-        self.ask(|reply| Command::Register { conn, seats, reply })
-            .await
+        let announce = self.remote.as_ref().map(|_| conn.clone());
+        let id = self
+            .ask(|reply| Command::Register { conn, seats, reply })
+            .await?;
+        if let (Some(remote), Some(conn), Some(_)) = (&self.remote, announce, id) {
+            remote.announce(&conn).await;
+        }
+        Ok(id)
     }
 
     /// Whether a session proving `token_id` could register as `agent_id` now (no live session
@@ -160,14 +245,21 @@ impl RegistryHandle {
         .unwrap_or(false)
     }
 
-    /// Removes the agent if `conn_id` is still its current connection; true when removed.
+    /// Removes the agent if `conn_id` is still its current connection; true when removed (and,
+    /// on a shared store, when no other replica holds the agent by now: its seats are only
+    /// lost when it is connected nowhere).
     pub async fn unregister(&self, agent_id: &str, conn_id: u64) -> Result<bool, ProvisionError> {
-        self.ask(|reply| Command::Unregister {
-            agent_id: agent_id.to_string(),
-            conn_id,
-            reply,
-        })
-        .await
+        let removed = self
+            .ask(|reply| Command::Unregister {
+                agent_id: agent_id.to_string(),
+                conn_id,
+                reply,
+            })
+            .await?;
+        match &self.remote {
+            Some(remote) if removed => Ok(remote.withdraw(agent_id).await),
+            _ => Ok(removed),
+        }
     }
 
     pub async fn heartbeat(&self, agent_id: &str, conn_id: u64, used: u32) {
@@ -181,41 +273,59 @@ impl RegistryHandle {
             .await;
     }
 
-    /// Picks an agent for every seat (most free capacity first), all or nothing.
+    /// Picks an agent for every seat (most free capacity first), all or nothing; seats
+    /// reserve nothing but a slot.
     pub async fn reserve(
         &self,
         workshop_id: &str,
         seats: Vec<u32>,
     ) -> Result<Vec<(u32, String)>, ProvisionError> {
-        self.reserve_for_image(workshop_id, seats, None).await
+        self.reserve_for_image(workshop_id, seats, None, Demand::default())
+            .await
     }
 
     /// Like [`Self::reserve`], on agents that have `image` built (any agent when `None`, the
     /// host-root seat every agent can run), then on agents that can build it (its seats are
-    /// `preparing` there meanwhile); never elsewhere, where a seat could only fail.
+    /// `preparing` there meanwhile); never elsewhere, where a seat could only fail. Every seat
+    /// reserves `demand` of its agent's memory and CPU.
     pub async fn reserve_for_image(
         &self,
         workshop_id: &str,
         seats: Vec<u32>,
         image: Option<String>,
+        demand: Demand,
     ) -> Result<Vec<(u32, String)>, ProvisionError> {
+        if let Some(remote) = &self.remote {
+            let agents = self.list_local().await;
+            return remote
+                .reserve(&agents, workshop_id, &seats, image.as_deref(), demand)
+                .await;
+        }
         self.ask(|reply| Command::Reserve {
             workshop_id: workshop_id.to_string(),
             seats,
             image,
+            demand,
             reply,
         })
         .await?
     }
 
-    /// Sends a message to a connected agent; false when it is not connected.
+    /// Sends a message to a connected agent; false when it is not connected (to any replica,
+    /// on a shared store: one held elsewhere gets it through its replica's queue).
     pub async fn send(&self, agent_id: &str, msg: ControlMessage) -> Result<bool, ProvisionError> {
-        self.ask(|reply| Command::Send {
-            agent_id: agent_id.to_string(),
-            msg,
-            reply,
-        })
-        .await
+        let forward = self.remote.as_ref().map(|_| msg.clone());
+        let sent = self
+            .ask(|reply| Command::Send {
+                agent_id: agent_id.to_string(),
+                msg,
+                reply,
+            })
+            .await?;
+        match (&self.remote, forward) {
+            (Some(remote), Some(msg)) if !sent => remote.send(agent_id, &msg).await,
+            _ => Ok(sent),
+        }
     }
 
     /// Drops every placement of a workshop.
@@ -229,6 +339,11 @@ impl RegistryHandle {
     }
 
     pub async fn route(&self, workshop_id: &str, seat: u32) -> Option<SeatRoute> {
+        if let Some(remote) = &self.remote {
+            // Another replica may have placed it: the store says where it is.
+            let agent_id = remote.seat_agent(workshop_id, seat).await?;
+            return self.agent_route(&agent_id).await;
+        }
         let key = SeatKey {
             workshop_id: workshop_id.to_string(),
             seat,
@@ -242,14 +357,39 @@ impl RegistryHandle {
     /// The data path of a connected agent, whatever it hosts: the export of a stopped
     /// workshop reaches the volumes through the agent the store says hosted each seat.
     pub async fn agent_route(&self, agent_id: &str) -> Option<SeatRoute> {
-        let agent_id = agent_id.to_string();
-        self.ask(|reply| Command::AgentRoute { agent_id, reply })
+        let id = agent_id.to_string();
+        let local = self
+            .ask(|reply| Command::AgentRoute {
+                agent_id: id,
+                reply,
+            })
             .await
             .ok()
-            .flatten()
+            .flatten();
+        match &self.remote {
+            Some(remote) if local.is_none() => remote.agent_route(agent_id).await,
+            _ => local,
+        }
     }
 
+    /// Connected agents: this replica's, then (on a shared store) those other replicas hold.
     pub async fn list(&self) -> Vec<AgentInfo> {
+        let mut list = self.list_local().await;
+        if let Some(remote) = &self.remote {
+            let others = remote.list().await;
+            list.extend(
+                others
+                    .into_iter()
+                    .filter(|o| !list.iter().any(|l| l.agent_id == o.agent_id))
+                    .collect::<Vec<_>>(),
+            );
+            list.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
+        }
+        list
+    }
+
+    /// The agents whose sessions this replica holds.
+    pub async fn list_local(&self) -> Vec<AgentInfo> {
         self.ask(|reply| Command::List { reply })
             .await
             .unwrap_or_default()
@@ -317,9 +457,16 @@ async fn run(mut rx: mpsc::Receiver<Command>) {
                 workshop_id,
                 seats,
                 image,
+                demand,
                 reply,
             } => {
-                let _ = reply.send(reserve(&mut agents, &workshop_id, &seats, image.as_deref()));
+                let _ = reply.send(reserve(
+                    &mut agents,
+                    &workshop_id,
+                    &seats,
+                    image.as_deref(),
+                    demand,
+                ));
             }
             Command::Send {
                 agent_id,
@@ -333,13 +480,13 @@ async fn run(mut rx: mpsc::Receiver<Command>) {
             }
             Command::Forget { workshop_id } => {
                 for e in agents.values_mut() {
-                    e.placed.retain(|k| k.workshop_id != workshop_id);
+                    e.placed.retain(|k, _| k.workshop_id != workshop_id);
                 }
             }
             Command::Route { key, reply } => {
                 let route = agents
                     .values()
-                    .find(|e| e.placed.contains(&key))
+                    .find(|e| e.placed.contains_key(&key))
                     .map(route_of);
                 let _ = reply.send(route);
             }
@@ -347,19 +494,7 @@ async fn run(mut rx: mpsc::Receiver<Command>) {
                 let _ = reply.send(agents.get(&agent_id).map(route_of));
             }
             Command::List { reply } => {
-                let mut list: Vec<AgentInfo> = agents
-                    .values()
-                    .map(|e| AgentInfo {
-                        agent_id: e.conn.agent_id.clone(),
-                        hostname: e.conn.hostname.clone(),
-                        capacity: e.conn.capacity,
-                        placed: e.placed.len() as u32,
-                        used: e.used,
-                        images: e.conn.images.clone(),
-                        image_details: e.conn.image_details.clone(),
-                        buildable: e.conn.buildable.clone(),
-                    })
-                    .collect();
+                let mut list: Vec<AgentInfo> = agents.values().map(Entry::info).collect();
                 list.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
                 let _ = reply.send(list);
             }
@@ -380,71 +515,77 @@ fn reserve(
     workshop_id: &str,
     seats: &[u32],
     image: Option<&str>,
+    demand: Demand,
 ) -> Result<Vec<(u32, String)>, ProvisionError> {
     // Earlier placements of these seats (a restart after failure) are replaced.
     for e in agents.values_mut() {
         e.placed
-            .retain(|k| !(k.workshop_id == workshop_id && seats.contains(&k.seat)));
+            .retain(|k, _| !(k.workshop_id == workshop_id && seats.contains(&k.seat)));
     }
-    // Agents that have the image (or, for the host root, every agent) first; then those that
-    // can build it on demand, only when the first are full.
-    let has = |e: &Entry| image.is_none_or(|i| e.conn.images.iter().any(|h| h == i));
-    let can_build = |e: &Entry| image.is_some_and(|i| e.conn.buildable.iter().any(|h| h == i));
-    let mut free: Vec<(String, u32, bool)> = agents
-        .values()
-        .filter(|e| has(e) || can_build(e))
-        .map(|e| {
-            (
-                e.conn.agent_id.clone(),
-                e.conn.capacity.saturating_sub(e.placed.len() as u32),
-                has(e),
-            )
-        })
-        .collect();
-    let total: u32 = free.iter().map(|(_, f, _)| *f).sum();
-    let needed = seats.len() as u32;
-    if total < needed {
-        if let Some(image) = image {
-            return Err(ProvisionError::NoImage {
-                image: image.to_string(),
-                needed,
-                free: total,
-                with_image: free.len(),
-                agents: agents.len(),
-            });
-        }
-        return Err(ProvisionError::NoCapacity {
-            needed,
-            free: total,
-            agents: agents.len(),
-        });
-    }
-    let mut out = Vec::with_capacity(seats.len());
-    for &seat in seats {
-        // Spread: a free agent with the image, the one with the most free slots (ties by id,
-        // for determinism); one that must build it only when none is left.
-        free.sort_by(|a, b| {
-            (b.2 && b.1 > 0)
-                .cmp(&(a.2 && a.1 > 0))
-                .then_with(|| b.1.cmp(&a.1))
-                .then_with(|| a.0.cmp(&b.0))
-        });
-        let Some(best) = free.first_mut() else { break };
-        best.1 -= 1;
-        out.push((seat, best.0.clone()));
-        if let Some(e) = agents.get_mut(&best.0) {
-            e.placed.insert(SeatKey {
+    let infos: Vec<AgentInfo> = agents.values().map(Entry::info).collect();
+    let out = assign(&infos, workshop_id, seats, image, demand)?;
+    for (seat, agent_id) in &out {
+        if let Some(e) = agents.get_mut(agent_id) {
+            let key = SeatKey {
                 workshop_id: workshop_id.to_string(),
-                seat,
-            });
+                seat: *seat,
+            };
+            e.placed.insert(key, demand);
         }
     }
     Ok(out)
 }
 
+/// Places `seats` on `agents` (this replica's, or every replica's on a shared store) with
+/// [`placement::assign`]: agents that have `image` (any agent for the host root) and then those
+/// that can build it; never elsewhere, where a seat could only fail.
+pub(super) fn assign(
+    agents: &[AgentInfo],
+    workshop_id: &str,
+    seats: &[u32],
+    image: Option<&str>,
+    demand: Demand,
+) -> Result<Vec<(u32, String)>, ProvisionError> {
+    let has = |a: &AgentInfo| image.is_none_or(|i| a.images.iter().any(|h| h == i));
+    let can_build = |a: &AgentInfo| image.is_some_and(|i| a.buildable.iter().any(|h| h == i));
+    let candidates: Vec<Candidate> = agents
+        .iter()
+        .filter(|a| has(a) || can_build(a))
+        .map(|a| Candidate {
+            agent_id: a.agent_id.clone(),
+            free_slots: a.capacity.saturating_sub(a.placed),
+            free_memory_mb: a.memory_mb.map(|m| m.saturating_sub(a.reserved_memory_mb)),
+            free_cpu_millis: a
+                .cpu_millis
+                .map(|c| c.saturating_sub(a.reserved_cpu_millis)),
+            has_image: has(a),
+        })
+        .collect();
+    placement::assign(&candidates, seats, demand)
+        .map_err(|e| match image {
+            Some(image) => ProvisionError::NoImage {
+                image: image.to_string(),
+                needed: e.needed,
+                free: e.fit,
+                with_image: candidates.len(),
+                agents: agents.len(),
+            },
+            None => ProvisionError::NoCapacity {
+                needed: e.needed,
+                free: e.fit,
+                agents: agents.len(),
+                short_of: e.short_of,
+            },
+        })
+        .inspect(|out| {
+            tracing::debug!(workshop.id = workshop_id, seats = out.len(), "seats placed");
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scheduler::Shortage;
 
     fn conn(id: &str, capacity: u32) -> (AgentConn, mpsc::UnboundedReceiver<ControlMessage>) {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -459,6 +600,8 @@ mod tests {
             data_token: "t".into(),
             token_id: format!("at-{id}"),
             tx,
+            memory_mb: None,
+            cpu_millis: None,
         };
         (c, rx)
     }
@@ -473,13 +616,18 @@ mod tests {
         r.register(b, vec![]).await.expect("reg");
         // b has more room but no `claude`: every seat lands on a.
         let placed = r
-            .reserve_for_image("ws-c", vec![1, 2, 3], Some("claude".into()))
+            .reserve_for_image(
+                "ws-c",
+                vec![1, 2, 3],
+                Some("claude".into()),
+                Demand::default(),
+            )
             .await
             .expect("fits on a");
         assert!(placed.iter().all(|(_, ag)| ag == "a"), "{placed:?}");
         // Two more than a's room left: refused, naming the image, though b is empty.
         let err = r
-            .reserve_for_image("ws-d", vec![1, 2], Some("claude".into()))
+            .reserve_for_image("ws-d", vec![1, 2], Some("claude".into()), Demand::default())
             .await
             .expect_err("a is full");
         assert!(
@@ -489,7 +637,7 @@ mod tests {
         assert!(err.to_string().contains("\"claude\""), "{err}");
         // An image nobody has: no agent qualifies.
         assert!(matches!(
-            r.reserve_for_image("ws-e", vec![1], Some("python".into()))
+            r.reserve_for_image("ws-e", vec![1], Some("python".into()), Demand::default())
                 .await,
             Err(ProvisionError::NoImage { with_image: 0, .. })
         ));
@@ -510,17 +658,83 @@ mod tests {
             r.register(x, vec![]).await.expect("reg");
         }
         let placed = r
-            .reserve_for_image("ws-c", vec![1, 2, 3, 4], Some("claude".into()))
+            .reserve_for_image(
+                "ws-c",
+                vec![1, 2, 3, 4],
+                Some("claude".into()),
+                Demand::default(),
+            )
             .await
             .expect("a then b");
         let on = |id: &str| placed.iter().filter(|(_, ag)| ag == id).count();
         assert_eq!((on("a"), on("b"), on("c")), (2, 2, 0), "{placed:?}");
         // Only b can build python: all there, c stays empty although it has room.
         let placed = r
-            .reserve_for_image("ws-p", vec![1, 2], Some("python".into()))
+            .reserve_for_image("ws-p", vec![1, 2], Some("python".into()), Demand::default())
             .await
             .expect("b builds it");
         assert!(placed.iter().all(|(_, ag)| ag == "b"), "{placed:?}");
+    }
+
+    #[tokio::test]
+    async fn seats_reserve_memory_including_those_an_agent_brings_back() {
+        let r = RegistryHandle::spawn();
+        let each = Demand {
+            memory_mb: 512,
+            cpu_millis: 1000,
+        };
+        let (mut a, _ra) = conn("a", 50);
+        a.memory_mb = Some(2048);
+        let (mut b, _rb) = conn("b", 50);
+        b.memory_mb = Some(1024);
+        // a comes back hosting 2 seats of an earlier workshop: half its memory is taken.
+        let hosted = (1..=2)
+            .map(|seat| {
+                let key = SeatKey {
+                    workshop_id: "ws-old".into(),
+                    seat,
+                };
+                (key, each)
+            })
+            .collect();
+        r.register(a, hosted).await.expect("reg");
+        r.register(b, vec![]).await.expect("reg");
+        let err = r
+            .reserve_for_image("ws-n", vec![1, 2, 3, 4, 5], None, each)
+            .await
+            .expect_err("room for 4");
+        assert!(
+            matches!(
+                err,
+                ProvisionError::NoCapacity {
+                    needed: 5,
+                    free: 4,
+                    short_of: Shortage::Memory { per_seat_mb: 512 },
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("memory (512 MiB"), "{err}");
+        let placed = r
+            .reserve_for_image("ws-n", vec![1, 2, 3, 4], None, each)
+            .await
+            .expect("4 fit");
+        let on = |id: &str| placed.iter().filter(|(_, ag)| ag == id).count();
+        assert_eq!((on("a"), on("b")), (2, 2));
+        let info = r.list().await;
+        assert_eq!(
+            info.iter()
+                .map(|i| (
+                    i.agent_id.as_str(),
+                    i.reserved_memory_mb,
+                    i.reserved_cpu_millis
+                ))
+                .collect::<Vec<_>>(),
+            vec![("a", 2048, 4000), ("b", 1024, 2000)]
+        );
+        // A seat of a workshop that reserves nothing still needs a slot, and gets one.
+        assert!(r.reserve("ws-tiny", vec![1]).await.is_ok());
     }
 
     #[tokio::test]

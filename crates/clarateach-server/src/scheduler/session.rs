@@ -14,10 +14,11 @@
 use std::time::Duration;
 
 use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes};
-use clarateach_core::agent_proto::{AgentMessage, ControlMessage, DataTlsCert, SeatKey};
+use clarateach_core::agent_proto::{AgentMessage, ControlMessage, DataTlsCert};
 use futures::{Sink, SinkExt, Stream, StreamExt};
 use tokio::sync::mpsc;
 
+use super::placement::Demand;
 use super::registry::AgentConn;
 use crate::handlers::agents::{authorize_agent_id, AgentCredential};
 use crate::lifecycle;
@@ -43,6 +44,8 @@ where
         images,
         image_details,
         buildable,
+        memory_mb,
+        cpu_millis,
         ..
     })) = first
     else {
@@ -90,10 +93,13 @@ where
         images,
         image_details,
         buildable,
+        memory_mb: overcommit(memory_mb, state.config().memory_overcommit),
+        cpu_millis: overcommit(cpu_millis, state.config().cpu_overcommit),
     };
-    let keys = hosted
-        .into_iter()
-        .map(|(workshop_id, seat)| SeatKey { workshop_id, seat })
+    // What its seats reserve, from their workshops' limits (the specs carry them).
+    let keys = desired
+        .iter()
+        .map(|s| (s.key(), Demand::of(&s.limits)))
         .collect();
     let conn_id = match state.registry().register(conn, keys).await {
         Ok(Some(id)) => id,
@@ -189,6 +195,16 @@ fn issue_data_cert(
             None
         }
     }
+}
+
+/// What seats may reserve of what an agent reported (`factor` x, at least what it reported).
+fn overcommit(reported: Option<u64>, factor: f64) -> Option<u64> {
+    let factor = if factor.is_finite() {
+        factor.max(1.0)
+    } else {
+        1.0
+    };
+    reported.map(|r| (r as f64 * factor) as u64)
 }
 
 /// Ends the socket with a policy-violation close whose reason is the error code.

@@ -4,6 +4,7 @@
 //! the agent crate.
 
 mod authz_matrix;
+mod capacity;
 mod common;
 mod data_tls;
 mod errors;

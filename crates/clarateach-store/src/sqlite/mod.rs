@@ -8,6 +8,7 @@
 mod accounts;
 mod claims;
 mod help;
+mod replicas;
 mod schedule;
 mod seats;
 mod templates;

@@ -207,6 +207,11 @@ pub fn agent_token(dir: &Path) -> String {
 
 /// `clarateach agent token --id ID` on the control plane's data dir `dir`.
 pub fn agent_token_for(dir: &Path, id: &str) -> String {
+    agent_token_with(dir, id, &[])
+}
+
+/// Like [`agent_token_for`] with more arguments (e.g. `--database-url URL`).
+pub fn agent_token_with(dir: &Path, id: &str, extra: &[&str]) -> String {
     let out = Command::new(BIN)
         .args([
             "agent",
@@ -216,6 +221,7 @@ pub fn agent_token_for(dir: &Path, id: &str) -> String {
             "--data-dir",
             &dir.display().to_string(),
         ])
+        .args(extra)
         .output()
         .expect("agent token");
     assert!(

@@ -44,6 +44,11 @@ pub struct Args {
     /// Serve HTTPS (`serve --tls-cert/--tls-key` with a CA made for the run) and join over it.
     #[arg(long)]
     tls: bool,
+    /// `serve` replicas on one database (more than one needs `CLARATEACH_DATABASE_URL`, a
+    /// PostgreSQL they share); learner `i` joins through replica `i mod N`, the server CPU and
+    /// RSS figures are their sums.
+    #[arg(long, default_value_t = 1)]
+    replicas: u32,
 }
 
 /// Where the learners go: the base URL and, over TLS, the CA they trust.
@@ -89,60 +94,108 @@ struct Scenario {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    anyhow::ensure!(args.replicas >= 1, "--replicas must be at least 1");
+    anyhow::ensure!(
+        args.replicas == 1 || std::env::var_os("CLARATEACH_DATABASE_URL").is_some(),
+        "--replicas {} needs CLARATEACH_DATABASE_URL: one PostgreSQL database the replicas share",
+        args.replicas
+    );
     let scratch = tempfile_dir()?;
     let data_dir = scratch.join("data");
-    let port = free_port()?;
     let exe = std::env::current_exe().context("cannot find the clarateach binary")?;
-    let mut cmd = tokio::process::Command::new(exe);
-    cmd.args([
-        "serve",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--data-dir",
-    ])
-    .arg(&data_dir);
     let ca = if args.tls {
-        let ca = make_tls_files(&scratch)?;
-        cmd.arg("--tls-cert")
-            .arg(scratch.join("tls.pem"))
-            .arg("--tls-key")
-            .arg(scratch.join("tls.key"));
-        Some(ca)
+        Some(make_tls_files(&scratch)?)
     } else {
         None
     };
-    let ep = Endpoint {
-        base: format!(
-            "{}://127.0.0.1:{port}",
-            if args.tls { "https" } else { "http" }
-        ),
-        ca,
-    };
-    let mut child = cmd
-        .env("CLARATEACH_LOG", "warn")
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .context("cannot start `clarateach serve`")?;
-    let pid = child.id().context("the server exited at once")?;
-    let result = measure(&args, &data_dir, &ep, pid).await;
-    let _ = child.kill().await;
+    let mut children = Vec::new();
+    let mut eps = Vec::new();
+    // One after another: the first creates the data dir's keys and the first instructor, which
+    // the others then load (as an operator copies one data dir's keys to every replica).
+    for _ in 0..args.replicas {
+        let port = free_port()?;
+        let mut cmd = tokio::process::Command::new(&exe);
+        cmd.args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(&data_dir);
+        if args.tls {
+            cmd.arg("--tls-cert")
+                .arg(scratch.join("tls.pem"))
+                .arg("--tls-key")
+                .arg(scratch.join("tls.key"));
+        }
+        let ep = Endpoint {
+            base: format!(
+                "{}://127.0.0.1:{port}",
+                if args.tls { "https" } else { "http" }
+            ),
+            ca: ca.clone(),
+        };
+        let child = cmd
+            .env("CLARATEACH_LOG", "warn")
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot start `clarateach serve`")?;
+        children.push(child);
+        wait_up(&ep).await?;
+        eps.push(ep);
+    }
+    let pids = children
+        .iter()
+        .map(|c| c.id())
+        .collect::<Option<Vec<u32>>>()
+        .context("a server exited at once")?;
+    let result = measure(&args, &data_dir, &eps, &pids).await;
+    for c in &mut children {
+        let _ = c.kill().await;
+    }
     let _ = std::fs::remove_dir_all(&scratch);
     result
 }
 
-async fn measure(args: &Args, data_dir: &Path, ep: &Endpoint, pid: u32) -> anyhow::Result<()> {
-    let base = ep.base.clone();
+async fn wait_up(ep: &Endpoint) -> anyhow::Result<()> {
     let anon = ep.client(None)?;
-    let mut up = false;
-    for _ in 0..200 {
+    for _ in 0..400 {
         if anon.health().await.is_ok() {
-            up = true;
-            break;
+            return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    anyhow::ensure!(up, "the server did not come up on {base}");
+    anyhow::bail!("the server did not come up on {}", ep.base)
+}
+
+/// Summed over every replica's process.
+fn cpu_secs_all(pids: &[u32]) -> anyhow::Result<f64> {
+    pids.iter().map(|p| cpu_secs(*p)).sum()
+}
+
+fn rss_kib_all(pids: &[u32]) -> anyhow::Result<u64> {
+    pids.iter().map(|p| rss_kib(*p)).sum()
+}
+
+async fn measure(
+    args: &Args,
+    data_dir: &Path,
+    eps: &[Endpoint],
+    pids: &[u32],
+) -> anyhow::Result<()> {
+    let ep = eps.first().context("no replica")?;
+    let base = ep.base.clone();
+    if eps.len() > 1 {
+        println!(
+            "{} replicas on one database; learners alternate between {}",
+            eps.len(),
+            eps.iter()
+                .map(|e| e.base.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     let token = std::fs::read_to_string(data_dir.join(clarateach_server::INSTRUCTOR_TOKEN_FILE))?
         .trim()
         .to_string();
@@ -182,10 +235,10 @@ async fn measure(args: &Args, data_dir: &Path, ep: &Endpoint, pid: u32) -> anyho
     let _agent =
         ProtocolAgent::connect_tls(&base, &agent_token, "bench-agent", capacity, tls).await?;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let rss_idle = rss_kib(pid)?;
+    let rss_idle = rss_kib_all(pids)?;
 
     for (n, scenario) in scenarios.iter().enumerate() {
-        join_latency(args, ep, &instructor, pid, n, *scenario).await?;
+        join_latency(args, eps, &instructor, pids, n, *scenario).await?;
     }
 
     // Memory with many workshops, every seat joined.
@@ -203,7 +256,7 @@ async fn measure(args: &Args, data_dir: &Path, ep: &Endpoint, pid: u32) -> anyho
                 .context("join for the memory figure")?;
         }
     }
-    let rss = rss_kib(pid)?;
+    let rss = rss_kib_all(pids)?;
     println!(
         "server RSS: {:.1} MiB idle with one agent; {:.1} MiB with {} more workshops x {} seats running and joined",
         rss_idle as f64 / 1024.0,
@@ -217,9 +270,9 @@ async fn measure(args: &Args, data_dir: &Path, ep: &Endpoint, pid: u32) -> anyho
 /// Runs `args.rounds` rounds of one scenario and prints its figures.
 async fn join_latency(
     args: &Args,
-    ep: &Endpoint,
+    eps: &[Endpoint],
     instructor: &Client,
-    pid: u32,
+    pids: &[u32],
     n: usize,
     scenario: Scenario,
 ) -> anyhow::Result<()> {
@@ -234,15 +287,15 @@ async fn join_latency(
     for round in 0..args.rounds {
         let name = format!("bench join {n}.{round}");
         let code = running_workshop(instructor, &name, args.learners).await?;
-        let clients = (0..args.learners)
-            .map(|_| ep.client(None))
+        let clients = (0..args.learners as usize)
+            .map(|i| eps[i % eps.len()].client(None))
             .collect::<Result<Vec<_>, _>>()?;
         if scenario.warm {
             futures::future::try_join_all(clients.iter().map(Client::health))
                 .await
                 .context("warming the learners' connections")?;
         }
-        let cpu_before = cpu_secs(pid)?;
+        let cpu_before = cpu_secs_all(pids)?;
         let started = tokio::time::Instant::now();
         let step = scenario.spread.unwrap_or(Duration::ZERO) / args.learners.max(1);
         let tasks: Vec<_> = clients
@@ -281,7 +334,7 @@ async fn join_latency(
             }
         }
         let took = started.elapsed();
-        server_cpu += cpu_secs(pid)? - cpu_before;
+        server_cpu += cpu_secs_all(pids)? - cpu_before;
         println!(
             "  {}, round {round}: {} joins in {:.1} ms",
             scenario.label,
