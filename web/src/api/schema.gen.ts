@@ -156,7 +156,7 @@ export interface paths {
         /** The instructor's sandboxes. */
         get: operations["list_sandboxes"];
         put?: never;
-        /** Create and start a sandbox (loopback-only network). */
+        /** Create and start a sandbox (loopback-only network unless `network` says otherwise). */
         post: operations["create_sandboxes"];
         delete?: never;
         options?: never;
@@ -1198,6 +1198,12 @@ export interface components {
             mem_mib?: number | null;
             /** @description Used as the id instead of `LANGUAGE-ULID`. */
             name?: string | null;
+            /**
+             * @description `none` (default: loopback only), `open` or `allow:HOST,...`, as `sandbox create
+             *     --network`: the same seat network as workshop seats, with the egress settings of the
+             *     environment the control plane runs in (`CLARATEACH_EGRESS_IFACE`, `CLARATEACH_EGRESS_HOSTS`).
+             */
+            network?: string | null;
             /** @description Keep `/workspace` across stop and start. */
             persist?: boolean;
         };
@@ -1572,6 +1578,8 @@ export interface components {
             /** Format: date-time */
             last_run_at?: string | null;
             limits: components["schemas"]["Limits"];
+            /** @description Why a built-in language runs on the host root (no seat image of it is built). */
+            note?: string | null;
             /** @description Instructor that created it through the HTTP API; `None` for the CLI. */
             owner?: string | null;
             persist: boolean;
@@ -2274,7 +2282,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description Bad name, limits or language */
+            /** @description Bad name, limits, network or language */
             422: {
                 headers: {
                     [name: string]: unknown;
