@@ -13,6 +13,7 @@
 mod conformance;
 mod help;
 mod postgres;
+mod preview;
 mod records;
 mod rows;
 mod schedule;
@@ -27,6 +28,7 @@ use chrono::{DateTime, Utc};
 use clarateach_core::{SeatState, WorkshopStatus};
 
 pub use help::HelpStore;
+pub use preview::PreviewStore;
 pub use postgres::{redact as redact_database_url, PgStore};
 pub use records::{AgentTokenRecord, InstructorRecord, NewWorkshop, SeatRecord, WorkshopRecord};
 pub use schedule::{ScheduleStore, WorkshopSchedule};
@@ -212,6 +214,7 @@ pub trait Store:
     + ScheduleStore
     + HelpStore
     + ToolkitStore
+    + PreviewStore
 {
 }
 
@@ -224,6 +227,7 @@ impl<T> Store for T where
         + ScheduleStore
         + HelpStore
         + ToolkitStore
+        + PreviewStore
 {
 }
 
