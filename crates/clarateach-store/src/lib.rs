@@ -28,8 +28,8 @@ use chrono::{DateTime, Utc};
 use clarateach_core::{SeatState, WorkshopStatus};
 
 pub use help::HelpStore;
-pub use preview::PreviewStore;
 pub use postgres::{redact as redact_database_url, PgStore};
+pub use preview::PreviewStore;
 pub use records::{AgentTokenRecord, InstructorRecord, NewWorkshop, SeatRecord, WorkshopRecord};
 pub use schedule::{ScheduleStore, WorkshopSchedule};
 pub use sqlite::SqliteStore;
