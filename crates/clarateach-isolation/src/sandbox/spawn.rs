@@ -76,6 +76,9 @@ pub struct SeatChild {
     /// None only when the kernel has no `pidfd_open` (before 5.3): `wait` then polls.
     pidfd: Option<OwnedFd>,
     status: Option<ExitStatus>,
+    /// False for the background reaper's own copy: dropping it (its task cancelled when the
+    /// runtime shuts down) must not spawn another reaper.
+    reap_on_drop: bool,
 }
 
 /// A pidfd's number for `AsyncFd` (the `OwnedFd` stays in the `SeatChild`).
@@ -149,7 +152,7 @@ impl Drop for SeatChild {
     /// A seat outlives its `SeatChild` by design (it is not killed); one that has exited is
     /// reaped here, one still running is reaped in the background when it exits.
     fn drop(&mut self) {
-        if matches!(self.try_wait(), Ok(Some(_)) | Err(_)) {
+        if !self.reap_on_drop || matches!(self.try_wait(), Ok(Some(_)) | Err(_)) {
             return;
         }
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
@@ -159,6 +162,7 @@ impl Drop for SeatChild {
             pid: self.pid,
             pidfd: self.pidfd.take(),
             status: None,
+            reap_on_drop: false,
         };
         self.status = Some(ExitStatus::from_raw(0));
         rt.spawn(async move {
@@ -313,6 +317,7 @@ pub fn spawn(launch: Launch) -> io::Result<SeatChild> {
         pid,
         pidfd: None,
         status: None,
+        reap_on_drop: true,
     };
     if errno != 0 {
         // It exited with 127 after the failed step: reap it, report the step's error.
