@@ -295,6 +295,7 @@ pub async fn on_seat_report(
     if r.state == SeatState::Ready {
         crate::pause::on_ready(state, &r.workshop_id, r.seat).await;
     }
+    crate::pause::reported(state);
     match r.state {
         SeatState::Ready if store.promote_if_all_ready(&r.workshop_id).await? => {
             tracing::info!(workshop.id = %r.workshop_id, "workshop running");

@@ -33,7 +33,19 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Connections {
     open: Mutex<HashMap<(String, u32), usize>>,
     unused_since: Mutex<HashMap<(String, u32), Instant>>,
+    /// Woken by every seat report this replica applies, so a pause or resume waiting for its
+    /// seats (`settle`) looks again at once instead of at its next poll.
+    reported: tokio::sync::Notify,
 }
+
+/// A seat report was applied (called by `lifecycle::on_seat_report`): wakes every `settle`.
+pub fn reported(state: &AppState) {
+    state.connections().reported.notify_waiters();
+}
+
+/// How often `settle` reads the store without a report of this replica's (an agent connected
+/// to another replica reports there).
+const SETTLE_POLL: Duration = Duration::from_millis(5);
 
 /// Held while a learner connection is open; dropping it counts the connection closed.
 #[derive(Debug)]
@@ -156,7 +168,9 @@ pub async fn set_paused(
     Ok(after)
 }
 
-/// Polls the store until every seat of `seats` is in `to`, or the settle timeout passes.
+/// Waits until every seat of `seats` is in `to` in the store, or the settle timeout passes:
+/// looks again on every seat report this replica applies, and every `SETTLE_POLL` for reports
+/// applied by another replica.
 async fn settle(
     state: &AppState,
     workshop_id: &str,
@@ -165,6 +179,10 @@ async fn settle(
 ) -> Result<Vec<SeatRecord>, ApiError> {
     let deadline = Instant::now() + SETTLE_TIMEOUT;
     loop {
+        // Registered before the read, so a report applied meanwhile is not missed.
+        let report = state.connections().reported.notified();
+        tokio::pin!(report);
+        report.as_mut().enable();
         let now = state.store().list_seats(workshop_id).await?;
         let done = now
             .iter()
@@ -173,7 +191,7 @@ async fn settle(
         if done || Instant::now() >= deadline {
             return Ok(now);
         }
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        let _ = tokio::time::timeout(SETTLE_POLL, report).await;
     }
 }
 

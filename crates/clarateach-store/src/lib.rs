@@ -13,6 +13,7 @@
 mod conformance;
 mod help;
 mod postgres;
+mod preview;
 mod records;
 mod replicas;
 mod rows;
@@ -29,6 +30,7 @@ use clarateach_core::{SeatState, WorkshopStatus};
 
 pub use help::HelpStore;
 pub use postgres::{redact as redact_database_url, PgStore};
+pub use preview::PreviewStore;
 pub use records::{AgentTokenRecord, InstructorRecord, NewWorkshop, SeatRecord, WorkshopRecord};
 pub use replicas::{AgentLoad, AgentPresence, AgentPresenceInfo, QueuedCommand, ReplicaStore};
 pub use schedule::{ScheduleStore, WorkshopSchedule};
@@ -215,6 +217,7 @@ pub trait Store:
     + HelpStore
     + ToolkitStore
     + ReplicaStore
+    + PreviewStore
 {
 }
 
@@ -228,6 +231,7 @@ impl<T> Store for T where
         + HelpStore
         + ToolkitStore
         + ReplicaStore
+        + PreviewStore
 {
 }
 

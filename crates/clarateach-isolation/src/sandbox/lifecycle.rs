@@ -212,7 +212,7 @@ impl SandboxBackend {
         &self,
         rec: &mut SandboxRecord,
         p: &SeatPaths,
-    ) -> Result<(tokio::process::Child, tokio::task::JoinHandle<()>), BackendError> {
+    ) -> Result<(spawn::SeatChild, tokio::task::JoinHandle<()>), BackendError> {
         let key = rec.key.clone();
         let cgroup_err = |e| BackendError::Cgroup(key.clone(), e);
         let (root, image) = self.root_entries_for(rec)?;
@@ -288,7 +288,7 @@ impl SandboxBackend {
             seat_tree: self.seat_tree(&key)?,
         };
         let spawn_began = Instant::now();
-        // fork + exec of bwrap takes milliseconds of a loaded host (the child enters its
+        // clone + exec of bwrap takes milliseconds of a loaded host (the child enters its
         // namespaces and cgroups before exec, and the parent waits for the exec): off the
         // runtime, or a class start stalls every other task of the agent (heartbeats included).
         let child = tokio::task::spawn_blocking(move || spawn::spawn(launch))

@@ -31,7 +31,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clarateach_core::agent_proto::SeatKey;
-use tokio::process::Child;
 
 use crate::cgroups::{self, CgroupManager};
 use crate::BackendError;
@@ -127,7 +126,7 @@ pub fn available(bwrap: &std::path::Path) -> Result<(), String> {
 struct Seat {
     record: SandboxRecord,
     /// Our child when we started it (None for adopted sandboxes, whose parent is init).
-    child: Option<Child>,
+    child: Option<spawn::SeatChild>,
     running: bool,
 }
 

@@ -9,10 +9,11 @@
 //! workshop (`POST /api/session/previews/{port}/open`); or anyone, when the learner made the
 //! port public. The cookie is never forwarded to the seat's app, and the app cannot set a cookie
 //! for another host (a `Set-Cookie` with `Domain` is dropped) or overwrite the session cookie.
-//! Tickets, sessions and public ports live in memory: a restart signs preview viewers out and
-//! makes every port private again.
+//! Tickets and sessions live in memory: a restart signs preview viewers out. Public ports are in
+//! the store (`PreviewStore`): a restart or another replica keeps each port as the learner set
+//! it, and a reset seat starts with every port private.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -55,10 +56,9 @@ pub struct PreviewGrant {
 struct Live {
     tickets: HashMap<String, (Instant, PreviewGrant)>,
     sessions: HashMap<String, (Instant, PreviewGrant)>,
-    public: HashSet<(String, u32, u16)>,
 }
 
-/// Preview tickets, preview-host sessions and public ports. The mutex is held for one map
+/// Preview tickets and preview-host sessions. The mutex is held for one map
 /// operation, never across an `.await`.
 #[derive(Debug, Default)]
 pub struct Previews(Mutex<Live>);
@@ -118,24 +118,6 @@ impl Previews {
 
     fn session(&self, id: &str) -> Option<PreviewGrant> {
         take_live(&mut self.live().sessions, id, SESSION_TTL, false)
-    }
-
-    /// Whether anyone may open this port of this seat.
-    pub fn is_public(&self, workshop_id: &str, seat: u32, port: u16) -> bool {
-        self.live()
-            .public
-            .contains(&(workshop_id.to_string(), seat, port))
-    }
-
-    /// Makes a port public or private again.
-    pub fn set_public(&self, workshop_id: &str, seat: u32, port: u16, public: bool) {
-        let key = (workshop_id.to_string(), seat, port);
-        let mut live = self.live();
-        if public {
-            live.public.insert(key);
-        } else {
-            live.public.remove(&key);
-        }
     }
 }
 
@@ -295,8 +277,9 @@ async fn admit(
             Ok(access(g.role))
         }
         _ if state
-            .previews()
-            .is_public(&target.workshop_id, target.seat, target.port) =>
+            .store()
+            .is_preview_public(&target.workshop_id, target.seat, target.port)
+            .await? =>
         {
             Ok(access(Role::Instructor))
         }
@@ -451,11 +434,5 @@ mod tests {
         let t = p.issue_ticket(grant).expect("ticket");
         assert!(p.redeem_ticket(&t).is_some());
         assert!(p.redeem_ticket(&t).is_none(), "second use");
-        assert!(!p.is_public("ws-a", 1, 8000));
-        p.set_public("ws-a", 1, 8000, true);
-        assert!(p.is_public("ws-a", 1, 8000));
-        assert!(!p.is_public("ws-a", 2, 8000));
-        p.set_public("ws-a", 1, 8000, false);
-        assert!(!p.is_public("ws-a", 1, 8000));
     }
 }

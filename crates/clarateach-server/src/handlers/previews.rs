@@ -1,5 +1,6 @@
 //! The main origin's side of previews (issue 12): which ports of a seat listen, as its daemon
-//! finds them, with their URLs; the learner's public/private toggle per port; and the one-time
+//! finds them, with their URLs; the learner's public/private toggle per port (kept in the store,
+//! `PreviewStore`, so it survives a restart and holds on every replica); and the one-time
 //! ticket that signs the seat's learner (or an instructor of its workshop) in to one preview
 //! host. The preview traffic itself never touches this origin (see `gateway::preview`).
 
@@ -83,15 +84,17 @@ pub async fn list(
 ) -> Result<Json<PreviewList>, ApiError> {
     crate::pause::admit(&state, &access).await?;
     let host = host(&headers);
-    let previews = listening(&state, &access)
-        .await?
+    let ports = listening(&state, &access).await?;
+    let public = state
+        .store()
+        .public_preview_ports(&access.workshop_id, access.seat)
+        .await?;
+    let previews = ports
         .into_iter()
         .map(|port| Preview {
             port,
             url: preview::url(&state, &host, &access.workshop_id, access.seat, port),
-            public: state
-                .previews()
-                .is_public(&access.workshop_id, access.seat, port),
+            public: public.contains(&port),
         })
         .collect();
     Ok(Json(PreviewList { previews }))
@@ -129,9 +132,11 @@ pub async fn set_public(
             "Only the seat's learner shares its previews.",
         ));
     }
+    // In the store: a control-plane restart or another replica keeps the port as set here.
     state
-        .previews()
-        .set_public(&access.workshop_id, access.seat, port, body.public);
+        .store()
+        .set_preview_public(&access.workshop_id, access.seat, port, body.public)
+        .await?;
     Ok(Json(Preview {
         port,
         url: preview::url(

@@ -1,13 +1,36 @@
 //! Preview hosts against a stand-in data path that echoes the request line it got: a request
 //! whose Host is a seat's preview host reaches that seat's `preview/{port}/...` on the data path
 //! and never the control plane's API or UI; it needs the host's own session cookie (set from a
-//! one-time ticket) or a public port; a ticket is single use and bound to its host.
+//! one-time ticket) or a public port; a ticket is single use and bound to its host. A port's
+//! public flag is in the store: it outlives a control-plane restart.
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::authz_matrix::{echo_data_path, join, running};
 use crate::common::TestServer;
+
+/// A client that resolves the preview hosts of `ws`'s seats 1 and 2 (port 8000) to `base`'s
+/// address, and `base`'s port.
+fn preview_client(base: &str, ws: &str) -> (reqwest::Client, String, String) {
+    let port = base
+        .rsplit(':')
+        .next()
+        .expect("port")
+        .trim_end_matches('/')
+        .to_string();
+    let host = format!(
+        "p8000-{}.localhost",
+        clarateach_core::preview::seat_handle(ws, 1)
+    );
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .resolve(&host, addr)
+        .build()
+        .expect("client");
+    (http, host, port)
+}
 
 #[tokio::test]
 async fn preview_hosts_reach_only_their_seat_with_a_ticketed_cookie_or_when_public() {
@@ -173,4 +196,82 @@ async fn preview_hosts_reach_only_their_seat_with_a_ticketed_cookie_or_when_publ
         .await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
     drop(agent);
+}
+
+#[tokio::test]
+async fn a_public_port_stays_public_across_a_restart_and_private_again_when_unshared() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("data");
+    let s = TestServer::start_in(&dir, |_| {}).await;
+    let data_url = echo_data_path().await;
+    let agent = s.agent_with_data_url("ag-share", 10, &data_url).await;
+    let w = running(&s, &s.token, 1).await;
+    let ws = w["id"].as_str().expect("id").to_string();
+    let code = w["code"].as_str().expect("code").to_string();
+    let learner = join(&s, &code).await;
+    let anonymous = |s: &TestServer| {
+        let (http, host, port) = preview_client(&s.url("/"), &ws);
+        async move {
+            http.get(format!("http://{host}:{port}/shared"))
+                .send()
+                .await
+                .expect("anonymous preview request")
+                .status()
+        }
+    };
+    assert_eq!(
+        anonymous(&s).await,
+        StatusCode::UNAUTHORIZED,
+        "private by default"
+    );
+    let (st, v) = s
+        .call_as(
+            &learner,
+            Method::PUT,
+            "/api/session/previews/8000",
+            Some(json!({"public": true})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(anonymous(&s).await, StatusCode::OK, "public");
+
+    // Restart on the same store (and the same agent): the port is still public.
+    drop(agent);
+    let _ = s.shutdown().await;
+    let s = TestServer::start_in(&dir, |_| {}).await;
+    let agent = s.agent_with_data_url("ag-share", 10, &data_url).await;
+    assert_eq!(
+        anonymous(&s).await,
+        StatusCode::OK,
+        "the learner's share survived the restart"
+    );
+
+    // Made private again (by the same learner token, valid across the restart): denied, and
+    // still denied after one more restart.
+    let (st, v) = s
+        .call_as(
+            &learner,
+            Method::PUT,
+            "/api/session/previews/8000",
+            Some(json!({"public": false})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["public"], false);
+    assert_eq!(
+        anonymous(&s).await,
+        StatusCode::UNAUTHORIZED,
+        "private again"
+    );
+    drop(agent);
+    let _ = s.shutdown().await;
+    let s = TestServer::start_in(&dir, |_| {}).await;
+    let agent = s.agent_with_data_url("ag-share", 10, &data_url).await;
+    assert_eq!(
+        anonymous(&s).await,
+        StatusCode::UNAUTHORIZED,
+        "private after a restart"
+    );
+    drop(agent);
+    drop(tmp);
 }

@@ -10,6 +10,7 @@ mod accounts;
 mod claims;
 mod help;
 mod replicas;
+mod preview;
 mod schedule;
 mod seats;
 mod templates;

@@ -9,6 +9,7 @@ mod accounts;
 mod claims;
 mod help;
 mod replicas;
+mod preview;
 mod schedule;
 mod seats;
 mod templates;
