@@ -13,6 +13,7 @@
 mod conformance;
 mod help;
 mod postgres;
+mod presenter;
 mod records;
 mod rows;
 mod schedule;
@@ -28,6 +29,7 @@ use clarateach_core::{SeatState, WorkshopStatus};
 
 pub use help::HelpStore;
 pub use postgres::{redact as redact_database_url, PgStore};
+pub use presenter::{AnnouncementRecord, PresenterStore, SpotlightRecord};
 pub use records::{AgentTokenRecord, InstructorRecord, NewWorkshop, SeatRecord, WorkshopRecord};
 pub use schedule::{ScheduleStore, WorkshopSchedule};
 pub use sqlite::SqliteStore;
@@ -212,6 +214,7 @@ pub trait Store:
     + ScheduleStore
     + HelpStore
     + ToolkitStore
+    + PresenterStore
 {
 }
 
@@ -224,6 +227,7 @@ impl<T> Store for T where
         + ScheduleStore
         + HelpStore
         + ToolkitStore
+        + PresenterStore
 {
 }
 

@@ -9,6 +9,7 @@
 mod accounts;
 mod claims;
 mod help;
+mod presenter;
 mod schedule;
 mod seats;
 mod templates;

@@ -8,6 +8,7 @@
 mod accounts;
 mod claims;
 mod help;
+mod presenter;
 mod schedule;
 mod seats;
 mod templates;
