@@ -103,7 +103,7 @@ mod tests {
         assert_eq!(s.list_announcements("ws-p").await.expect("list").len(), 2);
 
         assert_eq!(s.spotlight("ws-p").await.expect("none"), None);
-        let on = |seat, session: &str, secs| SpotlightRecord {
+        let on = |seat, session: &str, secs: i64| SpotlightRecord {
             seat,
             session: session.into(),
             since: DateTime::from_timestamp(1_764_590_000 + secs, 0).expect("time"),

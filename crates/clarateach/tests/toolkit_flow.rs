@@ -311,17 +311,22 @@ async fn an_edit_between_the_broadcasts_read_and_write_survives() {
         "{r:?}"
     );
 
+    // `run` kills its process group when the command ends: the watcher leaves it (setsid)
+    // before the command returns, which waits until it watches.
     let script = format!(
-        "cd /workspace && setsid python3 -c '{EDIT_AFTER_READ}' </dev/null >.watch.log 2>&1 & echo ok"
+        "cd /workspace && (setsid python3 -c '{EDIT_AFTER_READ}' </dev/null >.watch.log 2>&1 &) \
+         && for i in $(seq 100); do [ -e .armed ] && break; sleep 0.1; done && echo ok"
     );
     let (code, _) = run(&http, &base, &learner.token, &script).await;
     assert_eq!(code, 0);
-    eventually(
-        "the learner's watcher",
-        std::time::Duration::from_secs(10),
-        || async { read(&http, &base, &learner.token, ".armed").await },
-    )
-    .await;
+    let t = std::time::Instant::now();
+    while read(&http, &base, &learner.token, ".armed").await.is_none() {
+        if t.elapsed() > std::time::Duration::from_secs(10) {
+            let (_, log) = run(&http, &base, &learner.token, "cat /workspace/.watch.log").await;
+            panic!("the learner's watcher did not start: {log}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 
     let r = admin
         .broadcast(&ws.id, &files(&[("ex/race.py", v2.as_str())]))

@@ -162,7 +162,11 @@ async fn announcements_and_spotlight_survive_a_restart() {
         "{v}"
     );
     let (_, v) = s
-        .call(Method::GET, &format!("/api/workshops/{id}/announcements"), None)
+        .call(
+            Method::GET,
+            &format!("/api/workshops/{id}/announcements"),
+            None,
+        )
         .await;
     assert_eq!(v["announcements"][0]["id"], an["id"], "{v}");
 
