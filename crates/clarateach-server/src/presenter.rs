@@ -309,6 +309,7 @@ async fn refresh(shared: Weak<Shared>, store: Arc<dyn Store>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clarateach_store::{AccountStore, WorkshopStore};
 
     async fn store() -> (tempfile::TempDir, Arc<dyn Store>) {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -340,7 +341,7 @@ mod tests {
     async fn announcements_are_bounded_and_dismissable_per_workshop() {
         let (_dir, s) = store().await;
         let p = Presenter::default();
-        let mut rx = p.subscribe();
+        let rx = p.subscribe();
         let first = p
             .announce(s.as_ref(), "ws-a", "hello".into())
             .await
