@@ -431,7 +431,7 @@ mod tests {
             .expect("b learns of it within a refresh")
             .expect("open");
         let seen = b.cached("ws-a");
-        assert_eq!(seen.announcements, [an.clone()]);
+        assert_eq!(seen.announcements, std::slice::from_ref(&an));
         assert_eq!(seen.spotlight.map(|s| s.seat), Some(2));
         assert!(
             t.elapsed() <= REFRESH + Duration::from_millis(500),
