@@ -426,11 +426,18 @@ mod tests {
         a.spotlight_on(s.as_ref(), "ws-a", 2, "main".into())
             .await
             .expect("on");
-        tokio::time::timeout(REFRESH * 2, changes.changed())
-            .await
-            .expect("b learns of it within a refresh")
-            .expect("open");
-        let seen = b.cached("ws-a");
+        // A refresh may land between the two changes: wait for one that saw both.
+        let seen = tokio::time::timeout(REFRESH * 2, async {
+            loop {
+                changes.changed().await.expect("open");
+                let seen = b.cached("ws-a");
+                if seen.spotlight.is_some() {
+                    return seen;
+                }
+            }
+        })
+        .await
+        .expect("b learns of it within a refresh");
         assert_eq!(seen.announcements, std::slice::from_ref(&an));
         assert_eq!(seen.spotlight.map(|s| s.seat), Some(2));
         assert!(
