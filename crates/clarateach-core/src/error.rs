@@ -147,6 +147,8 @@ error_codes! {
     NotEmpty = "not_empty",
     BadBase64 = "bad_base64",
     BadEncoding = "bad_encoding",
+    /// A conditional write (`If-Match` / `If-None-Match`) found the file changed since it was read.
+    FileChanged = "file_changed",
 
     // Workspace daemon: run and terminal.
     BadCommand = "bad_command",

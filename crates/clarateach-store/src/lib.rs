@@ -14,6 +14,7 @@ mod conformance;
 mod help;
 mod postgres;
 mod preview;
+mod presenter;
 mod records;
 mod replicas;
 mod rows;
@@ -31,6 +32,7 @@ use clarateach_core::{SeatState, WorkshopStatus};
 pub use help::HelpStore;
 pub use postgres::{redact as redact_database_url, PgStore};
 pub use preview::PreviewStore;
+pub use presenter::{AnnouncementRecord, PresenterStore, SpotlightRecord};
 pub use records::{AgentTokenRecord, InstructorRecord, NewWorkshop, SeatRecord, WorkshopRecord};
 pub use replicas::{AgentLoad, AgentPresence, AgentPresenceInfo, QueuedCommand, ReplicaStore};
 pub use schedule::{ScheduleStore, WorkshopSchedule};
@@ -218,6 +220,7 @@ pub trait Store:
     + ToolkitStore
     + ReplicaStore
     + PreviewStore
+    + PresenterStore
 {
 }
 
@@ -232,6 +235,7 @@ impl<T> Store for T where
         + ToolkitStore
         + ReplicaStore
         + PreviewStore
+        + PresenterStore
 {
 }
 

@@ -275,11 +275,23 @@ impl Root {
     /// Replaces the file atomically: temp file in the same directory, fsync, rename, fsync dir.
     /// Parents are created. A symlink at `path` is replaced by the file, not written through.
     pub fn write(&self, path: &RelPath, data: &[u8]) -> Result<(), FsError> {
+        self.write_if(path, data, || Ok(()))
+    }
+
+    /// [`Self::write`] with a precondition: `check` runs once the new content is staged beside
+    /// the file, right before the rename, so the check sees the file as late as possible; an
+    /// error from it leaves the file alone (the temp file is removed).
+    pub fn write_if<E: From<FsError>>(
+        &self,
+        path: &RelPath,
+        data: &[u8],
+        check: impl FnOnce() -> Result<(), E>,
+    ) -> Result<(), E> {
         let (parent, name) = path.split_last()?;
         let dir = self.make_dirs(&parent)?;
         let mode = match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
-                return Err(FsError::IsADirectory)
+                return Err(FsError::IsADirectory.into())
             }
             Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => {
                 st.st_mode & 0o7777
@@ -296,21 +308,23 @@ impl Root {
             tmp.as_str(),
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::from_raw_mode(0o600),
-        )?;
-        let written = (|| -> Result<(), FsError> {
-            rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
+        )
+        .map_err(FsError::from)?;
+        let written = (|| -> Result<(), E> {
+            rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(FsError::from)?;
             let mut file = File::from(fd);
-            file.write_all(data)?;
-            file.sync_all()?;
+            file.write_all(data).map_err(FsError::from)?;
+            file.sync_all().map_err(FsError::from)?;
             drop(file);
-            rustix::fs::renameat(&dir, tmp.as_str(), &dir, name)?;
+            check()?;
+            rustix::fs::renameat(&dir, tmp.as_str(), &dir, name).map_err(FsError::from)?;
             Ok(())
         })();
         if written.is_err() {
             let _ = rustix::fs::unlinkat(&dir, tmp.as_str(), AtFlags::empty());
         }
         written?;
-        rustix::fs::fsync(&dir)?;
+        rustix::fs::fsync(&dir).map_err(FsError::from)?;
         Ok(())
     }
 

@@ -267,6 +267,95 @@ async fn broadcast_merges_check_colours_and_audit_records() {
     assert_eq!(audit.events[0].seat, Some(s1));
 }
 
+/// In the seat: waits until something has read `ex/race.py` to the end and closed it (the
+/// broadcast's read of the learner's file), then at once appends the learner's line, once. Drops
+/// `.armed` when watching and `.fired` after the edit.
+const EDIT_AFTER_READ: &str = r#"
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+fd = libc.inotify_init1(0)
+assert fd >= 0 and libc.inotify_add_watch(fd, b"ex/race.py", 0x10) >= 0  # IN_CLOSE_NOWRITE
+open(".armed", "w").write("1")
+os.read(fd, 4096)
+with open("ex/race.py", "a") as f:
+    f.write("learner line\n")
+open(".fired", "w").write("1")
+"#;
+
+/// The race the conditional write closes: the learner's edit lands after the broadcast read
+/// their file and before it writes. Without the precondition the broadcast decided "untouched,
+/// replace" and wrote over the edit; now the daemon refuses that write (412), the broadcast
+/// reads again and merges, and the learner's line survives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_between_the_broadcasts_read_and_write_survives() {
+    if let Some(why) = skip_reason() {
+        eprintln!("SKIPPED an_edit_between_the_broadcasts_read_and_write_survives: {why}");
+        println!("SKIPPED an_edit_between_the_broadcasts_read_and_write_survives: {why}");
+        return;
+    }
+    let (_tmp, dir) = data_dir();
+    let (_up, base, token) = start_up(&dir, free_port());
+    let admin = Client::new(&base, Some(token)).expect("client");
+    let ws = start_workshop(&admin, &workshop_request("race", 1)).await;
+    let learner = join(&base, &ws.code).await;
+    let http = reqwest::Client::new();
+    let v1 = "a\nb\nc\nd\ne\nf\ng\n";
+    let v2 = v1.replacen('a', "A", 1);
+    let r = admin
+        .broadcast(&ws.id, &files(&[("ex/race.py", v1)]))
+        .await
+        .expect("v1");
+    assert_eq!(
+        r.seats[0].files[0].outcome,
+        BroadcastOutcome::Written,
+        "{r:?}"
+    );
+
+    // `run` kills its process group when the command ends: the watcher leaves it (setsid)
+    // before the command returns, which waits until it watches.
+    let script = format!(
+        "cd /workspace && (setsid python3 -c '{EDIT_AFTER_READ}' </dev/null >.watch.log 2>&1 &) \
+         && for i in $(seq 100); do [ -e .armed ] && break; sleep 0.1; done && echo ok"
+    );
+    let (code, _) = run(&http, &base, &learner.token, &script).await;
+    assert_eq!(code, 0);
+    let t = std::time::Instant::now();
+    while read(&http, &base, &learner.token, ".armed").await.is_none() {
+        if t.elapsed() > std::time::Duration::from_secs(10) {
+            let (_, log) = run(&http, &base, &learner.token, "cat /workspace/.watch.log").await;
+            panic!("the learner's watcher did not start: {log}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    let r = admin
+        .broadcast(&ws.id, &files(&[("ex/race.py", v2.as_str())]))
+        .await
+        .expect("v2");
+    let f = &r.seats[0].files[0];
+    let now = read(&http, &base, &learner.token, "ex/race.py")
+        .await
+        .expect("the file");
+    assert_eq!(
+        read(&http, &base, &learner.token, ".fired")
+            .await
+            .as_deref(),
+        Some("1"),
+        "the learner edited during the broadcast"
+    );
+    assert!(
+        now.contains("learner line"),
+        "the learner's edit was lost: {now:?} ({r:?})"
+    );
+    assert_eq!(f.outcome, BroadcastOutcome::Merged, "{r:?}");
+    assert_eq!(now, format!("{v2}learner line\n"), "merged");
+    let log = std::fs::read_to_string(dir.join("up.log")).unwrap_or_default();
+    assert!(
+        log.contains("changed between read and write"),
+        "the edit landed inside the window (the write was refused and decided again)"
+    );
+}
+
 /// Figures for BENCHMARKS.md (not a timed test): a broadcast of 20 files to every seat and a
 /// check across every seat, on real sandboxes. Seats from `CLARATEACH_BENCH_SEATS` (default 50).
 /// `cargo test -p clarateach --test toolkit_flow -- --ignored --nocapture toolkit_figures`

@@ -68,6 +68,17 @@ pub async fn call(
     seat: u32,
     req: SeatRequest,
 ) -> Result<SeatAnswer, SeatCallError> {
+    call_with_headers(state, workshop_id, seat, req, axum::http::HeaderMap::new()).await
+}
+
+/// [`call`] with extra request headers (e.g. a conditional write's `If-Match`).
+pub async fn call_with_headers(
+    state: &AppState,
+    workshop_id: &str,
+    seat: u32,
+    req: SeatRequest,
+    extra: axum::http::HeaderMap,
+) -> Result<SeatAnswer, SeatCallError> {
     let SeatRequest {
         method,
         path: path_and_query,
@@ -91,6 +102,9 @@ pub async fn call(
             header::AUTHORIZATION,
             format!("Bearer {}", route.data_token),
         );
+    if let Some(h) = req.headers_mut() {
+        h.extend(extra);
+    }
     let body = match body {
         Some((bytes, content_type)) => {
             req = req.header(header::CONTENT_TYPE, content_type);

@@ -45,7 +45,10 @@ pub async fn spotlight(
     req: Request,
 ) -> Result<Response, ApiError> {
     let (mut parts, _) = req.into_parts();
-    let current = state.presenter().spotlight(&access.workshop_id);
+    let current = state
+        .presenter()
+        .spotlight(state.store(), &access.workshop_id)
+        .await?;
     if !clarateach_core::hop::is_upgrade(&parts.headers) {
         return Ok(Json(SpotlightState { spotlight: current }).into_response());
     }
@@ -63,7 +66,11 @@ pub async fn spotlight(
         let (l_sink, l_stream) = socket.split();
         let (d_sink, d_stream) = daemon.split();
         let changes = state.presenter().subscribe();
-        let still = || state.presenter().spotlight(&workshop_id).as_ref() == Some(&spot);
+        // Kept fresh while the tab is open, also when another replica moves the spotlight.
+        let Ok(_viewer) = state.presenter().watch(state.store_arc(), &workshop_id).await else {
+            return;
+        };
+        let still = || state.presenter().cached(&workshop_id).spotlight.as_ref() == Some(&spot);
         let dropped = relay(l_sink, l_stream, d_stream, changes, still).await;
         let mut d_sink = d_sink;
         let _ = d_sink.close().await;

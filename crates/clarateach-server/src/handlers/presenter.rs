@@ -25,6 +25,7 @@ use crate::auth::Instructor;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath};
 use crate::gateway::SeatAccess;
+use crate::presenter::Shown;
 use crate::state::AppState;
 
 /// Shows a banner to every learner of the workshop.
@@ -51,7 +52,10 @@ pub async fn announce(
         )));
     }
     let message = clarateach_core::classroom::bounded_text(message, MAX_ANNOUNCEMENT_CHARS);
-    let a = state.presenter().announce(&w.id, message);
+    let a = state
+        .presenter()
+        .announce(state.store(), &w.id, message)
+        .await?;
     tracing::info!(workshop.id = %w.id, announcement = %a.id, "announcement");
     Ok((StatusCode::CREATED, Json(a)))
 }
@@ -69,7 +73,10 @@ pub async fn list_announcements(
 ) -> Result<Json<AnnouncementList>, ApiError> {
     let w = instructor.workshop(&state, &id).await?;
     Ok(Json(AnnouncementList {
-        announcements: state.presenter().announcements(&w.id),
+        announcements: state
+            .presenter()
+            .announcements(state.store(), &w.id)
+            .await?,
     }))
 }
 
@@ -87,7 +94,11 @@ pub async fn dismiss(
     ApiPath((id, announcement_id)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let w = instructor.workshop(&state, &id).await?;
-    if state.presenter().dismiss(&w.id, &announcement_id) {
+    if state
+        .presenter()
+        .dismiss(state.store(), &w.id, &announcement_id)
+        .await?
+    {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(
@@ -122,7 +133,10 @@ pub async fn spotlight_on(
             "session must be 1-32 letters, digits, '-' or '_'.",
         ));
     }
-    let s = state.presenter().spotlight_on(&w.id, body.seat, session);
+    let s = state
+        .presenter()
+        .spotlight_on(state.store(), &w.id, body.seat, session)
+        .await?;
     tracing::info!(workshop.id = %w.id, seat = s.seat, session = %s.session, "spotlight on");
     Ok(Json(SpotlightState { spotlight: Some(s) }))
 }
@@ -140,7 +154,7 @@ pub async fn spotlight_get(
 ) -> Result<Json<SpotlightState>, ApiError> {
     let w = instructor.workshop(&state, &id).await?;
     Ok(Json(SpotlightState {
-        spotlight: state.presenter().spotlight(&w.id),
+        spotlight: state.presenter().spotlight(state.store(), &w.id).await?,
     }))
 }
 
@@ -156,20 +170,24 @@ pub async fn spotlight_off(
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let w = instructor.workshop(&state, &id).await?;
-    if state.presenter().spotlight_off(&w.id) {
+    if state
+        .presenter()
+        .spotlight_off(state.store(), &w.id)
+        .await?
+    {
         tracing::info!(workshop.id = %w.id, "spotlight off");
     }
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The snapshots of every topic for `workshop_id`.
-fn snapshot(state: &AppState, workshop_id: &str) -> Vec<LearnerEvent> {
+/// The snapshots of every topic.
+fn snapshot(shown: Shown) -> Vec<LearnerEvent> {
     vec![
         LearnerEvent::Announcements {
-            announcements: state.presenter().announcements(workshop_id),
+            announcements: shown.announcements,
         },
         LearnerEvent::Spotlight {
-            spotlight: state.presenter().spotlight(workshop_id),
+            spotlight: shown.spotlight,
         },
     ]
 }
@@ -190,7 +208,11 @@ pub async fn events(
 ) -> Result<Response, ApiError> {
     let (mut parts, _) = req.into_parts();
     if !clarateach_core::hop::is_upgrade(&parts.headers) {
-        return Ok(Json(snapshot(&state, &access.workshop_id)).into_response());
+        let shown = state
+            .presenter()
+            .shown(state.store(), &access.workshop_id)
+            .await?;
+        return Ok(Json(snapshot(shown)).into_response());
     }
     let ws = <WebSocketUpgrade as axum::extract::FromRequestParts<AppState>>::from_request_parts(
         &mut parts, &state,
@@ -203,7 +225,8 @@ pub async fn events(
     }))
 }
 
-/// Sends each topic's snapshot at start and whenever it changes, until the client leaves.
+/// Sends each topic's snapshot at start and whenever it changes (made through this replica: at
+/// once; through another: within [`crate::presenter::REFRESH`]), until the client leaves.
 /// Generic over `Sink`/`Stream` for tests.
 pub async fn run_events<S, R, E>(mut sink: S, mut stream: R, state: AppState, workshop_id: String)
 where
@@ -211,12 +234,23 @@ where
     R: Stream<Item = Result<Message, E>> + Unpin,
 {
     let mut changes = state.presenter().subscribe();
+    let _viewer = match state
+        .presenter()
+        .watch(state.store_arc(), &workshop_id)
+        .await
+    {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(workshop.id = %workshop_id, error = %clarateach_core::error::error_chain(&e), "cannot read the presenter state");
+            return;
+        }
+    };
     let mut shutdown = state.shutdown_signal();
     let mut sent: Vec<LearnerEvent> = Vec::new();
     loop {
         // Before reading, so a change made while sending is not missed.
         changes.mark_unchanged();
-        let now = snapshot(&state, &workshop_id);
+        let now = snapshot(state.presenter().cached(&workshop_id));
         for (i, event) in now.iter().enumerate() {
             if sent.get(i) == Some(event) {
                 continue;

@@ -194,7 +194,9 @@ pub async fn stop(
     let w = instructor.workshop(&state, &id).await?;
     let w = lifecycle::stop(&state, w).await?;
     // Banners and the spotlight end with the workshop.
-    state.presenter().forget(&w.id);
+    if let Err(e) = state.presenter().forget(state.store(), &w.id).await {
+        tracing::warn!(workshop.id = %w.id, error = %clarateach_core::error::error_chain(&e), "cannot clear the announcements and spotlight");
+    }
     let status = if w.status == WorkshopStatus::Stopped {
         StatusCode::OK
     } else {

@@ -107,3 +107,68 @@ async fn announcements_and_spotlight_reach_the_learners_stream() {
     let (_, v) = s.call(Method::GET, &path, None).await;
     assert_eq!(v["announcements"], json!([]), "{v}");
 }
+
+/// Announcements and the spotlight are in the store: a control-plane restart (a new server on
+/// the same data dir and database) still shows them to the learner, through the snapshot of
+/// the event stream and the Presenter tab's route, and to the instructor.
+#[tokio::test]
+async fn announcements_and_spotlight_survive_a_restart() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path().join("data");
+    let s = TestServer::start_in(&dir, |_| {}).await;
+    let (w, agent) = s.running_workshop(2).await;
+    let id = w["id"].as_str().expect("id").to_string();
+    let code = w["code"].as_str().expect("code").to_string();
+    let (st, v, _) = s.join(json!({"code": code})).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let learner = v["token"].as_str().expect("token").to_string();
+    let (st, an) = s
+        .call(
+            Method::POST,
+            &format!("/api/workshops/{id}/announcements"),
+            Some(json!({"message": "Break until 11"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{an}");
+    let (st, v) = s
+        .call(
+            Method::PUT,
+            &format!("/api/workshops/{id}/spotlight"),
+            Some(json!({"seat": 2})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    drop(agent);
+    s.shutdown().await;
+
+    let s = TestServer::start_in(&dir, |_| {}).await;
+    let (st, v) = s
+        .call_as(&learner, Method::GET, "/api/session/events", None)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v[0]["announcements"][0]["id"], an["id"], "{v}");
+    assert_eq!(v[0]["announcements"][0]["message"], "Break until 11");
+    assert_eq!(
+        v[0]["announcements"][0]["created_at"], an["created_at"],
+        "the same announcement"
+    );
+    assert_eq!(v[1]["spotlight"]["seat"], 2, "{v}");
+    let (st, v) = s
+        .call_as(&learner, Method::GET, "/api/session/spotlight", None)
+        .await;
+    assert_eq!(
+        (st, v["spotlight"]["seat"].as_u64()),
+        (StatusCode::OK, Some(2)),
+        "{v}"
+    );
+    let (_, v) = s
+        .call(
+            Method::GET,
+            &format!("/api/workshops/{id}/announcements"),
+            None,
+        )
+        .await;
+    assert_eq!(v["announcements"][0]["id"], an["id"], "{v}");
+
+    s.shutdown().await;
+}

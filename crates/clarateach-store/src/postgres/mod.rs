@@ -11,6 +11,7 @@ mod claims;
 mod help;
 mod replicas;
 mod preview;
+mod presenter;
 mod schedule;
 mod seats;
 mod templates;

@@ -10,6 +10,7 @@ mod claims;
 mod help;
 mod replicas;
 mod preview;
+mod presenter;
 mod schedule;
 mod seats;
 mod templates;
