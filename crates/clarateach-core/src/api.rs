@@ -561,6 +561,11 @@ pub struct FileInfo {
     pub modified_at: DateTime<Utc>,
 }
 
+/// Header of the daemon's `PUT /files/{path}`: `later` leaves the flush to a `POST /files-sync`
+/// that ends a batch of writes (a broadcast); absent or `now`, the write is on disk before it
+/// answers.
+pub const FILES_SYNC_HEADER: &str = "x-clarateach-sync";
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ListFilesResponse {
     pub files: Vec<FileInfo>,

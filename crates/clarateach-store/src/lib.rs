@@ -13,8 +13,8 @@
 mod conformance;
 mod help;
 mod postgres;
-mod preview;
 mod presenter;
+mod preview;
 mod records;
 mod replicas;
 mod rows;
@@ -31,8 +31,8 @@ use clarateach_core::{SeatState, WorkshopStatus};
 
 pub use help::HelpStore;
 pub use postgres::{redact as redact_database_url, PgStore};
-pub use preview::PreviewStore;
 pub use presenter::{AnnouncementRecord, PresenterStore, SpotlightRecord};
+pub use preview::PreviewStore;
 pub use records::{AgentTokenRecord, InstructorRecord, NewWorkshop, SeatRecord, WorkshopRecord};
 pub use replicas::{AgentLoad, AgentPresence, AgentPresenceInfo, QueuedCommand, ReplicaStore};
 pub use schedule::{ScheduleStore, WorkshopSchedule};

@@ -30,7 +30,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::{parse_json, parse_raw, ApiError};
-use crate::fsroot::{FsError, RelPath, Root};
+use crate::fsroot::{Durability, FsError, RelPath, Root};
 use crate::AppState;
 
 impl From<FsError> for ApiError {
@@ -191,9 +191,10 @@ pub fn write_checked(
     path: &RelPath,
     data: &[u8],
     pre: &Precondition,
+    durability: Durability,
     cap: u64,
 ) -> Result<(), WriteError> {
-    root.write_if(path, data, || {
+    root.write_if(path, data, durability, || {
         if *pre == Precondition::Any {
             return Ok(());
         }
@@ -306,7 +307,32 @@ pub async fn write(
         return Err(FsError::TooLarge(state.max_file_bytes).into());
     }
     let cap = state.max_file_bytes;
-    changing(&state, move |r| write_checked(r, &path, &data, &pre, cap)).await?;
+    let durability = durability(&headers)?;
+    changing(&state, move |r| {
+        write_checked(r, &path, &data, &pre, durability, cap)
+    })
+    .await?;
+    Ok(Json(SuccessResponse { success: true }))
+}
+
+/// See [`Durability::Later`].
+pub use clarateach_core::api::FILES_SYNC_HEADER as SYNC_HEADER;
+
+fn durability(headers: &HeaderMap) -> Result<Durability, ApiError> {
+    match headers.get(SYNC_HEADER).map(|v| v.to_str()) {
+        None | Some(Ok("now")) => Ok(Durability::Now),
+        Some(Ok("later")) => Ok(Durability::Later),
+        Some(_) => Err(ApiError::bad_request(
+            ErrorCode::InvalidRequest,
+            format!("{SYNC_HEADER} must be `now` or `later`"),
+        )),
+    }
+}
+
+/// `POST /files-sync`: every change of the workspace on disk (the end of a batch of writes).
+pub async fn sync(State(state): State<AppState>) -> Result<Json<SuccessResponse>, ApiError> {
+    // Not under the change lock: a flush may take a while and orders nothing.
+    with_root(&state, |r| r.sync()).await?;
     Ok(Json(SuccessResponse { success: true }))
 }
 
@@ -376,7 +402,7 @@ mod tests {
         // The learner's edit lands after the writer read v1: the write is refused.
         root.write(&p("a.py"), b"v1 + mine\n").expect("edit");
         assert!(matches!(
-            write_checked(&root, &p("a.py"), b"v2\n", &v1, 1 << 20),
+            write_checked(&root, &p("a.py"), b"v2\n", &v1, Durability::Now, 1 << 20),
             Err(WriteError::Changed)
         ));
         assert_eq!(
@@ -385,7 +411,15 @@ mod tests {
             "the edit survives"
         );
         let mine = pre(header::IF_MATCH, &etag(b"v1 + mine\n")).expect("tag");
-        write_checked(&root, &p("a.py"), b"merged\n", &mine, 1 << 20).expect("matches");
+        write_checked(
+            &root,
+            &p("a.py"),
+            b"merged\n",
+            &mine,
+            Durability::Now,
+            1 << 20,
+        )
+        .expect("matches");
         assert_eq!(
             std::fs::read(dir.path().join("a.py")).expect("read"),
             b"merged\n"
@@ -406,12 +440,13 @@ mod tests {
             &p("a.py"),
             b"big file\n",
             &pre(header::IF_MATCH, &list).expect("list"),
+            Durability::Now,
             1 << 20,
         )
         .expect("one of the list matches");
         let big = pre(header::IF_MATCH, &etag(b"big file\n")).expect("tag");
         assert!(matches!(
-            write_checked(&root, &p("a.py"), b"x", &big, 4),
+            write_checked(&root, &p("a.py"), b"x", &big, Durability::Now, 4),
             Err(WriteError::Changed)
         ));
     }
@@ -423,22 +458,52 @@ mod tests {
         let exists = pre(header::IF_MATCH, "*").expect("exists");
         let tag = pre(header::IF_MATCH, &etag(b"")).expect("tag of empty");
         assert!(matches!(
-            write_checked(&root, &p("d/new.txt"), b"x", &exists, 1 << 20),
+            write_checked(
+                &root,
+                &p("d/new.txt"),
+                b"x",
+                &exists,
+                Durability::Now,
+                1 << 20
+            ),
             Err(WriteError::Changed)
         ));
         assert!(
             matches!(
-                write_checked(&root, &p("d/new.txt"), b"x", &tag, 1 << 20),
+                write_checked(&root, &p("d/new.txt"), b"x", &tag, Durability::Now, 1 << 20),
                 Err(WriteError::Changed),
             ),
             "a tag never matches a missing file"
         );
-        write_checked(&root, &p("d/new.txt"), b"first", &absent, 1 << 20).expect("absent");
+        write_checked(
+            &root,
+            &p("d/new.txt"),
+            b"first",
+            &absent,
+            Durability::Now,
+            1 << 20,
+        )
+        .expect("absent");
         assert!(matches!(
-            write_checked(&root, &p("d/new.txt"), b"second", &absent, 1 << 20),
+            write_checked(
+                &root,
+                &p("d/new.txt"),
+                b"second",
+                &absent,
+                Durability::Now,
+                1 << 20
+            ),
             Err(WriteError::Changed)
         ));
-        write_checked(&root, &p("d/new.txt"), b"third", &exists, 1 << 20).expect("exists");
+        write_checked(
+            &root,
+            &p("d/new.txt"),
+            b"third",
+            &exists,
+            Durability::Now,
+            1 << 20,
+        )
+        .expect("exists");
         assert_eq!(
             std::fs::read(dir.path().join("d/new.txt")).expect("read"),
             b"third"
@@ -469,5 +534,29 @@ mod tests {
         assert!(Precondition::from_headers(&both).is_err());
         let changed = ApiError::from(WriteError::Changed).into_response();
         assert_eq!(changed.status(), StatusCode::PRECONDITION_FAILED);
+    }
+
+    #[test]
+    fn a_deferred_write_is_visible_at_once_and_flushed_by_sync() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = Root::open(dir.path()).expect("root");
+        let any = Precondition::Any;
+        write_checked(
+            &root,
+            &p("b/c.txt"),
+            b"later\n",
+            &any,
+            Durability::Later,
+            1 << 20,
+        )
+        .expect("deferred write");
+        assert_eq!(root.read(&p("b/c.txt"), 1 << 20).expect("read"), b"later\n");
+        root.sync().expect("syncfs");
+        let mut h = HeaderMap::new();
+        assert_eq!(durability(&h).expect("absent"), Durability::Now);
+        h.insert(SYNC_HEADER, "later".parse().expect("value"));
+        assert_eq!(durability(&h).expect("later"), Durability::Later);
+        h.insert(SYNC_HEADER, "soon".parse().expect("value"));
+        assert!(durability(&h).is_err(), "an unknown value is refused");
     }
 }

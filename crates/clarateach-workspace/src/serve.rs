@@ -83,6 +83,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/files-rename", post(files::rename))
         .route("/files-mkdir", post(files::mkdir))
+        .route("/files-sync", post(files::sync))
         .route("/run", post(run::handler))
         .route("/screen", get(terminal::screen_handler))
         .route("/previews", get(preview::list))

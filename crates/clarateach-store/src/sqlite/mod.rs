@@ -8,9 +8,9 @@
 mod accounts;
 mod claims;
 mod help;
-mod replicas;
-mod preview;
 mod presenter;
+mod preview;
+mod replicas;
 mod schedule;
 mod seats;
 mod templates;
