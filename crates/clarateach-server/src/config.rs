@@ -66,7 +66,9 @@ pub struct ServerConfig {
     /// port); `None`: `localhost` with the port the browser reached the control plane on.
     pub preview_domain: Option<String>,
     /// Seats may reserve this many times an agent's reported memory (a seat's `memory_mb` is
-    /// its cgroup ceiling; idle learners use a fraction of it).
+    /// its cgroup ceiling; an idle seat uses ~1 MiB of it, a learner's program tens): by default
+    /// a 24 GiB host takes a class of 200 seats at the default 512 MiB (4x, the first default,
+    /// refused the 200-seat class of issue 12 on such a host at 188).
     pub memory_overcommit: f64,
     /// Seats may reserve this many times an agent's reported CPU (`cpu_millis` is a quota
     /// ceiling; a class mostly reads and types): by default a 2-CPU host takes one workshop of
@@ -107,7 +109,7 @@ impl ServerConfig {
             tls: None,
             schedule_tick: Duration::from_secs(5),
             preview_domain: None,
-            memory_overcommit: 4.0,
+            memory_overcommit: 8.0,
             cpu_overcommit: 100.0,
         }
     }
@@ -174,5 +176,23 @@ mod tests {
         let shown = format!("{c:?}");
         assert!(!shown.contains("hunter2-secret"), "{shown}");
         assert!(shown.contains("postgres://ct:***@db:5432/ct"), "{shown}");
+    }
+
+    /// Issue 12's class: 200 seats at the default limits (512 MiB, 1 CPU) on this project's
+    /// 2-core, 24 GiB host fit in what the defaults let seats reserve.
+    #[test]
+    fn the_defaults_take_a_class_of_200_on_a_2_core_24_gib_host() {
+        let c = ServerConfig::new("/tmp/x");
+        let limits = clarateach_core::Limits::default();
+        let memory = 24.0 * 1024.0 * c.memory_overcommit;
+        let cpu = 2000.0 * c.cpu_overcommit;
+        assert!(
+            memory / f64::from(limits.memory_mb) >= 200.0,
+            "memory for {memory} MiB"
+        );
+        assert!(
+            cpu / f64::from(limits.cpu_millis) >= 200.0,
+            "cpu for {cpu} millis"
+        );
     }
 }
