@@ -14,7 +14,7 @@
 // script). E2E_GRID_SEATS=N changes the seat count.
 import { readFileSync, readdirSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
-import { PageWatch, check, log, runAlone, startWorkshop, waitFor } from './harness.mjs';
+import { PageWatch, check, log, measuredInstructorContext, runAlone, startWorkshop, waitFor } from './harness.mjs';
 
 const SEATS = Number(process.env.E2E_GRID_SEATS ?? 50);
 const WINDOW_S = 20;
@@ -101,23 +101,7 @@ export async function measureGridScreens(browser, url, token, viewport, watches)
   const sess = await fetch(`${url}/api/instructor/sessions`, { method: 'POST', headers });
   check(sess.status === 201, `instructor session: ${sess.status}`);
   const session = await sess.json();
-  const ctx = await browser.newContext({ viewport });
-  await ctx.addInitScript((s) => {
-    sessionStorage.setItem('clarateach.instructor.session', JSON.stringify(s));
-    window.__longTasks = [];
-    window.__frames = [];
-    new PerformanceObserver((l) => l.getEntries().forEach((e) => window.__longTasks.push(e.duration))).observe({
-      type: 'longtask',
-      buffered: true,
-    });
-    let last = performance.now();
-    const frame = (now) => {
-      window.__frames.push(now - last);
-      last = now;
-      requestAnimationFrame(frame);
-    };
-    requestAnimationFrame(frame);
-  }, session);
+  const ctx = await measuredInstructorContext(browser, viewport, session);
   const page = await ctx.newPage();
   watches.push(new PageWatch('grid-screens', page));
   const screenFrames = [];

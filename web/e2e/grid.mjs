@@ -1,7 +1,7 @@
 // Figure: the instructor seat grid with 50 seats staying live. Starts a 50-seat workshop, opens
 // its grid, then for 20 s (ten 2 s polls) has a learner join through the API every second while
 // Chromium records long tasks (> 50 ms main-thread blocks) and frame intervals. Stops it after.
-import { PageWatch, SHOTS, log, waitFor } from './harness.mjs';
+import { PageWatch, SHOTS, log, measuredInstructorContext, waitFor } from './harness.mjs';
 
 const SEATS = Number(process.env.E2E_GRID_SEATS ?? 50);
 const START = (process.env.E2E_GRID_START ?? '1') !== '0';
@@ -23,23 +23,7 @@ export async function measureGrid(browser, url, token, viewport, watches) {
   const sess = await fetch(`${url}/api/instructor/sessions`, { method: 'POST', headers });
   if (sess.status !== 201) throw new Error(`instructor session: ${sess.status}`);
   const session = await sess.json();
-  const ctx = await browser.newContext({ viewport });
-  await ctx.addInitScript((s) => {
-    sessionStorage.setItem('clarateach.instructor.session', JSON.stringify(s));
-    window.__longTasks = [];
-    window.__frames = [];
-    new PerformanceObserver((l) => l.getEntries().forEach((e) => window.__longTasks.push(e.duration))).observe({
-      type: 'longtask',
-      buffered: true,
-    });
-    let last = performance.now();
-    const frame = (now) => {
-      window.__frames.push(now - last);
-      last = now;
-      requestAnimationFrame(frame);
-    };
-    requestAnimationFrame(frame);
-  }, session);
+  const ctx = await measuredInstructorContext(browser, viewport, session);
   const page = await ctx.newPage();
   watches.push(new PageWatch('instructor-grid', page));
   await page.goto(`${url}/instructor/workshops/${workshop.id}`);

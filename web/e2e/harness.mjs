@@ -258,6 +258,31 @@ export async function startWorkshop(url, token, body) {
 /** Runs one scenario `(browser, url, token, viewport, watches) => figures` on its own server:
  *  for `node e2e/NAME.mjs`. Fails on any console error or failed request the watches saw,
  *  unless the scenario makes some on purpose (`failOnProblems: false`). */
+/**
+ * A browser context signed in as the instructor (`session` in sessionStorage, as the UI keeps
+ * it) that records long tasks in `window.__longTasks` and frame intervals in `window.__frames`.
+ */
+export async function measuredInstructorContext(browser, viewport, session) {
+  const ctx = await browser.newContext({ viewport });
+  await ctx.addInitScript((s) => {
+    sessionStorage.setItem('clarateach.instructor.session', JSON.stringify(s));
+    window.__longTasks = [];
+    window.__frames = [];
+    new PerformanceObserver((l) => l.getEntries().forEach((e) => window.__longTasks.push(e.duration))).observe({
+      type: 'longtask',
+      buffered: true,
+    });
+    let last = performance.now();
+    const frame = (now) => {
+      window.__frames.push(now - last);
+      last = now;
+      requestAnimationFrame(frame);
+    };
+    requestAnimationFrame(frame);
+  }, session);
+  return ctx;
+}
+
 export async function runAlone(scenario, { failOnProblems = true } = {}) {
   const server = await startServer();
   const browser = await launchBrowser();

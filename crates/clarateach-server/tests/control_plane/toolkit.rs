@@ -67,6 +67,10 @@ async fn daemon(
             .collect();
         return axum::Json(json!({ "files": list })).into_response();
     }
+    if rest == "files-sync" {
+        // The flush that ends a seat's batch of `X-Clarateach-Sync: later` writes.
+        return axum::Json(json!({"success": true})).into_response();
+    }
     let Some(path) = rest.strip_prefix("files/") else {
         return AxStatus::NOT_FOUND.into_response();
     };

@@ -416,3 +416,16 @@ pub fn serve_and_agent() -> SplitStack {
         agent_token,
     }
 }
+
+/// `out` of the command run with `args`, which must have succeeded; its stdout. A failure
+/// panics with the status and both streams, for the test's log.
+pub fn succeeded(args: &[&str], out: std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
