@@ -4,4 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
-exec cargo run --release -p clarateach -- up "$@"
+# Builds both binaries of the package: `clarateach` and the daemon-only
+# `clarateach-workspace-server` that sandbox seats run (`cargo run` would build only the first).
+cargo build --release -p clarateach
+exec target/release/clarateach up "$@"
