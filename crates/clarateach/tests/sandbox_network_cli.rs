@@ -21,7 +21,7 @@ mod support;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
-use net_support::{missing_tool, sh, Internet, PY};
+use net_support::{host_addrs, missing_tool, sh, Internet, PY};
 use support::{skip_reason, BIN};
 
 fn tag() -> u32 {
@@ -131,19 +131,6 @@ fn links_of(n: u32) -> Vec<String> {
         }
     }
     out
-}
-
-fn host_addrs() -> Vec<String> {
-    let out = Command::new("ip")
-        .args(["-o", "-4", "addr", "show", "scope", "global"])
-        .output()
-        .expect("ip");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(3))
-        .filter_map(|a| a.split('/').next())
-        .map(str::to_string)
-        .collect()
 }
 
 fn skipped() -> bool {
