@@ -807,6 +807,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_runs_output_file_is_a_new_empty_file_not_the_old_one_truncated() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("stdout.log");
+        std::fs::write(&path, "last run's output\n").expect("write");
+        let old = std::fs::metadata(&path).expect("stat").ino();
+        let kept_open = std::fs::File::open(&path).expect("open");
+        let mut f = fresh_file(&path).expect("fresh");
+        std::io::Write::write_all(&mut f, b"1\n").expect("write");
+        let new = std::fs::metadata(&path).expect("stat");
+        assert_ne!(new.ino(), old, "a new inode: nothing was truncated");
+        assert_eq!(std::fs::read(&path).expect("read"), b"1\n");
+        assert_eq!(
+            kept_open.metadata().expect("stat").len(),
+            18,
+            "the old file is untouched"
+        );
+        fresh_file(&dir.path().join("absent.log")).expect("no file before is fine");
+    }
+
+    #[test]
     fn each_state_dir_gets_its_own_cgroup_and_a_uid_slice_apart_from_the_agents() {
         let (cg_a, uids_a) = host_names(&StateDir::at("/var/lib/clarateach"));
         let (cg_b, _) = host_names(&StateDir::at("/tmp/other"));
