@@ -123,6 +123,11 @@ async fn a_claude_image_seat_runs_claude_and_python() {
         status, "exit=0 signal=0",
         "the image root must be read-only"
     );
+    // The image's empty directories are made on bwrap's root, not bound: as read-only.
+    for dir in ["/mnt", "/srv", "/opt", "/media", "/boot"] {
+        let (status, _) = run(&ep, &format!("test -d {dir} && touch {dir}/evil")).await;
+        assert_ne!(status, "exit=0 signal=0", "{dir} must be read-only");
+    }
     ok(&ep, "touch /workspace/a /home/learner/b /tmp/c").await;
     b.destroy(&s.key, true).await.expect("destroy");
 }
