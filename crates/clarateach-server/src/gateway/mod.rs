@@ -91,7 +91,17 @@ mod tests {
         ] {
             assert!(allowed(ok), "{ok}");
         }
-        for bad in ["", "health", "files/", "files/../x", "vms", "terminal/x"] {
+        // `files-sync` (a `syncfs` of the seat's disk) is the broadcast's, not the learner's.
+        for bad in [
+            "",
+            "health",
+            "files/",
+            "files/../x",
+            "vms",
+            "terminal/x",
+            "files-sync",
+            "screen",
+        ] {
             assert!(!allowed(bad), "{bad}");
         }
         let learner = SeatAccess {
