@@ -10,12 +10,16 @@
 //!
 //! The screen follows the session as one more broadcast subscriber that never takes part in
 //! flow control: a flood that outruns it costs it a resync from the scrollback tail, never the
-//! shell's speed. Everything here is data the learner controls (they can print any mark): it is
+//! shell's speed. The marks are scanned from every byte; the VT state, which costs several
+//! times what the rest of the daemon spends on a byte of output, is kept only while somebody
+//! looks at the screen (a snapshot within [`WATCH_TTL`]): the first snapshot after a pause
+//! rebuilds it from the scrollback tail, so a flood nobody watches costs the daemon only the
+//! mark scan. Everything here is data the learner controls (they can print any mark): it is
 //! bounded and shown as text, never trusted.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clarateach_core::classroom::{
     bounded_text, CommandRecord, ScreenCursor, ScreenSnapshot, COMMAND_CHARS, COMMAND_HISTORY,
@@ -24,6 +28,9 @@ use clarateach_core::classroom::{
 
 /// Longest OSC payload kept; longer ones (pictures, clipboard pastes) are skipped.
 const MAX_OSC: usize = 4096;
+
+/// How long after a snapshot the VT state is kept up to date. The grid asks every second.
+pub const WATCH_TTL: Duration = Duration::from_secs(10);
 
 /// Environment that makes bash emit the marks: `PROMPT_COMMAND` reports the last status (`D`),
 /// the cwd (OSC 7) and a new prompt (`A`); `PS0`, shown after a command line is read and before
@@ -80,7 +87,17 @@ enum ScanState {
 impl OscScanner {
     /// Feeds bytes; calls `found` with every complete mark in them.
     pub fn feed(&mut self, data: &[u8], mut found: impl FnMut(Mark)) {
-        for &b in data {
+        let mut i = 0;
+        while i < data.len() {
+            if self.state == ScanState::Ground {
+                // Most output has no escape at all: skip to the next one.
+                match memchr::memchr(0x1b, &data[i..]) {
+                    Some(at) => i += at,
+                    None => return,
+                }
+            }
+            let b = data[i];
+            i += 1;
             self.state = match (self.state, b) {
                 (ScanState::Ground, 0x1b) => ScanState::Esc,
                 (ScanState::Ground, _) => ScanState::Ground,
@@ -223,7 +240,15 @@ impl ShellFacts {
 /// The VT state and shell facts of one session.
 pub struct Screen {
     parser: vt100::Parser,
+    /// Stream offset just past the last byte the VT state saw.
+    vt_next: u64,
+    /// The VT state has seen every byte up to `vt_next` (false once output went by unwatched).
+    vt_current: bool,
+    /// The last snapshot; the VT state is fed only within [`WATCH_TTL`] of it.
+    watched: Option<Instant>,
     osc: OscScanner,
+    /// Stream offset just past the last byte the mark scanner saw.
+    osc_next: u64,
     facts: ShellFacts,
     version: u64,
     last_input: Instant,
@@ -234,7 +259,11 @@ impl Screen {
     pub fn new(rows: u16, cols: u16) -> Self {
         Self {
             parser: vt100::Parser::new(rows.max(1), cols.max(1), 0),
+            vt_next: 0,
+            vt_current: true,
+            watched: None,
             osc: OscScanner::default(),
+            osc_next: 0,
             facts: ShellFacts::default(),
             version: 1,
             last_input: Instant::now(),
@@ -242,11 +271,28 @@ impl Screen {
         }
     }
 
-    /// Feeds session output.
-    pub fn feed(&mut self, data: &[u8]) {
-        self.parser.process(data);
-        let facts = &mut self.facts;
-        self.osc.feed(data, |m| facts.apply(m));
+    /// Feeds session output that starts at stream offset `offset`. Bytes already seen (an
+    /// event older than a resync) are skipped, so none is applied twice.
+    pub fn feed(&mut self, offset: u64, data: &[u8]) {
+        let end = offset + data.len() as u64;
+        if let Some(new) = unseen(self.osc_next, offset, data) {
+            let facts = &mut self.facts;
+            self.osc.feed(new, |m| facts.apply(m));
+            self.osc_next = end;
+        }
+        if self.watched.is_some_and(|at| at.elapsed() < WATCH_TTL) {
+            if self.vt_current && offset <= self.vt_next {
+                if let Some(new) = unseen(self.vt_next, offset, data) {
+                    self.parser.process(new);
+                    self.vt_next = end;
+                }
+            } else {
+                self.vt_current = false;
+            }
+        } else {
+            self.watched = None;
+            self.vt_current = false;
+        }
         self.version += 1;
     }
 
@@ -256,12 +302,42 @@ impl Screen {
         self.version += 1;
     }
 
-    /// Starts over from a scrollback tail (the follower lagged). Shell facts are kept.
-    pub fn resync(&mut self, tail: &[u8]) {
+    /// The follower lagged: `tail` is the scrollback's last bytes, ending at stream offset
+    /// `next`. The marks in it that the scanner has not seen are applied (those that went by
+    /// before the tail are lost); the VT state starts over from it.
+    pub fn lagged(&mut self, tail: &[u8], next: u64) {
+        let start = next - tail.len() as u64;
+        if self.osc_next < start {
+            self.osc = OscScanner::default();
+        }
+        let from = self.osc_next.max(start);
+        if let Some(new) = unseen(from, start, tail) {
+            let facts = &mut self.facts;
+            self.osc.feed(new, |m| facts.apply(m));
+        }
+        self.osc_next = self.osc_next.max(next);
+        if self.watched.is_some_and(|at| at.elapsed() < WATCH_TTL) {
+            self.rebuild(tail, next);
+        } else {
+            self.vt_current = false;
+        }
+        self.version += 1;
+    }
+
+    /// Marks the screen as looked at; false when its VT state must first be rebuilt with
+    /// [`Screen::rebuild`] (output went by while nobody looked).
+    pub fn watch(&mut self) -> bool {
+        self.watched = Some(Instant::now());
+        self.vt_current
+    }
+
+    /// Starts the VT state over from a scrollback tail ending at stream offset `next`.
+    pub fn rebuild(&mut self, tail: &[u8], next: u64) {
         let (rows, cols) = self.parser.screen().size();
         self.parser = vt100::Parser::new(rows, cols, 0);
-        self.osc = OscScanner::default();
-        self.feed(tail);
+        self.parser.process(tail);
+        self.vt_next = next;
+        self.vt_current = true;
     }
 
     pub fn resize(&mut self, rows: u16, cols: u16) {
@@ -316,6 +392,12 @@ pub type SharedScreen = Arc<Mutex<Screen>>;
 
 pub fn lock(s: &Mutex<Screen>) -> MutexGuard<'_, Screen> {
     s.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The part of `data` (which starts at stream offset `offset`) past offset `seen`, if any.
+fn unseen(seen: u64, offset: u64, data: &[u8]) -> Option<&[u8]> {
+    let skip = usize::try_from(seen.saturating_sub(offset)).unwrap_or(usize::MAX);
+    data.get(skip..).filter(|rest| !rest.is_empty())
 }
 
 #[cfg(test)]
@@ -417,13 +499,82 @@ mod tests {
         assert_eq!(f.commands.back().map(|c| c.command.as_str()), Some("c19"));
     }
 
+    /// A screen being watched, fed as the session's follower feeds it (offsets counted).
+    struct Fed {
+        screen: Screen,
+        stream: Vec<u8>,
+    }
+
+    impl Fed {
+        fn new() -> Self {
+            let mut screen = Screen::new(24, 40);
+            assert!(screen.watch(), "a new screen has seen everything");
+            Self {
+                screen,
+                stream: Vec::new(),
+            }
+        }
+
+        fn feed(&mut self, data: &[u8]) {
+            self.screen.feed(self.stream.len() as u64, data);
+            self.stream.extend_from_slice(data);
+        }
+
+        fn lines(&mut self) -> Vec<String> {
+            if !self.screen.watch() {
+                let next = self.stream.len() as u64;
+                self.screen.rebuild(&self.stream.clone(), next);
+            }
+            self.screen.snapshot("main").lines
+        }
+    }
+
+    #[test]
+    fn output_nobody_watches_skips_the_vt_and_the_next_look_rebuilds_it() {
+        let mut f = Fed::new();
+        f.feed(b"one\r\n");
+        assert_eq!(f.lines(), vec!["one", ""]);
+        // Nobody looked for longer than the TTL: the VT state stops following, marks do not.
+        f.screen.watched = Some(Instant::now() - WATCH_TTL - Duration::from_secs(1));
+        f.feed(b"two\r\n\x1b]133;E;make\x07\x1b]133;C\x07");
+        assert!(!f.screen.vt_current);
+        assert_eq!(f.screen.facts.running.as_deref(), Some("make"));
+        assert!(!f.screen.watch(), "the look finds the VT state behind");
+        assert_eq!(f.lines(), vec!["one", "two", ""]);
+        // Watched again: fed as it goes, no rebuild.
+        f.feed(b"three");
+        assert!(f.screen.watch());
+        assert_eq!(f.lines(), vec!["one", "two", "three"]);
+    }
+
+    #[test]
+    fn bytes_already_seen_are_not_applied_twice() {
+        let mut s = Screen::new(24, 40);
+        s.watch();
+        // A rebuild from a tail up to offset 6, then the follower's older event (0..4) and one
+        // that straddles the tail's end (4..9).
+        s.rebuild(b"abcdef", 6);
+        s.feed(0, b"abcd");
+        s.feed(4, b"efghi");
+        assert_eq!(s.snapshot("main").lines, vec!["abcdefghi"]);
+        // The marks too: the follower lagged, and the tail holds a command it had half seen.
+        let stream = b"\x1b]133;E;ls\x07\x1b]133;C\x07\x1b]133;D;0\x07";
+        let mut s = Screen::new(24, 40);
+        s.feed(0, &stream[..10]);
+        s.lagged(stream, stream.len() as u64);
+        s.feed(0, stream);
+        let commands: Vec<_> = s.facts.commands.iter().map(|c| c.command.clone()).collect();
+        assert_eq!(commands, vec!["ls"]);
+    }
+
     #[test]
     fn the_snapshot_is_the_tail_up_to_the_cursor() {
-        let mut s = Screen::new(24, 40);
+        let mut f = Fed::new();
         for i in 0..12 {
-            s.feed(format!("line {i}\r\n").as_bytes());
+            f.feed(format!("line {i}\r\n").as_bytes());
         }
-        s.feed(b"$ \x1b[31mred\x1b[0m");
+        f.feed(b"$ \x1b[31mred\x1b[0m");
+        let s = &f.screen;
         let snap = s.snapshot("main");
         assert_eq!(snap.lines.len(), SCREEN_LINES);
         assert_eq!(snap.lines.last().map(String::as_str), Some("$ red"));
@@ -431,8 +582,8 @@ mod tests {
         assert_eq!(snap.cursor.row as usize, SCREEN_LINES - 1);
         assert_eq!(snap.cursor.col, 5);
         // A cleared screen with the cursor at the top is one empty line.
-        s.feed(b"\x1b[2J\x1b[H");
-        let snap = s.snapshot("main");
+        f.feed(b"\x1b[2J\x1b[H");
+        let snap = f.screen.snapshot("main");
         assert_eq!(snap.lines, vec![String::new()]);
         assert_eq!(snap.cursor.row, 0);
     }

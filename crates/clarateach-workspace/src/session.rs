@@ -322,7 +322,14 @@ impl Session {
 
     /// The screen now, or `None` when its version is still `since`.
     pub fn screen(&self, since: Option<u64>) -> Option<clarateach_core::classroom::ScreenSnapshot> {
-        let screen = screen::lock(&self.screen);
+        let mut screen = screen::lock(&self.screen);
+        if !screen.watch() {
+            // Output went by while nobody looked: rebuild the VT state from the scrollback.
+            // The ring's lock inside the screen's is the only nesting of the two, and the
+            // follower cannot feed in between, so no byte is missed or applied twice.
+            let (tail, next) = lock(&self.shared).ring.tail(RESYNC_BYTES);
+            screen.rebuild(&tail, next);
+        }
         if since == Some(screen.version()) {
             return None;
         }
@@ -463,15 +470,15 @@ async fn follow_screen(
 ) {
     loop {
         match events.recv().await {
-            Ok(Event::Output { data, .. }) => screen::lock(&screen).feed(&data),
+            Ok(Event::Output { offset, data }) => screen::lock(&screen).feed(offset, &data),
             Ok(Event::Takeover { .. }) => {}
             Ok(Event::Exit(_)) | Err(broadcast::error::RecvError::Closed) => break,
             Err(broadcast::error::RecvError::Lagged(_)) => {
                 let Some(session) = session.upgrade() else {
                     break;
                 };
-                let (tail, _) = session.snapshot(RESYNC_BYTES);
-                screen::lock(&screen).resync(&tail);
+                let (tail, next) = session.snapshot(RESYNC_BYTES);
+                screen::lock(&screen).lagged(&tail, next);
             }
         }
     }

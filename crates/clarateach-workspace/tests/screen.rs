@@ -102,3 +102,40 @@ async fn the_screen_shows_the_tail_the_last_commands_and_the_cwd() {
     let unauth = d.http().get(d.url("/screen")).send().await.unwrap();
     assert_eq!(unauth.status(), 401);
 }
+
+/// The daemon keeps the VT state only while somebody asks for the screen: output nobody
+/// watched (here a flood of 1.3 MB) is rebuilt from the scrollback at the next look, and the
+/// command marks in it are all counted, so the grid never shows a stale or torn screen.
+#[tokio::test]
+async fn a_screen_nobody_watched_is_whole_at_the_next_look() {
+    let d = Daemon::start().await;
+    let mut t = d.ws("").await;
+    t.until_event("attached", 5).await;
+    t.input("seq 1 200000; echo flood-$((6*7))\r").await;
+    t.until_text("flood-42", 20).await;
+    let snap = screen_until(&d, "the flood's end", |s| {
+        s.lines.iter().any(|l| l.contains("flood-42"))
+    })
+    .await;
+    let i = snap
+        .lines
+        .iter()
+        .position(|l| l.contains("flood-42"))
+        .unwrap();
+    assert!(
+        i > 0 && snap.lines[i - 1] == "200000",
+        "the line before the end is the last number: {:?}",
+        snap.lines
+    );
+    assert_eq!(
+        snap.commands.last().map(|c| c.command.as_str()),
+        Some("seq 1 200000; echo flood-$((6*7))")
+    );
+    // Watched now: new output shows without a rebuild, and the command count goes up by one.
+    t.input("echo watched-$((6*7))\r").await;
+    let after = screen_until(&d, "watched output", |s| {
+        s.lines.iter().any(|l| l.contains("watched-42"))
+    })
+    .await;
+    assert_eq!(after.commands.len(), snap.commands.len() + 1);
+}
