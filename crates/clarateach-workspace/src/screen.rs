@@ -10,16 +10,17 @@
 //!
 //! The screen follows the session as one more broadcast subscriber that never takes part in
 //! flow control: a flood that outruns it costs it a resync from the scrollback tail, never the
-//! shell's speed. The marks are scanned from every byte; the VT state, which costs several
-//! times what the rest of the daemon spends on a byte of output, is kept only while somebody
-//! looks at the screen (a snapshot within [`WATCH_TTL`]): the first snapshot after a pause
-//! rebuilds it from the scrollback tail, so a flood nobody watches costs the daemon only the
-//! mark scan. Everything here is data the learner controls (they can print any mark): it is
+//! shell's speed. The follower scans only the marks. The VT state, which costs several times
+//! what the rest of the daemon spends on a byte of output, is brought up to date when a
+//! snapshot is asked for (the grid asks every second while it is open): from the scrollback
+//! ring, the bytes since the last snapshot, or the ring's last [`CATCH_UP_BYTES`] when more went
+//! by (as after a lag). A flood costs the mark scan per byte and at most that many bytes of VT
+//! work per snapshot, watched or not. Everything here is data the learner controls (they can print any mark): it is
 //! bounded and shown as text, never trusted.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clarateach_core::classroom::{
     bounded_text, CommandRecord, ScreenCursor, ScreenSnapshot, COMMAND_CHARS, COMMAND_HISTORY,
@@ -29,8 +30,9 @@ use clarateach_core::classroom::{
 /// Longest OSC payload kept; longer ones (pictures, clipboard pastes) are skipped.
 const MAX_OSC: usize = 4096;
 
-/// How long after a snapshot the VT state is kept up to date. The grid asks every second.
-pub const WATCH_TTL: Duration = Duration::from_secs(10);
+/// The most output a snapshot feeds the VT state: further behind, it starts over from this
+/// much of the scrollback's tail.
+pub const CATCH_UP_BYTES: usize = 64 * 1024;
 
 /// Environment that makes bash emit the marks: `PROMPT_COMMAND` reports the last status (`D`),
 /// the cwd (OSC 7) and a new prompt (`A`); `PS0`, shown after a command line is read and before
@@ -237,15 +239,20 @@ impl ShellFacts {
     }
 }
 
+/// Output for the VT state at a snapshot, from the scrollback ring.
+pub enum CatchUp {
+    /// Every byte since the VT state's last one.
+    Since(bytes::Bytes),
+    /// More went by than [`CATCH_UP_BYTES`] or the ring still holds: its last bytes, to start
+    /// over from.
+    Tail(bytes::Bytes),
+}
+
 /// The VT state and shell facts of one session.
 pub struct Screen {
     parser: vt100::Parser,
     /// Stream offset just past the last byte the VT state saw.
     vt_next: u64,
-    /// The VT state has seen every byte up to `vt_next` (false once output went by unwatched).
-    vt_current: bool,
-    /// The last snapshot; the VT state is fed only within [`WATCH_TTL`] of it.
-    watched: Option<Instant>,
     osc: OscScanner,
     /// Stream offset just past the last byte the mark scanner saw.
     osc_next: u64,
@@ -260,8 +267,6 @@ impl Screen {
         Self {
             parser: vt100::Parser::new(rows.max(1), cols.max(1), 0),
             vt_next: 0,
-            vt_current: true,
-            watched: None,
             osc: OscScanner::default(),
             osc_next: 0,
             facts: ShellFacts::default(),
@@ -271,27 +276,13 @@ impl Screen {
         }
     }
 
-    /// Feeds session output that starts at stream offset `offset`. Bytes already seen (an
-    /// event older than a resync) are skipped, so none is applied twice.
+    /// Scans session output that starts at stream offset `offset` for marks. Bytes already
+    /// seen (an event older than a lag's catch-up) are skipped, so no mark counts twice.
     pub fn feed(&mut self, offset: u64, data: &[u8]) {
-        let end = offset + data.len() as u64;
         if let Some(new) = unseen(self.osc_next, offset, data) {
             let facts = &mut self.facts;
             self.osc.feed(new, |m| facts.apply(m));
-            self.osc_next = end;
-        }
-        if self.watched.is_some_and(|at| at.elapsed() < WATCH_TTL) {
-            if self.vt_current && offset <= self.vt_next {
-                if let Some(new) = unseen(self.vt_next, offset, data) {
-                    self.parser.process(new);
-                    self.vt_next = end;
-                }
-            } else {
-                self.vt_current = false;
-            }
-        } else {
-            self.watched = None;
-            self.vt_current = false;
+            self.osc_next = offset + data.len() as u64;
         }
         self.version += 1;
     }
@@ -304,7 +295,7 @@ impl Screen {
 
     /// The follower lagged: `tail` is the scrollback's last bytes, ending at stream offset
     /// `next`. The marks in it that the scanner has not seen are applied (those that went by
-    /// before the tail are lost); the VT state starts over from it.
+    /// before the tail are lost).
     pub fn lagged(&mut self, tail: &[u8], next: u64) {
         let start = next - tail.len() as u64;
         if self.osc_next < start {
@@ -316,28 +307,25 @@ impl Screen {
             self.osc.feed(new, |m| facts.apply(m));
         }
         self.osc_next = self.osc_next.max(next);
-        if self.watched.is_some_and(|at| at.elapsed() < WATCH_TTL) {
-            self.rebuild(tail, next);
-        } else {
-            self.vt_current = false;
-        }
         self.version += 1;
     }
 
-    /// Marks the screen as looked at; false when its VT state must first be rebuilt with
-    /// [`Screen::rebuild`] (output went by while nobody looked).
-    pub fn watch(&mut self) -> bool {
-        self.watched = Some(Instant::now());
-        self.vt_current
+    /// Stream offset just past the last byte the VT state saw.
+    pub fn vt_next(&self) -> u64 {
+        self.vt_next
     }
 
-    /// Starts the VT state over from a scrollback tail ending at stream offset `next`.
-    pub fn rebuild(&mut self, tail: &[u8], next: u64) {
-        let (rows, cols) = self.parser.screen().size();
-        self.parser = vt100::Parser::new(rows, cols, 0);
-        self.parser.process(tail);
+    /// Brings the VT state up to stream offset `next` with the output it has not seen.
+    pub fn catch_up(&mut self, next: u64, output: CatchUp) {
+        match output {
+            CatchUp::Since(bytes) => self.parser.process(&bytes),
+            CatchUp::Tail(tail) => {
+                let (rows, cols) = self.parser.screen().size();
+                self.parser = vt100::Parser::new(rows, cols, 0);
+                self.parser.process(&tail);
+            }
+        }
         self.vt_next = next;
-        self.vt_current = true;
     }
 
     pub fn resize(&mut self, rows: u16, cols: u16) {
@@ -499,7 +487,8 @@ mod tests {
         assert_eq!(f.commands.back().map(|c| c.command.as_str()), Some("c19"));
     }
 
-    /// A screen being watched, fed as the session's follower feeds it (offsets counted).
+    /// A screen fed as the session feeds it: marks as output goes by, the VT state from the
+    /// whole stream (a ring that keeps everything) at each look.
     struct Fed {
         screen: Screen,
         stream: Vec<u8>,
@@ -507,10 +496,8 @@ mod tests {
 
     impl Fed {
         fn new() -> Self {
-            let mut screen = Screen::new(24, 40);
-            assert!(screen.watch(), "a new screen has seen everything");
             Self {
-                screen,
+                screen: Screen::new(24, 40),
                 stream: Vec::new(),
             }
         }
@@ -520,44 +507,37 @@ mod tests {
             self.stream.extend_from_slice(data);
         }
 
-        fn lines(&mut self) -> Vec<String> {
-            if !self.screen.watch() {
-                let next = self.stream.len() as u64;
-                self.screen.rebuild(&self.stream.clone(), next);
-            }
-            self.screen.snapshot("main").lines
+        fn look(&mut self) -> ScreenSnapshot {
+            let stream = bytes::Bytes::from(self.stream.clone());
+            let next = stream.len() as u64;
+            let from = usize::try_from(self.screen.vt_next()).unwrap();
+            self.screen
+                .catch_up(next, CatchUp::Since(stream.slice(from..)));
+            self.screen.snapshot("main")
         }
     }
 
     #[test]
-    fn output_nobody_watches_skips_the_vt_and_the_next_look_rebuilds_it() {
+    fn the_vt_state_catches_up_at_each_look_or_starts_over_from_the_tail() {
         let mut f = Fed::new();
         f.feed(b"one\r\n");
-        assert_eq!(f.lines(), vec!["one", ""]);
-        // Nobody looked for longer than the TTL: the VT state stops following, marks do not.
-        f.screen.watched = Some(Instant::now() - WATCH_TTL - Duration::from_secs(1));
+        assert_eq!(f.look().lines, vec!["one", ""]);
         f.feed(b"two\r\n\x1b]133;E;make\x07\x1b]133;C\x07");
-        assert!(!f.screen.vt_current);
+        // The marks were seen as the output went by; the VT state waits for a look.
         assert_eq!(f.screen.facts.running.as_deref(), Some("make"));
-        assert!(!f.screen.watch(), "the look finds the VT state behind");
-        assert_eq!(f.lines(), vec!["one", "two", ""]);
-        // Watched again: fed as it goes, no rebuild.
-        f.feed(b"three");
-        assert!(f.screen.watch());
-        assert_eq!(f.lines(), vec!["one", "two", "three"]);
+        assert_eq!(f.screen.vt_next, 5);
+        assert_eq!(f.look().lines, vec!["one", "two", ""]);
+        // Too far behind: the VT state starts over from the tail.
+        let mut s = Screen::new(24, 40);
+        s.catch_up(1 << 20, CatchUp::Tail(bytes::Bytes::from_static(b"tail")));
+        assert_eq!(s.snapshot("main").lines, vec!["tail"]);
+        assert_eq!(s.vt_next(), 1 << 20);
     }
 
     #[test]
-    fn bytes_already_seen_are_not_applied_twice() {
-        let mut s = Screen::new(24, 40);
-        s.watch();
-        // A rebuild from a tail up to offset 6, then the follower's older event (0..4) and one
-        // that straddles the tail's end (4..9).
-        s.rebuild(b"abcdef", 6);
-        s.feed(0, b"abcd");
-        s.feed(4, b"efghi");
-        assert_eq!(s.snapshot("main").lines, vec!["abcdefghi"]);
-        // The marks too: the follower lagged, and the tail holds a command it had half seen.
+    fn marks_already_seen_are_not_applied_twice() {
+        // The follower lagged, and the tail holds a command it had half seen; then the
+        // follower's older event arrives.
         let stream = b"\x1b]133;E;ls\x07\x1b]133;C\x07\x1b]133;D;0\x07";
         let mut s = Screen::new(24, 40);
         s.feed(0, &stream[..10]);
@@ -574,8 +554,7 @@ mod tests {
             f.feed(format!("line {i}\r\n").as_bytes());
         }
         f.feed(b"$ \x1b[31mred\x1b[0m");
-        let s = &f.screen;
-        let snap = s.snapshot("main");
+        let snap = f.look();
         assert_eq!(snap.lines.len(), SCREEN_LINES);
         assert_eq!(snap.lines.last().map(String::as_str), Some("$ red"));
         assert_eq!(snap.lines[0], "line 5");
@@ -583,7 +562,7 @@ mod tests {
         assert_eq!(snap.cursor.col, 5);
         // A cleared screen with the cursor at the top is one empty line.
         f.feed(b"\x1b[2J\x1b[H");
-        let snap = f.screen.snapshot("main");
+        let snap = f.look();
         assert_eq!(snap.lines, vec![String::new()]);
         assert_eq!(snap.cursor.row, 0);
     }

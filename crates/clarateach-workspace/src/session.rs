@@ -145,6 +145,18 @@ impl Ring {
         self.tail(usize::MAX)
     }
 
+    /// The bytes from stream offset `from` to the end, if the ring still holds them all and
+    /// they are at most `max`.
+    pub fn since(&self, from: u64, max: usize) -> Option<Bytes> {
+        let behind = usize::try_from(self.total.checked_sub(from)?).ok()?;
+        if behind > max || behind > self.buf.len() {
+            return None;
+        }
+        let mut v = Vec::with_capacity(behind);
+        v.extend(self.buf.range(self.buf.len() - behind..));
+        Some(Bytes::from(v))
+    }
+
     /// Like [`Ring::snapshot`], limited to the last `max` bytes kept.
     pub fn tail(&self, max: usize) -> (Bytes, u64) {
         let keep = self.buf.len().min(max);
@@ -323,16 +335,22 @@ impl Session {
     /// The screen now, or `None` when its version is still `since`.
     pub fn screen(&self, since: Option<u64>) -> Option<clarateach_core::classroom::ScreenSnapshot> {
         let mut screen = screen::lock(&self.screen);
-        if !screen.watch() {
-            // Output went by while nobody looked: rebuild the VT state from the scrollback.
-            // The ring's lock inside the screen's is the only nesting of the two, and the
-            // follower cannot feed in between, so no byte is missed or applied twice.
-            let (tail, next) = lock(&self.shared).ring.tail(RESYNC_BYTES);
-            screen.rebuild(&tail, next);
-        }
         if since == Some(screen.version()) {
             return None;
         }
+        // The output the VT state has not seen, copied out under the ring's lock (inside the
+        // screen's: the only nesting of the two) and parsed after it, so the PTY reader waits
+        // for a copy at most.
+        let (next, output) = {
+            let shared = lock(&self.shared);
+            let ring = &shared.ring;
+            let output = match ring.since(screen.vt_next(), screen::CATCH_UP_BYTES) {
+                Some(bytes) => screen::CatchUp::Since(bytes),
+                None => screen::CatchUp::Tail(ring.tail(screen::CATCH_UP_BYTES).0),
+            };
+            (ring.total, output)
+        };
+        screen.catch_up(next, output);
         Some(screen.snapshot(&self.name))
     }
 
@@ -458,7 +476,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Scrollback tail replayed into a fresh VT state after the screen follower lagged.
+/// Scrollback tail whose marks are scanned after the screen follower lagged.
 const RESYNC_BYTES: usize = 64 * 1024;
 
 /// Feeds `screen` from the session's events until the shell exits. `events` must be subscribed
@@ -497,6 +515,11 @@ mod tests {
         assert_eq!(r.snapshot(), (Bytes::from_static(b"cdef"), 6));
         r.push(b"0123456789");
         assert_eq!(r.snapshot(), (Bytes::from_static(b"6789"), 16));
+        assert_eq!(r.since(14, 8), Some(Bytes::from_static(b"89")));
+        assert_eq!(r.since(16, 8), Some(Bytes::new()));
+        assert_eq!(r.since(11, 8), None, "dropped from the ring");
+        assert_eq!(r.since(13, 2), None, "more than asked for");
+        assert_eq!(r.since(17, 8), None, "past the end");
     }
 
     #[test]

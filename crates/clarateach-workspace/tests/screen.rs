@@ -103,9 +103,9 @@ async fn the_screen_shows_the_tail_the_last_commands_and_the_cwd() {
     assert_eq!(unauth.status(), 401);
 }
 
-/// The daemon keeps the VT state only while somebody asks for the screen: output nobody
-/// watched (here a flood of 1.3 MB) is rebuilt from the scrollback at the next look, and the
-/// command marks in it are all counted, so the grid never shows a stale or torn screen.
+/// The daemon brings the VT state up to date when the screen is asked for: after a flood of
+/// 1.3 MB nobody looked at, it starts over from the scrollback's tail, and the command marks
+/// are all counted, so the grid never shows a stale or torn screen.
 #[tokio::test]
 async fn a_screen_nobody_watched_is_whole_at_the_next_look() {
     let d = Daemon::start().await;
@@ -131,7 +131,7 @@ async fn a_screen_nobody_watched_is_whole_at_the_next_look() {
         snap.commands.last().map(|c| c.command.as_str()),
         Some("seq 1 200000; echo flood-$((6*7))")
     );
-    // Watched now: new output shows without a rebuild, and the command count goes up by one.
+    // A little more output: caught up from where the last look ended; one command more.
     t.input("echo watched-$((6*7))\r").await;
     let after = screen_until(&d, "watched output", |s| {
         s.lines.iter().any(|l| l.contains("watched-42"))
