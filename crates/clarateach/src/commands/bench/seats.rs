@@ -524,6 +524,10 @@ async fn measure(args: &Args, stack: &Stack, dir: &Path, mem_before: u64) -> any
 /// Gateway output throughput with the agent's terminal recorder on and off, alternating, each
 /// on a fresh connection (the recorder is chosen when a connection opens) and a fresh shell.
 async fn recording_overhead(learner: &Client, stack: &Stack, args: &Args) -> anyhow::Result<()> {
+    if args.recording_rounds == 0 {
+        println!("recording overhead on gateway output: not measured (--recording-rounds 0)");
+        return Ok(());
+    }
     let (mut on, mut off) = (Vec::new(), Vec::new());
     for round in 0..args.recording_rounds {
         for recording in [true, false] {
