@@ -35,21 +35,29 @@ impl Provisioner for AgentScheduler {
             .first()
             .map(|s| super::Demand::of(&s.limits))
             .unwrap_or_default();
-        let _placing = self.registry.placing().await;
-        let placements = self
+        let placing = self.registry.placing().await?;
+        let placements = match self
             .registry
             .reserve_for_image(workshop_id, seats, image, demand)
-            .await?;
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                placing.done().await;
+                return Err(e);
+            }
+        };
         // Record first, then tell the agents: a fast `ready` report must find the seat placed.
         if let Err(e) = self
             .store
             .place_seats(workshop_id, &placements, SeatState::Creating)
             .await
         {
+            placing.done().await;
             self.registry.forget(workshop_id).await;
             return Err(e.into());
         }
-        drop(_placing);
+        placing.done().await;
         for spec in specs {
             let Some((_, agent_id)) = placements.iter().find(|(seat, _)| *seat == spec.seat) else {
                 continue;
