@@ -74,9 +74,11 @@ pub struct TestNet {
 }
 
 impl TestNet {
-    /// Creates the bridge and `n` namespaces (at most 40).
+    /// Creates the bridge and `n` namespaces (at most 40), after removing those a killed
+    /// earlier run left (its Drop never ran).
     pub fn create(n: usize) -> Result<Self, String> {
         assert!(n <= 40, "at most 40 test hosts");
+        remove_stale();
         let used = Command::new("ip")
             .args(["-o", "-4", "addr"])
             .output()
@@ -157,6 +159,59 @@ impl Drop for TestNet {
         }
         if let Some(bridge) = self.bridge.take() {
             let _ = ip(&["link", "del", &bridge]);
+        }
+    }
+}
+
+/// Removes the bridges, veths and namespaces of runs whose process is gone (named
+/// `ctmh<pid mod 100000>...`; a live process of that number keeps them).
+fn remove_stale() {
+    let me = std::process::id() % 100_000;
+    let alive = |tag: &str| {
+        let Ok(n) = tag.parse::<u32>() else {
+            return true;
+        };
+        n == me
+            || std::fs::read_dir("/proc").is_ok_and(|d| {
+                d.flatten().any(|e| {
+                    e.file_name()
+                        .to_str()
+                        .and_then(|p| p.parse::<u32>().ok())
+                        .is_some_and(|p| p % 100_000 == n)
+                })
+            })
+    };
+    let list = |args: &[&str]| {
+        Command::new("ip")
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    // `ip -o link` lines: "7: ctmh123v0@if2: <...>"; `ip netns list`: "ctmh123-0 (id: 3)".
+    let links = list(&["-o", "link"]);
+    for name in links
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n))
+    {
+        if let Some(rest) = name.strip_prefix("ctmh") {
+            let tag: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            if !alive(&tag) {
+                let _ = ip(&["link", "del", name]);
+            }
+        }
+    }
+    let namespaces = list(&["netns", "list"]);
+    for ns in namespaces
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+    {
+        if let Some(rest) = ns.strip_prefix("ctmh") {
+            let tag: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            if !alive(&tag) {
+                let _ = ip(&["netns", "del", ns]);
+            }
         }
     }
 }
