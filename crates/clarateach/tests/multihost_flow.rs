@@ -9,6 +9,9 @@
 //! live again through B (the time is printed; goal <= 5 s); learners save a second file through
 //! B; the workshop is stopped and exported through B, and every seat's two files are in the tar.
 //!
+//! `a_lost_host_takes_only_its_own_seats`: the harness's host loss (agent and seats killed,
+//! the host's veth deleted) is real, and takes only that host's seats.
+//!
 //! `bench_300_seats_on_three_hosts` (`--ignored`): 300 seats (two workshops of 150, the API's
 //! largest is 200, started at the same instant through both replicas) on three agents of 100
 //! slots each: start -> all running, the per-agent split, p50/p99 of each seat's ready time.
@@ -190,6 +193,77 @@ async fn thirty_learners_on_three_hosts_survive_a_replica_kill() {
             );
         }
     }
+}
+
+/// The harness's host loss ([`Cluster::lose_host`]) is a real one: the lost host's address
+/// stops answering, its seats leave `ready` (the control plane marks them lost), and the other
+/// host's learners type on as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lost_host_takes_only_its_own_seats() {
+    const TEST: &str = "a_lost_host_takes_only_its_own_seats";
+    let Some(db) = database(TEST).await else {
+        return;
+    };
+    let spec = ClusterSpec {
+        replicas: 1,
+        agents: 2,
+        ..ClusterSpec::default()
+    };
+    let mut c = Cluster::start(&db, &spec).await;
+    let ws = start_workshop(&c.admin(A), &workshop_request("host-loss", 4)).await;
+    let mut learners = Vec::new();
+    for _ in 0..4 {
+        learners.push(support::join(c.base(A), &ws.code).await);
+    }
+    let lost_seats = c.seats_on(A, &ws.id, 1).await;
+    assert_eq!(lost_seats.len(), 2, "two seats on host 1");
+    let (gone, kept): (Vec<_>, Vec<_>) = learners
+        .into_iter()
+        .partition(|l| lost_seats.contains(&l.seat));
+    let base = c.base(A).to_string();
+    each_learner("terminal before the loss", &kept, |i, l| {
+        let base = base.clone();
+        async move { terminal_round_trip(&base, &l.token, &format!("k{i}")).await }
+    })
+    .await;
+    // Before: host 1 answers (a closed port is refused at once).
+    let probe = std::net::SocketAddr::from((c.net.host(1), 9));
+    let refused = std::net::TcpStream::connect_timeout(&probe, Duration::from_secs(3));
+    assert!(
+        matches!(&refused, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused),
+        "host 1 answers before the loss: {refused:?}"
+    );
+
+    c.lose_host(1);
+    let after = std::net::TcpStream::connect_timeout(&probe, Duration::from_secs(3));
+    assert!(
+        matches!(&after, Err(e) if e.kind() != std::io::ErrorKind::ConnectionRefused),
+        "nothing answers at host 1's address after the loss: {after:?}"
+    );
+    let admin = c.admin(A);
+    eventually(
+        "the lost host's seats leave ready",
+        Duration::from_secs(20),
+        || async {
+            let seats = admin.list_seats(&ws.id).await.ok()?;
+            seats
+                .iter()
+                .filter(|s| lost_seats.contains(&s.seat))
+                .all(|s| s.state != SeatState::Ready)
+                .then_some(())
+        },
+    )
+    .await;
+    each_learner(
+        "terminal of the other host after the loss",
+        &kept,
+        |i, l| {
+            let base = base.clone();
+            async move { terminal_round_trip(&base, &l.token, &format!("k{i}b")).await }
+        },
+    )
+    .await;
+    assert_eq!(gone.len(), 2);
 }
 
 /// 300 seats (`CLARATEACH_BENCH_SEATS`, even, two workshops of half each) on three agents.

@@ -383,7 +383,7 @@ impl Drop for DataDir {
 
 /// SIGKILLs every process whose command line names a path under `dir` (this test's seats and
 /// any `serve`/`agent` still running on it).
-fn kill_processes_naming(dir: &Path) {
+pub fn kill_processes_naming(dir: &Path) {
     use std::os::unix::ffi::OsStrExt;
     let needle = dir.as_os_str().as_bytes();
     let me = std::process::id().to_string();

@@ -3,7 +3,7 @@
 //! host of its own.
 //!
 //! Network: one bridge in the root namespace holds the gateway address `10.213.N.1/24` (N: the
-//! first third octet not in use on this machine); agent `i` lives in namespace `ctmh<pid>-<i>`
+//! first third octet not in use on this machine); agent `i` lives in namespace `ctmh<pid><x>-<i>`
 //! behind a veth pair on that bridge, at `10.213.N.(11+i)`. The replicas listen on the gateway
 //! address only; the agents reach them over their veth, and the replicas' gateways reach the
 //! agents' data listeners the same way. The namespaces have no default route and the root
@@ -12,7 +12,8 @@
 //! (and the seats they left behind) are killed.
 //!
 //! Steps are methods ([`Cluster::kill_replica`], [`Cluster::kill_agent`],
-//! [`Cluster::seats_on`], [`Cluster::learner_terminal`], ...) so a test composes them and a new
+//! [`Cluster::restart_agent`], [`Cluster::lose_host`], [`Cluster::seats_on`],
+//! [`Cluster::learner_terminal`], ...) so a test composes them and a new
 //! step (host loss) slots in after any other.
 
 #![allow(dead_code)]
@@ -78,6 +79,16 @@ impl TestNet {
     /// earlier run left (its Drop never ran).
     pub fn create(n: usize) -> Result<Self, String> {
         assert!(n <= 40, "at most 40 test hosts");
+        // Tests of one binary run in parallel: one creates at a time (the address check below
+        // then sees the other's bridge), each under a tag of its own.
+        static CREATING: std::sync::Mutex<u8> = std::sync::Mutex::new(0);
+        let mut serial = CREATING.lock().unwrap_or_else(|e| e.into_inner());
+        *serial = serial.wrapping_add(1);
+        let tag = format!(
+            "ctmh{}{}",
+            std::process::id() % 100_000,
+            (b'a' + *serial % 26) as char
+        );
         remove_stale();
         let used = Command::new("ip")
             .args(["-o", "-4", "addr"])
@@ -87,7 +98,6 @@ impl TestNet {
         let octet = (20u8..250)
             .find(|o| !used.contains(&format!("10.213.{o}.")))
             .ok_or("no free 10.213.N.0/24 on this machine")?;
-        let tag = format!("ctmh{}", std::process::id() % 100_000);
         let mut net = Self {
             tag: tag.clone(),
             octet,
@@ -144,6 +154,12 @@ impl TestNet {
         PathBuf::from("/run/netns").join(&self.hosts[i].0)
     }
 
+    /// Takes test host `i` off the network (its veth pair is deleted): its address stops
+    /// answering, as a dead machine's does.
+    pub fn unplug(&mut self, i: usize) {
+        let _ = ip(&["link", "del", &self.hosts[i].1]);
+    }
+
     pub fn tag(&self) -> &str {
         &self.tag
     }
@@ -164,7 +180,7 @@ impl Drop for TestNet {
 }
 
 /// Removes the bridges, veths and namespaces of runs whose process is gone (named
-/// `ctmh<pid mod 100000>...`; a live process of that number keeps them).
+/// `ctmh<pid mod 100000><letter>...`; a live process of that number keeps them).
 fn remove_stale() {
     let me = std::process::id() % 100_000;
     let alive = |tag: &str| {
@@ -251,6 +267,8 @@ pub struct Cluster {
     agents: Vec<Option<Proc>>,
     pub bases: Vec<String>,
     pub agent_ids: Vec<String>,
+    agent_tokens: Vec<String>,
+    capacity: u32,
     pub instructor: String,
     pub db: String,
     pub dir: PathBuf,
@@ -285,36 +303,13 @@ impl Cluster {
             bases.push(format!("http://{}:{port}", net.gateway()));
         }
         let instructor = instructor_token(&dir);
-        let urls = bases.join(",");
-        let mut agents = Vec::new();
-        let mut agent_ids = Vec::new();
-        for i in 0..spec.agents {
-            let id = format!("{}-host{i}", net.tag());
-            let token = agent_token_with(&dir, &id, &["--database-url", db]);
-            let mut cmd = Command::new("nsenter");
-            cmd.arg(format!("--net={}", net.netns_path(i).display()))
-                .arg(bin())
-                .args(["agent", "--id", &id, "--control-plane", &urls])
-                .args(["--token", &token, "--data-dir"])
-                .arg(dir.join(format!("{id}-data")))
-                .arg("--listen")
-                .arg(format!("{}:0", net.host(i)))
-                .args(["--capacity", &spec.capacity.to_string()]);
-            let agent = Proc::start_command(&dir, &id, cmd, "listening on", "info");
-            let theirs = std::fs::read_link(format!("/proc/{}/ns/net", agent.child.id()));
-            let ours = std::fs::read_link("/proc/self/ns/net");
-            assert!(
-                matches!((&theirs, &ours), (Ok(t), Ok(o)) if t != o),
-                "agent {id} runs in a network namespace of its own ({theirs:?} vs {ours:?})"
-            );
-            agents.push(Some(agent));
-            agent_ids.push(id);
-        }
-        let cluster = Self {
+        let mut cluster = Self {
             replicas,
-            agents,
+            agents: Vec::new(),
             bases,
-            agent_ids,
+            agent_ids: Vec::new(),
+            agent_tokens: Vec::new(),
+            capacity: spec.capacity,
             instructor,
             db: db.to_string(),
             dir,
@@ -322,11 +317,75 @@ impl Cluster {
             net,
         };
         for i in 0..spec.agents {
+            let id = format!("{}-host{i}", cluster.net.tag());
+            let token = agent_token_with(&cluster.dir, &id, &["--database-url", db]);
+            cluster.agent_ids.push(id);
+            cluster.agent_tokens.push(token);
+            let agent = cluster.spawn_agent(i);
+            cluster.agents.push(Some(agent));
+        }
+        for i in 0..spec.agents {
             cluster
                 .wait_registered(i, 0, 0, Duration::from_secs(30))
                 .await;
         }
         cluster
+    }
+
+    /// Starts agent `i` in its namespace, told every replica's URL (replica 0 first: it
+    /// registers there), listening on its host address.
+    fn spawn_agent(&self, i: usize) -> Proc {
+        let id = &self.agent_ids[i];
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net={}", self.net.netns_path(i).display()))
+            .arg(bin())
+            .args([
+                "agent",
+                "--id",
+                id,
+                "--control-plane",
+                &self.bases.join(","),
+            ])
+            .args(["--token", &self.agent_tokens[i], "--data-dir"])
+            .arg(self.agent_data_dir(i))
+            .arg("--listen")
+            .arg(format!("{}:0", self.net.host(i)))
+            .args(["--capacity", &self.capacity.to_string()]);
+        let agent = Proc::start_command(&self.dir, id, cmd, "listening on", "info");
+        let theirs = std::fs::read_link(format!("/proc/{}/ns/net", agent.child.id()));
+        let ours = std::fs::read_link("/proc/self/ns/net");
+        assert!(
+            matches!((&theirs, &ours), (Ok(t), Ok(o)) if t != o),
+            "agent {id} runs in a network namespace of its own ({theirs:?} vs {ours:?})"
+        );
+        agent
+    }
+
+    /// Agent `i`'s data dir (its seats' volumes).
+    pub fn agent_data_dir(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("{}-data", self.agent_ids[i]))
+    }
+
+    /// Starts agent `i` again after [`Self::kill_agent`] (same id, token and data dir: it
+    /// re-adopts its seats); wait for it with [`Self::wait_registered`].
+    pub fn restart_agent(&mut self, i: usize) {
+        assert!(self.agents[i].is_none(), "agent {i} is running");
+        self.agents[i] = Some(self.spawn_agent(i));
+    }
+
+    /// Host `i` lost for good, as when its machine dies: `kill -9` of its agent and of every
+    /// seat process it started, its seats' file systems unmounted, and its veth deleted, so
+    /// nothing answers at its address any more. Its data dir stays where it is (a dead
+    /// machine's disk); nothing may read it to bring a seat back. The instant it was lost.
+    pub fn lose_host(&mut self, i: usize) -> Instant {
+        if let Some(p) = self.agents[i].take() {
+            let _ = p.stop("-KILL");
+        }
+        let data = self.agent_data_dir(i);
+        crate::support::kill_processes_naming(&data);
+        let _ = clarateach_isolation::sandbox::store::unmount_under(&data);
+        self.net.unplug(i);
+        Instant::now()
     }
 
     /// Replica `r`'s base URL.
