@@ -419,15 +419,36 @@ impl Cluster {
             .map_or(0, |m| m.len() as usize)
     }
 
-    /// Whether agent `i`'s log says, after byte `from`, that it registered with replica `r`.
-    pub fn registered_with(&self, i: usize, r: usize, from: usize) -> bool {
+    /// The replicas agent `i`'s log says it registered with after byte `from`, in order.
+    fn registrations(&self, i: usize, from: usize) -> Vec<usize> {
         let log = std::fs::read_to_string(self.dir.join(format!("{}.log", self.agent_ids[i])))
             .unwrap_or_default();
-        let base = self.base(r);
-        log.get(from..).is_some_and(|tail| {
-            tail.lines()
-                .any(|l| l.contains("connected to the control plane") && l.contains(base))
-        })
+        let Some(tail) = log.get(from..) else {
+            return Vec::new();
+        };
+        tail.lines()
+            .filter(|l| l.contains("connected to the control plane"))
+            .filter_map(|l| {
+                let url = l
+                    .split("control_plane=")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()?;
+                let url = url.trim_matches('"').trim_end_matches('/');
+                self.bases.iter().position(|b| b == url)
+            })
+            .collect()
+    }
+
+    /// Whether agent `i`'s log says, after byte `from`, that it registered with replica `r`.
+    pub fn registered_with(&self, i: usize, r: usize, from: usize) -> bool {
+        self.registrations(i, from).contains(&r)
+    }
+
+    /// Whether replica `r` holds agent `i` now: the last registration in its log is with `r`
+    /// (an agent that left a stalled replica before a kill has nothing left to move).
+    pub fn held_by(&self, i: usize, r: usize) -> bool {
+        self.registrations(i, 0).last() == Some(&r)
     }
 
     /// Waits until agent `i` registered with replica `r` after log byte `from`.
@@ -436,6 +457,16 @@ impl Cluster {
             &format!("agent {} registered with replica {r}", self.agent_ids[i]),
             timeout,
             || async { self.registered_with(i, r, from).then_some(()) },
+        )
+        .await;
+    }
+
+    /// Waits until replica `r` holds agent `i` ([`Self::held_by`]).
+    pub async fn wait_held_by(&self, i: usize, r: usize, timeout: Duration) {
+        eventually(
+            &format!("agent {} held by replica {r}", self.agent_ids[i]),
+            timeout,
+            || async { self.held_by(i, r).then_some(()) },
         )
         .await;
     }
