@@ -66,11 +66,13 @@ while IFS=$'\t' read -r dir bin; do
   echo "     Running $bin (PostgreSQL)"
   (cd "$dir" && "$bin") || pg_failed=1
 done <<<"$pg_bins"
-# The multi-replica test (two `serve` replicas and real agents on this cluster, issue 13) from
+# The multi-replica tests (two `serve` replicas and real agents on this cluster, issue 13) from
 # the binary's package; the rest of that package ran above and needs no database.
 while IFS=$'\t' read -r dir bin; do
   case "$bin" in
     */replicas_flow-*) echo "     Running $bin (PostgreSQL)"; (cd "$dir" && "$bin") || pg_failed=1 ;;
+    # Three agents in network namespaces of their own (issue 13's multi-host test).
+    */multihost_flow-*) echo "     Running $bin (PostgreSQL)"; (cd "$dir" && "$bin") || pg_failed=1 ;;
   esac
 done <<<"$(scripts/test-binaries.py clarateach)"
 [ "$pg_failed" = 0 ] || { echo "tests failed on PostgreSQL"; exit 1; }

@@ -153,6 +153,8 @@ impl std::fmt::Debug for ServerConfig {
             .field("stall_timeout", &self.stall_timeout)
             .field("max_connections", &self.max_connections)
             .field("ws_max_message", &self.ws_max_message)
+            .field("memory_overcommit", &self.memory_overcommit)
+            .field("cpu_overcommit", &self.cpu_overcommit)
             .field(
                 "metrics_token",
                 &self.metrics_token.as_ref().map(|_| "<hidden>"),

@@ -70,6 +70,7 @@ on_every_back_end!(
     placement_reports_and_promotion,
     counters_upsert_load_and_expire,
     agent_presence_command_queues_and_loads,
+    placement_lock_excludes_and_a_dropped_one_frees,
 );
 
 async fn instructors_by_hash_and_unique(s: Arc<dyn Store>) {
@@ -543,4 +544,42 @@ async fn agent_presence_command_queues_and_loads(s: Arc<dyn Store>) {
     assert_eq!(l("ag1"), Some((2, 1024, 2000)));
     assert_eq!(l("ag2"), Some((1, 512, 1000)));
     assert!(s.agent_loads("ws-a").await.expect("loads").is_empty());
+}
+
+/// The placement lock (issue 13): a second placer waits while one holds it, gets it once it
+/// is released, and a lock dropped without release (an error path, a cancelled wait) frees it
+/// too. On PostgreSQL the two placers are two sessions of the pool, as two replicas are.
+async fn placement_lock_excludes_and_a_dropped_one_frees(s: Arc<dyn Store>) {
+    use std::time::Duration;
+    let held = s.lock_placement().await.expect("lock");
+    let s2 = s.clone();
+    let waiter = tokio::spawn(async move { s2.lock_placement().await.expect("second lock") });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !waiter.is_finished(),
+        "a second placer got the lock while it was held"
+    );
+    held.release().await.expect("release");
+    let second = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .expect("the second placer gets the lock once it is released")
+        .expect("task");
+    // Dropped, not released: the next placer still gets it.
+    drop(second);
+    let third = tokio::time::timeout(Duration::from_secs(5), s.lock_placement())
+        .await
+        .expect("a dropped lock is freed")
+        .expect("lock");
+    // A placer cancelled while waiting leaves no lock behind either.
+    let s3 = s.clone();
+    let cancelled = tokio::spawn(async move { s3.lock_placement().await.map(|_| ()) });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    cancelled.abort();
+    let _ = cancelled.await;
+    third.release().await.expect("release");
+    let fourth = tokio::time::timeout(Duration::from_secs(5), s.lock_placement())
+        .await
+        .expect("a cancelled waiter holds nothing")
+        .expect("lock");
+    fourth.release().await.expect("release");
 }

@@ -18,9 +18,31 @@ pub struct AgentScheduler {
     registry: RegistryHandle,
 }
 
+/// Messages of one start or stop in flight at once: an agent another replica holds costs a
+/// few database round trips per message (its presence, the queued command), which one after
+/// another made a 150-seat start through the other replica take seconds.
+const SEND_CONCURRENCY: usize = 8;
+
 impl AgentScheduler {
     pub fn new(store: Arc<dyn Store>, registry: RegistryHandle) -> Self {
         Self { store, registry }
+    }
+
+    /// Sends every `(seat, agent, message)`, [`SEND_CONCURRENCY`] at a time; what each send
+    /// answered (false: that agent is connected nowhere), in the order given.
+    async fn send_all(
+        &self,
+        msgs: Vec<(u32, String, ControlMessage)>,
+    ) -> Result<Vec<(u32, String, bool)>, ProvisionError> {
+        use futures::stream::{self, StreamExt, TryStreamExt};
+        stream::iter(msgs)
+            .map(|(seat, agent_id, msg)| async move {
+                let sent = self.registry.send(&agent_id, msg).await?;
+                Ok::<_, ProvisionError>((seat, agent_id, sent))
+            })
+            .buffered(SEND_CONCURRENCY)
+            .try_collect()
+            .await
     }
 }
 
@@ -35,31 +57,42 @@ impl Provisioner for AgentScheduler {
             .first()
             .map(|s| super::Demand::of(&s.limits))
             .unwrap_or_default();
-        let _placing = self.registry.placing().await;
-        let placements = self
+        let placing = self.registry.placing().await?;
+        let placements = match self
             .registry
             .reserve_for_image(workshop_id, seats, image, demand)
-            .await?;
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                placing.done().await;
+                return Err(e);
+            }
+        };
         // Record first, then tell the agents: a fast `ready` report must find the seat placed.
         if let Err(e) = self
             .store
             .place_seats(workshop_id, &placements, SeatState::Creating)
             .await
         {
+            placing.done().await;
             self.registry.forget(workshop_id).await;
             return Err(e.into());
         }
-        drop(_placing);
-        for spec in specs {
-            let Some((_, agent_id)) = placements.iter().find(|(seat, _)| *seat == spec.seat) else {
-                continue;
-            };
-            let seat = spec.seat;
-            if !self
-                .registry
-                .send(agent_id, ControlMessage::CreateSeat(spec))
-                .await?
-            {
+        placing.done().await;
+        let creates: Vec<(u32, String, ControlMessage)> = specs
+            .into_iter()
+            .filter_map(|spec| {
+                let (_, agent_id) = placements.iter().find(|(seat, _)| *seat == spec.seat)?;
+                Some((
+                    spec.seat,
+                    agent_id.clone(),
+                    ControlMessage::CreateSeat(spec),
+                ))
+            })
+            .collect();
+        for (seat, agent_id, sent) in self.send_all(creates).await? {
+            if !sent {
                 // The agent left between reserve and send: its session marks the seat lost.
                 tracing::warn!(workshop.id = workshop_id, seat, agent.id = %agent_id, "agent gone before create_seat");
             }
@@ -74,24 +107,28 @@ impl Provisioner for AgentScheduler {
     ) -> Result<Release, ProvisionError> {
         let seats = self.store.list_seats(workshop_id).await?;
         let mut out = Release::default();
+        let mut destroys = Vec::new();
         for seat in seats {
-            let sent = match &seat.agent_id {
+            match seat.agent_id {
                 Some(agent_id) => {
                     let msg = ControlMessage::DestroySeat {
                         workshop_id: workshop_id.to_string(),
                         seat: seat.seat,
                         delete_volume: delete_volumes,
                     };
-                    self.registry.send(agent_id, msg).await?
+                    destroys.push((seat.seat, agent_id, msg));
                 }
-                None => false,
-            };
-            if sent {
-                out.sent.push(seat.seat);
-            } else {
-                out.unreachable.push(seat.seat);
+                None => out.unreachable.push(seat.seat),
             }
         }
+        for (seat, _, sent) in self.send_all(destroys).await? {
+            if sent {
+                out.sent.push(seat);
+            } else {
+                out.unreachable.push(seat);
+            }
+        }
+        out.unreachable.sort_unstable();
         self.registry.forget(workshop_id).await;
         Ok(out)
     }

@@ -8,6 +8,8 @@
 
 mod agents;
 pub mod placement;
+#[cfg(test)]
+mod placement_race;
 pub mod registry;
 pub mod remote;
 pub mod session;

@@ -153,6 +153,26 @@ pub(super) enum Command {
     },
 }
 
+/// Held while one placement reads the agents' loads and records its seats
+/// ([`RegistryHandle::placing`]); [`Placing::done`] releases it (dropping it does too, less
+/// cheaply: the store lock's connection is closed).
+#[must_use = "placement is serialized only while this is held"]
+pub struct Placing<'a> {
+    _local: Option<tokio::sync::MutexGuard<'a, ()>>,
+    store: Option<clarateach_store::PlacementLock>,
+}
+
+impl Placing<'_> {
+    /// Releases the placement lock once the placement is recorded (or given up).
+    pub async fn done(mut self) {
+        if let Some(lock) = self.store.take() {
+            if let Err(e) = lock.release().await {
+                tracing::warn!(error = %e, "cannot release the placement lock; its connection is closed");
+            }
+        }
+    }
+}
+
 /// Cheap, cloneable handle to the registry task.
 #[derive(Clone, Debug)]
 pub struct RegistryHandle {
@@ -189,11 +209,22 @@ impl RegistryHandle {
     }
 
     /// On a shared store: held from reading the agents' loads until a placement is recorded,
-    /// so two starts on this replica never count the same free room.
-    pub async fn placing(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+    /// so two starts never count the same free room, on this replica or on any other (the
+    /// store's placement lock, a PostgreSQL advisory lock). Alone, the registry task already
+    /// places one workshop at a time.
+    pub async fn placing(&self) -> Result<Placing<'_>, ProvisionError> {
         match &self.remote {
-            Some(remote) => Some(remote.placing().await),
-            None => None,
+            Some(remote) => {
+                let (local, store) = remote.placing().await?;
+                Ok(Placing {
+                    _local: Some(local),
+                    store: Some(store),
+                })
+            }
+            None => Ok(Placing {
+                _local: None,
+                store: None,
+            }),
         }
     }
 

@@ -17,9 +17,10 @@
 //!   presence row gives its data URL and token, so any replica's gateway reaches the agent
 //!   directly, whichever replica holds its session.
 //! - **Placement** counts every replica's agents and what the store says is placed on each
-//!   (seats of provisioning or running workshops and their limits). Starts on one replica are
-//!   serialized by [`Remote::placing`]; two replicas placing different workshops in the same
-//!   instant can still both count the same free room (bounded by one workshop's seats).
+//!   (seats of provisioning or running workshops and their limits). Starts are serialized by
+//!   [`Remote::placing`] across every replica (the store's placement lock, a PostgreSQL
+//!   advisory lock, held from reading the loads until the seats are recorded), so two replicas
+//!   placing in the same instant never both count the same free room.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,9 +79,21 @@ impl Remote {
         &self.replica_id
     }
 
-    /// Held by this replica from reading the agents' loads until the placement is recorded.
-    pub async fn placing(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.placing.lock().await
+    /// Held from reading the agents' loads until the placement is recorded: this replica's
+    /// mutex (its own starts queue here, not on the database), then the store's placement lock,
+    /// which every replica takes (placement exactly once across replicas).
+    pub async fn placing(
+        &self,
+    ) -> Result<
+        (
+            tokio::sync::MutexGuard<'_, ()>,
+            clarateach_store::PlacementLock,
+        ),
+        ProvisionError,
+    > {
+        let local = self.placing.lock().await;
+        let store = self.store.lock_placement().await?;
+        Ok((local, store))
     }
 
     /// Presence rows refreshed since then are live: three heartbeat intervals, at least

@@ -8,6 +8,7 @@
 mod accounts;
 mod claims;
 mod help;
+mod placement;
 mod presenter;
 mod preview;
 mod replicas;

@@ -82,6 +82,10 @@ pub struct ServeFile {
     pub body_limit_kb: Option<u64>,
     pub file_body_limit_kb: Option<u64>,
     pub ws_max_message_kb: Option<u64>,
+    /// Seats may reserve this many times an agent's memory (`--memory-overcommit`).
+    pub memory_overcommit: Option<f64>,
+    /// Seats may reserve this many times an agent's CPU (`--cpu-overcommit`).
+    pub cpu_overcommit: Option<f64>,
 }
 
 /// Reads and parses `path`.

@@ -100,6 +100,48 @@ pub struct LimitArgs {
     /// which several `serve` replicas may share [default: the SQLite file in the data dir].
     #[arg(long, env = "CLARATEACH_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// Seats may reserve this many times an agent's reported memory (a seat's memory limit is
+    /// a ceiling, not what an idle learner uses); 1 = no overcommit [default: 8].
+    #[arg(long, env = "CLARATEACH_MEMORY_OVERCOMMIT", value_name = "FACTOR",
+          value_parser = overcommit_factor)]
+    pub memory_overcommit: Option<f64>,
+    /// Seats may reserve this many times an agent's reported CPU [default: 100].
+    #[arg(long, env = "CLARATEACH_CPU_OVERCOMMIT", value_name = "FACTOR",
+          value_parser = overcommit_factor)]
+    pub cpu_overcommit: Option<f64>,
+}
+
+/// The largest overcommit factor accepted (beyond it a typo, not a policy).
+const MAX_OVERCOMMIT: f64 = 1000.0;
+
+/// Why an overcommit factor was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum OvercommitError {
+    #[error("{0:?} is not a number (an overcommit factor such as 8 or 1.5)")]
+    NotANumber(String),
+    #[error(
+        "{0} is out of range: an overcommit factor is greater than 0 and at most {MAX_OVERCOMMIT} \
+         (1 = seats reserve no more than the agent has)"
+    )]
+    OutOfRange(f64),
+}
+
+/// A factor greater than 0 and at most [`MAX_OVERCOMMIT`] (finite).
+pub fn check_overcommit(v: f64) -> Result<f64, OvercommitError> {
+    if v.is_finite() && v > 0.0 && v <= MAX_OVERCOMMIT {
+        Ok(v)
+    } else {
+        Err(OvercommitError::OutOfRange(v))
+    }
+}
+
+/// `--memory-overcommit` / `--cpu-overcommit`.
+fn overcommit_factor(s: &str) -> Result<f64, OvercommitError> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| OvercommitError::NotANumber(s.to_string()))?;
+    check_overcommit(v)
 }
 
 impl LimitArgs {
@@ -129,6 +171,12 @@ impl LimitArgs {
         }
         if let Some(u) = self.database_url.as_ref().filter(|u| !u.trim().is_empty()) {
             config.database_url = Some(u.clone());
+        }
+        if let Some(f) = self.memory_overcommit {
+            config.memory_overcommit = f;
+        }
+        if let Some(f) = self.cpu_overcommit {
+            config.cpu_overcommit = f;
         }
     }
 }
@@ -183,6 +231,16 @@ fn apply_serve_file(args: &mut Args, f: super::config_file::ServeFile) -> anyhow
     l.body_limit_kb = l.body_limit_kb.or(f.body_limit_kb);
     l.file_body_limit_kb = l.file_body_limit_kb.or(f.file_body_limit_kb);
     l.ws_max_message_kb = l.ws_max_message_kb.or(f.ws_max_message_kb);
+    for (key, v) in [
+        ("memory_overcommit", f.memory_overcommit),
+        ("cpu_overcommit", f.cpu_overcommit),
+    ] {
+        if let Some(v) = v {
+            check_overcommit(v).with_context(|| format!("config key {key}"))?;
+        }
+    }
+    l.memory_overcommit = l.memory_overcommit.or(f.memory_overcommit);
+    l.cpu_overcommit = l.cpu_overcommit.or(f.cpu_overcommit);
     Ok(())
 }
 
@@ -244,4 +302,81 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .context("the control plane stopped with an error")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        limits: LimitArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<LimitArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("serve").chain(args.iter().copied())).map(|c| c.limits)
+    }
+
+    #[test]
+    fn overcommit_flags_reach_the_config_and_bad_factors_are_refused() {
+        let l = parse(&["--memory-overcommit", "1.5", "--cpu-overcommit", "4"]).expect("valid");
+        let mut c = ServerConfig::new("/tmp/x");
+        l.apply(&mut c);
+        assert_eq!((c.memory_overcommit, c.cpu_overcommit), (1.5, 4.0));
+        // Unset: the defaults stay.
+        let mut d = ServerConfig::new("/tmp/x");
+        parse(&[]).expect("valid").apply(&mut d);
+        assert_eq!((d.memory_overcommit, d.cpu_overcommit), (8.0, 100.0));
+        for bad in ["0", "-2", "abc", "NaN", "inf", "1001", ""] {
+            let e = parse(&[&format!("--memory-overcommit={bad}")])
+                .err()
+                .unwrap_or_else(|| panic!("{bad:?} accepted"))
+                .to_string();
+            assert!(
+                e.contains("--memory-overcommit") && e.contains("overcommit factor"),
+                "{bad:?}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn overcommit_keys_of_the_config_file_are_checked_and_flags_win() {
+        let file = |text: &str| -> super::super::config_file::ServeFile {
+            toml::from_str(text).expect("valid toml")
+        };
+        let mut args = Args {
+            config: None,
+            listen: None,
+            data_dir: None,
+            public_url: None,
+            preview_domain: None,
+            heartbeat_ms: None,
+            tls_cert: None,
+            tls_key: None,
+            trusted_proxies: Vec::new(),
+            limits: parse(&["--cpu-overcommit", "2"]).expect("valid"),
+            web: WebArgs::default(),
+        };
+        apply_serve_file(
+            &mut args,
+            file("memory_overcommit = 3\ncpu_overcommit = 50"),
+        )
+        .expect("valid file");
+        assert_eq!(args.limits.memory_overcommit, Some(3.0));
+        assert_eq!(args.limits.cpu_overcommit, Some(2.0), "the flag wins");
+        for bad in [
+            "memory_overcommit = 0",
+            "cpu_overcommit = -1.5",
+            "memory_overcommit = 5000",
+        ] {
+            let e = apply_serve_file(&mut args, file(bad)).expect_err(bad);
+            let e = format!("{e:#}");
+            assert!(
+                e.contains("overcommit") && e.contains("out of range"),
+                "{bad}: {e}"
+            );
+        }
+    }
 }

@@ -55,13 +55,26 @@ impl Proc {
         ready_marker: &str,
         level: &str,
     ) -> Self {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args);
+        Self::start_command(dir, name, cmd, ready_marker, level)
+    }
+
+    /// Like [`Proc::start_logging`] for a command built by the caller (another binary, or
+    /// `clarateach` run through a wrapper such as `nsenter`).
+    pub fn start_command(
+        dir: &Path,
+        name: &str,
+        mut cmd: Command,
+        ready_marker: &str,
+        level: &str,
+    ) -> Self {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(dir.join(format!("{name}.log")))
             .expect("log file");
-        let mut child = Command::new(BIN)
-            .args(args)
+        let mut child = cmd
             .env("CLARATEACH_LOG", level)
             // Seat images are sparse and tests write little: a fixed budget instead of `auto`,
             // which would refuse seats whose full growth does not fit this (shared) disk.
@@ -332,6 +345,29 @@ pub async fn join(base: &str, code: &str) -> clarateach_core::JoinResponse {
         .expect("join")
 }
 
+/// Opens a learner's terminal through `base` (a real WebSocket), runs `echo` of a marker and
+/// waits for the shell's answer; true when it came back.
+pub async fn terminal_round_trip(base: &str, token: &str, marker: &str) -> bool {
+    let Ok(learner) = clarateach_client::Client::new(base, Some(token.to_string())) else {
+        return false;
+    };
+    let opts = clarateach_client::TerminalOptions::default();
+    let Ok(mut term) = learner.terminal(&opts).await else {
+        return false;
+    };
+    if term
+        .send_input(&format!("echo {marker}-$((6*7))\r"))
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    let want = format!("{marker}-42");
+    term.read_until(want.as_bytes(), Duration::from_secs(5))
+        .await
+        .is_ok()
+}
+
 /// A temp data dir whose seat store and seat file systems (loop mounts the agent keeps across
 /// restarts by design) are unmounted, lazily, when the test ends.
 pub struct DataDir(tempfile::TempDir);
@@ -347,7 +383,7 @@ impl Drop for DataDir {
 
 /// SIGKILLs every process whose command line names a path under `dir` (this test's seats and
 /// any `serve`/`agent` still running on it).
-fn kill_processes_naming(dir: &Path) {
+pub fn kill_processes_naming(dir: &Path) {
     use std::os::unix::ffi::OsStrExt;
     let needle = dir.as_os_str().as_bytes();
     let me = std::process::id().to_string();
