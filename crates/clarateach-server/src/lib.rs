@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod accounts;
+pub mod agent_auth;
 pub mod audit;
 pub mod auth;
 pub mod broadcast;
