@@ -13,7 +13,7 @@ use chrono::Utc;
 use clarateach_core::toolkit::{AuditAction, AuditEvent};
 use clarateach_core::TerminalMode;
 
-use crate::gateway::{Role, SeatAccess};
+use crate::gateway::seat::{Role, SeatAccess};
 use crate::state::AppState;
 
 /// Appends an event. A store failure is logged, never turned into the action failing: the

@@ -26,6 +26,7 @@ mod files;
 pub mod gateway;
 pub mod handlers;
 pub mod headers;
+pub mod ip;
 mod join_codes;
 pub mod keys;
 pub mod lifecycle;

@@ -21,7 +21,7 @@ use clarateach_core::{PauseReason, SeatState, WorkshopStatus};
 use clarateach_store::{SeatRecord, WorkshopRecord};
 
 use crate::error::ApiError;
-use crate::gateway::SeatAccess;
+use crate::gateway::seat::SeatAccess;
 use crate::state::AppState;
 
 /// How long a pause or resume request waits for the agents' reports.
@@ -203,7 +203,7 @@ pub fn wake(state: &AppState, workshop_id: &str, seat: u32) {
     let access = SeatAccess {
         workshop_id: workshop_id.to_string(),
         seat,
-        role: crate::gateway::Role::Learner,
+        role: crate::gateway::seat::Role::Learner,
         mode: clarateach_core::TerminalMode::Interactive,
     };
     let state = state.clone();

@@ -10,6 +10,7 @@ pub(crate) mod docs;
 pub(crate) mod export;
 pub mod preview;
 pub(crate) mod proxy;
+pub mod seat;
 pub(crate) mod seat_call;
 pub(crate) mod spotlight;
 
