@@ -38,7 +38,7 @@ struct Inner {
     previews: crate::gateway::preview::Previews,
     join_codes: JoinCodes,
     activity: Mutex<HashMap<(String, u32), Instant>>,
-    connections: crate::pause::Connections,
+    connections: crate::connections::Connections,
     seat_resets: tokio::sync::broadcast::Sender<(String, u32)>,
     shutdown: watch::Receiver<bool>,
     /// Standalone sandboxes (`/api/sandboxes`), opened on first use.
@@ -46,7 +46,7 @@ struct Inner {
     /// Announcements and spotlights (issue 10).
     presenter: crate::presenter::Presenter,
     /// Instructor terminals open per seat, for the learner's notice (issue 10).
-    presence: crate::audit::Presence,
+    presence: crate::terminal_presence::Presence,
 }
 
 /// Shared server state.
@@ -110,11 +110,11 @@ impl AppState {
         &self.inner.sandboxes
     }
     /// Instructor terminals open per seat (issue 10's consent notice).
-    pub fn presence(&self) -> &crate::audit::Presence {
+    pub fn presence(&self) -> &crate::terminal_presence::Presence {
         &self.inner.presence
     }
     /// Open learner connections per seat, for the idle policy.
-    pub fn connections(&self) -> &crate::pause::Connections {
+    pub fn connections(&self) -> &crate::connections::Connections {
         &self.inner.connections
     }
 
