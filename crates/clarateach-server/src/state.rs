@@ -31,11 +31,11 @@ struct Inner {
     registry: RegistryHandle,
     provisioner: Arc<dyn Provisioner>,
     data_ca: Arc<DataCa>,
-    data_clients: crate::gateway::proxy::TlsClients,
+    data_clients: crate::gateway::data_path::TlsClients,
     metrics: Arc<Metrics>,
     throttle: Throttle,
     tickets: Tickets,
-    previews: crate::gateway::preview::Previews,
+    previews: crate::gateway::preview_grants::Previews,
     join_codes: JoinCodes,
     activity: Mutex<HashMap<(String, u32), Instant>>,
     connections: crate::connections::Connections,
@@ -137,7 +137,7 @@ impl AppState {
         &self.inner.data_ca
     }
     /// The gateway's pooled clients for agents' `https://` data paths.
-    pub(crate) fn data_clients(&self) -> &crate::gateway::proxy::TlsClients {
+    pub(crate) fn data_clients(&self) -> &crate::gateway::data_path::TlsClients {
         &self.inner.data_clients
     }
     pub fn keys(&self) -> &SigningKeys {
@@ -169,7 +169,7 @@ impl AppState {
     }
 
     /// Preview tickets, preview-host sessions and public ports (issue 12).
-    pub fn previews(&self) -> &crate::gateway::preview::Previews {
+    pub fn previews(&self) -> &crate::gateway::preview_grants::Previews {
         &self.inner.previews
     }
     pub(crate) fn join_codes(&self) -> &JoinCodes {
