@@ -15,6 +15,7 @@ mod help;
 mod postgres;
 mod presenter;
 mod preview;
+mod queries;
 mod records;
 mod replicas;
 mod rows;

@@ -9,14 +9,10 @@
 mod accounts;
 mod claims;
 mod help;
-mod presenter;
-mod preview;
 mod replicas;
 mod schedule;
 mod seats;
 mod templates;
-mod throttle;
-mod toolkit;
 mod workshops;
 
 use std::str::FromStr;
@@ -64,6 +60,16 @@ impl PgStore {
 
     /// The connection pool (for LISTEN/NOTIFY and advisory locks of the control plane).
     pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The pool, for writes (the shared query modules name `writer()` and `reader()`).
+    pub(crate) fn writer(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The pool, for reads: the same one as [`Self::writer`].
+    pub(crate) fn reader(&self) -> &PgPool {
         &self.pool
     }
 

@@ -8,14 +8,10 @@
 mod accounts;
 mod claims;
 mod help;
-mod presenter;
-mod preview;
 mod replicas;
 mod schedule;
 mod seats;
 mod templates;
-mod throttle;
-mod toolkit;
 mod workshops;
 
 use std::path::Path;
@@ -81,6 +77,16 @@ impl SqliteStore {
             reader,
             claims,
         })
+    }
+
+    /// The one writer connection: every write, and reads that must see a write just made.
+    pub(crate) fn writer(&self) -> &SqlitePool {
+        &self.writer
+    }
+
+    /// The read-only pool (WAL readers never wait for the writer).
+    pub(crate) fn reader(&self) -> &SqlitePool {
+        &self.reader
     }
 
     /// Closes both pools, flushing the WAL.
