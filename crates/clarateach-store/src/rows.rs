@@ -6,6 +6,7 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::Row;
+use tokio::sync::oneshot;
 
 use crate::sqlite::{seat_state, to_u32};
 use crate::{Result, SeatRecord};
@@ -56,4 +57,14 @@ pub(crate) fn seat(r: &impl StoreRow) -> Result<SeatRecord> {
         last_activity_at: r.opt_time("last_activity_at")?,
         generation: to_u32(r.int("generation")?, "generation")?,
     })
+}
+
+/// One learner's request (sent to a back end's claim task, `sqlite/claims.rs` or
+/// `postgres/claims.rs`) for the lowest free seat of a running workshop.
+pub(crate) struct Claim {
+    pub workshop_id: String,
+    pub odehash: String,
+    pub name: Option<String>,
+    pub at: DateTime<Utc>,
+    pub reply: oneshot::Sender<Result<Option<SeatRecord>>>,
 }

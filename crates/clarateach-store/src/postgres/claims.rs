@@ -17,10 +17,9 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::rows::{seat as record, SEAT_COLUMNS as COLUMNS};
 use crate::{Result, SeatRecord, StoreError};
@@ -28,14 +27,7 @@ use crate::{Result, SeatRecord, StoreError};
 /// Most claims committed in one transaction, so one batch cannot hold a workshop's lock long.
 const MAX_BATCH: usize = 256;
 
-/// One learner's request for the lowest free seat of a running workshop.
-pub(super) struct Claim {
-    pub workshop_id: String,
-    pub odehash: String,
-    pub name: Option<String>,
-    pub at: DateTime<Utc>,
-    pub reply: oneshot::Sender<Result<Option<SeatRecord>>>,
-}
+pub(super) use crate::rows::Claim;
 
 /// Starts the claim task on the pool; it ends when every sender is dropped.
 pub(super) fn spawn(pool: PgPool) -> mpsc::UnboundedSender<Claim> {

@@ -8,11 +8,8 @@
 
 mod accounts;
 mod claims;
-mod help;
 mod replicas;
-mod schedule;
 mod seats;
-mod templates;
 mod workshops;
 
 use std::str::FromStr;
@@ -71,6 +68,11 @@ impl PgStore {
     /// The pool, for reads: the same one as [`Self::writer`].
     pub(crate) fn reader(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// The queue of this store's claim task (group commit, see `claims`).
+    pub(crate) fn claim_queue(&self) -> &mpsc::UnboundedSender<claims::Claim> {
+        &self.claims
     }
 
     /// Closes the pool.

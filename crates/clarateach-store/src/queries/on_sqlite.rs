@@ -4,10 +4,20 @@
 type DbRow = sqlx::sqlite::SqliteRow;
 type Store = crate::SqliteStore;
 
+#[path = "accounts.rs"]
+mod accounts;
+#[path = "help.rs"]
+mod help;
 #[path = "presenter.rs"]
 mod presenter;
 #[path = "preview.rs"]
 mod preview;
+#[path = "schedule.rs"]
+mod schedule;
+#[path = "seats.rs"]
+mod seats;
+#[path = "templates.rs"]
+mod templates;
 #[path = "throttle.rs"]
 mod throttle;
 #[path = "toolkit.rs"]

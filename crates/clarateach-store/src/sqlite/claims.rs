@@ -9,9 +9,8 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
 use sqlx::SqlitePool;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::rows::{seat as record, SEAT_COLUMNS as COLUMNS};
 use crate::{Result, SeatRecord, StoreError};
@@ -19,14 +18,7 @@ use crate::{Result, SeatRecord, StoreError};
 /// Most claims committed in one transaction, so one batch cannot hold the writer for long.
 const MAX_BATCH: usize = 256;
 
-/// One learner's request for the lowest free seat of a running workshop.
-pub(super) struct Claim {
-    pub workshop_id: String,
-    pub odehash: String,
-    pub name: Option<String>,
-    pub at: DateTime<Utc>,
-    pub reply: oneshot::Sender<Result<Option<SeatRecord>>>,
-}
+pub(super) use crate::rows::Claim;
 
 /// Starts the claim task on the writer pool; it ends when every sender is dropped.
 pub(super) fn spawn(writer: SqlitePool) -> mpsc::UnboundedSender<Claim> {

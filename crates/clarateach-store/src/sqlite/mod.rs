@@ -89,6 +89,11 @@ impl SqliteStore {
         &self.reader
     }
 
+    /// The queue of this store's claim task (group commit, see `claims`).
+    pub(crate) fn claim_queue(&self) -> &mpsc::UnboundedSender<claims::Claim> {
+        &self.claims
+    }
+
     /// Closes both pools, flushing the WAL.
     pub async fn close(&self) {
         self.reader.close().await;
