@@ -22,3 +22,5 @@ mod templates;
 mod throttle;
 #[path = "toolkit.rs"]
 mod toolkit;
+#[path = "workshops.rs"]
+mod workshops;
