@@ -12,6 +12,8 @@ mod help;
 mod presenter;
 #[path = "preview.rs"]
 mod preview;
+#[path = "replicas.rs"]
+mod replicas;
 #[path = "schedule.rs"]
 mod schedule;
 #[path = "seats.rs"]
