@@ -17,8 +17,36 @@
 //!   `postgres/<resource>.rs`, as inherent methods or functions of the same name on both
 //!   stores, which the shared file calls.
 //!
-//! A new resource: write `queries/<resource>.rs` against `Store`/`DbRow`, add its `#[path]`
-//! line to both `on_sqlite.rs` and `on_postgres.rs`, and keep a conformance test (`on_every_back_end!`) for it.
+//! A new resource: write `queries/<resource>.rs` against `Store`/`DbRow`, add it to
+//! `each_resource!` below, and keep a conformance test (`on_every_back_end!`) for it.
+
+/// Every resource file, declared as a module of the back end this is expanded in.
+macro_rules! each_resource {
+    () => {
+        #[path = "accounts.rs"]
+        mod accounts;
+        #[path = "help.rs"]
+        mod help;
+        #[path = "presenter.rs"]
+        mod presenter;
+        #[path = "preview.rs"]
+        mod preview;
+        #[path = "replicas.rs"]
+        mod replicas;
+        #[path = "schedule.rs"]
+        mod schedule;
+        #[path = "seats.rs"]
+        mod seats;
+        #[path = "templates.rs"]
+        mod templates;
+        #[path = "throttle.rs"]
+        mod throttle;
+        #[path = "toolkit.rs"]
+        mod toolkit;
+        #[path = "workshops.rs"]
+        mod workshops;
+    };
+}
 
 // Each resource file is a module of both: loading it twice is the point.
 #[allow(clippy::duplicate_mod)]

@@ -4,25 +4,4 @@
 type DbRow = sqlx::sqlite::SqliteRow;
 type Store = crate::SqliteStore;
 
-#[path = "accounts.rs"]
-mod accounts;
-#[path = "help.rs"]
-mod help;
-#[path = "presenter.rs"]
-mod presenter;
-#[path = "preview.rs"]
-mod preview;
-#[path = "replicas.rs"]
-mod replicas;
-#[path = "schedule.rs"]
-mod schedule;
-#[path = "seats.rs"]
-mod seats;
-#[path = "templates.rs"]
-mod templates;
-#[path = "throttle.rs"]
-mod throttle;
-#[path = "toolkit.rs"]
-mod toolkit;
-#[path = "workshops.rs"]
-mod workshops;
+each_resource!();
