@@ -7,8 +7,6 @@
 //! the `COMMIT` returned, so a seat a learner was told about survives a crash, and claims are
 //! applied in arrival order, so seats are still handed out lowest first.
 
-use std::sync::Arc;
-
 use sqlx::SqlitePool;
 use tokio::sync::mpsc;
 
@@ -18,6 +16,7 @@ use crate::{Result, SeatRecord, StoreError};
 /// Most claims committed in one transaction, so one batch cannot hold the writer for long.
 const MAX_BATCH: usize = 256;
 
+use crate::rows::answer as answer_claimants;
 pub(super) use crate::rows::Claim;
 
 /// Starts the claim task on the writer pool; it ends when every sender is dropped.
@@ -34,21 +33,8 @@ pub(super) fn spawn(writer: SqlitePool) -> mpsc::UnboundedSender<Claim> {
 
 /// Claims every seat of `batch` in one transaction and answers each claimant (draining `batch`).
 async fn commit(writer: &SqlitePool, batch: &mut Vec<Claim>) {
-    match apply(writer, batch).await {
-        Ok(results) => {
-            for (claim, result) in batch.drain(..).zip(results) {
-                // The learner may have gone away; the seat stays theirs to reconnect to.
-                let _ = claim.reply.send(result);
-            }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, claims = batch.len(), "seat claim transaction failed");
-            let e = Arc::new(e);
-            for claim in batch.drain(..) {
-                let _ = claim.reply.send(Err(StoreError::ClaimBatch(e.clone())));
-            }
-        }
-    }
+    let outcome = apply(writer, batch).await;
+    answer_claimants(batch, outcome);
 }
 
 /// The per-claim results of one committed transaction; `Err` when nothing was committed.
