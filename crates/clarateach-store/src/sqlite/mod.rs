@@ -7,11 +7,8 @@
 
 mod accounts;
 mod claims;
-mod help;
 mod replicas;
-mod schedule;
 mod seats;
-mod templates;
 mod workshops;
 
 use std::path::Path;
