@@ -37,6 +37,7 @@ step "web dependencies"
 step "cargo fmt / clippy"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+python3 scripts/check-cycles.py --self-test crates   # a module import circle in any crate fails CI (issue 15)
 
 step "rust build (every test and the binary, with one feature set)"
 # `cargo test` builds the binary too; a separate `cargo build -p clarateach` would resolve

@@ -6,112 +6,18 @@ use clarateach_core::ErrorCode;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{FromRequestParts, Path, Query, Request, State};
-use axum::http::request::Parts;
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, delete, get};
 use axum::{Json, Router};
-use clarateach_core::agent_proto::SeatKey;
-use clarateach_core::{ErrorBody, HealthResponse};
-use clarateach_isolation::Backend;
+use clarateach_core::HealthResponse;
 use serde::Deserialize;
 
 use crate::export::{self, ExportFormat};
-use crate::state::{SeatView, StateError, StateHandle};
-use clarateach_core::secret::{bearer_token, constant_time_eq};
-
-/// Shared by every handler of the agent's server.
-#[derive(Clone)]
-pub struct ApiState {
-    pub state: StateHandle,
-    pub backend: Arc<dyn Backend>,
-    pub data_token: Arc<str>,
-    pub agent_token: Arc<str>,
-    /// Per-seat cap on the bytes an export archives (`AgentConfig::export_cap_bytes`).
-    pub export_cap_bytes: u64,
-    /// Terminal recordings of this host's seats.
-    pub recorder: Arc<crate::recording::Recorder>,
-}
-
-/// An HTTP error answered as `{code, message}`, with the codes every ClaraTeach service uses.
-#[derive(Debug)]
-pub struct ApiError(StatusCode, ErrorCode, String);
-
-impl ApiError {
-    fn unauthorized() -> Self {
-        Self(
-            StatusCode::UNAUTHORIZED,
-            ErrorCode::Unauthorized,
-            "a valid bearer token is required".into(),
-        )
-    }
-    fn bad_request(message: impl Into<String>) -> Self {
-        Self(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::InvalidRequest,
-            message.into(),
-        )
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.0, Json(ErrorBody::new(self.1, self.2))).into_response()
-    }
-}
-
-impl From<StateError> for ApiError {
-    fn from(e: StateError) -> Self {
-        match e {
-            StateError::ShuttingDown => Self(
-                StatusCode::SERVICE_UNAVAILABLE,
-                ErrorCode::ShuttingDown,
-                e.to_string(),
-            ),
-            // The cause was logged by the reconciler (and reported to the control plane); the
-            // caller gets a generic sentence, never the backend's words.
-            StateError::CreateFailed(_) => Self(
-                StatusCode::BAD_GATEWAY,
-                ErrorCode::CreateFailed,
-                "creating the workspace failed; see the agent's log".into(),
-            ),
-        }
-    }
-}
-
-/// A caller holding the data-path token (the control plane's gateway). A handler that takes
-/// this extractor cannot forget the check.
-pub struct DataCaller;
-
-/// A caller of the local API: the data-path token or the agent's own token.
-pub struct LocalCaller;
-
-impl FromRequestParts<ApiState> for DataCaller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, s: &ApiState) -> Result<Self, ApiError> {
-        match bearer_token(&parts.headers) {
-            Some(t) if constant_time_eq(t, &s.data_token) => Ok(Self),
-            _ => Err(ApiError::unauthorized()),
-        }
-    }
-}
-
-impl FromRequestParts<ApiState> for LocalCaller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, s: &ApiState) -> Result<Self, ApiError> {
-        match bearer_token(&parts.headers) {
-            Some(t)
-                if constant_time_eq(t, &s.data_token) || constant_time_eq(t, &s.agent_token) =>
-            {
-                Ok(Self)
-            }
-            _ => Err(ApiError::unauthorized()),
-        }
-    }
-}
+use crate::http::seat_key;
+pub use crate::http::{ApiError, ApiState, DataCaller, LocalCaller};
+use crate::state::SeatView;
 
 /// Most bytes a local-API JSON body may have (a `create_vm` body is under 100).
 const MAX_JSON_BODY: usize = 64 * 1024;
@@ -200,29 +106,6 @@ async fn health() -> Json<HealthResponse> {
 struct CreateVm {
     workshop_id: String,
     seat_id: u32,
-}
-
-/// Parses a seat key from path or body parts, answering 400 on anything odd.
-fn seat_key(workshop_id: &str, seat: &str) -> Result<SeatKey, ApiError> {
-    let ok = !workshop_id.is_empty()
-        && workshop_id.len() <= 64
-        && workshop_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if !ok {
-        return Err(ApiError::bad_request(
-            "workshop_id must be 1-64 letters, digits, '-' or '_'",
-        ));
-    }
-    match seat.parse::<u32>() {
-        Ok(n) if (1..=1000).contains(&n) => Ok(SeatKey {
-            workshop_id: workshop_id.to_string(),
-            seat: n,
-        }),
-        _ => Err(ApiError::bad_request(
-            "seat must be a number from 1 to 1000",
-        )),
-    }
 }
 
 async fn list_vms(
@@ -358,30 +241,6 @@ fn recorded_session(query: Option<&str>) -> Option<String> {
         }
     }
     matches!(mode, "interactive" | "takeover").then_some(session)
-}
-
-/// Helpers shared with [`crate::recordings_api`].
-pub(crate) fn parse_seat(
-    path: Result<Path<(String, String)>, axum::extract::rejection::PathRejection>,
-) -> Result<SeatKey, ApiError> {
-    let Path((ws, seat)) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    seat_key(&ws, &seat)
-}
-
-pub(crate) fn bad_request_text(message: String) -> ApiError {
-    ApiError::bad_request(message)
-}
-
-pub(crate) fn not_found(message: &str) -> ApiError {
-    ApiError(StatusCode::NOT_FOUND, ErrorCode::NotFound, message.into())
-}
-
-pub(crate) fn internal(message: &str) -> ApiError {
-    ApiError(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        ErrorCode::Internal,
-        message.into(),
-    )
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod connection;
 pub mod export;
+mod http;
 pub mod identity;
 mod reconcile;
 pub mod recording;

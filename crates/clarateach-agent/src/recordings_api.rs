@@ -9,7 +9,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use clarateach_core::presenter::RecordingList;
 
-use crate::api::{internal, not_found, parse_seat, ApiError, ApiState, DataCaller};
+use crate::http::{
+    bad_request_text, internal, not_found, parse_seat, ApiError, ApiState, DataCaller,
+};
 
 pub(crate) async fn list(
     _: DataCaller,
@@ -29,7 +31,7 @@ pub(crate) async fn get(
     State(s): State<ApiState>,
     path: Result<Path<(String, String, String)>, axum::extract::rejection::PathRejection>,
 ) -> Result<Response, ApiError> {
-    let Path((ws, seat, name)) = path.map_err(|e| crate::api::bad_request_text(e.body_text()))?;
+    let Path((ws, seat, name)) = path.map_err(|e| bad_request_text(e.body_text()))?;
     let key = parse_seat(Ok(Path((ws, seat))))?;
     match s.recorder.read(&key, &name) {
         Ok(Some(bytes)) => {

@@ -23,7 +23,6 @@
 //! (checked by pid and start time, never a reused pid), then the backend removes the processes,
 //! veth and namespace, then the table goes: the processes are gone before their rules are.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -32,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncBufReadExt;
 
 use crate::record::StoredAddr;
+pub use crate::record::{KeeperRecord, NetRecord};
 use crate::{SandboxError, StateDir};
 
 /// Networked sandboxes of a state dir take a /22 of this /16 (256 sandboxes), apart from the
@@ -49,32 +49,6 @@ pub const DNS_UPSTREAM_ENV: &str = "CLARATEACH_SANDBOX_DNS_UPSTREAM";
 
 /// How long a keeper may take to start its sandbox and report.
 const KEEPER_START: Duration = Duration::from_secs(90);
-
-/// The network of an `open` or `allow` sandbox as fixed at create.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NetRecord {
-    /// The sandbox's own nft table (`inet <name>`).
-    pub nft_table: String,
-    pub seat_subnet: String,
-    pub egress_iface: Option<String>,
-    pub egress_hosts: Option<PathBuf>,
-    pub dns_upstream: Option<SocketAddr>,
-}
-
-/// The keeper process of a running networked sandbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeeperRecord {
-    pub pid: i32,
-    /// From `/proc/PID/stat`: a pid reused by another process never matches.
-    pub start_time: u64,
-}
-
-impl KeeperRecord {
-    /// True while this very process runs (a zombie does not count).
-    pub fn alive(&self) -> bool {
-        clarateach_isolation::sandbox::process_start_time(self.pid) == Some(self.start_time)
-    }
-}
 
 /// What a keeper prints on its stdout once: where the daemon listens, or why it could not start.
 #[derive(Debug, Serialize, Deserialize)]

@@ -5,6 +5,8 @@ use chrono::{DateTime, Utc};
 use clarateach_core::Limits;
 use clarateach_isolation::{DaemonAddr, DaemonEndpoint};
 use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 
 /// Running or stopped; a cleaned sandbox has no record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -56,10 +58,10 @@ pub struct SandboxRecord {
     pub images_dir: Option<std::path::PathBuf>,
     /// The network objects of an `open` or `allow` sandbox, fixed at create (`net`).
     #[serde(default)]
-    pub net: Option<crate::net::NetRecord>,
+    pub net: Option<NetRecord>,
     /// The process holding its proxy or DNS forwarder while it runs.
     #[serde(default)]
-    pub keeper: Option<crate::net::KeeperRecord>,
+    pub keeper: Option<KeeperRecord>,
 }
 
 impl std::fmt::Debug for SandboxRecord {
@@ -87,6 +89,33 @@ impl SandboxRecord {
             addr,
             token: self.daemon_token.clone(),
         })
+    }
+}
+
+/// The network of an `open` or `allow` sandbox as fixed at create (made by
+/// [`crate::net`], which owns the objects it names).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetRecord {
+    /// The sandbox's own nft table (`inet <name>`).
+    pub nft_table: String,
+    pub seat_subnet: String,
+    pub egress_iface: Option<String>,
+    pub egress_hosts: Option<PathBuf>,
+    pub dns_upstream: Option<SocketAddr>,
+}
+
+/// The keeper process of a running networked sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeeperRecord {
+    pub pid: i32,
+    /// From `/proc/PID/stat`: a pid reused by another process never matches.
+    pub start_time: u64,
+}
+
+impl KeeperRecord {
+    /// True while this very process runs (a zombie does not count).
+    pub fn alive(&self) -> bool {
+        clarateach_isolation::sandbox::process_start_time(self.pid) == Some(self.start_time)
     }
 }
 

@@ -6,15 +6,14 @@
 //! Presence is kept per control-plane process: with several replicas a learner sees the
 //! instructors connected through the replica that answers them.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use chrono::Utc;
 use clarateach_core::toolkit::{AuditAction, AuditEvent};
 use clarateach_core::TerminalMode;
 
-use crate::gateway::{Role, SeatAccess};
+use crate::gateway::seat::{Role, SeatAccess};
 use crate::state::AppState;
+use crate::terminal_presence::lock;
+pub use crate::terminal_presence::Presence;
 
 /// Appends an event. A store failure is logged, never turned into the action failing: the
 /// action already happened, and refusing to report it would hide it twice.
@@ -36,32 +35,6 @@ pub async fn record(
     };
     if let Err(e) = state.store().append_audit(workshop_id, &event).await {
         tracing::error!(workshop.id = workshop_id, action = action.as_str(), error = %e, "cannot record an audit event");
-    }
-}
-
-/// Instructor terminals open per seat: (watching, typing).
-#[derive(Debug, Default)]
-pub struct Presence {
-    open: Mutex<HashMap<(String, u32), (usize, usize)>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Single inserts and removes: a panic elsewhere leaves the map consistent.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-impl Presence {
-    /// Whether an instructor watches, and whether one types in, the seat now.
-    pub fn of(&self, workshop_id: &str, seat: u32) -> clarateach_core::toolkit::Presence {
-        let open = lock(&self.open);
-        let (watching, typing) = open
-            .get(&(workshop_id.to_string(), seat))
-            .copied()
-            .unwrap_or_default();
-        clarateach_core::toolkit::Presence {
-            watching: watching + typing > 0,
-            typing: typing > 0,
-        }
     }
 }
 

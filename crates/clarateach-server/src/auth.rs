@@ -11,6 +11,7 @@ use clarateach_store::{InstructorRecord, WorkshopRecord};
 
 use crate::accounts::hash_token;
 use crate::error::ApiError;
+use crate::extract::ApiPath;
 use crate::state::AppState;
 
 /// Prefix of instructor session tokens (the long-lived instructor token starts with `cti_`).
@@ -86,6 +87,38 @@ impl FromRequestParts<AppState> for Instructor {
             Some((rec, _)) => Ok(rec.into()),
             None => Err(ApiError::unauthorized("The instructor token is not valid.")),
         }
+    }
+}
+
+/// An instructor and one of their workshops, the one the route's `{id}` names: the preamble of
+/// the `/api/workshops/{id}/...` handlers in one extractor. 401 without a valid instructor token
+/// (checked first, as when a handler takes [`Instructor`] before the path), 404 for a workshop
+/// that is missing or another instructor's ([`Instructor::workshop`]).
+#[derive(Debug, Clone)]
+pub struct OwnedWorkshop {
+    pub instructor: Instructor,
+    pub workshop: WorkshopRecord,
+}
+
+impl FromRequestParts<AppState> for OwnedWorkshop {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let instructor = Instructor::from_request_parts(parts, state).await?;
+        let ApiPath(params) =
+            ApiPath::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
+                .await?;
+        let id = params
+            .get("id")
+            .ok_or_else(|| ApiError::invalid_request("The route names no workshop."))?;
+        let workshop = instructor.workshop(state, id).await?;
+        Ok(Self {
+            instructor,
+            workshop,
+        })
     }
 }
 

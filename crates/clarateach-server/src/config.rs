@@ -33,7 +33,7 @@ pub struct ServerConfig {
     pub reconnect_failures_per_minute: u32,
     pub workshop_reconnect_failures_per_minute: u32,
     /// Peers whose `X-Forwarded-For` is believed (`--trusted-proxy CIDR`).
-    pub trusted_proxies: Vec<crate::extract::Cidr>,
+    pub trusted_proxies: Vec<crate::ip::Cidr>,
     /// Learner token lifetime.
     pub token_ttl: Duration,
     /// Instructor browser session lifetime.

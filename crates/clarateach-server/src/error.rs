@@ -87,29 +87,6 @@ impl From<clarateach_store::StoreError> for ApiError {
     }
 }
 
-/// The HTTP answer to each lifecycle failure (same codes and sentences as before the domain
-/// error existed).
-impl From<crate::lifecycle::LifecycleError> for ApiError {
-    fn from(e: crate::lifecycle::LifecycleError) -> Self {
-        use crate::lifecycle::LifecycleError as L;
-        match e {
-            L::NotFound => Self::workshop_not_found(),
-            L::Stopping => Self::conflict(
-                ErrorCode::WorkshopStopping,
-                "The workshop is still stopping; try again shortly.",
-            ),
-            L::Running => Self::conflict(
-                ErrorCode::WorkshopRunning,
-                "Stop the workshop before deleting it.",
-            ),
-            L::NoCapacity(cause) => Self::no_capacity(format!(
-                "Cannot start the workshop: {cause}. Start an agent (`clarateach agent`) or add capacity."
-            )),
-            L::Place(_) | L::OpenApiKey(_) | L::Store(_) => Self::internal(&e),
-        }
-    }
-}
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut res = (self.status, Json(ErrorBody::new(self.code, self.message))).into_response();

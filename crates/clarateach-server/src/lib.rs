@@ -15,16 +15,19 @@
 #![forbid(unsafe_code)]
 
 pub mod accounts;
+pub mod agent_auth;
 pub mod audit;
 pub mod auth;
 pub mod broadcast;
 mod config;
+mod connections;
 pub mod error;
 pub mod extract;
 mod files;
 pub mod gateway;
 pub mod handlers;
 pub mod headers;
+pub mod ip;
 mod join_codes;
 pub mod keys;
 pub mod lifecycle;
@@ -38,6 +41,7 @@ pub mod schedule;
 pub mod scheduler;
 pub mod secrets;
 mod state;
+pub mod terminal_presence;
 pub mod testing;
 pub mod throttle;
 pub mod tickets;

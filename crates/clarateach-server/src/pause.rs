@@ -10,8 +10,6 @@
 //! and its activity timestamps give the last input.
 
 use clarateach_core::ErrorCode;
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
@@ -20,23 +18,14 @@ use clarateach_core::agent_proto::ControlMessage;
 use clarateach_core::{PauseReason, SeatState, WorkshopStatus};
 use clarateach_store::{SeatRecord, WorkshopRecord};
 
+use crate::connections::lock;
+pub use crate::connections::Connections;
 use crate::error::ApiError;
-use crate::gateway::SeatAccess;
+use crate::gateway::seat::SeatAccess;
 use crate::state::AppState;
 
 /// How long a pause or resume request waits for the agents' reports.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Open learner connections (WebSockets spliced by the gateway) per seat, and since when the
-/// idle policy has seen a seat with no activity at all.
-#[derive(Debug, Default)]
-pub struct Connections {
-    open: Mutex<HashMap<(String, u32), usize>>,
-    unused_since: Mutex<HashMap<(String, u32), Instant>>,
-    /// Woken by every seat report this replica applies, so a pause or resume waiting for its
-    /// seats (`settle`) looks again at once instead of at its next poll.
-    reported: tokio::sync::Notify,
-}
 
 /// A seat report was applied (called by `lifecycle::on_seat_report`): wakes every `settle`.
 pub fn reported(state: &AppState) {
@@ -63,17 +52,6 @@ impl Drop for ConnectionGuard {
                 open.remove(&self.key);
             }
         }
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Single inserts and removes: a panic elsewhere leaves the map consistent.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-impl Connections {
-    fn is_open(&self, workshop_id: &str, seat: u32) -> bool {
-        lock(&self.open).contains_key(&(workshop_id.to_string(), seat))
     }
 }
 
@@ -203,7 +181,7 @@ pub fn wake(state: &AppState, workshop_id: &str, seat: u32) {
     let access = SeatAccess {
         workshop_id: workshop_id.to_string(),
         seat,
-        role: crate::gateway::Role::Learner,
+        role: crate::gateway::seat::Role::Learner,
         mode: clarateach_core::TerminalMode::Interactive,
     };
     let state = state.clone();

@@ -31,14 +31,14 @@ struct Inner {
     registry: RegistryHandle,
     provisioner: Arc<dyn Provisioner>,
     data_ca: Arc<DataCa>,
-    data_clients: crate::gateway::proxy::TlsClients,
+    data_clients: crate::gateway::data_path::TlsClients,
     metrics: Arc<Metrics>,
     throttle: Throttle,
     tickets: Tickets,
-    previews: crate::gateway::preview::Previews,
+    previews: crate::gateway::preview_grants::Previews,
     join_codes: JoinCodes,
     activity: Mutex<HashMap<(String, u32), Instant>>,
-    connections: crate::pause::Connections,
+    connections: crate::connections::Connections,
     seat_resets: tokio::sync::broadcast::Sender<(String, u32)>,
     shutdown: watch::Receiver<bool>,
     /// Standalone sandboxes (`/api/sandboxes`), opened on first use.
@@ -46,7 +46,7 @@ struct Inner {
     /// Announcements and spotlights (issue 10).
     presenter: crate::presenter::Presenter,
     /// Instructor terminals open per seat, for the learner's notice (issue 10).
-    presence: crate::audit::Presence,
+    presence: crate::terminal_presence::Presence,
 }
 
 /// Shared server state.
@@ -110,11 +110,11 @@ impl AppState {
         &self.inner.sandboxes
     }
     /// Instructor terminals open per seat (issue 10's consent notice).
-    pub fn presence(&self) -> &crate::audit::Presence {
+    pub fn presence(&self) -> &crate::terminal_presence::Presence {
         &self.inner.presence
     }
     /// Open learner connections per seat, for the idle policy.
-    pub fn connections(&self) -> &crate::pause::Connections {
+    pub fn connections(&self) -> &crate::connections::Connections {
         &self.inner.connections
     }
 
@@ -137,7 +137,7 @@ impl AppState {
         &self.inner.data_ca
     }
     /// The gateway's pooled clients for agents' `https://` data paths.
-    pub(crate) fn data_clients(&self) -> &crate::gateway::proxy::TlsClients {
+    pub(crate) fn data_clients(&self) -> &crate::gateway::data_path::TlsClients {
         &self.inner.data_clients
     }
     pub fn keys(&self) -> &SigningKeys {
@@ -169,7 +169,7 @@ impl AppState {
     }
 
     /// Preview tickets, preview-host sessions and public ports (issue 12).
-    pub fn previews(&self) -> &crate::gateway::preview::Previews {
+    pub fn previews(&self) -> &crate::gateway::preview_grants::Previews {
         &self.inner.previews
     }
     pub(crate) fn join_codes(&self) -> &JoinCodes {

@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use clarateach_store::{Store, StoreError};
 
 use crate::config::ServerConfig;
-use crate::extract::canonical;
+use crate::ip::canonical;
 
 /// Window length, seconds.
 const WINDOW: i64 = 60;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use clarateach_core::TokenClaims;
 
 use crate::accounts::new_token;
-use crate::gateway::SeatAccess;
+use crate::gateway::seat::SeatAccess;
 
 /// How long a ticket stays valid.
 pub const TICKET_TTL: Duration = Duration::from_secs(30);
@@ -135,7 +135,7 @@ impl Tickets {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gateway::{Role, TerminalMode};
+    use crate::gateway::seat::{Role, TerminalMode};
 
     fn grant() -> Grant {
         Grant {

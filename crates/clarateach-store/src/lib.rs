@@ -6,6 +6,17 @@
 //! replicas sharing one database. Schema changes are append-only files in `migrations/`
 //! (SQLite) and `migrations-postgres/` (the same versions in PostgreSQL's spelling), embedded
 //! into the binary.
+//!
+//! One query source per resource: `queries/<resource>.rs` implements a resource's trait once,
+//! for a `Store` and a `DbRow` that `queries/on_sqlite.rs` and `queries/on_postgres.rs` bind to
+//! each back end (the file is compiled into both, see `queries/mod.rs`). SQL there uses `$1`
+//! placeholders and the portable subset; pools are named by `self.writer()`/`self.reader()`.
+//! What really differs (PostgreSQL's advisory locks, arrays, NOTIFY/LISTEN, `RETURNING`
+//! deletes; SQLite's group commit of seat claims) is a same-named inherent method in
+//! `sqlite/<resource>.rs` and `postgres/<resource>.rs`, which the shared file calls. A new
+//! store trait follows the same shape: trait in `src/<resource>.rs`, queries in
+//! `queries/<resource>.rs` (listed in `each_resource!`), per-back-end methods only where the
+//! back ends must differ, tests with `on_every_back_end!`.
 
 #![forbid(unsafe_code)]
 
@@ -16,6 +27,7 @@ mod placement;
 mod postgres;
 mod presenter;
 mod preview;
+mod queries;
 mod records;
 mod replicas;
 mod rows;

@@ -6,9 +6,11 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::Row;
+use tokio::sync::oneshot;
 
 use crate::sqlite::{seat_state, to_u32};
-use crate::{Result, SeatRecord};
+use crate::{Result, SeatRecord, StoreError};
+use std::sync::Arc;
 
 /// The column reads a record decoder needs, for any back end's row type.
 pub(crate) trait StoreRow {
@@ -56,4 +58,38 @@ pub(crate) fn seat(r: &impl StoreRow) -> Result<SeatRecord> {
         last_activity_at: r.opt_time("last_activity_at")?,
         generation: to_u32(r.int("generation")?, "generation")?,
     })
+}
+
+/// One learner's request (sent to a back end's claim task, `sqlite/claims.rs` or
+/// `postgres/claims.rs`) for the lowest free seat of a running workshop.
+pub(crate) struct Claim {
+    pub workshop_id: String,
+    pub odehash: String,
+    pub name: Option<String>,
+    pub at: DateTime<Utc>,
+    pub reply: oneshot::Sender<Result<Option<SeatRecord>>>,
+}
+
+/// Answers every claimant of `batch` (draining it) with the outcome of its one transaction:
+/// each its own result, or all the same `ClaimBatch` error when nothing was committed. Shared
+/// by both back ends' claim tasks.
+pub(crate) fn answer(
+    batch: &mut Vec<Claim>,
+    outcome: std::result::Result<Vec<Result<Option<SeatRecord>>>, sqlx::Error>,
+) {
+    match outcome {
+        Ok(results) => {
+            for (claim, result) in batch.drain(..).zip(results) {
+                // The learner may have gone away; the seat stays theirs to reconnect to.
+                let _ = claim.reply.send(result);
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, claims = batch.len(), "seat claim transaction failed");
+            let e = Arc::new(e);
+            for claim in batch.drain(..) {
+                let _ = claim.reply.send(Err(StoreError::ClaimBatch(e.clone())));
+            }
+        }
+    }
 }

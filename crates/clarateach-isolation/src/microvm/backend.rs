@@ -11,10 +11,12 @@ use clarateach_image::{GuestConfig, ImageLayout, Manifest};
 use tokio::sync::OnceCell;
 
 use super::accel::{self, Accel};
-use super::fc_launch::FirecrackerVmm;
+use super::fc_launch::{self, FirecrackerVmm};
 use super::seat::{bridge_address, ensure_volume, live_pid, write_private, VmPaths, VmRecord};
 use super::vmm::{Launch, QemuVmm, VmNet, Vmm};
-use super::{find_binary, lifecycle, net, seat_net, AccelChoice, Flavour, MicrovmConfig, Net};
+use super::{
+    bridge, find_binary, lifecycle, net, seat_net, AccelChoice, Flavour, MicrovmConfig, Net,
+};
 use crate::netpolicy::NetError;
 use crate::{Backend, BackendError, BackendKind, DaemonEndpoint, WorkspaceSpec, WorkspaceStatus};
 
@@ -360,7 +362,7 @@ impl Backend for MicrovmBackend {
         lifecycle::stop_vm(&paths)
             .await
             .map_err(|e| BackendError::StopVm(key.clone(), e))?;
-        lifecycle::release_host(&self.cfg, key, &paths).await;
+        release_host(&self.cfg, key, &paths).await;
         self.net
             .release(key)
             .await
@@ -476,5 +478,19 @@ impl Backend for MicrovmBackend {
         };
         crate::seat_image::prepare(&self.cfg.seat_images, &spec.key, name).await?;
         self.seat_root(&spec.key, name).await.map(|_| ())
+    }
+}
+
+/// Releases what a seat holds on the host besides its files and its seat network (the backend
+/// releases that): its bridge TAP and its jail (Firecracker under the jailer). It lives here,
+/// above both flavours, so `lifecycle` (which they share) does not reach into `fc_launch`.
+async fn release_host(cfg: &MicrovmConfig, key: &SeatKey, paths: &VmPaths) {
+    if let Ok(tap) = std::fs::read_to_string(paths.dir.join("tap")) {
+        if let Err(e) = bridge::del_tap(tap.trim()).await {
+            tracing::warn!(error = %e, "removing the seat's TAP failed");
+        }
+    }
+    if let Some(j) = fc_launch::jail(cfg, key) {
+        let _ = std::fs::remove_dir_all(j.dir());
     }
 }

@@ -8,11 +8,9 @@ use std::time::{Duration, Instant};
 
 use tokio::process::Child;
 
-use clarateach_core::agent_proto::SeatKey;
-
 use super::firecracker;
 use super::seat::{live_pid, VmPaths, VmRecord};
-use super::{bridge, fc_launch, http, qmp as qmp_client, MicrovmConfig};
+use super::{http, qmp as qmp_client};
 use crate::{DaemonAddr, DaemonEndpoint};
 
 pub(super) fn endpoint_of(record: &VmRecord) -> Option<DaemonEndpoint> {
@@ -150,19 +148,6 @@ async fn exits(pid: i32, limit: Duration) -> bool {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     false
-}
-
-/// Releases what a seat holds on the host besides its files and its seat network (the backend
-/// releases that): its bridge TAP and its jail (Firecracker under the jailer).
-pub(super) async fn release_host(cfg: &MicrovmConfig, key: &SeatKey, paths: &VmPaths) {
-    if let Ok(tap) = std::fs::read_to_string(paths.dir.join("tap")) {
-        if let Err(e) = bridge::del_tap(tap.trim()).await {
-            tracing::warn!(error = %e, "removing the seat's TAP failed");
-        }
-    }
-    if let Some(j) = fc_launch::jail(cfg, key) {
-        let _ = std::fs::remove_dir_all(j.dir());
-    }
 }
 
 /// Every `seat.json` under `<data_dir>/microvm/<workshop>/<seat>/`.

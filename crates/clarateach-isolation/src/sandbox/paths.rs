@@ -22,7 +22,8 @@ use std::path::{Path, PathBuf};
 use clarateach_core::agent_proto::SeatKey;
 use nix::unistd::{chown, Gid, Uid};
 
-use super::store::SEATS_DIR;
+/// Seat file system mounts under the data dir (re-exported by [`super::store`], which makes them).
+pub const SEATS_DIR: &str = "seats";
 
 /// Uid and gid of the learner inside every sandbox.
 pub const LEARNER_ID: u32 = 1000;

@@ -45,8 +45,7 @@ use super::seatfs::{self, DiskUsage, MkfsError, MountError};
 
 /// Seat images under the data dir.
 pub const IMAGES_DIR: &str = "seat-images";
-/// Seat file system mounts under the data dir.
-pub const SEATS_DIR: &str = "seats";
+pub use super::paths::SEATS_DIR;
 /// The smallest budget accepted.
 pub const MIN_SIZE: u64 = 256 << 20;
 /// Spare seat file systems kept made and mounted per size in use, so a new seat takes one (a

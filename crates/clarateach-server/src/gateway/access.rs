@@ -20,32 +20,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::tickets::Grant;
 
-/// Terminal attach mode, as in api/ws-protocol.md (one definition in core).
-pub use clarateach_core::TerminalMode;
-
-/// Whose token opened the seat.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Learner,
-    Instructor,
-}
-
-/// An authorised request for one seat's traffic.
-#[derive(Debug, Clone)]
-pub struct SeatAccess {
-    pub workshop_id: String,
-    pub seat: u32,
-    pub role: Role,
-    pub mode: TerminalMode,
-}
-
-impl SeatAccess {
-    /// Whether this access may change the workspace (write files, run commands): learners
-    /// always; instructors only when they took over.
-    pub fn may_write(&self) -> bool {
-        self.role == Role::Learner || self.mode == TerminalMode::Takeover
-    }
-}
+pub use super::seat::{Role, SeatAccess, TerminalMode};
 
 fn learner_mode(asked: Option<&str>) -> Result<TerminalMode, ApiError> {
     match asked {

@@ -6,10 +6,13 @@
 
 pub mod access;
 mod answer;
+pub(crate) mod data_path;
 pub(crate) mod docs;
 pub(crate) mod export;
 pub mod preview;
+pub(crate) mod preview_grants;
 pub(crate) mod proxy;
+pub mod seat;
 pub(crate) mod seat_call;
 pub(crate) mod spotlight;
 

@@ -13,10 +13,6 @@
 //! the store (`PreviewStore`): a restart or another replica keeps each port as the learner set
 //! it, and a reset seat starts with every port private.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::header::{self, HeaderMap, HeaderValue};
@@ -25,10 +21,12 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use clarateach_core::hop::{forward_headers, is_upgrade};
 use clarateach_core::preview::{parse_preview_host, preview_label, PreviewTarget};
-use clarateach_core::{ErrorCode, TerminalMode, TokenClaims};
+use clarateach_core::{ErrorCode, TerminalMode};
 use hyper_util::rt::TokioIo;
 
 use super::access::{Role, SeatAccess};
+use super::preview_grants::SESSION_TTL;
+pub use super::preview_grants::{PreviewGrant, Previews};
 use crate::auth::Learner;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -37,90 +35,6 @@ use crate::state::AppState;
 pub const COOKIE: &str = "clarateach_preview";
 /// Where a preview host trades a ticket for its cookie.
 pub const AUTH_PATH: &str = "/__clarateach/auth";
-const TICKET_TTL: Duration = Duration::from_secs(30);
-const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
-/// Live tickets and sessions at most (each a few hundred bytes).
-const MAX_LIVE: usize = 50_000;
-
-/// Who a ticket or session was issued to, for which preview.
-#[derive(Debug, Clone)]
-pub struct PreviewGrant {
-    pub target: PreviewTarget,
-    pub role: Role,
-    /// A learner's claims, checked against the store again on every request (a reset seat
-    /// signs its old learner out of its previews too).
-    pub learner: Option<TokenClaims>,
-}
-
-#[derive(Debug, Default)]
-struct Live {
-    tickets: HashMap<String, (Instant, PreviewGrant)>,
-    sessions: HashMap<String, (Instant, PreviewGrant)>,
-}
-
-/// Preview tickets and preview-host sessions. The mutex is held for one map
-/// operation, never across an `.await`.
-#[derive(Debug, Default)]
-pub struct Previews(Mutex<Live>);
-
-fn take_live(
-    map: &mut HashMap<String, (Instant, PreviewGrant)>,
-    key: &str,
-    ttl: Duration,
-    single_use: bool,
-) -> Option<PreviewGrant> {
-    let now = Instant::now();
-    let fresh = map
-        .get(key)
-        .is_some_and(|(t, _)| now.duration_since(*t) < ttl);
-    if single_use || !fresh {
-        let (_, g) = map.remove(key)?;
-        return fresh.then_some(g);
-    }
-    map.get(key).map(|(_, g)| g.clone())
-}
-
-fn insert_bounded(
-    map: &mut HashMap<String, (Instant, PreviewGrant)>,
-    prefix: &str,
-    ttl: Duration,
-    grant: PreviewGrant,
-) -> Option<String> {
-    let now = Instant::now();
-    if map.len() >= MAX_LIVE {
-        map.retain(|_, (t, _)| now.duration_since(*t) < ttl);
-    }
-    if map.len() >= MAX_LIVE {
-        return None;
-    }
-    let key = crate::accounts::new_token(prefix);
-    map.insert(key.clone(), (now, grant));
-    Some(key)
-}
-
-impl Previews {
-    fn live(&self) -> std::sync::MutexGuard<'_, Live> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// A one-time ticket (30 s) for `grant`; `None` when too many are live.
-    pub fn issue_ticket(&self, grant: PreviewGrant) -> Option<String> {
-        insert_bounded(&mut self.live().tickets, "cpt_", TICKET_TTL, grant)
-    }
-
-    fn redeem_ticket(&self, ticket: &str) -> Option<PreviewGrant> {
-        take_live(&mut self.live().tickets, ticket, TICKET_TTL, true)
-    }
-
-    fn open_session(&self, grant: PreviewGrant) -> Option<String> {
-        insert_bounded(&mut self.live().sessions, "cps_", SESSION_TTL, grant)
-    }
-
-    fn session(&self, id: &str) -> Option<PreviewGrant> {
-        take_live(&mut self.live().sessions, id, SESSION_TTL, false)
-    }
-}
-
 /// The preview domain for a request that reached us as `host`: the configured one, else
 /// `localhost` with the port in `host`.
 pub fn domain(state: &AppState, host: &str) -> String {

@@ -7,9 +7,8 @@ use axum::Json;
 use clarateach_core::toolkit::{AuditResponse, Presence, AUDIT_PAGE};
 use clarateach_core::ErrorBody;
 
-use crate::auth::{Instructor, Learner};
+use crate::auth::{Learner, OwnedWorkshop};
 use crate::error::ApiError;
-use crate::extract::ApiPath;
 use crate::state::AppState;
 
 /// The workshop's audit, newest first (at most 500 events).
@@ -23,12 +22,13 @@ use crate::state::AppState;
     ))]
 pub async fn list(
     State(state): State<AppState>,
-    instructor: Instructor,
-    ApiPath(id): ApiPath<String>,
+    owned: OwnedWorkshop,
 ) -> Result<Json<AuditResponse>, ApiError> {
-    let w = instructor.workshop(&state, &id).await?;
     Ok(Json(AuditResponse {
-        events: state.store().list_audit(&w.id, AUDIT_PAGE).await?,
+        events: state
+            .store()
+            .list_audit(&owned.workshop.id, AUDIT_PAGE)
+            .await?,
     }))
 }
 

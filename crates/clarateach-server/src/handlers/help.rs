@@ -20,7 +20,7 @@ use clarateach_core::classroom::{
 use clarateach_core::ErrorBody;
 
 use crate::accounts::new_token;
-use crate::auth::{Instructor, Learner};
+use crate::auth::{Learner, OwnedWorkshop};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath};
 use crate::handlers::screens::seat_screen;
@@ -131,12 +131,10 @@ pub async fn mine(
     ))]
 pub async fn list(
     State(state): State<AppState>,
-    instructor: Instructor,
-    ApiPath(id): ApiPath<String>,
+    owned: OwnedWorkshop,
 ) -> Result<Json<ListHelpResponse>, ApiError> {
-    let w = instructor.workshop(&state, &id).await?;
     Ok(Json(ListHelpResponse {
-        requests: state.store().list_active_help(&w.id).await?,
+        requests: state.store().list_active_help(&owned.workshop.id).await?,
     }))
 }
 
@@ -156,10 +154,12 @@ fn no_request() -> ApiError {
     ))]
 pub async fn claim(
     State(state): State<AppState>,
-    instructor: Instructor,
-    ApiPath((id, help_id)): ApiPath<(String, String)>,
+    OwnedWorkshop {
+        instructor,
+        workshop: w,
+    }: OwnedWorkshop,
+    ApiPath((_id, help_id)): ApiPath<(String, String)>,
 ) -> Result<Json<HelpRequest>, ApiError> {
-    let w = instructor.workshop(&state, &id).await?;
     let r = state
         .store()
         .claim_help(&w.id, &help_id, &instructor.name, Utc::now())
@@ -181,10 +181,12 @@ pub async fn claim(
     ))]
 pub async fn resolve(
     State(state): State<AppState>,
-    instructor: Instructor,
-    ApiPath((id, help_id)): ApiPath<(String, String)>,
+    OwnedWorkshop {
+        instructor,
+        workshop: w,
+    }: OwnedWorkshop,
+    ApiPath((_id, help_id)): ApiPath<(String, String)>,
 ) -> Result<Json<HelpRequest>, ApiError> {
-    let w = instructor.workshop(&state, &id).await?;
     let r = state
         .store()
         .resolve_help(&w.id, &help_id, Utc::now())

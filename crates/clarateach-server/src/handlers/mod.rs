@@ -25,6 +25,10 @@ use axum::extract::FromRequestParts;
 use axum::http::header::HOST;
 use axum::http::request::Parts;
 
+use clarateach_core::ErrorCode;
+
+use crate::error::ApiError;
+use crate::lifecycle::LifecycleError;
 use crate::state::AppState;
 
 /// The public base URL of the control plane (no trailing slash): the configured `public_url`,
@@ -50,5 +54,29 @@ impl FromRequestParts<AppState> for BaseUrl {
             .map(str::to_string)
             .unwrap_or_else(|| state.config().listen.to_string());
         Ok(Self(format!("http://{host}")))
+    }
+}
+
+/// The HTTP answer to each lifecycle failure (same codes and sentences as before the domain
+/// error existed). Here in the HTTP layer: the domain (`lifecycle`) knows nothing of HTTP, and
+/// `error` nothing of the domain.
+impl From<LifecycleError> for ApiError {
+    fn from(e: LifecycleError) -> Self {
+        use LifecycleError as L;
+        match e {
+            L::NotFound => ApiError::workshop_not_found(),
+            L::Stopping => ApiError::conflict(
+                ErrorCode::WorkshopStopping,
+                "The workshop is still stopping; try again shortly.",
+            ),
+            L::Running => ApiError::conflict(
+                ErrorCode::WorkshopRunning,
+                "Stop the workshop before deleting it.",
+            ),
+            L::NoCapacity(cause) => ApiError::no_capacity(format!(
+                "Cannot start the workshop: {cause}. Start an agent (`clarateach agent`) or add capacity."
+            )),
+            L::Place(_) | L::OpenApiKey(_) | L::Store(_) => ApiError::internal(&e),
+        }
     }
 }

@@ -7,6 +7,7 @@
 //! on one PostgreSQL reach each other's agents through [`remote`].
 
 mod agents;
+mod conn;
 pub mod placement;
 #[cfg(test)]
 mod placement_race;

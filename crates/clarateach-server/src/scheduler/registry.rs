@@ -12,61 +12,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clarateach_core::agent_proto::{ControlMessage, SeatKey};
-use clarateach_core::SeatImageSummary;
 use tokio::sync::{mpsc, oneshot};
 
+pub use super::conn::{AgentConn, AgentInfo};
 use super::placement::{self, Candidate, Demand};
-use super::remote::Remote;
+use super::remote::{self, Remote};
 use super::{ProvisionError, SeatRoute};
-
-/// What an agent said about itself in `register`, plus the channel to its session.
-#[derive(Debug, Clone)]
-pub struct AgentConn {
-    pub agent_id: String,
-    pub hostname: String,
-    pub capacity: u32,
-    pub data_url: String,
-    pub data_token: String,
-    /// Store id of the agent token this session proved; a reconnect must prove the same one.
-    pub token_id: String,
-    pub tx: mpsc::UnboundedSender<ControlMessage>,
-    /// Seat images built on the agent's host (from `register`).
-    pub images: Vec<String>,
-    /// What each of them holds (from `register`; empty from agents that predate it).
-    pub image_details: Vec<SeatImageSummary>,
-    /// Built-in recipes it can build on demand (from `register`).
-    pub buildable: Vec<String>,
-    /// Memory (MiB) seats may reserve on it (reported x overcommit); `None`: slots only.
-    pub memory_mb: Option<u64>,
-    /// CPU (thousandths) seats may reserve on it.
-    pub cpu_millis: Option<u64>,
-}
-
-/// A connected agent as reported to callers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AgentInfo {
-    pub agent_id: String,
-    pub hostname: String,
-    pub capacity: u32,
-    /// Seats placed on it by the control plane.
-    pub placed: u32,
-    /// Seats it reported hosting in its last heartbeat.
-    pub used: u32,
-    /// Seat images built on its host.
-    pub images: Vec<String>,
-    /// What each of them holds.
-    pub image_details: Vec<SeatImageSummary>,
-    /// Built-in recipes it can build on demand.
-    pub buildable: Vec<String>,
-    /// Memory (MiB) seats may reserve on it, and how much its placed seats reserve.
-    pub memory_mb: Option<u64>,
-    pub reserved_memory_mb: u64,
-    /// CPU (thousandths) seats may reserve on it, and how much its placed seats reserve.
-    pub cpu_millis: Option<u64>,
-    pub reserved_cpu_millis: u64,
-    /// The replica holding its session, when it is not this one.
-    pub held_by: Option<String>,
-}
 
 struct Entry {
     conn: AgentConn,
@@ -229,7 +180,7 @@ impl RegistryHandle {
     }
 
     /// A handle to the same task that never looks beyond this replica.
-    pub(super) fn from_weak(tx: &mpsc::WeakSender<Command>) -> Option<Self> {
+    fn from_weak(tx: &mpsc::WeakSender<Command>) -> Option<Self> {
         tx.upgrade().map(|tx| Self { tx, remote: None })
     }
 
@@ -327,10 +278,9 @@ impl RegistryHandle {
         demand: Demand,
     ) -> Result<Vec<(u32, String)>, ProvisionError> {
         if let Some(remote) = &self.remote {
-            let agents = self.list_local().await;
-            return remote
-                .reserve(&agents, workshop_id, &seats, image.as_deref(), demand)
-                .await;
+            let local = self.list_local().await;
+            let agents = remote.with_loads(&local, workshop_id).await?;
+            return assign(&agents, workshop_id, &seats, image.as_deref(), demand);
         }
         self.ask(|reply| Command::Reserve {
             workshop_id: workshop_id.to_string(),
@@ -611,6 +561,21 @@ pub(super) fn assign(
         .inspect(|out| {
             tracing::debug!(workshop.id = workshop_id, seats = out.len(), "seats placed");
         })
+}
+
+/// The registry task as [`Remote`]'s delivery loop reaches it: through a weak sender, so the
+/// loop ends with the task and never keeps it alive.
+impl remote::LocalSessions for mpsc::WeakSender<Command> {
+    fn alive(&self) -> bool {
+        self.strong_count() > 0
+    }
+
+    async fn send(&self, agent_id: &str, msg: ControlMessage) -> bool {
+        match RegistryHandle::from_weak(self) {
+            Some(registry) => matches!(registry.send(agent_id, msg).await, Ok(true)),
+            None => false,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -28,10 +28,8 @@ use std::time::Duration;
 use chrono::Utc;
 use clarateach_core::agent_proto::ControlMessage;
 use clarateach_store::{AgentPresence, AgentPresenceInfo, Store};
-use tokio::sync::mpsc;
 
-use super::placement::Demand;
-use super::registry::{assign, AgentConn, AgentInfo, Command, RegistryHandle};
+use super::conn::{AgentConn, AgentInfo};
 use super::{ProvisionError, SeatRoute};
 use crate::secrets::{ApiKey, SecretBox};
 use clarateach_core::SeatState;
@@ -43,6 +41,20 @@ const MIN_LIVE: Duration = Duration::from_secs(2);
 /// Commands nobody took for this long were for a replica that died; they are dropped (the
 /// agent gets its whole desired state again when it registers with a live replica).
 const STALE_COMMAND: Duration = Duration::from_secs(60);
+
+/// The local registry as the delivery loop sees it (implemented by [`super::registry`], which
+/// this module does not name): whether it still runs, and handing a command to the session of
+/// an agent held here.
+pub(super) trait LocalSessions: Send + Sync + 'static {
+    /// False once the registry task has ended; the loop ends with it.
+    fn alive(&self) -> bool;
+    /// Hands `msg` to `agent_id`'s session on this replica; false when no session took it.
+    fn send(
+        &self,
+        agent_id: &str,
+        msg: ControlMessage,
+    ) -> impl std::future::Future<Output = bool> + Send;
+}
 
 /// This replica's view of the others, through the shared store.
 pub struct Remote {
@@ -106,12 +118,12 @@ impl Remote {
 
     /// Starts refreshing this replica's presence rows and delivering the commands queued for
     /// it; ends when the registry task does.
-    pub(super) fn start(self: &Arc<Self>, local: mpsc::WeakSender<Command>) {
+    pub(super) fn start(self: &Arc<Self>, local: impl LocalSessions) {
         let me = Arc::clone(self);
         tokio::spawn(async move { me.run(local).await });
     }
 
-    async fn run(self: Arc<Self>, local: mpsc::WeakSender<Command>) {
+    async fn run(self: Arc<Self>, local: impl LocalSessions) {
         let mut wake = match self.store.watch_agent_commands(&self.replica_id).await {
             Ok(w) => w,
             Err(e) => {
@@ -142,15 +154,15 @@ impl Remote {
                     }
                 }
             }
-            let Some(registry) = RegistryHandle::from_weak(&local) else {
+            if !local.alive() {
                 return;
-            };
-            self.deliver(&registry).await;
+            }
+            self.deliver(&local).await;
         }
     }
 
     /// Hands every command queued for this replica to its agent's session here.
-    async fn deliver(&self, registry: &RegistryHandle) {
+    async fn deliver(&self, registry: &impl LocalSessions) {
         let stale = Utc::now()
             - chrono::Duration::from_std(STALE_COMMAND)
                 .unwrap_or_else(|_| chrono::Duration::zero());
@@ -176,7 +188,7 @@ impl Remote {
                 tracing::warn!(agent.id = %cmd.agent_id, "dropping a queued agent command that does not open");
                 continue;
             };
-            if !matches!(registry.send(&cmd.agent_id, msg).await, Ok(true)) {
+            if !registry.send(&cmd.agent_id, msg).await {
                 tracing::warn!(agent.id = %cmd.agent_id, "agent left this replica before its queued command arrived");
             }
         }
@@ -339,16 +351,13 @@ impl Remote {
             .collect()
     }
 
-    /// Places `seats` on every replica's agents (`local`: this replica's), counting what the
-    /// store says is placed on each, `workshop_id`'s own earlier seats left out.
-    pub(super) async fn reserve(
+    /// Every replica's agents (`local`: this replica's) with what the store says is placed on
+    /// each, `workshop_id`'s own earlier seats left out: what placement counts on a shared store.
+    pub(super) async fn with_loads(
         &self,
         local: &[AgentInfo],
         workshop_id: &str,
-        seats: &[u32],
-        image: Option<&str>,
-        demand: Demand,
-    ) -> Result<Vec<(u32, String)>, ProvisionError> {
+    ) -> Result<Vec<AgentInfo>, ProvisionError> {
         let loads = self.store.agent_loads(workshop_id).await?;
         let mut agents: Vec<AgentInfo> = local.to_vec();
         agents.extend(
@@ -363,7 +372,7 @@ impl Remote {
             a.reserved_memory_mb = load.map_or(0, |l| l.memory_mb);
             a.reserved_cpu_millis = load.map_or(0, |l| l.cpu_millis);
         }
-        assign(&agents, workshop_id, seats, image, demand)
+        Ok(agents)
     }
 }
 
@@ -383,7 +392,9 @@ fn command_owner(replica_id: &str, agent_id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scheduler::RegistryHandle;
     use clarateach_store::SqliteStore;
+    use tokio::sync::mpsc;
 
     fn conn(id: &str) -> (AgentConn, mpsc::UnboundedReceiver<ControlMessage>) {
         let (tx, rx) = mpsc::unbounded_channel();

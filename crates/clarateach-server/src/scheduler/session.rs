@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 
 use super::placement::Demand;
 use super::registry::AgentConn;
-use crate::handlers::agents::{authorize_agent_id, AgentCredential};
+use crate::agent_auth::{authorize_agent_id, AgentCredential};
 use crate::lifecycle;
 use crate::state::AppState;
 

@@ -15,12 +15,9 @@
 //!   claim; under the workshop's lock no other claim can take the code in between.
 //! - The workshop row is read `FOR SHARE`, so a claim and a concurrent stop are ordered.
 
-use std::sync::Arc;
-
-use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::rows::{seat as record, SEAT_COLUMNS as COLUMNS};
 use crate::{Result, SeatRecord, StoreError};
@@ -28,14 +25,8 @@ use crate::{Result, SeatRecord, StoreError};
 /// Most claims committed in one transaction, so one batch cannot hold a workshop's lock long.
 const MAX_BATCH: usize = 256;
 
-/// One learner's request for the lowest free seat of a running workshop.
-pub(super) struct Claim {
-    pub workshop_id: String,
-    pub odehash: String,
-    pub name: Option<String>,
-    pub at: DateTime<Utc>,
-    pub reply: oneshot::Sender<Result<Option<SeatRecord>>>,
-}
+use crate::rows::answer as answer_claimants;
+pub(super) use crate::rows::Claim;
 
 /// Starts the claim task on the pool; it ends when every sender is dropped.
 pub(super) fn spawn(pool: PgPool) -> mpsc::UnboundedSender<Claim> {
@@ -51,21 +42,8 @@ pub(super) fn spawn(pool: PgPool) -> mpsc::UnboundedSender<Claim> {
 
 /// Claims every seat of `batch` in one transaction and answers each claimant (draining `batch`).
 async fn commit(pool: &PgPool, batch: &mut Vec<Claim>) {
-    match apply(pool, batch).await {
-        Ok(results) => {
-            for (claim, result) in batch.drain(..).zip(results) {
-                // The learner may have gone away; the seat stays theirs to reconnect to.
-                let _ = claim.reply.send(result);
-            }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, claims = batch.len(), "seat claim transaction failed");
-            let e = Arc::new(e);
-            for claim in batch.drain(..) {
-                let _ = claim.reply.send(Err(StoreError::ClaimBatch(e.clone())));
-            }
-        }
-    }
+    let outcome = apply(pool, batch).await;
+    answer_claimants(batch, outcome);
 }
 
 fn answer(row: &PgRow) -> Result<Option<SeatRecord>> {

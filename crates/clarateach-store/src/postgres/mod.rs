@@ -8,16 +8,9 @@
 
 mod accounts;
 mod claims;
-mod help;
 mod placement;
-mod presenter;
-mod preview;
 mod replicas;
-mod schedule;
 mod seats;
-mod templates;
-mod throttle;
-mod toolkit;
 mod workshops;
 
 use std::str::FromStr;
@@ -66,6 +59,21 @@ impl PgStore {
     /// The connection pool (for LISTEN/NOTIFY and advisory locks of the control plane).
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// The pool, for writes (the shared query modules name `writer()` and `reader()`).
+    pub(crate) fn writer(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The pool, for reads: the same one as [`Self::writer`].
+    pub(crate) fn reader(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The queue of this store's claim task (group commit, see `claims`).
+    pub(crate) fn claim_queue(&self) -> &mpsc::UnboundedSender<claims::Claim> {
+        &self.claims
     }
 
     /// Closes the pool.

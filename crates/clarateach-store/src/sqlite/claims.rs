@@ -7,11 +7,8 @@
 //! the `COMMIT` returned, so a seat a learner was told about survives a crash, and claims are
 //! applied in arrival order, so seats are still handed out lowest first.
 
-use std::sync::Arc;
-
-use chrono::{DateTime, Utc};
 use sqlx::SqlitePool;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::rows::{seat as record, SEAT_COLUMNS as COLUMNS};
 use crate::{Result, SeatRecord, StoreError};
@@ -19,14 +16,8 @@ use crate::{Result, SeatRecord, StoreError};
 /// Most claims committed in one transaction, so one batch cannot hold the writer for long.
 const MAX_BATCH: usize = 256;
 
-/// One learner's request for the lowest free seat of a running workshop.
-pub(super) struct Claim {
-    pub workshop_id: String,
-    pub odehash: String,
-    pub name: Option<String>,
-    pub at: DateTime<Utc>,
-    pub reply: oneshot::Sender<Result<Option<SeatRecord>>>,
-}
+use crate::rows::answer as answer_claimants;
+pub(super) use crate::rows::Claim;
 
 /// Starts the claim task on the writer pool; it ends when every sender is dropped.
 pub(super) fn spawn(writer: SqlitePool) -> mpsc::UnboundedSender<Claim> {
@@ -42,21 +33,8 @@ pub(super) fn spawn(writer: SqlitePool) -> mpsc::UnboundedSender<Claim> {
 
 /// Claims every seat of `batch` in one transaction and answers each claimant (draining `batch`).
 async fn commit(writer: &SqlitePool, batch: &mut Vec<Claim>) {
-    match apply(writer, batch).await {
-        Ok(results) => {
-            for (claim, result) in batch.drain(..).zip(results) {
-                // The learner may have gone away; the seat stays theirs to reconnect to.
-                let _ = claim.reply.send(result);
-            }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, claims = batch.len(), "seat claim transaction failed");
-            let e = Arc::new(e);
-            for claim in batch.drain(..) {
-                let _ = claim.reply.send(Err(StoreError::ClaimBatch(e.clone())));
-            }
-        }
-    }
+    let outcome = apply(writer, batch).await;
+    answer_claimants(batch, outcome);
 }
 
 /// The per-claim results of one committed transaction; `Err` when nothing was committed.

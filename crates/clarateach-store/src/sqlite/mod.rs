@@ -7,16 +7,9 @@
 
 mod accounts;
 mod claims;
-mod help;
 mod placement;
-mod presenter;
-mod preview;
 mod replicas;
-mod schedule;
 mod seats;
-mod templates;
-mod throttle;
-mod toolkit;
 mod workshops;
 
 use std::path::Path;
@@ -82,6 +75,21 @@ impl SqliteStore {
             reader,
             claims,
         })
+    }
+
+    /// The one writer connection: every write, and reads that must see a write just made.
+    pub(crate) fn writer(&self) -> &SqlitePool {
+        &self.writer
+    }
+
+    /// The read-only pool (WAL readers never wait for the writer).
+    pub(crate) fn reader(&self) -> &SqlitePool {
+        &self.reader
+    }
+
+    /// The queue of this store's claim task (group commit, see `claims`).
+    pub(crate) fn claim_queue(&self) -> &mpsc::UnboundedSender<claims::Claim> {
+        &self.claims
     }
 
     /// Closes both pools, flushing the WAL.

@@ -1,85 +1,28 @@
-//! [`ReplicaStore`] on SQLite: the same tables as on PostgreSQL, for one process (which holds
-//! every agent itself, so nothing is ever woken: [`ReplicaStore::watch_agent_commands`] is
-//! `None`).
+//! What the replica tables do differently on SQLite (the queries are `queries/replicas.rs`):
+//! one process holds every agent, so nothing is ever woken ([`ReplicaStore::watch_agent_commands`]
+//! is `None`), and the queue is read and emptied in one transaction on the single writer.
+//!
+//! [`ReplicaStore::watch_agent_commands`]: crate::ReplicaStore::watch_agent_commands
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
 use super::SqliteStore;
-use crate::replicas::{
-    info_json, presence_from, sum_loads, PresenceRow, QueuedCommand, PRESENCE_COLUMNS,
-};
-use crate::{AgentLoad, AgentPresence, ReplicaStore, Result};
+use crate::replicas::QueuedCommand;
+use crate::Result;
 
-#[async_trait]
-impl ReplicaStore for SqliteStore {
-    async fn upsert_agent_presence(&self, p: &AgentPresence) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO agent_presence (agent_id, replica_id, info_json, data_token_enc, \
-             heartbeat_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (agent_id) DO UPDATE SET \
-             replica_id = excluded.replica_id, info_json = excluded.info_json, \
-             data_token_enc = excluded.data_token_enc, heartbeat_at = excluded.heartbeat_at",
-        )
-        .bind(&p.agent_id)
-        .bind(&p.replica_id)
-        .bind(info_json(&p.info)?)
-        .bind(&p.data_token_sealed)
-        .bind(p.heartbeat_at)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
-    }
-
-    async fn touch_agent_presence(&self, replica_id: &str, at: DateTime<Utc>) -> Result<u64> {
-        let done = sqlx::query("UPDATE agent_presence SET heartbeat_at = ? WHERE replica_id = ?")
-            .bind(at)
-            .bind(replica_id)
-            .execute(&self.writer)
-            .await?;
-        Ok(done.rows_affected())
-    }
-
-    async fn delete_agent_presence(&self, agent_id: &str, replica_id: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM agent_presence WHERE agent_id = ? AND replica_id = ?")
-            .bind(agent_id)
-            .bind(replica_id)
-            .execute(&self.writer)
-            .await?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn live_agent_presence(&self, since: DateTime<Utc>) -> Result<Vec<AgentPresence>> {
-        let rows: Vec<PresenceRow> = sqlx::query_as(&format!(
-            "SELECT {PRESENCE_COLUMNS} FROM agent_presence WHERE heartbeat_at >= ? ORDER BY agent_id"
-        ))
-        .bind(since)
-        .fetch_all(&self.writer)
-        .await?;
-        rows.into_iter().map(presence_from).collect()
-    }
-
-    async fn push_agent_command(
-        &self,
-        replica_id: &str,
-        agent_id: &str,
-        payload_sealed: &[u8],
-        at: DateTime<Utc>,
+impl SqliteStore {
+    /// Nothing to wake: see the header.
+    pub(crate) async fn wake_replica(
+        _tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+        _replica_id: &str,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO agent_commands (replica_id, agent_id, payload_enc, created_at) \
-             VALUES (?, ?, ?, ?)",
-        )
-        .bind(replica_id)
-        .bind(agent_id)
-        .bind(payload_sealed)
-        .bind(at)
-        .execute(&self.writer)
-        .await?;
         Ok(())
     }
 
-    async fn take_agent_commands(
+    /// Drops stale commands and takes (deletes and returns) those queued for `replica_id`,
+    /// oldest first, in one transaction on the writer.
+    pub(crate) async fn take_queued(
         &self,
         replica_id: &str,
         stale_before: DateTime<Utc>,
@@ -109,20 +52,11 @@ impl ReplicaStore for SqliteStore {
             .collect())
     }
 
-    async fn watch_agent_commands(&self, _replica_id: &str) -> Result<Option<mpsc::Receiver<()>>> {
+    /// No wake-ups on SQLite: see the header.
+    pub(crate) async fn watch_queue(
+        &self,
+        _replica_id: &str,
+    ) -> Result<Option<mpsc::Receiver<()>>> {
         Ok(None)
-    }
-
-    async fn agent_loads(&self, except_workshop: &str) -> Result<Vec<AgentLoad>> {
-        let rows: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT s.agent_id, w.limits_json, COUNT(*) FROM seats s \
-             JOIN workshops w ON w.id = s.workshop_id \
-             WHERE s.agent_id IS NOT NULL AND w.status IN ('provisioning', 'running') \
-             AND w.id <> ? GROUP BY s.agent_id, w.id, w.limits_json ORDER BY s.agent_id",
-        )
-        .bind(except_workshop)
-        .fetch_all(&self.writer)
-        .await?;
-        sum_loads(rows)
     }
 }

@@ -1,80 +1,14 @@
-//! Seats: atomic assignment to learners, placement on agents, states reported by agents.
+//! What seats do differently on SQLite (the queries are `queries/seats.rs`): batch updates are
+//! a statement per seat in one transaction on the single writer.
 
-use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use clarateach_core::SeatState;
-use sqlx::Row;
 
-use tokio::sync::oneshot;
+use super::SqliteStore;
+use crate::Result;
 
-use super::claims::Claim;
-use super::{seat_state, to_u32, SqliteStore};
-use crate::rows::{seat as record, SEAT_COLUMNS as COLUMNS};
-use crate::{Result, SeatRecord, SeatStore, StoreError};
-
-/// The claim task only ends when its store is dropped or its runtime shut down.
-fn claim_task_gone() -> StoreError {
-    StoreError::Query(sqlx::Error::PoolClosed)
-}
-
-#[async_trait]
-impl SeatStore for SqliteStore {
-    async fn list_seats(&self, workshop_id: &str) -> Result<Vec<SeatRecord>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM seats WHERE workshop_id = ? ORDER BY seat"
-        ))
-        .bind(workshop_id)
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter().map(record).collect()
-    }
-
-    async fn get_seat(&self, workshop_id: &str, seat: u32) -> Result<Option<SeatRecord>> {
-        let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM seats WHERE workshop_id = ? AND seat = ?"
-        ))
-        .bind(workshop_id)
-        .bind(i64::from(seat))
-        .fetch_optional(&self.reader)
-        .await?;
-        row.as_ref().map(record).transpose()
-    }
-
-    async fn claim_seat(
-        &self,
-        workshop_id: &str,
-        odehash: &str,
-        name: Option<&str>,
-        at: DateTime<Utc>,
-    ) -> Result<Option<SeatRecord>> {
-        let (reply, answer) = oneshot::channel();
-        let claim = Claim {
-            workshop_id: workshop_id.to_string(),
-            odehash: odehash.to_string(),
-            name: name.map(str::to_string),
-            at,
-            reply,
-        };
-        self.claims.send(claim).map_err(|_| claim_task_gone())?;
-        answer.await.map_err(|_| claim_task_gone())?
-    }
-
-    async fn seat_by_odehash(
-        &self,
-        workshop_id: &str,
-        odehash: &str,
-    ) -> Result<Option<SeatRecord>> {
-        let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM seats WHERE workshop_id = ? AND odehash = ?"
-        ))
-        .bind(workshop_id)
-        .bind(odehash)
-        .fetch_optional(&self.reader)
-        .await?;
-        row.as_ref().map(record).transpose()
-    }
-
-    async fn place_seats(
+impl SqliteStore {
+    /// Places every seat of `placements` on its agent with `state`, all or none.
+    pub(crate) async fn place_in_one_go(
         &self,
         workshop_id: &str,
         placements: &[(u32, String)],
@@ -96,124 +30,23 @@ impl SeatStore for SqliteStore {
         Ok(())
     }
 
-    async fn report_seat(
+    /// Sets the state of the listed seats of `workshop_id`, all or none.
+    pub(crate) async fn set_listed_seats_state(
         &self,
         workshop_id: &str,
-        seat: u32,
-        agent_id: &str,
-        state: SeatState,
-    ) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE seats SET state = ? WHERE workshop_id = ? AND seat = ? AND agent_id = ? AND state <> ?",
-        )
-        .bind(state.as_str())
-        .bind(workshop_id)
-        .bind(i64::from(seat))
-        .bind(agent_id)
-        .bind(state.as_str())
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn set_seats_state(
-        &self,
-        workshop_id: &str,
-        seats: Option<&[u32]>,
+        list: &[u32],
         state: SeatState,
     ) -> Result<()> {
-        match seats {
-            None => {
-                sqlx::query("UPDATE seats SET state = ? WHERE workshop_id = ?")
-                    .bind(state.as_str())
-                    .bind(workshop_id)
-                    .execute(&self.writer)
-                    .await?;
-            }
-            Some(list) => {
-                let mut tx = self.writer.begin().await?;
-                for seat in list {
-                    sqlx::query("UPDATE seats SET state = ? WHERE workshop_id = ? AND seat = ?")
-                        .bind(state.as_str())
-                        .bind(workshop_id)
-                        .bind(i64::from(*seat))
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
-            }
+        let mut tx = self.writer.begin().await?;
+        for seat in list {
+            sqlx::query("UPDATE seats SET state = ? WHERE workshop_id = ? AND seat = ?")
+                .bind(state.as_str())
+                .bind(workshop_id)
+                .bind(i64::from(*seat))
+                .execute(&mut *tx)
+                .await?;
         }
+        tx.commit().await?;
         Ok(())
-    }
-
-    async fn mark_agent_seats_lost(&self, agent_id: &str) -> Result<u64> {
-        let done = sqlx::query(
-            "UPDATE seats SET state = 'lost' WHERE agent_id = ? AND state IN ('creating', 'ready', 'paused', 'preparing') AND workshop_id IN \
-             (SELECT id FROM workshops WHERE status IN ('provisioning', 'running'))",
-        )
-        .bind(agent_id)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected())
-    }
-
-    async fn seats_for_agent(&self, agent_id: &str) -> Result<Vec<(String, u32)>> {
-        let rows = sqlx::query(
-            "SELECT s.workshop_id, s.seat FROM seats s JOIN workshops w ON w.id = s.workshop_id \
-             WHERE s.agent_id = ? AND w.status IN ('provisioning', 'running') ORDER BY s.workshop_id, s.seat",
-        )
-        .bind(agent_id)
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("workshop_id")?,
-                    to_u32(r.try_get("seat")?, "seat")?,
-                ))
-            })
-            .collect()
-    }
-
-    async fn touch_activity(&self, workshop_id: &str, seat: u32, at: DateTime<Utc>) -> Result<()> {
-        sqlx::query("UPDATE seats SET last_activity_at = ? WHERE workshop_id = ? AND seat = ?")
-            .bind(at)
-            .bind(workshop_id)
-            .bind(i64::from(seat))
-            .execute(&self.writer)
-            .await?;
-        Ok(())
-    }
-
-    async fn reset_seat(
-        &self,
-        workshop_id: &str,
-        seat: u32,
-        odehash: &str,
-    ) -> Result<Option<SeatRecord>> {
-        let row = sqlx::query(&format!(
-            "UPDATE seats SET odehash = ?, generation = generation + 1 \
-             WHERE workshop_id = ? AND seat = ? AND odehash IS NOT NULL RETURNING {COLUMNS}"
-        ))
-        .bind(odehash)
-        .bind(workshop_id)
-        .bind(i64::from(seat))
-        .fetch_optional(&self.writer)
-        .await?;
-        row.as_ref().map(record).transpose()
-    }
-
-    async fn count_seats_by_state(&self) -> Result<Vec<(SeatState, i64)>> {
-        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM seats GROUP BY state")
-            .fetch_all(&self.reader)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    seat_state(&r.try_get::<String, _>("state")?)?,
-                    r.try_get("n")?,
-                ))
-            })
-            .collect()
     }
 }

@@ -1,16 +1,15 @@
-//! [`PresenterStore`] on PostgreSQL. Portable SQL (`ON CONFLICT ... DO UPDATE ... WHERE`, no
-//! RETURNING), the same as the SQLite store's but for the placeholders.
+//! [`PresenterStore`] on both back ends. Portable SQL (`ON CONFLICT ... DO UPDATE ... WHERE`, no
+//! RETURNING), the same as the PostgreSQL store's but for the placeholders.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::postgres::PgRow;
 use sqlx::Row;
 
-use super::PgStore;
+use super::{DbRow, Store};
 use crate::sqlite::to_u32;
 use crate::{AnnouncementRecord, PresenterStore, Result, SpotlightRecord};
 
-fn announcement_from(r: &PgRow) -> Result<AnnouncementRecord> {
+fn announcement_from(r: &DbRow) -> Result<AnnouncementRecord> {
     Ok(AnnouncementRecord {
         id: r.try_get("id")?,
         message: r.try_get("message")?,
@@ -19,14 +18,14 @@ fn announcement_from(r: &PgRow) -> Result<AnnouncementRecord> {
 }
 
 #[async_trait]
-impl PresenterStore for PgStore {
+impl PresenterStore for Store {
     async fn add_announcement(
         &self,
         workshop_id: &str,
         a: &AnnouncementRecord,
         keep: u32,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer().begin().await?;
         sqlx::query(
             "INSERT INTO announcements (id, workshop_id, message, created_at) VALUES ($1, $2, $3, $4)",
         )
@@ -53,17 +52,18 @@ impl PresenterStore for PgStore {
         let done = sqlx::query("DELETE FROM announcements WHERE workshop_id = $1 AND id = $2")
             .bind(workshop_id)
             .bind(id)
-            .execute(&self.pool)
+            .execute(self.writer())
             .await?;
         Ok(done.rows_affected() > 0)
     }
 
     async fn list_announcements(&self, workshop_id: &str) -> Result<Vec<AnnouncementRecord>> {
+        // From the writer: a learner's stream re-reads right after the change it was woken for.
         let rows = sqlx::query(
             "SELECT id, message, created_at FROM announcements WHERE workshop_id = $1 ORDER BY seq",
         )
         .bind(workshop_id)
-        .fetch_all(&self.pool)
+        .fetch_all(self.writer())
         .await?;
         rows.iter().map(announcement_from).collect()
     }
@@ -83,7 +83,7 @@ impl PresenterStore for PgStore {
         .bind(i64::from(s.seat))
         .bind(&s.session)
         .bind(s.since)
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(self
             .spotlight(workshop_id)
@@ -94,7 +94,7 @@ impl PresenterStore for PgStore {
     async fn clear_spotlight(&self, workshop_id: &str) -> Result<bool> {
         let done = sqlx::query("DELETE FROM spotlights WHERE workshop_id = $1")
             .bind(workshop_id)
-            .execute(&self.pool)
+            .execute(self.writer())
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -102,7 +102,7 @@ impl PresenterStore for PgStore {
     async fn spotlight(&self, workshop_id: &str) -> Result<Option<SpotlightRecord>> {
         let row = sqlx::query("SELECT seat, session, since FROM spotlights WHERE workshop_id = $1")
             .bind(workshop_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.writer())
             .await?;
         row.map(|r| -> Result<SpotlightRecord> {
             Ok(SpotlightRecord {
@@ -115,7 +115,7 @@ impl PresenterStore for PgStore {
     }
 
     async fn clear_presenter(&self, workshop_id: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer().begin().await?;
         for table in ["announcements", "spotlights"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE workshop_id = $1"))
                 .bind(workshop_id)

@@ -1,22 +1,23 @@
-//! The join limiter's counters; mirrors `sqlite/throttle.rs`. Every replica writes here, so a
-//! restart or a second replica sees the budgets already spent.
+//! The join limiter's counters. Written only on a failed join below its budget (a blocked
+//! client is refused before anything is written), so a flood costs at most one write per
+//! budget unit and bucket.
 
 use async_trait::async_trait;
 use sqlx::Row;
 
-use super::PgStore;
+use super::Store;
 use crate::sqlite::to_u32;
 use crate::{Result, ThrottleStore};
 
 #[async_trait]
-impl ThrottleStore for PgStore {
+impl ThrottleStore for Store {
     async fn load_throttle(&self, since: i64) -> Result<Vec<(String, i64, u32)>> {
         sqlx::query("DELETE FROM join_throttle WHERE window_start < $1")
             .bind(since)
-            .execute(&self.pool)
+            .execute(self.writer())
             .await?;
         let rows = sqlx::query("SELECT bucket, window_start, failures FROM join_throttle")
-            .fetch_all(&self.pool)
+            .fetch_all(self.reader())
             .await?;
         rows.iter()
             .map(|r| {
@@ -38,7 +39,7 @@ impl ThrottleStore for PgStore {
         .bind(bucket)
         .bind(window_start)
         .bind(i64::from(failures))
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(())
     }

@@ -1,4 +1,4 @@
-//! PostgreSQL side of [`crate::ScheduleStore`]; mirrors `sqlite/schedule.rs`: the `paused_by`, `idle_pause_minutes` and
+//! SQLite side of [`crate::ScheduleStore`]: the `paused_by`, `idle_pause_minutes` and
 //! `start_at` columns of migration 0030.
 
 use async_trait::async_trait;
@@ -6,19 +6,19 @@ use chrono::{DateTime, Utc};
 use clarateach_core::PauseReason;
 use sqlx::Row;
 
-use super::PgStore;
+use super::Store;
 use crate::sqlite::to_u32;
 use crate::{Result, ScheduleStore, StoreError, WorkshopSchedule};
 
 #[async_trait]
-impl ScheduleStore for PgStore {
+impl ScheduleStore for Store {
     async fn set_paused_by(
         &self,
         workshop_id: &str,
         seats: &[u32],
         by: Option<PauseReason>,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer().begin().await?;
         for seat in seats {
             sqlx::query("UPDATE seats SET paused_by = $1 WHERE workshop_id = $2 AND seat = $3")
                 .bind(by.map(PauseReason::as_str))
@@ -35,7 +35,7 @@ impl ScheduleStore for PgStore {
         let row = sqlx::query("SELECT paused_by FROM seats WHERE workshop_id = $1 AND seat = $2")
             .bind(workshop_id)
             .bind(i64::from(seat))
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.reader())
             .await?;
         let Some(row) = row else { return Ok(None) };
         match row.try_get::<Option<String>, _>("paused_by")? {
@@ -50,7 +50,7 @@ impl ScheduleStore for PgStore {
         sqlx::query("UPDATE workshops SET idle_pause_minutes = $1 WHERE id = $2")
             .bind(minutes.map(i64::from))
             .bind(workshop_id)
-            .execute(&self.pool)
+            .execute(self.writer())
             .await?;
         Ok(())
     }
@@ -59,7 +59,7 @@ impl ScheduleStore for PgStore {
         sqlx::query("UPDATE workshops SET start_at = $1 WHERE id = $2")
             .bind(at)
             .bind(workshop_id)
-            .execute(&self.pool)
+            .execute(self.writer())
             .await?;
         Ok(())
     }
@@ -69,7 +69,7 @@ impl ScheduleStore for PgStore {
             sqlx::query("UPDATE workshops SET start_at = NULL WHERE id = $1 AND start_at = $2")
                 .bind(workshop_id)
                 .bind(at)
-                .execute(&self.pool)
+                .execute(self.writer())
                 .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -77,7 +77,7 @@ impl ScheduleStore for PgStore {
     async fn schedule(&self, workshop_id: &str) -> Result<WorkshopSchedule> {
         let row = sqlx::query("SELECT idle_pause_minutes, start_at FROM workshops WHERE id = $1")
             .bind(workshop_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.reader())
             .await?;
         let Some(row) = row else {
             return Ok(WorkshopSchedule::default());
@@ -93,7 +93,7 @@ impl ScheduleStore for PgStore {
 
     async fn scheduled_starts(&self) -> Result<Vec<(String, DateTime<Utc>)>> {
         let rows = sqlx::query("SELECT id, start_at FROM workshops WHERE start_at IS NOT NULL")
-            .fetch_all(&self.pool)
+            .fetch_all(self.reader())
             .await?;
         rows.iter()
             .map(|r| Ok((r.try_get("id")?, r.try_get("start_at")?)))
@@ -105,7 +105,7 @@ impl ScheduleStore for PgStore {
             "SELECT id, idle_pause_minutes FROM workshops \
              WHERE idle_pause_minutes IS NOT NULL AND status = 'running'",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(self.reader())
         .await?;
         rows.iter()
             .map(|r| {

@@ -1,18 +1,17 @@
-//! `TemplateStore` on PostgreSQL; mirrors `sqlite/templates.rs`.
+//! `TemplateStore` on both back ends: plain portable SQL (no SQLite-only functions).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::postgres::PgRow;
 use sqlx::Row;
 
-use super::PgStore;
+use super::{DbRow, Store};
 use crate::templates::{TemplateRecord, WorkshopStarter};
 use crate::{Result, TemplateStore};
 
 const COLUMNS: &str = "instructor_id, name, description, image, readme, check_cmd, limits_json, \
                        files, files_sha256, created_at";
 
-fn record(r: &PgRow) -> Result<TemplateRecord> {
+fn record(r: &DbRow) -> Result<TemplateRecord> {
     Ok(TemplateRecord {
         instructor_id: r.try_get("instructor_id")?,
         name: r.try_get("name")?,
@@ -28,7 +27,7 @@ fn record(r: &PgRow) -> Result<TemplateRecord> {
 }
 
 #[async_trait]
-impl TemplateStore for PgStore {
+impl TemplateStore for Store {
     async fn insert_template(&self, t: &TemplateRecord) -> Result<()> {
         sqlx::query(&format!(
             "INSERT INTO templates ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
@@ -43,7 +42,7 @@ impl TemplateStore for PgStore {
         .bind(&t.files)
         .bind(&t.files_sha256)
         .bind(t.created_at)
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -58,7 +57,7 @@ impl TemplateStore for PgStore {
         ))
         .bind(instructor_id)
         .bind(name)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.reader())
         .await?;
         row.as_ref().map(record).transpose()
     }
@@ -68,7 +67,7 @@ impl TemplateStore for PgStore {
             "SELECT {COLUMNS} FROM templates WHERE instructor_id = $1 ORDER BY name"
         ))
         .bind(instructor_id)
-        .fetch_all(&self.pool)
+        .fetch_all(self.reader())
         .await?;
         rows.iter().map(record).collect()
     }
@@ -77,7 +76,7 @@ impl TemplateStore for PgStore {
         let done = sqlx::query("DELETE FROM templates WHERE instructor_id = $1 AND name = $2")
             .bind(instructor_id)
             .bind(name)
-            .execute(&self.pool)
+            .execute(self.writer())
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -93,7 +92,7 @@ impl TemplateStore for PgStore {
         .bind(&s.check_cmd)
         .bind(&s.files)
         .bind(&s.files_sha256)
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -104,7 +103,7 @@ impl TemplateStore for PgStore {
              WHERE workshop_id = $1",
         )
         .bind(workshop_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.reader())
         .await?;
         row.map(|r| {
             Ok(WorkshopStarter {

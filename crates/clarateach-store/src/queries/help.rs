@@ -1,13 +1,12 @@
-//! [`HelpStore`] on PostgreSQL. Plain portable SQL (no RETURNING, no SQLite-only functions): each
+//! [`HelpStore`] on both back ends. Plain portable SQL (no RETURNING, no SQLite-only functions): each
 //! update is followed by a read of the row, so the PostgreSQL store can use the same queries.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use clarateach_core::classroom::{HelpRequest, HelpStatus};
-use sqlx::postgres::PgRow;
 use sqlx::Row;
 
-use super::PgStore;
+use super::{DbRow, Store};
 use crate::sqlite::to_u32;
 use crate::{HelpStore, Result, StoreError};
 
@@ -15,7 +14,7 @@ const SELECT: &str =
     "SELECT id, workshop_id, seat, name, message, cwd, commands, open_file, status, \
      created_at, claimed_by, claimed_at, resolved_at FROM help_requests";
 
-fn help_from(r: &PgRow) -> Result<HelpRequest> {
+fn help_from(r: &DbRow) -> Result<HelpRequest> {
     let status: String = r.try_get("status")?;
     let commands: String = r.try_get("commands")?;
     Ok(HelpRequest {
@@ -37,20 +36,20 @@ fn help_from(r: &PgRow) -> Result<HelpRequest> {
     })
 }
 
-impl PgStore {
+impl Store {
     async fn help_by_id(&self, workshop_id: &str, id: &str) -> Result<Option<HelpRequest>> {
         // From the writer: the caller just changed the row.
         let row = sqlx::query(&format!("{SELECT} WHERE workshop_id = $1 AND id = $2"))
             .bind(workshop_id)
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.writer())
             .await?;
         row.as_ref().map(help_from).transpose()
     }
 }
 
 #[async_trait]
-impl HelpStore for PgStore {
+impl HelpStore for Store {
     async fn insert_help(&self, req: &HelpRequest) -> Result<()> {
         let commands = serde_json::to_string(&req.commands)
             .map_err(|_| StoreError::Corrupt("help request commands".into()))?;
@@ -68,7 +67,7 @@ impl HelpStore for PgStore {
         .bind(&req.open_file)
         .bind(req.status.as_str())
         .bind(req.created_at)
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -84,7 +83,7 @@ impl HelpStore for PgStore {
         ))
         .bind(workshop_id)
         .bind(i64::from(seat))
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.writer())
         .await?;
         row.as_ref().map(help_from).transpose()
     }
@@ -95,7 +94,7 @@ impl HelpStore for PgStore {
              ORDER BY created_at, id"
         ))
         .bind(workshop_id)
-        .fetch_all(&self.pool)
+        .fetch_all(self.reader())
         .await?;
         rows.iter().map(help_from).collect()
     }
@@ -115,7 +114,7 @@ impl HelpStore for PgStore {
         .bind(at)
         .bind(workshop_id)
         .bind(id)
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         if done.rows_affected() == 0 {
             return Ok(None);
@@ -136,7 +135,7 @@ impl HelpStore for PgStore {
         .bind(at)
         .bind(workshop_id)
         .bind(id)
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         if done.rows_affected() == 0 {
             return Ok(None);

@@ -1,16 +1,16 @@
-//! [`ToolkitStore`] on PostgreSQL: the SQLite queries with numbered parameters.
+//! [`ToolkitStore`] on both back ends: upserts with `ON CONFLICT` (as PostgreSQL spells them too).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use clarateach_core::toolkit::{AuditAction, AuditEvent};
 use sqlx::Row;
 
-use super::PgStore;
+use super::Store;
 use crate::sqlite::to_u32;
 use crate::{BaseEntry, LatestKind, Result, StoreError, ToolkitStore};
 
 #[async_trait]
-impl ToolkitStore for PgStore {
+impl ToolkitStore for Store {
     async fn put_broadcast_blob(
         &self,
         workshop_id: &str,
@@ -24,7 +24,7 @@ impl ToolkitStore for PgStore {
         .bind(workshop_id)
         .bind(hash)
         .bind(content)
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -41,7 +41,7 @@ impl ToolkitStore for PgStore {
         )
         .bind(workshop_id)
         .bind(i64::from(seat))
-        .fetch_all(&self.pool)
+        .fetch_all(self.writer())
         .await?;
         rows.iter()
             .map(|r| -> Result<(String, Vec<u8>)> {
@@ -51,7 +51,7 @@ impl ToolkitStore for PgStore {
     }
 
     async fn set_broadcast_bases(&self, workshop_id: &str, entries: &[BaseEntry]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer().begin().await?;
         for e in entries {
             sqlx::query(
                 "INSERT INTO broadcast_bases (workshop_id, seat, path, hash) VALUES ($1, $2, $3, $4) \
@@ -78,7 +78,7 @@ impl ToolkitStore for PgStore {
         .bind(kind.as_str())
         .bind(body)
         .bind(Utc::now())
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -89,7 +89,7 @@ impl ToolkitStore for PgStore {
         )
         .bind(workshop_id)
         .bind(kind.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.writer())
         .await?)
     }
 
@@ -104,7 +104,7 @@ impl ToolkitStore for PgStore {
         .bind(event.action.as_str())
         .bind(event.seat.map(i64::from))
         .bind(&event.detail)
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -117,7 +117,7 @@ impl ToolkitStore for PgStore {
         )
         .bind(workshop_id)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(self.reader())
         .await?;
         rows.iter()
             .map(|r| -> Result<AuditEvent> {

@@ -1,0 +1,30 @@
+//! Open learner connections per seat ([`Connections`]), what the idle-pause policy counts. A
+//! plain value `AppState` holds; the guard and the policy (in `crate::pause`) need the whole
+//! state, this does not, so it lives below it.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Open learner connections (WebSockets spliced by the gateway) per seat, and since when the
+/// idle policy has seen a seat with no activity at all.
+#[derive(Debug, Default)]
+pub struct Connections {
+    pub(crate) open: Mutex<HashMap<(String, u32), usize>>,
+    pub(crate) unused_since: Mutex<HashMap<(String, u32), Instant>>,
+    /// Woken by every seat report this replica applies, so a pause or resume waiting for its
+    /// seats (`settle`) looks again at once instead of at its next poll.
+    pub(crate) reported: tokio::sync::Notify,
+}
+
+/// Locks one of the map mutexes of this module and of `pause`.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Single inserts and removes: a panic elsewhere leaves the map consistent.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Connections {
+    pub(crate) fn is_open(&self, workshop_id: &str, seat: u32) -> bool {
+        lock(&self.open).contains_key(&(workshop_id.to_string(), seat))
+    }
+}
