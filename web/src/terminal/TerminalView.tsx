@@ -10,6 +10,7 @@ import { CanvasAddon } from '@xterm/addon-canvas';
 import { WebLinksAddon } from '@xterm/addon-web-links';
 import '@xterm/xterm/css/xterm.css';
 import { TerminalConnection, type ConnectionStatus } from './connection';
+import type { Preopened } from './early';
 import type { ServerControl } from '../lib/termProtocol';
 import { useTheme, type Theme } from '../lib/theme';
 import { ConfirmDialog } from '../components/ConfirmDialog';
@@ -47,10 +48,18 @@ const terminalTexts = new Map<string, () => string>();
 /** Grid geometry of every mounted terminal by label, so the end-to-end tests can point at a cell. */
 const terminalGrids = new Map<string, () => { cols: number; rows: number; viewportY: number }>();
 
+/**
+ * Keyboard input into every mounted terminal by label (xterm's own input path, as a keystroke
+ * takes), so the reconnect bench types the moment the scrollback is on screen: it listens for
+ * the `clara:terminal-replayed` event (test-hook build only, like the maps above).
+ */
+const terminalInputs = new Map<string, (data: string) => void>();
+
 if (__CLARA_TEST_HOOKS__) {
   const w = window as unknown as Record<string, unknown>;
   w.__claraTerminals = terminalTexts;
   w.__claraTerminalGrids = terminalGrids;
+  w.__claraTerminalInputs = terminalInputs;
 }
 
 function bufferText(t: Terminal): string {
@@ -77,6 +86,10 @@ export interface TerminalViewProps {
   connectionKey?: string;
   /** Called with the payload of each OSC 7700 mark (the seat's `help` command). */
   onSeatMark?: (data: string) => void;
+  /** A socket opened for this terminal before it mounted (see early.ts), for the first attempt. */
+  adopt?: () => Promise<Preopened | null> | null;
+  /** Called once the first attach's scrollback is on screen: the terminal is live. */
+  onLive?: () => void;
 }
 
 export function TerminalView(props: TerminalViewProps) {
@@ -116,16 +129,33 @@ export function TerminalView(props: TerminalViewProps) {
       return true;
     });
     t.textarea?.setAttribute('aria-label', latest.current.label);
-    loadRenderer(t);
+    // xterm's DOM renderer draws the first screen (no glyph atlas to build, no GL context to
+    // make: on a software-GL browser the WebGL one made the first frames ~200 ms slower); the
+    // WebGL renderer takes over once the terminal is live and the page idle. The reconnect bench
+    // can ask for the renderer at mount ('mount') or for none ('dom') to compare.
+    const order = __CLARA_TEST_HOOKS__ ? localStorage.getItem('clarateach.test.renderer') : null;
+    let upgraded = order === 'dom';
+    const upgrade = () => {
+      if (upgraded) return;
+      upgraded = true;
+      whenIdle(() => {
+        if (term.current === t) loadRenderer(t);
+      });
+    };
+    if (order === 'mount') {
+      upgraded = true;
+      loadRenderer(t);
+    }
     term.current = t;
     fit.current = f;
     const label = latest.current.label;
     terminalTexts.set(label, () => bufferText(t));
     terminalGrids.set(label, () => ({ cols: t.cols, rows: t.rows, viewportY: t.buffer.active.viewportY }));
+    if (__CLARA_TEST_HOOKS__) terminalInputs.set(label, (data) => t.input(data, true));
 
     let exited = false;
     const conn = new TerminalConnection(
-      { url: () => latest.current.url(), probe: () => latest.current.probe() },
+      { url: () => latest.current.url(), probe: () => latest.current.probe(), adopt: () => latest.current.adopt?.() ?? null },
       {
         onOutput: (bytes) => t.write(bytes),
         onReplay: () => t.reset(),
@@ -136,6 +166,11 @@ export function TerminalView(props: TerminalViewProps) {
             markedReplayed = true;
             t.write('', () => performance.mark('terminal-replayed'));
           }
+          t.write('', () => {
+            upgrade();
+            latest.current.onLive?.();
+            if (__CLARA_TEST_HOOKS__) window.dispatchEvent(new CustomEvent('clara:terminal-replayed', { detail: label }));
+          });
         },
         onControl: (m) => {
           if (m.type === 'exit') {
@@ -193,6 +228,7 @@ export function TerminalView(props: TerminalViewProps) {
       conn.close();
       terminalTexts.delete(label);
       terminalGrids.delete(label);
+      terminalInputs.delete(label);
       t.dispose();
       term.current = null;
       fit.current = null;
@@ -248,6 +284,12 @@ export function TerminalView(props: TerminalViewProps) {
       </ConfirmDialog>
     </>
   );
+}
+
+/** Runs `fn` when the page is next idle (at most a second later). */
+function whenIdle(fn: () => void): void {
+  if (typeof requestIdleCallback === 'function') requestIdleCallback(fn, { timeout: 1000 });
+  else setTimeout(fn, 50);
 }
 
 /** WebGL when the browser gives us a context, else the canvas renderer, else xterm's DOM one. */
