@@ -51,6 +51,13 @@ function pageProbe([term, key, renderer]) {
       super(url, protocols);
       const rec = { path: new URL(url, location.href).pathname, created: performance.now(), open: null, first: null };
       B.ws.push(rec);
+      if (rec.path === '/api/session/terminal') {
+        const send = this.send.bind(this);
+        this.send = (d) => {
+          if (typeof d === 'string' && d.includes('"resize"')) (B.resizes ??= []).push([performance.now(), d]);
+          send(d);
+        };
+      }
       this.addEventListener('open', () => (rec.open = performance.now()));
       this.addEventListener('message', (ev) => {
         const t = performance.now();
@@ -138,6 +145,7 @@ function trace(b) {
     ...b.marks.map((m) => [m.at, `mark ${m.name} ${at(m.at)}`]),
     ...b.longTasks.filter((l) => l.start + l.ms >= b.click).map((l) => [l.start, `long task ${at(l.start)} for ${l.ms.toFixed(0)} ms`]),
     [b.replayed, `replayed ${at(b.replayed)}; echo ${at(b.echo)}`],
+    ...(b.resizes ?? []).map(([t, d]) => [t, `resize sent ${at(t)} ${d}`]),
   ].sort((x, y) => x[0] - y[0]);
   console.log(rows.map((r) => `  ${r[1]}`).join('\n'));
 }

@@ -88,7 +88,8 @@ export interface TerminalViewProps {
   onSeatMark?: (data: string) => void;
   /** A socket opened for this terminal before it mounted (see early.ts), for the first attempt. */
   adopt?: () => Promise<Preopened | null> | null;
-  /** Called once the first attach's scrollback is on screen: the terminal is live. */
+  /** Called once after the first attach's scrollback is on screen and the terminal was then
+   *  quiet for a moment (at most `SETTLE_LATEST_MS` later): background work may start. */
   onLive?: () => void;
 }
 
@@ -130,17 +131,34 @@ export function TerminalView(props: TerminalViewProps) {
     });
     t.textarea?.setAttribute('aria-label', latest.current.label);
     // xterm's DOM renderer draws the first screen (no glyph atlas to build, no GL context to
-    // make: on a software-GL browser the WebGL one made the first frames ~200 ms slower); the
-    // WebGL renderer takes over once the terminal is live and the page idle. The reconnect bench
-    // can ask for the renderer at mount ('mount') or for none ('dom') to compare.
+    // make: on a software-GL browser the WebGL one made the first frames ~200 ms slower). Once
+    // the terminal is live and then quiet (no keystroke, no output for SETTLE_QUIET_MS, or
+    // SETTLE_LATEST_MS after it went live), the WebGL renderer takes over and `onLive` lets
+    // the rest of the IDE load: neither lands between the learner's first keystrokes and their
+    // echo. The reconnect bench can ask for the renderer at mount ('mount') or for none ('dom').
     const order = __CLARA_TEST_HOOKS__ ? localStorage.getItem('clarateach.test.renderer') : null;
     let upgraded = order === 'dom';
-    const upgrade = () => {
-      if (upgraded) return;
-      upgraded = true;
-      whenIdle(() => {
-        if (term.current === t) loadRenderer(t);
-      });
+    let settled = false;
+    let quiet: ReturnType<typeof setTimeout> | undefined;
+    let latestAt = 0;
+    const settleLater = () => {
+      if (settled) return;
+      clearTimeout(quiet);
+      const now = performance.now();
+      latestAt ||= now + SETTLE_LATEST_MS;
+      quiet = setTimeout(
+        () =>
+          whenIdle(() => {
+            if (settled || term.current !== t) return;
+            settled = true;
+            latest.current.onLive?.();
+            if (!upgraded) {
+              upgraded = true;
+              loadRenderer(t);
+            }
+          }),
+        Math.max(0, Math.min(SETTLE_QUIET_MS, latestAt - now)),
+      );
     };
     if (order === 'mount') {
       upgraded = true;
@@ -157,7 +175,10 @@ export function TerminalView(props: TerminalViewProps) {
     const conn = new TerminalConnection(
       { url: () => latest.current.url(), probe: () => latest.current.probe(), adopt: () => latest.current.adopt?.() ?? null },
       {
-        onOutput: (bytes) => t.write(bytes),
+        onOutput: (bytes) => {
+          t.write(bytes);
+          if (latestAt) settleLater();
+        },
         onReplay: () => t.reset(),
         onReplayed: () => {
           // The load figure ends when the scrollback is on screen, not when the socket opened:
@@ -167,8 +188,7 @@ export function TerminalView(props: TerminalViewProps) {
             t.write('', () => performance.mark('terminal-replayed'));
           }
           t.write('', () => {
-            upgrade();
-            latest.current.onLive?.();
+            settleLater();
             if (__CLARA_TEST_HOOKS__) window.dispatchEvent(new CustomEvent('clara:terminal-replayed', { detail: label }));
           });
         },
@@ -192,6 +212,7 @@ export function TerminalView(props: TerminalViewProps) {
       },
     );
     const dataSub = t.onData((d) => {
+      if (latestAt) settleLater();
       if (!latest.current.interactive) return;
       if (exited) {
         exited = false;
@@ -221,6 +242,7 @@ export function TerminalView(props: TerminalViewProps) {
     });
     ro.observe(el);
     return () => {
+      clearTimeout(quiet);
       cancelAnimationFrame(raf);
       ro.disconnect();
       dataSub.dispose();
@@ -285,6 +307,11 @@ export function TerminalView(props: TerminalViewProps) {
     </>
   );
 }
+
+/** How long a live terminal must be quiet before the WebGL renderer and the rest of the IDE. */
+const SETTLE_QUIET_MS = 300;
+/** The latest they come after the terminal went live, quiet or not. */
+const SETTLE_LATEST_MS = 1500;
 
 /** Runs `fn` when the page is next idle (at most a second later). */
 function whenIdle(fn: () => void): void {

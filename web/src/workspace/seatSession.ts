@@ -9,8 +9,8 @@ export type ProbeVerdict = 'retry' | { ended: string };
 
 const ENDED_MESSAGE = 'Your instructor has stopped this workshop.';
 
-/** The longest the rest of the IDE waits for the first terminal to go live (see `markLive`). */
-const LIVE_WAIT_MS = 1500;
+/** The longest the rest of the IDE waits for the first terminal (see `markLive`). */
+const LIVE_WAIT_MS = 2000;
 
 /** The terminal socket: its ticket never waits for the terminal to be live. */
 const TERMINAL_PATH = '/api/session/terminal';
@@ -21,10 +21,12 @@ export class SeatSession {
   private endedReason: string | null = null;
   private liveNow: () => void = () => undefined;
   /**
-   * Resolves when the first terminal is live (its scrollback on screen), or `LIVE_WAIT_MS`
-   * after the IDE opened: every call but the terminal's waits for it (issue 12: click -> live
-   * terminal), so the file tree, the README, previews, help and the event streams neither
-   * queue in front of the terminal's ticket nor keep the page busy while its replay renders.
+   * Resolves when the first terminal is live (its scrollback on screen, then a moment without
+   * keystrokes: TerminalView's `onLive`), or `LIVE_WAIT_MS` after the IDE opened: every call
+   * but the terminal's waits for it (issue 12: click -> live terminal), so the file tree, the
+   * README, previews, help and the event streams neither queue in front of the terminal's
+   * ticket nor keep the page and the server busy while its replay renders and its first
+   * keystrokes echo.
    */
   private readonly live = new Promise<void>((resolve) => {
     this.liveNow = resolve;
@@ -38,12 +40,10 @@ export class SeatSession {
     this.liveTimer ??= setTimeout(() => this.markLive(), LIVE_WAIT_MS);
   }
 
-  /** The first terminal is live: the rest of the IDE goes on, once the page is idle. */
+  /** The first terminal is live: the rest of the IDE goes on. */
   markLive(): void {
     if (this.liveTimer !== null) clearTimeout(this.liveTimer);
-    const go = this.liveNow;
-    if (typeof requestIdleCallback === 'function') requestIdleCallback(() => go(), { timeout: 200 });
-    else setTimeout(go, 0);
+    this.liveNow();
   }
 
   get token(): string {
