@@ -60,8 +60,7 @@ export function JoinPage() {
         // while the socket upgrades, the seat thaws and the scrollback arrives.
         await preconnectTerminal(new SeatSession(session));
         navigate('/workspace');
-      }
-      else setJoined(session);
+      } else setJoined(session);
     } catch (err) {
       setError(describeError(err, mode));
     } finally {
