@@ -267,10 +267,15 @@ async function daemonReconnect(d) {
   return { total: echo.at - t0, replay: keyAt - t0, rtt: echo2.at - key2At };
 }
 
-/** The server's own timing of each thaw a learner's return started (its log lines). */
+/** The server's own timing of each thaw a learner's return asked for (its log lines; the
+ *  requests that waited for a thaw already under way, `asked=false`, are left out). */
 function serverResumes(logPath) {
   const text = readFileSync(logPath, 'utf8').replace(/\x1b\[[0-9;]*m/g, '');
-  return [...text.matchAll(/idle seat resumed by its learner.*?ms=([\d.]+)/g)].map((m) => Number(m[1]));
+  return text
+    .split('\n')
+    .filter((l) => l.includes('idle seat resumed by its learner') && !l.includes('asked=false'))
+    .map((l) => Number(/ms=([\d.]+)/.exec(l)?.[1] ?? NaN))
+    .filter((x) => Number.isFinite(x));
 }
 
 function report(name, runs) {

@@ -10,7 +10,7 @@
 //! and its activity timestamps give the last input.
 
 use clarateach_core::ErrorCode;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -36,6 +36,22 @@ pub struct Connections {
     /// Woken by every seat report this replica applies, so a pause or resume waiting for its
     /// seats (`settle`) looks again at once instead of at its next poll.
     reported: tokio::sync::Notify,
+    /// Idle-paused seats whose resume a learner's return started and that have not settled:
+    /// the next request of that return (the join's [`wake`], then the terminal's upgrade)
+    /// waits for the same resume instead of asking the store and the agent again.
+    resuming: Mutex<HashSet<(String, u32)>>,
+}
+
+/// Marks a seat's resume as under way until dropped (also when the request is cancelled).
+struct Resuming<'a> {
+    state: &'a AppState,
+    key: (String, u32),
+}
+
+impl Drop for Resuming<'_> {
+    fn drop(&mut self) {
+        lock(&self.state.connections().resuming).remove(&self.key);
+    }
 }
 
 /// A seat report was applied (called by `lifecycle::on_seat_report`): wakes every `settle`.
@@ -236,15 +252,22 @@ pub async fn admit(state: &AppState, access: &SeatAccess) -> Result<(), ApiError
     {
         return Err(seat_paused());
     }
-    let Some(w) = state.store().get_workshop(&access.workshop_id).await? else {
-        return Ok(());
-    };
     let began = Instant::now();
-    let after = set_paused(state, &w, Some(&[access.seat]), false, PauseReason::Idle).await?;
+    let key = (access.workshop_id.clone(), access.seat);
+    let first = lock(&state.connections().resuming).insert(key.clone());
+    let after = if first {
+        let _under_way = Resuming { state, key };
+        let Some(w) = state.store().get_workshop(&access.workshop_id).await? else {
+            return Ok(());
+        };
+        set_paused(state, &w, Some(&[access.seat]), false, PauseReason::Idle).await?
+    } else {
+        settle(state, &access.workshop_id, &[access.seat], SeatState::Ready).await?
+    };
     let ready = after
         .iter()
         .any(|s| s.seat == access.seat && s.state == SeatState::Ready);
-    tracing::info!(workshop.id = %access.workshop_id, seat = access.seat, ready, ms = began.elapsed().as_secs_f64() * 1e3, "idle seat resumed by its learner");
+    tracing::info!(workshop.id = %access.workshop_id, seat = access.seat, ready, asked = first, ms = began.elapsed().as_secs_f64() * 1e3, "idle seat resumed by its learner");
     if ready {
         Ok(())
     } else {
