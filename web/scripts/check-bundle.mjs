@@ -5,7 +5,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 const dist = resolve(process.argv[2] ?? new URL('../dist', import.meta.url).pathname);
-const FORBIDDEN = ['__claraTerminals', '__claraTerminalGrids', '__CLARA_TEST_HOOKS__'];
+const FORBIDDEN = ['__claraTerminals', '__claraTerminalGrids', '__claraTerminalInputs', 'clara:terminal-replayed', 'clarateach.test.renderer', '__CLARA_TEST_HOOKS__'];
 
 function* files(dir) {
   for (const name of readdirSync(dir)) {

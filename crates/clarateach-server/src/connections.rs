@@ -2,7 +2,7 @@
 //! plain value `AppState` holds; the guard and the policy (in `crate::pause`) need the whole
 //! state, this does not, so it lives below it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -15,6 +15,10 @@ pub struct Connections {
     /// Woken by every seat report this replica applies, so a pause or resume waiting for its
     /// seats (`settle`) looks again at once instead of at its next poll.
     pub(crate) reported: tokio::sync::Notify,
+    /// Idle-paused seats whose resume a learner's return started and that have not settled:
+    /// the next request of that return (the join's `pause::wake`, then the terminal's upgrade)
+    /// waits for the same resume instead of asking the store and the agent again.
+    pub(crate) resuming: Mutex<HashSet<(String, u32)>>,
 }
 
 /// Locks one of the map mutexes of this module and of `pause`.

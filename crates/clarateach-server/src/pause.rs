@@ -27,6 +27,18 @@ use crate::state::AppState;
 /// How long a pause or resume request waits for the agents' reports.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Marks a seat's resume as under way until dropped (also when the request is cancelled).
+struct Resuming<'a> {
+    state: &'a AppState,
+    key: (String, u32),
+}
+
+impl Drop for Resuming<'_> {
+    fn drop(&mut self) {
+        lock(&self.state.connections().resuming).remove(&self.key);
+    }
+}
+
 /// A seat report was applied (called by `lifecycle::on_seat_report`): wakes every `settle`.
 pub fn reported(state: &AppState) {
     state.connections().reported.notify_waiters();
@@ -214,15 +226,22 @@ pub async fn admit(state: &AppState, access: &SeatAccess) -> Result<(), ApiError
     {
         return Err(seat_paused());
     }
-    let Some(w) = state.store().get_workshop(&access.workshop_id).await? else {
-        return Ok(());
-    };
     let began = Instant::now();
-    let after = set_paused(state, &w, Some(&[access.seat]), false, PauseReason::Idle).await?;
+    let key = (access.workshop_id.clone(), access.seat);
+    let first = lock(&state.connections().resuming).insert(key.clone());
+    let after = if first {
+        let _under_way = Resuming { state, key };
+        let Some(w) = state.store().get_workshop(&access.workshop_id).await? else {
+            return Ok(());
+        };
+        set_paused(state, &w, Some(&[access.seat]), false, PauseReason::Idle).await?
+    } else {
+        settle(state, &access.workshop_id, &[access.seat], SeatState::Ready).await?
+    };
     let ready = after
         .iter()
         .any(|s| s.seat == access.seat && s.state == SeatState::Ready);
-    tracing::info!(workshop.id = %access.workshop_id, seat = access.seat, ready, ms = began.elapsed().as_secs_f64() * 1e3, "idle seat resumed by its learner");
+    tracing::info!(workshop.id = %access.workshop_id, seat = access.seat, ready, asked = first, ms = began.elapsed().as_secs_f64() * 1e3, "idle seat resumed by its learner");
     if ready {
         Ok(())
     } else {

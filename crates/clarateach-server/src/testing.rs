@@ -38,6 +38,8 @@ pub struct ProtocolAgent {
     mode: watch::Sender<Mode>,
     task: JoinHandle<()>,
     specs: Arc<Mutex<Vec<SeatSpec>>>,
+    /// `ResumeSeat` messages received (answered or not).
+    resumes: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl ProtocolAgent {
@@ -189,8 +191,19 @@ impl ProtocolAgent {
             cpu_millis: resources.map(|r| r.1),
         };
         let specs = Arc::new(Mutex::new(Vec::new()));
-        let task = tokio::spawn(run(ws, register, mode_rx, specs.clone()));
-        Ok(Self { mode, task, specs })
+        let resumes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let task = tokio::spawn(run(ws, register, mode_rx, specs.clone(), resumes.clone()));
+        Ok(Self {
+            mode,
+            task,
+            specs,
+            resumes,
+        })
+    }
+
+    /// How many `ResumeSeat` messages this agent received.
+    pub fn resumes_received(&self) -> usize {
+        self.resumes.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Every seat spec received so far (from `registered` and `create_seat`).
@@ -232,6 +245,7 @@ async fn run<S>(
     register: AgentMessage,
     mode: watch::Receiver<Mode>,
     specs: Arc<Mutex<Vec<SeatSpec>>>,
+    resumes: Arc<std::sync::atomic::AtomicUsize>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -247,10 +261,13 @@ async fn run<S>(
                 let Some(Ok(Message::Text(t))) = frame else {
                     if matches!(frame, Some(Ok(_))) { continue } else { return }
                 };
+                let Ok(msg) = serde_json::from_str::<ControlMessage>(t.as_str()) else { continue };
+                if matches!(msg, ControlMessage::ResumeSeat { .. }) {
+                    resumes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
                 if *mode.borrow() == Mode::Silent {
                     continue;
                 }
-                let Ok(msg) = serde_json::from_str::<ControlMessage>(t.as_str()) else { continue };
                 let replies = match msg {
                     ControlMessage::Registered { heartbeat_interval_ms, desired, .. } => {
                         beat = tokio::time::interval(Duration::from_millis(heartbeat_interval_ms.max(10)));

@@ -3,6 +3,7 @@
 
 import { useCallback, useState } from 'react';
 import { TerminalView } from '../terminal/TerminalView';
+import { openEarly, takeEarly } from '../terminal/early';
 import type { ConnectionStatus } from '../terminal/connection';
 import { isValidSessionName, type ServerControl } from '../lib/termProtocol';
 import { loadTerminalTabs, saveTerminalTabs } from '../lib/storage';
@@ -22,9 +23,29 @@ export interface TerminalPanelProps {
 /** The Presenter tab's name; never a session name (those have no spaces). */
 const PRESENTER = 'Presenter';
 
+/** The terminal tabs of this seat's workshop, as last left in this browser. */
+function savedTabs(workshopId: string): string[] {
+  return loadTerminalTabs(workshopId).filter(isValidSessionName);
+}
+
+const terminalUrl = (seat: SeatSession, session: string) =>
+  seat.wsUrl('/api/session/terminal', { session, mode: 'interactive' });
+
+const earlyKey = (seat: SeatSession, session: string) => `${seat.session.workshop_id}/${seat.session.seat}/${session}`;
+
+/**
+ * Opens the socket of the terminal tab the IDE will show first, before the IDE renders (the
+ * join page calls it as soon as the join answers): the tab's connection adopts it. Resolves
+ * when the socket is made, so the caller can render the IDE while it connects.
+ */
+export function preconnectTerminal(seat: SeatSession): Promise<void> {
+  const first = savedTabs(seat.session.workshop_id)[0] ?? 'main';
+  return openEarly(earlyKey(seat, first), () => terminalUrl(seat, first));
+}
+
 export function TerminalPanel({ seat, onStatus, onSeatMark, spotlight }: TerminalPanelProps) {
   const wsId = seat.session.workshop_id;
-  const [tabs, setTabs] = useState<string[]>(() => loadTerminalTabs(wsId).filter(isValidSessionName));
+  const [tabs, setTabs] = useState<string[]>(() => savedTabs(wsId));
   const [active, setActive] = useState(tabs[0] ?? 'main');
   const [takeover, setTakeover] = useState<Set<string>>(() => new Set());
   const [notice, setNotice] = useState<string | null>(null);
@@ -163,7 +184,9 @@ export function TerminalPanel({ seat, onStatus, onSeatMark, spotlight }: Termina
           <div key={name} className="terminal-pane" hidden={name !== active} role="tabpanel" aria-label={`Terminal ${name}`}>
             <TerminalView
               label={`Terminal ${name}`}
-              url={() => seat.wsUrl('/api/session/terminal', { session: name, mode: 'interactive' })}
+              url={() => terminalUrl(seat, name)}
+              adopt={() => takeEarly(earlyKey(seat, name))}
+              onLive={() => seat.markLive()}
               probe={() => seat.probe()}
               interactive
               sendResize

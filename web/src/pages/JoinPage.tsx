@@ -7,6 +7,8 @@ import { TopBar } from '../components/TopBar';
 import { isPlausibleJoinCode, normalizeJoinCode, normalizeReconnectCode } from '../lib/joinCode';
 import { loadLearner, saveLearner, type LearnerSession } from '../lib/storage';
 import { navigate } from '../lib/router';
+import { preconnectTerminal } from '../components/TerminalPanel';
+import { SeatSession } from '../workspace/seatSession';
 
 type Mode = 'join' | 'rejoin';
 
@@ -53,8 +55,12 @@ export function JoinPage() {
         ...(trimmedName ? { name: trimmedName } : {}),
       };
       saveLearner(session);
-      if (mode === 'rejoin') navigate('/workspace');
-      else setJoined(session);
+      if (mode === 'rejoin') {
+        // The terminal's ticket and socket first (one short request), then the IDE renders
+        // while the socket upgrades, the seat thaws and the scrollback arrives.
+        await preconnectTerminal(new SeatSession(session));
+        navigate('/workspace');
+      } else setJoined(session);
     } catch (err) {
       setError(describeError(err, mode));
     } finally {
@@ -71,7 +77,12 @@ export function JoinPage() {
             <h1 id={`${ids}-joined`}>You're in: {joined.workshop_name}</h1>
             <p className="lead">Seat {joined.seat} is yours for the whole workshop.</p>
             <ReconnectCode value={joined.odehash} />
-            <button type="button" className="btn primary large" autoFocus onClick={() => navigate('/workspace')}>
+            <button
+              type="button"
+              className="btn primary large"
+              autoFocus
+              onClick={() => void preconnectTerminal(new SeatSession(joined)).then(() => navigate('/workspace'))}
+            >
               Open my workspace
             </button>
           </section>

@@ -5,7 +5,7 @@ import { useCallback, useEffect, useMemo, useRef, useState, useSyncExternalStore
 import { TopBar } from '../components/TopBar';
 import { FileTree } from '../components/FileTree';
 import { EditorArea } from '../components/EditorArea';
-import { TerminalPanel } from '../components/TerminalPanel';
+import { TerminalPanel, preconnectTerminal } from '../components/TerminalPanel';
 import { LearnerBanner } from '../presenter/LearnerBanner';
 import { useLearnerEvents } from '../workspace/learnerEvents';
 import { Splitter } from '../components/Splitter';
@@ -26,7 +26,13 @@ import { loadSeen, parseHelpMark, saveSeen, shouldFile } from '../workspace/help
 export function Workspace() {
   const [seat] = useState(() => {
     const s = loadLearner();
-    return s ? new SeatSession(s) : null;
+    if (!s) return null;
+    const seat = new SeatSession(s);
+    // Before the IDE renders: the terminal's socket opens meanwhile (a no-op after the join
+    // page opened it already).
+    void preconnectTerminal(seat);
+    seat.opened();
+    return seat;
   });
   useEffect(() => {
     if (!seat) navigate('/', { replace: true });

@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { Backoff } from '../lib/backoff';
 import { TerminalConnection, type ConnectionStatus } from './connection';
+import { openEarly, takeEarly } from './early';
 
 /** A WebSocket double: records sends, lets the test open, message and close it. */
 class FakeSocket {
@@ -78,6 +79,25 @@ describe('TerminalConnection replay', () => {
     expect(replayed).toBe(1);
     ws.message(new Uint8Array([6]).buffer); // live output: no second signal
     expect(replayed).toBe(1);
+  });
+
+  it('hands the replay to xterm in one piece (drawn once), live output as it comes', () => {
+    const out: number[][] = [];
+    const conn = new TerminalConnection(
+      { url: () => 'ws://x/t', probe: async () => 'retry' },
+      { onOutput: (b) => out.push(Array.from(b)), onReplay: () => {}, onControl: () => {}, onStatus: () => {} },
+    );
+    conn.connect();
+    const ws = FakeSocket.all[0];
+    ws.open();
+    ws.message('{"type":"attached","session":"main","new":false,"mode":"interactive","replay_bytes":5}');
+    ws.message(new Uint8Array([1, 2, 3]).buffer);
+    expect(out).toEqual([]);
+    ws.message(new Uint8Array([4, 5]).buffer);
+    ws.message(new Uint8Array([6]).buffer);
+    ws.message(new Uint8Array([7]).buffer);
+    expect(out).toEqual([[1, 2, 3, 4, 5], [6], [7]]);
+    conn.close();
   });
 
   it('says so at once when there is nothing to replay (or an older server does not say)', () => {
@@ -205,5 +225,110 @@ describe('TerminalConnection', () => {
     expect(FakeSocket.all).toHaveLength(2);
     expect(probes).toEqual([2]);
     conn.close();
+  });
+});
+
+describe('a terminal socket opened before its terminal (early.ts)', () => {
+  beforeEach(() => {
+    FakeSocket.all = [];
+    vi.stubGlobal('WebSocket', FakeSocket);
+    vi.useFakeTimers();
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+    vi.unstubAllGlobals();
+  });
+
+  function adopting(key: string, probe: () => Promise<'retry' | { ended: string }> = async () => 'retry') {
+    const out: number[] = [];
+    const statuses: ConnectionStatus[] = [];
+    let replayed = 0;
+    const conn = new TerminalConnection(
+      { url: async () => 'ws://x/t?ticket=fresh', probe, adopt: () => takeEarly(key), backoff: new Backoff({ baseMs: 100, maxMs: 400, random: () => 0.999999 }) },
+      { onOutput: (b) => out.push(...b), onReplay: () => {}, onReplayed: () => replayed++, onControl: () => {}, onStatus: (s) => statuses.push(s) },
+    );
+    return { conn, out, statuses, replayed: () => replayed };
+  }
+
+  it('hands over every frame that came before, in order, then the live ones', async () => {
+    await openEarly('w/1/main', async () => 'ws://x/t?ticket=early');
+    const ws = FakeSocket.all[0];
+    ws.open();
+    ws.message('{"type":"attached","session":"main","new":false,"mode":"interactive","replay_bytes":3}');
+    ws.message(new Uint8Array([1, 2]).buffer);
+    ws.message(new Uint8Array([3]).buffer);
+    const { conn, out, statuses, replayed } = adopting('w/1/main');
+    conn.resize(80, 24);
+    conn.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(FakeSocket.all).toHaveLength(1); // adopted, no second socket
+    expect(JSON.parse(ws.sent[0])).toEqual({ type: 'resize', cols: 80, rows: 24 });
+    expect(out).toEqual([1, 2, 3]);
+    expect(replayed()).toBe(1);
+    expect(statuses.at(-1)).toEqual({ state: 'open' });
+    ws.message(new Uint8Array([4]).buffer);
+    expect(out).toEqual([1, 2, 3, 4]);
+    expect(conn.send('a')).toBe(true);
+    expect(JSON.parse(ws.sent.at(-1)!)).toEqual({ type: 'input', data: 'a' });
+    conn.close();
+  });
+
+  it('sends the size once the socket opens when it was still upgrading', async () => {
+    await openEarly('w/1/main', async () => 'ws://x/t?ticket=early');
+    const ws = FakeSocket.all[0];
+    const { conn } = adopting('w/1/main');
+    conn.resize(90, 20);
+    conn.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(ws.sent).toEqual([]);
+    ws.open();
+    expect(JSON.parse(ws.sent[0])).toEqual({ type: 'resize', cols: 90, rows: 20 });
+    conn.close();
+  });
+
+  it('treats an early socket that closed as a drop: probe, then a fresh ticket', async () => {
+    await openEarly('w/1/main', async () => 'ws://x/t?ticket=early');
+    FakeSocket.all[0].drop(1006);
+    const probe = vi.fn(async () => 'retry' as const);
+    const { conn, statuses } = adopting('w/1/main', probe);
+    conn.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(probe).toHaveBeenCalledTimes(1);
+    expect(statuses.at(-1)).toEqual({ state: 'reconnecting', inMs: 100, attempt: 1 });
+    await vi.advanceTimersByTimeAsync(100);
+    expect(FakeSocket.all.map((w) => w.url)).toEqual(['ws://x/t?ticket=early', 'ws://x/t?ticket=fresh']);
+    conn.close();
+  });
+
+  it('goes the usual way when the early ticket failed or the socket was for another terminal', async () => {
+    await openEarly('w/1/main', async () => {
+      throw new Error('ticket refused');
+    });
+    const a = adopting('w/1/main');
+    a.conn.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(FakeSocket.all.map((w) => w.url)).toEqual(['ws://x/t?ticket=fresh']);
+    a.conn.close();
+    await openEarly('w/1/main', async () => 'ws://x/t?ticket=early');
+    const b = adopting('w/1/other');
+    b.conn.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(FakeSocket.all.map((w) => w.url)).toEqual(['ws://x/t?ticket=fresh', 'ws://x/t?ticket=early', 'ws://x/t?ticket=fresh']);
+    b.conn.close();
+    expect(takeEarly('w/1/main')).not.toBeNull(); // still there for its own terminal
+  });
+
+  it('is taken once, closed when its terminal closed first, and closed when nobody takes it', async () => {
+    await openEarly('w/1/main', async () => 'ws://x/t?ticket=early');
+    const { conn } = adopting('w/1/main');
+    conn.connect();
+    conn.close(); // before the adoption ran
+    await vi.advanceTimersByTimeAsync(0);
+    expect(FakeSocket.all[0].readyState).toBe(FakeSocket.CLOSED);
+    expect(takeEarly('w/1/main')).toBeNull();
+    await openEarly('w/2/main', async () => 'ws://x/t?ticket=unclaimed');
+    await vi.advanceTimersByTimeAsync(15000);
+    expect(FakeSocket.all[1].readyState).toBe(FakeSocket.CLOSED);
+    expect(takeEarly('w/2/main')).toBeNull();
   });
 });

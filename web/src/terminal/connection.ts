@@ -3,6 +3,7 @@
 
 import { Backoff } from '../lib/backoff';
 import { decodeFrame, encodeInput, encodeResize, type ServerControl } from '../lib/termProtocol';
+import type { Preopened } from './early';
 
 export type ConnectionStatus =
   | { state: 'connecting' }
@@ -34,6 +35,24 @@ export interface ConnectionOptions {
    */
   probe: () => Promise<'retry' | { ended: string }>;
   backoff?: Backoff;
+  /**
+   * A socket opened for this terminal before it existed (see early.ts), used by the first
+   * attempt instead of `url`; `null` (or a promise of `null`) when there is none.
+   */
+  adopt?: () => Promise<Preopened | null> | null;
+}
+
+/** The most replay bytes handed over at once: one piece is parsed in one task. */
+const REPLAY_PIECE = 256 * 1024;
+
+function concat(parts: Uint8Array[], total: number): Uint8Array {
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
 }
 
 export class TerminalConnection {
@@ -66,6 +85,20 @@ export class TerminalConnection {
     this.clearTimer();
     this.setStatus({ state: 'connecting' });
     const attempt = ++this.attempt;
+    const early = attempt === 1 ? this.opts.adopt?.() : null;
+    if (early) {
+      early.then(
+        (p) => {
+          if (this.closed || attempt !== this.attempt) p?.ws.close(1000);
+          else if (p) this.wire(p.ws, p);
+          else this.connect();
+        },
+        () => {
+          if (!this.closed && attempt === this.attempt) this.connect();
+        },
+      );
+      return;
+    }
     let url: string | Promise<string>;
     try {
       url = this.opts.url();
@@ -95,6 +128,11 @@ export class TerminalConnection {
       void this.afterDrop();
       return;
     }
+    this.wire(ws);
+  }
+
+  /** Takes `ws` as this attempt's socket; `pre` says what it did before (adopted early). */
+  private wire(ws: WebSocket, pre?: Preopened): void {
     ws.binaryType = 'arraybuffer';
     this.ws = ws;
     let attached = false;
@@ -104,17 +142,31 @@ export class TerminalConnection {
       replayLeft = -1;
       this.handlers.onReplayed?.();
     };
-    ws.onopen = () => {
+    const onOpen = () => {
       if (this.size) ws.send(encodeResize(this.size.cols, this.size.rows));
     };
-    ws.onmessage = (ev: MessageEvent<ArrayBuffer | string>) => {
-      const f = decodeFrame(ev.data);
+    // The replay is handed over in as few pieces as it allows (each piece is parsed, and may be
+    // drawn, on its own: one write draws the screen once instead of once per frame).
+    let pending: Uint8Array[] = [];
+    let pendingBytes = 0;
+    const flush = () => {
+      if (pending.length === 0) return;
+      this.handlers.onOutput(pending.length === 1 ? pending[0] : concat(pending, pendingBytes));
+      pending = [];
+      pendingBytes = 0;
+    };
+    const receive = (data: ArrayBuffer | string) => {
+      const f = decodeFrame(data);
       if (f.kind === 'output') {
-        this.handlers.onOutput(f.bytes);
-        if (replayLeft > 0) {
-          replayLeft -= f.bytes.length;
-          if (replayLeft <= 0) replayed();
+        if (replayLeft <= 0) {
+          this.handlers.onOutput(f.bytes);
+          return;
         }
+        pending.push(f.bytes);
+        pendingBytes += f.bytes.length;
+        replayLeft -= f.bytes.length;
+        if (replayLeft <= 0 || pendingBytes >= REPLAY_PIECE) flush();
+        if (replayLeft <= 0) replayed();
         return;
       }
       if (f.kind !== 'control') return;
@@ -133,7 +185,7 @@ export class TerminalConnection {
       }
       this.handlers.onControl(msg);
     };
-    ws.onclose = (ev) => {
+    const onClose = (ev: { code: number; reason: string }) => {
       if (this.ws !== ws) return;
       this.ws = null;
       if (this.closed) return;
@@ -144,6 +196,14 @@ export class TerminalConnection {
       }
       void this.afterDrop();
     };
+    ws.onopen = onOpen;
+    ws.onmessage = (ev: MessageEvent<ArrayBuffer | string>) => receive(ev.data);
+    ws.onclose = onClose;
+    if (pre) {
+      if (pre.opened) onOpen();
+      for (const data of pre.frames.splice(0)) receive(data);
+      if (pre.closed) onClose(pre.closed);
+    }
   }
 
   private async afterDrop(): Promise<void> {

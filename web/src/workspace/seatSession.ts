@@ -9,12 +9,42 @@ export type ProbeVerdict = 'retry' | { ended: string };
 
 const ENDED_MESSAGE = 'Your instructor has stopped this workshop.';
 
+/** The longest the rest of the IDE waits for the first terminal (see `markLive`). */
+const LIVE_WAIT_MS = 2000;
+
+/** The terminal socket: its ticket never waits for the terminal to be live. */
+const TERMINAL_PATH = '/api/session/terminal';
+
 export class SeatSession {
   private listeners = new Set<() => void>();
   private probing: Promise<ProbeVerdict> | null = null;
   private endedReason: string | null = null;
+  private liveNow: () => void = () => undefined;
+  /**
+   * Resolves when the first terminal is live (its scrollback on screen, then a moment without
+   * keystrokes: TerminalView's `onLive`), or `LIVE_WAIT_MS` after the IDE opened: every call
+   * but the terminal's waits for it (issue 12: click -> live terminal), so the file tree, the
+   * README, previews, help and the event streams neither queue in front of the terminal's
+   * ticket nor keep the page and the server busy while its replay renders and its first
+   * keystrokes echo.
+   */
+  private readonly live = new Promise<void>((resolve) => {
+    this.liveNow = resolve;
+  });
+  private liveTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(public session: LearnerSession) {}
+
+  /** Starts the clock of the wait for a live terminal (the IDE calls it when it opens). */
+  opened(): void {
+    this.liveTimer ??= setTimeout(() => this.markLive(), LIVE_WAIT_MS);
+  }
+
+  /** The first terminal is live: the rest of the IDE goes on. */
+  markLive(): void {
+    if (this.liveTimer !== null) clearTimeout(this.liveTimer);
+    this.liveNow();
+  }
 
   get token(): string {
     return this.session.token;
@@ -72,8 +102,16 @@ export class SeatSession {
     }
   }
 
-  /** Runs an API call with the current token; on 401 renews the token once or ends the session. */
+  /**
+   * Runs an API call with the current token, once the first terminal is live; on 401 renews
+   * the token once or ends the session.
+   */
   async call<T>(fn: (token: string) => Promise<T>): Promise<T> {
+    await this.live;
+    return this.callNow(fn);
+  }
+
+  private async callNow<T>(fn: (token: string) => Promise<T>): Promise<T> {
     try {
       return await fn(this.token);
     } catch (err) {
@@ -89,7 +127,8 @@ export class SeatSession {
    * URL). The ticket is bound to `params.mode`; a refused token is renewed once as in `call`.
    */
   async wsUrl(path: string, params: Record<string, string> = {}): Promise<string> {
-    const { ticket } = await this.call((token) => api.sessionTicket(token, { mode: params.mode }));
+    const ticketed = (token: string) => api.sessionTicket(token, { mode: params.mode });
+    const { ticket } = await (path === TERMINAL_PATH ? this.callNow(ticketed) : this.call(ticketed));
     const url = new URL(path, location.href);
     url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
     url.searchParams.set('ticket', ticket);

@@ -207,6 +207,77 @@ async fn idle_seats_pause_and_the_learner_coming_back_resumes_them() {
     assert!(v["workshop"].get("idle_pause_minutes").is_none());
 }
 
+/// The browser's return to an idle-paused seat is two requests close together: the join with
+/// the reconnect code (which starts the thaw) and the terminal's upgrade. The second waits for
+/// the resume the first started; it does not ask the agent again.
+#[tokio::test]
+async fn a_learner_coming_back_asks_the_agent_to_resume_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Slow heartbeats: the agent stays silent for a while below without being taken for lost.
+    let s = TestServer::start_in(dir.path(), |c| {
+        c.heartbeat_interval = Duration::from_secs(5)
+    })
+    .await;
+    let (w, agent) = s.running_workshop(1).await;
+    let id = w["id"].as_str().expect("id");
+    let (_, joined, _) = s.join(json!({"code": w["code"]})).await;
+    let odehash = joined["odehash"].as_str().expect("odehash").to_string();
+    let seat = joined["seat"].as_u64().expect("seat") as u32;
+    let (st, v) = s
+        .call(
+            Method::PUT,
+            &format!("/api/workshops/{id}/idle-policy"),
+            Some(json!({"pause_after_minutes": 10})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    s.state
+        .store()
+        .touch_activity(id, seat, chrono::Utc::now() - chrono::Duration::minutes(11))
+        .await
+        .expect("touch");
+    clarateach_server::pause::idle_tick(&s.state)
+        .await
+        .expect("tick");
+    let state_of = || async {
+        s.state
+            .store()
+            .get_seat(id, seat)
+            .await
+            .expect("q")
+            .expect("seat")
+            .state
+    };
+    assert_eq!(state_of().await, clarateach_core::SeatState::Paused);
+
+    // A slow thaw: the agent takes the resume but does not answer yet.
+    agent.set_mode(clarateach_server::testing::Mode::Silent);
+    let (st, again, _) = s.join(json!({"code": w["code"], "odehash": odehash})).await;
+    assert_eq!(st, StatusCode::OK, "{again}");
+    let token = again["token"].as_str().expect("token").to_string();
+    let asked = Instant::now();
+    while agent.resumes_received() == 0 && asked.elapsed() < Duration::from_secs(3) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(agent.resumes_received(), 1, "the join started the thaw");
+    // The terminal's upgrade meanwhile: it waits for that resume (which never comes here).
+    let (st, v) = learner_files(&s, &token).await;
+    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert_eq!(
+        agent.resumes_received(),
+        1,
+        "the second request waited for the resume under way instead of asking again"
+    );
+
+    // Once nothing is under way, a learner's request asks again, and the seat comes back.
+    agent.set_mode(clarateach_server::testing::Mode::Normal);
+    let (st, v) = learner_files(&s, &token).await;
+    assert_ne!(st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert_ne!(st, StatusCode::LOCKED, "{v}");
+    assert_eq!(state_of().await, clarateach_core::SeatState::Ready);
+    assert_eq!(agent.resumes_received(), 2);
+}
+
 #[tokio::test]
 async fn a_start_in_the_past_starts_now_and_a_future_one_waits_across_a_restart() {
     let tmp = tempfile::tempdir().expect("tmp");
