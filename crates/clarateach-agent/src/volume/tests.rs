@@ -1,0 +1,130 @@
+//! The sync and restore against an in-memory object store and a plain directory (the agent-level
+//! test with a real seat and a real S3 server is tests/volume_sync.rs).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clarateach_objstore::object_store::memory::InMemory;
+use clarateach_objstore::object_store::{ObjectStore, PutPayload};
+use clarateach_objstore::{ObjectStoreUrl, VolumeStore};
+use futures::TryStreamExt;
+
+use super::*;
+
+fn store() -> (VolumeStore, Arc<InMemory>) {
+    let mem = Arc::new(InMemory::new());
+    let url: ObjectStoreUrl = "s3://test-bucket/pfx".parse().expect("url");
+    (VolumeStore::new(url, mem.clone()), mem)
+}
+
+fn key() -> SeatKey {
+    SeatKey {
+        workshop_id: "ws-abc123".into(),
+        seat: 3,
+    }
+}
+
+async fn keys(mem: &InMemory) -> Vec<String> {
+    let mut v: Vec<String> = mem
+        .list(None)
+        .map_ok(|m| m.location.to_string())
+        .try_collect()
+        .await
+        .expect("list");
+    v.sort();
+    v
+}
+
+fn fast() -> SyncSettings {
+    SyncSettings {
+        interval: Duration::from_millis(50),
+        ..SyncSettings::default()
+    }
+}
+
+async fn wait_for(mem: &InMemory, want: &[&str]) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = keys(mem).await;
+        if got == want {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "keys {got:?}, want {want:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn edits_reach_the_bucket_deletes_follow_and_links_never_leave() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let vol = dir.path().join("vol");
+    std::fs::create_dir_all(vol.join("src")).expect("vol");
+    std::fs::write(vol.join("src/main.py"), "print(1)").expect("write");
+    std::fs::write(dir.path().join("host-secret"), "host").expect("secret");
+    std::os::unix::fs::symlink(dir.path().join("host-secret"), vol.join("x")).expect("link");
+    let (vs, mem) = store();
+    let sync = VolumeSync::new(vs, fast());
+    sync.start(&key(), vol.clone(), None);
+    let main = "pfx/workshops/ws-abc123/seats/3/files/src/main.py";
+    wait_for(&mem, &[main]).await;
+    std::fs::write(vol.join("notes.txt"), "n").expect("write");
+    std::fs::remove_file(vol.join("src/main.py")).expect("rm");
+    wait_for(&mem, &["pfx/workshops/ws-abc123/seats/3/files/notes.txt"]).await;
+    // Idle: no request at all over several passes.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = sync.request_counts();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sync.request_counts().puts, before.puts, "idle seat uploaded");
+    // The last edit before a stop gets out with the final pass.
+    std::fs::write(vol.join("notes.txt"), "last words").expect("write");
+    sync.finish(&key(), Duration::from_secs(5)).await;
+    assert!(!sync.is_syncing(&key()));
+    let got = mem
+        .get(&"pfx/workshops/ws-abc123/seats/3/files/notes.txt".into())
+        .await
+        .expect("get")
+        .bytes()
+        .await
+        .expect("bytes");
+    assert_eq!(&got[..], b"last words");
+    assert!(manifest_path(&vol).is_file());
+}
+
+#[tokio::test]
+async fn a_fresh_volume_is_restored_and_hostile_keys_write_nothing_outside() {
+    let (vs, mem) = store();
+    let seat = vs.seat("ws-abc123", 3);
+    for (rel, data) in [("a.txt", "A"), ("d/e/b.txt", "B")] {
+        mem.put(&seat.key(rel.as_bytes()).expect("key"), PutPayload::from(data.as_bytes().to_vec()))
+            .await
+            .expect("put");
+    }
+    // Keys written by someone else into the seat's prefix.
+    for raw in [
+        "pfx/workshops/ws-abc123/seats/3/files/%2E%2E/escape",
+        "pfx/workshops/ws-abc123/seats/3/files/link/through",
+    ] {
+        let p = clarateach_objstore::object_store::path::Path::parse(raw).expect("parse");
+        mem.put(&p, PutPayload::from_static(b"x")).await.expect("put");
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let vol = dir.path().join("vol");
+    std::fs::create_dir(&vol).expect("vol");
+    let sync = VolumeSync::new(vs, fast());
+    let r = sync.restore(&key(), &vol, None).await.expect("restore");
+    assert_eq!(std::fs::read_to_string(vol.join("a.txt")).expect("a"), "A");
+    assert_eq!(std::fs::read_to_string(vol.join("d/e/b.txt")).expect("b"), "B");
+    assert!(!dir.path().join("escape").exists());
+    // `%2E%2E` decodes to `..`: refused, not written anywhere.
+    assert!(r.refused >= 1, "{r:?}");
+    assert_eq!(r.files, 3, "a, b and link/through (a plain dir here)");
+    // A volume with files is left alone.
+    let again = sync.restore(&key(), &vol, None).await.expect("again");
+    assert_eq!(again, Restored::default());
+    // The restored manifest means the first pass sends nothing back.
+    let before = sync.request_counts().puts;
+    sync.start(&key(), vol.clone(), None);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sync.finish(&key(), Duration::from_secs(5)).await;
+    assert_eq!(sync.request_counts().puts, before, "restored files uploaded again");
+}
