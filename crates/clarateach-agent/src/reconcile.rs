@@ -341,7 +341,11 @@ impl Reconciler {
                             && matches!(seat.phase, Phase::Ready(_) | Phase::Paused(_))
                             && ops::has_dir_volume(self.backend.as_ref(), key)
                         {
-                            v.start(key, self.backend.volume_dir(key), self.backend.volume_owner(key));
+                            v.start(
+                                key,
+                                self.backend.volume_dir(key),
+                                self.backend.volume_owner(key),
+                            );
                         }
                     }
                 }

@@ -114,7 +114,15 @@ mod tests {
     #[test]
     fn no_key_names_a_place_outside_the_seat() {
         let s = SeatFiles::new("", "ws-a", 1);
-        for rel in [&b"../x"[..], b"/etc/shadow", b"a//b", b"./x", b"a/..", b"", b"\xff"] {
+        for rel in [
+            &b"../x"[..],
+            b"/etc/shadow",
+            b"a//b",
+            b"./x",
+            b"a/..",
+            b"",
+            b"\xff",
+        ] {
             assert!(s.key(rel).is_none(), "{:?}", String::from_utf8_lossy(rel));
         }
         // Keys someone else wrote into the bucket: percent-encoded dots and slashes, other

@@ -12,6 +12,7 @@
 #[cfg(test)]
 mod conformance;
 mod help;
+mod moves;
 mod postgres;
 mod presenter;
 mod preview;
@@ -30,6 +31,7 @@ use chrono::{DateTime, Utc};
 use clarateach_core::{SeatState, WorkshopStatus};
 
 pub use help::HelpStore;
+pub use moves::{LostSeat, MoveStore, SeatMove};
 pub use postgres::{redact as redact_database_url, PgStore};
 pub use presenter::{AnnouncementRecord, PresenterStore, SpotlightRecord};
 pub use preview::PreviewStore;
@@ -221,6 +223,7 @@ pub trait Store:
     + ReplicaStore
     + PreviewStore
     + PresenterStore
+    + MoveStore
 {
 }
 
@@ -236,6 +239,7 @@ impl<T> Store for T where
         + ReplicaStore
         + PreviewStore
         + PresenterStore
+        + MoveStore
 {
 }
 

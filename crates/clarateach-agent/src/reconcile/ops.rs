@@ -203,8 +203,16 @@ impl Reconciler {
             }
             Outcome::Ready(ep) => {
                 tracing::info!(workshop.id = %key.workshop_id, seat = key.seat, "workspace ready");
-                if let Some(v) = self.volumes.as_ref().filter(|_| has_dir_volume(self.backend.as_ref(), &key)) {
-                    v.start(&key, self.backend.volume_dir(&key), self.backend.volume_owner(&key));
+                if let Some(v) = self
+                    .volumes
+                    .as_ref()
+                    .filter(|_| has_dir_volume(self.backend.as_ref(), &key))
+                {
+                    v.start(
+                        &key,
+                        self.backend.volume_dir(&key),
+                        self.backend.volume_owner(&key),
+                    );
                 }
                 seat.phase = Phase::Ready(ep);
                 let view = seat.view(&key);

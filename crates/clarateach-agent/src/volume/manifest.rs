@@ -278,7 +278,10 @@ mod tests {
 
     fn offer(sink: &mut ScanSink<'_>, rel: &str, st: FileStamp, data: &[u8]) {
         if sink.wants_file(rel.as_bytes(), &st) {
-            let meta = EntryMeta { mode: 0o644, mtime: 0 };
+            let meta = EntryMeta {
+                mode: 0o644,
+                mtime: 0,
+            };
             sink.file(rel.as_bytes(), meta, st.size, &mut &data[..])
                 .expect("file");
         }
@@ -325,7 +328,11 @@ mod tests {
         assert_eq!(s3.puts[0].data, b"a2");
         assert_eq!(s3.deletes, ["d/b"]);
         // touch: new stamp, same bytes: read and hashed, not uploaded.
-        let s4 = scan(&m1, t, &[("a", stamp(1, 1, 7), b"a"), ("d/b", stamp(2, 2, 0), b"bb")]);
+        let s4 = scan(
+            &m1,
+            t,
+            &[("a", stamp(1, 1, 7), b"a"), ("d/b", stamp(2, 2, 0), b"bb")],
+        );
         assert!(s4.is_idle(), "{s4:?}");
         assert_eq!(s4.next.files["a"].stamp.mtime_ns, 7);
     }
@@ -334,7 +341,11 @@ mod tests {
     fn a_change_within_the_settle_window_is_compared_by_content_next_time() {
         let t = 10 * SETTLE_NS;
         // Written just before the scan: uploaded, but not settled.
-        let s1 = scan(&Manifest::default(), t, &[("f", stamp(3, 1, t - 1000), b"one")]);
+        let s1 = scan(
+            &Manifest::default(),
+            t,
+            &[("f", stamp(3, 1, t - 1000), b"one")],
+        );
         let m1 = applied(&s1);
         assert!(!m1.files["f"].settled);
         // Rewritten within the same tick (same stamp, other bytes): caught by its hash.
@@ -343,7 +354,11 @@ mod tests {
         assert_eq!(s2.puts[0].data, b"two");
         // Later, settled and unchanged: left alone.
         let m2 = applied(&s2);
-        let s3 = scan(&m2, t + 3 * SETTLE_NS, &[("f", stamp(3, 1, t - 1000), b"two")]);
+        let s3 = scan(
+            &m2,
+            t + 3 * SETTLE_NS,
+            &[("f", stamp(3, 1, t - 1000), b"two")],
+        );
         assert!(s3.is_idle());
         assert!(s3.next.files["f"].settled);
     }
@@ -371,7 +386,10 @@ mod tests {
         let empty = Manifest::default();
         let mut sink = ScanSink::new(&empty, t, CAPS);
         assert!(sink.wants_file(b"grows", &stamp(10, 9, 0)));
-        let meta = EntryMeta { mode: 0o644, mtime: 0 };
+        let meta = EntryMeta {
+            mode: 0o644,
+            mtime: 0,
+        };
         sink.file(b"grows", meta, 10, &mut &big[..]).expect("file");
         assert!(sink.finish().puts.is_empty());
         // Names that are not UTF-8, symlinks and specials are skipped; an unreadable file
@@ -379,7 +397,8 @@ mod tests {
         let old = applied(&s);
         let mut sink = ScanSink::new(&old, t, CAPS);
         assert!(!sink.wants_file(b"\xff", &stamp(1, 5, 0)));
-        sink.symlink(b"link", meta, b"/etc/shadow").expect("symlink");
+        sink.symlink(b"link", meta, b"/etc/shadow")
+            .expect("symlink");
         sink.skip(b"a", "file", "vanished");
         offer(&mut sink, "b", stamp(100, 3, 0), &[b'b'; 100]);
         let s = sink.finish();

@@ -212,7 +212,9 @@ impl VolumeSync {
 
     /// Whether the seat is being synced.
     pub fn is_syncing(&self, key: &SeatKey) -> bool {
-        self.workers().get(key).is_some_and(|w| !w.task.is_finished())
+        self.workers()
+            .get(key)
+            .is_some_and(|w| !w.task.is_finished())
     }
 
     async fn run(
@@ -267,7 +269,9 @@ impl VolumeSync {
         if let Ok(bytes) = tokio::fs::read(&path).await {
             match serde_json::from_slice::<Manifest>(&bytes) {
                 Ok(m) => return Arc::new(m),
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "sync manifest unreadable; listing the bucket"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "sync manifest unreadable; listing the bucket")
+                }
             }
         }
         let mut m = Manifest::default();

@@ -71,7 +71,8 @@ pub fn write_file(root: &OwnedFd, rel: &[String], data: &[u8]) -> Result<Entry, 
     let mut at: Option<OwnedFd> = None;
     for d in dirs {
         let parent = at.as_ref().unwrap_or(root);
-        let next = match rustix::fs::openat2(parent, d.as_str(), dir_flags, Mode::empty(), RESOLVE) {
+        let next = match rustix::fs::openat2(parent, d.as_str(), dir_flags, Mode::empty(), RESOLVE)
+        {
             Ok(fd) => fd,
             Err(Errno::NOENT) => {
                 match rustix::fs::mkdirat(parent, d.as_str(), Mode::from_raw_mode(0o755)) {
@@ -92,8 +93,14 @@ pub fn write_file(root: &OwnedFd, rel: &[String], data: &[u8]) -> Result<Entry, 
         | OFlags::NOFOLLOW
         | OFlags::NOCTTY
         | OFlags::CLOEXEC;
-    let fd = rustix::fs::openat2(parent, file.as_str(), flags, Mode::from_raw_mode(0o644), RESOLVE)
-        .map_err(|e| WriteError::Create(name.clone(), e))?;
+    let fd = rustix::fs::openat2(
+        parent,
+        file.as_str(),
+        flags,
+        Mode::from_raw_mode(0o644),
+        RESOLVE,
+    )
+    .map_err(|e| WriteError::Create(name.clone(), e))?;
     let mut f = std::fs::File::from(fd);
     f.write_all(data)
         .map_err(|e| WriteError::Write(name.clone(), e))?;

@@ -49,7 +49,10 @@ async fn wait_for(mem: &InMemory, want: &[&str]) {
         if got == want {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "keys {got:?}, want {want:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "keys {got:?}, want {want:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -74,7 +77,11 @@ async fn edits_reach_the_bucket_deletes_follow_and_links_never_leave() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let before = sync.request_counts();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(sync.request_counts().puts, before.puts, "idle seat uploaded");
+    assert_eq!(
+        sync.request_counts().puts,
+        before.puts,
+        "idle seat uploaded"
+    );
     // The last edit before a stop gets out with the final pass.
     std::fs::write(vol.join("notes.txt"), "last words").expect("write");
     sync.finish(&key(), Duration::from_secs(5)).await;
@@ -95,9 +102,12 @@ async fn a_fresh_volume_is_restored_and_hostile_keys_write_nothing_outside() {
     let (vs, mem) = store();
     let seat = vs.seat("ws-abc123", 3);
     for (rel, data) in [("a.txt", "A"), ("d/e/b.txt", "B")] {
-        mem.put(&seat.key(rel.as_bytes()).expect("key"), PutPayload::from(data.as_bytes().to_vec()))
-            .await
-            .expect("put");
+        mem.put(
+            &seat.key(rel.as_bytes()).expect("key"),
+            PutPayload::from(data.as_bytes().to_vec()),
+        )
+        .await
+        .expect("put");
     }
     // Keys written by someone else into the seat's prefix.
     for raw in [
@@ -105,7 +115,9 @@ async fn a_fresh_volume_is_restored_and_hostile_keys_write_nothing_outside() {
         "pfx/workshops/ws-abc123/seats/3/files/link/through",
     ] {
         let p = clarateach_objstore::object_store::path::Path::parse(raw).expect("parse");
-        mem.put(&p, PutPayload::from_static(b"x")).await.expect("put");
+        mem.put(&p, PutPayload::from_static(b"x"))
+            .await
+            .expect("put");
     }
     let dir = tempfile::tempdir().expect("tmp");
     let vol = dir.path().join("vol");
@@ -113,7 +125,10 @@ async fn a_fresh_volume_is_restored_and_hostile_keys_write_nothing_outside() {
     let sync = VolumeSync::new(vs, fast());
     let r = sync.restore(&key(), &vol, None).await.expect("restore");
     assert_eq!(std::fs::read_to_string(vol.join("a.txt")).expect("a"), "A");
-    assert_eq!(std::fs::read_to_string(vol.join("d/e/b.txt")).expect("b"), "B");
+    assert_eq!(
+        std::fs::read_to_string(vol.join("d/e/b.txt")).expect("b"),
+        "B"
+    );
     assert!(!dir.path().join("escape").exists());
     // `%2E%2E` decodes to `..`: refused, not written anywhere.
     assert!(r.refused >= 1, "{r:?}");
@@ -126,5 +141,9 @@ async fn a_fresh_volume_is_restored_and_hostile_keys_write_nothing_outside() {
     sync.start(&key(), vol.clone(), None);
     tokio::time::sleep(Duration::from_millis(300)).await;
     sync.finish(&key(), Duration::from_secs(5)).await;
-    assert_eq!(sync.request_counts().puts, before, "restored files uploaded again");
+    assert_eq!(
+        sync.request_counts().puts,
+        before,
+        "restored files uploaded again"
+    );
 }

@@ -8,6 +8,7 @@ pub mod access;
 mod answer;
 pub(crate) mod docs;
 pub(crate) mod export;
+mod export_bucket;
 pub mod preview;
 pub(crate) mod proxy;
 pub(crate) mod seat_call;

@@ -137,6 +137,14 @@ pub(super) enum Command {
         msg: ControlMessage,
         reply: oneshot::Sender<bool>,
     },
+    /// `Reserve` of one seat on any agent but `except` (a seat moving off it).
+    ReserveElsewhere {
+        key: SeatKey,
+        except: String,
+        image: Option<String>,
+        demand: Demand,
+        reply: oneshot::Sender<Result<Vec<(u32, String)>, ProvisionError>>,
+    },
     Forget {
         workshop_id: String,
     },
@@ -328,6 +336,45 @@ impl RegistryHandle {
         }
     }
 
+    /// Picks an agent other than `except` for one seat moving off it (host loss or an
+    /// instructor's move), by the same rules as [`Self::reserve_for_image`].
+    pub async fn reserve_elsewhere(
+        &self,
+        key: SeatKey,
+        except: &str,
+        image: Option<String>,
+        demand: Demand,
+    ) -> Result<String, ProvisionError> {
+        let placed = if let Some(remote) = &self.remote {
+            let agents = self.list_local().await;
+            remote
+                .reserve_except(
+                    &agents,
+                    Some(except),
+                    &key.workshop_id,
+                    &[key.seat],
+                    image.as_deref(),
+                    demand,
+                )
+                .await?
+        } else {
+            let except = except.to_string();
+            self.ask(|reply| Command::ReserveElsewhere {
+                key,
+                except,
+                image,
+                demand,
+                reply,
+            })
+            .await??
+        };
+        placed
+            .into_iter()
+            .next()
+            .map(|(_, agent)| agent)
+            .ok_or(ProvisionError::Closed)
+    }
+
     /// Drops every placement of a workshop.
     pub async fn forget(&self, workshop_id: &str) {
         let _ = self
@@ -477,6 +524,30 @@ async fn run(mut rx: mpsc::Receiver<Command>) {
                     .get(&agent_id)
                     .is_some_and(|e| e.conn.tx.send(msg).is_ok());
                 let _ = reply.send(sent);
+            }
+            Command::ReserveElsewhere {
+                key,
+                except,
+                image,
+                demand,
+                reply,
+            } => {
+                // The old agent takes no part, and no longer holds the seat if it placed it.
+                let mut old = agents.remove(&except);
+                let placed = reserve(
+                    &mut agents,
+                    &key.workshop_id,
+                    &[key.seat],
+                    image.as_deref(),
+                    demand,
+                );
+                if let Some(mut e) = old.take() {
+                    if placed.is_ok() {
+                        e.placed.remove(&key);
+                    }
+                    agents.insert(except, e);
+                }
+                let _ = reply.send(placed);
             }
             Command::Forget { workshop_id } => {
                 for e in agents.values_mut() {

@@ -336,6 +336,20 @@ impl Remote {
         image: Option<&str>,
         demand: Demand,
     ) -> Result<Vec<(u32, String)>, ProvisionError> {
+        self.reserve_except(local, None, workshop_id, seats, image, demand)
+            .await
+    }
+
+    /// [`Self::reserve`] on every agent but `except` (a seat moving off it).
+    pub(super) async fn reserve_except(
+        &self,
+        local: &[AgentInfo],
+        except: Option<&str>,
+        workshop_id: &str,
+        seats: &[u32],
+        image: Option<&str>,
+        demand: Demand,
+    ) -> Result<Vec<(u32, String)>, ProvisionError> {
         let loads = self.store.agent_loads(workshop_id).await?;
         let mut agents: Vec<AgentInfo> = local.to_vec();
         agents.extend(
@@ -344,6 +358,7 @@ impl Remote {
                 .into_iter()
                 .filter(|o| !local.iter().any(|l| l.agent_id == o.agent_id)),
         );
+        agents.retain(|a| Some(a.agent_id.as_str()) != except);
         for a in &mut agents {
             let load = loads.iter().find(|l| l.agent_id == a.agent_id);
             a.placed = load.map_or(0, |l| l.seats);

@@ -9,6 +9,7 @@
 mod accounts;
 mod claims;
 mod help;
+mod moves;
 mod presenter;
 mod preview;
 mod replicas;

@@ -59,6 +59,8 @@ pub struct AgentFile {
     pub microvm_subnet: Option<String>,
     pub export_cap_mb: Option<u64>,
     pub stop_on_exit: Option<bool>,
+    /// `s3://BUCKET[/PREFIX]` seat volumes are synced to (credentials from the environment).
+    pub object_store: Option<String>,
 }
 
 /// `/etc/clarateach/serve.toml` (see deploy/serve.toml).
@@ -82,6 +84,10 @@ pub struct ServeFile {
     pub body_limit_kb: Option<u64>,
     pub file_body_limit_kb: Option<u64>,
     pub ws_max_message_kb: Option<u64>,
+    /// `s3://BUCKET[/PREFIX]`, as `--object-store`.
+    pub object_store: Option<String>,
+    /// As `--host-loss-grace`, e.g. "60s".
+    pub host_loss_grace: Option<String>,
 }
 
 /// Reads and parses `path`.

@@ -100,6 +100,49 @@ pub struct LimitArgs {
     /// which several `serve` replicas may share [default: the SQLite file in the data dir].
     #[arg(long, env = "CLARATEACH_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// `s3://BUCKET[/PREFIX]`: seat volumes are synced there by the agents, seats of a lost
+    /// host are recreated elsewhere from it, exports of such seats read it. Endpoint, region and
+    /// credentials come from AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY (AWS_ALLOW_HTTP=true for a plain-HTTP server) [default: none].
+    #[arg(long, env = clarateach_objstore::OBJECT_STORE_ENV)]
+    pub object_store: Option<String>,
+    /// How long an agent may stay disconnected before its seats are recreated on other agents
+    /// (with --object-store), e.g. `60s`, `2s`, `1500ms`, `2m` [default: 60s].
+    #[arg(long, env = "CLARATEACH_HOST_LOSS_GRACE", value_parser = parse_duration)]
+    pub host_loss_grace: Option<Duration>,
+}
+
+/// `60s`, `1500ms`, `2m` or a number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 60s, 1500ms or 2m"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return Err(format!("{s:?}: the unit must be ms, s or m")),
+    };
+    if !(0.0..=86_400.0).contains(&secs) {
+        return Err(format!("{s:?} is out of range (up to a day)"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// The object store `--object-store` names, connected with the environment's credentials.
+pub fn object_store(url: Option<&str>) -> anyhow::Result<Option<clarateach_objstore::VolumeStore>> {
+    let Some(url) = url.map(str::trim).filter(|u| !u.is_empty()) else {
+        return Ok(None);
+    };
+    let url: clarateach_objstore::ObjectStoreUrl = url.parse().context("--object-store")?;
+    let store = clarateach_objstore::VolumeStore::from_env(url).context("--object-store")?;
+    tracing::info!(object_store = %store.url, "seat volumes are synced to object storage");
+    Ok(Some(store))
 }
 
 impl LimitArgs {
@@ -129,6 +172,9 @@ impl LimitArgs {
         }
         if let Some(u) = self.database_url.as_ref().filter(|u| !u.trim().is_empty()) {
             config.database_url = Some(u.clone());
+        }
+        if let Some(g) = self.host_loss_grace {
+            config.host_loss_grace = g;
         }
     }
 }
@@ -183,6 +229,15 @@ fn apply_serve_file(args: &mut Args, f: super::config_file::ServeFile) -> anyhow
     l.body_limit_kb = l.body_limit_kb.or(f.body_limit_kb);
     l.file_body_limit_kb = l.file_body_limit_kb.or(f.file_body_limit_kb);
     l.ws_max_message_kb = l.ws_max_message_kb.or(f.ws_max_message_kb);
+    l.object_store = l.object_store.take().or(f.object_store);
+    if l.host_loss_grace.is_none() {
+        if let Some(g) = f.host_loss_grace {
+            l.host_loss_grace = Some(
+                parse_duration(&g)
+                    .map_err(|e| anyhow::anyhow!("config key host_loss_grace: {e}"))?,
+            );
+        }
+    }
     Ok(())
 }
 
@@ -204,6 +259,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     config.heartbeat_interval = Duration::from_millis(args.heartbeat_ms.unwrap_or(2000).max(100));
     config.web = Some(args.web.router()?);
     args.limits.apply(&mut config);
+    config.object_store = object_store(args.limits.object_store.as_deref())?;
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         config.tls = Some(
             clarateach_tls::server_config(cert, key)
