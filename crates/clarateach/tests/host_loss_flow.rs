@@ -108,7 +108,12 @@ async fn read_file(http: &reqwest::Client, base: &str, token: &str, path: &str) 
     Some(body.content)
 }
 
-async fn run(http: &reqwest::Client, base: &str, token: &str, command: &str) {
+async fn run(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    command: &str,
+) -> clarateach_core::RunResponse {
     let res = http
         .post(format!("{base}/api/session/run"))
         .bearer_auth(token)
@@ -119,6 +124,7 @@ async fn run(http: &reqwest::Client, base: &str, token: &str, command: &str) {
     assert!(res.status().is_success(), "run {command}: {}", res.status());
     let out: clarateach_core::RunResponse = res.json().await.expect("run response");
     assert_eq!(out.exit_code, Some(0), "run {command}: {out:?}");
+    out
 }
 
 /// Opens a terminal and runs `echo` of a marker; true when it came back.
@@ -238,7 +244,8 @@ async fn seats_of_a_lost_host_come_back_elsewhere_with_their_files() {
             &base,
             &l.token,
             "cd /workspace && rm doomed.txt && ln -s /etc/shadow shadow-link && ln -s / rootlink && mkfifo pipe && \
-             mkdir -p d && ln -s /etc d/etc-link",
+             mkdir -p d && ln -s /etc d/etc-link && \
+             printf dots > '%2E%2E' && printf slash > 'a%2F..%2Fb' && printf dd > '..x'",
         )
         .await;
     }
@@ -370,6 +377,29 @@ async fn seats_of_a_lost_host_come_back_elsewhere_with_their_files() {
         );
         assert_eq!(read_file(&http, &base, &l.token, "doomed.txt").await, None);
         assert_eq!(read_file(&http, &base, &l.token, "shadow-link").await, None);
+        // Names that look like encoded paths came back as the same literal names, inside.
+        let out = run(
+            &http,
+            &base,
+            &l.token,
+            "cd /workspace && cat '%2E%2E' 'a%2F..%2Fb' '..x' && ls -A | sort | tr '\\n' ' '",
+        )
+        .await;
+        let (cats, listing) = out.stdout.split_at(out.stdout.len().min(11));
+        assert_eq!(cats, "dotsslashdd", "seat {s}: {out:?}");
+        let names: Vec<&str> = listing.split_whitespace().collect();
+        for want in ["%2E%2E", "..x", "a%2F..%2Fb", "notes.txt", "src"] {
+            assert!(
+                names.contains(&want),
+                "seat {s}: {want} missing from {names:?}"
+            );
+        }
+        for never in ["shadow-link", "rootlink", "pipe", "doomed.txt"] {
+            assert!(
+                !names.contains(&never),
+                "seat {s}: {never} came back: {names:?}"
+            );
+        }
     }
     let clock = read_file(&http, &base, &clock_seat.token, "clock.txt")
         .await
