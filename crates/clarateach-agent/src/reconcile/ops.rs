@@ -89,7 +89,7 @@ impl Reconciler {
                 Err(e) => Err(e),
             };
             let restored = match created {
-                Ok(()) => restore_files(backend.as_ref(), volumes.as_deref(), &key, &spec.starter)
+                Ok(()) => restore_files(backend.as_ref(), volumes.as_deref(), &ws, &spec.starter)
                     .await
                     .map_err(Outcome::Failed),
                 Err(e) => Err(Outcome::Failed(OpError::Create(e))),
@@ -349,17 +349,25 @@ pub(super) fn has_dir_volume(backend: &dyn clarateach_isolation::Backend, key: &
 
 /// Downloads the seat's synced files into its new, empty volume before the seat first runs
 /// here; a template's starter is then marked applied, so it never brings back files the
-/// learner had deleted.
+/// learner had deleted. A volume left here by an earlier placement that the bucket has moved
+/// past (the seat ran and was saved elsewhere since) is dropped and made anew first.
 async fn restore_files(
     backend: &dyn clarateach_isolation::Backend,
     volumes: Option<&crate::volume::VolumeSync>,
-    key: &SeatKey,
+    ws: &WorkspaceSpec,
     starter: &Option<clarateach_core::SeatStarter>,
 ) -> Result<(), OpError> {
+    let key = &ws.key;
     let Some(v) = volumes.filter(|_| has_dir_volume(backend, key)) else {
         return Ok(());
     };
     let volume = backend.volume_dir(key);
+    if v.local_is_stale(key, &volume).await {
+        tracing::warn!(workshop.id = %key.workshop_id, seat = key.seat,
+            "the seat's files here are older than its synced files: replacing them");
+        backend.destroy(key, true).await.map_err(OpError::Destroy)?;
+        backend.create(ws).await.map_err(OpError::Create)?;
+    }
     let restored = v
         .restore(key, &volume, backend.volume_owner(key))
         .await

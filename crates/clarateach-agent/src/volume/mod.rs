@@ -35,6 +35,10 @@ use tokio::sync::{mpsc, oneshot};
 use manifest::{Caps, Manifest, Scan};
 use seat_thread::{SeatThread, SeatThreadError};
 
+/// Seconds an object may be newer than the local manifest before the local copy counts as
+/// stale (clock skew between the agent and the object store).
+const STALE_SLACK_S: i64 = 2;
+
 /// Requests at most in flight per seat.
 const CONCURRENCY: usize = 8;
 
@@ -377,6 +381,37 @@ impl VolumeSync {
             }
         }
         Ok(next)
+    }
+
+    /// Whether the files in `volume` are older than the seat's synced files: the bucket holds
+    /// an object written after this agent last saved the seat's manifest (the seat ran and was
+    /// saved on another agent since). A volume this agent never synced is not stale; neither is
+    /// one when the bucket cannot be listed (the restore then fails or finds it current).
+    pub async fn local_is_stale(&self, key: &SeatKey, volume: &Path) -> bool {
+        let Ok(saved) = tokio::fs::metadata(manifest_path(volume))
+            .await
+            .and_then(|m| m.modified())
+        else {
+            return false;
+        };
+        let saved: chrono::DateTime<chrono::Utc> = saved.into();
+        let files = self.store.seat(&key.workshop_id, key.seat);
+        bump(&self.counters.lists);
+        let mut list = self.store.store.list(Some(files.prefix()));
+        while let Some(item) = list.next().await {
+            match item {
+                // Slack for clock skew between this host and the object store.
+                Ok(m) if m.last_modified > saved + chrono::Duration::seconds(STALE_SLACK_S) => {
+                    return true
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot list the seat's synced files");
+                    return false;
+                }
+            }
+        }
+        false
     }
 
     /// Downloads the seat's synced files into `volume` if it is empty (a seat recreated here);

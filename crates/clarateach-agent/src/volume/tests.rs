@@ -147,3 +147,34 @@ async fn a_fresh_volume_is_restored_and_hostile_keys_write_nothing_outside() {
         "restored files uploaded again"
     );
 }
+
+#[tokio::test]
+async fn a_volume_older_than_the_bucket_is_stale() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let vol = dir.path().join("vol");
+    std::fs::create_dir(&vol).expect("vol");
+    std::fs::write(vol.join("a.txt"), "mine").expect("write");
+    let (vs, mem) = store();
+    let sync = VolumeSync::new(vs.clone(), fast());
+    // Never synced here: not stale, whatever the bucket holds.
+    assert!(!sync.local_is_stale(&key(), &vol).await);
+    sync.start(&key(), vol.clone(), None);
+    wait_for(&mem, &["pfx/workshops/ws-abc123/seats/3/files/a.txt"]).await;
+    sync.finish(&key(), Duration::from_secs(5)).await;
+    // Synced by this agent last: current.
+    assert!(!sync.local_is_stale(&key(), &vol).await);
+    // The seat ran elsewhere since (an object newer than this agent's last save): stale.
+    let old = std::time::SystemTime::now() - Duration::from_secs(60);
+    std::fs::File::options()
+        .write(true)
+        .open(manifest_path(&vol))
+        .and_then(|f| f.set_modified(old))
+        .expect("age the manifest");
+    mem.put(
+        &vs.seat("ws-abc123", 3).key(b"b.txt").expect("key"),
+        PutPayload::from_static(b"theirs"),
+    )
+    .await
+    .expect("put");
+    assert!(sync.local_is_stale(&key(), &vol).await);
+}
