@@ -155,6 +155,23 @@ stop_on_exit = false
     }
 
     #[test]
+    fn object_store_keys_parse() {
+        let a: AgentFile = parse(
+            "object_store = \"s3://seats/prod\"",
+            Path::new("agent.toml"),
+        )
+        .expect("valid");
+        assert_eq!(a.object_store.as_deref(), Some("s3://seats/prod"));
+        let s: ServeFile = parse(
+            "object_store = \"s3://seats\"\nhost_loss_grace = \"90s\"",
+            Path::new("serve.toml"),
+        )
+        .expect("valid");
+        assert_eq!(s.object_store.as_deref(), Some("s3://seats"));
+        assert_eq!(s.host_loss_grace.as_deref(), Some("90s"));
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_are_named() {
         let e = parse::<AgentFile>("capacty = 3", Path::new("/etc/a.toml"))
             .expect_err("typo refused")

@@ -301,3 +301,32 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .context("the control plane stopped with an error")?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units_and_refuse_the_rest() {
+        for (s, ms) in [
+            ("60s", 60_000),
+            ("2s", 2000),
+            ("1500ms", 1500),
+            ("2m", 120_000),
+            ("5", 5000),
+            ("0.5s", 500),
+        ] {
+            assert_eq!(parse_duration(s).map(|d| d.as_millis()), Ok(ms), "{s}");
+        }
+        for bad in ["", "x", "5h", "-1s", "1e9s", "s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn object_store_urls_are_checked_before_connecting() {
+        assert!(matches!(object_store(None), Ok(None)));
+        assert!(matches!(object_store(Some("  ")), Ok(None)));
+        assert!(object_store(Some("http://not-s3")).is_err());
+    }
+}
