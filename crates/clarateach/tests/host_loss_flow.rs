@@ -24,48 +24,6 @@ use support::*;
 
 const GRACE_S: f64 = 2.0;
 
-fn serve_with_store(dir: &Path, port: u16, store: &str) -> Proc {
-    let args: Vec<String> = [
-        "serve",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--data-dir",
-        &dir.display().to_string(),
-        "--heartbeat-ms",
-        "300",
-        "--object-store",
-        store,
-        "--host-loss-grace",
-        "2s",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    Proc::start(dir, "serve", &args, "control plane on")
-}
-
-fn agent_with_store(dir: &Path, port: u16, token: &str, id: &str, store: &str) -> Proc {
-    let args: Vec<String> = [
-        "agent",
-        "--id",
-        id,
-        "--control-plane",
-        &format!("http://127.0.0.1:{port}"),
-        "--token",
-        token,
-        "--data-dir",
-        &dir.join(format!("{id}-host")).display().to_string(),
-        "--listen",
-        "127.0.0.1:0",
-        "--object-store",
-        store,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    Proc::start(dir, id, &args, "listening on")
-}
-
 /// Every key under the test's prefix, with its bytes.
 async fn bucket(store: &VolumeStore, ws: &str) -> BTreeMap<String, Vec<u8>> {
     let prefix = store.workshop_prefix(ws);
@@ -127,26 +85,6 @@ async fn run(
     out
 }
 
-/// Opens a terminal and runs `echo` of a marker; true when it came back.
-async fn terminal_live(base: &str, token: &str, marker: &str) -> bool {
-    let Ok(learner) = Client::new(base, Some(token.to_string())) else {
-        return false;
-    };
-    let Ok(mut term) = learner.terminal(&TerminalOptions::default()).await else {
-        return false;
-    };
-    if term
-        .send_input(&format!("echo {marker}-$((6*7))\r"))
-        .await
-        .is_err()
-    {
-        return false;
-    }
-    term.read_until(format!("{marker}-42").as_bytes(), Duration::from_secs(3))
-        .await
-        .is_ok()
-}
-
 fn now_s() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -184,12 +122,17 @@ async fn seats_of_a_lost_host_come_back_elsewhere_with_their_files() {
     let store = VolumeStore::from_env(url.parse::<ObjectStoreUrl>().expect("url")).expect("s3");
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let cp = serve_with_store(&dir, port, &url);
+    let store_args = ["--object-store", url.as_str()];
+    let cp = serve_with(
+        &dir,
+        port,
+        &[&store_args[..], &["--host-loss-grace", "2s"]].concat(),
+    );
     let instructor = instructor_token(&dir);
     let (id_a, id_b) = ("hl-agent-a", "hl-agent-b");
     let (tok_a, tok_b) = (agent_token_for(&dir, id_a), agent_token_for(&dir, id_b));
-    let agent_a = agent_with_store(&dir, port, &tok_a, id_a, &url);
-    let agent_b = agent_with_store(&dir, port, &tok_b, id_b, &url);
+    let agent_a = agent_as_with(&dir, port, &tok_a, id_a, id_a, &store_args);
+    let agent_b = agent_as_with(&dir, port, &tok_b, id_b, id_b, &store_args);
     let admin = Client::new(&base, Some(instructor.clone())).expect("client");
     eventually(
         "both agents registered",
@@ -487,7 +430,7 @@ async fn seats_of_a_lost_host_come_back_elsewhere_with_their_files() {
         stale.iter().all(|p| p.join("notes.txt").exists()),
         "A's stale copies are on its disk: {stale:?}"
     );
-    let agent_a = agent_with_store(&dir, port, &tok_a, id_a, &url);
+    let agent_a = agent_as_with(&dir, port, &tok_a, id_a, id_a, &store_args);
     eventually(
         "A's stale copies destroyed",
         Duration::from_secs(30),

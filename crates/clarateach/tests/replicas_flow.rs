@@ -11,7 +11,7 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use clarateach_client::{Client, TerminalOptions};
+use clarateach_client::Client;
 use support::*;
 
 fn serve_replica(dir: &Path, port: u16, db: &str, name: &str) -> Proc {
@@ -64,27 +64,6 @@ fn connected_to(dir: &Path, id: &str, base: &str, from: usize) -> bool {
 
 fn log_len(dir: &Path, id: &str) -> usize {
     std::fs::metadata(dir.join(format!("{id}.log"))).map_or(0, |m| m.len() as usize)
-}
-
-/// Opens a terminal through `base` and runs `echo` of a marker; true when it came back.
-async fn terminal_live(base: &str, token: &str, marker: &str) -> bool {
-    let Ok(learner) = Client::new(base, Some(token.to_string())) else {
-        return false;
-    };
-    let Ok(mut term) = learner.terminal(&TerminalOptions::default()).await else {
-        return false;
-    };
-    if term
-        .send_input(&format!("echo {marker}-$((6*7))\r"))
-        .await
-        .is_err()
-    {
-        return false;
-    }
-    let want = format!("{marker}-42");
-    term.read_until(want.as_bytes(), Duration::from_secs(3))
-        .await
-        .is_ok()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

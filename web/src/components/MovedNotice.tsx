@@ -2,9 +2,10 @@
 // or the instructor moved it. The files came back from object storage; terminal sessions are
 // new. Polled like the toolkit notices; each move is shown once (its time is remembered).
 
-import { useEffect, useState } from 'react';
+import { useState } from 'react';
 import { json } from '../api/client';
 import type { components } from '../api/schema.gen';
+import { usePoll } from '../pages/usePoll';
 import type { SeatSession } from '../workspace/seatSession';
 
 export type SessionSeat = components['schemas']['SessionSeatResponse'];
@@ -20,24 +21,15 @@ export function unseenMove(seat: SessionSeat, seen: string | null): string | nul
 
 export function MovedNotice({ seat }: { seat: SeatSession }) {
   const [movedAt, setMovedAt] = useState<string | null>(null);
-  useEffect(() => {
-    let stop = false;
-    const tick = async () => {
-      try {
-        const s = await seat.call((t) => sessionSeat(t));
-        const m = unseenMove(s, localStorage.getItem(SEEN_KEY));
-        if (!stop && m) setMovedAt(m);
-      } catch {
-        // The connection status bar reports outages.
-      }
-    };
-    void tick();
-    const t = setInterval(() => void tick(), 5000);
-    return () => {
-      stop = true;
-      clearInterval(t);
-    };
-  }, [seat]);
+  // Errors are the connection status bar's to report.
+  usePoll(
+    async () => {
+      const m = unseenMove(await seat.call((t) => sessionSeat(t)), localStorage.getItem(SEEN_KEY));
+      if (m) setMovedAt(m);
+    },
+    5000,
+    [seat],
+  );
   if (!movedAt) return null;
   return (
     <div className="alert info card toolkit-notice" role="status" aria-live="polite" data-testid="moved-notice">
