@@ -527,6 +527,12 @@ async fn seats_of_a_lost_host_come_back_elsewhere_with_their_files() {
         "{:?}",
         files.keys().collect::<Vec<_>>()
     );
+    // Deleting the workshop deletes its synced files.
+    admin.delete_workshop(&ws.id).await.expect("delete");
+    assert!(
+        bucket(&store, &ws.id).await.is_empty(),
+        "the deleted workshop's objects are gone"
+    );
     let _ = agent_b.stop("-TERM");
     let _ = cp.stop("-TERM");
 }
