@@ -161,9 +161,15 @@ impl Reconciler {
         let volumes = self.volumes.clone();
         tokio::spawn(async move {
             // The seat's last edits reach the object store before its workspace goes (an
-            // abandoned seat has no sync left to finish).
+            // abandoned seat has no sync left to finish). If they could not, the local volume
+            // stays even when its deletion was asked for: it holds the only copy.
+            let mut delete_volume = delete_volume;
             if let Some(v) = &volumes {
-                v.finish(&key, FINAL_SYNC_TIMEOUT).await;
+                if !v.finish(&key, FINAL_SYNC_TIMEOUT).await && delete_volume {
+                    tracing::warn!(workshop.id = %key.workshop_id, seat = key.seat,
+                        "the last sync did not complete: keeping the seat's volume");
+                    delete_volume = false;
+                }
             }
             let outcome = match backend.destroy(&key, delete_volume).await {
                 Ok(()) => Outcome::Destroyed,

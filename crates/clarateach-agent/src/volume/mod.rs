@@ -113,8 +113,9 @@ pub struct Restored {
 }
 
 enum Control {
-    /// One last pass, then end; answered when done.
-    Final(oneshot::Sender<()>),
+    /// One last pass, then end; answered when done, with whether every upload and delete of
+    /// it succeeded.
+    Final(oneshot::Sender<bool>),
 }
 
 struct Worker {
@@ -186,18 +187,28 @@ impl VolumeSync {
         workers.insert(key.clone(), Worker { tx, task });
     }
 
-    /// Runs a last pass and stops syncing the seat; waits at most `timeout`.
-    pub async fn finish(&self, key: &SeatKey, timeout: Duration) {
+    /// Runs a last pass and stops syncing the seat; waits at most `timeout`. True when the
+    /// bucket now has everything (or the seat was not being synced): only then may the caller
+    /// drop the local volume.
+    pub async fn finish(&self, key: &SeatKey, timeout: Duration) -> bool {
         let Some(w) = self.workers().remove(key) else {
-            return;
+            return true;
         };
         let (reply, done) = oneshot::channel();
-        if w.tx.send(Control::Final(reply)).await.is_ok()
-            && tokio::time::timeout(timeout, done).await.is_err()
-        {
-            tracing::warn!(workshop.id = %key.workshop_id, seat = key.seat, "final sync timed out");
-        }
+        let clean = if w.tx.send(Control::Final(reply)).await.is_ok() {
+            match tokio::time::timeout(timeout, done).await {
+                Ok(Ok(clean)) => clean,
+                Ok(Err(_)) => false,
+                Err(_) => {
+                    tracing::warn!(workshop.id = %key.workshop_id, seat = key.seat, "final sync timed out");
+                    false
+                }
+            }
+        } else {
+            false
+        };
         w.task.abort();
+        clean
     }
 
     /// Stops syncing the seat at once, without a last pass (its copy here is stale).
@@ -247,19 +258,21 @@ impl VolumeSync {
                     None => return,
                 },
             };
-            match self.pass(&thread, &volume, &files, manifest.clone()).await {
-                Ok(next) => {
+            let clean = match self.pass(&thread, &volume, &files, manifest.clone()).await {
+                Ok((next, clean)) => {
                     if next != *manifest {
                         manifest = Arc::new(next);
                         save_manifest(&volume, &manifest).await;
                     }
+                    clean
                 }
                 Err(e) => {
-                    tracing::warn!(workshop.id = %key.workshop_id, seat = key.seat, error = %crate::reconcile::error_chain(&e), "sync pass failed")
+                    tracing::warn!(workshop.id = %key.workshop_id, seat = key.seat, error = %crate::reconcile::error_chain(&e), "sync pass failed");
+                    false
                 }
-            }
+            };
             if let Some(reply) = last {
-                let _ = reply.send(());
+                let _ = reply.send(clean);
                 return;
             }
         }
@@ -305,14 +318,15 @@ impl VolumeSync {
     }
 
     /// One scan and what it takes to bring the bucket level with it; returns the manifest of
-    /// what the bucket now holds (failed uploads and deletes are retried next pass).
+    /// what the bucket now holds (failed uploads and deletes are retried next pass) and whether
+    /// nothing failed.
     async fn pass(
         &self,
         thread: &SeatThread,
         volume: &Path,
         files: &SeatFiles,
         old: Arc<Manifest>,
-    ) -> Result<Manifest, SeatThreadError> {
+    ) -> Result<(Manifest, bool), SeatThreadError> {
         let counters = &self.counters;
         let (dir, caps, base) = (volume.to_path_buf(), self.settings.caps, Arc::clone(&old));
         let scan: Scan = thread
@@ -324,7 +338,7 @@ impl VolumeSync {
             })
             .await?;
         if scan.is_idle() {
-            return Ok(scan.next);
+            return Ok((scan.next, true));
         }
         let Scan {
             mut next,
@@ -348,8 +362,10 @@ impl VolumeSync {
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;
+        let mut clean = true;
         for (rel, ok) in put_results {
             if !ok {
+                clean = false;
                 match old.files.get(&rel) {
                     Some(e) => next.files.insert(rel, e.clone()),
                     None => next.files.remove(&rel),
@@ -375,12 +391,13 @@ impl VolumeSync {
             .await;
         for (rel, ok) in del_results {
             if !ok {
+                clean = false;
                 if let Some(e) = old.files.get(&rel) {
                     next.files.insert(rel, e.clone());
                 }
             }
         }
-        Ok(next)
+        Ok((next, clean))
     }
 
     /// Whether the files in `volume` are older than the seat's synced files: the bucket holds

@@ -84,7 +84,10 @@ async fn edits_reach_the_bucket_deletes_follow_and_links_never_leave() {
     );
     // The last edit before a stop gets out with the final pass.
     std::fs::write(vol.join("notes.txt"), "last words").expect("write");
-    sync.finish(&key(), Duration::from_secs(5)).await;
+    assert!(
+        sync.finish(&key(), Duration::from_secs(5)).await,
+        "the last pass reports everything uploaded"
+    );
     assert!(!sync.is_syncing(&key()));
     let got = mem
         .get(&"pfx/workshops/ws-abc123/seats/3/files/notes.txt".into())
@@ -177,4 +180,73 @@ async fn a_volume_older_than_the_bucket_is_stale() {
     .await
     .expect("put");
     assert!(sync.local_is_stale(&key(), &vol).await);
+}
+
+/// An object store whose uploads fail (a bucket outage), everything else as in memory.
+#[derive(Debug)]
+struct FailingPuts(InMemory);
+
+impl std::fmt::Display for FailingPuts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FailingPuts")
+    }
+}
+
+mod failing {
+    use clarateach_objstore::object_store::path::Path;
+    use clarateach_objstore::object_store::{
+        GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+        PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
+    };
+    use futures::stream::BoxStream;
+
+    #[async_trait::async_trait]
+    impl ObjectStore for super::FailingPuts {
+        async fn put_opts(&self, _: &Path, _: PutPayload, _: PutOptions) -> Result<PutResult> {
+            Err(clarateach_objstore::object_store::Error::NotImplemented)
+        }
+        async fn put_multipart_opts(
+            &self,
+            _: &Path,
+            _: PutMultipartOptions,
+        ) -> Result<Box<dyn MultipartUpload>> {
+            Err(clarateach_objstore::object_store::Error::NotImplemented)
+        }
+        async fn get_opts(&self, l: &Path, o: GetOptions) -> Result<GetResult> {
+            self.0.get_opts(l, o).await
+        }
+        async fn delete(&self, l: &Path) -> Result<()> {
+            self.0.delete(l).await
+        }
+        fn list(&self, p: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+            self.0.list(p)
+        }
+        async fn list_with_delimiter(&self, p: Option<&Path>) -> Result<ListResult> {
+            self.0.list_with_delimiter(p).await
+        }
+        async fn copy(&self, f: &Path, t: &Path) -> Result<()> {
+            self.0.copy(f, t).await
+        }
+        async fn copy_if_not_exists(&self, f: &Path, t: &Path) -> Result<()> {
+            self.0.copy_if_not_exists(f, t).await
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_final_pass_that_could_not_upload_says_so() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let vol = dir.path().join("vol");
+    std::fs::create_dir(&vol).expect("vol");
+    std::fs::write(vol.join("only-copy.txt"), "unsynced").expect("write");
+    let url: ObjectStoreUrl = "s3://test-bucket/pfx".parse().expect("url");
+    let sync = VolumeSync::new(
+        VolumeStore::new(url, Arc::new(FailingPuts(InMemory::new()))),
+        fast(),
+    );
+    sync.start(&key(), vol.clone(), None);
+    // The destroy that follows must keep the volume: it holds the only copy.
+    assert!(!sync.finish(&key(), Duration::from_secs(5)).await);
+    // Not being synced at all: nothing to lose.
+    assert!(sync.finish(&key(), Duration::from_secs(5)).await);
 }
