@@ -50,6 +50,11 @@ for image in base claude; do
   "$CLARATEACH_BIN" image build "$image" --images-dir "$CLARATEACH_SEAT_IMAGES"
 done
 
+step "object storage for seat volumes (s3s-fs on loopback, issue 13)"
+s3_dir=$(mktemp -d /tmp/clarateach-s3.XXXXXX)
+trap 'status=$?; scripts/s3.sh stop "$s3_dir"; rm -rf "$s3_dir"; (exit $status); skip_summary' EXIT
+eval "$(scripts/s3.sh start "$s3_dir")"
+
 step "rust tests (store: SQLite)"
 unset CLARATEACH_TEST_DATABASE_URL
 cargo test --workspace --no-fail-fast
@@ -57,7 +62,7 @@ cargo test --workspace --no-fail-fast
 step "store and control-plane tests again on PostgreSQL (a throwaway cluster)"
 pg_dir=$(mktemp -d /tmp/clarateach-pg.XXXXXX)
 # Stop the cluster at exit, then the skip summary (which keeps the exit status).
-trap 'status=$?; scripts/pg.sh stop "$pg_dir"; rm -rf "$pg_dir"; (exit $status); skip_summary' EXIT
+trap 'status=$?; scripts/pg.sh stop "$pg_dir"; rm -rf "$pg_dir"; scripts/s3.sh stop "$s3_dir"; rm -rf "$s3_dir"; (exit $status); skip_summary' EXIT
 eval "$(scripts/pg.sh start "$pg_dir")"
 # The binaries the workspace run built, run again from their package dirs (as cargo does).
 pg_bins=$(scripts/test-binaries.py clarateach-store clarateach-server)

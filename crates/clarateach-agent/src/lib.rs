@@ -16,6 +16,7 @@ mod recordings_api;
 pub mod relay;
 pub mod starter;
 pub mod state;
+pub mod volume;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -52,6 +53,8 @@ pub struct AgentConfig {
     /// Per-seat cap on the bytes one seat's export archives (file data plus 512 per entry);
     /// [`export::archive::DEFAULT_CAP_BYTES`] (1 GiB) unless configured.
     pub export_cap_bytes: u64,
+    /// Where seat volumes are synced (`--object-store s3://...`); `None`: they stay on this host.
+    pub object_store: Option<clarateach_objstore::VolumeStore>,
 }
 
 impl std::fmt::Debug for AgentConfig {
@@ -65,6 +68,7 @@ impl std::fmt::Debug for AgentConfig {
             .field("data_url", &self.data_url)
             .field("capacity", &self.capacity)
             .field("export_cap_bytes", &self.export_cap_bytes)
+            .field("object_store", &self.object_store)
             .finish_non_exhaustive()
     }
 }
@@ -92,6 +96,8 @@ pub struct Agent {
     pub state: StateHandle,
     /// Terminal recordings of this host's seats.
     pub recorder: Arc<recording::Recorder>,
+    /// The seats' sync to object storage, when configured.
+    pub volumes: Option<Arc<volume::VolumeSync>>,
     registered: watch::Receiver<bool>,
     shutdown: watch::Sender<bool>,
     connection: JoinHandle<()>,
@@ -120,7 +126,11 @@ impl Agent {
             None => identity::load_or_create_agent_id(&config.data_dir, &hostname)?,
         };
         let tokens = identity::DaemonTokens::load(&config.data_dir)?;
-        let state = reconcile::spawn(Arc::clone(&backend), tokens)
+        let volumes = config
+            .object_store
+            .clone()
+            .map(|store| volume::VolumeSync::new(store, volume::SyncSettings::default()));
+        let state = reconcile::spawn_with(Arc::clone(&backend), tokens, volumes.clone())
             .await
             .map_err(AgentError::Adopt)?;
 
@@ -219,6 +229,7 @@ impl Agent {
             agent_id,
             state,
             recorder,
+            volumes,
             registered,
             shutdown,
             connection,

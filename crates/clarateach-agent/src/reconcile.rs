@@ -54,6 +54,9 @@ struct Seat {
     blocked: bool,
     ready_waiters: Vec<oneshot::Sender<Result<SeatView, StateError>>>,
     gone_waiters: Vec<oneshot::Sender<()>>,
+    /// The destroy under way deletes the volume too: only its end satisfies a wish for that
+    /// (a `destroy_seat` with the volume arriving during a plain destroy still gets it).
+    destroying_volume: bool,
 }
 
 impl Seat {
@@ -66,6 +69,7 @@ impl Seat {
             blocked: false,
             ready_waiters: vec![],
             gone_waiters: vec![],
+            destroying_volume: false,
         }
     }
 
@@ -135,12 +139,24 @@ pub(crate) struct Reconciler {
     /// Creates started while handling the current batch of commands: run once the tokens they
     /// minted are saved (one save per batch, see `flush`).
     deferred: Vec<(SeatKey, futures::future::BoxFuture<'static, ()>)>,
+    /// The seats' sync to object storage, when the agent has one (`--object-store`).
+    volumes: Option<Arc<crate::volume::VolumeSync>>,
 }
 
 /// Adopts the workspaces the backend finds on the host and starts the state task.
+#[cfg(test)]
 pub async fn spawn(
     backend: Arc<dyn Backend>,
     tokens: DaemonTokens,
+) -> Result<StateHandle, clarateach_isolation::BackendError> {
+    spawn_with(backend, tokens, None).await
+}
+
+/// Like `spawn`, syncing every running seat's files through `volumes` when given.
+pub async fn spawn_with(
+    backend: Arc<dyn Backend>,
+    tokens: DaemonTokens,
+    volumes: Option<Arc<crate::volume::VolumeSync>>,
 ) -> Result<StateHandle, clarateach_isolation::BackendError> {
     let mut seats = BTreeMap::new();
     let mut table = HashMap::new();
@@ -179,6 +195,7 @@ pub async fn spawn(
         tx: tx.clone(),
         shutdown: None,
         deferred: Vec::new(),
+        volumes,
     };
     task.publish();
     tokio::spawn(task.run(rx));
@@ -306,10 +323,31 @@ impl Reconciler {
                             delete_volume: false,
                         };
                         seat.blocked = false;
+                        // Not this agent's any more (it may have moved while this host was
+                        // away): no last pass may overwrite its files from this stale copy.
+                        if let Some(v) = &self.volumes {
+                            v.abandon(key);
+                        }
                     }
                 }
                 for spec in wanted.into_values() {
                     self.want(spec);
+                }
+                // Workspaces adopted running after an agent restart sync again once they are
+                // known to be this agent's.
+                if let Some(v) = &self.volumes {
+                    for (key, seat) in &self.seats {
+                        if matches!(seat.desired, Desired::Present(_))
+                            && matches!(seat.phase, Phase::Ready(_) | Phase::Paused(_))
+                            && ops::has_dir_volume(self.backend.as_ref(), key)
+                        {
+                            v.start(
+                                key,
+                                self.backend.volume_dir(key),
+                                self.backend.volume_owner(key),
+                            );
+                        }
+                    }
                 }
                 let keys: Vec<SeatKey> = self.seats.keys().cloned().collect();
                 keys.iter().for_each(|k| self.drive(k));

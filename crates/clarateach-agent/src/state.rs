@@ -48,6 +48,8 @@ pub enum OpError {
     StarterTask(#[source] tokio::task::JoinError),
     #[error("cannot start the workspace")]
     Start(#[source] BackendError),
+    #[error("cannot restore the seat's files from the object store")]
+    Restore(#[source] crate::volume::RestoreError),
     #[error("cannot destroy the workspace")]
     Destroy(#[source] BackendError),
     #[error("cannot pause the workspace")]

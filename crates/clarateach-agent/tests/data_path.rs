@@ -200,6 +200,7 @@ async fn registers_creates_and_relays_http_and_websocket() {
         data_url: None,
         capacity: 4,
         export_cap_bytes: clarateach_agent::export::archive::DEFAULT_CAP_BYTES,
+        object_store: None,
     };
     let agent = Agent::start(config, backend).await.expect("agent");
 
@@ -319,6 +320,7 @@ async fn fails_over_to_the_next_control_plane_replica() {
         data_url: None,
         capacity: 4,
         export_cap_bytes: clarateach_agent::export::archive::DEFAULT_CAP_BYTES,
+        object_store: None,
     };
     let started = std::time::Instant::now();
     let _agent = Agent::start(config, backend).await.expect("agent");

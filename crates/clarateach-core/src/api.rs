@@ -492,6 +492,9 @@ pub struct Seat {
     pub joined_at: Option<DateTime<Utc>>,
     /// Last terminal/file activity seen through the gateway.
     pub last_activity_at: Option<DateTime<Utc>>,
+    /// When the seat last moved to another machine (host loss or an instructor's move).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moved_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

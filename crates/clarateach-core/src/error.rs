@@ -158,6 +158,11 @@ error_codes! {
     BadMode = "bad_mode",
     BadFormat = "bad_format",
     WebsocketRequired = "websocket_required",
+
+    /// A seat move (issue 13) found no other connected agent with room.
+    NoOtherAgent = "no_other_agent",
+    /// A seat move while the seat's last files are still being saved or placed elsewhere.
+    SeatMoving = "seat_moving",
 }
 
 impl std::fmt::Display for ErrorCode {

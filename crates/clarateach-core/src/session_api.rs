@@ -46,6 +46,26 @@ pub struct ResetSeatResponse {
     pub generation: u32,
 }
 
+/// `POST /api/workshops/{id}/seats/{seat}/move` (issue 13): where the seat went; its files come
+/// back from object storage on the new agent, its reconnect code and URL stay.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MoveSeatResponse {
+    pub seat: u32,
+    pub from_agent: String,
+    pub agent_id: String,
+    pub moved_at: DateTime<Utc>,
+}
+
+/// `GET /api/session/seat`: the learner's seat, and when it last moved to another machine
+/// (its host was lost, or the instructor moved it): the UI says so once it sees a new time.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SessionSeatResponse {
+    pub workshop_id: String,
+    pub seat: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moved_at: Option<DateTime<Utc>>,
+}
+
 #[cfg(test)]
 mod tests {
     use crate::TokenClaims;

@@ -49,6 +49,21 @@ pub trait VolumeSink {
     fn symlink(&mut self, path: &[u8], meta: EntryMeta, target: &[u8]) -> std::io::Result<()>;
     /// An entry left out: `kind` says what it was (`fifo`, `socket`, `directory`, ...).
     fn skip(&mut self, path: &[u8], kind: &str, reason: &str);
+    /// Asked before a regular file is opened for reading, with what `fstat` said of it: `false`
+    /// leaves it unopened and unread (a sync that already has this version). Archives take all.
+    fn wants_file(&mut self, _path: &[u8], _stamp: &FileStamp) -> bool {
+        true
+    }
+}
+
+/// What `fstat` says of a regular file before it is read: a sync compares it with what it
+/// uploaded last (ctime cannot be set back by the learner, unlike mtime).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FileStamp {
+    pub size: u64,
+    pub ino: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
 }
 
 /// Joins a relative walk path and a name with `/` (the root is the empty path).

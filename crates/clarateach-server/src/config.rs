@@ -74,6 +74,11 @@ pub struct ServerConfig {
     /// ceiling; a class mostly reads and types): by default a 2-CPU host takes one workshop of
     /// the largest size (200 seats of one CPU each), memory permitting.
     pub cpu_overcommit: f64,
+    /// Where the agents sync seat volumes (`--object-store`); with it, seats of an agent gone
+    /// longer than [`Self::host_loss_grace`] are recreated on other agents from their files.
+    pub object_store: Option<clarateach_objstore::VolumeStore>,
+    /// How long an agent may stay disconnected before its seats move (`--host-loss-grace`).
+    pub host_loss_grace: Duration,
 }
 
 impl ServerConfig {
@@ -111,6 +116,8 @@ impl ServerConfig {
             preview_domain: None,
             memory_overcommit: 8.0,
             cpu_overcommit: 100.0,
+            object_store: None,
+            host_loss_grace: Duration::from_secs(60),
         }
     }
 }

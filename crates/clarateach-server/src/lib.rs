@@ -36,6 +36,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod pause;
 pub mod presenter;
+pub mod relocate;
 mod router;
 pub mod schedule;
 pub mod scheduler;
@@ -223,6 +224,7 @@ impl Server {
         };
         let signal = self.shutdown.clone();
         tokio::spawn(schedule::run(self.state.clone(), self.shutdown.subscribe()));
+        tokio::spawn(relocate::run(self.state.clone()));
         let tls = self.state.config().tls.clone();
         let result = listen::serve(listener, app, limits, tls, async move {
             shutdown.await;

@@ -274,6 +274,15 @@ pub async fn delete(state: &AppState, w: WorkshopRecord) -> Result<(), Lifecycle
             tracing::warn!(workshop.id = %w.id, error = %e, "cannot ask agents to delete volumes")
         }
     }
+    // The seats' synced files go with the workshop (issue 13).
+    if let Some(store) = &state.config().object_store {
+        match store.delete_prefix(&store.workshop_prefix(&w.id)).await {
+            Ok(n) => tracing::info!(workshop.id = %w.id, objects = n, "synced seat files deleted"),
+            Err(e) => {
+                tracing::warn!(workshop.id = %w.id, error = %e, "cannot delete the synced seat files")
+            }
+        }
+    }
     state.store().delete_workshop(&w.id).await?;
     tracing::info!(workshop.id = %w.id, "workshop deleted");
     Ok(())

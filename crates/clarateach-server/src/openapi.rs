@@ -37,6 +37,8 @@ use crate::handlers;
         handlers::sandboxes::write_file,
         handlers::seats::list,
         handlers::seats::reset,
+        handlers::moves::move_seat,
+        handlers::moves::session_seat,
         handlers::pause::pause_workshop,
         handlers::pause::resume_workshop,
         handlers::pause::pause_seat,

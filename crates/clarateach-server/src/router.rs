@@ -13,6 +13,7 @@ use axum::Router;
 use clarateach_core::ErrorCode;
 
 use crate::error::ApiError;
+use crate::handlers::moves;
 use crate::handlers::{
     agents, health, help, images, join, pause, presenter, previews, recordings, sandboxes, screens,
     seats, sessions, templates, workshops,
@@ -55,6 +56,11 @@ pub fn build(state: AppState, web: Option<Router>) -> Router {
         .route("/api/workshops/{id}/stop", post(workshops::stop))
         .route("/api/workshops/{id}/seats", get(seats::list))
         .route("/api/workshops/{id}/seats/{seat}/reset", post(seats::reset))
+        .route(
+            "/api/workshops/{id}/seats/{seat}/move",
+            post(moves::move_seat),
+        )
+        .route("/api/session/seat", get(moves::session_seat))
         .route("/api/workshops/{id}/pause", post(pause::pause_workshop))
         .route("/api/workshops/{id}/resume", post(pause::resume_workshop))
         .route(

@@ -71,6 +71,7 @@ on_every_back_end!(
     counters_upsert_load_and_expire,
     agent_presence_command_queues_and_loads,
     placement_lock_excludes_and_a_dropped_one_frees,
+    lost_seats_move_exactly_once,
 );
 
 async fn instructors_by_hash_and_unique(s: Arc<dyn Store>) {
@@ -582,4 +583,80 @@ async fn placement_lock_excludes_and_a_dropped_one_frees(s: Arc<dyn Store>) {
         .expect("a cancelled waiter holds nothing")
         .expect("lock");
     fourth.release().await.expect("release");
+async fn lost_seats_move_exactly_once(s: Arc<dyn Store>) {
+    with_workshop(s.as_ref(), 2).await;
+    s.transition("ws-a", &[WorkshopStatus::Created], WorkshopStatus::Running)
+        .await
+        .expect("t");
+    s.place_seats(
+        "ws-a",
+        &[(1, "ag1".into()), (2, "ag2".into())],
+        SeatState::Ready,
+    )
+    .await
+    .expect("place");
+    assert!(s.lost_seats().await.expect("none").is_empty());
+    assert_eq!(s.mark_agent_seats_lost("ag2").await.expect("lost"), 1);
+    let lost = s.lost_seats().await.expect("lost");
+    assert_eq!(
+        lost,
+        vec![crate::LostSeat {
+            workshop_id: "ws-a".into(),
+            seat: 2,
+            agent_id: "ag2".into()
+        }]
+    );
+    let at = Utc::now();
+    // Two replicas race for the same seat: one wins, the other finds it gone.
+    let (a, b) = tokio::join!(
+        s.move_seat("ws-a", 2, "ag2", "ag1", true, at),
+        s.move_seat("ws-a", 2, "ag2", "ag3", true, at)
+    );
+    assert_eq!(
+        [a.expect("a"), b.expect("b")]
+            .iter()
+            .filter(|m| **m)
+            .count(),
+        1
+    );
+    let seat = s.get_seat("ws-a", 2).await.expect("q").expect("seat");
+    assert_eq!(seat.state, SeatState::Creating);
+    assert!(matches!(
+        seat.agent_id.as_deref(),
+        Some("ag1") | Some("ag3")
+    ));
+    assert!(s.lost_seats().await.expect("moved").is_empty());
+    let moves = s.seat_moves("ws-a").await.expect("moves");
+    assert_eq!(moves.len(), 1);
+    assert_eq!((moves[0].seat, moves[0].from_agent.as_str()), (2, "ag2"));
+    assert!((moves[0].moved_at - at).num_seconds().abs() <= 1);
+    // A seat that is not lost moves only when asked to regardless (an instructor's move).
+    assert!(!s
+        .move_seat("ws-a", 1, "ag1", "ag2", true, at)
+        .await
+        .expect("not lost"));
+    assert!(s
+        .move_seat("ws-a", 1, "ag1", "ag2", false, at)
+        .await
+        .expect("move"));
+    assert!(!s
+        .move_seat("ws-a", 1, "ag1", "ag2", false, at)
+        .await
+        .expect("stale from"));
+    assert_eq!(s.seat_moves("ws-a").await.expect("moves").len(), 2);
+    // Seat 1 left ag1 for ag2: ag1's copy is stale. Seat 2 left ag2; it is elsewhere now.
+    assert_eq!(
+        s.seats_moved_from("ag1").await.expect("from ag1"),
+        vec![("ws-a".to_string(), 1)]
+    );
+    assert_eq!(
+        s.seats_moved_from("ag2").await.expect("from ag2"),
+        vec![("ws-a".to_string(), 2)]
+    );
+    // Moved back to ag1: its copy is current again, ag2's is the stale one.
+    assert!(s
+        .move_seat("ws-a", 1, "ag2", "ag1", false, at)
+        .await
+        .expect("back"));
+    assert!(s.seats_moved_from("ag1").await.expect("none").is_empty());
 }

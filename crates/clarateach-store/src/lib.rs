@@ -24,6 +24,7 @@
 mod conformance;
 mod help;
 mod placement;
+mod moves;
 mod postgres;
 mod presenter;
 mod preview;
@@ -44,6 +45,7 @@ use clarateach_core::{SeatState, WorkshopStatus};
 
 pub use help::HelpStore;
 pub use placement::{PlacementLock, PlacementStore};
+pub use moves::{LostSeat, MoveStore, SeatMove};
 pub use postgres::{redact as redact_database_url, PgStore};
 pub use presenter::{AnnouncementRecord, PresenterStore, SpotlightRecord};
 pub use preview::PreviewStore;
@@ -236,6 +238,7 @@ pub trait Store:
     + PreviewStore
     + PresenterStore
     + PlacementStore
+    + MoveStore
 {
 }
 
@@ -252,6 +255,7 @@ impl<T> Store for T where
         + PreviewStore
         + PresenterStore
         + PlacementStore
+        + MoveStore
 {
 }
 

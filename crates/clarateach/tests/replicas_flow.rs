@@ -73,11 +73,6 @@ fn last_connected(dir: &Path, id: &str) -> Option<String> {
         .next_back()
 }
 
-/// Opens a terminal through `base` and runs `echo` of a marker; true when it came back.
-async fn terminal_live(base: &str, token: &str, marker: &str) -> bool {
-    terminal_round_trip(base, token, marker).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_on_postgres_survive_the_kill_of_one() {
     if let Some(why) = skip_reason() {

@@ -472,6 +472,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/session/seat": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The learner's seat and when it last moved to another machine. */
+        get: operations["session_seat"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/session/spotlight": {
         parameters: {
             query?: never;
@@ -833,6 +850,26 @@ export interface paths {
         get: operations["list_seats"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/workshops/{id}/seats/{seat}/move": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Move a seat to another agent: the old agent saves its files and drops its copy, another
+         *     agent recreates the seat from object storage; the learner's code and URL keep working.
+         */
+        post: operations["move_seat"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1458,6 +1495,18 @@ export interface components {
             path: string;
         };
         /**
+         * @description `POST /api/workshops/{id}/seats/{seat}/move` (issue 13): where the seat went; its files come
+         *     back from object storage on the new agent, its reconnect code and URL stay.
+         */
+        MoveSeatResponse: {
+            agent_id: string;
+            from_agent: string;
+            /** Format: date-time */
+            moved_at: string;
+            /** Format: int32 */
+            seat: number;
+        };
+        /**
          * @description What a seat may reach on the network. In every mode the host, its loopback, link-local and
          *     metadata addresses, private ranges and other seats stay unreachable; the policy only decides
          *     what of the public internet is.
@@ -1677,6 +1726,11 @@ export interface components {
              * @description Last terminal/file activity seen through the gateway.
              */
             last_activity_at?: string | null;
+            /**
+             * Format: date-time
+             * @description When the seat last moved to another machine (host loss or an instructor's move).
+             */
+            moved_at?: string | null;
             /** @description Learner's display name, if given. */
             name?: string | null;
             /** Format: int32 */
@@ -1718,6 +1772,17 @@ export interface components {
          * @enum {string}
          */
         SeatState: "pending" | "creating" | "ready" | "lost" | "failed" | "destroyed" | "paused" | "preparing";
+        /**
+         * @description `GET /api/session/seat`: the learner's seat, and when it last moved to another machine
+         *     (its host was lost, or the instructor moved it): the UI says so once it sees a new time.
+         */
+        SessionSeatResponse: {
+            /** Format: date-time */
+            moved_at?: string | null;
+            /** Format: int32 */
+            seat: number;
+            workshop_id: string;
+        };
         /** @description The terminal currently shared with every learner of a workshop. */
         Spotlight: {
             /** Format: int32 */
@@ -3190,6 +3255,33 @@ export interface operations {
             };
         };
     };
+    session_seat: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionSeatResponse"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     spotlight: {
         parameters: {
             query?: {
@@ -4488,6 +4580,64 @@ export interface operations {
                 };
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    move_seat: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Workshop id */
+                id: string;
+                /** @description Seat number */
+                seat: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MoveSeatResponse"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `no_other_agent`, `workshop_not_running`, `seat_moving` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `agent_unavailable`: object storage is not configured */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };

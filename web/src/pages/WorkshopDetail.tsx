@@ -26,7 +26,7 @@ import { arrangeSeats, idleLabel, idleSeconds, lastCommand, useScreens, type Gri
 function sameSeat(a: Seat, b: Seat): boolean {
   return (
     a.state === b.state && a.joined === b.joined && a.name === b.name && a.agent_id === b.agent_id &&
-    a.joined_at === b.joined_at && a.last_activity_at === b.last_activity_at
+    a.joined_at === b.joined_at && a.last_activity_at === b.last_activity_at && a.moved_at === b.moved_at
   );
 }
 
@@ -282,6 +282,11 @@ const SeatCard = memo(function SeatCard({ seat, screen, check, now, selected, on
       <div className="seat-top">
         <span className="seat-no">Seat {seat.seat}</span>
         <span className={`badge ${SEAT_TONE[seat.state]}`}>{seat.state}</span>
+        {seat.moved_at && (
+          <span className="badge warn" data-testid="moved-badge" title={`Moved to another machine ${new Date(seat.moved_at).toLocaleTimeString()}`}>
+            moved
+          </span>
+        )}
         {check && (
           <span className={`badge ${check.passed ? 'ok' : 'danger'}`} data-testid="check-badge">
             check {check.passed ? 'passed' : 'failed'}

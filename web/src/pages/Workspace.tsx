@@ -21,6 +21,7 @@ import type { ConnectionStatus } from '../terminal/connection';
 import { HelpButton, useHelp } from '../components/HelpButton';
 import { PreviewButtons, usePreviews } from '../components/Previews';
 import { BroadcastNotice, PresenceBadge, usePresence } from '../components/ToolkitNotices';
+import { MovedNotice } from '../components/MovedNotice';
 import { loadSeen, parseHelpMark, saveSeen, shouldFile } from '../workspace/help';
 
 export function Workspace() {
@@ -220,6 +221,7 @@ function Ide({ seat }: { seat: SeatSession }) {
         {editors.active && <span className="mono">{editors.active}</span>}
       </footer>
       <BroadcastNotice seat={seat} />
+      <MovedNotice seat={seat} />
       {ended && (
         <div className="overlay">
           <div className="card" role="alertdialog" aria-modal="true" aria-labelledby="ended-title" aria-describedby="ended-desc" data-testid="workshop-ended">

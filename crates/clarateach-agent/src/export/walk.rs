@@ -137,6 +137,9 @@ fn visit(
             }
         }
         FileType::RegularFile => {
+            if !sink.wants_file(path, &stamp(&st)) {
+                return Ok(None);
+            }
             let flags = OFlags::RDONLY
                 | OFlags::NOFOLLOW
                 | OFlags::NONBLOCK
@@ -175,6 +178,16 @@ fn visit(
             sink.skip(path, special_kind(other), "special files are not exported");
             Ok(None)
         }
+    }
+}
+
+fn stamp(st: &Stat) -> clarateach_isolation::export::FileStamp {
+    let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
+    clarateach_isolation::export::FileStamp {
+        size: u64::try_from(st.st_size).unwrap_or(0),
+        ino: st.st_ino,
+        mtime_ns: ns(st.st_mtime, st.st_mtime_nsec as i64),
+        ctime_ns: ns(st.st_ctime, st.st_ctime_nsec as i64),
     }
 }
 

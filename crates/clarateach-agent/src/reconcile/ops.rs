@@ -69,6 +69,7 @@ impl Reconciler {
         self.report(&key, SeatState::Creating, None);
         tracing::info!(workshop.id = %key.workshop_id, seat = key.seat, "creating workspace");
         let (backend, tx, op_key) = (Arc::clone(&self.backend), self.tx.clone(), key.clone());
+        let volumes = self.volumes.clone();
         let op = async move {
             let ws = WorkspaceSpec {
                 key: key.clone(),
@@ -87,8 +88,14 @@ impl Reconciler {
                 Ok(()) => backend.create(&ws).await,
                 Err(e) => Err(e),
             };
-            let outcome = match created {
-                Err(e) => Outcome::Failed(OpError::Create(e)),
+            let restored = match created {
+                Ok(()) => restore_files(backend.as_ref(), volumes.as_deref(), &ws, &spec.starter)
+                    .await
+                    .map_err(Outcome::Failed),
+                Err(e) => Err(Outcome::Failed(OpError::Create(e))),
+            };
+            let outcome = match restored {
+                Err(failed) => failed,
                 Ok(()) => match copy_starter(backend.as_ref(), &key, spec.starter).await {
                     Err(e) => Outcome::Failed(e),
                     Ok(()) => match backend.start(&key).await {
@@ -147,10 +154,23 @@ impl Reconciler {
     fn launch_destroy(&mut self, key: SeatKey, delete_volume: bool) {
         if let Some(seat) = self.seats.get_mut(&key) {
             seat.phase = Phase::Destroying;
+            seat.destroying_volume = delete_volume;
         }
         tracing::info!(workshop.id = %key.workshop_id, seat = key.seat, delete_volume, "destroying workspace");
         let (backend, tx) = (Arc::clone(&self.backend), self.tx.clone());
+        let volumes = self.volumes.clone();
         tokio::spawn(async move {
+            // The seat's last edits reach the object store before its workspace goes (an
+            // abandoned seat has no sync left to finish). If they could not, the local volume
+            // stays even when its deletion was asked for: it holds the only copy.
+            let mut delete_volume = delete_volume;
+            if let Some(v) = &volumes {
+                if !v.finish(&key, FINAL_SYNC_TIMEOUT).await && delete_volume {
+                    tracing::warn!(workshop.id = %key.workshop_id, seat = key.seat,
+                        "the last sync did not complete: keeping the seat's volume");
+                    delete_volume = false;
+                }
+            }
             let outcome = match backend.destroy(&key, delete_volume).await {
                 Ok(()) => Outcome::Destroyed,
                 Err(e) => Outcome::Failed(OpError::Destroy(e)),
@@ -189,6 +209,17 @@ impl Reconciler {
             }
             Outcome::Ready(ep) => {
                 tracing::info!(workshop.id = %key.workshop_id, seat = key.seat, "workspace ready");
+                if let Some(v) = self
+                    .volumes
+                    .as_ref()
+                    .filter(|_| has_dir_volume(self.backend.as_ref(), &key))
+                {
+                    v.start(
+                        &key,
+                        self.backend.volume_dir(&key),
+                        self.backend.volume_owner(&key),
+                    );
+                }
                 seat.phase = Phase::Ready(ep);
                 let view = seat.view(&key);
                 seat.ready_waiters.drain(..).for_each(|w| {
@@ -210,8 +241,11 @@ impl Reconciler {
             Outcome::Destroyed => {
                 seat.phase = Phase::Missing;
                 if let Desired::Absent { delete_volume } = &mut seat.desired {
-                    *delete_volume = false;
+                    if seat.destroying_volume {
+                        *delete_volume = false;
+                    }
                 }
+                seat.destroying_volume = false;
                 // Saved with the batch (`flush`).
                 self.tokens.forget(&key);
                 self.report(&key, SeatState::Destroyed, None);
@@ -281,6 +315,9 @@ impl Reconciler {
             .filter(|(_, s)| !matches!(s.phase, Phase::Missing))
             .map(|(k, _)| k.clone())
             .collect();
+        if let Some(v) = &self.volumes {
+            v.finish_all(FINAL_SYNC_TIMEOUT).await;
+        }
         let backend = Arc::clone(&self.backend);
         let stops = keys.iter().map(|k| {
             let backend = Arc::clone(&backend);
@@ -302,6 +339,54 @@ impl Reconciler {
         }
         tracing::info!(stopped = keys.len(), "all workspaces stopped");
     }
+}
+
+/// How long a seat's last sync pass may hold up its stop or destroy.
+const FINAL_SYNC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Whether the seat's volume is a host directory the sync can walk (sandbox seats; a microVM's
+/// ext4 image is written by its guest and not synced).
+pub(super) fn has_dir_volume(backend: &dyn clarateach_isolation::Backend, key: &SeatKey) -> bool {
+    matches!(
+        backend.export_source(key),
+        clarateach_isolation::export::ExportSource::Dir(_)
+    )
+}
+
+/// Downloads the seat's synced files into its new, empty volume before the seat first runs
+/// here; a template's starter is then marked applied, so it never brings back files the
+/// learner had deleted. A volume left here by an earlier placement that the bucket has moved
+/// past (the seat ran and was saved elsewhere since) is dropped and made anew first.
+async fn restore_files(
+    backend: &dyn clarateach_isolation::Backend,
+    volumes: Option<&crate::volume::VolumeSync>,
+    ws: &WorkspaceSpec,
+    starter: &Option<clarateach_core::SeatStarter>,
+) -> Result<(), OpError> {
+    let key = &ws.key;
+    let Some(v) = volumes.filter(|_| has_dir_volume(backend, key)) else {
+        return Ok(());
+    };
+    let volume = backend.volume_dir(key);
+    if v.local_is_stale(key, &volume).await {
+        tracing::warn!(workshop.id = %key.workshop_id, seat = key.seat,
+            "the seat's files here are older than its synced files: replacing them");
+        backend.destroy(key, true).await.map_err(OpError::Destroy)?;
+        backend.create(ws).await.map_err(OpError::Create)?;
+    }
+    let restored = v
+        .restore(key, &volume, backend.volume_owner(key))
+        .await
+        .map_err(OpError::Restore)?;
+    if restored.files > 0 {
+        if let Some(st) = starter {
+            let mark = crate::starter::marker(&volume);
+            if let Err(e) = std::fs::write(&mark, &st.sha256) {
+                tracing::warn!(path = %mark.display(), error = %e, "cannot mark the starter applied");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Copies a template's starter files into a new sandbox volume (once: see `crate::starter`),

@@ -19,17 +19,16 @@ use tokio::sync::mpsc;
 
 use crate::auth::Instructor;
 use crate::error::ApiError;
-use crate::scheduler::SeatRoute;
 use crate::state::AppState;
 
 /// Feeds compressed bytes to the response as they come out of the encoder.
-struct Sink {
+pub(super) struct Sink {
     gz: flate2::write::GzEncoder<Vec<u8>>,
     tx: mpsc::Sender<std::io::Result<Bytes>>,
 }
 
 impl Sink {
-    async fn write(&mut self, data: &[u8]) -> Result<(), ()> {
+    pub(super) async fn write(&mut self, data: &[u8]) -> Result<(), ()> {
         self.gz.write_all(data).map_err(|_| ())?;
         let out = std::mem::take(self.gz.get_mut());
         if out.is_empty() {
@@ -82,6 +81,28 @@ pub async fn export_workshop(
             tx: tx.clone(),
         };
         for (seat, route) in plan {
+            let route = match route {
+                super::export_bucket::SeatSource::Agent(route) => route,
+                super::export_bucket::SeatSource::Bucket(store) => {
+                    match super::export_bucket::copy_seat(&mut sink, &store, &ws, seat).await {
+                        Ok(()) => continue,
+                        Err(super::export_bucket::BucketCopy::ClientGone) => return,
+                        Err(super::export_bucket::BucketCopy::Failed(e)) => {
+                            tracing::warn!(workshop.id = %ws, seat, error = %clarateach_core::error::error_chain(&e), "export of a seat from object storage failed");
+                            let note = format!(
+                                "The export of this seat from object storage stopped early: {e}.\n\
+                                 Export again to retry.\n"
+                            );
+                            let tail =
+                                note_entry(&format!("seat-{seat:02}/EXPORT-ERROR.txt"), &note);
+                            if sink.write(&tail).await.is_err() {
+                                return;
+                            }
+                            continue;
+                        }
+                    }
+                }
+            };
             let url = format!(
                 "{}/seats/{ws}/{seat}/export?format=tar-fragment&prefix=seat-{seat:02}",
                 route.data_url.trim_end_matches('/')
@@ -145,16 +166,25 @@ pub async fn export_workshop(
 /// survives a control-plane restart. Seats never placed have no volume and are left out. A seat
 /// whose agent is not connected fails the whole export: an archive silently missing a learner's
 /// files is worse than a retry.
-async fn plan(state: &AppState, workshop_id: &str) -> Result<Vec<(u32, SeatRoute)>, ApiError> {
+async fn plan(
+    state: &AppState,
+    workshop_id: &str,
+) -> Result<Vec<(u32, super::export_bucket::SeatSource)>, ApiError> {
+    use super::export_bucket::SeatSource;
     let mut plan = Vec::new();
     let mut missing = Vec::new();
     for seat in state.store().list_seats(workshop_id).await? {
         let Some(agent_id) = seat.agent_id.as_deref() else {
             continue;
         };
-        match state.provisioner().agent_route(agent_id).await {
-            Some(route) => plan.push((seat.seat, route)),
-            None => missing.push((seat.seat, agent_id.to_string())),
+        match (
+            state.provisioner().agent_route(agent_id).await,
+            &state.config().object_store,
+        ) {
+            (Some(route), _) => plan.push((seat.seat, SeatSource::Agent(route))),
+            // The seat's host is gone: its last synced files are in the bucket.
+            (None, Some(store)) => plan.push((seat.seat, SeatSource::Bucket(store.clone()))),
+            (None, None) => missing.push((seat.seat, agent_id.to_string())),
         }
     }
     if !missing.is_empty() {
@@ -314,7 +344,7 @@ fn entry_size(header: &[u8]) -> u64 {
 }
 
 /// A small regular file entry (header and padded data) written by the gateway itself.
-fn note_entry(path: &str, text: &str) -> Vec<u8> {
+pub(super) fn note_entry(path: &str, text: &str) -> Vec<u8> {
     let mut h = tar::Header::new_gnu();
     h.set_entry_type(tar::EntryType::Regular);
     h.set_mode(0o644);

@@ -9,6 +9,7 @@ mod answer;
 pub(crate) mod data_path;
 pub(crate) mod docs;
 pub(crate) mod export;
+mod export_bucket;
 pub mod preview;
 pub(crate) mod preview_grants;
 pub(crate) mod proxy;

@@ -10,6 +10,7 @@ pub mod health;
 pub mod help;
 pub mod images;
 pub mod join;
+pub mod moves;
 pub mod pause;
 pub mod presenter;
 pub mod previews;

@@ -29,12 +29,17 @@ pub async fn list(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<ListSeatsResponse>, ApiError> {
     let w = instructor.workshop(&state, &id).await?;
+    let moves = state.store().seat_moves(&w.id).await?;
     let seats = state
         .store()
         .list_seats(&w.id)
         .await?
         .into_iter()
         .map(seat_to_api)
+        .map(|mut s| {
+            s.moved_at = moves.iter().find(|m| m.seat == s.seat).map(|m| m.moved_at);
+            s
+        })
         .collect();
     Ok(Json(ListSeatsResponse { seats }))
 }
@@ -49,6 +54,7 @@ pub(crate) fn seat_to_api(s: clarateach_store::SeatRecord) -> Seat {
         agent_id: s.agent_id,
         joined_at: s.joined_at,
         last_activity_at: s.last_activity_at,
+        moved_at: None,
     }
 }
 

@@ -88,6 +88,14 @@ pub(super) enum Command {
         msg: ControlMessage,
         reply: oneshot::Sender<bool>,
     },
+    /// `Reserve` of one seat on any agent but `except` (a seat moving off it).
+    ReserveElsewhere {
+        key: SeatKey,
+        except: String,
+        image: Option<String>,
+        demand: Demand,
+        reply: oneshot::Sender<Result<Vec<(u32, String)>, ProvisionError>>,
+    },
     Forget {
         workshop_id: String,
     },
@@ -279,7 +287,7 @@ impl RegistryHandle {
     ) -> Result<Vec<(u32, String)>, ProvisionError> {
         if let Some(remote) = &self.remote {
             let local = self.list_local().await;
-            let agents = remote.with_loads(&local, workshop_id).await?;
+            let agents = remote.with_loads(&local, workshop_id, None).await?;
             return assign(&agents, workshop_id, &seats, image.as_deref(), demand);
         }
         self.ask(|reply| Command::Reserve {
@@ -307,6 +315,39 @@ impl RegistryHandle {
             (Some(remote), Some(msg)) if !sent => remote.send(agent_id, &msg).await,
             _ => Ok(sent),
         }
+    }
+
+    /// Picks an agent other than `except` for one seat moving off it (host loss or an
+    /// instructor's move), by the same rules as [`Self::reserve_for_image`].
+    pub async fn reserve_elsewhere(
+        &self,
+        key: SeatKey,
+        except: &str,
+        image: Option<String>,
+        demand: Demand,
+    ) -> Result<String, ProvisionError> {
+        let placed = if let Some(remote) = &self.remote {
+            let local = self.list_local().await;
+            let agents = remote
+                .with_loads(&local, &key.workshop_id, Some(except))
+                .await?;
+            assign(&agents, &key.workshop_id, &[key.seat], image.as_deref(), demand)?
+        } else {
+            let except = except.to_string();
+            self.ask(|reply| Command::ReserveElsewhere {
+                key,
+                except,
+                image,
+                demand,
+                reply,
+            })
+            .await??
+        };
+        placed
+            .into_iter()
+            .next()
+            .map(|(_, agent)| agent)
+            .ok_or(ProvisionError::Closed)
     }
 
     /// Drops every placement of a workshop.
@@ -458,6 +499,30 @@ async fn run(mut rx: mpsc::Receiver<Command>) {
                     .get(&agent_id)
                     .is_some_and(|e| e.conn.tx.send(msg).is_ok());
                 let _ = reply.send(sent);
+            }
+            Command::ReserveElsewhere {
+                key,
+                except,
+                image,
+                demand,
+                reply,
+            } => {
+                // The old agent takes no part, and no longer holds the seat if it placed it.
+                let mut old = agents.remove(&except);
+                let placed = reserve(
+                    &mut agents,
+                    &key.workshop_id,
+                    &[key.seat],
+                    image.as_deref(),
+                    demand,
+                );
+                if let Some(mut e) = old.take() {
+                    if placed.is_ok() {
+                        e.placed.remove(&key);
+                    }
+                    agents.insert(except, e);
+                }
+                let _ = reply.send(placed);
             }
             Command::Forget { workshop_id } => {
                 for e in agents.values_mut() {

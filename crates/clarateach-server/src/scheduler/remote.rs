@@ -352,11 +352,13 @@ impl Remote {
     }
 
     /// Every replica's agents (`local`: this replica's) with what the store says is placed on
-    /// each, `workshop_id`'s own earlier seats left out: what placement counts on a shared store.
+    /// each, `workshop_id`'s own earlier seats left out, and without `except` (the agent a seat
+    /// moves off): what placement counts on a shared store.
     pub(super) async fn with_loads(
         &self,
         local: &[AgentInfo],
         workshop_id: &str,
+        except: Option<&str>,
     ) -> Result<Vec<AgentInfo>, ProvisionError> {
         let loads = self.store.agent_loads(workshop_id).await?;
         let mut agents: Vec<AgentInfo> = local.to_vec();
@@ -366,6 +368,7 @@ impl Remote {
                 .into_iter()
                 .filter(|o| !local.iter().any(|l| l.agent_id == o.agent_id)),
         );
+        agents.retain(|a| Some(a.agent_id.as_str()) != except);
         for a in &mut agents {
             let load = loads.iter().find(|l| l.agent_id == a.agent_id);
             a.placed = load.map_or(0, |l| l.seats);

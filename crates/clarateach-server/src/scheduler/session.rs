@@ -120,6 +120,11 @@ where
         data_tls,
     };
     let mut alive = send(&mut sink, &registered).await;
+    // Seats that moved off this agent while it was away (issue 13): its copies are stale, and
+    // their volumes go too, so a later move back restores the seat's files afresh.
+    for msg in crate::relocate::stale_copies(&state, &agent_id).await {
+        alive = alive && send(&mut sink, &msg).await;
+    }
     let mut shutdown = state.shutdown_signal();
     let silence = interval * 3;
     let mut deadline = tokio::time::Instant::now() + silence;

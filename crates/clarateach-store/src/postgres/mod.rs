@@ -8,6 +8,7 @@
 
 mod accounts;
 mod claims;
+mod moves;
 mod placement;
 mod replicas;
 mod seats;

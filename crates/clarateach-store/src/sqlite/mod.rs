@@ -7,6 +7,7 @@
 
 mod accounts;
 mod claims;
+mod moves;
 mod placement;
 mod replicas;
 mod seats;

@@ -70,6 +70,10 @@ pub struct Args {
     /// On exit stop every workspace instead of leaving them for the next agent to re-adopt.
     #[arg(long)]
     stop_on_exit: bool,
+    /// `s3://BUCKET[/PREFIX]`: sync every running seat's files there (endpoint and credentials
+    /// from AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY; see `serve`).
+    #[arg(long, env = clarateach_objstore::OBJECT_STORE_ENV)]
+    object_store: Option<String>,
 }
 
 #[derive(clap::Subcommand)]
@@ -333,6 +337,7 @@ fn apply_agent_file(args: &mut Args, f: super::config_file::AgentFile) -> anyhow
     }
     args.export_cap_mb = args.export_cap_mb.or(f.export_cap_mb);
     args.stop_on_exit = args.stop_on_exit || f.stop_on_exit.unwrap_or(false);
+    args.object_store = args.object_store.take().or(f.object_store);
     Ok(())
 }
 
@@ -405,6 +410,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         data_url: args.data_url,
         capacity: args.capacity.unwrap_or(50),
         export_cap_bytes: args.export_cap_mb.unwrap_or(1024) << 20,
+        object_store: super::serve::object_store(args.object_store.as_deref())?,
     };
     let agent = Agent::start(config, backend)
         .await

@@ -59,6 +59,8 @@ pub struct AgentFile {
     pub microvm_subnet: Option<String>,
     pub export_cap_mb: Option<u64>,
     pub stop_on_exit: Option<bool>,
+    /// `s3://BUCKET[/PREFIX]` seat volumes are synced to (credentials from the environment).
+    pub object_store: Option<String>,
 }
 
 /// `/etc/clarateach/serve.toml` (see deploy/serve.toml).
@@ -86,6 +88,10 @@ pub struct ServeFile {
     pub memory_overcommit: Option<f64>,
     /// Seats may reserve this many times an agent's CPU (`--cpu-overcommit`).
     pub cpu_overcommit: Option<f64>,
+    /// `s3://BUCKET[/PREFIX]`, as `--object-store`.
+    pub object_store: Option<String>,
+    /// As `--host-loss-grace`, e.g. "60s".
+    pub host_loss_grace: Option<String>,
 }
 
 /// Reads and parses `path`.
@@ -150,6 +156,23 @@ stop_on_exit = false
             one.control_plane.map(OneOrMany::into_vec),
             Some(vec!["http://cp".into()])
         );
+    }
+
+    #[test]
+    fn object_store_keys_parse() {
+        let a: AgentFile = parse(
+            "object_store = \"s3://seats/prod\"",
+            Path::new("agent.toml"),
+        )
+        .expect("valid");
+        assert_eq!(a.object_store.as_deref(), Some("s3://seats/prod"));
+        let s: ServeFile = parse(
+            "object_store = \"s3://seats\"\nhost_loss_grace = \"90s\"",
+            Path::new("serve.toml"),
+        )
+        .expect("valid");
+        assert_eq!(s.object_store.as_deref(), Some("s3://seats"));
+        assert_eq!(s.host_loss_grace.as_deref(), Some("90s"));
     }
 
     #[test]

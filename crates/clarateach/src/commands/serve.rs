@@ -109,6 +109,16 @@ pub struct LimitArgs {
     #[arg(long, env = "CLARATEACH_CPU_OVERCOMMIT", value_name = "FACTOR",
           value_parser = overcommit_factor)]
     pub cpu_overcommit: Option<f64>,
+    /// `s3://BUCKET[/PREFIX]`: seat volumes are synced there by the agents, seats of a lost
+    /// host are recreated elsewhere from it, exports of such seats read it. Endpoint, region and
+    /// credentials come from AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY (AWS_ALLOW_HTTP=true for a plain-HTTP server) [default: none].
+    #[arg(long, env = clarateach_objstore::OBJECT_STORE_ENV)]
+    pub object_store: Option<String>,
+    /// How long an agent may stay disconnected before its seats are recreated on other agents
+    /// (with --object-store), e.g. `60s`, `2s`, `1500ms`, `2m` [default: 60s].
+    #[arg(long, env = "CLARATEACH_HOST_LOSS_GRACE", value_parser = parse_duration)]
+    pub host_loss_grace: Option<Duration>,
 }
 
 /// The largest overcommit factor accepted (beyond it a typo, not a policy).
@@ -144,6 +154,39 @@ fn overcommit_factor(s: &str) -> Result<f64, OvercommitError> {
     check_overcommit(v)
 }
 
+/// `60s`, `1500ms`, `2m` or a number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 60s, 1500ms or 2m"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return Err(format!("{s:?}: the unit must be ms, s or m")),
+    };
+    if !(0.0..=86_400.0).contains(&secs) {
+        return Err(format!("{s:?} is out of range (up to a day)"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// The object store `--object-store` names, connected with the environment's credentials.
+pub fn object_store(url: Option<&str>) -> anyhow::Result<Option<clarateach_objstore::VolumeStore>> {
+    let Some(url) = url.map(str::trim).filter(|u| !u.is_empty()) else {
+        return Ok(None);
+    };
+    let url: clarateach_objstore::ObjectStoreUrl = url.parse().context("--object-store")?;
+    let store = clarateach_objstore::VolumeStore::from_env(url).context("--object-store")?;
+    tracing::info!(object_store = %store.url, "seat volumes are synced to object storage");
+    Ok(Some(store))
+}
+
 impl LimitArgs {
     /// Writes the values given into `config`.
     pub fn apply(&self, config: &mut ServerConfig) {
@@ -177,6 +220,9 @@ impl LimitArgs {
         }
         if let Some(f) = self.cpu_overcommit {
             config.cpu_overcommit = f;
+        }
+        if let Some(g) = self.host_loss_grace {
+            config.host_loss_grace = g;
         }
     }
 }
@@ -241,6 +287,15 @@ fn apply_serve_file(args: &mut Args, f: super::config_file::ServeFile) -> anyhow
     }
     l.memory_overcommit = l.memory_overcommit.or(f.memory_overcommit);
     l.cpu_overcommit = l.cpu_overcommit.or(f.cpu_overcommit);
+    l.object_store = l.object_store.take().or(f.object_store);
+    if l.host_loss_grace.is_none() {
+        if let Some(g) = f.host_loss_grace {
+            l.host_loss_grace = Some(
+                parse_duration(&g)
+                    .map_err(|e| anyhow::anyhow!("config key host_loss_grace: {e}"))?,
+            );
+        }
+    }
     Ok(())
 }
 
@@ -262,6 +317,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     config.heartbeat_interval = Duration::from_millis(args.heartbeat_ms.unwrap_or(2000).max(100));
     config.web = Some(args.web.router()?);
     args.limits.apply(&mut config);
+    config.object_store = object_store(args.limits.object_store.as_deref())?;
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         config.tls = Some(
             clarateach_tls::server_config(cert, key)
@@ -378,5 +434,29 @@ mod tests {
                 "{bad}: {e}"
             );
         }
+    }
+
+    #[test]
+    fn durations_parse_with_units_and_refuse_the_rest() {
+        for (s, ms) in [
+            ("60s", 60_000),
+            ("2s", 2000),
+            ("1500ms", 1500),
+            ("2m", 120_000),
+            ("5", 5000),
+            ("0.5s", 500),
+        ] {
+            assert_eq!(parse_duration(s).map(|d| d.as_millis()), Ok(ms), "{s}");
+        }
+        for bad in ["", "x", "5h", "-1s", "1e9s", "s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn object_store_urls_are_checked_before_connecting() {
+        assert!(matches!(object_store(None), Ok(None)));
+        assert!(matches!(object_store(Some("  ")), Ok(None)));
+        assert!(object_store(Some("http://not-s3")).is_err());
     }
 }

@@ -129,6 +129,8 @@ impl Stack {
         config.preview_domain = opts.preview_domain;
         config.web = Some(opts.web.router()?);
         opts.limits.apply(&mut config);
+        let object_store = super::serve::object_store(opts.limits.object_store.as_deref())?;
+        config.object_store = object_store.clone();
         let server = Server::open(config)
             .await
             .with_context(|| format!("cannot open the data dir {}", data_dir.display()))?;
@@ -159,6 +161,7 @@ impl Stack {
                 data_url: None,
                 capacity: opts.capacity,
                 export_cap_bytes: opts.export_cap_bytes,
+                object_store,
             },
             backend,
         )

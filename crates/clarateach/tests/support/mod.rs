@@ -168,7 +168,12 @@ fn strings(args: &[&str]) -> Vec<String> {
 
 /// Starts `clarateach serve` (the control plane alone) on `port` with data dir `dir`.
 pub fn serve(dir: &Path, port: u16) -> Proc {
-    let args = strings(&[
+    serve_with(dir, port, &[])
+}
+
+/// Like [`serve`] with more arguments (e.g. `--object-store URL`).
+pub fn serve_with(dir: &Path, port: u16, extra: &[&str]) -> Proc {
+    let mut args = strings(&[
         "serve",
         "--listen",
         &format!("127.0.0.1:{port}"),
@@ -177,6 +182,7 @@ pub fn serve(dir: &Path, port: u16) -> Proc {
         "--heartbeat-ms",
         "300",
     ]);
+    args.extend(strings(extra));
     Proc::start(dir, "serve", &args, "control plane on")
 }
 
@@ -192,12 +198,24 @@ pub fn agent(dir: &Path, port: u16, token: &str) -> Proc {
 /// Starts `clarateach agent --id ID` (log and process name `name`, data dir `dir/NAME-host`
 /// for any name but `agent`).
 pub fn agent_as(dir: &Path, port: u16, token: &str, id: &str, name: &str) -> Proc {
+    agent_as_with(dir, port, token, id, name, &[])
+}
+
+/// Like [`agent_as`] with more arguments (e.g. `--object-store URL`).
+pub fn agent_as_with(
+    dir: &Path,
+    port: u16,
+    token: &str,
+    id: &str,
+    name: &str,
+    extra: &[&str],
+) -> Proc {
     let host = if name == "agent" {
         "agent-host".to_string()
     } else {
         format!("{name}-host")
     };
-    let args = strings(&[
+    let mut args = strings(&[
         "agent",
         "--id",
         id,
@@ -210,6 +228,7 @@ pub fn agent_as(dir: &Path, port: u16, token: &str, id: &str, name: &str) -> Pro
         "--listen",
         "127.0.0.1:0",
     ]);
+    args.extend(strings(extra));
     Proc::start(dir, name, &args, "listening on")
 }
 
@@ -464,4 +483,27 @@ pub fn succeeded(args: &[&str], out: std::process::Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Opens a terminal through `base` with the learner `token` and runs `echo` of a marker; true
+/// when the answer came back.
+pub async fn terminal_live(base: &str, token: &str, marker: &str) -> bool {
+    use clarateach_client::{Client, TerminalOptions};
+    let Ok(learner) = Client::new(base, Some(token.to_string())) else {
+        return false;
+    };
+    let Ok(mut term) = learner.terminal(&TerminalOptions::default()).await else {
+        return false;
+    };
+    if term
+        .send_input(&format!("echo {marker}-$((6*7))\r"))
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    let want = format!("{marker}-42");
+    term.read_until(want.as_bytes(), Duration::from_secs(3))
+        .await
+        .is_ok()
 }
