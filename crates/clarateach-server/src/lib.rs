@@ -32,6 +32,7 @@ mod listen;
 pub mod metrics;
 pub mod openapi;
 pub mod pause;
+pub mod prepare;
 pub mod presenter;
 mod router;
 pub mod schedule;

@@ -344,6 +344,8 @@ impl Backend for SandboxBackend {
     async fn create(&self, spec: &WorkspaceSpec) -> Result<(), BackendError> {
         let key = &spec.key;
         paths::validate(key).map_err(io("validate the seat key"))?;
+        // Its workshop's spares made ahead are this class's to take now (`store::ahead`).
+        self.store.started_ahead(&key.workshop_id);
         let p = self.paths(key);
         if p.socket.as_os_str().len() >= 108 {
             return Err(BackendError::Unavailable(format!(
@@ -620,6 +622,38 @@ impl Backend for SandboxBackend {
         spec.image
             .as_deref()
             .is_some_and(|name| clarateach_image::prepare::needs_build(&store, name))
+    }
+
+    /// One mounted seat file system per seat, made before Start (`store::ahead`).
+    async fn prepare_ahead(
+        &self,
+        workshop_id: &str,
+        limits: &clarateach_core::Limits,
+        seats: u32,
+    ) -> Result<u32, BackendError> {
+        let (store, owner, disk_mb) = (self.store.clone(), workshop_id.to_string(), limits.disk_mb);
+        let seats = usize::try_from(seats).unwrap_or(usize::MAX);
+        let ready = tokio::task::spawn_blocking(move || store.reserve_ahead(&owner, disk_mb, seats))
+            .await
+            .map_err(|e| BackendError::Io {
+                action: "make seat file systems ahead",
+                source: std::io::Error::other(e),
+            })?
+            .map_err(BackendError::SeatStore)?;
+        Ok(u32::try_from(ready).unwrap_or(u32::MAX))
+    }
+
+    async fn release_ahead(&self, workshop_id: &str) -> Result<(), BackendError> {
+        let (store, owner) = (self.store.clone(), workshop_id.to_string());
+        let gone = tokio::task::spawn_blocking(move || store.release_ahead(&owner))
+            .await
+            .map_err(|e| BackendError::Io {
+                action: "give back seat file systems made ahead",
+                source: std::io::Error::other(e),
+            })?
+            .map_err(BackendError::SeatStore)?;
+        tracing::info!(workshop.id = workshop_id, spares = gone, "seat file systems made ahead given back");
+        Ok(())
     }
 
     /// Builds a missing image from its built-in recipe (an image neither built nor built-in is
