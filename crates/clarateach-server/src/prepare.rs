@@ -14,7 +14,11 @@ use clarateach_store::WorkshopRecord;
 use crate::state::AppState;
 
 /// Asks one agent to prepare the seats of `w`; logs and returns when no agent can.
+/// `CLARATEACH_PREPARE=off` turns it off (the cold start, for A/B figures).
 pub async fn ahead(state: &AppState, w: &WorkshopRecord) {
+    if std::env::var("CLARATEACH_PREPARE").is_ok_and(|v| v == "off") {
+        return;
+    }
     let agents = state.provisioner().agents().await;
     let best = agents
         .iter()
