@@ -21,6 +21,9 @@ use super::{read_dirs, seatfs, SeatStore, SeatStoreError, SPARES_PER_SIZE};
 /// is one at a time (`seatfs::attach`).
 const MAKERS: usize = 4;
 
+/// How long after its start a prepared workshop's leftover spares are trimmed.
+const LEFTOVERS_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl SeatStore {
     /// Spares of `disk_mb` to keep: the usual ones plus every reservation of that size.
     pub(super) fn spares_wanted(&self, disk_mb: u32) -> usize {
@@ -112,11 +115,23 @@ impl SeatStore {
     }
 
     /// The seats of `owner` are being created: its reservation ends and they take the spares.
-    pub fn started_ahead(&self, owner: &str) {
-        self.ahead
+    /// What they leave (fewer seats placed here than prepared, another size) is trimmed once
+    /// the class has had [`LEFTOVERS_AFTER`] to take its spares.
+    pub fn started_ahead(self: &Arc<Self>, owner: &str) {
+        let ended = self
+            .ahead
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(owner);
+        if let Some((disk_mb, _)) = ended {
+            let store = Arc::clone(self);
+            std::thread::spawn(move || {
+                std::thread::sleep(LEFTOVERS_AFTER);
+                if let Err(e) = store.trim_spares(disk_mb) {
+                    tracing::warn!(disk_mb, error = %e, "trimming spares left after a start failed");
+                }
+            });
+        }
     }
 
     /// Gives back what `owner` reserved (deleted, or never started): the reservation ends and
