@@ -171,7 +171,9 @@ pub enum ControlMessage {
         limits: Limits,
     },
     /// The workshop was deleted or will not start: give back what `PrepareSeats` made.
-    ReleasePrepared { workshop_id: String },
+    ReleasePrepared {
+        workshop_id: String,
+    },
 }
 
 #[cfg(test)]

@@ -24,9 +24,9 @@ pub async fn ahead(state: &AppState, w: &WorkshopRecord) {
         .iter()
         .filter(|a| a.held_by.is_none())
         .filter(|a| {
-            w.image.as_ref().is_none_or(|i| {
-                a.images.contains(i) || a.buildable.contains(i)
-            })
+            w.image
+                .as_ref()
+                .is_none_or(|i| a.images.contains(i) || a.buildable.contains(i))
         })
         .max_by_key(|a| a.capacity.saturating_sub(a.placed));
     let Some(agent) = best else {
@@ -42,7 +42,11 @@ pub async fn ahead(state: &AppState, w: &WorkshopRecord) {
         seats,
         limits: w.limits.clone(),
     };
-    match state.provisioner().send_to_agent(&agent.agent_id, msg).await {
+    match state
+        .provisioner()
+        .send_to_agent(&agent.agent_id, msg)
+        .await
+    {
         Ok(true) => {
             tracing::info!(workshop.id = %w.id, agent.id = %agent.agent_id, seats, "seats to be prepared ahead of the start")
         }
@@ -62,7 +66,11 @@ pub async fn give_back(state: &AppState, workshop_id: &str) {
         let msg = ControlMessage::ReleasePrepared {
             workshop_id: workshop_id.to_string(),
         };
-        if let Err(e) = state.provisioner().send_to_agent(&agent.agent_id, msg).await {
+        if let Err(e) = state
+            .provisioner()
+            .send_to_agent(&agent.agent_id, msg)
+            .await
+        {
             tracing::warn!(workshop.id = workshop_id, agent.id = %agent.agent_id, error = %clarateach_core::error::error_chain(&e), "cannot ask to give back seats prepared ahead");
         }
     }

@@ -20,10 +20,15 @@ pub const PREPARED_TTL: Duration = Duration::from_secs(12 * 3600);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Prepared {
     /// Being made.
-    Making { seats: u32 },
+    Making {
+        seats: u32,
+    },
     /// `ready` of the backend's prepared seats are ready (the sandbox counts every spare of the
     /// size, those of other workshops too), made in `took`.
-    Ready { ready: u32, took: Duration },
+    Ready {
+        ready: u32,
+        took: Duration,
+    },
     Failed(String),
 }
 
@@ -90,7 +95,12 @@ impl Reconciler {
         entry.state = match result {
             Ok(ready) => {
                 let took = entry.began.elapsed();
-                tracing::info!(workshop.id = workshop_id, ready, ms = took.as_secs_f64() * 1e3, "seats prepared ahead");
+                tracing::info!(
+                    workshop.id = workshop_id,
+                    ready,
+                    ms = took.as_secs_f64() * 1e3,
+                    "seats prepared ahead"
+                );
                 Prepared::Ready { ready, took }
             }
             Err(error) => {
@@ -102,7 +112,12 @@ impl Reconciler {
 
     /// The workshop's preparation is over: it started (`give_back` false: its seats take what
     /// was made), or it is deleted, will not start or waited too long (`give_back`).
-    pub(super) fn end_prepared(&mut self, workshop_id: &str, generation: Option<u64>, give_back: bool) {
+    pub(super) fn end_prepared(
+        &mut self,
+        workshop_id: &str,
+        generation: Option<u64>,
+        give_back: bool,
+    ) {
         let matches = self
             .prepared
             .get(workshop_id)

@@ -633,13 +633,14 @@ impl Backend for SandboxBackend {
     ) -> Result<u32, BackendError> {
         let (store, owner, disk_mb) = (self.store.clone(), workshop_id.to_string(), limits.disk_mb);
         let seats = usize::try_from(seats).unwrap_or(usize::MAX);
-        let ready = tokio::task::spawn_blocking(move || store.reserve_ahead(&owner, disk_mb, seats))
-            .await
-            .map_err(|e| BackendError::Io {
-                action: "make seat file systems ahead",
-                source: std::io::Error::other(e),
-            })?
-            .map_err(BackendError::SeatStore)?;
+        let ready =
+            tokio::task::spawn_blocking(move || store.reserve_ahead(&owner, disk_mb, seats))
+                .await
+                .map_err(|e| BackendError::Io {
+                    action: "make seat file systems ahead",
+                    source: std::io::Error::other(e),
+                })?
+                .map_err(BackendError::SeatStore)?;
         Ok(u32::try_from(ready).unwrap_or(u32::MAX))
     }
 
@@ -652,7 +653,11 @@ impl Backend for SandboxBackend {
                 source: std::io::Error::other(e),
             })?
             .map_err(BackendError::SeatStore)?;
-        tracing::info!(workshop.id = workshop_id, spares = gone, "seat file systems made ahead given back");
+        tracing::info!(
+            workshop.id = workshop_id,
+            spares = gone,
+            "seat file systems made ahead given back"
+        );
         Ok(())
     }
 

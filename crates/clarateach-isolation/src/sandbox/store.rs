@@ -436,8 +436,13 @@ impl SeatStore {
         let template = self.template(disk_mb);
         if !template.exists() {
             let began = std::time::Instant::now();
-            seatfs::mkfs(&template, seatfs::image_bytes(disk_mb), "clarateach-seat", &[])
-                .map_err(|e| SeatStoreError::Mkfs(template.clone(), e))?;
+            seatfs::mkfs(
+                &template,
+                seatfs::image_bytes(disk_mb),
+                "clarateach-seat",
+                &[],
+            )
+            .map_err(|e| SeatStoreError::Mkfs(template.clone(), e))?;
             tracing::info!(
                 disk_mb,
                 mkfs_ms = began.elapsed().as_secs_f64() * 1e3,
