@@ -64,16 +64,21 @@ fn ppid_of(pid: u32) -> Option<u32> {
         .ok()
 }
 
-/// Proportional set size (KiB) of every process whose command line mentions `dir`, and of all
-/// their descendants (the daemons inside the sandboxes), with how many processes that is.
-fn pss_kib_of(dir: &Path) -> (u64, usize) {
-    let needle = dir.display().to_string();
-    let pids: Vec<u32> = std::fs::read_dir("/proc")
+/// Every process id in `/proc` right now.
+fn all_pids() -> Vec<u32> {
+    std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
         .flatten()
         .filter_map(|e| e.file_name().to_string_lossy().parse().ok())
-        .collect();
+        .collect()
+}
+
+/// Proportional set size (KiB) of every process whose command line mentions `dir`, and of all
+/// their descendants (the daemons inside the sandboxes), with how many processes that is.
+fn pss_kib_of(dir: &Path) -> (u64, usize) {
+    let needle = dir.display().to_string();
+    let pids = all_pids();
     let roots: std::collections::HashSet<u32> = pids
         .iter()
         .copied()
@@ -143,12 +148,7 @@ fn own_cpu_ms() -> f64 {
 /// it (bwrap's short-lived helpers), so it is a lower bound of what the seats cost.
 fn descendants_cpu_ms() -> (f64, usize) {
     let me = std::process::id();
-    let pids: Vec<u32> = std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_string_lossy().parse().ok())
-        .collect();
+    let pids = all_pids();
     let parent: std::collections::HashMap<u32, u32> = pids
         .iter()
         .filter_map(|&p| Some((p, ppid_of(p)?)))
