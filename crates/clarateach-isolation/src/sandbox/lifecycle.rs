@@ -633,26 +633,19 @@ impl Backend for SandboxBackend {
     ) -> Result<u32, BackendError> {
         let (store, owner, disk_mb) = (self.store.clone(), workshop_id.to_string(), limits.disk_mb);
         let seats = usize::try_from(seats).unwrap_or(usize::MAX);
-        let ready =
-            tokio::task::spawn_blocking(move || store.reserve_ahead(&owner, disk_mb, seats))
-                .await
-                .map_err(|e| BackendError::Io {
-                    action: "make seat file systems ahead",
-                    source: std::io::Error::other(e),
-                })?
-                .map_err(BackendError::SeatStore)?;
+        let ready = store_off_runtime("make seat file systems ahead", move || {
+            store.reserve_ahead(&owner, disk_mb, seats)
+        })
+        .await?;
         Ok(u32::try_from(ready).unwrap_or(u32::MAX))
     }
 
     async fn release_ahead(&self, workshop_id: &str) -> Result<(), BackendError> {
         let (store, owner) = (self.store.clone(), workshop_id.to_string());
-        let gone = tokio::task::spawn_blocking(move || store.release_ahead(&owner))
-            .await
-            .map_err(|e| BackendError::Io {
-                action: "give back seat file systems made ahead",
-                source: std::io::Error::other(e),
-            })?
-            .map_err(BackendError::SeatStore)?;
+        let gone = store_off_runtime("give back seat file systems made ahead", move || {
+            store.release_ahead(&owner)
+        })
+        .await?;
         tracing::info!(
             workshop.id = workshop_id,
             spares = gone,
@@ -669,4 +662,19 @@ impl Backend for SandboxBackend {
         };
         crate::seat_image::prepare(&self.cfg.images_dir, &spec.key, &name).await
     }
+}
+
+/// Runs blocking seat-store work off the runtime; a task that did not finish is an I/O error
+/// of `action`.
+async fn store_off_runtime<T: Send + 'static>(
+    action: &'static str,
+    work: impl FnOnce() -> Result<T, super::SeatStoreError> + Send + 'static,
+) -> Result<T, BackendError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| BackendError::Io {
+            action,
+            source: std::io::Error::other(e),
+        })?
+        .map_err(BackendError::SeatStore)
 }
