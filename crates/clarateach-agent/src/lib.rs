@@ -28,6 +28,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use connection::ControlPlaneLink;
+pub use reconcile::prepared::Prepared;
 pub use state::{SeatView, StateHandle};
 
 /// How to run an agent.

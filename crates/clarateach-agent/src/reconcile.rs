@@ -16,6 +16,7 @@ use crate::identity::DaemonTokens;
 use crate::state::{Command, OpError, RouteTable, SeatView, StateError, StateHandle};
 
 mod ops;
+pub mod prepared;
 #[cfg(test)]
 mod tests;
 
@@ -141,6 +142,12 @@ pub(crate) struct Reconciler {
     deferred: Vec<(SeatKey, futures::future::BoxFuture<'static, ()>)>,
     /// The seats' sync to object storage, when the agent has one (`--object-store`).
     volumes: Option<Arc<crate::volume::VolumeSync>>,
+    /// A phase changed since the route table and the used count were last published.
+    stale: bool,
+    /// Workshops whose seats are prepared ahead of their start (`prepared`).
+    prepared: HashMap<String, prepared::Entry>,
+    prepare_generation: u64,
+    prepared_ttl: std::time::Duration,
 }
 
 /// Adopts the workspaces the backend finds on the host and starts the state task.
@@ -196,6 +203,10 @@ pub async fn spawn_with(
         shutdown: None,
         deferred: Vec::new(),
         volumes,
+        stale: false,
+        prepared: HashMap::new(),
+        prepare_generation: 0,
+        prepared_ttl: prepared::PREPARED_TTL,
     };
     task.publish();
     tokio::spawn(task.run(rx));
@@ -219,6 +230,9 @@ impl Reconciler {
                 }
             }
             self.flush();
+            if self.stale {
+                self.publish();
+            }
             if self.shutdown.is_some() && !self.seats.values().any(Seat::busy) {
                 self.stop_all().await;
                 return;
@@ -279,6 +293,18 @@ impl Reconciler {
                 }
             }
             Command::Shutdown { reply } => self.shutdown = Some(reply),
+            Command::PreparedDone {
+                workshop_id,
+                generation,
+                result,
+            } => self.prepared_done(&workshop_id, generation, result),
+            Command::PreparedExpired {
+                workshop_id,
+                generation,
+            } => self.end_prepared(&workshop_id, Some(generation), true),
+            Command::PreparedState { workshop_id, reply } => {
+                let _ = reply.send(self.prepared.get(&workshop_id).map(|e| e.state.clone()));
+            }
         }
     }
 
@@ -354,6 +380,7 @@ impl Reconciler {
             }
             ControlMessage::CreateSeat(spec) => {
                 let key = spec.key();
+                self.end_prepared(&key.workshop_id, None, false);
                 let seat = self.want(spec);
                 if let Some(report) = seat
                     .report(&key)
@@ -385,6 +412,14 @@ impl Reconciler {
             }
             ControlMessage::ResumeSeat { workshop_id, seat } => {
                 self.set_paused(SeatKey { workshop_id, seat }, false)
+            }
+            ControlMessage::PrepareSeats {
+                workshop_id,
+                seats,
+                limits,
+            } => self.prepare_seats(workshop_id, seats, limits),
+            ControlMessage::ReleasePrepared { workshop_id } => {
+                self.end_prepared(&workshop_id, None, true)
             }
         }
     }

@@ -106,6 +106,21 @@ pub(crate) enum Command {
     Shutdown {
         reply: oneshot::Sender<()>,
     },
+    /// The backend finished preparing a workshop's seats ahead of its start.
+    PreparedDone {
+        workshop_id: String,
+        generation: u64,
+        result: Result<u32, String>,
+    },
+    /// Seats prepared ahead waited their time limit for a start.
+    PreparedExpired {
+        workshop_id: String,
+        generation: u64,
+    },
+    PreparedState {
+        workshop_id: String,
+        reply: oneshot::Sender<Option<crate::reconcile::prepared::Prepared>>,
+    },
 }
 
 /// Cheap, clonable access to the state task.
@@ -174,6 +189,17 @@ impl StateHandle {
 
     pub(crate) async fn disconnected(&self) {
         let _ = self.tx.send(Command::Disconnected).await;
+    }
+
+    /// Where the preparation ahead of a start of `workshop_id` stands (None: nothing prepared,
+    /// or its seats started).
+    pub async fn prepared(
+        &self,
+        workshop_id: &str,
+    ) -> Result<Option<crate::reconcile::prepared::Prepared>, StateError> {
+        let workshop_id = workshop_id.to_string();
+        self.ask(|reply| Command::PreparedState { workshop_id, reply })
+            .await
     }
 
     /// Stops every workspace (volumes stay) and ends the task; later calls fail.

@@ -161,6 +161,19 @@ pub enum ControlMessage {
         workshop_id: String,
         seat: u32,
     },
+    /// A workshop was created (or its `start_at` approaches): make ahead what `seats` of its
+    /// seats need that holds nothing of a learner or of its secret (no env, no token: only the
+    /// limits), so its Start only runs them. The agent reports nothing; a workshop that is never
+    /// started gets it back with `ReleasePrepared` (or when the agent's own time limit ends).
+    PrepareSeats {
+        workshop_id: String,
+        seats: u32,
+        limits: Limits,
+    },
+    /// The workshop was deleted or will not start: give back what `PrepareSeats` made.
+    ReleasePrepared {
+        workshop_id: String,
+    },
 }
 
 #[cfg(test)]

@@ -245,4 +245,21 @@ pub trait Backend: Send + Sync + 'static {
     async fn prepare(&self, _spec: &WorkspaceSpec) -> Result<(), BackendError> {
         Ok(())
     }
+
+    /// Makes, ahead of a workshop's start, what `seats` of its seats need that holds nothing of
+    /// a learner or of the workshop's secret (sandbox: one mounted seat file system each), so
+    /// Start only runs them; returns how many are ready. Nothing by default.
+    async fn prepare_ahead(
+        &self,
+        _workshop_id: &str,
+        _limits: &Limits,
+        _seats: u32,
+    ) -> Result<u32, BackendError> {
+        Ok(0)
+    }
+
+    /// Gives back what `prepare_ahead` made for a workshop that was deleted or will not start.
+    async fn release_ahead(&self, _workshop_id: &str) -> Result<(), BackendError> {
+        Ok(())
+    }
 }

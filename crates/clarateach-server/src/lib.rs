@@ -35,6 +35,7 @@ mod listen;
 pub mod metrics;
 pub mod openapi;
 pub mod pause;
+pub mod prepare;
 pub mod presenter;
 pub mod relocate;
 mod router;

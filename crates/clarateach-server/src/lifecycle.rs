@@ -177,6 +177,7 @@ pub async fn stop(state: &AppState, w: WorkshopRecord) -> Result<WorkshopRecord,
         Created => {
             if store.transition(&w.id, &[Created], Stopped).await? {
                 store.clear_api_key(&w.id).await?;
+                crate::prepare::give_back(state, &w.id).await;
             }
             return reload(state, &w.id).await;
         }
@@ -283,6 +284,7 @@ pub async fn delete(state: &AppState, w: WorkshopRecord) -> Result<(), Lifecycle
             }
         }
     }
+    crate::prepare::give_back(state, &w.id).await;
     state.store().delete_workshop(&w.id).await?;
     tracing::info!(workshop.id = %w.id, "workshop deleted");
     Ok(())

@@ -290,6 +290,8 @@ async fn run<S>(
                     ControlMessage::ResumeSeat { workshop_id, seat } => {
                         vec![report(workshop_id, seat, SeatState::Ready)]
                     }
+                    // Nothing to make ahead and nothing reported back.
+                    ControlMessage::PrepareSeats { .. } | ControlMessage::ReleasePrepared { .. } => vec![],
                 };
                 for r in replies {
                     if sink.send(text(&r)).await.is_err() {

@@ -117,6 +117,20 @@ impl Backend for Fake {
         }
         Ok(())
     }
+    async fn prepare_ahead(
+        &self,
+        workshop_id: &str,
+        limits: &Limits,
+        seats: u32,
+    ) -> Result<u32, BackendError> {
+        self.log(format!("ahead {workshop_id} {seats} {}", limits.disk_mb));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        Ok(seats)
+    }
+    async fn release_ahead(&self, workshop_id: &str) -> Result<(), BackendError> {
+        self.log(format!("give back {workshop_id}"));
+        Ok(())
+    }
 }
 
 fn key(seat: u32) -> SeatKey {
@@ -388,4 +402,77 @@ async fn pause_takes_the_seat_off_the_routes_and_resume_brings_it_back() {
         .await
         .expect("send");
     wait_reports(&mut rx, SeatState::Destroyed, 1).await;
+}
+
+/// Polls the state task until the preparation of `ws` is no longer being made.
+async fn prepared_state(handle: &crate::StateHandle, ws: &str) -> Option<crate::Prepared> {
+    for _ in 0..500 {
+        match handle.prepared(ws).await.expect("state task") {
+            Some(crate::Prepared::Making { .. }) => {}
+            other => return other,
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    panic!("{ws} still being prepared after 1 s");
+}
+
+async fn wait_call(fake: &Fake, call: &str) {
+    for _ in 0..500 {
+        if fake.calls().iter().any(|c| c == call) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    panic!("no `{call}` in {:?}", fake.calls());
+}
+
+#[tokio::test]
+async fn seats_prepared_ahead_are_taken_by_the_start_or_given_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fake = Arc::new(Fake::default());
+    let (handle, mut rx, _) = setup(fake.clone(), dir.path()).await;
+    let prepare = |ws: &str| ControlMessage::PrepareSeats {
+        workshop_id: ws.into(),
+        seats: 3,
+        limits: Limits::default(),
+    };
+    // Prepared, then started: the create ends the reservation, nothing is given back.
+    handle.control(prepare("ws-test01")).await.expect("send");
+    assert!(matches!(
+        prepared_state(&handle, "ws-test01").await,
+        Some(crate::Prepared::Ready { ready: 3, .. })
+    ));
+    let disk = Limits::default().disk_mb;
+    assert!(fake.calls().contains(&format!("ahead ws-test01 3 {disk}")));
+    handle
+        .control(ControlMessage::CreateSeat(spec(1)))
+        .await
+        .expect("send");
+    assert_eq!(wait_reports(&mut rx, SeatState::Ready, 1).await, vec![1]);
+    assert_eq!(handle.prepared("ws-test01").await.expect("state"), None);
+    // Preparing a workshop whose seats exist does nothing.
+    handle.control(prepare("ws-test01")).await.expect("send");
+    assert_eq!(handle.prepared("ws-test01").await.expect("state"), None);
+
+    // Prepared, then deleted (or stopped before any start): given back.
+    handle.control(prepare("ws-other")).await.expect("send");
+    prepared_state(&handle, "ws-other").await;
+    handle
+        .control(ControlMessage::ReleasePrepared {
+            workshop_id: "ws-other".into(),
+        })
+        .await
+        .expect("send");
+    wait_call(&fake, "give back ws-other").await;
+    assert_eq!(handle.prepared("ws-other").await.expect("state"), None);
+    assert!(!fake.calls().iter().any(|c| c == "give back ws-test01"));
+    // A release for a workshop this agent never counted (after its restart) still reaches the
+    // backend, which drops whatever it holds.
+    handle
+        .control(ControlMessage::ReleasePrepared {
+            workshop_id: "ws-unknown".into(),
+        })
+        .await
+        .expect("send");
+    wait_call(&fake, "give back ws-unknown").await;
 }

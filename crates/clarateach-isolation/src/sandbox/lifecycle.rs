@@ -344,6 +344,8 @@ impl Backend for SandboxBackend {
     async fn create(&self, spec: &WorkspaceSpec) -> Result<(), BackendError> {
         let key = &spec.key;
         paths::validate(key).map_err(io("validate the seat key"))?;
+        // Its workshop's spares made ahead are this class's to take now (`store::ahead`).
+        self.store.started_ahead(&key.workshop_id);
         let p = self.paths(key);
         if p.socket.as_os_str().len() >= 108 {
             return Err(BackendError::Unavailable(format!(
@@ -622,6 +624,36 @@ impl Backend for SandboxBackend {
             .is_some_and(|name| clarateach_image::prepare::needs_build(&store, name))
     }
 
+    /// One mounted seat file system per seat, made before Start (`store::ahead`).
+    async fn prepare_ahead(
+        &self,
+        workshop_id: &str,
+        limits: &clarateach_core::Limits,
+        seats: u32,
+    ) -> Result<u32, BackendError> {
+        let (store, owner, disk_mb) = (self.store.clone(), workshop_id.to_string(), limits.disk_mb);
+        let seats = usize::try_from(seats).unwrap_or(usize::MAX);
+        let ready = store_off_runtime("make seat file systems ahead", move || {
+            store.reserve_ahead(&owner, disk_mb, seats)
+        })
+        .await?;
+        Ok(u32::try_from(ready).unwrap_or(u32::MAX))
+    }
+
+    async fn release_ahead(&self, workshop_id: &str) -> Result<(), BackendError> {
+        let (store, owner) = (self.store.clone(), workshop_id.to_string());
+        let gone = store_off_runtime("give back seat file systems made ahead", move || {
+            store.release_ahead(&owner)
+        })
+        .await?;
+        tracing::info!(
+            workshop.id = workshop_id,
+            spares = gone,
+            "seat file systems made ahead given back"
+        );
+        Ok(())
+    }
+
     /// Builds a missing image from its built-in recipe (an image neither built nor built-in is
     /// left for `start` to refuse, naming it).
     async fn prepare(&self, spec: &WorkspaceSpec) -> Result<(), BackendError> {
@@ -630,4 +662,19 @@ impl Backend for SandboxBackend {
         };
         crate::seat_image::prepare(&self.cfg.images_dir, &spec.key, &name).await
     }
+}
+
+/// Runs blocking seat-store work off the runtime; a task that did not finish is an I/O error
+/// of `action`.
+async fn store_off_runtime<T: Send + 'static>(
+    action: &'static str,
+    work: impl FnOnce() -> Result<T, super::SeatStoreError> + Send + 'static,
+) -> Result<T, BackendError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| BackendError::Io {
+            action,
+            source: std::io::Error::other(e),
+        })?
+        .map_err(BackendError::SeatStore)
 }

@@ -43,6 +43,8 @@ use clarateach_core::agent_proto::SeatKey;
 use super::paths::{owned_dir, remove_empty_parent, remove_tree, seat_name};
 use super::seatfs::{self, DiskUsage, MkfsError, MountError};
 
+mod ahead;
+
 /// Seat images under the data dir.
 pub const IMAGES_DIR: &str = "seat-images";
 pub use super::paths::SEATS_DIR;
@@ -230,6 +232,9 @@ pub struct SeatStore {
     spares: Mutex<u64>,
     /// Whether a seat's create starts making spares (`SandboxConfig::spare_seat_fs`).
     make_spares: bool,
+    /// Spares made ahead of a start for a workshop that has not started (see `ahead`):
+    /// workshop id -> (disk_mb, seats). Counted on top of [`SPARES_PER_SIZE`].
+    ahead: Mutex<std::collections::HashMap<String, (u32, usize)>>,
 }
 
 impl SeatStore {
@@ -253,6 +258,7 @@ impl SeatStore {
             lock: Mutex::new(()),
             spares: Mutex::new(0),
             make_spares,
+            ahead: Mutex::new(Default::default()),
         };
         if !store.enforced {
             tracing::warn!(
@@ -370,11 +376,13 @@ impl SeatStore {
         Ok(true)
     }
 
-    /// Makes spares of `disk_mb` up to [`SPARES_PER_SIZE`], within the budget. Names and mount
-    /// dirs are taken under the lock (so concurrent refills count each other's), the slow image
-    /// and mount outside it (so taking a ready spare never waits for a refill).
-    fn refill_spares(&self, disk_mb: u32) -> Result<(), SeatStoreError> {
+    /// Makes spares of `disk_mb` up to [`SPARES_PER_SIZE`] plus those made ahead for workshops
+    /// (`ahead`), at most `max` in this call, within the budget; returns how many it made. Names
+    /// and mount dirs are taken under the lock (so concurrent refills count each other's), the
+    /// slow image and mount outside it (so taking a ready spare never waits for a refill).
+    fn refill_spares(&self, disk_mb: u32, max: usize) -> Result<usize, SeatStoreError> {
         let prefix = format!("{disk_mb}-");
+        let wanted = self.spares_wanted(disk_mb);
         let planned: Vec<String> = {
             let mut seq = self.spares.lock().unwrap_or_else(|p| p.into_inner());
             let have = read_dirs(&self.spare_mounts())
@@ -386,7 +394,7 @@ impl SeatStore {
                 })
                 .count();
             let mut names = Vec::new();
-            for _ in have..SPARES_PER_SIZE {
+            for _ in (have..wanted).take(max) {
                 self.check_room(disk_mb)?;
                 *seq += 1;
                 let name = format!("{disk_mb}-{}", *seq);
@@ -396,6 +404,7 @@ impl SeatStore {
             names
         };
         let template = self.template(disk_mb);
+        let made = planned.len();
         for name in planned {
             let image = self.spare_images().join(format!("{name}.img"));
             let mnt = self.spare_mounts().join(&name);
@@ -418,7 +427,28 @@ impl SeatStore {
                 mkdir(&mnt.join(sub), 0o700)?;
             }
         }
-        Ok(())
+        Ok(made)
+    }
+
+    /// The template of `disk_mb`, made by a mkfs the first time; call with `lock` held.
+    fn made_template(&self, disk_mb: u32) -> Result<PathBuf, SeatStoreError> {
+        let template = self.template(disk_mb);
+        if !template.exists() {
+            let began = std::time::Instant::now();
+            seatfs::mkfs(
+                &template,
+                seatfs::image_bytes(disk_mb),
+                "clarateach-seat",
+                &[],
+            )
+            .map_err(|e| SeatStoreError::Mkfs(template.clone(), e))?;
+            tracing::info!(
+                disk_mb,
+                mkfs_ms = began.elapsed().as_secs_f64() * 1e3,
+                "seat template made"
+            );
+        }
+        Ok(template)
     }
 
     fn template(&self, disk_mb: u32) -> PathBuf {
@@ -524,20 +554,9 @@ impl SeatStore {
     /// The budget check, the template and the image's reservation (its file at full size) are
     /// made under the store's lock, so concurrent seats count each other; the copy is not.
     fn make_seat_image(&self, dirs: &SeatDirs, disk_mb: u32) -> Result<(), SeatStoreError> {
-        let want = seatfs::image_bytes(disk_mb);
         let guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         self.check_room(disk_mb)?;
-        let template = self.template(disk_mb);
-        if !template.exists() {
-            let began = std::time::Instant::now();
-            seatfs::mkfs(&template, want, "clarateach-seat", &[])
-                .map_err(|e| SeatStoreError::Mkfs(template.clone(), e))?;
-            tracing::info!(
-                disk_mb,
-                mkfs_ms = began.elapsed().as_secs_f64() * 1e3,
-                "seat template made"
-            );
-        }
+        let template = self.made_template(disk_mb)?;
         if let Some(parent) = dirs.image.parent() {
             mkdir(parent, 0o700)?;
         }
@@ -597,7 +616,7 @@ impl SeatStore {
                 if self.make_spares {
                     let store = Arc::clone(self);
                     std::thread::spawn(move || {
-                        if let Err(e) = store.refill_spares(disk_mb) {
+                        if let Err(e) = store.refill_spares(disk_mb, usize::MAX) {
                             tracing::warn!(disk_mb, error = %e, "making spare seat file systems failed");
                         }
                     });

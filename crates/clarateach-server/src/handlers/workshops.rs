@@ -71,6 +71,7 @@ pub async fn create(
                 }
                 tracing::info!(workshop.id = %id, seats = new.seats, instructor.id = %instructor.id, "workshop created");
                 let w = instructor.workshop(&state, &id).await?;
+                crate::prepare::ahead(&state, &w).await;
                 return Ok((
                     StatusCode::CREATED,
                     Json(WorkshopResponse {
@@ -160,6 +161,7 @@ pub async fn start(
             }
             state.store().set_start_at(&w.id, Some(at)).await?;
             tracing::info!(workshop.id = %w.id, start_at = %at, "workshop start scheduled");
+            crate::prepare::ahead(&state, &w).await;
             instructor.workshop(&state, &id).await?
         }
         _ => {
