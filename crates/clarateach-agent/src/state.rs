@@ -69,6 +69,22 @@ pub(crate) enum Outcome {
     PauseFailed(OpError),
 }
 
+/// Where the preparation of one workshop stands (`StateHandle::prepared`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Prepared {
+    /// Being made.
+    Making {
+        seats: u32,
+    },
+    /// `ready` of the backend's prepared seats are ready (the sandbox counts every spare of the
+    /// size, those of other workshops too), made in `took`.
+    Ready {
+        ready: u32,
+        took: std::time::Duration,
+    },
+    Failed(String),
+}
+
 /// Messages to the state task.
 pub(crate) enum Command {
     /// A control-plane connection is up: the task answers with the seats to register and sends
@@ -119,7 +135,7 @@ pub(crate) enum Command {
     },
     PreparedState {
         workshop_id: String,
-        reply: oneshot::Sender<Option<crate::reconcile::prepared::Prepared>>,
+        reply: oneshot::Sender<Option<Prepared>>,
     },
 }
 
@@ -193,10 +209,7 @@ impl StateHandle {
 
     /// Where the preparation ahead of a start of `workshop_id` stands (None: nothing prepared,
     /// or its seats started).
-    pub async fn prepared(
-        &self,
-        workshop_id: &str,
-    ) -> Result<Option<crate::reconcile::prepared::Prepared>, StateError> {
+    pub async fn prepared(&self, workshop_id: &str) -> Result<Option<Prepared>, StateError> {
         let workshop_id = workshop_id.to_string();
         self.ask(|reply| Command::PreparedState { workshop_id, reply })
             .await

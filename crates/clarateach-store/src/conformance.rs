@@ -583,6 +583,8 @@ async fn placement_lock_excludes_and_a_dropped_one_frees(s: Arc<dyn Store>) {
         .expect("a cancelled waiter holds nothing")
         .expect("lock");
     fourth.release().await.expect("release");
+}
+
 async fn lost_seats_move_exactly_once(s: Arc<dyn Store>) {
     with_workshop(s.as_ref(), 2).await;
     s.transition("ws-a", &[WorkshopStatus::Created], WorkshopStatus::Running)

@@ -23,8 +23,8 @@
 #[cfg(test)]
 mod conformance;
 mod help;
-mod placement;
 mod moves;
+mod placement;
 mod postgres;
 mod presenter;
 mod preview;
@@ -44,8 +44,8 @@ use chrono::{DateTime, Utc};
 use clarateach_core::{SeatState, WorkshopStatus};
 
 pub use help::HelpStore;
-pub use placement::{PlacementLock, PlacementStore};
 pub use moves::{LostSeat, MoveStore, SeatMove};
+pub use placement::{PlacementLock, PlacementStore};
 pub use postgres::{redact as redact_database_url, PgStore};
 pub use presenter::{AnnouncementRecord, PresenterStore, SpotlightRecord};
 pub use preview::PreviewStore;

@@ -16,21 +16,7 @@ use crate::state::Command;
 /// How long seats prepared ahead wait for their workshop's Start before they are given back.
 pub const PREPARED_TTL: Duration = Duration::from_secs(12 * 3600);
 
-/// Where the preparation of one workshop stands (`StateHandle::prepared`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Prepared {
-    /// Being made.
-    Making {
-        seats: u32,
-    },
-    /// `ready` of the backend's prepared seats are ready (the sandbox counts every spare of the
-    /// size, those of other workshops too), made in `took`.
-    Ready {
-        ready: u32,
-        took: Duration,
-    },
-    Failed(String),
-}
+pub use crate::state::Prepared;
 
 pub(crate) struct Entry {
     generation: u64,

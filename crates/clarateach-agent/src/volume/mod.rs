@@ -242,7 +242,7 @@ impl VolumeSync {
         let thread = match SeatThread::spawn(owner).await {
             Ok(t) => t,
             Err(e) => {
-                tracing::error!(workshop.id = %key.workshop_id, seat = key.seat, error = %crate::reconcile::error_chain(&e), "cannot sync the seat");
+                tracing::error!(workshop.id = %key.workshop_id, seat = key.seat, error = %clarateach_core::error::error_chain(&e), "cannot sync the seat");
                 return;
             }
         };
@@ -267,7 +267,7 @@ impl VolumeSync {
                     clean
                 }
                 Err(e) => {
-                    tracing::warn!(workshop.id = %key.workshop_id, seat = key.seat, error = %crate::reconcile::error_chain(&e), "sync pass failed");
+                    tracing::warn!(workshop.id = %key.workshop_id, seat = key.seat, error = %clarateach_core::error::error_chain(&e), "sync pass failed");
                     false
                 }
             };
@@ -516,7 +516,7 @@ impl VolumeSync {
                     manifest.files.insert(rel.join("/"), entry);
                 }
                 Err(e) => {
-                    tracing::warn!(workshop.id = %key.workshop_id, seat = key.seat, error = %crate::reconcile::error_chain(&e), "restore: file refused");
+                    tracing::warn!(workshop.id = %key.workshop_id, seat = key.seat, error = %clarateach_core::error::error_chain(&e), "restore: file refused");
                     out.refused += 1;
                 }
             }

@@ -8,7 +8,6 @@
 
 use clarateach_core::ErrorBody;
 use clarateach_core::ErrorCode;
-use std::io::Write;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
@@ -17,32 +16,10 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
+use super::export_sink::Sink;
 use crate::auth::Instructor;
 use crate::error::ApiError;
 use crate::state::AppState;
-
-/// Feeds compressed bytes to the response as they come out of the encoder.
-pub(super) struct Sink {
-    gz: flate2::write::GzEncoder<Vec<u8>>,
-    tx: mpsc::Sender<std::io::Result<Bytes>>,
-}
-
-impl Sink {
-    pub(super) async fn write(&mut self, data: &[u8]) -> Result<(), ()> {
-        self.gz.write_all(data).map_err(|_| ())?;
-        let out = std::mem::take(self.gz.get_mut());
-        if out.is_empty() {
-            return Ok(());
-        }
-        self.tx.send(Ok(Bytes::from(out))).await.map_err(|_| ())
-    }
-
-    async fn finish(mut self) -> Result<(), ()> {
-        self.write(&[0u8; 1024]).await?;
-        let rest = self.gz.finish().map_err(|_| ())?;
-        self.tx.send(Ok(Bytes::from(rest))).await.map_err(|_| ())
-    }
-}
 
 /// Streams a tar.gz of every seat's files (`seat-01/...`), gathered from the agents.
 #[utoipa::path(get, path = "/api/workshops/{id}/export", tag = "workshops",
@@ -76,10 +53,7 @@ pub async fn export_workshop(
     let tls = state.data_ca().client_config();
     let state_for_pool = state.clone();
     tokio::spawn(async move {
-        let mut sink = Sink {
-            gz: flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()),
-            tx: tx.clone(),
-        };
+        let mut sink = Sink::new(tx.clone());
         for (seat, route) in plan {
             let route = match route {
                 super::export_bucket::SeatSource::Agent(route) => route,

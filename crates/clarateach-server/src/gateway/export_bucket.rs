@@ -7,7 +7,7 @@ use clarateach_objstore::object_store::ObjectStore;
 use clarateach_objstore::VolumeStore;
 use futures::TryStreamExt;
 
-use super::export::Sink;
+use super::export_sink::Sink;
 use crate::scheduler::SeatRoute;
 
 /// Where one seat's files are read from for an export.

@@ -10,6 +10,7 @@ pub(crate) mod data_path;
 pub(crate) mod docs;
 pub(crate) mod export;
 mod export_bucket;
+mod export_sink;
 pub mod preview;
 pub(crate) mod preview_grants;
 pub(crate) mod proxy;

@@ -331,7 +331,13 @@ impl RegistryHandle {
             let agents = remote
                 .with_loads(&local, &key.workshop_id, Some(except))
                 .await?;
-            assign(&agents, &key.workshop_id, &[key.seat], image.as_deref(), demand)?
+            assign(
+                &agents,
+                &key.workshop_id,
+                &[key.seat],
+                image.as_deref(),
+                demand,
+            )?
         } else {
             let except = except.to_string();
             self.ask(|reply| Command::ReserveElsewhere {
