@@ -8,7 +8,6 @@
 
 mod accounts;
 mod claims;
-mod moves;
 mod placement;
 mod replicas;
 mod seats;

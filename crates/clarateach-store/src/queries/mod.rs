@@ -27,6 +27,8 @@ macro_rules! each_resource {
         mod accounts;
         #[path = "help.rs"]
         mod help;
+        #[path = "moves.rs"]
+        mod moves;
         #[path = "presenter.rs"]
         mod presenter;
         #[path = "preview.rs"]

@@ -7,7 +7,6 @@
 
 mod accounts;
 mod claims;
-mod moves;
 mod placement;
 mod replicas;
 mod seats;

@@ -1,4 +1,4 @@
-//! [`MoveStore`] on PostgreSQL. The move is one transaction: the seat's
+//! [`MoveStore`] on both back ends. The move is one transaction: the seat's
 //! agent changes only if it is still the old one (a compare-and-set two replicas cannot both
 //! win), and its move is recorded in the same commit.
 
@@ -6,19 +6,19 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::PgStore;
+use super::Store;
 use crate::sqlite::to_u32;
 use crate::{LostSeat, MoveStore, Result, SeatMove};
 
 #[async_trait]
-impl MoveStore for PgStore {
+impl MoveStore for Store {
     async fn lost_seats(&self) -> Result<Vec<LostSeat>> {
         let rows = sqlx::query(
             "SELECT s.workshop_id, s.seat, s.agent_id FROM seats s JOIN workshops w ON w.id = s.workshop_id \
              WHERE s.state = 'lost' AND s.agent_id IS NOT NULL AND w.status IN ('provisioning', 'running') \
              ORDER BY s.workshop_id, s.seat",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(self.reader())
         .await?;
         rows.iter()
             .map(|r| {
@@ -40,7 +40,7 @@ impl MoveStore for PgStore {
         only_lost: bool,
         at: DateTime<Utc>,
     ) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer().begin().await?;
         let lost = if only_lost { " AND state = 'lost'" } else { "" };
         let moved = sqlx::query(&format!(
             "UPDATE seats SET agent_id = $1, state = 'creating' \
@@ -79,7 +79,7 @@ impl MoveStore for PgStore {
             "SELECT seat, from_agent, moved_at FROM seat_moves WHERE workshop_id = $1 ORDER BY seat",
         )
         .bind(workshop_id)
-        .fetch_all(&self.pool)
+        .fetch_all(self.writer())
         .await?;
         rows.iter()
             .map(|r| {
@@ -100,7 +100,7 @@ impl MoveStore for PgStore {
              ORDER BY m.workshop_id, m.seat",
         )
         .bind(agent_id)
-        .fetch_all(&self.pool)
+        .fetch_all(self.reader())
         .await?;
         rows.iter()
             .map(|r| {
