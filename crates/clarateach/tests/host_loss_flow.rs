@@ -13,7 +13,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use clarateach_client::{Client, TerminalOptions};
 use clarateach_objstore::object_store::ObjectStore;
@@ -51,20 +51,6 @@ fn key(store: &VolumeStore, ws: &str, seat: u32, rel: &str) -> String {
         .to_string()
 }
 
-async fn read_file(http: &reqwest::Client, base: &str, token: &str, path: &str) -> Option<String> {
-    let res = http
-        .get(format!("{base}/api/session/files/{path}"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .ok()?;
-    if !res.status().is_success() {
-        return None;
-    }
-    let body: clarateach_core::ReadFileResponse = res.json().await.ok()?;
-    Some(body.content)
-}
-
 async fn run(
     http: &reqwest::Client,
     base: &str,
@@ -82,13 +68,6 @@ async fn run(
     let out: clarateach_core::RunResponse = res.json().await.expect("run response");
     assert_eq!(out.exit_code, Some(0), "run {command}: {out:?}");
     out
-}
-
-fn now_s() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 fn object_store_url() -> Option<String> {

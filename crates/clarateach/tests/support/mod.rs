@@ -7,7 +7,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_clarateach");
 
@@ -506,4 +506,33 @@ pub async fn terminal_live(base: &str, token: &str, marker: &str) -> bool {
     term.read_until(want.as_bytes(), Duration::from_secs(3))
         .await
         .is_ok()
+}
+
+/// The content of `path` in the learner's workspace, read through the gateway at `base`; `None`
+/// when it cannot be read (missing, or the seat not reachable).
+pub async fn read_file(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    path: &str,
+) -> Option<String> {
+    let res = http
+        .get(format!("{base}/api/session/files/{path}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .ok()?;
+    if !res.status().is_success() {
+        return None;
+    }
+    let body: clarateach_core::ReadFileResponse = res.json().await.ok()?;
+    Some(body.content)
+}
+
+/// Now, in seconds since the Unix epoch (the clock a seat's `date +%s.%N` reads).
+pub fn now_s() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }

@@ -11,6 +11,11 @@
 //! removes every link and namespace even when the test panics, after [`Cluster`]'s processes
 //! (and the seats they left behind) are killed.
 //!
+//! Object store (with [`ClusterSpec::s3s_fs`]): an s3s-fs server of the test's own on the
+//! gateway address ([`ObjectStoreServer`]; scripts/s3.sh's listens on the root namespace's
+//! loopback, which the agents in their namespaces cannot reach); the replicas and the agents
+//! run with `--object-store` and its credentials, the replicas with `--host-loss-grace`.
+//!
 //! Steps are methods ([`Cluster::kill_replica`], [`Cluster::kill_agent`],
 //! [`Cluster::restart_agent`], [`Cluster::lose_host`], [`Cluster::seats_on`],
 //! [`Cluster::learner_terminal`], ...) so a test composes them and a new
@@ -247,6 +252,11 @@ pub struct ClusterSpec {
     pub capacity: u32,
     /// Agent heartbeat (`serve --heartbeat-ms`).
     pub heartbeat_ms: u64,
+    /// The s3s-fs binary ([`s3s_fs_bin`]): seats are synced to an [`ObjectStoreServer`] and
+    /// a lost host's seats move after [`Self::host_loss_grace`]. `None`: no object store.
+    pub s3s_fs: Option<PathBuf>,
+    /// `serve --host-loss-grace` (with [`Self::s3s_fs`]).
+    pub host_loss_grace: Duration,
 }
 
 impl Default for ClusterSpec {
@@ -256,6 +266,8 @@ impl Default for ClusterSpec {
             agents: 3,
             capacity: 50,
             heartbeat_ms: 300,
+            s3s_fs: None,
+            host_loss_grace: Duration::from_secs(2),
         }
     }
 }
@@ -265,6 +277,8 @@ impl Default for ClusterSpec {
 pub struct Cluster {
     replicas: Vec<Option<Proc>>,
     agents: Vec<Option<Proc>>,
+    /// After the processes that use it, before the data dir it stores into.
+    pub object_store: Option<ObjectStoreServer>,
     pub bases: Vec<String>,
     pub agent_ids: Vec<String>,
     agent_tokens: Vec<String>,
@@ -282,6 +296,9 @@ impl Cluster {
     pub async fn start(db: &str, spec: &ClusterSpec) -> Self {
         let net = TestNet::create(spec.agents).expect("create the test network");
         let (tmp, dir) = data_dir();
+        let object_store = spec.s3s_fs.as_deref().map(|bin| {
+            ObjectStoreServer::start(bin, net.gateway(), &dir.join("s3"), &dir.join("s3s-fs.log"))
+        });
         let mut replicas = Vec::new();
         let mut bases = Vec::new();
         for r in 0..spec.replicas {
@@ -293,6 +310,12 @@ impl Cluster {
                 .arg(&dir)
                 .args(["--heartbeat-ms", &spec.heartbeat_ms.to_string()])
                 .args(["--database-url", db]);
+            if let Some(s3) = &object_store {
+                cmd.args(["--object-store", &s3.url()])
+                    .arg("--host-loss-grace")
+                    .arg(format!("{}ms", spec.host_loss_grace.as_millis()))
+                    .envs(s3.env());
+            }
             replicas.push(Some(Proc::start_command(
                 &dir,
                 &replica_name(r),
@@ -306,6 +329,7 @@ impl Cluster {
         let mut cluster = Self {
             replicas,
             agents: Vec::new(),
+            object_store,
             bases,
             agent_ids: Vec::new(),
             agent_tokens: Vec::new(),
@@ -351,6 +375,10 @@ impl Cluster {
             .arg("--listen")
             .arg(format!("{}:0", self.net.host(i)))
             .args(["--capacity", &self.capacity.to_string()]);
+        if let Some(s3) = &self.object_store {
+            // nsenter hands its environment on to the agent.
+            cmd.args(["--object-store", &s3.url()]).envs(s3.env());
+        }
         let agent = Proc::start_command(&self.dir, id, cmd, "listening on", "info");
         let theirs = std::fs::read_link(format!("/proc/{}/ns/net", agent.child.id()));
         let ours = std::fs::read_link("/proc/self/ns/net");
@@ -503,4 +531,107 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     }
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// The s3s-fs binary scripts/s3.sh installs (`CLARATEACH_S3S_ROOT` or
+/// `$HOME/.cache/clarateach/s3s-0.14.1`, `bin/s3s-fs`), if it is there.
+pub fn s3s_fs_bin() -> Option<PathBuf> {
+    let root = std::env::var_os("CLARATEACH_S3S_ROOT")
+        .filter(|r| !r.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/clarateach/s3s-0.14.1"))
+        })?;
+    let bin = root.join("bin/s3s-fs");
+    bin.is_file().then_some(bin)
+}
+
+/// `n` random bytes from the kernel, in hex (test credentials).
+fn random_hex(n: usize) -> String {
+    use std::io::Read;
+    let mut bytes = vec![0u8; n];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .expect("read /dev/urandom");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A real S3 server (s3s-fs over a directory, one bucket) listening on one address of the
+/// test network, with fresh credentials; killed on drop.
+pub struct ObjectStoreServer {
+    child: std::process::Child,
+    /// `http://ADDR:PORT`.
+    pub endpoint: String,
+    pub bucket: String,
+    /// The directory that holds the bucket (a directory per bucket, a file per object).
+    pub data: PathBuf,
+    access_key: String,
+    secret_key: String,
+}
+
+impl ObjectStoreServer {
+    /// Starts `bin` on `addr` (a free port) over `data`, logging to `log`, and waits until it
+    /// accepts connections.
+    pub fn start(bin: &Path, addr: Ipv4Addr, data: &Path, log: &Path) -> Self {
+        let bucket = "clarateach-multihost".to_string();
+        std::fs::create_dir_all(data.join(&bucket)).expect("create the bucket dir");
+        let (access_key, secret_key) = (random_hex(12), random_hex(24));
+        let port = free_port_on(addr);
+        let log_file = std::fs::File::create(log).expect("s3s-fs log");
+        let err_file = log_file.try_clone().expect("s3s-fs log");
+        // Credentials on the command line of a test server on a test-only bridge.
+        let mut child = Command::new(bin)
+            .args(["--host", &addr.to_string(), "--port", &port.to_string()])
+            .args(["--access-key", &access_key, "--secret-key", &secret_key])
+            .arg(data)
+            .stdout(log_file)
+            .stderr(err_file)
+            .spawn()
+            .expect("spawn s3s-fs");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let at = SocketAddr::from((addr, port));
+        while std::net::TcpStream::connect_timeout(&at, Duration::from_millis(200)).is_err() {
+            let exited = child.try_wait().ok().flatten();
+            if exited.is_some() || Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "s3s-fs did not listen on {at} ({exited:?}); log:\n{}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self {
+            child,
+            endpoint: format!("http://{at}"),
+            bucket,
+            data: data.to_path_buf(),
+            access_key,
+            secret_key,
+        }
+    }
+
+    /// `--object-store` for `serve` and `agent`.
+    pub fn url(&self) -> String {
+        format!("s3://{}", self.bucket)
+    }
+
+    /// The environment `serve` and `agent` read the endpoint and credentials from.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_ALLOW_HTTP", "true".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ACCESS_KEY_ID", self.access_key.clone()),
+            ("AWS_SECRET_ACCESS_KEY", self.secret_key.clone()),
+        ]
+    }
+}
+
+impl Drop for ObjectStoreServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
