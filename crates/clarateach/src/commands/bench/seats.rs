@@ -302,6 +302,9 @@ async fn pause_resume(admin: &Client, id: &str, seats: u32) -> anyhow::Result<()
     Ok(())
 }
 
+/// Rounds of the output figures (gateway, daemon direct, host PTY), interleaved.
+const OUTPUT_ROUNDS: usize = 3;
+
 /// The physical limit of the same output: a host PTY running the same pipeline, drained by this
 /// process with 1 MiB reads and nothing else in the way (no relay, no framing). A `script(1)`
 /// baseline would copy through its own small buffers and understate the limit.
@@ -601,11 +604,23 @@ async fn measure(args: &Args, stack: &Stack, dir: &Path, mem_before: u64) -> any
         ms(percentile(&via_daemon, 0.99))
     );
 
-    let gw_rate = throughput(&mut gw, args.output_mib).await?;
-    let direct_rate = throughput(&mut direct, args.output_mib).await?;
-    let host_rate = host_pty_throughput(args.output_mib).await?;
+    // Three interleaved rounds: the host PTY's rate moves by half between runs of a quiet
+    // machine, so one sample of each would make the share a coin toss. The limit is the best
+    // host run; the gateway and the daemon are their medians.
+    let (mut gw_rates, mut direct_rates, mut host_rates) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..OUTPUT_ROUNDS {
+        gw_rates.push(throughput(&mut gw, args.output_mib).await?);
+        direct_rates.push(throughput(&mut direct, args.output_mib).await?);
+        host_rates.push(host_pty_throughput(args.output_mib).await?);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (gw_rate, direct_rate) = (median(&mut gw_rates), median(&mut direct_rates));
+    let host_rate = host_rates.iter().copied().fold(0.0, f64::max);
     println!(
-        "output: gateway {gw_rate:.1} MiB/s, daemon direct {direct_rate:.1} MiB/s, host PTY drained with 1 MiB reads (the physical limit) {host_rate:.1} MiB/s -> gateway = {:.0}% of raw PTY (goal >= 70%)",
+        "output ({OUTPUT_ROUNDS} interleaved rounds): gateway {gw_rate:.1} MiB/s (median of {gw_rates:.1?}), daemon direct {direct_rate:.1} MiB/s (median of {direct_rates:.1?}), host PTY drained with 1 MiB reads (the physical limit, best of {host_rates:.1?}) {host_rate:.1} MiB/s -> gateway = {:.0}% of raw PTY (goal >= 70%)",
         100.0 * gw_rate / host_rate
     );
     recording_overhead(&learner, stack, args).await?;

@@ -349,20 +349,29 @@ async fn bench(args: &Args, dir: &Path) -> anyhow::Result<()> {
         idle as f64 / 1024.0
     );
 
-    let raw = raw_pty(&big).await?;
+    // The PTY's rate moves by half between runs of a quiet machine: it is measured before and
+    // after every daemon run, and the best is the limit each share is taken against.
+    let mut raws = vec![raw_pty(&big).await?];
     let (p50, p99) = echo(Proto::Daemon, port, args.keystrokes).await?;
     println!(
         "daemon RSS with one session: {:.1} MiB",
         rss_kib(pid) as f64 / 1024.0
     );
     let one = throughput(Proto::Daemon, port, &big, 1, "tp1").await?;
+    raws.push(raw_pty(&big).await?);
     let five = throughput(Proto::Daemon, port, &big, args.viewers, "tp5").await?;
+    raws.push(raw_pty(&big).await?);
     // The same as `one` while the instructor's grid shows the seat: the control plane asks
-    // for the screen every second, and the daemon keeps its VT state while it is asked.
+    // for the screen every second, and the daemon catches its VT state up at each ask.
     let grid = tokio::spawn(watch_screen(port, "tpw"));
     let watched = throughput(Proto::Daemon, port, &big, 1, "tpw").await;
     grid.abort();
     let watched = watched?;
+    raws.push(raw_pty(&big).await?);
+    let raw = raws.iter().copied().fold(0.0, f64::max);
+    println!(
+        "raw PTY runs (MB/s), before and after each daemon run: {raws:.1?}; the best is the limit"
+    );
     let one = slowest(&one).context("no viewer")?;
     let min5 = slowest(&five).context("no viewer")?;
     let watched = slowest(&watched).context("no viewer")?;
