@@ -287,6 +287,13 @@ fn expected(method: &Method, path: &str, who: Who) -> Option<StatusCode> {
             InstructorB => StatusCode::NOT_FOUND,
             _ => unauth,
         },
+        // Moving a seat needs object storage, which this control plane has not: A is told so
+        // (503) only after its ownership of the workshop is checked; B learns nothing of A's.
+        "/api/workshops/{id}/seats/{seat}/move" => match who {
+            InstructorA => StatusCode::SERVICE_UNAVAILABLE,
+            InstructorB => StatusCode::NOT_FOUND,
+            _ => unauth,
+        },
         // {seat} is A's seat 2 (its learner's token is not used after this row).
         "/api/workshops/{id}/seats/{seat}/reset" => match who {
             InstructorA => ok,
@@ -358,7 +365,7 @@ fn expected(method: &Method, path: &str, who: Who) -> Option<StatusCode> {
             InstructorB => StatusCode::NOT_FOUND,
             _ => unauth,
         },
-        "/api/session/broadcast" | "/api/session/presence" => match who {
+        "/api/session/broadcast" | "/api/session/presence" | "/api/session/seat" => match who {
             _ if learner => ok,
             _ => unauth,
         },
@@ -516,6 +523,14 @@ async fn every_route_by_every_caller() {
                 && path != "/api/session/presence"
             {
                 let (ws, seat) = seat_of(who, &w).expect("seat");
+                if path == "/api/session/seat" {
+                    // The learner's own seat, named in the answer.
+                    let v = serde_json::from_str::<Value>(&text).unwrap_or_default();
+                    if v["workshop_id"] != ws.as_str() || v["seat"] != seat {
+                        failures.push(format!("{method} {url} as {who:?} named {v}"));
+                    }
+                    continue;
+                }
                 if path.starts_with("/api/session/previews") {
                     // A preview answer names its seat in its URL's host.
                     let v = serde_json::from_str::<Value>(&text).unwrap_or_default();
