@@ -12,8 +12,11 @@ use clarateach_isolation::sandbox::health;
 use clarateach_isolation::{Backend, DaemonAddr};
 use sandbox_support::{ok, skipped, Harness};
 
+/// A loop in the seat counting into `count` and naming its pid in `pid`, each file replaced by a
+/// rename (a read between a truncate and a write would see it empty).
 const COUNTER: &str = "nohup sh -c 'i=0; while :; do i=$((i+1)); echo $i > /workspace/count.tmp; \
-     mv /workspace/count.tmp /workspace/count; echo $$ > /workspace/pid; sleep 0.01; done' \
+     mv /workspace/count.tmp /workspace/count; echo $$ > /workspace/pid.tmp; \
+     mv /workspace/pid.tmp /workspace/pid; sleep 0.01; done' \
      >/dev/null 2>&1 & sleep 0.3";
 
 fn count(h: &Harness, seat: u32) -> u64 {
