@@ -4627,17 +4627,8 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `no_other_agent`, `workshop_not_running`, `seat_moving` */
+            /** @description `no_other_agent`, `workshop_not_running`, `seat_moving`, `agent_unavailable` (no object storage) */
             409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description `agent_unavailable`: object storage is not configured */
-            503: {
                 headers: {
                     [name: string]: unknown;
                 };

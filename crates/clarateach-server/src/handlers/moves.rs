@@ -24,8 +24,7 @@ use crate::state::AppState;
         (status = 202, body = MoveSeatResponse),
         (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody),
-        (status = 409, description = "`no_other_agent`, `workshop_not_running`, `seat_moving`", body = ErrorBody),
-        (status = 503, description = "`agent_unavailable`: object storage is not configured", body = ErrorBody),
+        (status = 409, description = "`no_other_agent`, `workshop_not_running`, `seat_moving`, `agent_unavailable` (no object storage)", body = ErrorBody),
     ))]
 pub async fn move_seat(
     State(state): State<AppState>,
@@ -37,8 +36,8 @@ pub async fn move_seat(
         return Err(ApiError::not_found("This workshop has no such seat."));
     }
     if state.config().object_store.is_none() {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
+        // The deployment's set-up, not an outage: 409, as for a workshop that is not running.
+        return Err(ApiError::conflict(
             ErrorCode::AgentUnavailable,
             "Seats can only move when the control plane has object storage (--object-store).",
         ));

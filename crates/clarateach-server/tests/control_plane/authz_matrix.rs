@@ -288,9 +288,9 @@ fn expected(method: &Method, path: &str, who: Who) -> Option<StatusCode> {
             _ => unauth,
         },
         // Moving a seat needs object storage, which this control plane has not: A is told so
-        // (503) only after its ownership of the workshop is checked; B learns nothing of A's.
+        // (409) only after its ownership of the workshop is checked; B learns nothing of A's.
         "/api/workshops/{id}/seats/{seat}/move" => match who {
-            InstructorA => StatusCode::SERVICE_UNAVAILABLE,
+            InstructorA => StatusCode::CONFLICT,
             InstructorB => StatusCode::NOT_FOUND,
             _ => unauth,
         },
