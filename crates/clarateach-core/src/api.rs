@@ -608,6 +608,26 @@ pub struct SuccessResponse {
     pub success: bool,
 }
 
+/// `POST /activate` on a seat daemon started ahead of its seat's Start (`--await-activation`):
+/// the token the agent uses from now on (the start-up one stops working) and the workshop's
+/// environment for every shell and command started afterwards. Accepted once.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivateRequest {
+    pub token: String,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for ActivateRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActivateRequest")
+            .field("token", &"<hidden>")
+            .field("env", &self.env.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
 /// `POST /run`
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -151,6 +151,10 @@ error_codes! {
     FileChanged = "file_changed",
 
     // Workspace daemon: run and terminal.
+    /// A daemon started ahead of its seat's Start serves nothing before its activation
+    /// (`POST /activate`), and takes that only once.
+    NotActivated = "not_activated",
+    AlreadyActivated = "already_activated",
     BadCommand = "bad_command",
     BadEnv = "bad_env",
     BadTimeout = "bad_timeout",

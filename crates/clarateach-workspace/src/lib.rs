@@ -2,6 +2,7 @@
 //! WebSocket, a file API confined to the workspace root by the kernel, a change feed, and a
 //! run-a-command API. The binary and the tests share [`router`] and [`serve`].
 
+pub mod activate;
 pub mod error;
 pub mod files;
 pub mod fsroot;
@@ -39,6 +40,9 @@ pub struct Config {
     pub max_file_bytes: u64,
     /// Scrollback kept per terminal session.
     pub scrollback_bytes: usize,
+    /// Started ahead of its seat's Start: nothing is served before `POST /activate`
+    /// (`activate`).
+    pub await_activation: bool,
 }
 
 impl std::fmt::Debug for Config {
@@ -50,6 +54,7 @@ impl std::fmt::Debug for Config {
             .field("shell", &self.shell)
             .field("max_file_bytes", &self.max_file_bytes)
             .field("scrollback_bytes", &self.scrollback_bytes)
+            .field("await_activation", &self.await_activation)
             .finish()
     }
 }
@@ -66,6 +71,7 @@ impl Config {
             shell: None,
             max_file_bytes: Self::DEFAULT_MAX_FILE_BYTES,
             scrollback_bytes: Self::DEFAULT_SCROLLBACK_BYTES,
+            await_activation: false,
         }
     }
 
@@ -97,6 +103,8 @@ pub struct AppState {
     pub own_tcp_ports: Arc<Vec<u16>>,
     /// Cancelled when the daemon stops: open WebSockets close.
     pub cancel: CancellationToken,
+    /// The token and environment of a daemon started ahead of its seat's Start.
+    pub activation: Arc<activate::Activation>,
 }
 
 impl AppState {
@@ -109,11 +117,13 @@ impl AppState {
                 .map_err(|e| Error::Root(root_path.clone(), std::io::Error::other(e)))?,
         );
         let env_remove: Vec<OsString> = vec![TOKEN_ENV.into()];
+        let activation = Arc::new(activate::Activation::new(cfg.await_activation));
         let shell = session::ShellConfig {
             argv: cfg.shell_argv(),
             cwd: root_path.clone(),
             env_remove: env_remove.clone(),
             scrollback_bytes: cfg.scrollback_bytes,
+            activation: activation.clone(),
         };
         Ok(Self {
             watches: Arc::new(watch::Watches::new(root_path, root.clone())),
@@ -133,6 +143,7 @@ impl AppState {
                     .collect(),
             ),
             cancel,
+            activation,
         })
     }
 }

@@ -55,20 +55,11 @@ pub async fn handler(
             "timeout_s must be between 1 and 600",
         ));
     }
-    if let Some(k) = req
-        .env
-        .keys()
-        .find(|k| k.is_empty() || k.contains(['=', '\0']))
-    {
-        return Err(ApiError::bad_request(
-            ErrorCode::BadEnv,
-            format!("invalid environment variable name {k:?}"),
-        ));
-    }
-    if req.env.values().any(|v| v.contains('\0')) || req.command.contains('\0') {
+    crate::activate::check_env(&req.env)?;
+    if req.command.contains('\0') {
         return Err(ApiError::bad_request(
             ErrorCode::BadCommand,
-            "command and env values must not contain NUL",
+            "the command must not contain NUL",
         ));
     }
     let mut files = Vec::new();
@@ -205,6 +196,7 @@ async fn start(
     cmd.arg("-c")
         .arg(&req.command)
         .current_dir(stage)
+        .envs(state.activation.env().iter().cloned())
         .envs(&req.env)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

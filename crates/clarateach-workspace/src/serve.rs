@@ -18,7 +18,7 @@ use clarateach_core::HealthResponse;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
-use crate::{files, preview, run, terminal, watch, AppState, Config};
+use crate::{activate, files, preview, run, terminal, watch, AppState, Config};
 
 /// Where the daemon listens: `127.0.0.1:7681`, `unix:/run/clarateach.sock`, or `fd:3`, a listening
 /// Unix socket the sandbox's creator bound in a directory the learner cannot reach and handed
@@ -90,6 +90,7 @@ pub fn router(state: AppState) -> Router {
         .route("/preview/{port}", any(preview::relay))
         .route("/preview/{port}/", any(preview::relay))
         .route("/preview/{port}/{*rest}", any(preview::relay))
+        .route("/activate", post(activate::handler))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/health", get(health))
@@ -122,9 +123,20 @@ async fn health() -> Json<HealthResponse> {
     })
 }
 
+/// The bearer token must be the daemon's (the activation's once a daemon started ahead got
+/// it); a daemon started ahead serves `/activate` alone until then.
 async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let expected = state.activation.token(&state.token);
     match clarateach_core::secret::bearer_token(req.headers()) {
-        Some(t) if clarateach_core::secret::constant_time_eq(t, &state.token) => {
+        Some(t) if clarateach_core::secret::constant_time_eq(t, expected) => {
+            if !state.activation.serving() && req.uri().path() != "/activate" {
+                return ApiError::new(
+                    StatusCode::CONFLICT,
+                    ErrorCode::NotActivated,
+                    "The seat has not started yet.",
+                )
+                .into_response();
+            }
             next.run(req).await
         }
         _ => ApiError::new(

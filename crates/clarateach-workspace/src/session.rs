@@ -33,6 +33,8 @@ pub struct ShellConfig {
     pub env_remove: Vec<OsString>,
     /// Bytes of scrollback kept per session and replayed on attach.
     pub scrollback_bytes: usize,
+    /// The workshop's environment, once a daemon started ahead got it (`activate`).
+    pub activation: Arc<crate::activate::Activation>,
 }
 
 /// Something a viewer receives.
@@ -195,7 +197,12 @@ impl SessionManager {
         let spec = SpawnSpec {
             argv: self.cfg.argv.clone(),
             cwd: self.cfg.cwd.clone(),
-            env: std::iter::once(("TERM".to_string(), "xterm-256color".to_string()))
+            // The workshop's variables first: the terminal's own win.
+            env: (self.cfg.activation.env().iter().cloned())
+                .chain(std::iter::once((
+                    "TERM".to_string(),
+                    "xterm-256color".to_string(),
+                )))
                 .chain(screen::shell_integration_env())
                 .map(|(k, v)| (k.into(), v.into()))
                 .collect(),

@@ -73,11 +73,7 @@ impl Daemon {
         req.headers_mut()
             .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
         let (ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-        Ws {
-            ws,
-            text: String::new(),
-            events: Vec::new(),
-        }
+        Ws::from(ws)
     }
 }
 
@@ -89,10 +85,21 @@ impl Drop for Daemon {
     }
 }
 
+pub type WsStream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+impl From<WsStream> for Ws {
+    fn from(ws: WsStream) -> Self {
+        Ws {
+            ws,
+            text: String::new(),
+            events: Vec::new(),
+        }
+    }
+}
+
 pub struct Ws {
-    pub ws: tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
+    pub ws: WsStream,
     /// All output so far (binary frames and json `output` data), lossy UTF-8.
     pub text: String,
     /// Control messages (text frames other than `output`).

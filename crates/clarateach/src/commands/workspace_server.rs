@@ -24,6 +24,10 @@ pub struct Args {
     /// Largest file the file API reads or writes, in MiB.
     #[arg(long, default_value_t = 10)]
     max_file_mb: u64,
+    /// Started ahead of the seat's Start: serve nothing but `POST /activate` (the token used
+    /// from then on and the workshop's environment) until it comes.
+    #[arg(long)]
+    await_activation: bool,
 }
 
 fn parse_listen(s: &str) -> Result<Listen, String> {
@@ -36,6 +40,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .shell
         .map(|s| s.split_whitespace().map(String::from).collect());
     cfg.max_file_bytes = args.max_file_mb << 20;
+    cfg.await_activation = args.await_activation;
     let shutdown = async {
         let mut term =
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
