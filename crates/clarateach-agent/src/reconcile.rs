@@ -417,7 +417,8 @@ impl Reconciler {
                 workshop_id,
                 seats,
                 limits,
-            } => self.prepare_seats(workshop_id, seats, limits),
+                image,
+            } => self.prepare_seats(workshop_id, seats, limits, image),
             ControlMessage::ReleasePrepared { workshop_id } => {
                 self.end_prepared(&workshop_id, None, true)
             }

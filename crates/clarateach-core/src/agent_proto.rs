@@ -163,12 +163,17 @@ pub enum ControlMessage {
     },
     /// A workshop was created (or its `start_at` approaches): make ahead what `seats` of its
     /// seats need that holds nothing of a learner or of its secret (no env, no token: only the
-    /// limits), so its Start only runs them. The agent reports nothing; a workshop that is never
+    /// limits and image; a sandbox agent runs seats 1..=`seats` frozen), so its Start only
+    /// activates them. The agent reports nothing; a workshop that is never
     /// started gets it back with `ReleasePrepared` (or when the agent's own time limit ends).
     PrepareSeats {
         workshop_id: String,
         seats: u32,
         limits: Limits,
+        /// The workshop's seat image (seats 1..=`seats` may then be run ahead, frozen, on it);
+        /// absent from older control planes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        image: Option<String>,
     },
     /// The workshop was deleted or will not start: give back what `PrepareSeats` made.
     ReleasePrepared {

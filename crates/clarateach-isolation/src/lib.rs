@@ -247,19 +247,30 @@ pub trait Backend: Send + Sync + 'static {
     }
 
     /// Makes, ahead of a workshop's start, what `seats` of its seats need that holds nothing of
-    /// a learner or of the workshop's secret (sandbox: one mounted seat file system each), so
-    /// Start only runs them; returns how many are ready. Nothing by default.
+    /// a learner or of the workshop's secret (sandbox: one mounted seat file system each, and
+    /// seats 1..=`seats` run frozen without the workshop's environment), so Start only runs
+    /// them; returns how many are ready. Nothing by default.
     async fn prepare_ahead(
         &self,
         _workshop_id: &str,
         _limits: &Limits,
+        _image: Option<&str>,
         _seats: u32,
     ) -> Result<u32, BackendError> {
         Ok(0)
     }
 
+    /// Called at once (before `prepare_ahead` runs) when seats of `workshop_id` are to be
+    /// prepared: the workshop's creates from then on wait for that preparation.
+    fn preparing(&self, _workshop_id: &str) {}
+
     /// Gives back what `prepare_ahead` made for a workshop that was deleted or will not start.
     async fn release_ahead(&self, _workshop_id: &str) -> Result<(), BackendError> {
+        Ok(())
+    }
+
+    /// Gives back what `prepare_ahead` made that the started workshop's seats did not take.
+    async fn trim_ahead(&self, _workshop_id: &str) -> Result<(), BackendError> {
         Ok(())
     }
 }

@@ -297,6 +297,7 @@ fn bench_hardening_cost_in_bwrap() {
             tmp_bytes: tmp,
             shm_bytes: shm,
             egress: false,
+            await_activation: false,
         };
         let mut args: Vec<String> = bwrap_args(&input)
             .into_iter()

@@ -199,6 +199,9 @@ pub async fn stop(state: &AppState, w: WorkshopRecord) -> Result<WorkshopRecord,
     store
         .set_seats_state(&w.id, Some(&release.unreachable), SeatState::Destroyed)
         .await?;
+    // Seats run ahead on an agent the Start placed none (or fewer) of them on go now, not
+    // when the agent's own time limit ends.
+    crate::prepare::give_back(state, &w.id).await;
     let finisher = tokio::spawn(finish_stop(state.clone(), w.id.clone()));
     let _ = tokio::time::timeout(Duration::from_secs(2), finisher).await;
     reload(state, &w.id).await

@@ -2,10 +2,12 @@
 //! Start). When a workshop is created (or a start is scheduled for it), the agent most likely to
 //! host it (the connected agent of this replica with the most free seats, holding the
 //! workshop's image when it names one) is asked to make what the seats need that holds nothing
-//! of a learner or of the secret (`ControlMessage::PrepareSeats`: the seat count and limits
-//! only); the start then finds it made. A workshop that is deleted, or stopped before it ever
+//! of a learner or of the secret (`ControlMessage::PrepareSeats`: the seat count, limits and
+//! image only; a sandbox agent makes the seats and runs them frozen, without the workshop's
+//! environment); the start then finds them made and only activates them. A workshop that is deleted, or stopped before it ever
 //! started, gives it back (`ReleasePrepared`, sent to every connected agent: cheap, and right
-//! even if placement changed since). Preparing is best effort: a start without it is the cold
+//! even if placement changed since); so does a stop after the start (what an agent made that no
+//! seat took). Preparing is best effort: a start without it is the cold
 //! start it always was.
 
 use clarateach_core::agent_proto::ControlMessage;
@@ -41,6 +43,7 @@ pub async fn ahead(state: &AppState, w: &WorkshopRecord) {
         workshop_id: w.id.clone(),
         seats,
         limits: w.limits.clone(),
+        image: w.image.clone(),
     };
     match state
         .provisioner()

@@ -16,6 +16,9 @@ use crate::state::Command;
 /// How long seats prepared ahead wait for their workshop's Start before they are given back.
 pub const PREPARED_TTL: Duration = Duration::from_secs(12 * 3600);
 
+/// How long after its start a workshop's seats have to take what was prepared for them.
+const LEFTOVERS_AFTER: Duration = Duration::from_secs(60);
+
 pub use crate::state::Prepared;
 
 pub(crate) struct Entry {
@@ -25,7 +28,13 @@ pub(crate) struct Entry {
 }
 
 impl Reconciler {
-    pub(super) fn prepare_seats(&mut self, workshop_id: String, seats: u32, limits: Limits) {
+    pub(super) fn prepare_seats(
+        &mut self,
+        workshop_id: String,
+        seats: u32,
+        limits: Limits,
+        image: Option<String>,
+    ) {
         if self.seats.keys().any(|k| k.workshop_id == workshop_id) {
             // Its seats exist already: nothing to make ahead.
             return;
@@ -42,10 +51,12 @@ impl Reconciler {
         );
         tracing::info!(workshop.id = %workshop_id, seats, disk_mb = limits.disk_mb, "preparing seats ahead of the start");
         let (backend, tx) = (Arc::clone(&self.backend), self.tx.clone());
+        // Before any create of the workshop can run: those wait for what is made ahead.
+        backend.preparing(&workshop_id);
         let ttl = self.prepared_ttl;
         tokio::spawn(async move {
             let result = backend
-                .prepare_ahead(&workshop_id, &limits, seats)
+                .prepare_ahead(&workshop_id, &limits, image.as_deref(), seats)
                 .await
                 .map_err(|e| error_chain(&e));
             let _ = tx
@@ -119,7 +130,21 @@ impl Reconciler {
         self.prepared.remove(workshop_id);
         if give_back {
             self.release_in_backend(workshop_id.to_string());
+        } else {
+            self.trim_in_backend(workshop_id.to_string());
         }
+    }
+
+    /// What the started workshop's seats did not take (fewer placed here than prepared) goes
+    /// once they had [`LEFTOVERS_AFTER`] to take it.
+    fn trim_in_backend(&self, workshop_id: String) {
+        let backend = Arc::clone(&self.backend);
+        tokio::spawn(async move {
+            tokio::time::sleep(LEFTOVERS_AFTER).await;
+            if let Err(e) = backend.trim_ahead(&workshop_id).await {
+                tracing::warn!(workshop.id = %workshop_id, error = %error_chain(&e), "trimming what a start left of its prepared seats failed");
+            }
+        });
     }
 
     fn release_in_backend(&self, workshop_id: String) {

@@ -121,6 +121,7 @@ impl Backend for Fake {
         &self,
         workshop_id: &str,
         limits: &Limits,
+        _image: Option<&str>,
         seats: u32,
     ) -> Result<u32, BackendError> {
         self.log(format!("ahead {workshop_id} {seats} {}", limits.disk_mb));
@@ -435,6 +436,7 @@ async fn seats_prepared_ahead_are_taken_by_the_start_or_given_back() {
         workshop_id: ws.into(),
         seats: 3,
         limits: Limits::default(),
+        image: None,
     };
     // Prepared, then started: the create ends the reservation, nothing is given back.
     handle.control(prepare("ws-test01")).await.expect("send");

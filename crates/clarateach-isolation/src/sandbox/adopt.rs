@@ -83,6 +83,23 @@ pub(super) async fn adopt(
                 }
             };
             let key = rec.key.clone();
+            if rec.warm {
+                // Run ahead of a Start that this agent will not see: it holds nothing of
+                // anyone, and its daemon only knows a start-up token this process forgot.
+                b.lock().insert(
+                    key.clone(),
+                    Seat {
+                        record: rec,
+                        child: None,
+                        running: true,
+                        warm: None,
+                    },
+                );
+                if let Err(e) = b.destroy(&key, true).await {
+                    tracing::warn!(workshop.id = %key.workshop_id, seat = key.seat, error = %e, "a seat run ahead could not be given back");
+                }
+                continue;
+            }
             if b.endpoint(&key).is_some() {
                 out.push((key, WorkspaceStatus::Running));
                 continue;
@@ -110,6 +127,7 @@ pub(super) async fn adopt(
                         record: rec,
                         child: None,
                         running: true,
+                        warm: None,
                     },
                 );
                 out.push((key, WorkspaceStatus::Running));
@@ -132,6 +150,7 @@ pub(super) async fn adopt(
                     record: rec,
                     child: None,
                     running: false,
+                    warm: None,
                 },
             );
             out.push((key, WorkspaceStatus::Stopped));

@@ -117,6 +117,8 @@ pub struct ArgsInput<'a> {
     pub shm_bytes: u64,
     /// The seat has its own network namespace (entered before bwrap): no `--unshare-net`.
     pub egress: bool,
+    /// Run ahead of the seat's Start: the daemon serves nothing before its activation.
+    pub await_activation: bool,
 }
 
 /// Sizes of `/tmp` and `/dev/shm` for a seat's disk limit: a quarter and an eighth of it (at
@@ -229,6 +231,9 @@ pub fn build(input: &ArgsInput<'_>) -> Vec<OsString> {
         &"--root",
         &"/workspace",
     ]);
+    if input.await_activation {
+        push(&[&"--await-activation"]);
+    }
     a
 }
 
@@ -285,6 +290,7 @@ mod tests {
             tmp_bytes: 512 << 20,
             shm_bytes: 256 << 20,
             egress,
+            await_activation: false,
         }
     }
 

@@ -266,6 +266,7 @@ impl SandboxBackend {
             tmp_bytes,
             shm_bytes,
             egress: net.is_some(),
+            await_activation: rec.warm,
         };
         let uid = rec.host_uid.unwrap_or(LEGACY_UID);
         let (log, drain) = super::log::for_start(&p.log).map_err(io("open the seat log pipe"))?;
@@ -320,32 +321,15 @@ impl SandboxBackend {
             .map_err(io("clone the seat file system for its launch"))
     }
 
-    fn log_tail(p: &SeatPaths) -> String {
-        let text = std::fs::read_to_string(&p.log).unwrap_or_default();
-        let start = text.len().saturating_sub(400);
-        text.get(start..).unwrap_or("").trim().to_string()
-    }
-
-    pub(super) fn endpoint_of(rec: &SandboxRecord) -> DaemonEndpoint {
-        DaemonEndpoint {
-            addr: DaemonAddr::Unix(rec.socket.clone()),
-            token: rec.daemon_token.clone(),
-        }
-    }
-}
-
-#[async_trait]
-impl Backend for SandboxBackend {
-    fn kind(&self) -> BackendKind {
-        BackendKind::Sandbox
-    }
-
-    #[tracing::instrument(skip_all, fields(workshop.id = %spec.key.workshop_id, seat = spec.key.seat), err)]
-    async fn create(&self, spec: &WorkspaceSpec) -> Result<(), BackendError> {
+    /// The create's work: the seat's uid, file system and record (`ahead`: run ahead of its
+    /// workshop's Start, `warm`).
+    pub(super) async fn create_seat(
+        &self,
+        spec: &WorkspaceSpec,
+        ahead: bool,
+    ) -> Result<(), BackendError> {
         let key = &spec.key;
         paths::validate(key).map_err(io("validate the seat key"))?;
-        // Its workshop's spares made ahead are this class's to take now (`store::ahead`).
-        self.store.started_ahead(&key.workshop_id);
         let p = self.paths(key);
         if p.socket.as_os_str().len() >= 108 {
             return Err(BackendError::Unavailable(format!(
@@ -367,12 +351,17 @@ impl Backend for SandboxBackend {
             paths::private_dir(dir).map_err(io("create the state dir"))?;
         }
         let mut rec = SandboxRecord::from_spec(spec, p.socket.clone(), self.cgroup_name(key), uid);
+        rec.warm = ahead;
         let mut seats = self.lock();
+        let mut save = true;
         if let Some(seat) = seats.get_mut(key) {
+            // A seat run ahead: its activation saves the record (one write per seat at Start).
+            save = seat.warm.is_none();
             // Keep the running process (and its socket and uid); the new spec applies from the
             // next start.
             rec.pid = seat.record.pid;
             rec.start_time = seat.record.start_time;
+            rec.warm = seat.record.warm;
             if seat.running {
                 rec.socket = seat.record.socket.clone();
                 rec.host_uid = seat.record.host_uid;
@@ -385,20 +374,22 @@ impl Backend for SandboxBackend {
                     record: rec.clone(),
                     child: None,
                     running: false,
+                    warm: None,
                 },
             );
         }
         drop(seats);
+        if !save {
+            return Ok(());
+        }
         rec.save(&p.state).map_err(io("save the seat state"))
     }
 
-    #[tracing::instrument(skip_all, fields(workshop.id = %key.workshop_id, seat = key.seat), err)]
-    async fn start(&self, key: &SeatKey) -> Result<DaemonEndpoint, BackendError> {
-        if let Some(ep) = self.endpoint(key) {
-            if matches!(self.status(key).await?, WorkspaceStatus::Running) {
-                return Ok(ep);
-            }
-        }
+    /// Launches the seat from its record and waits for its daemon.
+    pub(super) async fn launch_and_wait(
+        &self,
+        key: &SeatKey,
+    ) -> Result<DaemonEndpoint, BackendError> {
         let mut rec = self
             .record_of(key)
             .ok_or_else(|| BackendError::Unknown(key.clone()))?;
@@ -439,17 +430,75 @@ impl Backend for SandboxBackend {
             "seat ready"
         );
         let ep = Self::endpoint_of(&rec);
-        self.lock().insert(
+        let mut seats = self.lock();
+        let warm = seats.get_mut(key).and_then(|s| s.warm.take());
+        seats.insert(
             key.clone(),
             Seat {
                 record: rec,
                 child: Some(child),
                 running: true,
+                warm,
             },
         );
         Ok(ep)
     }
 
+    fn log_tail(p: &SeatPaths) -> String {
+        let text = std::fs::read_to_string(&p.log).unwrap_or_default();
+        let start = text.len().saturating_sub(400);
+        text.get(start..).unwrap_or("").trim().to_string()
+    }
+
+    pub(super) fn endpoint_of(rec: &SandboxRecord) -> DaemonEndpoint {
+        DaemonEndpoint {
+            addr: DaemonAddr::Unix(rec.socket.clone()),
+            token: rec.daemon_token.clone(),
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for SandboxBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Sandbox
+    }
+
+    #[tracing::instrument(skip_all, fields(workshop.id = %spec.key.workshop_id, seat = spec.key.seat), err)]
+    async fn create(&self, spec: &WorkspaceSpec) -> Result<(), BackendError> {
+        let key = &spec.key;
+        paths::validate(key).map_err(io("validate the seat key"))?;
+        // Its workshop's spares made ahead are this class's to take now (`store::ahead`), and
+        // a seat run ahead for this spec is this create's to start (`warm`).
+        self.store.started_ahead(&key.workshop_id);
+        // A run ahead of this workshop still going: it makes no more seats, and those it made
+        // are claimed once the ones in flight are done.
+        let _run = match self.stop_ahead_run(&key.workshop_id) {
+            Some(run) => Some(run.read_owned().await),
+            None => None,
+        };
+        self.claim_ahead(spec).await?;
+        self.create_seat(spec, false).await
+    }
+
+    #[tracing::instrument(skip_all, fields(workshop.id = %key.workshop_id, seat = key.seat), err)]
+    async fn start(&self, key: &SeatKey) -> Result<DaemonEndpoint, BackendError> {
+        if let Some(startup_token) = self.startup_token(key) {
+            match self.activate(key, &startup_token).await {
+                Ok(ep) => return Ok(ep),
+                Err(e) => {
+                    tracing::warn!(workshop.id = %key.workshop_id, seat = key.seat, error = %clarateach_core::error::error_chain(&e), "the seat run ahead did not start: started the usual way");
+                    self.stop(key).await?;
+                }
+            }
+        }
+        if let Some(ep) = self.endpoint(key) {
+            if matches!(self.status(key).await?, WorkspaceStatus::Running) {
+                return Ok(ep);
+            }
+        }
+        self.launch_and_wait(key).await
+    }
     #[tracing::instrument(skip_all, fields(workshop.id = %key.workshop_id, seat = key.seat), err)]
     async fn stop(&self, key: &SeatKey) -> Result<(), BackendError> {
         let (rec, child) = {
@@ -457,6 +506,8 @@ impl Backend for SandboxBackend {
             match seats.get_mut(key) {
                 Some(seat) => {
                     seat.running = false;
+                    seat.warm = None;
+                    seat.record.warm = false;
                     (Some(seat.record.clone()), seat.child.take())
                 }
                 None => (SandboxRecord::load(&self.paths(key).state).ok(), None),
@@ -562,7 +613,7 @@ impl Backend for SandboxBackend {
     fn endpoint(&self, key: &SeatKey) -> Option<DaemonEndpoint> {
         self.lock()
             .get(key)
-            .filter(|s| s.running)
+            .filter(|s| s.running && s.warm.is_none())
             .map(|s| Self::endpoint_of(&s.record))
     }
 
@@ -629,18 +680,77 @@ impl Backend for SandboxBackend {
         &self,
         workshop_id: &str,
         limits: &clarateach_core::Limits,
+        image: Option<&str>,
         seats: u32,
     ) -> Result<u32, BackendError> {
+        let running = self.ahead_run_guard(workshop_id).await;
         let (store, owner, disk_mb) = (self.store.clone(), workshop_id.to_string(), limits.disk_mb);
-        let seats = usize::try_from(seats).unwrap_or(usize::MAX);
+        let n = usize::try_from(seats).unwrap_or(usize::MAX);
         let ready = store_off_runtime("make seat file systems ahead", move || {
-            store.reserve_ahead(&owner, disk_mb, seats)
+            store.reserve_ahead(&owner, disk_mb, n)
         })
         .await?;
-        Ok(u32::try_from(ready).unwrap_or(u32::MAX))
+        let ready = u32::try_from(ready).unwrap_or(u32::MAX);
+        let probe = WorkspaceSpec {
+            key: SeatKey {
+                workshop_id: workshop_id.to_string(),
+                seat: 1,
+            },
+            limits: limits.clone(),
+            image: image.map(str::to_string),
+            env: Default::default(),
+            daemon_token: String::new(),
+        };
+        // An image still to be built is built by the Start's `prepare` (reported `preparing`).
+        if !super::warm::enabled() || self.needs_prepare(&probe) {
+            return Ok(ready);
+        }
+        // The seats run ahead take the spares now: the reservation ends, or each would be
+        // made again; what they did not take goes.
+        self.store.hand_over_ahead(workshop_id);
+        let warm = self
+            .run_ahead(workshop_id, limits, image, seats, &running.stop)
+            .await;
+        // Cut short by the Start: its creates take what is left (and `trim_ahead` the rest).
+        if !running.stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let store = self.store.clone();
+            store_off_runtime("trim the spares seats run ahead left", move || {
+                store.trim_leftovers()
+            })
+            .await?;
+        }
+        Ok(warm)
+    }
+
+    fn preparing(&self, workshop_id: &str) {
+        self.begin_ahead_run(workshop_id);
+    }
+
+    async fn trim_ahead(&self, workshop_id: &str) -> Result<(), BackendError> {
+        let gone = self.give_back_ahead(workshop_id).await;
+        let store = self.store.clone();
+        let spares = store_off_runtime("trim the spares a start left", move || {
+            store.trim_leftovers()
+        })
+        .await?;
+        if gone + spares > 0 {
+            tracing::info!(
+                workshop.id = workshop_id,
+                seats = gone,
+                spares,
+                "what was prepared and the start did not take given back"
+            );
+        }
+        Ok(())
     }
 
     async fn release_ahead(&self, workshop_id: &str) -> Result<(), BackendError> {
+        // A run ahead still going finishes first, then everything it made goes.
+        let _done = match self.ahead_run(workshop_id) {
+            Some(run) => Some(run.write_owned().await),
+            None => None,
+        };
+        self.give_back_ahead(workshop_id).await;
         let (store, owner) = (self.store.clone(), workshop_id.to_string());
         let gone = store_off_runtime("give back seat file systems made ahead", move || {
             store.release_ahead(&owner)

@@ -24,6 +24,7 @@ mod seccomp;
 mod spawn;
 pub mod store;
 mod uids;
+mod warm;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -128,6 +129,8 @@ struct Seat {
     /// Our child when we started it (None for adopted sandboxes, whose parent is init).
     child: Option<spawn::SeatChild>,
     running: bool,
+    /// Run ahead of its workshop's Start and not activated yet (`warm`).
+    warm: Option<warm::Warm>,
 }
 
 /// The sandbox backend. Cheap to share behind an `Arc`.
@@ -146,6 +149,9 @@ pub struct SandboxBackend {
     net: crate::netpolicy::NetManager,
     /// Where bwrap starts from (see `launchns`); None where it could not be made.
     launch_ns: Option<Arc<launchns::LaunchNs>>,
+    /// Per workshop whose seats are being run ahead: held by that run from the moment it is
+    /// decided (`Backend::preparing`), waited for by the workshop's creates and give-back.
+    ahead_runs: Mutex<HashMap<String, warm::AheadRun>>,
 }
 
 impl std::fmt::Debug for SandboxBackend {
@@ -196,6 +202,7 @@ impl SandboxBackend {
             store,
             seats: Mutex::new(HashMap::new()),
             net,
+            ahead_runs: Mutex::new(HashMap::new()),
         })
     }
 

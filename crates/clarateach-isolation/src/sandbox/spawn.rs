@@ -492,15 +492,65 @@ pub async fn health(socket: &Path, token: &str) -> bool {
 }
 
 async fn probe(socket: &Path, token: &str, timeout: Duration) -> bool {
-    let probe = async {
-        let mut stream = UnixStream::connect(socket).await?;
-        let req = format!(
-            "GET /health HTTP/1.1\r\nHost: workspace\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
-        );
-        stream.write_all(req.as_bytes()).await?;
-        let mut head = [0u8; 12];
-        stream.read_exact(&mut head).await?;
-        io::Result::Ok(head.starts_with(b"HTTP/1.") && &head[8..12] == b" 200")
-    };
-    matches!(tokio::time::timeout(timeout, probe).await, Ok(Ok(true)))
+    let probe = request(socket, "GET", "/health", token, b"");
+    matches!(tokio::time::timeout(timeout, probe).await, Ok(Ok(200)))
+}
+
+/// Activates a daemon started ahead of its seat's Start (`--await-activation`): the token the
+/// agent uses from now on and the workshop's environment, sent with the start-up token.
+pub async fn activate(
+    socket: &Path,
+    startup_token: &str,
+    body: &clarateach_core::ActivateRequest,
+    timeout: Duration,
+) -> io::Result<()> {
+    let body = serde_json::to_vec(body).map_err(io::Error::other)?;
+    let sent = request(socket, "POST", "/activate", startup_token, &body);
+    match tokio::time::timeout(timeout, sent).await {
+        Ok(Ok(200)) => Ok(()),
+        Ok(Ok(status)) => Err(io::Error::other(format!(
+            "the daemon answered the activation with HTTP {status}"
+        ))),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the daemon did not answer the activation",
+        )),
+    }
+}
+
+/// One HTTP/1.1 request over the daemon's socket; the answer's status code.
+async fn request(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: &[u8],
+) -> io::Result<u16> {
+    let mut stream = UnixStream::connect(socket).await?;
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: workspace\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n"
+    );
+    if !body.is_empty() {
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    req.push_str("\r\n");
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body);
+    stream.write_all(&bytes).await?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).await?;
+    if !head.starts_with(b"HTTP/1.") {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not an HTTP answer",
+        ));
+    }
+    std::str::from_utf8(&head[9..12])
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no HTTP status"))
 }

@@ -134,6 +134,32 @@ impl SeatStore {
         }
     }
 
+    /// The reservation of `owner` ends without a trim: seats run ahead take its spares now
+    /// (`warm`), and while it stood every spare they took would have been made again.
+    pub fn hand_over_ahead(&self, owner: &str) -> bool {
+        self.ahead
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(owner)
+            .is_some()
+    }
+
+    /// Unmounts and deletes mounted spares beyond what is wanted, of every size (what seats
+    /// run ahead, or a Start that cut their run short, did not take); how many went.
+    pub fn trim_leftovers(&self) -> Result<usize, SeatStoreError> {
+        let mut sizes: Vec<u32> = read_dirs(&self.spare_mounts())
+            .iter()
+            .filter_map(|m| m.file_name()?.to_str()?.split('-').next()?.parse().ok())
+            .collect();
+        sizes.sort_unstable();
+        sizes.dedup();
+        let mut gone = 0;
+        for disk_mb in sizes {
+            gone += self.trim_spares(disk_mb)?;
+        }
+        Ok(gone)
+    }
+
     /// Gives back what `owner` reserved (deleted, or never started): the reservation ends and
     /// spares beyond what is still wanted are unmounted and deleted. Returns how many went.
     pub fn release_ahead(&self, owner: &str) -> Result<usize, SeatStoreError> {
