@@ -1,8 +1,9 @@
 //! Seats prepared ahead of Start (issue 12) through `clarateach up`, with real sandboxes: a
-//! created workshop gets one mounted spare seat file system per seat on the agent, its Start
-//! takes them, and a workshop deleted or stopped before it ever started gives them back (no
-//! mount, no image left beyond the usual spares). What is made ahead holds nothing of the
-//! workshop's secret. Needs root and bubblewrap; prints why it skips otherwise.
+//! created workshop gets its seats made and run ahead on the agent, frozen, with none of the
+//! workshop's secret anywhere (no file, no process environment); its Start thaws and activates
+//! those very processes, the secret arriving then; a workshop deleted or stopped before it ever
+//! started gives everything back (no process, no record, no mount beyond the usual spares).
+//! Needs root and bubblewrap; prints why it skips otherwise.
 
 mod support;
 
@@ -64,6 +65,126 @@ fn files_holding(root: &Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// Bwrap pids of the workshop's seats, by seat, from the agent's records.
+fn seat_pids(dir: &Path, ws: &str) -> Vec<i32> {
+    let mut seats: Vec<(String, i32)> = std::fs::read_dir(dir.join("sandboxes").join(ws))
+        .into_iter()
+        .flatten()
+        .flatten()
+        // Records only: the dir holds each seat's log FIFO too, and reading it would block.
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .filter_map(|e| {
+            let v: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok()?;
+            Some((
+                e.file_name().to_string_lossy().into_owned(),
+                v["pid"].as_i64()? as i32,
+            ))
+        })
+        .collect();
+    seats.sort();
+    seats.into_iter().map(|(_, p)| p).collect()
+}
+
+/// Waits until `n` seats of `ws` run ahead, frozen; their bwrap pids.
+async fn wait_run_ahead(dir: &Path, ws: &str, n: usize) -> Vec<i32> {
+    eventually(
+        &format!("{n} seats of {ws} run ahead"),
+        Duration::from_secs(60),
+        || async {
+            let pids = seat_pids(dir, ws);
+            (pids.len() == n && pids.iter().all(|p| freezer_state(*p) == "FROZEN")).then_some(pids)
+        },
+    )
+    .await
+}
+
+/// Waits until nothing is left of the seats of `ws` run ahead: processes, records, file systems.
+async fn wait_given_back(dir: &Path, ws: &str, pids: &[i32], what: &str) {
+    eventually(what, Duration::from_secs(60), || async {
+        let gone = pids
+            .iter()
+            .all(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
+            && seat_pids(dir, ws).is_empty()
+            && !dir.join("seats").join(ws).exists();
+        gone.then_some(())
+    })
+    .await
+}
+
+/// The v1 freezer state of the cgroup `pid` is in ("" when the process is gone).
+fn freezer_state(pid: i32) -> String {
+    let Ok(cgroups) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
+        return String::new();
+    };
+    let Some(path) = cgroups.lines().find_map(|l| {
+        let mut f = l.splitn(3, ':');
+        let (_, ctl, path) = (f.next()?, f.next()?, f.next()?);
+        ctl.split(',')
+            .any(|c| c == "freezer")
+            .then(|| path.to_string())
+    }) else {
+        return String::new();
+    };
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mount = mountinfo.lines().find_map(|l| {
+        let (pre, post) = l.split_once(" - ")?;
+        let mut post = post.split(' ');
+        let (fstype, _, opts) = (post.next()?, post.next()?, post.next()?);
+        (fstype == "cgroup" && opts.split(',').any(|o| o == "freezer"))
+            .then(|| pre.split(' ').nth(4).map(str::to_string))
+            .flatten()
+    });
+    mount
+        .and_then(|m| std::fs::read_to_string(format!("{m}{path}/freezer.state")).ok())
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The environments of the seats' processes (each bwrap and everything below it).
+fn environments(bwraps: &[i32]) -> String {
+    let mut out = String::new();
+    let mut todo: Vec<i32> = bwraps.to_vec();
+    while let Some(p) = todo.pop() {
+        out.push_str(&String::from_utf8_lossy(
+            &std::fs::read(format!("/proc/{p}/environ")).unwrap_or_default(),
+        ));
+        for task in std::fs::read_dir(format!("/proc/{p}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let kids = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            todo.extend(
+                kids.split_whitespace()
+                    .filter_map(|k| k.parse::<i32>().ok()),
+            );
+        }
+    }
+    out
+}
+
+async fn read_until<S>(term: &mut clarateach_client::Terminal<S>, needle: &str) -> bool
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while tokio::time::Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(5), term.next_event()).await {
+            Ok(Ok(Some(clarateach_client::TerminalEvent::Output(b)))) => {
+                seen.push_str(&String::from_utf8_lossy(&b));
+                if seen.contains(needle) {
+                    return true;
+                }
+            }
+            Ok(Ok(Some(_))) => {}
+            _ => return false,
+        }
+    }
+    false
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prepared_seats_are_taken_by_the_start_or_given_back() {
     if let Some(why) = skip_reason() {
@@ -93,15 +214,27 @@ async fn prepared_seats_are_taken_by_the_start_or_given_back() {
     })
     .await;
 
-    // Created: 3 seats made ahead, on top of the usual spares.
+    // Created: 3 seats run ahead, frozen; the spares they took are made again.
     let mut req = workshop_request("prepared", 3);
     req.api_key = Some("sk-ant-prepared-secret-4242".into());
     let a = admin.create_workshop(&req).await.expect("create a");
-    wait_spares(&dir, pid, SPARES_PER_SIZE + 3, "3 seats prepared").await;
+    let warm = wait_run_ahead(&dir, &a.id, 3).await;
+    wait_spares(&dir, pid, SPARES_PER_SIZE, "the usual spares").await;
+    for p in &warm {
+        assert_eq!(
+            freezer_state(*p),
+            "FROZEN",
+            "seat process {p} frozen before Start"
+        );
+    }
     assert!(
         files_holding(&dir.join("seats"), b"prepared-secret-4242").is_empty()
             && files_holding(&dir.join("sandboxes"), b"prepared-secret-4242").is_empty(),
         "nothing made ahead holds the workshop's secret"
+    );
+    assert!(
+        !environments(&warm).contains("prepared-secret-4242"),
+        "no process run ahead holds the workshop's secret"
     );
 
     // Another workshop prepared, then deleted: its seats are given back.
@@ -109,27 +242,31 @@ async fn prepared_seats_are_taken_by_the_start_or_given_back() {
         .create_workshop(&workshop_request("deleted", 2))
         .await
         .expect("create b");
-    wait_spares(&dir, pid, SPARES_PER_SIZE + 5, "5 seats prepared").await;
+    let warm_b = wait_run_ahead(&dir, &b.id, 2).await;
     admin.delete_workshop(&b.id).await.expect("delete b");
-    wait_spares(&dir, pid, SPARES_PER_SIZE + 3, "b's seats given back").await;
+    wait_given_back(&dir, &b.id, &warm_b, "b's seats given back").await;
 
     // A third, stopped before it ever started: given back too.
     let c = admin
         .create_workshop(&workshop_request("never started", 2))
         .await
         .expect("create c");
-    wait_spares(&dir, pid, SPARES_PER_SIZE + 5, "c prepared").await;
+    let warm_c = wait_run_ahead(&dir, &c.id, 2).await;
     admin.stop_workshop(&c.id).await.expect("stop c");
-    wait_spares(&dir, pid, SPARES_PER_SIZE + 3, "c's seats given back").await;
+    wait_given_back(&dir, &c.id, &warm_c, "c's seats given back").await;
+    wait_spares(&dir, pid, SPARES_PER_SIZE, "only the usual spares").await;
 
-    // The prepared workshop starts: its seats take the spares made for them and run.
+    // The prepared workshop starts: the processes run ahead are its seats, thawed.
     admin.start_workshop(&a.id).await.expect("start a");
     eventually("a running", Duration::from_secs(60), || async {
         let w = admin.get_workshop(&a.id).await.ok()?;
         (w.status == WorkshopStatus::Running && w.seats_ready == 3).then_some(())
     })
     .await;
-    wait_spares(&dir, pid, SPARES_PER_SIZE, "a's spares taken").await;
+    assert_eq!(seat_pids(&dir, &a.id), warm, "the Start ran no new sandbox");
+    for p in &warm {
+        assert_eq!(freezer_state(*p), "THAWED");
+    }
     let learner = join(&base, &a.code).await;
     let out = http
         .post(format!("{base}/api/session/run"))
@@ -146,6 +283,17 @@ async fn prepared_seats_are_taken_by_the_start_or_given_back() {
     // The secret reached the seat at Start, and its /workspace is a file system of its own.
     assert!(stdout.contains("sk-ant-prepared-secret-4242"), "{out}");
     assert!(stdout.contains("/workspace"), "{out}");
+    // The learner's terminal, opened after the Start, has it too.
+    let mut term = clarateach_client::Client::new(&base, Some(learner.token.clone()))
+        .expect("client")
+        .terminal(&Default::default())
+        .await
+        .expect("terminal");
+    term.send_input("echo K=$ANTHROPIC_API_KEY\r")
+        .await
+        .expect("input");
+    let seen = read_until(&mut term, "K=sk-ant-prepared-secret-4242").await;
+    assert!(seen, "the terminal's shell sees the workshop's key");
 
     admin.stop_workshop(&a.id).await.expect("stop a");
     admin.delete_workshop(&a.id).await.ok();

@@ -146,14 +146,15 @@ fn own_cpu_ms() -> f64 {
 /// descendant of this process, every thread, with how many processes that is: the seats' own
 /// processes (bwrap, the sandbox's pid 1, the daemon). Processes that already exited are not in
 /// it (bwrap's short-lived helpers), so it is a lower bound of what the seats cost.
-fn descendants_cpu_ms() -> (f64, usize) {
+/// CPU time (schedstat, ns) of every live descendant process of this one, by pid.
+fn descendants_cpu() -> std::collections::HashMap<u32, u64> {
     let me = std::process::id();
     let pids = all_pids();
     let parent: std::collections::HashMap<u32, u32> = pids
         .iter()
         .filter_map(|&p| Some((p, ppid_of(p)?)))
         .collect();
-    let (mut ns, mut count) = (0u64, 0usize);
+    let mut out = std::collections::HashMap::new();
     for &pid in &pids {
         let (mut cur, mut inside) = (parent.get(&pid).copied(), false);
         for _ in 0..64 {
@@ -169,18 +170,29 @@ fn descendants_cpu_ms() -> (f64, usize) {
         if !inside {
             continue;
         }
-        count += 1;
         let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).into_iter();
-        for task in tasks.flatten().flatten() {
-            let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
-            ns += stat
-                .split_whitespace()
-                .next()
-                .and_then(|f| f.parse::<u64>().ok())
-                .unwrap_or(0);
-        }
+        let ns: u64 = tasks
+            .flatten()
+            .flatten()
+            .filter_map(|task| {
+                let stat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+                stat.split_whitespace().next()?.parse::<u64>().ok()
+            })
+            .sum();
+        out.insert(pid, ns);
     }
-    (ns as f64 / 1e6, count)
+    out
+}
+
+/// CPU (ms) the live descendants used since `before` (processes new since then count whole),
+/// and how many there are.
+fn descendants_cpu_ms_since(before: &std::collections::HashMap<u32, u64>) -> (f64, usize) {
+    let now = descendants_cpu();
+    let ns: u64 = now
+        .iter()
+        .map(|(pid, ns)| ns.saturating_sub(before.get(pid).copied().unwrap_or(0)))
+        .sum();
+    (ns as f64 / 1e6, now.len())
 }
 
 /// What a viewer received until a needle: bytes (replays included) and resyncs.
@@ -506,17 +518,28 @@ async fn measure(args: &Args, stack: &Stack, dir: &Path, mem_before: u64) -> any
         image: None,
         limits: None,
     };
+    let (own_at_create, children_at_create) = (own_cpu_ms(), descendants_cpu());
     let created = Instant::now();
     let ws = admin.create_workshop(&req).await?;
     let prepared = wait_prepared(stack, &ws.id).await?;
     match prepared {
-        Some(ready) => println!(
-            "create -> {} seats prepared ahead (API create until the agent's mounted spare seat file systems are made): {}  ({ready} ready)",
-            args.seats,
-            ms(created.elapsed())
-        ),
-        None => println!("nothing prepared ahead (CLARATEACH_PREPARE=off or no agent): a cold start"),
+        Some(ready) => {
+            let took = created.elapsed();
+            let (children, _) = descendants_cpu_ms_since(&children_at_create);
+            let own = own_cpu_ms() - own_at_create;
+            println!(
+                "create -> {} seats prepared ahead (API create until the agent made every seat's file system and, unless CLARATEACH_PREPARE=fs, ran the seat frozen without the workshop's environment): {}  ({ready} ready); CPU per seat {:.2} ms in this process + {:.2} ms in the seats' processes",
+                args.seats,
+                ms(took),
+                own / f64::from(args.seats),
+                children / f64::from(args.seats),
+            )
+        }
+        None => {
+            println!("nothing prepared ahead (CLARATEACH_PREPARE=off or no agent): a cold start")
+        }
     }
+    let children_before = descendants_cpu();
     let cpu_before = own_cpu_ms();
     let t = Instant::now();
     start_and_wait(
@@ -531,16 +554,19 @@ async fn measure(args: &Args, stack: &Stack, dir: &Path, mem_before: u64) -> any
     println!(
         "start -> {} seats running ({}): {}  (goal <= 1 s)",
         args.seats,
-        if prepared.is_some() {
-            "prepared ahead"
-        } else {
-            "cold"
+        match (
+            prepared.is_some(),
+            std::env::var("CLARATEACH_PREPARE").is_ok_and(|v| v == "fs"),
+        ) {
+            (false, _) => "cold",
+            (true, true) => "file systems made ahead (CLARATEACH_PREPARE=fs)",
+            (true, false) => "seats run ahead, frozen, activated at Start",
         },
         ms(took)
     );
     // The seats' own processes (bwrap, pid 1, daemon) are not in `own` (tick accounting of
     // children counts only reaped ones): their schedstat, read right after, is.
-    let (children, procs) = descendants_cpu_ms();
+    let (children, procs) = descendants_cpu_ms_since(&children_before);
     let per_seat = |v: f64| v / f64::from(args.seats);
     println!(
         "CPU of that start per seat in this process (control plane + agent + bench, every thread): {:.2} ms",
@@ -624,6 +650,48 @@ async fn measure(args: &Args, stack: &Stack, dir: &Path, mem_before: u64) -> any
         100.0 * gw_rate / host_rate
     );
     recording_overhead(&learner, stack, args).await?;
+    admin.stop_workshop(&ws.id).await?;
+    at_once(&admin, &ws.id, args.seats).await
+}
+
+/// A class created and started at once (Start right after Create, or a `start_at` already
+/// past): the Start meets the preparation still going, which then makes no more seats; its
+/// seats in flight finish and the rest start the usual way.
+async fn at_once(admin: &Client, before: &str, seats: u32) -> anyhow::Result<()> {
+    // The capacity the class needs comes back once the previous one's seats are gone.
+    let t = Instant::now();
+    while admin.get_workshop(before).await?.status != WorkshopStatus::Stopped {
+        anyhow::ensure!(
+            t.elapsed() < Duration::from_secs(60),
+            "workshop {before} did not stop"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let req = CreateWorkshopRequest {
+        template: None,
+        name: "bench at once".into(),
+        seats,
+        api_key: None,
+        image: None,
+        limits: None,
+    };
+    let t = Instant::now();
+    let ws = admin.create_workshop(&req).await?;
+    start_and_wait(
+        admin,
+        &ws.id,
+        Duration::from_millis(5),
+        Duration::from_secs(120),
+    )
+    .await?;
+    let how = match std::env::var("CLARATEACH_PREPARE").as_deref() {
+        Ok("off") => "nothing prepared: a cold start",
+        _ => "the Start cuts the preparation short",
+    };
+    println!(
+        "create + start at once -> {seats} seats running ({how}): {}",
+        ms(t.elapsed())
+    );
     admin.stop_workshop(&ws.id).await?;
     Ok(())
 }
