@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use clarateach_core::agent_proto::SeatKey;
 use clarateach_core::Limits;
+use clarateach_isolation::cgroups::freezer_state_of;
 use clarateach_isolation::sandbox::SandboxBackend;
 use clarateach_isolation::{Backend, DaemonAddr, DaemonEndpoint, WorkspaceSpec};
 use sandbox_support::{alive, config, data_dir, real_daemon, skipped, DataDir};
@@ -141,37 +142,6 @@ async fn run(socket: &Path, token: &str, command: &str) -> (u16, serde_json::Val
     (status, serde_json::from_str(&body).unwrap_or_default())
 }
 
-/// The v1 freezer state of the cgroup `pid` is in.
-fn freezer_state(pid: i32) -> String {
-    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup");
-    let path = cgroups
-        .lines()
-        .find_map(|l| {
-            let mut f = l.splitn(3, ':');
-            let (_, ctl, path) = (f.next()?, f.next()?, f.next()?);
-            ctl.split(',')
-                .any(|c| c == "freezer")
-                .then(|| path.to_string())
-        })
-        .expect("a freezer cgroup");
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-    let mount = mountinfo
-        .lines()
-        .find_map(|l| {
-            let (pre, post) = l.split_once(" - ")?;
-            let mut post = post.split(' ');
-            let (fstype, _, opts) = (post.next()?, post.next()?, post.next()?);
-            (fstype == "cgroup" && opts.split(',').any(|o| o == "freezer"))
-                .then(|| pre.split(' ').nth(4).map(str::to_string))
-                .flatten()
-        })
-        .expect("the freezer hierarchy");
-    std::fs::read_to_string(format!("{mount}{path}/freezer.state"))
-        .expect("freezer.state")
-        .trim()
-        .to_string()
-}
-
 /// The environment of every process of the seat, as one string.
 fn environments(backend: &SandboxBackend, key: &SeatKey) -> String {
     backend
@@ -208,7 +178,7 @@ async fn a_seat_run_ahead_is_frozen_without_the_secret_and_its_start_activates_i
         rec["daemon_token"].as_str().unwrap().to_string(),
     );
     assert!(alive(pid));
-    assert_eq!(freezer_state(pid), "FROZEN");
+    assert_eq!(freezer_state_of(pid).as_deref(), Some("FROZEN"));
     // Frozen: nothing in the seat answers, not even to the start-up token.
     let socket = PathBuf::from(rec["socket"].as_str().unwrap());
     assert_eq!(
@@ -233,7 +203,7 @@ async fn a_seat_run_ahead_is_frozen_without_the_secret_and_its_start_activates_i
     let ep = a.start(&spec).await;
     assert_eq!(ep.token, spec.daemon_token);
     assert_eq!(a.pid(&key), pid, "the process run ahead is the seat");
-    assert_eq!(freezer_state(pid), "THAWED");
+    assert_eq!(freezer_state_of(pid).as_deref(), Some("THAWED"));
     assert_eq!(a.record(&key).unwrap().get("warm"), None);
     let (status, out) = run(socket_of(&ep), &ep.token, "printenv ANTHROPIC_API_KEY").await;
     assert_eq!(

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use clarateach_client::Client;
 use clarateach_core::WorkshopStatus;
+use clarateach_isolation::cgroups::freezer_state_of;
 use clarateach_isolation::sandbox::store::SPARES_PER_SIZE;
 use support::*;
 
@@ -93,7 +94,11 @@ async fn wait_run_ahead(dir: &Path, ws: &str, n: usize) -> Vec<i32> {
         Duration::from_secs(60),
         || async {
             let pids = seat_pids(dir, ws);
-            (pids.len() == n && pids.iter().all(|p| freezer_state(*p) == "FROZEN")).then_some(pids)
+            (pids.len() == n
+                && pids
+                    .iter()
+                    .all(|p| freezer_state_of(*p).as_deref() == Some("FROZEN")))
+            .then_some(pids)
         },
     )
     .await
@@ -110,35 +115,6 @@ async fn wait_given_back(dir: &Path, ws: &str, pids: &[i32], what: &str) {
         gone.then_some(())
     })
     .await
-}
-
-/// The v1 freezer state of the cgroup `pid` is in ("" when the process is gone).
-fn freezer_state(pid: i32) -> String {
-    let Ok(cgroups) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
-        return String::new();
-    };
-    let Some(path) = cgroups.lines().find_map(|l| {
-        let mut f = l.splitn(3, ':');
-        let (_, ctl, path) = (f.next()?, f.next()?, f.next()?);
-        ctl.split(',')
-            .any(|c| c == "freezer")
-            .then(|| path.to_string())
-    }) else {
-        return String::new();
-    };
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mount = mountinfo.lines().find_map(|l| {
-        let (pre, post) = l.split_once(" - ")?;
-        let mut post = post.split(' ');
-        let (fstype, _, opts) = (post.next()?, post.next()?, post.next()?);
-        (fstype == "cgroup" && opts.split(',').any(|o| o == "freezer"))
-            .then(|| pre.split(' ').nth(4).map(str::to_string))
-            .flatten()
-    });
-    mount
-        .and_then(|m| std::fs::read_to_string(format!("{m}{path}/freezer.state")).ok())
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
 }
 
 /// The environments of the seats' processes (each bwrap and everything below it).
@@ -222,8 +198,8 @@ async fn prepared_seats_are_taken_by_the_start_or_given_back() {
     wait_spares(&dir, pid, SPARES_PER_SIZE, "the usual spares").await;
     for p in &warm {
         assert_eq!(
-            freezer_state(*p),
-            "FROZEN",
+            freezer_state_of(*p).as_deref(),
+            Some("FROZEN"),
             "seat process {p} frozen before Start"
         );
     }
@@ -265,7 +241,7 @@ async fn prepared_seats_are_taken_by_the_start_or_given_back() {
     .await;
     assert_eq!(seat_pids(&dir, &a.id), warm, "the Start ran no new sandbox");
     for p in &warm {
-        assert_eq!(freezer_state(*p), "THAWED");
+        assert_eq!(freezer_state_of(*p).as_deref(), Some("THAWED"));
     }
     let learner = join(&base, &a.code).await;
     let out = http

@@ -19,7 +19,7 @@ use clarateach_core::Limits;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-pub use mountinfo::{detect, detect_host, Layout};
+pub use mountinfo::{detect, detect_host, freezer_state_of, Layout};
 pub use v1::CgroupV1;
 pub use v2::CgroupV2;
 

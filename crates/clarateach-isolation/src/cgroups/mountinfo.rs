@@ -88,6 +88,27 @@ pub fn detect_host() -> Result<Layout, CgroupError> {
     detect(&text)
 }
 
+/// The v1 freezer state (`FROZEN`, `FREEZING`, `THAWED`) of the group process `pid` is in, for
+/// operators and tests; `None` without a v1 freezer or when the process is gone.
+pub fn freezer_state_of(pid: i32) -> Option<String> {
+    let groups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let group = groups.lines().find_map(|l| {
+        let mut f = l.splitn(3, ':');
+        let (_, controllers, path) = (f.next()?, f.next()?, f.next()?);
+        controllers
+            .split(',')
+            .any(|c| c == "freezer")
+            .then(|| path.to_string())
+    })?;
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let point = mounts.lines().filter_map(parse).find_map(|m| {
+        (m.fstype == "cgroup" && m.options.split(',').any(|o| o == "freezer"))
+            .then(|| unescape(m.point))
+    })?;
+    let state = std::fs::read_to_string(format!("{point}{group}/freezer.state")).ok()?;
+    Some(state.trim().to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -86,15 +86,7 @@ pub(super) async fn adopt(
             if rec.warm {
                 // Run ahead of a Start that this agent will not see: it holds nothing of
                 // anyone, and its daemon only knows a start-up token this process forgot.
-                b.lock().insert(
-                    key.clone(),
-                    Seat {
-                        record: rec,
-                        child: None,
-                        running: true,
-                        warm: None,
-                    },
-                );
+                b.lock().insert(key.clone(), Seat::adopted(rec, true));
                 if let Err(e) = b.destroy(&key, true).await {
                     tracing::warn!(workshop.id = %key.workshop_id, seat = key.seat, error = %e, "a seat run ahead could not be given back");
                 }
@@ -121,15 +113,7 @@ pub(super) async fn adopt(
                 if let Err(e) = rec.save(&file) {
                     tracing::warn!(file = %file.display(), error = %e, "saving seat state failed");
                 }
-                b.lock().insert(
-                    key.clone(),
-                    Seat {
-                        record: rec,
-                        child: None,
-                        running: true,
-                        warm: None,
-                    },
-                );
+                b.lock().insert(key.clone(), Seat::adopted(rec, true));
                 out.push((key, WorkspaceStatus::Running));
                 continue;
             }
@@ -144,15 +128,7 @@ pub(super) async fn adopt(
             if let Err(e) = rec.save(&file) {
                 tracing::warn!(file = %file.display(), error = %e, "saving seat state failed");
             }
-            b.lock().insert(
-                key.clone(),
-                Seat {
-                    record: rec,
-                    child: None,
-                    running: false,
-                    warm: None,
-                },
-            );
+            b.lock().insert(key.clone(), Seat::adopted(rec, false));
             out.push((key, WorkspaceStatus::Stopped));
         }
     }

@@ -133,6 +133,18 @@ struct Seat {
     warm: Option<warm::Warm>,
 }
 
+impl Seat {
+    /// A seat found on disk by `adopt`: no child of this process, nothing run ahead.
+    fn adopted(record: SandboxRecord, running: bool) -> Self {
+        Self {
+            record,
+            child: None,
+            running,
+            warm: None,
+        }
+    }
+}
+
 /// The sandbox backend. Cheap to share behind an `Arc`.
 pub struct SandboxBackend {
     cfg: SandboxConfig,

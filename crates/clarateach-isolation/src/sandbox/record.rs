@@ -144,6 +144,19 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
+    fn spec_of(env: BTreeMap<String, String>, token: &str) -> WorkspaceSpec {
+        WorkspaceSpec {
+            key: SeatKey {
+                workshop_id: "ws-a".into(),
+                seat: 1,
+            },
+            limits: Limits::default(),
+            image: None,
+            env,
+            daemon_token: token.into(),
+        }
+    }
+
     #[test]
     fn parses_start_time_past_odd_command_names() {
         let line = "42 (a) b (c)) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
@@ -157,16 +170,10 @@ mod tests {
     fn saves_private_and_round_trips() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("seat-01.json");
-        let spec = WorkspaceSpec {
-            key: SeatKey {
-                workshop_id: "ws-a".into(),
-                seat: 1,
-            },
-            limits: Limits::default(),
-            image: None,
-            env: [("ANTHROPIC_API_KEY".to_string(), "sk-1".to_string())].into(),
-            daemon_token: "tok".into(),
-        };
+        let spec = spec_of(
+            [("ANTHROPIC_API_KEY".to_string(), "sk-1".to_string())].into(),
+            "tok",
+        );
         let mut rec =
             SandboxRecord::from_spec(&spec, "/s".into(), "ct/ws-a/seat-01".into(), 200_001);
         rec.pid = Some(std::process::id() as i32);
@@ -193,16 +200,7 @@ mod tests {
         use std::os::unix::fs::MetadataExt;
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("seat-01.json");
-        let spec = WorkspaceSpec {
-            key: SeatKey {
-                workshop_id: "ws-a".into(),
-                seat: 1,
-            },
-            limits: Limits::default(),
-            image: None,
-            env: Default::default(),
-            daemon_token: "ahead_a-long-start-up-token-0123456789".into(),
-        };
+        let spec = spec_of(Default::default(), "ahead_a-long-start-up-token-0123456789");
         let mut rec = SandboxRecord::from_spec(&spec, "/s".into(), "c".into(), 200_001);
         rec.warm = true;
         // Missing: written the usual way.

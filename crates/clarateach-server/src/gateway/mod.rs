@@ -106,6 +106,8 @@ mod tests {
             "terminal/x",
             "files-sync",
             "screen",
+            // A learner never reaches their daemon's activation (a seat run ahead of the Start).
+            "activate",
         ] {
             assert!(!allowed(bad), "{bad}");
         }
