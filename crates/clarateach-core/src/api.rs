@@ -407,6 +407,21 @@ pub struct CreateWorkshopRequest {
 }
 
 /// Shows every field but the api key, so a stray `{:?}` in a log cannot leak it.
+impl CreateWorkshopRequest {
+    /// A workshop of `seats` seats on the default image and limits, with no API key or
+    /// template (benchmarks and tests).
+    pub fn plain(name: impl Into<String>, seats: u32) -> Self {
+        Self {
+            name: name.into(),
+            seats,
+            api_key: None,
+            image: None,
+            limits: None,
+            template: None,
+        }
+    }
+}
+
 impl std::fmt::Debug for CreateWorkshopRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CreateWorkshopRequest")

@@ -140,27 +140,6 @@ fn environments(bwraps: &[i32]) -> String {
     out
 }
 
-async fn read_until<S>(term: &mut clarateach_client::Terminal<S>, needle: &str) -> bool
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    let mut seen = String::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while tokio::time::Instant::now() < deadline {
-        match tokio::time::timeout(Duration::from_secs(5), term.next_event()).await {
-            Ok(Ok(Some(clarateach_client::TerminalEvent::Output(b)))) => {
-                seen.push_str(&String::from_utf8_lossy(&b));
-                if seen.contains(needle) {
-                    return true;
-                }
-            }
-            Ok(Ok(Some(_))) => {}
-            _ => return false,
-        }
-    }
-    false
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prepared_seats_are_taken_by_the_start_or_given_back() {
     if let Some(why) = skip_reason() {
@@ -268,7 +247,10 @@ async fn prepared_seats_are_taken_by_the_start_or_given_back() {
     term.send_input("echo K=$ANTHROPIC_API_KEY\r")
         .await
         .expect("input");
-    let seen = read_until(&mut term, "K=sk-ant-prepared-secret-4242").await;
+    let seen = term
+        .read_until(b"K=sk-ant-prepared-secret-4242", Duration::from_secs(20))
+        .await
+        .is_ok();
     assert!(seen, "the terminal's shell sees the workshop's key");
 
     admin.stop_workshop(&a.id).await.expect("stop a");

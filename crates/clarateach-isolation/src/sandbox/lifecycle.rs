@@ -83,7 +83,7 @@ impl SandboxBackend {
 
     /// Freezes or thaws the seat's group, off the runtime (v1 polls until the kernel says
     /// `FROZEN`). A seat that does not run is refused rather than silently "paused".
-    async fn freeze(&self, key: &SeatKey, frozen: bool) -> Result<(), BackendError> {
+    pub(super) async fn freeze(&self, key: &SeatKey, frozen: bool) -> Result<(), BackendError> {
         if !matches!(self.status(key).await?, WorkspaceStatus::Running) {
             return Err(BackendError::Unknown(key.clone()));
         }
@@ -450,6 +450,12 @@ impl SandboxBackend {
         text.get(start..).unwrap_or("").trim().to_string()
     }
 
+    /// Whether the seat image `image` names must be built from its recipe first.
+    fn image_needs_build(&self, image: Option<&str>) -> bool {
+        let store = clarateach_image::ImageStore::new(&self.cfg.images_dir);
+        image.is_some_and(|name| clarateach_image::prepare::needs_build(&store, name))
+    }
+
     pub(super) fn endpoint_of(rec: &SandboxRecord) -> DaemonEndpoint {
         DaemonEndpoint {
             addr: DaemonAddr::Unix(rec.socket.clone()),
@@ -467,7 +473,6 @@ impl Backend for SandboxBackend {
     #[tracing::instrument(skip_all, fields(workshop.id = %spec.key.workshop_id, seat = spec.key.seat), err)]
     async fn create(&self, spec: &WorkspaceSpec) -> Result<(), BackendError> {
         let key = &spec.key;
-        paths::validate(key).map_err(io("validate the seat key"))?;
         // Its workshop's spares made ahead are this class's to take now (`store::ahead`), and
         // a seat run ahead for this spec is this create's to start (`warm`).
         self.store.started_ahead(&key.workshop_id);
@@ -669,10 +674,7 @@ impl Backend for SandboxBackend {
     }
 
     fn needs_prepare(&self, spec: &WorkspaceSpec) -> bool {
-        let store = clarateach_image::ImageStore::new(&self.cfg.images_dir);
-        spec.image
-            .as_deref()
-            .is_some_and(|name| clarateach_image::prepare::needs_build(&store, name))
+        self.image_needs_build(spec.image.as_deref())
     }
 
     /// One mounted seat file system per seat, made before Start (`store::ahead`).
@@ -691,18 +693,8 @@ impl Backend for SandboxBackend {
         })
         .await?;
         let ready = u32::try_from(ready).unwrap_or(u32::MAX);
-        let probe = WorkspaceSpec {
-            key: SeatKey {
-                workshop_id: workshop_id.to_string(),
-                seat: 1,
-            },
-            limits: limits.clone(),
-            image: image.map(str::to_string),
-            env: Default::default(),
-            daemon_token: String::new(),
-        };
         // An image still to be built is built by the Start's `prepare` (reported `preparing`).
-        if !super::warm::enabled() || self.needs_prepare(&probe) {
+        if !super::warm::enabled() || self.image_needs_build(image) {
             return Ok(ready);
         }
         // The seats run ahead take the spares now: the reservation ends, or each would be

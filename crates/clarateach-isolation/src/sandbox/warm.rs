@@ -46,8 +46,6 @@ const ACTIVATION_TIMEOUT: Duration = Duration::from_secs(5);
 pub(super) struct Warm {
     /// The daemon's start-up token until its activation.
     startup_token: String,
-    limits: Limits,
-    image: Option<String>,
     state: WarmState,
 }
 
@@ -134,24 +132,11 @@ impl SandboxBackend {
         if let Some(seat) = self.lock().get_mut(key) {
             seat.warm = Some(Warm {
                 startup_token,
-                limits: spec.limits.clone(),
-                image: spec.image.clone(),
                 state: WarmState::Ready,
             });
         }
         self.launch_and_wait(key).await?;
-        let name = self.cgroup_name(key);
-        let cg = self.cg.clone();
-        let frozen = tokio::task::spawn_blocking(move || cg.freeze(&name, true))
-            .await
-            .map_err(|e| BackendError::Task(key.clone(), e))?
-            .map_err(|e| BackendError::Freeze(key.clone(), e))?;
-        if !frozen {
-            return Err(BackendError::Unsupported(
-                key.clone(),
-                "the host has no cgroup freezer",
-            ));
-        }
+        self.freeze(key, true).await?;
         Ok(true)
     }
 
@@ -161,7 +146,12 @@ impl SandboxBackend {
     pub(super) async fn claim_ahead(&self, spec: &WorkspaceSpec) -> Result<(), BackendError> {
         let matches = {
             let mut seats = self.lock();
-            let Some(warm) = seats.get_mut(&spec.key).and_then(|s| s.warm.as_mut()) else {
+            let Some(seat) = seats.get_mut(&spec.key) else {
+                return Ok(());
+            };
+            // Until this claim the record holds the spec the seat was run ahead for.
+            let ran_for = (&seat.record.limits, &seat.record.image);
+            let Some(warm) = seat.warm.as_mut() else {
                 return Ok(());
             };
             if warm.state == WarmState::Leaving {
@@ -170,7 +160,7 @@ impl SandboxBackend {
                     spec.key.seat, spec.key.workshop_id
                 )));
             }
-            let matches = warm.limits == spec.limits && warm.image == spec.image;
+            let matches = ran_for == (&spec.limits, &spec.image);
             if matches {
                 warm.state = WarmState::Claimed;
             }
@@ -205,11 +195,7 @@ impl SandboxBackend {
             .get(key)
             .map(|s| s.record.clone())
             .ok_or_else(|| BackendError::Unknown(key.clone()))?;
-        let (name, cg) = (rec.cgroup.clone(), self.cg.clone());
-        tokio::task::spawn_blocking(move || cg.freeze(&name, false))
-            .await
-            .map_err(|e| BackendError::Task(key.clone(), e))?
-            .map_err(|e| BackendError::Freeze(key.clone(), e))?;
+        self.freeze(key, false).await?;
         let body = clarateach_core::ActivateRequest {
             token: rec.daemon_token.clone(),
             env: rec.env.clone(),

@@ -102,13 +102,6 @@ impl MoveStore for Store {
         .bind(agent_id)
         .fetch_all(self.reader())
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("workshop_id")?,
-                    to_u32(r.try_get("seat")?, "seat")?,
-                ))
-            })
-            .collect()
+        rows.iter().map(super::seats::seat_key_of).collect()
     }
 }

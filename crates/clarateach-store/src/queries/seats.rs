@@ -9,7 +9,7 @@ use sqlx::Row;
 
 use tokio::sync::oneshot;
 
-use super::Store;
+use super::{DbRow, Store};
 use crate::rows::Claim;
 use crate::rows::{seat as record, SEAT_COLUMNS as COLUMNS};
 use crate::sqlite::{seat_state, to_u32};
@@ -150,14 +150,7 @@ impl SeatStore for Store {
         .bind(agent_id)
         .fetch_all(self.reader())
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("workshop_id")?,
-                    to_u32(r.try_get("seat")?, "seat")?,
-                ))
-            })
-            .collect()
+        rows.iter().map(seat_key_of).collect()
     }
 
     async fn touch_activity(&self, workshop_id: &str, seat: u32, at: DateTime<Utc>) -> Result<()> {
@@ -201,4 +194,12 @@ impl SeatStore for Store {
             })
             .collect()
     }
+}
+
+/// A `(workshop_id, seat)` row: the seat's key.
+pub(super) fn seat_key_of(r: &DbRow) -> Result<(String, u32)> {
+    Ok((
+        r.try_get("workshop_id")?,
+        to_u32(r.try_get("seat")?, "seat")?,
+    ))
 }

@@ -308,14 +308,7 @@ where
 
 /// A workshop request with `seats` seats and every option left to its default.
 pub fn workshop_request(name: &str, seats: u32) -> clarateach_core::CreateWorkshopRequest {
-    clarateach_core::CreateWorkshopRequest {
-        template: None,
-        name: name.into(),
-        seats,
-        api_key: None,
-        image: None,
-        limits: None,
-    }
+    clarateach_core::CreateWorkshopRequest::plain(name, seats)
 }
 
 /// Writes `content` to `path` in the learner's workspace through the gateway.
@@ -365,13 +358,19 @@ pub async fn join(base: &str, code: &str) -> clarateach_core::JoinResponse {
 }
 
 /// Opens a learner's terminal through `base` (a real WebSocket), runs `echo` of a marker and
-/// waits for the shell's answer; true when it came back.
+/// waits for the shell's answer; true when it came back within 5 s.
 pub async fn terminal_round_trip(base: &str, token: &str, marker: &str) -> bool {
-    let Ok(learner) = clarateach_client::Client::new(base, Some(token.to_string())) else {
+    terminal_echo(base, token, marker, Duration::from_secs(5)).await
+}
+
+/// Opens a learner's terminal with `token`, runs `echo` of a marker and waits up to `wait` for
+/// the shell's answer; true when it came back.
+async fn terminal_echo(base: &str, token: &str, marker: &str, wait: Duration) -> bool {
+    use clarateach_client::{Client, TerminalOptions};
+    let Ok(learner) = Client::new(base, Some(token.to_string())) else {
         return false;
     };
-    let opts = clarateach_client::TerminalOptions::default();
-    let Ok(mut term) = learner.terminal(&opts).await else {
+    let Ok(mut term) = learner.terminal(&TerminalOptions::default()).await else {
         return false;
     };
     if term
@@ -382,9 +381,7 @@ pub async fn terminal_round_trip(base: &str, token: &str, marker: &str) -> bool 
         return false;
     }
     let want = format!("{marker}-42");
-    term.read_until(want.as_bytes(), Duration::from_secs(5))
-        .await
-        .is_ok()
+    term.read_until(want.as_bytes(), wait).await.is_ok()
 }
 
 /// A temp data dir whose seat store and seat file systems (loop mounts the agent keeps across
@@ -486,26 +483,9 @@ pub fn succeeded(args: &[&str], out: std::process::Output) -> String {
 }
 
 /// Opens a terminal through `base` with the learner `token` and runs `echo` of a marker; true
-/// when the answer came back.
+/// when the answer came back within 3 s.
 pub async fn terminal_live(base: &str, token: &str, marker: &str) -> bool {
-    use clarateach_client::{Client, TerminalOptions};
-    let Ok(learner) = Client::new(base, Some(token.to_string())) else {
-        return false;
-    };
-    let Ok(mut term) = learner.terminal(&TerminalOptions::default()).await else {
-        return false;
-    };
-    if term
-        .send_input(&format!("echo {marker}-$((6*7))\r"))
-        .await
-        .is_err()
-    {
-        return false;
-    }
-    let want = format!("{marker}-42");
-    term.read_until(want.as_bytes(), Duration::from_secs(3))
-        .await
-        .is_ok()
+    terminal_echo(base, token, marker, Duration::from_secs(3)).await
 }
 
 /// The content of `path` in the learner's workspace, read through the gateway at `base`; `None`

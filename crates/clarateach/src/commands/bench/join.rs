@@ -378,14 +378,7 @@ async fn join_latency(
 }
 
 async fn running_workshop(c: &Client, name: &str, seats: u32) -> anyhow::Result<String> {
-    let req = CreateWorkshopRequest {
-        template: None,
-        name: name.into(),
-        seats,
-        api_key: None,
-        image: None,
-        limits: None,
-    };
+    let req = CreateWorkshopRequest::plain(name, seats);
     let w = c.create_workshop(&req).await?;
     c.start_workshop(&w.id).await?;
     for _ in 0..500 {

@@ -142,11 +142,10 @@ fn own_cpu_ms() -> f64 {
     cpu_ms_of("/proc/self/stat")
 }
 
-/// CPU time (ms, nanosecond accounting of `/proc/PID/task/TID/schedstat`) of every live
-/// descendant of this process, every thread, with how many processes that is: the seats' own
-/// processes (bwrap, the sandbox's pid 1, the daemon). Processes that already exited are not in
-/// it (bwrap's short-lived helpers), so it is a lower bound of what the seats cost.
-/// CPU time (schedstat, ns) of every live descendant process of this one, by pid.
+/// CPU time (ns, from `/proc/PID/task/TID/schedstat`) of every live descendant of this
+/// process, every thread, by pid: the seats' own processes (bwrap, the sandbox's pid 1, the
+/// daemon). Processes that already exited are not in it (bwrap's short-lived helpers), so it
+/// is a lower bound of what the seats cost.
 fn descendants_cpu() -> std::collections::HashMap<u32, u64> {
     let me = std::process::id();
     let pids = all_pids();
@@ -388,14 +387,7 @@ async fn learner_path_ready(
     let mut out = Vec::new();
     for i in 0..samples {
         let ws = admin
-            .create_workshop(&CreateWorkshopRequest {
-                name: format!("bench path {i}"),
-                seats: 1,
-                api_key: None,
-                image: None,
-                limits: None,
-                template: None,
-            })
+            .create_workshop(&CreateWorkshopRequest::plain(format!("bench path {i}"), 1))
             .await?;
         let t = Instant::now();
         start_and_wait(
@@ -510,14 +502,7 @@ async fn measure(args: &Args, stack: &Stack, dir: &Path, mem_before: u64) -> any
         ms(percentile(&path, 0.99)),
         path.len()
     );
-    let req = CreateWorkshopRequest {
-        template: None,
-        name: "bench".into(),
-        seats: args.seats,
-        api_key: None,
-        image: None,
-        limits: None,
-    };
+    let req = CreateWorkshopRequest::plain("bench", args.seats);
     let (own_at_create, children_at_create) = (own_cpu_ms(), descendants_cpu());
     let created = Instant::now();
     let ws = admin.create_workshop(&req).await?;
@@ -667,14 +652,7 @@ async fn at_once(admin: &Client, before: &str, seats: u32) -> anyhow::Result<()>
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let req = CreateWorkshopRequest {
-        template: None,
-        name: "bench at once".into(),
-        seats,
-        api_key: None,
-        image: None,
-        limits: None,
-    };
+    let req = CreateWorkshopRequest::plain("bench at once", seats);
     let t = Instant::now();
     let ws = admin.create_workshop(&req).await?;
     start_and_wait(
