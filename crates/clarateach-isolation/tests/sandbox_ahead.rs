@@ -349,3 +349,38 @@ async fn an_agent_restart_gives_back_seats_run_ahead() {
         .join("seat-01.json")
         .exists());
 }
+
+/// Two agents on one host (the multi-replica tests, a dev machine): one runs seat 1 of a
+/// workshop ahead while the control plane placed that seat on the other. The other's start
+/// empties its seat's cgroup first; with a shared cgroup name that killed the first's seat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_backends_of_one_host_never_share_a_seat_cgroup() {
+    let Some(a) = setup("two_backends_of_one_host_never_share_a_seat_cgroup") else {
+        return;
+    };
+    let other_dir = data_dir();
+    let own_groups = |dir: &Path| {
+        let mut cfg = config(dir, a.bin.clone());
+        cfg.cgroup_parent = clarateach_isolation::sandbox::SandboxConfig::new(dir, &a.bin)
+            .cgroup_parent;
+        cfg
+    };
+    let first = SandboxBackend::new(own_groups(a.dir.path())).expect("backend");
+    let second = SandboxBackend::new(own_groups(other_dir.path())).expect("backend");
+    first
+        .prepare_ahead(&a.ws, &Limits::default(), None, 1)
+        .await
+        .expect("prepare");
+    let key = a.key(1);
+    let warm = a.pid(&key);
+    let spec = a.spec(1, Limits::default());
+    second.create(&spec).await.expect("create on the other");
+    let ep = second.start(&key).await.expect("start on the other");
+    let (status, _) = run(socket_of(&ep), &ep.token, "true").await;
+    assert_eq!(status, 200);
+    assert!(alive(warm), "the other backend's start left this one's seat alone");
+    assert_eq!(freezer_state_of(warm).as_deref(), Some("FROZEN"));
+    second.destroy(&key, true).await.expect("destroy");
+    first.release_ahead(&a.ws).await.expect("release");
+    assert!(!alive(warm));
+}

@@ -44,18 +44,11 @@ pub const UID_SLICES: u64 = 64;
 /// Cgroup parent of standalone sandboxes; each state dir has its own group below it.
 pub const CGROUP_PARENT: &str = "clarateach-sandbox";
 
-/// FNV-1a: a hash that stays the same across builds (the std hasher does not promise that).
-fn stable_hash(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
 /// The names a state dir's sandboxes use on the host that other state dirs' sandboxes must not
 /// share: the cgroup group (a create empties its seat's group first, so a shared name would kill
 /// another state dir's sandbox of the same id) and the uid slice.
 pub fn host_names(dir: &StateDir) -> (String, UidRange) {
-    let h = stable_hash(dir.root().as_os_str().as_encoded_bytes());
+    let h = clarateach_isolation::sandbox::dir_hash(dir.root());
     let start = UID_BASE + (h % UID_SLICES) as u32 * UID_SLICE;
     (
         format!("{CGROUP_PARENT}/{:08x}", h as u32),

@@ -87,9 +87,11 @@ pub struct SandboxConfig {
 }
 
 impl SandboxConfig {
-    /// Defaults: host bwrap, host system dirs, uids 200000-265535, cgroups under `clarateach`, 10 s.
+    /// Defaults: host bwrap, host system dirs, uids 200000-265535, cgroups under
+    /// `clarateach/<hash of the data dir>` (`dir_hash`), 10 s.
     pub fn new(data_dir: impl Into<PathBuf>, daemon_binary: impl Into<PathBuf>) -> Self {
         let data_dir: PathBuf = data_dir.into();
+        let scope = dir_hash(&std::path::absolute(&data_dir).unwrap_or_else(|_| data_dir.clone()));
         Self {
             images_dir: data_dir.join("images"),
             data_dir,
@@ -97,7 +99,7 @@ impl SandboxConfig {
             rootfs: None,
             bwrap: PathBuf::from(BWRAP),
             uid_range: UidRange::DEFAULT,
-            cgroup_parent: "clarateach".into(),
+            cgroup_parent: format!("clarateach/{:08x}", scope as u32),
             start_timeout: Duration::from_secs(10),
             net: crate::netpolicy::NetConfig::default(),
             seat_store: StoreSize::Auto,
@@ -108,6 +110,20 @@ impl SandboxConfig {
 }
 
 /// True when this host can run sandboxes: root, bwrap present, usable cgroups.
+/// A hash of a data dir's path that stays the same across builds (FNV-1a; the std hasher does
+/// not promise that). Cgroup names are the host's, not the data dir's: each backend of a host
+/// (two agents, an agent and `clarateach sandbox`) names its groups below its data dir's hash,
+/// or a seat's start, which empties its group first, would kill the other's seat of the same
+/// key (a seat one agent runs ahead while the control plane placed that seat on the other).
+pub fn dir_hash(dir: &std::path::Path) -> u64 {
+    dir.as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+        })
+}
+
 pub fn available(bwrap: &std::path::Path) -> Result<(), String> {
     if !nix::unistd::geteuid().is_root() {
         return Err("the sandbox backend needs root (to set cgroup limits)".into());
