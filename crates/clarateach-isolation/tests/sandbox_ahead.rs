@@ -361,8 +361,8 @@ async fn two_backends_of_one_host_never_share_a_seat_cgroup() {
     let other_dir = data_dir();
     let own_groups = |dir: &Path| {
         let mut cfg = config(dir, a.bin.clone());
-        cfg.cgroup_parent = clarateach_isolation::sandbox::SandboxConfig::new(dir, &a.bin)
-            .cgroup_parent;
+        cfg.cgroup_parent =
+            clarateach_isolation::sandbox::SandboxConfig::new(dir, &a.bin).cgroup_parent;
         cfg
     };
     let first = SandboxBackend::new(own_groups(a.dir.path())).expect("backend");
@@ -378,7 +378,10 @@ async fn two_backends_of_one_host_never_share_a_seat_cgroup() {
     let ep = second.start(&key).await.expect("start on the other");
     let (status, _) = run(socket_of(&ep), &ep.token, "true").await;
     assert_eq!(status, 200);
-    assert!(alive(warm), "the other backend's start left this one's seat alone");
+    assert!(
+        alive(warm),
+        "the other backend's start left this one's seat alone"
+    );
     assert_eq!(freezer_state_of(warm).as_deref(), Some("FROZEN"));
     second.destroy(&key, true).await.expect("destroy");
     first.release_ahead(&a.ws).await.expect("release");
